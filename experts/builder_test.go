@@ -17,6 +17,7 @@ type testGGUF struct {
 	tensors     []testTensor
 	tensorCount *uint64 // overrides len(tensors)
 	kvCount     *uint64 // overrides len(kvs)
+	noData      bool    // stop after the header
 }
 
 type testKV struct {
@@ -193,7 +194,7 @@ func (g *testGGUF) bytes() ([]byte, layout) {
 		b = append(b, make([]byte, align(uint64(len(b)))-uint64(len(b)))...)
 	}
 	l.dataOffset = int64(len(b))
-	if rel > 0 {
+	if rel > 0 && !g.noData {
 		data := make([]byte, rel)
 		for i := range data {
 			data[i] = byte(i*7 + 1) // not all zeros, so views can be told apart

@@ -132,7 +132,7 @@ func (p *parser) str(limit uint64) (string, error) {
 // place in it. The File it returns reads data from buf.
 func parse(path string, buf []byte) (*File, error) {
 	p := &parser{path: path, buf: buf}
-	f := &File{path: path, data: buf, alignment: DefaultAlignment}
+	f := &File{path: path, size: int64(len(buf)), data: buf, alignment: DefaultAlignment}
 	if err := p.header(f); err != nil {
 		return nil, err
 	}
