@@ -35,7 +35,7 @@ func FuzzOpen(f *testing.F) {
 	for _, g := range []*testGGUF{
 		smallMoE(ArchQwen3MoE, 4, TypeF32, TypeF16),
 		addHybrid(smallMoE(ArchQwen35MoE, 4, TypeF32, TypeF32), 4),
-		smallMoE("llama", 32, TypeQ8_0, TypeQ4_0),
+		smallMoE("llama", 4, TypeF16, TypeBF16),
 	} {
 		b, _ := g.bytes()
 		f.Add(b)
