@@ -176,10 +176,41 @@ func New(v Vocab) (*Tokenizer, error) {
 	return t, nil
 }
 
-// encodeState is the scratch space of one Encode call.
+// encodeState is the scratch space of one Encode call, pooled with a cache
+// of recently encoded words: a text repeats most of its words, and BPE is
+// most of the encoding time.
 type encodeState struct {
 	frags, spare []fragment
 	bpe          bpeWork
+	words        map[string]idSpan // cached word -> its ids in wordIDs
+	wordIDs      []int32
+}
+
+type idSpan struct{ start, end int32 }
+
+// Bounds of the word cache of an encodeState.
+const (
+	maxCachedWords   = 1 << 14
+	maxCachedWordLen = 32
+)
+
+// encodeWord appends the ids of one pre-tokenized word.
+func (t *Tokenizer) encodeWord(st *encodeState, dst []int32, word string) []int32 {
+	if span, ok := st.words[word]; ok {
+		return append(dst, st.wordIDs[span.start:span.end]...)
+	}
+	n := len(dst)
+	dst = t.bpe.encode(dst, word, &st.bpe)
+	if len(word) <= maxCachedWordLen {
+		if st.words == nil || len(st.words) >= maxCachedWords {
+			st.words = make(map[string]idSpan, 1024)
+			st.wordIDs = st.wordIDs[:0]
+		}
+		start := int32(len(st.wordIDs))
+		st.wordIDs = append(st.wordIDs, dst[n:]...)
+		st.words[strings.Clone(word)] = idSpan{start, int32(len(st.wordIDs))}
+	}
+	return dst
 }
 
 // fragment is a byte range of the input: raw text, or one special token.
@@ -208,6 +239,10 @@ func (t *Tokenizer) EncodeText(text string) []int32 {
 func (t *Tokenizer) encode(text string, parseSpecial, addBOS, addEOS bool) []int32 {
 	st := t.work.Get().(*encodeState)
 	defer t.work.Put(st)
+	return t.encodeWith(st, text, parseSpecial, addBOS, addEOS)
+}
+
+func (t *Tokenizer) encodeWith(st *encodeState, text string, parseSpecial, addBOS, addEOS bool) []int32 {
 	ids := make([]int32, 0, len(text)/3+2)
 	if addBOS {
 		ids = append(ids, t.bos)
@@ -218,7 +253,7 @@ func (t *Tokenizer) encode(text string, parseSpecial, addBOS, addEOS bool) []int
 			continue
 		}
 		t.pre.split(canonicalText(text[f.start:f.end]), func(word string) {
-			ids = t.bpe.encode(ids, word, &st.bpe)
+			ids = t.encodeWord(st, ids, word)
 		})
 	}
 	if addEOS {
