@@ -1,9 +1,6 @@
 package tokenizer
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // GPT-2's byte-level alphabet: every byte is one printable code point, so a
 // token's text never contains raw spaces or control bytes. Bytes that are
@@ -49,7 +46,8 @@ type bpe struct {
 // newBPE builds the merge table. A merge is "left right", split at the first
 // space after the first byte, as llama.cpp does; the first occurrence of a
 // pair sets its rank. Merges whose halves can never be formed are dropped.
-func newBPE(tokens []string, ids map[string]int32, merges []string) (*bpe, error) {
+// New's limits on tokens and merges keep every symbol id within int32.
+func newBPE(tokens []string, ids map[string]int32, merges []string) *bpe {
 	b := &bpe{nTokens: int32(len(tokens)), rules: make(map[uint64]mergeRule, len(merges))}
 	synthetic := map[string]symbol{}
 	var texts []string // of synthetic symbols
@@ -104,9 +102,6 @@ func newBPE(tokens []string, ids map[string]int32, merges []string) (*bpe, error
 		res, _ := formable(string(buf))
 		b.rules[key] = mergeRule{rank: int32(rank), result: res}
 	}
-	if int64(b.nTokens)+int64(len(texts)) > maxSymbols {
-		return nil, fmt.Errorf("%w: %d tokens and %d merges exceed %d symbols", ErrInvalidVocab, len(tokens), len(merges), maxSymbols)
-	}
 	// llama.cpp emits a non-token symbol as the tokens of its single bytes
 	// (bytes of the encoded text, so only ASCII-printable ones exist) and
 	// silently drops the rest.
@@ -118,7 +113,7 @@ func newBPE(tokens []string, ids map[string]int32, merges []string) (*bpe, error
 			}
 		}
 	}
-	return b, nil
+	return b
 }
 
 func splitMerge(m string) (left, right string, ok bool) {

@@ -28,9 +28,8 @@ const NoToken int32 = -1
 
 // Limits on vocabulary data, so that hostile metadata fails cleanly.
 const (
-	maxTokens  = 1 << 24 // Qwen3.5 has 248,320
-	maxMerges  = 1 << 24
-	maxSymbols = 1<<31 - 1
+	maxTokens = 1 << 24 // Qwen3.5 has 248,320
+	maxMerges = 1 << 24
 )
 
 // Vocab is the tokenizer data of a GGUF file (the tokenizer.ggml.* keys).
@@ -75,13 +74,12 @@ type special struct {
 	control bool // control or unknown: recognized only when parsing specials
 }
 
-// endOfGeneration lists the token texts llama.cpp treats as ending
-// generation (llama-vocab.cpp, special_eog_ids) that occur in Qwen
-// vocabularies, including its FIM tokens. Like llama.cpp, a token with one of
-// these texts counts as a control token whatever its stored type.
+// endOfGeneration lists the Qwen token texts that llama.cpp recognizes as
+// ending generation (llama-vocab.cpp, special_eog_ids), including the FIM
+// tokens it adds there. Like llama.cpp, a token with one of these texts
+// counts as a control token whatever its stored type.
 var endOfGeneration = []string{
-	"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|eom_id|>",
-	"<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+	"<|im_end|>", "<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 }
 
 // New builds a tokenizer from vocabulary data.
@@ -108,7 +106,7 @@ func New(v Vocab) (*Tokenizer, error) {
 	case v.Types != nil && len(v.Types) != n:
 		return nil, fmt.Errorf("%w: %d token types for %d tokens", ErrInvalidVocab, len(v.Types), n)
 	}
-	t.tokens = v.Tokens
+	t.tokens = slices.Clone(v.Tokens)
 	t.types = make([]TokenType, n)
 	t.ids = make(map[string]int32, n)
 	for id, text := range v.Tokens {
@@ -151,10 +149,7 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 	}
 
-	var err error
-	if t.bpe, err = newBPE(v.Tokens, t.ids, v.Merges); err != nil {
-		return nil, err
-	}
+	t.bpe = newBPE(t.tokens, t.ids, v.Merges)
 
 	for id, typ := range t.types {
 		switch typ {

@@ -281,6 +281,21 @@ func TestSpecialTokens(t *testing.T) {
 	assert.Empty(t, tok.Encode(""))
 }
 
+// TestEOGTextsAreControl: like llama.cpp, a token spelled "<|im_end|>" ends
+// generation and is parsed as a control token even when stored as normal.
+func TestEOGTextsAreControl(t *testing.T) {
+	tok, err := New(smallVocab(extraToken{"<|im_end|>", TypeNormal}))
+	require.NoError(t, err)
+	end, _ := tok.ID("<|im_end|>")
+	a, _ := tok.ID("a")
+	assert.True(t, tok.IsEOG(end))
+	_, typ, err := tok.Token(end)
+	require.NoError(t, err)
+	assert.Equal(t, TypeControl, typ)
+	assert.Equal(t, []int32{a, end}, tok.Encode("a<|im_end|>"))
+	assert.Len(t, tok.EncodeText("a<|im_end|>"), 11)
+}
+
 func TestAddBOSAndEOS(t *testing.T) {
 	v := smallVocab(extraToken{"<s>", TypeControl}, extraToken{"</s>", TypeControl})
 	v.BOS, v.EOS, v.AddBOS, v.AddEOS = int32(len(v.Tokens)-2), int32(len(v.Tokens)-1), true, true
