@@ -138,9 +138,7 @@ func New(v Vocab) (*Tokenizer, error) {
 	for _, text := range endOfGeneration {
 		if id, ok := t.ids[text]; ok {
 			t.eog[id] = true
-			if t.types[id] == TypeNormal {
-				t.types[id] = TypeControl
-			}
+			t.types[id] = TypeControl
 		}
 	}
 	for _, id := range []int32{v.EOS, v.EOT} {
