@@ -9,7 +9,7 @@ import (
 )
 
 func Example() {
-	f, err := experts.Open("testdata/qwen35moe-tiny-f32.gguf")
+	f, err := experts.Open("../../../experts/testdata/qwen35moe-tiny-f32.gguf")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func Example() {
 }
 
 func ExampleDecoder() {
-	f, err := experts.Open("testdata/qwen3moe-tiny-q8_0.gguf")
+	f, err := experts.Open("../../../experts/testdata/qwen3moe-tiny-q8_0.gguf")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -35,9 +35,12 @@ type oracleCases struct {
 	} `json:"cases"`
 }
 
+// modelDir holds the oracle models; the experts package owns the copies.
+const modelDir = "../../../experts/testdata"
+
 func loadGGUF(t testing.TB, name string) *Tokenizer {
 	t.Helper()
-	f, err := experts.Open(filepath.Join("testdata", name))
+	f, err := experts.Open(filepath.Join(modelDir, name))
 	require.NoError(t, err)
 	defer f.Close()
 	tok, err := FromGGUF(f)
@@ -105,7 +108,7 @@ func TestOracleArchitecturesDiffer(t *testing.T) {
 }
 
 func TestVocabFromGGUF(t *testing.T) {
-	f, err := experts.Open(filepath.Join("testdata", oracles[1].model))
+	f, err := experts.Open(filepath.Join(modelDir, oracles[1].model))
 	require.NoError(t, err)
 	defer f.Close()
 	v, err := VocabFromGGUF(f)
