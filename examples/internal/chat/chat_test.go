@@ -27,7 +27,7 @@ func TestOracleChatSequence(t *testing.T) {
 	wantExchange := append(want[:len(want):len(want)], 51, 329, 685, 279, 683, 334, 345, 296, 274, 13, 758, 198)
 
 	for _, model := range []string{"qwen3moe-tiny-q8_0.gguf", "qwen35moe-tiny-f32.gguf"} {
-		f, err := experts.Open(filepath.Join("..", "tokenizer", "testdata", model))
+		f, err := experts.Open(filepath.Join("..", "..", "..", "experts", "testdata", model))
 		require.NoError(t, err)
 		tok, err := tokenizer.FromGGUF(f)
 		require.NoError(t, f.Close())
