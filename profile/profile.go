@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 )
 
 // Version is the profile file format version written by Save and Encode.
@@ -152,7 +153,7 @@ func (p *Profile) Check(model ModelID) error { return model.Check(p.Model) }
 
 // Merge adds other's statistics to p. Both must describe the same model
 // (ErrModelMismatch otherwise). Co-activation counts survive only if both
-// profiles have them. Differing workload labels are joined with "+".
+// profiles have them. Workload labels are joined with "+", each label once.
 // Reuse distances are not recomputed across the two: other's first uses stay first uses.
 func (p *Profile) Merge(other *Profile) error {
 	if err := p.Model.Check(other.Model); err != nil {
@@ -164,11 +165,14 @@ func (p *Profile) Merge(other *Profile) error {
 	if p.Model.TensorHash == "" {
 		p.Model.TensorHash = other.Model.TensorHash
 	}
-	switch {
-	case p.Workload == "":
-		p.Workload = other.Workload
-	case other.Workload != "" && other.Workload != p.Workload:
-		p.Workload += "+" + other.Workload
+	for _, w := range strings.Split(other.Workload, "+") {
+		switch {
+		case w == "" || slices.Contains(strings.Split(p.Workload, "+"), w):
+		case p.Workload == "":
+			p.Workload = w
+		default:
+			p.Workload += "+" + w
+		}
 	}
 	p.Tokens += other.Tokens
 	for i := range p.Layers {

@@ -104,8 +104,8 @@ func NewRecorder(model ModelID, opts ...Option) (*Recorder, error) {
 func (r *Recorder) Model() ModelID { return r.model }
 
 // Record adds one token's routing at layer: the selected expert ids (at most
-// ExpertsUsed, each in [0, Experts)) and their routing weights (nil, or one per
-// id). It does not allocate. Invalid input is an error (ErrOutOfRange or
+// ExpertsUsed distinct ids in [0, Experts)) and their routing weights (nil, or one per
+// id; they are summed unchecked, so pass finite ones). It does not allocate. Invalid input is an error (ErrOutOfRange or
 // ErrInvalid) and records nothing.
 func (r *Recorder) Record(layer int, ids []int32, weights []float32) error {
 	if layer < 0 || layer >= len(r.layers) {
@@ -143,9 +143,7 @@ func (r *Recorder) Record(layer int, ids []int32, weights []float32) error {
 				if lo > hi {
 					lo, hi = hi, lo
 				}
-				if lo != hi {
-					l.pairs[pairIndex(lo, hi, n)]++
-				}
+				l.pairs[pairIndex(lo, hi, n)]++
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -125,15 +126,19 @@ func (t *Trace) AddToken() int {
 }
 
 // Set stores the experts (and routing weights) selected for token at layer,
-// replacing what was there. ids must be expert ids in [0, Experts), at most
-// ExpertsUsed of them; weights is nil or as long as ids. Weights are ignored when
+// replacing what was there. ids must be distinct expert ids in [0, Experts), at most
+// ExpertsUsed of them; weights is nil or as long as ids, and finite. Weights are ignored when
 // the trace has none, and stored as zeros when the trace has weights and weights
 // is nil.
 func (t *Trace) Set(token, layer int, ids []int32, weights []float32) error {
 	if err := t.checkIndex(token, layer); err != nil {
 		return err
 	}
-	if err := checkRoute(t.model.Experts, t.model.ExpertsUsed, ids, weights); err != nil {
+	err := checkRoute(t.model.Experts, t.model.ExpertsUsed, ids, weights)
+	if err == nil {
+		err = checkFinite(weights)
+	}
+	if err != nil {
 		return fmt.Errorf("token %d layer %d: %w", token, layer, err)
 	}
 	r := token*t.model.Layers + layer
@@ -174,9 +179,27 @@ func checkRoute(experts, topK int, ids []int32, weights []float32) error {
 	if weights != nil && len(weights) != len(ids) {
 		return fmt.Errorf("%w: %d weights for %d experts", ErrInvalid, len(weights), len(ids))
 	}
-	for _, id := range ids {
+	for i, id := range ids {
 		if uint32(id) >= uint32(experts) {
 			return fmt.Errorf("%w: expert %d of %d", ErrOutOfRange, id, experts)
+		}
+		// A router never selects an expert twice; a repeat would be counted
+		// twice and read as a reuse at distance 0. k is small: compare pairs.
+		for _, prev := range ids[:i] {
+			if prev == id {
+				return fmt.Errorf("%w: expert %d selected twice", ErrInvalid, id)
+			}
+		}
+	}
+	return nil
+}
+
+// checkFinite rejects NaN and infinite routing weights, which no encoding can
+// carry faithfully (JSON has no NaN).
+func checkFinite(weights []float32) error {
+	for _, x := range weights {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%w: routing weight %v", ErrInvalid, x)
 		}
 	}
 	return nil

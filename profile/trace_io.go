@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Encoding selects a trace encoding. Both are specified in TRACE.md.
@@ -89,6 +91,11 @@ func NewTraceWriter(w io.Writer, enc Encoding, model ModelID, opts ...TraceOptio
 	if err := model.Validate(); err != nil {
 		return nil, err
 	}
+	for _, s := range []string{model.Name, model.Arch, model.TensorHash} {
+		if !utf8.ValidString(s) {
+			return nil, fmt.Errorf("%w: model string %q is not UTF-8", ErrInvalid, s)
+		}
+	}
 	var c traceConfig
 	for _, o := range opts {
 		o.applyTrace(&c)
@@ -135,8 +142,8 @@ func (tw *TraceWriter) emit() error {
 
 // StartSegment marks the start of a segment: the tokens written next belong to it.
 func (tw *TraceWriter) StartSegment(name, phase string) error {
-	if len(name) > maxSegmentName || len(phase) > math.MaxUint8 {
-		return fmt.Errorf("%w: segment name of %d bytes or phase of %d", ErrInvalid, len(name), len(phase))
+	if len(name) > maxSegmentName || len(phase) > math.MaxUint8 || !utf8.ValidString(name) || !utf8.ValidString(phase) {
+		return fmt.Errorf("%w: segment name %q or phase %q too long or not UTF-8", ErrInvalid, name, phase)
 	}
 	switch tw.enc {
 	case JSONL:
@@ -173,10 +180,8 @@ func (tw *TraceWriter) WriteToken(experts [][]int32, weights [][]float32) error 
 		if err := checkRoute(m.Experts, m.ExpertsUsed, ids, w); err != nil {
 			return fmt.Errorf("layer %d: %w", l, err)
 		}
-		for _, x := range w {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("%w: layer %d: routing weight %v", ErrInvalid, l, x)
-			}
+		if err := checkFinite(w); err != nil {
+			return fmt.Errorf("layer %d: %w", l, err)
 		}
 	}
 	if tw.enc == JSONL {
@@ -461,6 +466,9 @@ func (tr *TraceReader) readString(lenBytes int) (string, error) {
 	if err := tr.readFull(s); err != nil {
 		return "", err
 	}
+	if !utf8.Valid(s) {
+		return "", errors.New("string is not UTF-8")
+	}
 	return string(s), nil
 }
 
@@ -572,6 +580,10 @@ func (tr *TraceReader) nextBinary() error {
 				w := tr.wts[l][:0]
 				for i := range n {
 					w = append(w, math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])))
+				}
+				if err := checkFinite(w); err != nil {
+					tr.offset = start
+					return tr.formatError(fmt.Sprintf("layer %d", l), err)
 				}
 				tr.wts[l] = w
 				b = b[4*m.ExpertsUsed:]
