@@ -181,8 +181,8 @@ func lruHitRate(t *Trace, capacity int) float64 {
 // trace's README (prompts concatenated in numeric order).
 func TestRealDeepSeek(t *testing.T) {
 	dir := sharedTraces(t)
-	if testing.Short() {
-		t.Skip("reads 94k tokens")
+	if testing.Short() || raceEnabled {
+		t.Skip("replays 94k tokens: skipped with -short and -race")
 	}
 	tr, err := OpenTrace(filepath.Join(dir, "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 	require.NoError(t, err)
