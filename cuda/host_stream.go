@@ -11,19 +11,28 @@ import (
 
 // completion is the outcome of one Record (or of a Synchronize marker): when
 // the work queued before it finished, on the device's clock, and the stream's
-// error by then. Under WithVirtualClock it is filled in when queued, and done
-// once the host clock reaches at.
+// error by then. Under WithVirtualClock it is filled in when queued, and has
+// completed once the host clock reaches at.
 type completion struct {
 	done chan struct{}
 	at   time.Duration
 	err  error
 }
 
-func newCompletion() *completion { return &completion{done: make(chan struct{})} }
+// newCompletion makes a completion; under WithVirtualClock, whose
+// completions are filled in as they are queued, without a channel.
+func (h *HostDevice) newCompletion() *completion {
+	if h.cfg.virtual {
+		return &completion{}
+	}
+	return &completion{done: make(chan struct{})}
+}
 
 func (c *completion) complete(at time.Duration, err error) {
 	c.at, c.err = at, err
-	close(c.done)
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // hostOp is one queued operation. wait, run and mark are each optional and
@@ -388,7 +397,7 @@ func (s *hostStream) Record(e Event) error {
 	if err != nil {
 		return fmt.Errorf("cuda: Record: %w", err)
 	}
-	c := newCompletion()
+	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
 		return err
 	}
@@ -430,7 +439,7 @@ func (s *hostStream) Query() (bool, error) {
 
 // Synchronize implements Stream.
 func (s *hostStream) Synchronize(ctx context.Context) error {
-	c := newCompletion()
+	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
 		return err
 	}
