@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -357,7 +358,9 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 	if err := checkLaunch(&cfg); err != nil {
 		return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
 	}
-	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: args, mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
+	// The arguments are copied: the caller may reuse its slice before the
+	// kernel runs.
+	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: slices.Clone(args), mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
 	for i, a := range args {
 		switch a.kind {
 		case argBuffer:
@@ -485,25 +488,22 @@ func (h *HostDevice) completed(c *completion) bool {
 
 // Close implements Stream.
 func (s *hostStream) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.shutdown() {
 		return fmt.Errorf("cuda: stream %d: %w", s.num, ErrClosed)
 	}
-	s.mu.Unlock()
 	s.dev.mu.Lock()
 	delete(s.dev.streams, s)
 	s.dev.mu.Unlock()
-	s.shutdown()
 	return nil
 }
 
 // shutdown stops the stream taking work and waits for its queue to drain.
-func (s *hostStream) shutdown() {
+// It reports false if the stream was closed already.
+func (s *hostStream) shutdown() bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.closed = true
 	if s.queue != nil {
@@ -513,6 +513,7 @@ func (s *hostStream) shutdown() {
 	if s.exited != nil {
 		<-s.exited
 	}
+	return true
 }
 
 // hostEvent is an Event of the host backend.
