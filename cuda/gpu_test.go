@@ -54,7 +54,7 @@ func TestGPUKernelCacheOnDisk(t *testing.T) {
 	assert.Len(t, files, 1)
 	info, err := os.Stat(files[0])
 	require.NoError(t, err)
-	assert.Greater(t, info.Size(), int64(1000), "a compiled image")
+	assert.Greater(t, info.Size(), int64(100), "a compiled image")
 }
 
 func TestGPUEventsTimeWork(t *testing.T) {
