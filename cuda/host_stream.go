@@ -313,8 +313,8 @@ func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
 	if err != nil {
 		return fmt.Errorf("cuda: Memset: %w", err)
 	}
-	info := CopyInfo{Kind: Memset, Size: n, Dst: dst, DstOff: off}
-	cost := s.dev.copyCost(Memset, n, true)
+	info := CopyInfo{Kind: CopyMemset, Size: n, Dst: dst, DstOff: off}
+	cost := s.dev.copyCost(CopyMemset, n, true)
 	return s.queueCopy(info, linkDevice, cost, func() {
 		b := a.data[aoff : aoff+n]
 		for i := range b {
