@@ -68,7 +68,7 @@ func Float32ToBF16(f float32) uint16 {
 // e8m0HalfToFloat32 decodes an E8M0 block scale (2^(e-127)) and halves it:
 // ggml stores the MXFP4 code points doubled (kvaluesMXFP4), so the scale that
 // multiplies them is 2^(e-128). e = 0 and 1 give the subnormals 2⁻¹²⁸ and
-// 2⁻¹²⁷; e = 255 gives +Inf rather than NaN, as in ggml.
+// 2⁻¹²⁷; e = 255, NaN in the OCP MX format, decodes as 2¹²⁷, as in ggml.
 func e8m0HalfToFloat32(e uint8) float32 {
 	if e < 2 {
 		return math.Float32frombits(0x00200000 << e)
@@ -94,7 +94,8 @@ func ue4m3HalfToFloat32(x uint8) float32 {
 
 // float32ToUE4M3 encodes a non-negative scale as unsigned E4M3 the way ggml's
 // NVFP4 reference quantizer does: clamped to 448, the mantissa rounded half
-// up, results past the largest finite code saturated to 0x7e.
+// up, and anything from 256 up (exponent 15, which ggml treats as out of
+// range) saturated to 0x7e, i.e. 448.
 func float32ToUE4M3(x float32) uint8 {
 	if !(x > 0) {
 		return 0
