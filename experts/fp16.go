@@ -11,16 +11,14 @@ import "math"
 // subnormals included; NaN payloads are kept.
 func Float16ToFloat32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch exp {
-	case 0:
-		// Zero or subnormal: man·2⁻²⁴, exact in float32.
-		return math.Float32frombits(sign | math.Float32bits(float32(man)*0x1p-24))
-	case 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	default:
-		return math.Float32frombits(sign | (exp+(127-15))<<23 | man<<13)
+	bits := uint32(h & 0x7fff)
+	switch {
+	case bits < 0x400: // zero or subnormal: bits·2⁻²⁴, exact in float32
+		return math.Float32frombits(sign | math.Float32bits(float32(bits)*0x1p-24))
+	case bits >= 0x7c00: // Inf or NaN
+		return math.Float32frombits(sign | 0x7f800000 | (bits&0x3ff)<<13)
+	default: // move exponent and mantissa into place and rebias the exponent
+		return math.Float32frombits(sign | (bits<<13 + (127-15)<<23))
 	}
 }
 

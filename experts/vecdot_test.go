@@ -293,7 +293,7 @@ func TestSwarDot8(t *testing.T) {
 		for i := range c {
 			want += (int32(c[i]) - int32(off)) * int32(int8(y[i]))
 		}
-		got := swarDot8(binary.LittleEndian.Uint64(c[:]), binary.LittleEndian.Uint64(y[:]), off)
+		got := swarDot8(binary.LittleEndian.Uint64(c[:]), binary.LittleEndian.Uint64(y[:]), uint64(off)*swarLane)
 		require.Equal(t, want, got, "c=%v y=%v off=%d", c, y, off)
 	}
 	fill := func(v byte) (a [8]byte) {
