@@ -297,3 +297,41 @@ func TestCanDequantize(t *testing.T) {
 	require.False(t, TypeIQ2_XXS.CanDequantize())
 	require.False(t, Type(1000).CanDequantize())
 }
+
+// TestTypeTableMatchesBlockLayouts checks experts' type table against the
+// block structs of ggml-common.h, summed field by field, for every type this
+// package decodes.
+func TestTypeTableMatchesBlockLayouts(t *testing.T) {
+	const half = 2 // ggml_half
+	layouts := map[Type][2]int{ // elements, bytes
+		TypeF32:    {1, 4},
+		TypeF16:    {1, half},
+		TypeBF16:   {1, 2},
+		TypeQ4_0:   {32, half + 32/2},
+		TypeQ4_1:   {32, 2*half + 32/2},
+		TypeQ5_0:   {32, half + 4 + 32/2},
+		TypeQ5_1:   {32, 2*half + 4 + 32/2},
+		TypeQ8_0:   {32, half + 32},
+		TypeQ8_1:   {32, 2*half + 32},
+		TypeQ2_K:   {256, 256/16 + 256/4 + 2*half},
+		TypeQ3_K:   {256, 256/8 + 256/4 + 12 + half},
+		TypeQ4_K:   {256, 2*half + 12 + 256/2},
+		TypeQ5_K:   {256, 2*half + 12 + 256/8 + 256/2},
+		TypeQ6_K:   {256, 256/2 + 256/4 + 256/16 + half},
+		TypeQ8_K:   {256, 4 + 256 + 2*256/16},
+		TypeIQ4_NL: {32, half + 32/2},
+		TypeIQ4_XS: {256, half + 2 + 256/64 + 256/2},
+		TypeTQ1_0:  {256, (256-4*256/64)/5 + 256/64 + half},
+		TypeTQ2_0:  {256, 256/4 + half},
+		TypeMXFP4:  {32, 1 + 32/2},
+		TypeNVFP4:  {64, 64/16 + 64/2},
+		TypeQ1_0:   {128, half + 128/8},
+		TypeQ2_0:   {64, half + 64/4},
+	}
+	for typ := range dequantizers {
+		l, ok := layouts[typ]
+		require.True(t, ok, "no layout for %v", typ)
+		require.Equal(t, l[0], typ.BlockSize(), "%v block size", typ)
+		require.Equal(t, l[1], typ.BlockBytes(), "%v block bytes", typ)
+	}
+}
