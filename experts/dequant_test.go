@@ -302,7 +302,7 @@ func TestCanDequantize(t *testing.T) {
 // block structs of ggml-common.h, summed field by field, for every type this
 // package decodes.
 func TestTypeTableMatchesBlockLayouts(t *testing.T) {
-	const half = 2 // ggml_half
+	const half = 2              // ggml_half
 	layouts := map[Type][2]int{ // elements, bytes
 		TypeF32:    {1, 4},
 		TypeF16:    {1, half},
