@@ -163,6 +163,32 @@ func VecDotChecked(t Type, n int, w, act []byte) (float32, error) {
 	return VecDot(t, n, w, act), nil
 }
 
+// MatVec multiplies len(out) rows of n weights of type t, stored back to back
+// in w, with one activation vector act in t.VecDotType():
+// out[r] = VecDot(t, n, row r, act). It validates the sizes once, so it suits
+// whole matrices or row ranges handed to parallel workers.
+func MatVec(t Type, n int, w, act []byte, out []float32) error {
+	if len(out) == 0 {
+		return nil
+	}
+	rowBytes, err := t.RowBytes(uint64(max(n, 0)))
+	if err != nil {
+		return fmt.Errorf("experts: mat vec: %w: %w", ErrQuantSize, err)
+	}
+	if uint64(len(w)) != rowBytes*uint64(len(out)) {
+		return fmt.Errorf("experts: mat vec: %w: %d rows of %d %v elements take %d bytes, got %d",
+			ErrQuantSize, len(out), n, t, rowBytes*uint64(len(out)), len(w))
+	}
+	row := int(rowBytes)
+	if _, err := VecDotChecked(t, n, w[:row], act); err != nil {
+		return fmt.Errorf("experts: mat vec: %w", err)
+	}
+	for r := range out {
+		out[r] = VecDot(t, n, w[r*row:(r+1)*row], act)
+	}
+	return nil
+}
+
 // dotI8x32 is the exact integer dot product of two blocks of 32 int8. Each
 // weight byte is split into its low nibble and its signed high nibble
 // (x = 16·hi + lo) so that the products fit the packed lanes of swarMul.
