@@ -223,18 +223,20 @@ func dequantQ2K(src []byte, dst []float32) {
 		b := (*[84]byte)(src)
 		y := (*[256]float32)(dst)
 		d, dmin := f16At(b[80:]), f16At(b[82:])
-		out := 0
 		for half := 0; half < 2; half++ {
 			q := (*[32]byte)(b[16+32*half:])
-			for shift := 0; shift < 8; shift += 2 {
-				for part := 0; part < 2; part++ {
-					sc := b[out/16]
-					dl := d * float32(sc&15)
-					ml := dmin * float32(sc>>4)
-					for l := 16 * part; l < 16*part+16; l++ {
-						y[out&255] = float32(dl*float32(q[l]>>shift&3)) - ml
-						out++
-					}
+			for k := 0; k < 4; k++ { // bit pair k of the 32 bytes: 32 elements, two groups of 16
+				shift := 2 * k
+				g := 8*half + 2*k
+				var lut0, lut1 [4]float32
+				for v := range lut0 {
+					lut0[v] = float32(d*float32(b[g]&15)*float32(v)) - float32(dmin*float32(b[g]>>4))
+					lut1[v] = float32(d*float32(b[g+1]&15)*float32(v)) - float32(dmin*float32(b[g+1]>>4))
+				}
+				out := (*[32]float32)(y[128*half+32*k:])
+				for l := 0; l < 16; l++ {
+					out[l] = lut0[q[l]>>shift&3]
+					out[l+16] = lut1[q[l+16]>>shift&3]
 				}
 			}
 		}
@@ -269,23 +271,25 @@ func dequantQ3K(src []byte, dst []float32) {
 		hm := (*[32]byte)(b[0:32])
 		scales := q3KScales((*[12]byte)(b[96:108]))
 		dall := f16At(b[108:])
-		out := 0
-		m := byte(1)
 		for half := 0; half < 2; half++ {
 			q := (*[32]byte)(b[32+32*half:])
-			for shift := 0; shift < 8; shift += 2 {
-				for part := 0; part < 2; part++ {
-					dl := dall * float32(scales[out/16])
-					for l := 16 * part; l < 16*part+16; l++ {
-						v := int(q[l] >> shift & 3)
-						if hm[l]&m == 0 {
-							v -= 4
-						}
-						y[out&255] = dl * float32(v)
-						out++
+			for k := 0; k < 4; k++ { // bit pair k: 32 elements, two groups of 16
+				shift := 2 * k
+				m := byte(1) << (4*half + k)
+				g := 8*half + 2*k
+				dl0, dl1 := dall*float32(scales[g&15]), dall*float32(scales[(g+1)&15])
+				out := (*[32]float32)(y[128*half+32*k:])
+				for l := 0; l < 32; l++ {
+					v := int(q[l] >> shift & 3)
+					if hm[l]&m == 0 {
+						v -= 4
+					}
+					if l < 16 {
+						out[l] = dl0 * float32(v)
+					} else {
+						out[l] = dl1 * float32(v)
 					}
 				}
-				m <<= 1
 			}
 		}
 		src, dst = src[110:], dst[256:]
@@ -314,8 +318,8 @@ func dequantQ4K(src []byte, dst []float32) {
 			q := (*[32]byte)(b[16+32*j:])
 			sc1, m1 := kScaleMin(2*j, scales)
 			sc2, m2 := kScaleMin(2*j+1, scales)
-			d1, min1 := d*float32(sc1), dmin*float32(m1)
-			d2, min2 := d*float32(sc2), dmin*float32(m2)
+			d1, min1 := d*float32(sc1), float32(dmin*float32(m1))
+			d2, min2 := d*float32(sc2), float32(dmin*float32(m2))
 			lo := (*[32]float32)(y[64*j:])
 			hi := (*[32]float32)(y[64*j+32:])
 			for l, v := range q {
@@ -340,8 +344,8 @@ func dequantQ5K(src []byte, dst []float32) {
 			q := (*[32]byte)(b[48+32*j:])
 			sc1, m1 := kScaleMin(2*j, scales)
 			sc2, m2 := kScaleMin(2*j+1, scales)
-			d1, min1 := d*float32(sc1), dmin*float32(m1)
-			d2, min2 := d*float32(sc2), dmin*float32(m2)
+			d1, min1 := d*float32(sc1), float32(dmin*float32(m1))
+			d2, min2 := d*float32(sc2), float32(dmin*float32(m2))
 			lo := (*[32]float32)(y[64*j:])
 			hi := (*[32]float32)(y[64*j+32:])
 			for l, v := range q {

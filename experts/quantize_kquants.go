@@ -256,7 +256,7 @@ func quantQ2K(src []float32, dst []byte) {
 			if dl == 0 {
 				continue
 			}
-			ml := dmin * float32(b[j]>>4)
+			ml := float32(dmin * float32(b[j]>>4)) // rounded before the addition, as in ggml
 			for i := 16 * j; i < 16*j+16; i++ {
 				l[i] = uint8(clampInt(nearestInt((x[i]+ml)/dl), 0, 3))
 			}
@@ -383,7 +383,7 @@ func quantK4or5(x *[256]float32, nmax int, rmin, rdelta float32, nstep int, l *[
 		if dl == 0 {
 			continue
 		}
-		ml := dmin * float32(m)
+		ml := float32(dmin * float32(m)) // rounded before the addition, as in ggml
 		for i := 32 * j; i < 32*j+32; i++ {
 			l[i] = uint8(clampInt(nearestInt((x[i]+ml)/dl), 0, nmax))
 		}
