@@ -445,17 +445,12 @@ func dotQ1_0(w, act []byte) float32 {
 		qs := (*[16]byte)(w[2:18])
 		var sumi float32
 		for k := 0; k < 4; k++ {
-			y := act[34*k:]
-			qy := (*[32]byte)(y[2:34])
+			y := (*[34]byte)(act[34*k:])
 			var s int32
-			for j, v := range qy {
-				if qs[4*k+j/8]>>(j%8)&1 != 0 {
-					s += int32(int8(v))
-				} else {
-					s -= int32(int8(v))
-				}
+			for j := 0; j < 4; j++ { // bit set: +y, clear: -y, i.e. code 2·bit - 1
+				s += swarDot8(spreadBits8(qs[4*k+j])<<1, le64(y[2+8*j:]), swarLane)
 			}
-			sumi += float32(f16At(y) * float32(s))
+			sumi += float32(f16At(y[:]) * float32(s))
 		}
 		sumf += float32(f16At(w) * sumi)
 		w, act = w[18:], act[136:]
@@ -463,20 +458,29 @@ func dotQ1_0(w, act []byte) float32 {
 	return sumf
 }
 
-// Q2_0·Q8_0: 64 two-bit codes (value code-1) against two Q8_0 blocks.
+// spreadPairs8 moves bit pair k of p to the low bits of byte k.
+func spreadPairs8(p uint16) uint64 {
+	x := uint64(p)
+	x = (x | x<<24) & 0x000000ff000000ff
+	x = (x | x<<12) & 0x000f000f000f000f
+	return (x | x<<6) & swarPairs
+}
+
+// Q2_0·Q8_0: 64 two-bit codes (value code-1, four per byte, least
+// significant first) against two Q8_0 blocks.
 func dotQ2_0(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 18 && len(act) >= 68 {
 		qs := (*[16]byte)(w[2:18])
 		var sumi float32
 		for k := 0; k < 2; k++ {
-			y := act[34*k:]
-			qy := (*[32]byte)(y[2:34])
+			y := (*[34]byte)(act[34*k:])
 			var s int32
-			for j, v := range qy {
-				s += (int32(qs[8*k+j/4]>>(2*(j%4))&3) - 1) * int32(int8(v))
+			for j := 0; j < 4; j++ {
+				codes := spreadPairs8(binary.LittleEndian.Uint16(qs[8*k+2*j:]))
+				s += swarDot8(codes, le64(y[2+8*j:]), swarLane)
 			}
-			sumi += float32(f16At(y) * float32(s))
+			sumi += float32(f16At(y[:]) * float32(s))
 		}
 		sumf += float32(f16At(w) * sumi)
 		w, act = w[18:], act[68:]

@@ -348,3 +348,20 @@ func TestMatVec(t *testing.T) {
 	}
 	require.ErrorIs(t, MatVec(TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), make([]float32, 1)), ErrUnsupportedType)
 }
+
+func TestSpreadBits(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		got := spreadBits8(byte(b))
+		for k := 0; k < 8; k++ {
+			require.Equal(t, uint64(b>>k&1), got>>(8*k)&0xff, "bit %d of %#02x", k, b)
+		}
+	}
+	for p := 0; p < 1<<16; p += 7 {
+		got := spreadPairs8(uint16(p))
+		for k := 0; k < 8; k++ {
+			if want := uint64(p >> (2 * k) & 3); got>>(8*k)&0xff != want {
+				t.Fatalf("pair %d of %#04x: got %d, want %d", k, p, got>>(8*k)&0xff, want)
+			}
+		}
+	}
+}
