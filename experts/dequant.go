@@ -320,11 +320,16 @@ func dequantQ4K(src []byte, dst []float32) {
 			sc2, m2 := kScaleMin(2*j+1, scales)
 			d1, min1 := d*float32(sc1), float32(dmin*float32(m1))
 			d2, min2 := d*float32(sc2), float32(dmin*float32(m2))
+			var lut1, lut2 [16]float32
+			for v := range lut1 {
+				lut1[v] = float32(d1*float32(v)) - min1
+				lut2[v] = float32(d2*float32(v)) - min2
+			}
 			lo := (*[32]float32)(y[64*j:])
 			hi := (*[32]float32)(y[64*j+32:])
 			for l, v := range q {
-				lo[l] = float32(d1*float32(v&15)) - min1
-				hi[l] = float32(d2*float32(v>>4)) - min2
+				lo[l] = lut1[v&15]
+				hi[l] = lut2[v>>4]
 			}
 		}
 		src, dst = src[144:], dst[256:]
