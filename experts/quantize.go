@@ -58,8 +58,9 @@ func (t Type) CanQuantize() bool {
 }
 
 // Quantize encodes src as len(src) elements of type t into dst with ggml's
-// reference quantizer, bit for bit what llama-quantize writes without an
-// importance matrix. len(src) must be a multiple of t.BlockSize() and dst
+// reference quantizer, what llama-quantize writes without an importance
+// matrix (the tests check Q8_0 and MXFP4 byte for byte against files it
+// wrote). len(src) must be a multiple of t.BlockSize() and dst
 // exactly t.RowBytes(len(src)) bytes long. Quantization works block by block,
 // so src may span several rows. Errors wrap ErrUnknownType,
 // ErrUnsupportedType or ErrQuantSize.
