@@ -309,3 +309,25 @@ func TestQuantizeKQuants(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizeHostileInput feeds NaN, infinities, huge and subnormal values
+// to every quantizer: the output is garbage in, garbage out, but nothing may
+// panic or hang.
+func TestQuantizeHostileInput(t *testing.T) {
+	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, -math.MaxFloat32, 1e-45, -1e-40, 0}
+	rng := rand.New(rand.NewPCG(71, 72))
+	for _, typ := range quantizeTypes() {
+		for trial := 0; trial < 20; trial++ {
+			x := randomActivations(512, rng)
+			for i := range x {
+				if rng.IntN(4) == 0 {
+					x[i] = specials[rng.IntN(len(specials))]
+				}
+			}
+			q := make([]byte, rowBytes(t, typ, len(x)))
+			require.NoError(t, Quantize(typ, x, q), "%v", typ)
+			require.NoError(t, QuantizeActivations(typ, x, q), "%v", typ)
+			require.NoError(t, Dequantize(typ, q, x), "%v", typ)
+		}
+	}
+}
