@@ -268,18 +268,33 @@ func dotNibbleBlock(q *[16]byte, qh uint32, y *[32]byte, off uint64) int32 {
 		swarDot8(w1>>4&swarNibbles|h3, le64(y[24:]), off)
 }
 
-// dotTable16 returns Σ k[lo(q[j])]·y[j] + k[hi(q[j])]·y[j+16] for a
-// 16-entry code table k (IQ4_NL, MXFP4).
-func dotTable16(k *[16]int8, q *[16]byte, y *[32]byte) int32 {
-	var s0, s1, s2, s3 int32
-	for j := 0; j < 16; j += 2 {
-		a, b := q[j], q[j+1]
-		s0 += int32(k[a&15]) * int32(int8(y[j]))
-		s1 += int32(k[a>>4]) * int32(int8(y[j+16]))
-		s2 += int32(k[b&15]) * int32(int8(y[j+1]))
-		s3 += int32(k[b>>4]) * int32(int8(y[j+17]))
+// nibblePairs maps each byte to the code-table values of its low and high
+// nibble, so a 4-bit non-linear format costs one lookup per byte.
+type nibblePairs [256][2]int32
+
+func makeNibblePairs(k *[16]int8) *nibblePairs {
+	var p nibblePairs
+	for b := range p {
+		p[b] = [2]int32{int32(k[b&15]), int32(k[b>>4])}
 	}
-	return s0 + s1 + s2 + s3
+	return &p
+}
+
+var (
+	pairsIQ4NL = makeNibblePairs(&kvaluesIQ4NL)
+	pairsMXFP4 = makeNibblePairs(&kvaluesMXFP4)
+)
+
+// dotTable16 returns Σ k[lo(q[j])]·y[j] + k[hi(q[j])]·y[j+16] for the code
+// table k behind p (IQ4_NL, IQ4_XS, MXFP4).
+func dotTable16(p *nibblePairs, q *[16]byte, y *[32]byte) int32 {
+	var s0, s1 int32
+	for j, b := range q {
+		v := &p[b]
+		s0 += v[0] * int32(int8(y[j]))
+		s1 += v[1] * int32(int8(y[j+16]))
+	}
+	return s0 + s1
 }
 
 func dotF32(w, act []byte) float32 {
@@ -397,7 +412,7 @@ func dotQ8_0(w, act []byte) float32 {
 func dotIQ4NL(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 18 && len(act) >= 34 {
-		sumi := dotTable16(&kvaluesIQ4NL, (*[16]byte)(w[2:18]), (*[32]byte)(act[2:34]))
+		sumi := dotTable16(pairsIQ4NL, (*[16]byte)(w[2:18]), (*[32]byte)(act[2:34]))
 		sumf += float32(float32(f16At(act)*f16At(w)) * float32(sumi))
 		w, act = w[18:], act[34:]
 	}
@@ -408,7 +423,7 @@ func dotIQ4NL(w, act []byte) float32 {
 func dotMXFP4(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 17 && len(act) >= 34 {
-		sumi := dotTable16(&kvaluesMXFP4, (*[16]byte)(w[1:17]), (*[32]byte)(act[2:34]))
+		sumi := dotTable16(pairsMXFP4, (*[16]byte)(w[1:17]), (*[32]byte)(act[2:34]))
 		sumf += float32(float32(f16At(act)*e8m0HalfToFloat32(w[0])) * float32(sumi))
 		w, act = w[17:], act[34:]
 	}
@@ -428,7 +443,8 @@ func dotNVFP4(w, act []byte) float32 {
 			qs := (*[8]byte)(b[4+8*s:])
 			var sumi int32
 			for j, q := range qs {
-				sumi += int32(int8(qy[j]))*int32(kvaluesMXFP4[q&15]) + int32(int8(qy[j+8]))*int32(kvaluesMXFP4[q>>4])
+				v := &pairsMXFP4[q]
+				sumi += int32(int8(qy[j]))*v[0] + int32(int8(qy[j+8]))*v[1]
 			}
 			sumf += float32(float32(dy*ue4m3HalfToFloat32(b[s])) * float32(sumi))
 		}
@@ -687,7 +703,7 @@ func dotIQ4XS(w, act []byte) float32 {
 		var isum int32
 		for ib := 0; ib < 8; ib++ {
 			ls := int32(x[4+ib/2]>>(4*(ib%2))&15) | int32(scalesH>>(2*ib)&3)<<4
-			s := dotTable16(&kvaluesIQ4NL, (*[16]byte)(x[8+16*ib:]), (*[32]byte)(y[4+32*ib:]))
+			s := dotTable16(pairsIQ4NL, (*[16]byte)(x[8+16*ib:]), (*[32]byte)(y[4+32*ib:]))
 			isum += (ls - 32) * s
 		}
 		sumf += float32(float32(f16At(x[0:])*q8KScale(y[:])) * float32(isum))
