@@ -82,7 +82,7 @@ var dotKernels = map[Type]func(w, act []byte) float32{
 	TypeQ2_0:   dotQ2_0,
 }
 
-// dotPlan is what VecDot needs per weight type, gathered in an array so that
+// dotPlan is what VecDot needs per weight type, gathered in a slice so that
 // the per-row call does no map lookups.
 type dotPlan struct {
 	kernel                  func(w, act []byte) float32
@@ -202,7 +202,7 @@ func dotI8x32(x, y *[32]byte) int32 {
 	return s
 }
 
-// The integer cores of the 2- to 6-bit formats are computed four products
+// The integer cores of the formats with linear codes are computed four products
 // per 64-bit multiplication ("SIMD within a register"). Four codes c and four
 // activations y are spread over the 16-bit lanes of two integers, the codes
 // in reverse lane order, so that lane 3 of the product, Σc·y, is the
