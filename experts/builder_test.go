@@ -52,14 +52,14 @@ type layout struct {
 
 func newTestGGUF() *testGGUF { return &testGGUF{magic: "GGUF", version: 3, alignment: 32} }
 
-func le32(x uint32) []byte   { return binary.LittleEndian.AppendUint32(nil, x) }
-func le64(x uint64) []byte   { return binary.LittleEndian.AppendUint64(nil, x) }
-func encStr(s string) []byte { return append(le64(uint64(len(s))), s...) }
+func enc32(x uint32) []byte  { return binary.LittleEndian.AppendUint32(nil, x) }
+func enc64(x uint64) []byte  { return binary.LittleEndian.AppendUint64(nil, x) }
+func encStr(s string) []byte { return append(enc64(uint64(len(s))), s...) }
 
-func u32v(x uint32) encoded  { return encoded{uint32(ValueUint32), le32(x)} }
-func i32v(x int32) encoded   { return encoded{uint32(ValueInt32), le32(uint32(x))} }
-func u64v(x uint64) encoded  { return encoded{uint32(ValueUint64), le64(x)} }
-func f32v(x float32) encoded { return encoded{uint32(ValueFloat32), le32(math.Float32bits(x))} }
+func u32v(x uint32) encoded  { return encoded{uint32(ValueUint32), enc32(x)} }
+func i32v(x int32) encoded   { return encoded{uint32(ValueInt32), enc32(uint32(x))} }
+func u64v(x uint64) encoded  { return encoded{uint32(ValueUint64), enc64(x)} }
+func f32v(x float32) encoded { return encoded{uint32(ValueFloat32), enc32(math.Float32bits(x))} }
 func boolv(b bool) encoded {
 	return encoded{uint32(ValueBool), []byte{map[bool]byte{false: 0, true: 1}[b]}}
 }
@@ -68,7 +68,7 @@ func rawv(typ uint32) encoded { return encoded{typ: typ} }
 
 // arrv is an array of elem with n claimed elements and the given payload.
 func arrv(elem ValueType, n uint64, payload []byte) encoded {
-	return encoded{uint32(ValueArray), slices.Concat(le32(uint32(elem)), le64(n), payload)}
+	return encoded{uint32(ValueArray), slices.Concat(enc32(uint32(elem)), enc64(n), payload)}
 }
 
 func strsv(ss ...string) encoded {
@@ -82,7 +82,7 @@ func strsv(ss ...string) encoded {
 func i32sv(xs ...int32) encoded {
 	var p []byte
 	for _, x := range xs {
-		p = append(p, le32(uint32(x))...)
+		p = append(p, enc32(uint32(x))...)
 	}
 	return arrv(ValueInt32, uint64(len(xs)), p)
 }
@@ -148,7 +148,7 @@ func (g *testGGUF) bytes() ([]byte, layout) {
 	var b []byte
 	var l layout
 	b = append(b, g.magic...)
-	b = append(b, le32(g.version)...)
+	b = append(b, enc32(g.version)...)
 	nt, nkv := uint64(len(g.tensors)), uint64(len(g.kvs))
 	if g.tensorCount != nil {
 		nt = *g.tensorCount
@@ -156,12 +156,12 @@ func (g *testGGUF) bytes() ([]byte, layout) {
 	if g.kvCount != nil {
 		nkv = *g.kvCount
 	}
-	b = append(b, le64(nt)...)
-	b = append(b, le64(nkv)...)
+	b = append(b, enc64(nt)...)
+	b = append(b, enc64(nkv)...)
 	for _, kv := range g.kvs {
 		l.kvAt = append(l.kvAt, int64(len(b)))
 		b = append(b, encStr(kv.key)...)
-		b = append(b, le32(kv.value.typ)...)
+		b = append(b, enc32(kv.value.typ)...)
 		b = append(b, kv.value.payload...)
 	}
 	align := func(x uint64) uint64 { return (x + g.alignment - 1) / g.alignment * g.alignment }
@@ -177,17 +177,17 @@ func (g *testGGUF) bytes() ([]byte, layout) {
 		if t.nDims != nil {
 			nd = *t.nDims
 		}
-		b = append(b, le32(nd)...)
+		b = append(b, enc32(nd)...)
 		for _, d := range t.dims {
-			b = append(b, le64(d)...)
+			b = append(b, enc64(d)...)
 		}
-		b = append(b, le32(uint32(t.typ))...)
+		b = append(b, enc32(uint32(t.typ))...)
 		l.tensorOffAt = append(l.tensorOffAt, int64(len(b)))
 		off := l.tensorDataRel[i]
 		if t.offset != nil {
 			off = *t.offset
 		}
-		b = append(b, le64(off)...)
+		b = append(b, enc64(off)...)
 	}
 	l.headerEnd = int64(len(b))
 	if len(g.tensors) > 0 {

@@ -102,7 +102,7 @@ func scalarEncoding(v Value) encoded {
 	case float32:
 		return f32v(x)
 	case float64:
-		return encoded{uint32(ValueFloat64), le64(math.Float64bits(x))}
+		return encoded{uint32(ValueFloat64), enc64(math.Float64bits(x))}
 	}
 	var b []byte
 	i, _ := v.AsInt()

@@ -99,13 +99,13 @@ func TestHostileHeaders(t *testing.T) {
 		{"empty key", func(g *testGGUF) { g.set("", u32v(1)) }, ErrMalformed, "key", lastKV},
 		{"duplicate key", func(g *testGGUF) { g.kvs = append(g.kvs, g.kvs[0]) }, ErrDuplicate, `kv "general.architecture"`, lastKV},
 		{"unknown value type", func(g *testGGUF) { g.set("x", rawv(13)) }, ErrUnknownValueType, `kv "x" type`, nil},
-		{"huge string", func(g *testGGUF) { g.set("x", encoded{uint32(ValueString), le64(huge)}) }, ErrLimit, `kv "x"`, nil},
-		{"string beyond file", func(g *testGGUF) { g.set("x", encoded{uint32(ValueString), le64(MaxStringLength)}) }, ErrTruncated, `kv "x"`, nil},
+		{"huge string", func(g *testGGUF) { g.set("x", encoded{uint32(ValueString), enc64(huge)}) }, ErrLimit, `kv "x"`, nil},
+		{"string beyond file", func(g *testGGUF) { g.set("x", encoded{uint32(ValueString), enc64(MaxStringLength)}) }, ErrTruncated, `kv "x"`, nil},
 		{"huge array", func(g *testGGUF) { g.set("x", arrv(ValueUint8, huge, nil)) }, ErrLimit, `kv "x"`, nil},
 		{"array beyond file", func(g *testGGUF) { g.set("x", arrv(ValueUint64, MaxArrayLength, nil)) }, ErrTruncated, `kv "x"`, nil},
 		{"string array beyond file", func(g *testGGUF) { g.set("x", arrv(ValueString, MaxArrayLength, nil)) }, ErrTruncated, `kv "x"`, nil},
 		{"string in array too long", func(g *testGGUF) {
-			g.set("x", arrv(ValueString, 2, append(encStr("ok"), le64(huge)...)))
+			g.set("x", arrv(ValueString, 2, append(encStr("ok"), enc64(huge)...)))
 		}, ErrLimit, `kv "x" element 1`, nil},
 		{"unknown array type", func(g *testGGUF) { g.set("x", arrv(99, 1, []byte{0})) }, ErrUnknownValueType, `kv "x"`, nil},
 		{"arrays nested too deep", func(g *testGGUF) {
