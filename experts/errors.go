@@ -9,7 +9,8 @@ import (
 var (
 	// ErrUnknownType means a type id that llama.cpp does not define.
 	ErrUnknownType = errors.New("experts: unknown ggml type")
-	// ErrUnsupportedType means a known type this package cannot dequantize.
+	// ErrUnsupportedType means a known type this package cannot dequantize,
+	// quantize or multiply.
 	ErrUnsupportedType = errors.New("experts: unsupported ggml type")
 )
 

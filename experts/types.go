@@ -57,7 +57,9 @@ type typeTraits struct {
 	blockBytes int
 }
 
-var typeTable = map[Type]typeTraits{
+// typeTable is indexed by Type; the zero entry marks an id llama.cpp does not
+// define. An array, not a map: BlockSize and BlockBytes sit on hot paths.
+var typeTable = [...]typeTraits{
 	TypeF32:     {"F32", 1, 4},
 	TypeF16:     {"F16", 1, 2},
 	TypeQ4_0:    {"Q4_0", 32, 18},
@@ -97,13 +99,20 @@ var typeTable = map[Type]typeTraits{
 
 // Known reports whether t is a type llama.cpp defines today.
 func (t Type) Known() bool {
-	_, ok := typeTable[t]
+	_, ok := t.traits()
 	return ok
+}
+
+func (t Type) traits() (typeTraits, bool) {
+	if int(t) >= len(typeTable) || typeTable[t].blockSize == 0 {
+		return typeTraits{}, false
+	}
+	return typeTable[t], true
 }
 
 // String returns ggml's name for the type, or "type(N)" for an unknown id.
 func (t Type) String() string {
-	if tr, ok := typeTable[t]; ok {
+	if tr, ok := t.traits(); ok {
 		return tr.name
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
@@ -111,20 +120,26 @@ func (t Type) String() string {
 
 // BlockSize is the number of elements in one storage block (1 for plain
 // numeric types), or 0 for an unknown type.
-func (t Type) BlockSize() int { return typeTable[t].blockSize }
+func (t Type) BlockSize() int {
+	tr, _ := t.traits()
+	return tr.blockSize
+}
 
 // BlockBytes is the number of bytes one storage block takes, or 0 for an
 // unknown type.
-func (t Type) BlockBytes() int { return typeTable[t].blockBytes }
+func (t Type) BlockBytes() int {
+	tr, _ := t.traits()
+	return tr.blockBytes
+}
 
 // Quantized reports whether elements are stored in multi-element blocks.
-func (t Type) Quantized() bool { return typeTable[t].blockSize > 1 }
+func (t Type) Quantized() bool { return t.BlockSize() > 1 }
 
 // TypeByName looks a type up by its ggml name (e.g. "Q4_K").
 func TypeByName(name string) (Type, bool) {
 	for t, tr := range typeTable {
-		if tr.name == name {
-			return t, true
+		if tr.blockSize != 0 && tr.name == name {
+			return Type(t), true
 		}
 	}
 	return 0, false
@@ -133,7 +148,7 @@ func TypeByName(name string) (Type, bool) {
 // RowBytes returns the storage size of n elements of type t. It fails for an
 // unknown type, for n not a multiple of the block size, and on overflow.
 func (t Type) RowBytes(n uint64) (uint64, error) {
-	tr, ok := typeTable[t]
+	tr, ok := t.traits()
 	if !ok {
 		return 0, fmt.Errorf("%w: %v", ErrUnknownType, t)
 	}
