@@ -1,0 +1,29 @@
+package model
+
+// Option configures a Model.
+type Option interface{ apply(*options) }
+
+type options struct {
+	onRouting    func(layer, pos int, r Routing)
+	onActivation func(name string, layer int, rows, cols int, values []float32)
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithRoutingHook calls fn for every MoE layer of every forward step with
+// the routing of the step's tokens (positions pos, pos+1, ...). fn must not
+// keep r's slices.
+func WithRoutingHook(fn func(layer, pos int, r Routing)) Option {
+	return optionFunc(func(o *options) { o.onRouting = fn })
+}
+
+// WithActivationHook calls fn with intermediate activations, named as
+// llama.cpp's graph names them ("attn_residual", "ffn_inp", "ffn_moe_out",
+// "ffn_shexp_gated", "l_out", "result_norm"; layer -1 for the last), one
+// row per token. Reading them back costs time: it is a debugging aid. fn
+// must not keep values.
+func WithActivationHook(fn func(name string, layer int, rows, cols int, values []float32)) Option {
+	return optionFunc(func(o *options) { o.onActivation = fn })
+}
