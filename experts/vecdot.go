@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 // Dot products of one row of stored weights with activations already
@@ -138,41 +139,83 @@ func VecDotChecked(t Type, n int, w, act []byte) (float32, error) {
 	return VecDot(t, n, w, act), nil
 }
 
-// dotI8x32 is the exact integer dot product of two blocks of 32 int8.
+// dotI8x32 is the exact integer dot product of two blocks of 32 int8. Each
+// weight byte is split into its low nibble and its signed high nibble
+// (x = 16·hi + lo) so that the products fit the packed lanes of swarMul.
 func dotI8x32(x, y *[32]byte) int32 {
-	var s0, s1, s2, s3 int32
-	for i := 0; i < 32; i += 4 {
-		s0 += int32(int8(x[i])) * int32(int8(y[i]))
-		s1 += int32(int8(x[i+1])) * int32(int8(y[i+1]))
-		s2 += int32(int8(x[i+2])) * int32(int8(y[i+2]))
-		s3 += int32(int8(x[i+3])) * int32(int8(y[i+3]))
+	var s int32
+	for i := 0; i <= 24; i += 8 {
+		w := le64(x[i:])
+		ye, yo := swarActivations(le64(y[i:]))
+		s += 16*swarMul(w>>4&swarNibbles^0x0808080808080808, ye, yo, 8) + swarMul(w&swarNibbles, ye, yo, 0)
 	}
-	return s0 + s1 + s2 + s3
+	return s
 }
 
-// dotNibbles16 returns Σ lo(q[j])·y[j] + hi(q[j])·y[j+16] over 16 bytes of
-// nibbles (unsigned 0–15) against 32 int8: the shared core of the 4-bit
-// formats whose bytes hold elements j and j+16.
-func dotNibbles16(q *[16]byte, y *[32]byte) int32 {
-	var s0, s1, s2, s3 int32
-	for j := 0; j < 16; j += 2 {
-		a, b := q[j], q[j+1]
-		s0 += int32(a&15) * int32(int8(y[j]))
-		s1 += int32(a>>4) * int32(int8(y[j+16]))
-		s2 += int32(b&15) * int32(int8(y[j+1]))
-		s3 += int32(b>>4) * int32(int8(y[j+17]))
-	}
-	return s0 + s1 + s2 + s3
+// The integer cores of the 2- to 6-bit formats are computed four products
+// per 64-bit multiplication ("SIMD within a register"). Four codes c and four
+// activations y are spread over the 16-bit lanes of two integers, the codes
+// in reverse lane order, so that lane 3 of the product, Σc·y, is the
+// coefficient of 2⁴⁸ in (Σ c_{3-k}·2¹⁶ᵏ)·(Σ y_k·2¹⁶ᵏ). Lanes hold signed values
+// (the integers are those sums taken mod 2⁶⁴), every lane of the product
+// stays below 2¹⁵ in magnitude as long as |c| ≤ 63 and |y| ≤ 128, and adding
+// 2⁴⁷ before the arithmetic shift cancels the borrows of the lower lanes, so
+// the extraction is exact.
+
+const (
+	swarNibbles = 0x0f0f0f0f0f0f0f0f // low nibble of each byte
+	swarPairs   = 0x0303030303030303 // low two bits of each byte
+	swarBits    = 0x0101010101010101 // low bit of each byte
+	swarEven    = 0x00ff00ff00ff00ff // even bytes, i.e. the low byte of each 16-bit lane
+	swarSign8   = 0x8080808080808080 // sign bit of each byte
+	swarLane    = 0x0001000100010001 // 1 in each 16-bit lane
+)
+
+// swarDot8 returns Σ (c[i]-off)·y[i] over the 8 bytes of c (unsigned codes,
+// little-endian, |c-off| ≤ 63) and y (int8, little-endian).
+func swarDot8(c, y uint64, off int) int32 {
+	ye, yo := swarActivations(y)
+	return swarMul(c, ye, yo, off)
 }
 
-// sumI8x32 is Σ y over 32 int8.
-func sumI8x32(y *[32]byte) int32 {
-	var s0, s1 int32
-	for i := 0; i < 32; i += 2 {
-		s0 += int32(int8(y[i]))
-		s1 += int32(int8(y[i+1]))
-	}
-	return s0 + s1
+// swarActivations spreads 8 int8 over the 16-bit lanes of two integers: the
+// even-indexed ones (y0, y2, y4, y6) and the odd ones.
+func swarActivations(y uint64) (even, odd uint64) {
+	u := y ^ swarSign8 // int8 → y+128, so lanes can be sign-extended by a subtraction
+	return u&swarEven - 128*swarLane, u>>8&swarEven - 128*swarLane
+}
+
+// swarMul is swarDot8 for activations already spread by swarActivations.
+func swarMul(c, ye, yo uint64, off int) int32 {
+	r := bits.ReverseBytes64(c)
+	o := uint64(off) * swarLane
+	ce := r>>8&swarEven - o // c6, c4, c2, c0
+	co := r&swarEven - o    // c7, c5, c3, c1
+	return int32(int64(ce*ye+1<<47)>>48 + int64(co*yo+1<<47)>>48)
+}
+
+// le64 reads 8 little-endian bytes.
+func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+// spreadBits8 moves bit k of b to bit 0 of byte k.
+func spreadBits8(b byte) uint64 {
+	x := uint64(b)
+	x = (x | x<<28) & 0x0000000f0000000f
+	x = (x | x<<14) & 0x0003000300030003
+	return (x | x<<7) & swarBits
+}
+
+// dotNibbleBlock returns Σ (q-off)·y for a 32-element block of nibbles (low
+// nibbles are elements 0–15, high nibbles 16–31) and 32 int8, with optional
+// fifth bits (bit j of qh for element j; 0 when the format has none).
+func dotNibbleBlock(q *[16]byte, qh uint32, y *[32]byte, off int) int32 {
+	w0, w1 := le64(q[0:]), le64(q[8:])
+	h0, h1 := spreadBits8(byte(qh))<<4, spreadBits8(byte(qh>>8))<<4
+	h2, h3 := spreadBits8(byte(qh>>16))<<4, spreadBits8(byte(qh>>24))<<4
+	return swarDot8(w0&swarNibbles|h0, le64(y[0:]), off) +
+		swarDot8(w1&swarNibbles|h1, le64(y[8:]), off) +
+		swarDot8(w0>>4&swarNibbles|h2, le64(y[16:]), off) +
+		swarDot8(w1>>4&swarNibbles|h3, le64(y[24:]), off)
 }
 
 // dotTable16 returns Σ k[lo(q[j])]·y[j] + k[hi(q[j])]·y[j+16] for a
@@ -243,12 +286,11 @@ func dotBF16(w, act []byte) float32 {
 	return float32((s[0] + s[1]) + (s[2] + s[3]))
 }
 
-// Q4_0·Q8_0: Σ(q-8)·y = Σq·y - 8Σy; sumf += (sumi·dx)·dy.
+// Q4_0·Q8_0: Σ(q-8)·y; sumf += (sumi·dx)·dy.
 func dotQ4_0(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 18 && len(act) >= 34 {
-		y := (*[32]byte)(act[2:34])
-		sumi := dotNibbles16((*[16]byte)(w[2:18]), y) - 8*sumI8x32(y)
+		sumi := dotNibbleBlock((*[16]byte)(w[2:18]), 0, (*[32]byte)(act[2:34]), 8)
 		sumf += float32(float32(float32(sumi)*f16At(w)) * f16At(act))
 		w, act = w[18:], act[34:]
 	}
@@ -259,7 +301,7 @@ func dotQ4_0(w, act []byte) float32 {
 func dotQ4_1(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 20 && len(act) >= 36 {
-		sumi := dotNibbles16((*[16]byte)(w[4:20]), (*[32]byte)(act[4:36]))
+		sumi := dotNibbleBlock((*[16]byte)(w[4:20]), 0, (*[32]byte)(act[4:36]), 0)
 		scaled := float32(f16At(w)*f16At(act)) * float32(sumi)
 		sumf += float32(scaled) + float32(f16At(w[2:])*f16At(act[2:]))
 		w, act = w[20:], act[36:]
@@ -267,35 +309,11 @@ func dotQ4_1(w, act []byte) float32 {
 	return sumf
 }
 
-// q5Codes expands a Q5_0/Q5_1 block's nibbles and high bits into 32 codes
-// (0–31) in element order.
-func q5Codes(qh uint32, qs *[16]byte, out *[32]byte) {
-	for j, q := range qs {
-		out[j] = q&15 | byte(qh>>j)<<4&0x10
-		out[j+16] = q>>4 | byte(qh>>(j+12))&0x10
-	}
-}
-
-// dotU8x32 is Σ x·y for 32 unsigned codes x and 32 int8 y.
-func dotU8x32(x, y *[32]byte) int32 {
-	var s0, s1, s2, s3 int32
-	for i := 0; i < 32; i += 4 {
-		s0 += int32(x[i]) * int32(int8(y[i]))
-		s1 += int32(x[i+1]) * int32(int8(y[i+1]))
-		s2 += int32(x[i+2]) * int32(int8(y[i+2]))
-		s3 += int32(x[i+3]) * int32(int8(y[i+3]))
-	}
-	return s0 + s1 + s2 + s3
-}
-
 // Q5_0·Q8_0: Σ(q-16)·y; sumf += (dx·dy)·sumi.
 func dotQ5_0(w, act []byte) float32 {
 	var sumf float32
-	var codes [32]byte
 	for len(w) >= 22 && len(act) >= 34 {
-		q5Codes(binary.LittleEndian.Uint32(w[2:]), (*[16]byte)(w[6:22]), &codes)
-		y := (*[32]byte)(act[2:34])
-		sumi := dotU8x32(&codes, y) - 16*sumI8x32(y)
+		sumi := dotNibbleBlock((*[16]byte)(w[6:22]), binary.LittleEndian.Uint32(w[2:]), (*[32]byte)(act[2:34]), 16)
 		sumf += float32(float32(f16At(w)*f16At(act)) * float32(sumi))
 		w, act = w[22:], act[34:]
 	}
@@ -305,10 +323,8 @@ func dotQ5_0(w, act []byte) float32 {
 // Q5_1·Q8_1: like Q4_1 with 5-bit codes.
 func dotQ5_1(w, act []byte) float32 {
 	var sumf float32
-	var codes [32]byte
 	for len(w) >= 24 && len(act) >= 36 {
-		q5Codes(binary.LittleEndian.Uint32(w[4:]), (*[16]byte)(w[8:24]), &codes)
-		sumi := dotU8x32(&codes, (*[32]byte)(act[4:36]))
+		sumi := dotNibbleBlock((*[16]byte)(w[8:24]), binary.LittleEndian.Uint32(w[4:]), (*[32]byte)(act[4:36]), 0)
 		scaled := float32(f16At(w)*f16At(act)) * float32(sumi)
 		sumf += float32(scaled) + float32(f16At(w[2:])*f16At(act[2:]))
 		w, act = w[24:], act[36:]
@@ -442,14 +458,12 @@ func dotQ2K(w, act []byte) float32 {
 		g := 0 // group of 16 elements, 0–15
 		for half := 0; half < 2; half++ {
 			q := (*[32]byte)(x[16+32*half:])
+			w0, w1, w2, w3 := le64(q[0:]), le64(q[8:]), le64(q[16:]), le64(q[24:])
 			for shift := 0; shift < 8; shift += 2 {
 				qy := (*[32]byte)(y[4+32*(g/2):])
-				var s0, s1 int32
-				for l := 0; l < 16; l++ {
-					s0 += int32(q[l]>>shift&3) * int32(int8(qy[l]))
-					s1 += int32(q[l+16]>>shift&3) * int32(int8(qy[l+16]))
-				}
-				isum += int32(x[g]&15)*s0 + int32(x[g+1]&15)*s1
+				s0 := swarDot8(w0>>shift&swarPairs, le64(qy[0:]), 0) + swarDot8(w1>>shift&swarPairs, le64(qy[8:]), 0)
+				s1 := swarDot8(w2>>shift&swarPairs, le64(qy[16:]), 0) + swarDot8(w3>>shift&swarPairs, le64(qy[24:]), 0)
+				isum += int32(x[g&15]&15)*s0 + int32(x[(g+1)&15]&15)*s1
 				g += 2
 			}
 		}
@@ -470,50 +484,30 @@ func dotQ3K(w, act []byte) float32 {
 		x := (*[110]byte)(w)
 		y := (*[292]byte)(act)
 		hm := (*[32]byte)(x[0:32])
+		m0, m1, m2, m3 := le64(hm[0:]), le64(hm[8:]), le64(hm[16:]), le64(hm[24:])
 		scales := q3KScales((*[12]byte)(x[96:108]))
 		var isum int32
 		g := 0
-		m := byte(1)
+		bit := 0 // hmask bit of the current 32 elements
 		for half := 0; half < 2; half++ {
 			q := (*[32]byte)(x[32+32*half:])
+			w0, w1, w2, w3 := le64(q[0:]), le64(q[8:]), le64(q[16:]), le64(q[24:])
 			for shift := 0; shift < 8; shift += 2 {
 				qy := (*[32]byte)(y[4+32*(g/2):])
-				var s0, s1 int32
-				for l := 0; l < 16; l++ {
-					v0 := int32(q[l] >> shift & 3)
-					if hm[l]&m == 0 {
-						v0 -= 4
-					}
-					v1 := int32(q[l+16] >> shift & 3)
-					if hm[l+16]&m == 0 {
-						v1 -= 4
-					}
-					s0 += v0 * int32(int8(qy[l]))
-					s1 += v1 * int32(int8(qy[l+16]))
-				}
-				isum += int32(scales[g])*s0 + int32(scales[g+1])*s1
+				// code = low two bits + 4·high bit, value = code - 4
+				s0 := swarDot8(w0>>shift&swarPairs|m0>>bit&swarBits<<2, le64(qy[0:]), 4) +
+					swarDot8(w1>>shift&swarPairs|m1>>bit&swarBits<<2, le64(qy[8:]), 4)
+				s1 := swarDot8(w2>>shift&swarPairs|m2>>bit&swarBits<<2, le64(qy[16:]), 4) +
+					swarDot8(w3>>shift&swarPairs|m3>>bit&swarBits<<2, le64(qy[24:]), 4)
+				isum += int32(scales[g&15])*s0 + int32(scales[(g+1)&15])*s1
 				g += 2
-				m <<= 1
+				bit++
 			}
 		}
 		sumf += float32(float32(f16At(x[108:])*q8KScale(y[:])) * float32(isum))
 		w, act = w[110:], act[292:]
 	}
 	return sumf
-}
-
-// dotLoHi32 returns Σ lo(q[l])·ylo[l] and Σ hi(q[l])·yhi[l] for 32 bytes of
-// nibbles: the two 32-element sub-blocks a Q4_K byte range encodes.
-func dotLoHi32(q, ylo, yhi *[32]byte) (lo, hi int32) {
-	var l0, l1, h0, h1 int32
-	for l := 0; l < 32; l += 2 {
-		a, b := q[l], q[l+1]
-		l0 += int32(a&15) * int32(int8(ylo[l]))
-		h0 += int32(a>>4) * int32(int8(yhi[l]))
-		l1 += int32(b&15) * int32(int8(ylo[l+1]))
-		h1 += int32(b>>4) * int32(int8(yhi[l+1]))
-	}
-	return l0 + l1, h0 + h1
 }
 
 // kMinSum is Σ bsum·min over a Q4_K/Q5_K super-block (two 16-element sums
@@ -528,7 +522,8 @@ func kMinSum(scales *[12]byte, y *[292]byte) int32 {
 }
 
 // Q4_K·Q8_K: Σ sc·Σq·y over 8 sub-blocks of 32, minus Σ m·bsum;
-// sumf += d·isum - dmin·summ with d = dx·dy, dmin = dminx·dy.
+// sumf += d·isum - dmin·summ with d = dx·dy, dmin = dminx·dy. Byte range j
+// (32 bytes) holds sub-block 2j in its low nibbles and 2j+1 in its high ones.
 func dotQ4K(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 144 && len(act) >= 292 {
@@ -537,7 +532,15 @@ func dotQ4K(w, act []byte) float32 {
 		scales := (*[12]byte)(x[4:16])
 		var isum int32
 		for j := 0; j < 4; j++ {
-			lo, hi := dotLoHi32((*[32]byte)(x[16+32*j:]), (*[32]byte)(y[4+64*j:]), (*[32]byte)(y[36+64*j:]))
+			q := (*[32]byte)(x[16+32*j:])
+			ylo := (*[32]byte)(y[4+64*j:])
+			yhi := (*[32]byte)(y[36+64*j:])
+			var lo, hi int32
+			for i := 0; i <= 24; i += 8 {
+				v := le64(q[i:])
+				lo += swarDot8(v&swarNibbles, le64(ylo[i:]), 0)
+				hi += swarDot8(v>>4&swarNibbles, le64(yhi[i:]), 0)
+			}
 			sc1, _ := kScaleMin(2*j, scales)
 			sc2, _ := kScaleMin(2*j+1, scales)
 			isum += int32(sc1)*lo + int32(sc2)*hi
@@ -552,7 +555,8 @@ func dotQ4K(w, act []byte) float32 {
 	return sumf
 }
 
-// Q5_K·Q8_K: Q4_K with a fifth bit per element from qh.
+// Q5_K·Q8_K: Q4_K with a fifth bit per element from qh (bit 2j of qh[l] for
+// element l of sub-block 2j, bit 2j+1 for sub-block 2j+1).
 func dotQ5K(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 176 && len(act) >= 292 {
@@ -565,17 +569,15 @@ func dotQ5K(w, act []byte) float32 {
 			q := (*[32]byte)(x[48+32*j:])
 			ylo := (*[32]byte)(y[4+64*j:])
 			yhi := (*[32]byte)(y[36+64*j:])
-			lo, hi := dotLoHi32(q, ylo, yhi)
-			// Add 16·y wherever the fifth bit is set.
-			var blo, bhi int32
-			for l := 0; l < 32; l++ {
-				h := int32(qh[l] >> (2 * j))
-				blo += h & 1 * int32(int8(ylo[l]))
-				bhi += h >> 1 & 1 * int32(int8(yhi[l]))
+			var lo, hi int32
+			for i := 0; i <= 24; i += 8 {
+				v, h := le64(q[i:]), le64(qh[i:])>>(2*j)
+				lo += swarDot8(v&swarNibbles|h&swarBits<<4, le64(ylo[i:]), 0)
+				hi += swarDot8(v>>4&swarNibbles|h>>1&swarBits<<4, le64(yhi[i:]), 0)
 			}
 			sc1, _ := kScaleMin(2*j, scales)
 			sc2, _ := kScaleMin(2*j+1, scales)
-			isum += int32(sc1)*(lo+16*blo) + int32(sc2)*(hi+16*bhi)
+			isum += int32(sc1)*lo + int32(sc2)*hi
 		}
 		summ := kMinSum(scales, y)
 		dy := q8KScale(y[:])
@@ -587,43 +589,34 @@ func dotQ5K(w, act []byte) float32 {
 	return sumf
 }
 
-// Q6_K·Q8_K: Σ sc·Σ(q-32)·y over 16 groups of 16, computed as
-// Σ sc·Σq·y - 32·Σ sc·bsum; sumf += (dx·dy)·isum.
+// Q6_K·Q8_K: Σ sc·Σ(q-32)·y over 16 groups of 16; sumf += (dx·dy)·isum.
+// Each half of the super-block has 64 bytes of low nibbles and 32 of high
+// bit pairs: byte l of each holds element l of the four 32-element quarters.
 func dotQ6K(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 210 && len(act) >= 292 {
 		x := (*[210]byte)(w)
 		y := (*[292]byte)(act)
 		sc := (*[16]byte)(x[192:208])
-		var isum, bias int32
-		for g := 0; g < 16; g++ {
-			bias += int32(int8(sc[g])) * q8KBsum(y, g)
-		}
+		var isum int32
 		for half := 0; half < 2; half++ {
 			ql := (*[64]byte)(x[64*half:])
 			qh := (*[32]byte)(x[128+32*half:])
 			qy := (*[128]byte)(y[4+128*half:])
 			s := (*[8]byte)(sc[8*half:])
-			// Sub-sums per group of 16: elements l (0–31) of each of the
-			// four 32-element quarters.
-			var g [8]int32
-			for l := 0; l < 32; l++ {
-				h := qh[l]
-				q1 := int32(ql[l]&15 | h<<4&0x30)
-				q2 := int32(ql[l+32]&15 | h<<2&0x30)
-				q3 := int32(ql[l]>>4 | h&0x30)
-				q4 := int32(ql[l+32]>>4 | h>>2&0x30)
-				k := l / 16
-				g[k] += q1 * int32(int8(qy[l]))
-				g[k+2] += q2 * int32(int8(qy[l+32]))
-				g[k+4] += q3 * int32(int8(qy[l+64]))
-				g[k+6] += q4 * int32(int8(qy[l+96]))
+			var g [8]int32 // sums per group of 16 in this half
+			for i := 0; i <= 24; i += 8 {
+				a, b, h := le64(ql[i:]), le64(ql[32+i:]), le64(qh[i:])
+				k := i / 16
+				g[k] += swarDot8(a&swarNibbles|h&swarPairs<<4, le64(qy[i:]), 32)
+				g[k+2] += swarDot8(b&swarNibbles|h>>2&swarPairs<<4, le64(qy[32+i:]), 32)
+				g[k+4] += swarDot8(a>>4&swarNibbles|h>>4&swarPairs<<4, le64(qy[64+i:]), 32)
+				g[k+6] += swarDot8(b>>4&swarNibbles|h>>6&swarPairs<<4, le64(qy[96+i:]), 32)
 			}
 			for k, v := range g {
 				isum += int32(int8(s[k])) * v
 			}
 		}
-		isum -= 32 * bias
 		sumf += float32(float32(f16At(x[208:])*q8KScale(y[:])) * float32(isum))
 		w, act = w[210:], act[292:]
 	}
@@ -689,9 +682,10 @@ func dotTQ2_0(w, act []byte) float32 {
 		for half := 0; half < 2; half++ {
 			qs := (*[32]byte)(x[32*half:])
 			qy := (*[128]byte)(y[4+128*half:])
-			for l := 0; l < 4; l++ {
-				for m, q := range qs {
-					sumi += (int32(q>>(2*l)&3) - 1) * int32(int8(qy[32*l+m]))
+			for i := 0; i <= 24; i += 8 {
+				v := le64(qs[i:])
+				for l := 0; l < 4; l++ {
+					sumi += swarDot8(v>>(2*l)&swarPairs, le64(qy[32*l+i:]), 1)
 				}
 			}
 		}

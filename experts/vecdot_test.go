@@ -282,3 +282,46 @@ func TestVecDotDoesNotAllocate(t *testing.T) {
 		require.Zero(t, allocs, "%v", typ)
 	}
 }
+
+// TestSwarDot8 checks the packed 4-products-per-multiply core against plain
+// arithmetic at the extremes its lane arithmetic must survive (codes up to
+// 63 away from their offset, activations of -128 and 127) and at random.
+func TestSwarDot8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	check := func(c, y [8]byte, off int) {
+		want := int32(0)
+		for i := range c {
+			want += (int32(c[i]) - int32(off)) * int32(int8(y[i]))
+		}
+		got := swarDot8(binary.LittleEndian.Uint64(c[:]), binary.LittleEndian.Uint64(y[:]), off)
+		require.Equal(t, want, got, "c=%v y=%v off=%d", c, y, off)
+	}
+	fill := func(v byte) (a [8]byte) {
+		for i := range a {
+			a[i] = v
+		}
+		return a
+	}
+	for _, off := range []int{0, 1, 4, 8, 16, 32} {
+		hi := byte(off + 63)
+		if off == 0 {
+			hi = 63
+		}
+		for _, cv := range []byte{0, byte(off), hi} {
+			for _, yv := range []byte{0x80, 0x7f, 0, 1, 0xff} {
+				check(fill(cv), fill(yv), off)
+			}
+		}
+		for range 2000 {
+			var c, y [8]byte
+			for i := range c {
+				c[i] = byte(off) + byte(rng.IntN(127)) - 63
+				if int(c[i]) < 0 || c[i] > byte(off+63) {
+					c[i] = byte(off)
+				}
+				y[i] = byte(rng.Uint32())
+			}
+			check(c, y, off)
+		}
+	}
+}
