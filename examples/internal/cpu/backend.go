@@ -237,7 +237,6 @@ func (b *Backend) DeltaNet(dst model.Tensor, dn model.DeltaNet) error {
 	}
 	scale := 1 / sqrtf(float32(S))
 	b.pool.Run(Hv, 1, func(lo, hi int) {
-		delta := make([]float32, S)
 		for h := lo; h < hi; h++ {
 			state := st.data[h*S*S : (h+1)*S*S]
 			kh := h % Hk
@@ -245,7 +244,7 @@ func (b *Backend) DeltaNet(dst model.Tensor, dn model.DeltaNet) error {
 				row := qk[t*2*Hk*S:]
 				q, k := row[kh*S:(kh+1)*S], row[(Hk+kh)*S:(Hk+kh+1)*S]
 				v := qkv.row(t)[2*Hk*S+h*S:][:S]
-				DeltaRule(d.row(t)[h*S:(h+1)*S], state, q, k, v, delta, decay[t*Hv+h], strength[t*Hv+h], scale)
+				DeltaRule(d.row(t)[h*S:(h+1)*S], state, q, k, v, decay[t*Hv+h], strength[t*Hv+h], scale)
 			}
 		}
 	})

@@ -35,21 +35,20 @@ func ConvSiLU(dst, x, state, kernel []float32, T, C, K, c0, c1 int) {
 //
 //	M ← decay·M;  δⱼ = β·(vⱼ − Σᵢ M[i][j]·kᵢ);  M[i][j] += kᵢ·δⱼ;  outⱼ = scale·Σᵢ M[i][j]·qᵢ
 //
-// delta needs S values of scratch. This is the recurrent form ggml's CPU
-// backend runs for prompts and single tokens alike.
-func DeltaRule(out, state, q, k, v, delta []float32, decay, beta, scale float32) {
+// Each column of M only meets its own δⱼ, so the four steps run column by
+// column in one pass over the state, with the same arithmetic as ggml's
+// step-by-step loops. This is the recurrent form ggml's CPU backend runs for
+// prompts and single tokens alike.
+func DeltaRule(out, state, q, k, v []float32, decay, beta, scale float32) {
 	S := len(v)
-	state = state[:S*S]
-	for i := range state {
-		state[i] *= decay
-	}
+	q, k, out = q[:S], k[:S], out[:S]
 	for j := range S {
-		delta[j] = (v[j] - Dot(state[j*S:(j+1)*S], k)) * beta
-	}
-	for j := range S {
-		AddScaled(state[j*S:(j+1)*S], k, delta[j])
-	}
-	for j := range S {
-		out[j] = Dot(state[j*S:(j+1)*S], q) * scale
+		col := state[j*S : (j+1)*S]
+		for i := range col {
+			col[i] *= decay
+		}
+		delta := (v[j] - Dot(col, k)) * beta
+		AddScaled(col, k, delta)
+		out[j] = Dot(col, q) * scale
 	}
 }

@@ -289,7 +289,7 @@ func TestDeltaRule(t *testing.T) {
 			want[j] *= float64(scale)
 		}
 		out := make([]float32, S)
-		DeltaRule(out, state, q, k, v, make([]float32, S), decay, beta, scale)
+		DeltaRule(out, state, q, k, v, decay, beta, scale)
 		assertClose(t, want, out, 1e-5, "delta rule output")
 	}
 }
