@@ -12,7 +12,7 @@ import (
 //
 // debug.SetPanicOnFault applies to the calling goroutine only, which is why
 // views handed out to callers cannot be protected this way.
-func guardFaults(m []byte, fn func() error) (err error) {
+func guardFaults(path string, m []byte, fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		r := recover()
@@ -23,15 +23,15 @@ func guardFaults(m []byte, fn func() error) (err error) {
 		if !ok {
 			panic(r)
 		}
-		err = faultError(m, fault.Addr())
+		err = faultError(path, m, fault.Addr())
 	}()
 	return fn()
 }
 
-func faultError(m []byte, addr uintptr) error {
+func faultError(path string, m []byte, addr uintptr) error {
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(m)))
 	if addr >= base && addr-base < uintptr(len(m)) {
-		return fmt.Errorf("%w at file offset %d (was the file truncated?)", ErrFault, addr-base)
+		return fmt.Errorf("%w: %s at file offset %d (was the file truncated?)", ErrFault, path, addr-base)
 	}
-	return fmt.Errorf("%w at address %#x", ErrFault, addr)
+	return fmt.Errorf("%w: %s at address %#x", ErrFault, path, addr)
 }

@@ -18,6 +18,7 @@ import (
 // its data do not.
 type File struct {
 	path       string
+	size       int64
 	version    uint32
 	alignment  int64
 	dataOffset int64
@@ -63,7 +64,7 @@ func Open(path string) (*File, error) {
 	var f *File
 	// The header is read from the mapping too: protect it against the file
 	// shrinking under us.
-	err = guardFaults(m, func() (err error) {
+	err = guardFaults(path, m, func() (err error) {
 		f, err = parse(path, m)
 		return err
 	})
@@ -114,14 +115,7 @@ func (f *File) Alignment() int64 { return f.alignment }
 func (f *File) DataOffset() int64 { return f.dataOffset }
 
 // Size is the size of the file in bytes when it was opened.
-func (f *File) Size() int64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.closed {
-		return 0
-	}
-	return int64(len(f.data))
-}
+func (f *File) Size() int64 { return f.size }
 
 // KVs returns the metadata in file order.
 func (f *File) KVs() []KV { return slices.Clone(f.kvs) }
@@ -188,7 +182,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	src := f.data[off:]
 	n := min(len(p), len(src))
-	if err := guardFaults(f.data, func() error {
+	if err := guardFaults(f.path, f.data, func() error {
 		copy(p[:n], src)
 		return nil
 	}); err != nil {

@@ -308,3 +308,59 @@ func BenchmarkOpen(b *testing.B) {
 		f.Close()
 	}
 }
+
+// TestCloseDuringReads: Close waits for copies in flight; reads after it
+// fail with ErrClosed instead of touching unmapped memory.
+func TestCloseDuringReads(t *testing.T) {
+	f, err := Open(testModelPath("qwen3moe-tiny-f32"))
+	require.NoError(t, err)
+	size := f.Size()
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			buf := make([]byte, 64<<10)
+			for i := 0; ; i++ {
+				off := int64((g*7919 + i*104729) % int(size-int64(len(buf))))
+				if _, err := f.ReadAt(buf, off); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	require.NoError(t, f.Close())
+	for range 4 {
+		assert.ErrorIs(t, <-errs, ErrClosed)
+	}
+	assert.Equal(t, size, f.Size(), "the size outlives Close")
+}
+
+// TestOpenLeavesFileAlone: opening, reading and closing never modify the
+// model file.
+func TestOpenLeavesFileAlone(t *testing.T) {
+	path := testModelPath("qwen3moe-tiny-mxfp4_moe")
+	before, err := os.Stat(path)
+	require.NoError(t, err)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	m, err := OpenModel(path)
+	require.NoError(t, err)
+	for _, l := range m.MoELayers() {
+		x, err := m.Expert(l, 0)
+		require.NoError(t, err)
+		for _, p := range x.Parts {
+			view, err := m.File.TensorData(p.Tensor)
+			require.NoError(t, err)
+			assert.NotEmpty(t, view)
+		}
+	}
+	require.NoError(t, m.Close())
+
+	after, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, before.ModTime(), after.ModTime())
+	again, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, raw, again)
+}

@@ -200,7 +200,7 @@ func splitBlockName(name string) (int, string, bool) {
 func (m *Model) inconsistent(t *TensorInfo, field, format string, args ...any) error {
 	return &FormatError{
 		Path:   m.File.path,
-		Field:  "tensor " + strconv.Quote(t.Name) + " " + field,
+		Field:  tensorField(t.Name) + " " + field,
 		Offset: t.infoOffset,
 		Err:    fmt.Errorf("%w: "+format, append([]any{ErrInconsistentModel}, args...)...),
 	}

@@ -84,6 +84,10 @@ func named(err error, field string) error {
 	return err
 }
 
+// Field names for errors, built only when something fails.
+func kvField(key string) string      { return "kv " + strconv.Quote(key) }
+func tensorField(name string) string { return "tensor " + strconv.Quote(name) }
+
 func (p *parser) remaining() int { return len(p.buf) - p.off }
 
 func (p *parser) take(n uint64) ([]byte, error) {
@@ -128,7 +132,7 @@ func (p *parser) str(limit uint64) (string, error) {
 // place in it. The File it returns reads data from buf.
 func parse(path string, buf []byte) (*File, error) {
 	p := &parser{path: path, buf: buf}
-	f := &File{path: path, data: buf, alignment: DefaultAlignment}
+	f := &File{path: path, size: int64(len(buf)), data: buf, alignment: DefaultAlignment}
 	if err := p.header(f); err != nil {
 		return nil, err
 	}
@@ -206,28 +210,27 @@ func (p *parser) readKVs(f *File, n int) error {
 		if err != nil {
 			return named(err, "kv["+strconv.Itoa(i)+"] key")
 		}
-		field := "kv " + strconv.Quote(key)
 		if key == "" {
 			return named(p.errorAt(at, fmt.Errorf("%w: empty key", ErrMalformed)), "kv["+strconv.Itoa(i)+"] key")
 		}
 		if _, dup := f.kvIndex[key]; dup {
-			return named(p.errorAt(at, fmt.Errorf("%w: key %q appears twice", ErrDuplicate, key)), field)
+			return named(p.errorAt(at, fmt.Errorf("%w: key %q appears twice", ErrDuplicate, key)), kvField(key))
 		}
 		typeAt := p.off
 		t, err := p.u32()
 		if err != nil {
-			return named(err, field+" type")
+			return named(err, kvField(key)+" type")
 		}
 		if !ValueType(t).valid() {
-			return named(p.errorAt(typeAt, fmt.Errorf("%w: %d", ErrUnknownValueType, t)), field+" type")
+			return named(p.errorAt(typeAt, fmt.Errorf("%w: %d", ErrUnknownValueType, t)), kvField(key)+" type")
 		}
 		v, err := p.value(ValueType(t), 0)
 		if err != nil {
-			return named(err, field)
+			return named(err, kvField(key))
 		}
 		if key == alignmentKey {
 			if f.alignment, err = checkAlignment(v); err != nil {
-				return named(p.errorAt(at, err), field)
+				return named(p.errorAt(at, err), kvField(key))
 			}
 		}
 		f.kvIndex[key] = len(f.kvs)
@@ -406,18 +409,17 @@ func (p *parser) readTensorInfos(f *File, n int) error {
 		if err != nil {
 			return named(err, "tensor["+strconv.Itoa(i)+"] name")
 		}
-		field := "tensor " + strconv.Quote(name)
 		if _, dup := f.tensorIndex[name]; dup {
-			return named(p.errorAt(at, fmt.Errorf("%w: tensor %q appears twice", ErrDuplicate, name)), field)
+			return named(p.errorAt(at, fmt.Errorf("%w: tensor %q appears twice", ErrDuplicate, name)), tensorField(name))
 		}
 		t := &TensorInfo{Name: name, infoOffset: int64(at)}
 		if err := p.readShape(t); err != nil {
-			return named(err, field)
+			return named(err, tensorField(name))
 		}
 		offsetAt := p.off
 		rel, err := p.u64()
 		if err != nil {
-			return named(err, field+" offset")
+			return named(err, tensorField(name)+" offset")
 		}
 		f.tensorIndex[name] = t
 		f.tensors = append(f.tensors, t)
@@ -488,24 +490,22 @@ func (p *parser) placeTensors(f *File) error {
 	}
 	f.dataOffset = int64(start)
 	for _, pl := range p.places {
-		field := "tensor " + strconv.Quote(pl.t.Name) + " offset"
 		if pl.rel%uint64(f.alignment) != 0 {
 			return named(p.errorAt(pl.offsetAt, fmt.Errorf("%w: offset %d is not a multiple of the alignment %d",
-				ErrMalformed, pl.rel, f.alignment)), field)
+				ErrMalformed, pl.rel, f.alignment)), tensorField(pl.t.Name)+" offset")
 		}
 		if pl.rel > end-start || uint64(pl.t.Size) > end-start-pl.rel {
 			return named(p.errorAt(pl.offsetAt, fmt.Errorf("%w: %d bytes of data at %d+%d, past the end of the %d-byte file",
-				ErrTruncated, pl.t.Size, start, pl.rel, end)), field)
+				ErrTruncated, pl.t.Size, start, pl.rel, end)), tensorField(pl.t.Name)+" offset")
 		}
 		pl.t.Offset = int64(start + pl.rel)
 	}
-	byOffset := slices.Clone(p.places)
-	slices.SortFunc(byOffset, func(a, b tensorPlace) int { return cmp.Compare(a.t.Offset, b.t.Offset) })
-	for i := 1; i < len(byOffset); i++ {
-		prev, cur := byOffset[i-1].t, byOffset[i]
+	slices.SortFunc(p.places, func(a, b tensorPlace) int { return cmp.Compare(a.t.Offset, b.t.Offset) })
+	for i := 1; i < len(p.places); i++ {
+		prev, cur := p.places[i-1].t, p.places[i]
 		if prev.Offset+prev.Size > cur.t.Offset {
 			return named(p.errorAt(cur.offsetAt, fmt.Errorf("%w: data at %d overlaps tensor %q (%d bytes at %d)",
-				ErrMalformed, cur.t.Offset, prev.Name, prev.Size, prev.Offset)), "tensor "+strconv.Quote(cur.t.Name)+" offset")
+				ErrMalformed, cur.t.Offset, prev.Name, prev.Size, prev.Offset)), tensorField(cur.t.Name)+" offset")
 		}
 	}
 	return nil
