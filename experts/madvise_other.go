@@ -1,0 +1,6 @@
+//go:build !linux
+
+package experts
+
+// adviseWillNeed does nothing where this package does not use madvise.
+func adviseWillNeed([]byte) error { return nil }
