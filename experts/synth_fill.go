@@ -63,37 +63,6 @@ func synthHashString(s string) uint64 {
 	return h.Sum64()
 }
 
-// synthFloat16 converts to IEEE half precision, rounding to nearest even.
-func synthFloat16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23&0xff) - 127 + 15
-	mant := b & 0x7fffff
-	switch {
-	case b&0x7fffffff > 0x7f800000: // NaN
-		return sign | 0x7e00
-	case exp >= 0x1f: // overflow or infinity
-		return sign | 0x7c00
-	case exp <= 0: // subnormal or zero
-		if exp < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint(14 - exp)
-		half := uint32(1) << (shift - 1)
-		rounded := mant >> shift
-		if rest := mant & (1<<shift - 1); rest > half || rest == half && rounded&1 == 1 {
-			rounded++
-		}
-		return sign | uint16(rounded)
-	}
-	rounded := uint32(exp)<<10 | mant>>13
-	if rest := mant & 0x1fff; rest > 0x1000 || rest == 0x1000 && rounded&1 == 1 {
-		rounded++ // may carry into the exponent, which is still correct
-	}
-	return sign | uint16(rounded)
-}
-
 // synthQuantizer generates blocks of a quantized type whose dequantized
 // values are roughly uniform with mean ~0 and standard deviation sigma: the
 // quants are random bytes, and each block's scales come from one of 256
@@ -116,7 +85,7 @@ func synthUniformStd(n float64) float64 { return math.Sqrt((n*n - 1) / 12) }
 func newSynthQuantizer(t Type, sigma float64, seed uint64) *synthQuantizer {
 	r := synthRand{s: seed}
 	q := &synthQuantizer{blockBytes: t.BlockBytes()}
-	half := func(b []byte, v float64) { binary.LittleEndian.PutUint16(b, synthFloat16(float32(v))) }
+	half := func(b []byte, v float64) { binary.LittleEndian.PutUint16(b, Float32ToFloat16(float32(v))) }
 	jitter := func() float64 { return 0.9 + 0.2*r.uniform() } // per-variant variation of d
 	for range 256 {
 		var h []byte

@@ -23,33 +23,11 @@ var (
 	ErrTensorSize = errors.New("experts: tensor data size mismatch")
 )
 
-// GGUF format constants (ggml/include/gguf.h).
+// What the writer produces: GGUF version 3, and tensor names llama.cpp can
+// hold (GGML_MAX_NAME is 64 bytes with the terminating NUL).
 const (
-	ggufMagic            = 0x46554747 // "GGUF" read as a little-endian uint32
-	ggufVersion          = 3
-	ggufDefaultAlignment = 32
-	ggufMaxDims          = 4  // GGML_MAX_DIMS
-	ggufMaxNameBytes     = 63 // GGML_MAX_NAME minus the terminating NUL
-	ggufAlignmentKey     = "general.alignment"
-)
-
-// ggufValueType numbers the GGUF metadata value types.
-type ggufValueType uint32
-
-const (
-	ggufUint8 ggufValueType = iota
-	ggufInt8
-	ggufUint16
-	ggufInt16
-	ggufUint32
-	ggufInt32
-	ggufFloat32
-	ggufBool
-	ggufString
-	ggufArray
-	ggufUint64
-	ggufInt64
-	ggufFloat64
+	writerVersion      = 3
+	writerMaxNameBytes = 63
 )
 
 // writerBufferSize is the buffer between the writer and its destination:
@@ -94,7 +72,7 @@ func WithProgress(fn func(written, total int64)) WriteOption {
 }
 
 func newWriteConfig(opts []WriteOption) writeConfig {
-	c := writeConfig{alignment: ggufDefaultAlignment, seed: synthDefaultSeed}
+	c := writeConfig{alignment: DefaultAlignment, seed: synthDefaultSeed}
 	for _, o := range opts {
 		o.applyWrite(&c)
 	}
@@ -133,16 +111,16 @@ type writerTensor struct {
 func NewWriter(opts ...WriteOption) (*Writer, error) {
 	c := newWriteConfig(opts)
 	w := &Writer{
-		alignment: ggufDefaultAlignment,
+		alignment: DefaultAlignment,
 		progress:  c.progress,
 		keys:      map[string]bool{},
 		names:     map[string]bool{},
 	}
-	if c.alignment != ggufDefaultAlignment {
+	if c.alignment != DefaultAlignment {
 		if c.alignment <= 0 || c.alignment > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: alignment %d", ErrWriterInput, c.alignment)
 		}
-		if err := w.SetKV(ggufAlignmentKey, uint32(c.alignment)); err != nil {
+		if err := w.SetKV(alignmentKey, uint32(c.alignment)); err != nil {
 			return nil, err
 		}
 	}
@@ -161,14 +139,14 @@ func (w *Writer) SetKV(key string, value any) error {
 	if w.keys[key] {
 		return fmt.Errorf("%w: duplicate metadata key %q", ErrWriterInput, key)
 	}
-	if len(w.tensors) > 0 && key == ggufAlignmentKey {
+	if len(w.tensors) > 0 && key == alignmentKey {
 		return fmt.Errorf("%w: %s must be set before tensors are added", ErrWriterInput, key)
 	}
 	encoded, err := writerEncodeValue(value)
 	if err != nil {
 		return fmt.Errorf("%w: metadata key %q: %w", ErrWriterInput, key, err)
 	}
-	if key == ggufAlignmentKey {
+	if key == alignmentKey {
 		a, ok := value.(uint32)
 		if !ok || a == 0 || a&(a-1) != 0 {
 			return fmt.Errorf("%w: %s must be a uint32 power of two, got %v", ErrWriterInput, key, value)
@@ -184,8 +162,8 @@ func (w *Writer) SetKV(key string, value any) error {
 // (dims[0] is the contiguous row length, a multiple of the type's block
 // size), and the function that writes its data.
 func (w *Writer) AddTensor(name string, typ Type, dims []uint64, fill TensorFiller) error {
-	if name == "" || len(name) > ggufMaxNameBytes || !utf8.ValidString(name) {
-		return fmt.Errorf("%w: tensor name %q (1 to %d bytes of UTF-8)", ErrWriterInput, name, ggufMaxNameBytes)
+	if name == "" || len(name) > writerMaxNameBytes || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: tensor name %q (1 to %d bytes of UTF-8)", ErrWriterInput, name, writerMaxNameBytes)
 	}
 	if w.names[name] {
 		return fmt.Errorf("%w: duplicate tensor %q", ErrWriterInput, name)
@@ -219,8 +197,8 @@ func (w *Writer) AddTensor(name string, typ Type, dims []uint64, fill TensorFill
 // writerTensorBytes is the storage size of a tensor, checked for shapes
 // ggml cannot represent.
 func writerTensorBytes(typ Type, dims []uint64) (int64, error) {
-	if len(dims) == 0 || len(dims) > ggufMaxDims {
-		return 0, fmt.Errorf("%d dimensions (1 to %d)", len(dims), ggufMaxDims)
+	if len(dims) == 0 || len(dims) > MaxDims {
+		return 0, fmt.Errorf("%d dimensions (1 to %d)", len(dims), MaxDims)
 	}
 	elements := uint64(1)
 	for i, d := range dims {
@@ -287,68 +265,57 @@ func (w *Writer) WriteTo(ctx context.Context, dst io.Writer) (int64, error) {
 	for i := range w.tensors {
 		t := &w.tensors[i]
 		sink := &writerTensorSink{out: out, tensor: t, left: t.size}
-		if err := t.fill(sink); err != nil {
+		err := t.fill(sink)
+		if err == nil {
+			err = out.err // a filler that ignored a write error
+		}
+		if err == nil && sink.left != 0 {
+			err = fmt.Errorf("%w: filler wrote %d of %d bytes", ErrTensorSize, t.size-sink.left, t.size)
+		}
+		if err != nil {
 			return out.written, fmt.Errorf("experts: writing tensor %q: %w", t.name, err)
 		}
-		if sink.left != 0 {
-			return out.written, fmt.Errorf("%w: tensor %q: filler wrote %d of %d bytes", ErrTensorSize, t.name, t.size-sink.left, t.size)
-		}
-		if err := out.zeros(writerPad(t.size, w.alignment) - t.size); err != nil {
-			return out.written, err
-		}
+		out.zeros(writerPad(t.size, w.alignment) - t.size)
 	}
-	if err := out.buf.Flush(); err != nil {
-		return out.written, err
+	if out.err == nil {
+		out.err = out.buf.Flush()
+	}
+	if out.err != nil {
+		return out.written, out.err
 	}
 	out.report()
 	return out.written, nil
 }
 
 func (w *Writer) writeHeader(out *writerCounter) error {
-	var scratch [8]byte
 	le := binary.LittleEndian
-	u32 := func(v uint32) error { le.PutUint32(scratch[:4], v); return out.write(scratch[:4]) }
-	u64 := func(v uint64) error { le.PutUint64(scratch[:], v); return out.write(scratch[:]) }
-	str := func(s string) error {
-		if err := u64(uint64(len(s))); err != nil {
-			return err
-		}
-		return out.write([]byte(s))
+	var scratch []byte
+	str := func(s string) {
+		out.write(le.AppendUint64(scratch[:0], uint64(len(s))))
+		out.write([]byte(s))
 	}
-	for _, err := range []error{u32(ggufMagic), u32(ggufVersion), u64(uint64(len(w.tensors))), u64(uint64(len(w.kvs)))} {
-		if err != nil {
-			return err
-		}
-	}
+	out.write([]byte(ggufMagic))
+	out.write(le.AppendUint32(scratch[:0], writerVersion))
+	out.write(le.AppendUint64(scratch[:0], uint64(len(w.tensors))))
+	out.write(le.AppendUint64(scratch[:0], uint64(len(w.kvs))))
 	for _, kv := range w.kvs {
-		if err := str(kv.key); err != nil {
-			return err
-		}
-		if err := out.write(kv.encoded); err != nil {
-			return err
-		}
+		str(kv.key)
+		out.write(kv.encoded)
 	}
 	for _, t := range w.tensors {
-		if err := str(t.name); err != nil {
-			return err
-		}
-		if err := u32(uint32(len(t.dims))); err != nil {
-			return err
-		}
+		str(t.name)
+		b := le.AppendUint32(scratch[:0], uint32(len(t.dims)))
 		for _, d := range t.dims {
-			if err := u64(d); err != nil {
-				return err
-			}
+			b = le.AppendUint64(b, d)
 		}
-		if err := u32(uint32(t.typ)); err != nil {
-			return err
-		}
-		if err := u64(uint64(t.offset)); err != nil {
-			return err
-		}
+		b = le.AppendUint32(b, uint32(t.typ))
+		b = le.AppendUint64(b, uint64(t.offset))
+		out.write(b)
+		scratch = b
 	}
 	h := w.headerSize()
-	return out.zeros(writerPad(h, w.alignment) - h)
+	out.zeros(writerPad(h, w.alignment) - h)
+	return out.err
 }
 
 // WriteFile writes the file to path through a temporary file in the same
@@ -411,33 +378,34 @@ func (d writerDest) Write(p []byte) (int, error) {
 	return d.w.Write(p)
 }
 
-// writerCounter counts what goes into the buffered writer and reports
-// progress.
+// writerCounter counts what goes into the buffered writer, keeps the first
+// error (later writes do nothing) and reports progress.
 type writerCounter struct {
 	ctx      context.Context
 	buf      *bufio.Writer
 	written  int64
 	total    int64
 	progress func(written, total int64)
+	err      error
 }
 
-func (c *writerCounter) write(p []byte) error {
+func (c *writerCounter) write(p []byte) {
+	if c.err != nil {
+		return
+	}
 	n, err := c.buf.Write(p)
 	c.written += int64(n)
-	return err
+	c.err = err
 }
 
 var writerZeros [4096]byte
 
-func (c *writerCounter) zeros(n int64) error {
+func (c *writerCounter) zeros(n int64) {
 	for n > 0 {
 		k := min(n, int64(len(writerZeros)))
-		if err := c.write(writerZeros[:k]); err != nil {
-			return err
-		}
+		c.write(writerZeros[:k])
 		n -= k
 	}
-	return nil
 }
 
 func (c *writerCounter) report() {
@@ -455,19 +423,23 @@ type writerTensorSink struct {
 }
 
 func (s *writerTensorSink) Write(p []byte) (int, error) {
-	if err := s.out.ctx.Err(); err != nil {
-		return 0, err
+	if s.out.err == nil {
+		s.out.err = s.out.ctx.Err()
+	}
+	if s.out.err != nil {
+		return 0, s.out.err
 	}
 	if int64(len(p)) > s.left {
-		return 0, fmt.Errorf("%w: tensor %q: filler wrote more than its %d bytes", ErrTensorSize, s.tensor.name, s.tensor.size)
+		return 0, fmt.Errorf("%w: filler wrote more than %d bytes", ErrTensorSize, s.tensor.size)
 	}
-	n, err := s.out.buf.Write(p)
-	s.out.written += int64(n)
+	before := s.out.written
+	s.out.write(p)
+	n := int(s.out.written - before)
 	s.left -= int64(n)
-	if err == nil && len(p) >= 64<<10 {
+	if s.out.err == nil && len(p) >= 64<<10 {
 		s.out.report()
 	}
-	return n, err
+	return n, s.out.err
 }
 
 // writerEncodeValue encodes a metadata value as the file stores it: its type
@@ -480,12 +452,12 @@ func writerEncodeValue(value any) ([]byte, error) {
 		if !utf8.ValidString(v) {
 			return nil, fmt.Errorf("string %q is not UTF-8", v)
 		}
-		b = le.AppendUint32(b, uint32(ggufString))
+		b = le.AppendUint32(b, uint32(ValueString))
 		b = le.AppendUint64(b, uint64(len(v)))
 		return append(b, v...), nil
 	case []string:
-		b = le.AppendUint32(b, uint32(ggufArray))
-		b = le.AppendUint32(b, uint32(ggufString))
+		b = le.AppendUint32(b, uint32(ValueArray))
+		b = le.AppendUint32(b, uint32(ValueString))
 		b = le.AppendUint64(b, uint64(len(v)))
 		for _, s := range v {
 			if !utf8.ValidString(s) {
@@ -497,11 +469,11 @@ func writerEncodeValue(value any) ([]byte, error) {
 		return b, nil
 	}
 	t, length, isArray := writerFixedType(value)
-	if t == ggufArray {
+	if t == ValueArray {
 		return nil, fmt.Errorf("unsupported value type %T", value)
 	}
 	if isArray {
-		b = le.AppendUint32(b, uint32(ggufArray))
+		b = le.AppendUint32(b, uint32(ValueArray))
 		b = le.AppendUint32(b, uint32(t))
 		b = le.AppendUint64(b, uint64(length))
 	} else {
@@ -513,53 +485,53 @@ func writerEncodeValue(value any) ([]byte, error) {
 }
 
 // writerFixedType maps a fixed-size Go value or slice to its GGUF type; it
-// returns ggufArray for anything else.
-func writerFixedType(value any) (t ggufValueType, length int, isArray bool) {
+// returns ValueArray for anything else.
+func writerFixedType(value any) (t ValueType, length int, isArray bool) {
 	switch v := value.(type) {
 	case uint8:
-		return ggufUint8, 1, false
+		return ValueUint8, 1, false
 	case int8:
-		return ggufInt8, 1, false
+		return ValueInt8, 1, false
 	case uint16:
-		return ggufUint16, 1, false
+		return ValueUint16, 1, false
 	case int16:
-		return ggufInt16, 1, false
+		return ValueInt16, 1, false
 	case uint32:
-		return ggufUint32, 1, false
+		return ValueUint32, 1, false
 	case int32:
-		return ggufInt32, 1, false
+		return ValueInt32, 1, false
 	case float32:
-		return ggufFloat32, 1, false
+		return ValueFloat32, 1, false
 	case bool:
-		return ggufBool, 1, false
+		return ValueBool, 1, false
 	case uint64:
-		return ggufUint64, 1, false
+		return ValueUint64, 1, false
 	case int64:
-		return ggufInt64, 1, false
+		return ValueInt64, 1, false
 	case float64:
-		return ggufFloat64, 1, false
+		return ValueFloat64, 1, false
 	case []uint8:
-		return ggufUint8, len(v), true
+		return ValueUint8, len(v), true
 	case []int8:
-		return ggufInt8, len(v), true
+		return ValueInt8, len(v), true
 	case []uint16:
-		return ggufUint16, len(v), true
+		return ValueUint16, len(v), true
 	case []int16:
-		return ggufInt16, len(v), true
+		return ValueInt16, len(v), true
 	case []uint32:
-		return ggufUint32, len(v), true
+		return ValueUint32, len(v), true
 	case []int32:
-		return ggufInt32, len(v), true
+		return ValueInt32, len(v), true
 	case []float32:
-		return ggufFloat32, len(v), true
+		return ValueFloat32, len(v), true
 	case []bool:
-		return ggufBool, len(v), true
+		return ValueBool, len(v), true
 	case []uint64:
-		return ggufUint64, len(v), true
+		return ValueUint64, len(v), true
 	case []int64:
-		return ggufInt64, len(v), true
+		return ValueInt64, len(v), true
 	case []float64:
-		return ggufFloat64, len(v), true
+		return ValueFloat64, len(v), true
 	}
-	return ggufArray, 0, false
+	return ValueArray, 0, false
 }
