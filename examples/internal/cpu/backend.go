@@ -72,14 +72,14 @@ func (b *Backend) Read(dst []float32, t model.Tensor) { copy(dst, cpuTensor(t).d
 func floats(w model.Weight) ([]float32, error) {
 	n := w.Rows * w.Cols
 	if w.Type != experts.TypeF32 || len(w.Data) != 4*n {
-		return nil, fmt.Errorf("cpu: want %d F32 values, have %d bytes of %v", n, len(w.Data), w.Type)
+		return nil, fmt.Errorf("cpu: %s: want %d F32 values, have %d bytes of %v", w.Name, n, len(w.Data), w.Type)
 	}
 	if n == 0 {
 		return nil, nil
 	}
 	p := unsafe.Pointer(unsafe.SliceData(w.Data))
 	if uintptr(p)%unsafe.Alignof(float32(0)) != 0 {
-		return nil, fmt.Errorf("cpu: F32 weight data is not 4-byte aligned")
+		return nil, fmt.Errorf("cpu: %s: F32 data is not 4-byte aligned", w.Name)
 	}
 	return unsafe.Slice((*float32)(p), n), nil
 }
@@ -94,7 +94,7 @@ func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) er
 	for i, tok := range tokens {
 		src := table.Data[int(tok)*int(rb) : (int(tok)+1)*int(rb)]
 		if err := experts.Dequantize(table.Type, src, d.row(i)); err != nil {
-			return fmt.Errorf("cpu: embedding of token %d: %w", tok, err)
+			return fmt.Errorf("cpu: %s: row %d: %w", table.Name, tok, err)
 		}
 	}
 	return nil

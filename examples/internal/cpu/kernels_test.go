@@ -8,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/experts"
 )
 
 func randVec(r *rand.Rand, n int, scale float64) []float32 {
@@ -292,4 +295,50 @@ func TestDeltaRule(t *testing.T) {
 		DeltaRule(out, state, q, k, v, decay, beta, scale)
 		assertClose(t, want, out, 1e-5, "delta rule output")
 	}
+}
+
+func TestMatMulAgainstDequantized(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	b := New(2)
+	defer b.Close()
+	const rows, cols, T = 37, 256, 3
+	for _, typ := range []experts.Type{experts.TypeF32, experts.TypeF16, experts.TypeQ8_0, experts.TypeQ4_0, experts.TypeMXFP4, experts.TypeQ4_K, experts.TypeQ6_K} {
+		w := randomWeight(r, typ, rows, cols)
+		w.Name = "w"
+		deq := make([]float32, rows*cols)
+		require.NoError(t, experts.Dequantize(typ, w.Data, deq))
+		x := b.NewTensor(T, cols).(*tensor)
+		copy(x.data, randVec(r, T*cols, 1))
+		dst := b.NewTensor(T, rows).(*tensor)
+		require.NoError(t, b.MatMul(dst, x, w))
+		want := make([]float64, T*rows)
+		for tt := range T {
+			for i := range rows {
+				for c := range cols {
+					want[tt*rows+i] += float64(deq[i*cols+c]) * float64(x.data[tt*cols+c])
+				}
+			}
+		}
+		// Activations are rounded to 8 bits for quantized weights.
+		tol := map[experts.Type]float64{experts.TypeF32: 1e-6, experts.TypeF16: 2e-3}[typ]
+		if tol == 0 {
+			tol = 2e-2
+		}
+		assertClose(t, want, dst.data, tol, typ.String())
+	}
+}
+
+func TestMatMulRejectsBadWeights(t *testing.T) {
+	b := New(1)
+	defer b.Close()
+	x, dst := b.NewTensor(1, 64), b.NewTensor(1, 4)
+	err := b.MatMul(dst, x, model.Weight{Name: "blk.0.odd", Type: experts.TypeIQ2_XXS, Rows: 4, Cols: 256, Data: make([]byte, 4*66)})
+	assert.ErrorIs(t, err, experts.ErrUnsupportedType)
+	assert.Contains(t, err.Error(), "blk.0.odd")
+	err = b.MatMul(dst, x, model.Weight{Name: "blk.0.short", Type: experts.TypeF32, Rows: 4, Cols: 64, Data: make([]byte, 100)})
+	assert.ErrorContains(t, err, "blk.0.short")
+	err = b.MatMul(dst, x, model.Weight{Name: "blk.0.wide", Type: experts.TypeF32, Rows: 4, Cols: 32, Data: make([]byte, 4*4*32)})
+	assert.ErrorContains(t, err, "blk.0.wide")
+	err = b.MatMul(b.NewTensor(2, 4), x, model.Weight{Name: "blk.0.ok", Type: experts.TypeF32, Rows: 4, Cols: 64, Data: make([]byte, 4*4*64)})
+	assert.Error(t, err, "destination shape")
 }

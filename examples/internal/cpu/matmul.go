@@ -54,14 +54,14 @@ func (b *Backend) convert(wt experts.Type, x []float32, rows, cols int) (*activa
 // checkWeight validates a weight for products with cols-long activations.
 func checkWeight(w model.Weight, cols int) (rowBytes int, err error) {
 	if !w.Type.CanVecDot() {
-		return 0, fmt.Errorf("cpu: no dot product for %v weights: %w", w.Type, experts.ErrUnsupportedType)
+		return 0, fmt.Errorf("cpu: %s: no dot product for %v weights: %w", w.Name, w.Type, experts.ErrUnsupportedType)
 	}
 	rb, err := w.Type.RowBytes(uint64(w.Cols))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("cpu: %s: %w", w.Name, err)
 	}
 	if w.Cols != cols || uint64(len(w.Data)) != rb*uint64(w.Rows) {
-		return 0, fmt.Errorf("cpu: weight of %d×%d %v in %d bytes does not fit %d-value activations", w.Rows, w.Cols, w.Type, len(w.Data), cols)
+		return 0, fmt.Errorf("cpu: %s: %d×%d %v weights in %d bytes do not fit %d-value activations", w.Name, w.Rows, w.Cols, w.Type, len(w.Data), cols)
 	}
 	return int(rb), nil
 }

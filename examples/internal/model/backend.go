@@ -113,7 +113,8 @@ type Backend interface {
 	// outputs of HeadDim per row into dst and updating d.State.
 	DeltaNet(dst Tensor, d DeltaNet) error
 	// GatedRMSNorm normalises each len(w)-value group of x, scales it by w
-	// and multiplies by SiLU(z): the output gate of Gated DeltaNet.
+	// and multiplies by SiLU(z): the output gate of Gated DeltaNet (dst may
+	// be x).
 	GatedRMSNorm(dst, x, z Tensor, w Weight, eps float32) error
 
 	// Route turns router logits (one row per token) into the top k experts

@@ -72,7 +72,8 @@ func (s *fileSource) Acquire(_ context.Context, layer int, ids []int) (model.Exp
 			return nil, err
 		}
 		for _, p := range e.Parts {
-			w := model.Weight{Data: mapping[p.Offset : p.Offset+p.Size], Type: p.Type, Rows: int(p.Rows), Cols: int(p.Cols)}
+			w := model.Weight{Data: mapping[p.Offset : p.Offset+p.Size], Type: p.Type, Rows: int(p.Rows), Cols: int(p.Cols),
+				Name: fmt.Sprintf("%s[%d]", p.Tensor.Name, id)}
 			switch p.Role {
 			case experts.PartGate:
 				ws[i].Gate = w

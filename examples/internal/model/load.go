@@ -69,7 +69,7 @@ func (l *loader) find(name string, rows, cols int) (Weight, bool) {
 		l.fail("%s: %d bytes of %v do not hold %d rows of %d", name, len(data), t.Type, rows, cols)
 		return Weight{}, false
 	}
-	return Weight{Data: data, Type: t.Type, Rows: rows, Cols: cols}, true
+	return Weight{Data: data, Type: t.Type, Rows: rows, Cols: cols, Name: name}, true
 }
 
 // matrix returns a required tensor.
@@ -98,7 +98,7 @@ func (l *loader) vector(name string, rows, cols int) Weight {
 	for i, v := range vals {
 		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
 	}
-	return Weight{Data: data, Type: experts.TypeF32, Rows: rows, Cols: cols}
+	return Weight{Data: data, Type: experts.TypeF32, Rows: rows, Cols: cols, Name: name}
 }
 
 // rowsOf splits w into consecutive row blocks of the given heights (a
@@ -109,7 +109,7 @@ func rowsOf(w Weight, heights ...int) []Weight {
 	parts := make([]Weight, len(heights))
 	r := 0
 	for i, h := range heights {
-		parts[i] = Weight{Data: w.Data[r*rb : (r+h)*rb], Type: w.Type, Rows: h, Cols: w.Cols}
+		parts[i] = Weight{Data: w.Data[r*rb : (r+h)*rb], Type: w.Type, Rows: h, Cols: w.Cols, Name: fmt.Sprintf("%s[rows %d:%d]", w.Name, r, r+h)}
 		r += h
 	}
 	return parts

@@ -14,6 +14,9 @@ type Weight struct {
 	Data       []byte
 	Type       experts.Type
 	Rows, Cols int
+	// Name identifies the weight in errors (the GGUF tensor name, for
+	// example); it may be empty.
+	Name string
 }
 
 // ExpertWeights are one routed expert's matrices. Gate and Up map the
