@@ -342,3 +342,57 @@ func TestMatMulRejectsBadWeights(t *testing.T) {
 	err = b.MatMul(b.NewTensor(2, 4), x, model.Weight{Name: "blk.0.ok", Type: experts.TypeF32, Rows: 4, Cols: 64, Data: make([]byte, 4*4*64)})
 	assert.Error(t, err, "destination shape")
 }
+
+func TestMoE(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	b := New(2)
+	defer b.Close()
+	const T, D, F, K = 3, 32, 16, 2
+	f32 := func(rows, cols int) (model.Weight, []float32) {
+		w := randomWeight(r, experts.TypeF32, rows, cols)
+		vals := make([]float32, rows*cols)
+		require.NoError(t, experts.Dequantize(experts.TypeF32, w.Data, vals))
+		return w, vals
+	}
+	ids := []int{1, 4, 6}
+	ew := make([]model.ExpertWeights, len(ids))
+	vals := make([][3][]float32, len(ids))
+	for i := range ids {
+		ew[i].Gate, vals[i][0] = f32(F, D)
+		ew[i].Up, vals[i][1] = f32(F, D)
+		ew[i].Down, vals[i][2] = f32(D, F)
+	}
+	routing := model.Routing{K: K, IDs: []int32{4, 1, 6, 4, 1, 6}, Weights: []float32{0.7, 0.3, 0.5, 0.5, 0.9, 0.1}}
+	x := b.NewTensor(T, D).(*tensor)
+	copy(x.data, randVec(r, T*D, 1))
+	dst := b.NewTensor(T, D).(*tensor)
+	require.NoError(t, b.MoE(dst, x, routing, ids, ew))
+
+	slot := map[int32]int{1: 0, 4: 1, 6: 2}
+	want := make([]float64, T*D)
+	for tt := range T {
+		for k := range K {
+			e := vals[slot[routing.IDs[tt*K+k]]]
+			h := make([]float64, F)
+			for f := range F {
+				var g, u float64
+				for c := range D {
+					g += float64(e[0][f*D+c]) * float64(x.data[tt*D+c])
+					u += float64(e[1][f*D+c]) * float64(x.data[tt*D+c])
+				}
+				h[f] = g / (1 + math.Exp(-g)) * u
+			}
+			for d := range D {
+				var o float64
+				for f := range F {
+					o += float64(e[2][d*F+f]) * h[f]
+				}
+				want[tt*D+d] += float64(routing.Weights[tt*K+k]) * o
+			}
+		}
+	}
+	assertClose(t, want, dst.data, 1e-5, "moe")
+
+	routing.IDs[0] = 5
+	assert.ErrorContains(t, b.MoE(dst, x, routing, ids, ew), "expert 5")
+}
