@@ -47,15 +47,21 @@ func TestNewRejectsBadWeights(t *testing.T) {
 	require.NoError(t, err)
 	defer em.Close()
 	// A model whose hyper-parameters disagree with its tensors.
+	_, err = New(em, nil, nil)
+	require.Error(t, err, "no backend, no expert source")
 	bad := *em
 	bad.Params.EmbeddingDim = 32
-	_, err = New(&bad, nil, nil)
+	_, err = New(&bad, noBackend{}, noSource{})
 	require.ErrorIs(t, err, ErrBadWeights)
 	assert.Contains(t, err.Error(), "token_embd.weight")
 
 	bad = *em
 	bad.Params.KeyDim, bad.Params.ValueDim, bad.Params.RopeDims = 16, 16, 16
-	_, err = New(&bad, nil, nil)
+	_, err = New(&bad, noBackend{}, noSource{})
 	require.ErrorIs(t, err, ErrBadWeights)
 	assert.Contains(t, err.Error(), "blk.0.attn_q.weight")
 }
+
+// noBackend and noSource stand in where New must fail before computing.
+type noBackend struct{ Backend }
+type noSource struct{ ExpertSource }

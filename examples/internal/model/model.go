@@ -2,18 +2,21 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/rotary-moe/rotary/experts"
 )
 
 // Model is a loaded qwen3moe or qwen35moe model: resident weights viewed in
 // the mapped file, a Backend to compute with and an ExpertSource for the
-// routed experts. Forward calls on different States may not run
-// concurrently (they share the backend).
+// routed experts. It is safe for concurrent use; Forward calls run one at a
+// time (they share the backend).
 type Model struct {
+	mu      sync.Mutex // serialises Forward
 	cfg     config
 	backend Backend
 	experts ExpertSource
@@ -26,6 +29,9 @@ type Model struct {
 // New builds a Model over m's weights. The model keeps views into m's
 // mapping: m must stay open while the Model is used.
 func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Model, error) {
+	if backend == nil || src == nil {
+		return nil, errors.New("model: New needs a backend and an expert source")
+	}
 	cfg, err := newConfig(m)
 	if err != nil {
 		return nil, err
@@ -90,8 +96,10 @@ func (m *Model) NewState(maxTokens int) *State {
 	return s
 }
 
-// Reset empties the sequence.
+// Reset empties the sequence. A State is used by one goroutine at a time.
 func (s *State) Reset() {
+	s.model.mu.Lock()
+	defer s.model.mu.Unlock()
 	c, b := &s.model.cfg, s.model.backend
 	s.pos = 0
 	for il := range s.layers {
@@ -132,6 +140,8 @@ const (
 // left as it was only if the error came before the first layer ran;
 // otherwise Reset it.
 func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
 	switch {
