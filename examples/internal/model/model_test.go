@@ -167,3 +167,29 @@ func TestExpertSourceCalledOncePerLayerAndStep(t *testing.T) {
 	require.Len(t, routed, m.Layers())
 	assert.Len(t, routed[0], len(chatTokens)*4, "k ids per token")
 }
+
+func TestConcurrentStates(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen35moe-tiny-f32", nil)
+	want, err := m.Forward(ctx, m.NewState(32), chatTokens, model.LastLogits)
+	require.NoError(t, err)
+	results := make(chan []float32, 3)
+	for range 3 {
+		go func() {
+			s := m.NewState(32)
+			var last []float32
+			for _, tok := range chatTokens {
+				l, err := m.Forward(ctx, s, []int32{tok}, model.LastLogits)
+				if err != nil {
+					results <- nil
+					return
+				}
+				last = l
+			}
+			results <- last
+		}()
+	}
+	for range 3 {
+		assert.Equal(t, want, <-results)
+	}
+}
