@@ -33,7 +33,7 @@ func BenchmarkDecode(b *testing.B) {
 			_, err = m.Forward(ctx, s, prompt, model.LastLogits)
 			require.NoError(b, err)
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cpu.ProcessCPUTime()
 			for i := range b.N {
 				if s.Pos() == s.Capacity() {
 					b.StopTimer()
@@ -48,6 +48,9 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tokens/s")
+			if used := (cpu.ProcessCPUTime() - cpu0).Seconds(); used > 0 {
+				b.ReportMetric(used/float64(b.N)*1e3, "cpu-ms/token")
+			}
 		})
 	}
 }
