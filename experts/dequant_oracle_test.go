@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -113,5 +114,44 @@ func TestDequantizeMatchesOracle(t *testing.T) {
 	}
 	for _, typ := range []Type{TypeQ8_0, TypeMXFP4, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
 		require.NotZero(t, seen[typ], "oracle files exercised no %v tensor", typ)
+	}
+}
+
+// TestVecDotOnOracleWeights runs the dot products over real llama.cpp-made
+// rows (Q8_0, MXFP4, Q4_K, Q5_K, Q6_K) and compares them with the float dot
+// product of the same rows dequantized and the dequantized activations, and
+// with the scalar reference.
+func TestVecDotOnOracleWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(61, 62))
+	for _, file := range quantOracleFiles {
+		o := loadQuantOracle(t, file)
+		for _, tt := range o.Tensors {
+			typ, _ := TypeByName(tt.Type)
+			if typ == TypeF32 {
+				continue
+			}
+			n := int(tt.Ne[0])
+			row := rowBytes(t, typ, n)
+			data := o.read(t, tt)
+			at := typ.VecDotType()
+			x := randomActivations(n, rng)
+			act := make([]byte, rowBytes(t, at, n))
+			require.NoError(t, QuantizeActivations(at, x, act))
+			xq := make([]float32, n)
+			require.NoError(t, Dequantize(at, act, xq))
+			wf := make([]float32, n)
+			for r := 0; r < min(8, len(data)/row); r++ {
+				w := data[r*row : (r+1)*row]
+				require.NoError(t, Dequantize(typ, w, wf))
+				var want, magnitude float64
+				for i := range wf {
+					want += float64(wf[i]) * float64(xq[i])
+					magnitude += math.Abs(float64(wf[i]) * float64(xq[i]))
+				}
+				got := VecDot(typ, n, w, act)
+				require.InDelta(t, want, float64(got), 2e-6*magnitude, "%s %s row %d", file, tt.Name, r)
+				require.Equal(t, refVecDot(t, typ, n, w, act), got, "%s %s row %d: scalar reference", file, tt.Name, r)
+			}
+		}
 	}
 }

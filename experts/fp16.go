@@ -11,16 +11,14 @@ import "math"
 // subnormals included; NaN payloads are kept.
 func Float16ToFloat32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch exp {
-	case 0:
-		// Zero or subnormal: man·2⁻²⁴, exact in float32.
-		return math.Float32frombits(sign | math.Float32bits(float32(man)*0x1p-24))
-	case 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	default:
-		return math.Float32frombits(sign | (exp+(127-15))<<23 | man<<13)
+	bits := uint32(h & 0x7fff)
+	switch {
+	case bits < 0x400: // zero or subnormal: bits·2⁻²⁴, exact in float32
+		return math.Float32frombits(sign | math.Float32bits(float32(bits)*0x1p-24))
+	case bits >= 0x7c00: // Inf or NaN
+		return math.Float32frombits(sign | 0x7f800000 | (bits&0x3ff)<<13)
+	default: // move exponent and mantissa into place and rebias the exponent
+		return math.Float32frombits(sign | (bits<<13 + (127-15)<<23))
 	}
 }
 
@@ -68,7 +66,7 @@ func Float32ToBF16(f float32) uint16 {
 // e8m0HalfToFloat32 decodes an E8M0 block scale (2^(e-127)) and halves it:
 // ggml stores the MXFP4 code points doubled (kvaluesMXFP4), so the scale that
 // multiplies them is 2^(e-128). e = 0 and 1 give the subnormals 2⁻¹²⁸ and
-// 2⁻¹²⁷; e = 255 gives +Inf rather than NaN, as in ggml.
+// 2⁻¹²⁷; e = 255, NaN in the OCP MX format, decodes as 2¹²⁷, as in ggml.
 func e8m0HalfToFloat32(e uint8) float32 {
 	if e < 2 {
 		return math.Float32frombits(0x00200000 << e)
@@ -94,7 +92,8 @@ func ue4m3HalfToFloat32(x uint8) float32 {
 
 // float32ToUE4M3 encodes a non-negative scale as unsigned E4M3 the way ggml's
 // NVFP4 reference quantizer does: clamped to 448, the mantissa rounded half
-// up, results past the largest finite code saturated to 0x7e.
+// up, and anything from 256 up (exponent 15, which ggml treats as out of
+// range) saturated to 0x7e, i.e. 448.
 func float32ToUE4M3(x float32) uint8 {
 	if !(x > 0) {
 		return 0

@@ -82,6 +82,28 @@ var dotKernels = map[Type]func(w, act []byte) float32{
 	TypeQ2_0:   dotQ2_0,
 }
 
+// dotPlan is what VecDot needs per weight type, gathered in an array so that
+// the per-row call does no map lookups.
+type dotPlan struct {
+	kernel                  func(w, act []byte) float32
+	wBlockSize, wBlockBytes int
+	aBlockSize, aBlockBytes int
+}
+
+// dotPlans is indexed by Type.
+var dotPlans = func() []dotPlan {
+	var last Type
+	for t := range dotKernels {
+		last = max(last, t)
+	}
+	plans := make([]dotPlan, last+1)
+	for t, kernel := range dotKernels {
+		at := vecDotTypes[t]
+		plans[t] = dotPlan{kernel, t.BlockSize(), t.BlockBytes(), at.BlockSize(), at.BlockBytes()}
+	}
+	return plans
+}()
+
 // VecDotType is the type ggml's CPU backend converts activations to before a
 // dot product with weights of type t (Q8_0 for Q4_0, Q5_0, Q8_0, IQ4_NL and
 // MXFP4; Q8_1 for Q4_1 and Q5_1; Q8_K for the K-quants and IQ4_XS; F16, BF16
@@ -109,12 +131,14 @@ func (t Type) CanVecDot() bool {
 // comparing t.RowBytes(n) and t.VecDotType().RowBytes(n) with their buffers.
 // VecDot does not allocate.
 func VecDot(t Type, n int, w, act []byte) float32 {
-	dot := dotKernels[t]
-	if dot == nil {
+	var p dotPlan
+	if uint64(t) < uint64(len(dotPlans)) {
+		p = dotPlans[t]
+	}
+	if p.kernel == nil {
 		panic(fmt.Sprintf("experts: VecDot: no dot product for %v", t))
 	}
-	at := vecDotTypes[t]
-	return dot(w[:n/t.BlockSize()*t.BlockBytes()], act[:n/at.BlockSize()*at.BlockBytes()])
+	return p.kernel(w[:n/p.wBlockSize*p.wBlockBytes], act[:n/p.aBlockSize*p.aBlockBytes])
 }
 
 // VecDotChecked is VecDot with its arguments validated: w must be exactly
@@ -139,6 +163,32 @@ func VecDotChecked(t Type, n int, w, act []byte) (float32, error) {
 	return VecDot(t, n, w, act), nil
 }
 
+// MatVec multiplies len(out) rows of n weights of type t, stored back to back
+// in w, with one activation vector act in t.VecDotType():
+// out[r] = VecDot(t, n, row r, act). It validates the sizes once, so it suits
+// whole matrices or row ranges handed to parallel workers.
+func MatVec(t Type, n int, w, act []byte, out []float32) error {
+	if len(out) == 0 {
+		return nil
+	}
+	rowBytes, err := t.RowBytes(uint64(max(n, 0)))
+	if err != nil {
+		return fmt.Errorf("experts: mat vec: %w: %w", ErrQuantSize, err)
+	}
+	if uint64(len(w)) != rowBytes*uint64(len(out)) {
+		return fmt.Errorf("experts: mat vec: %w: %d rows of %d %v elements take %d bytes, got %d",
+			ErrQuantSize, len(out), n, t, rowBytes*uint64(len(out)), len(w))
+	}
+	row := int(rowBytes)
+	if _, err := VecDotChecked(t, n, w[:row], act); err != nil {
+		return fmt.Errorf("experts: mat vec: %w", err)
+	}
+	for r := range out {
+		out[r] = VecDot(t, n, w[r*row:(r+1)*row], act)
+	}
+	return nil
+}
+
 // dotI8x32 is the exact integer dot product of two blocks of 32 int8. Each
 // weight byte is split into its low nibble and its signed high nibble
 // (x = 16·hi + lo) so that the products fit the packed lanes of swarMul.
@@ -147,7 +197,7 @@ func dotI8x32(x, y *[32]byte) int32 {
 	for i := 0; i <= 24; i += 8 {
 		w := le64(x[i:])
 		ye, yo := swarActivations(le64(y[i:]))
-		s += 16*swarMul(w>>4&swarNibbles^0x0808080808080808, ye, yo, 8) + swarMul(w&swarNibbles, ye, yo, 0)
+		s += 16*swarMul(w>>4&swarNibbles^0x0808080808080808, ye, yo, 8*swarLane) + swarMul(w&swarNibbles, ye, yo, 0)
 	}
 	return s
 }
@@ -172,10 +222,11 @@ const (
 )
 
 // swarDot8 returns Σ (c[i]-off)·y[i] over the 8 bytes of c (unsigned codes,
-// little-endian, |c-off| ≤ 63) and y (int8, little-endian).
-func swarDot8(c, y uint64, off int) int32 {
+// little-endian) and y (int8, little-endian), where o is off in every 16-bit
+// lane (off·swarLane) and |c-off| ≤ 63.
+func swarDot8(c, y, o uint64) int32 {
 	ye, yo := swarActivations(y)
-	return swarMul(c, ye, yo, off)
+	return swarMul(c, ye, yo, o)
 }
 
 // swarActivations spreads 8 int8 over the 16-bit lanes of two integers: the
@@ -186,12 +237,10 @@ func swarActivations(y uint64) (even, odd uint64) {
 }
 
 // swarMul is swarDot8 for activations already spread by swarActivations.
-func swarMul(c, ye, yo uint64, off int) int32 {
+func swarMul(c, ye, yo, o uint64) int32 {
 	r := bits.ReverseBytes64(c)
-	o := uint64(off) * swarLane
-	ce := r>>8&swarEven - o // c6, c4, c2, c0
-	co := r&swarEven - o    // c7, c5, c3, c1
-	return int32(int64(ce*ye+1<<47)>>48 + int64(co*yo+1<<47)>>48)
+	// Even lanes of r hold c7, c5, c3, c1 and odd ones c6, c4, c2, c0.
+	return int32(int64((r>>8&swarEven-o)*ye+1<<47)>>48 + int64((r&swarEven-o)*yo+1<<47)>>48)
 }
 
 // le64 reads 8 little-endian bytes.
@@ -207,8 +256,9 @@ func spreadBits8(b byte) uint64 {
 
 // dotNibbleBlock returns Σ (q-off)·y for a 32-element block of nibbles (low
 // nibbles are elements 0–15, high nibbles 16–31) and 32 int8, with optional
-// fifth bits (bit j of qh for element j; 0 when the format has none).
-func dotNibbleBlock(q *[16]byte, qh uint32, y *[32]byte, off int) int32 {
+// fifth bits (bit j of qh for element j; 0 when the format has none). off
+// is the code offset in every 16-bit lane, as for swarDot8.
+func dotNibbleBlock(q *[16]byte, qh uint32, y *[32]byte, off uint64) int32 {
 	w0, w1 := le64(q[0:]), le64(q[8:])
 	h0, h1 := spreadBits8(byte(qh))<<4, spreadBits8(byte(qh>>8))<<4
 	h2, h3 := spreadBits8(byte(qh>>16))<<4, spreadBits8(byte(qh>>24))<<4
@@ -290,7 +340,7 @@ func dotBF16(w, act []byte) float32 {
 func dotQ4_0(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 18 && len(act) >= 34 {
-		sumi := dotNibbleBlock((*[16]byte)(w[2:18]), 0, (*[32]byte)(act[2:34]), 8)
+		sumi := dotNibbleBlock((*[16]byte)(w[2:18]), 0, (*[32]byte)(act[2:34]), 8*swarLane)
 		sumf += float32(float32(float32(sumi)*f16At(w)) * f16At(act))
 		w, act = w[18:], act[34:]
 	}
@@ -313,7 +363,7 @@ func dotQ4_1(w, act []byte) float32 {
 func dotQ5_0(w, act []byte) float32 {
 	var sumf float32
 	for len(w) >= 22 && len(act) >= 34 {
-		sumi := dotNibbleBlock((*[16]byte)(w[6:22]), binary.LittleEndian.Uint32(w[2:]), (*[32]byte)(act[2:34]), 16)
+		sumi := dotNibbleBlock((*[16]byte)(w[6:22]), binary.LittleEndian.Uint32(w[2:]), (*[32]byte)(act[2:34]), 16*swarLane)
 		sumf += float32(float32(f16At(w)*f16At(act)) * float32(sumi))
 		w, act = w[22:], act[34:]
 	}
@@ -495,10 +545,10 @@ func dotQ3K(w, act []byte) float32 {
 			for shift := 0; shift < 8; shift += 2 {
 				qy := (*[32]byte)(y[4+32*(g/2):])
 				// code = low two bits + 4·high bit, value = code - 4
-				s0 := swarDot8(w0>>shift&swarPairs|m0>>bit&swarBits<<2, le64(qy[0:]), 4) +
-					swarDot8(w1>>shift&swarPairs|m1>>bit&swarBits<<2, le64(qy[8:]), 4)
-				s1 := swarDot8(w2>>shift&swarPairs|m2>>bit&swarBits<<2, le64(qy[16:]), 4) +
-					swarDot8(w3>>shift&swarPairs|m3>>bit&swarBits<<2, le64(qy[24:]), 4)
+				s0 := swarDot8(w0>>shift&swarPairs|m0>>bit&swarBits<<2, le64(qy[0:]), 4*swarLane) +
+					swarDot8(w1>>shift&swarPairs|m1>>bit&swarBits<<2, le64(qy[8:]), 4*swarLane)
+				s1 := swarDot8(w2>>shift&swarPairs|m2>>bit&swarBits<<2, le64(qy[16:]), 4*swarLane) +
+					swarDot8(w3>>shift&swarPairs|m3>>bit&swarBits<<2, le64(qy[24:]), 4*swarLane)
 				isum += int32(scales[g&15])*s0 + int32(scales[(g+1)&15])*s1
 				g += 2
 				bit++
@@ -608,10 +658,10 @@ func dotQ6K(w, act []byte) float32 {
 			for i := 0; i <= 24; i += 8 {
 				a, b, h := le64(ql[i:]), le64(ql[32+i:]), le64(qh[i:])
 				k := i / 16
-				g[k] += swarDot8(a&swarNibbles|h&swarPairs<<4, le64(qy[i:]), 32)
-				g[k+2] += swarDot8(b&swarNibbles|h>>2&swarPairs<<4, le64(qy[32+i:]), 32)
-				g[k+4] += swarDot8(a>>4&swarNibbles|h>>4&swarPairs<<4, le64(qy[64+i:]), 32)
-				g[k+6] += swarDot8(b>>4&swarNibbles|h>>6&swarPairs<<4, le64(qy[96+i:]), 32)
+				g[k] += swarDot8(a&swarNibbles|h&swarPairs<<4, le64(qy[i:]), 32*swarLane)
+				g[k+2] += swarDot8(b&swarNibbles|h>>2&swarPairs<<4, le64(qy[32+i:]), 32*swarLane)
+				g[k+4] += swarDot8(a>>4&swarNibbles|h>>4&swarPairs<<4, le64(qy[64+i:]), 32*swarLane)
+				g[k+6] += swarDot8(b>>4&swarNibbles|h>>6&swarPairs<<4, le64(qy[96+i:]), 32*swarLane)
 			}
 			for k, v := range g {
 				isum += int32(int8(s[k])) * v
@@ -685,7 +735,7 @@ func dotTQ2_0(w, act []byte) float32 {
 			for i := 0; i <= 24; i += 8 {
 				v := le64(qs[i:])
 				for l := 0; l < 4; l++ {
-					sumi += swarDot8(v>>(2*l)&swarPairs, le64(qy[32*l+i:]), 1)
+					sumi += swarDot8(v>>(2*l)&swarPairs, le64(qy[32*l+i:]), swarLane)
 				}
 			}
 		}

@@ -293,7 +293,7 @@ func TestSwarDot8(t *testing.T) {
 		for i := range c {
 			want += (int32(c[i]) - int32(off)) * int32(int8(y[i]))
 		}
-		got := swarDot8(binary.LittleEndian.Uint64(c[:]), binary.LittleEndian.Uint64(y[:]), off)
+		got := swarDot8(binary.LittleEndian.Uint64(c[:]), binary.LittleEndian.Uint64(y[:]), uint64(off)*swarLane)
 		require.Equal(t, want, got, "c=%v y=%v off=%d", c, y, off)
 	}
 	fill := func(v byte) (a [8]byte) {
@@ -324,4 +324,27 @@ func TestSwarDot8(t *testing.T) {
 			check(c, y, off)
 		}
 	}
+}
+
+func TestMatVec(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	const n, rows = 512, 7
+	for _, typ := range []Type{TypeQ4_K, TypeQ8_0, TypeF16} {
+		at := typ.VecDotType()
+		row := rowBytes(t, typ, n)
+		w := randomWeights(typ, rows*n/typ.BlockSize(), rng)
+		act := make([]byte, rowBytes(t, at, n))
+		require.NoError(t, QuantizeActivations(at, randomActivations(n, rng), act))
+		out := make([]float32, rows)
+		require.NoError(t, MatVec(typ, n, w, act, out))
+		for r := range out {
+			require.Equal(t, VecDot(typ, n, w[r*row:(r+1)*row], act), out[r], "%v row %d", typ, r)
+		}
+		require.ErrorIs(t, MatVec(typ, n, w[:len(w)-1], act, out), ErrQuantSize)
+		require.ErrorIs(t, MatVec(typ, n, w, act[1:], out), ErrQuantSize)
+		require.ErrorIs(t, MatVec(typ, n, w, act, out[:rows-1]), ErrQuantSize)
+		require.ErrorIs(t, MatVec(typ, n+1, w, act, out), ErrQuantSize)
+		require.NoError(t, MatVec(typ, n, nil, nil, nil), "no rows, nothing to do")
+	}
+	require.ErrorIs(t, MatVec(TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), make([]float32, 1)), ErrUnsupportedType)
 }
