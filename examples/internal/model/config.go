@@ -59,6 +59,13 @@ func newConfig(m *experts.Model) (config, error) {
 		// llama.cpp rotates the whole head for qwen3moe.
 		c.rope.Dims = h.KeyDim
 	case experts.ArchQwen35MoE:
+		// Interleaved M-RoPE: with all position components equal, as for
+		// text, it is NEOX rotation of the first RopeDims values, provided
+		// every rotated pair falls in a time, height or width section (a
+		// pair of the fourth section would not rotate for text).
+		if !textRopeIsNeox(h.RopeSections, h.RopeDims) {
+			return bad("rope sections %v leave pairs of the %d rotated values unrotated for text", h.RopeSections, h.RopeDims)
+		}
 		c.hybrid, c.gatedAttention = true, true
 		c.fullAttentionInterval = h.FullAttentionInterval
 		c.convKernel = h.SSMConvKernel
@@ -95,4 +102,26 @@ func newConfig(m *experts.Model) (config, error) {
 		return bad("context length %d", c.contextLength)
 	}
 	return c, nil
+}
+
+// textRopeIsNeox reports whether interleaved M-RoPE with these sections
+// assigns every pair of the first dims values to the time, height or width
+// component, following ggml's sector rule (pair i is sector i mod Σsections;
+// sectors cycle t, h, w while each section lasts).
+func textRopeIsNeox(sections [4]int, dims int) bool {
+	total := sections[0] + sections[1] + sections[2] + sections[3]
+	if total <= 0 {
+		return false
+	}
+	for i := range dims / 2 {
+		sector := i % total
+		switch {
+		case sector%3 == 0 && sector < 3*sections[0]:
+		case sector%3 == 1 && sector < 3*sections[1]:
+		case sector%3 == 2 && sector < 3*sections[2]:
+		default:
+			return false
+		}
+	}
+	return true
 }

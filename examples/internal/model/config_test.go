@@ -34,6 +34,8 @@ func TestConfigRejectsWhatItCannotRun(t *testing.T) {
 		"interval":         func(h *experts.HParams) { h.FullAttentionInterval = 0 },
 		"context":          func(h *experts.HParams) { h.ContextLength = 0 },
 		"nextn all layers": func(h *experts.HParams) { h.NumNextNLayers = h.NumLayers },
+		"rope sections":    func(h *experts.HParams) { h.RopeSections = [4]int{2, 2, 2, 2} },
+		"no rope sections": func(h *experts.HParams) { h.RopeSections = [4]int{} },
 	} {
 		bad := *em
 		edit(&bad.Params)
@@ -65,3 +67,11 @@ func TestNewRejectsBadWeights(t *testing.T) {
 // noBackend and noSource stand in where New must fail before computing.
 type noBackend struct{ Backend }
 type noSource struct{ ExpertSource }
+
+func TestTextRopeIsNeox(t *testing.T) {
+	assert.True(t, textRopeIsNeox([4]int{11, 11, 10, 0}, 64), "Qwen3.5")
+	assert.True(t, textRopeIsNeox([4]int{3, 3, 2, 0}, 16), "oracle tiny")
+	assert.True(t, textRopeIsNeox([4]int{11, 11, 10, 0}, 128), "sectors wrap around")
+	assert.False(t, textRopeIsNeox([4]int{3, 3, 1, 0}, 16), "a short width section")
+	assert.False(t, textRopeIsNeox([4]int{8, 8, 8, 8}, 64), "a fourth section")
+}
