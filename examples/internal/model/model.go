@@ -36,7 +36,7 @@ func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
-	md := &Model{cfg: cfg, backend: backend, experts: src}
+	md := &Model{cfg: cfg, backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
 	for _, o := range opts {
 		o.apply(&md.opts)
 	}
@@ -136,13 +136,14 @@ const (
 
 // Forward runs tokens through the model at the state's next positions (a
 // whole prompt at once, or one token per step when generating) and returns
-// vocabulary-sized logits as selected by which. On error the state is
+// vocabulary-sized logits as selected by which. Inputs longer than the
+// micro-batch (WithMaxBatch) run in several passes. On error the state is
 // left as it was only if the error came before the first layer ran;
 // otherwise Reset it.
 func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, b := &m.cfg, m.backend
+	c := &m.cfg
 	T := len(tokens)
 	switch {
 	case s.model != m:
@@ -158,6 +159,32 @@ func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Log
 		}
 	}
 
+	// Long prompts run in micro-batches: results do not depend on the
+	// split, and activation buffers stay bounded.
+	var logits []float32
+	for lo := 0; lo < T; lo += m.opts.maxBatch {
+		hi := min(lo+m.opts.maxBatch, T)
+		which := which
+		if hi < T && which == LastLogits {
+			which = noLogits
+		}
+		l, err := m.forward(ctx, s, tokens[lo:hi], which)
+		if err != nil {
+			return nil, err
+		}
+		logits = append(logits, l...)
+	}
+	return logits, nil
+}
+
+// noLogits skips the output layer for a micro-batch whose logits nobody
+// asked for.
+const noLogits Logits = -1
+
+// forward runs one micro-batch.
+func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	c, b := &m.cfg, m.backend
+	T := len(tokens)
 	x := b.NewTensor(T, c.embed)
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
 		return nil, err
@@ -173,7 +200,10 @@ func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Log
 	}
 	s.pos += T
 
-	if which == LastLogits {
+	switch which {
+	case noLogits:
+		return nil, nil
+	case LastLogits:
 		x = b.Slice(x, T-1, T)
 	}
 	h := b.NewTensor(x.Rows(), c.embed)

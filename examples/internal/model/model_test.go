@@ -58,6 +58,17 @@ func TestBatchingDoesNotChangeResults(t *testing.T) {
 				assert.Equal(t, all[(end-1)*V:end*V], last, "chunk ending at %d", end)
 			}
 			assert.Equal(t, len(chatTokens), s.Pos())
+
+			// Micro-batches inside one Forward call.
+			small := openModel(t, name, nil, model.WithMaxBatch(4))
+			s = small.NewState(64)
+			got, err := small.Forward(ctx, s, chatTokens, model.AllLogits)
+			require.NoError(t, err)
+			assert.Equal(t, all, got)
+			s.Reset()
+			got, err = small.Forward(ctx, s, chatTokens, model.LastLogits)
+			require.NoError(t, err)
+			assert.Equal(t, all[len(all)-V:], got)
 		})
 	}
 }

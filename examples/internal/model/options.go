@@ -4,11 +4,26 @@ package model
 type Option interface{ apply(*options) }
 
 type options struct {
+	maxBatch     int
 	onRouting    func(layer, pos int, r Routing)
 	onActivation func(name string, layer int, rows, cols int, values []float32)
 }
 
+// defaultMaxBatch is llama.cpp's default micro-batch (n_ubatch).
+const defaultMaxBatch = 512
+
 type optionFunc func(*options)
+
+// WithMaxBatch sets how many tokens one pass through the layers takes at
+// most (default 512); Forward splits longer inputs. Larger batches read each
+// weight once for more tokens but need more activation memory.
+func WithMaxBatch(n int) Option {
+	return optionFunc(func(o *options) {
+		if n > 0 {
+			o.maxBatch = n
+		}
+	})
+}
 
 func (f optionFunc) apply(o *options) { f(o) }
 
