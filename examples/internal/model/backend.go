@@ -1,0 +1,127 @@
+package model
+
+// Tensor is a matrix of float32 activations held by a Backend: one row per
+// token (or cache position), Cols values per row. The model never reads a
+// tensor's values except through Backend.Read.
+type Tensor interface {
+	Rows() int
+	Cols() int
+}
+
+// Heads describes where attention heads sit in the rows of a tensor: head h
+// of a row is the Dim values starting at column Offset + h·Stride. Plain
+// heads have Stride == Dim; qwen35moe's query projection interleaves each
+// query head with its output gate (Stride 2·Dim, the gate at Offset Dim).
+type Heads struct {
+	Count, Dim, Stride, Offset int
+}
+
+// Rope is rotary position embedding, NEOX style (value i paired with value
+// i+Dims/2), over the first Dims values of each head.
+type Rope struct {
+	Dims int
+	Base float32
+}
+
+// KVCache is one attention layer's cache: row p of K and V holds the keys
+// and values (all KV heads) of position p.
+type KVCache struct {
+	K, V Tensor
+}
+
+// Attention describes causal self-attention of a batch of query rows at
+// positions Pos, Pos+1, ... over everything cached before them and the
+// batch's own keys and values.
+type Attention struct {
+	Q      Tensor
+	QHeads Heads
+	// Gate, when not nil, scales the output of each head by sigmoid of the
+	// gate values laid out as GateHeads (qwen35moe's gated attention).
+	Gate      Tensor
+	GateHeads Heads
+	// K and V hold the batch's keys and values, KVHeads·HeadDim per row;
+	// Attention stores them into Cache at rows Pos, Pos+1, ...
+	K, V    Tensor
+	KVHeads int
+	Cache   KVCache
+	Pos     int
+	Scale   float32
+}
+
+// DeltaNet describes one Gated DeltaNet layer's recurrence over a batch.
+type DeltaNet struct {
+	// QKV is the convolved projection (after SiLU): per row KHeads query
+	// heads, KHeads key heads, then VHeads value heads, HeadDim values each.
+	// Value head j reads query/key head j mod KHeads (llama.cpp's GGUF order).
+	QKV Tensor
+	// Alpha and Beta are the raw per-value-head projections (VHeads per row):
+	// decay = exp(softplus(alpha + DTBias)·A), write strength = sigmoid(beta).
+	Alpha, Beta Tensor
+	DTBias, A   Weight
+	// State holds VHeads matrices of HeadDim×HeadDim, updated in place.
+	State                   Tensor
+	KHeads, VHeads, HeadDim int
+	// Eps guards the L2 normalisation of queries and keys.
+	Eps float32
+}
+
+// Routing is the expert choice of a batch: token t uses experts
+// IDs[t·K : (t+1)·K] (most probable first) with weights Weights[t·K : (t+1)·K].
+type Routing struct {
+	K       int
+	IDs     []int32
+	Weights []float32
+}
+
+// Backend computes the operations the models are made of. Every method may
+// assume shapes were checked by the model; tensors passed as dst are
+// distinct from inputs unless a method says otherwise.
+type Backend interface {
+	// NewTensor allocates a rows×cols tensor of zeros.
+	NewTensor(rows, cols int) Tensor
+	// Slice is rows [lo, hi) of t, sharing its storage.
+	Slice(t Tensor, lo, hi int) Tensor
+	// Read copies t's values into dst, row after row.
+	Read(dst []float32, t Tensor)
+
+	// Embed writes row tokens[i] of table into row i of dst.
+	Embed(dst Tensor, table Weight, tokens []int32) error
+	// MatMul writes x·wᵀ: dst[t][r] = Σ_c w[r][c]·x[t][c].
+	MatMul(dst, x Tensor, w Weight) error
+	// RMSNorm normalises each row of x (dst may be x) and scales it by w.
+	RMSNorm(dst, x Tensor, w Weight, eps float32) error
+	// Add writes a+b (dst may be a or b).
+	Add(dst, a, b Tensor)
+	// SwiGLU writes SiLU(gate)·up (dst may be gate or up).
+	SwiGLU(dst, gate, up Tensor)
+	// AddGated writes a + b·sigmoid(gate), gate having one column (dst may
+	// be a or b).
+	AddGated(dst, a, b, gate Tensor)
+
+	// NormRope RMS-normalises each head of x in place, scales it by w (one
+	// value per head dimension), then rotates it for its row's position
+	// pos, pos+1, ...
+	NormRope(x Tensor, heads Heads, w Weight, eps float32, rope Rope, pos int) error
+	// Attend stores a's keys and values in its cache and writes the
+	// attention output, heads one after the other, into dst.
+	Attend(dst Tensor, a Attention) error
+
+	// ConvSiLU runs the causal depthwise convolution (kernel ne = [K, C])
+	// over x, continuing from state (K-1 rows of C, updated), and applies SiLU.
+	ConvSiLU(dst, x, state Tensor, kernel Weight) error
+	// DeltaNet runs the gated delta rule over the batch, writing VHeads
+	// outputs of HeadDim per row into dst and updating d.State.
+	DeltaNet(dst Tensor, d DeltaNet) error
+	// GatedRMSNorm normalises each len(w)-value group of x, scales it by w
+	// and multiplies by SiLU(z): the output gate of Gated DeltaNet (dst may
+	// be x).
+	GatedRMSNorm(dst, x, z Tensor, w Weight, eps float32) error
+
+	// Route turns router logits (one row per token) into the top k experts
+	// per token, weights renormalised to sum 1 when normalize is set.
+	Route(logits Tensor, k int, normalize bool) Routing
+	// MoE writes Σₖ weight·Down(SiLU(Gate·x)·(Up·x)) over each row's routed
+	// experts into dst, adding the k terms in routing order. experts[i] are
+	// the weights of expert ids[i]; ids lists each routed expert once.
+	MoE(dst, x Tensor, r Routing, ids []int, experts []ExpertWeights) error
+}

@@ -1,0 +1,19 @@
+// Package model runs the forward pass of Qwen mixture-of-experts models
+// read from GGUF files: qwen3moe (Qwen3-30B-A3B: attention and routed
+// experts in every layer) and qwen35moe (Qwen3.5/3.6-35B-A3B: Gated
+// DeltaNet layers with a gated attention layer every few, routed experts
+// plus a gated shared expert), following llama.cpp's semantics and GGUF
+// conventions exactly.
+//
+// The package holds the orchestration only: which operation runs on which
+// weights in which order, the per-sequence State (KV cache, convolution and
+// recurrent state) and the routing. The arithmetic is behind Backend, a small
+// set of operations on activations (Tensor) and stored weights (Weight); the
+// CPU implementation lives in examples/internal/cpu, and a GPU one can slot
+// in beside it without touching this package.
+//
+// Routed experts do not come from the model file directly but from an
+// ExpertSource, once per layer and step for the union of experts the batch
+// needs, so a runtime that moves experts between memory tiers (rotary) can
+// supply them and know when they are no longer in use.
+package model

@@ -1,0 +1,17 @@
+package model
+
+import "errors"
+
+var (
+	// ErrUnsupportedArch: the file's architecture is not one this package runs.
+	ErrUnsupportedArch = errors.New("model: unsupported architecture")
+	// ErrBadWeights: a tensor the model needs is missing or has the wrong
+	// shape or type.
+	ErrBadWeights = errors.New("model: bad weights")
+	// ErrContextFull: the tokens do not fit in the state's context.
+	ErrContextFull = errors.New("model: context full")
+	// ErrBadToken: a token id is outside the vocabulary.
+	ErrBadToken = errors.New("model: token out of range")
+	// ErrExpertSource: the expert source returned unusable weights.
+	ErrExpertSource = errors.New("model: expert source")
+)

@@ -1,0 +1,438 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/rotary-moe/rotary/experts"
+)
+
+// Model is a loaded qwen3moe or qwen35moe model: resident weights viewed in
+// the mapped file, a Backend to compute with and an ExpertSource for the
+// routed experts. It is safe for concurrent use; Forward calls run one at a
+// time (they share the backend).
+type Model struct {
+	mu      sync.Mutex // serialises Forward
+	cfg     config
+	backend Backend
+	experts ExpertSource
+	opts    options
+
+	tokenEmbd, outputNorm, output Weight
+	layers                        []layerWeights
+}
+
+// New builds a Model over m's weights. The model keeps views into m's
+// mapping: m must stay open while the Model is used.
+func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Model, error) {
+	if backend == nil || src == nil {
+		return nil, errors.New("model: New needs a backend and an expert source")
+	}
+	cfg, err := newConfig(m)
+	if err != nil {
+		return nil, err
+	}
+	md := &Model{cfg: cfg, backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
+	for _, o := range opts {
+		o.apply(&md.opts)
+	}
+	l := &loader{f: m.File}
+	md.tokenEmbd = l.matrix("token_embd.weight", cfg.vocab, cfg.embed)
+	md.outputNorm = l.vector("output_norm.weight", 1, cfg.embed)
+	if out, ok := l.find("output.weight", cfg.vocab, cfg.embed); ok {
+		md.output = out
+	} else {
+		md.output = md.tokenEmbd // tied embeddings
+	}
+	md.layers = make([]layerWeights, cfg.layers)
+	for il := range md.layers {
+		md.layers[il] = md.loadLayer(l, il)
+	}
+	if l.err != nil {
+		return nil, fmt.Errorf("%s: %w", m.File.Path(), l.err)
+	}
+	for il := range cfg.layers {
+		if _, ok := m.Experts(il); !ok {
+			return nil, fmt.Errorf("%w: %s: layer %d has no routed experts", ErrBadWeights, m.File.Path(), il)
+		}
+	}
+	return md, nil
+}
+
+// VocabSize is the number of logits per position.
+func (m *Model) VocabSize() int { return m.cfg.vocab }
+
+// Layers is the number of decoder layers the forward pass runs.
+func (m *Model) Layers() int { return m.cfg.layers }
+
+// State is one sequence's memory: the KV cache of attention layers and the
+// convolution and recurrent state of Gated DeltaNet layers.
+type State struct {
+	model    *Model
+	pos      int
+	capacity int
+	layers   []layerState
+}
+
+type layerState struct {
+	kv          KVCache // attention layers
+	conv, delta Tensor  // DeltaNet layers
+}
+
+// NewState allocates an empty sequence holding up to maxTokens positions,
+// capped at the model's trained context length; maxTokens <= 0 means the
+// context length.
+func (m *Model) NewState(maxTokens int) *State {
+	capacity := m.cfg.contextLength
+	if maxTokens > 0 {
+		capacity = min(capacity, maxTokens)
+	}
+	s := &State{model: m, capacity: capacity, layers: make([]layerState, m.cfg.layers)}
+	s.Reset()
+	return s
+}
+
+// Reset empties the sequence. A State is used by one goroutine at a time.
+func (s *State) Reset() {
+	s.model.mu.Lock()
+	defer s.model.mu.Unlock()
+	c, b := &s.model.cfg, s.model.backend
+	s.pos = 0
+	for il := range s.layers {
+		ls := &s.layers[il]
+		if c.isAttention(il) {
+			if ls.kv.K == nil {
+				n := c.kvHeads * c.headDim
+				ls.kv = KVCache{K: b.NewTensor(s.capacity, n), V: b.NewTensor(s.capacity, n)}
+			}
+			continue // positions past pos are never read
+		}
+		channels := 2*c.ssmKHeads*c.ssmHeadDim + c.ssmVHeads*c.ssmHeadDim
+		ls.conv = b.NewTensor(c.convKernel-1, channels)
+		ls.delta = b.NewTensor(c.ssmVHeads*c.ssmHeadDim, c.ssmHeadDim)
+	}
+}
+
+// Pos is the number of positions processed so far: the position of the
+// next token.
+func (s *State) Pos() int { return s.pos }
+
+// Capacity is the number of positions the state can hold.
+func (s *State) Capacity() int { return s.capacity }
+
+// Logits selects which positions' logits Forward returns.
+type Logits int
+
+const (
+	// LastLogits returns the logits of the last token only (generation).
+	LastLogits Logits = iota
+	// AllLogits returns the logits of every token, position after position.
+	AllLogits
+)
+
+// Forward runs tokens through the model at the state's next positions (a
+// whole prompt at once, or one token per step when generating) and returns
+// vocabulary-sized logits as selected by which. Inputs longer than the
+// micro-batch (WithMaxBatch) run in several passes. On error the state is
+// left as it was only if the error came before the first layer ran;
+// otherwise Reset it.
+func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := &m.cfg
+	T := len(tokens)
+	switch {
+	case s.model != m:
+		return nil, fmt.Errorf("model: state belongs to another model")
+	case T == 0:
+		return nil, nil
+	case s.pos+T > s.capacity:
+		return nil, fmt.Errorf("%w: %d tokens at position %d of %d", ErrContextFull, T, s.pos, s.capacity)
+	}
+	for i, t := range tokens {
+		if t < 0 || int(t) >= c.vocab {
+			return nil, fmt.Errorf("%w: token %d (index %d) of a %d-token vocabulary", ErrBadToken, t, i, c.vocab)
+		}
+	}
+
+	// Long prompts run in micro-batches: results do not depend on the
+	// split, and activation buffers stay bounded.
+	var logits []float32
+	for lo := 0; lo < T; lo += m.opts.maxBatch {
+		hi := min(lo+m.opts.maxBatch, T)
+		which := which
+		if hi < T && which == LastLogits {
+			which = noLogits
+		}
+		l, err := m.forward(ctx, s, tokens[lo:hi], which)
+		if err != nil {
+			return nil, err
+		}
+		logits = append(logits, l...)
+	}
+	return logits, nil
+}
+
+// noLogits skips the output layer for a micro-batch whose logits nobody
+// asked for.
+const noLogits Logits = -1
+
+// forward runs one micro-batch.
+func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	c, b := &m.cfg, m.backend
+	T := len(tokens)
+	x := b.NewTensor(T, c.embed)
+	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
+		return nil, err
+	}
+	for il := range c.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var err error
+		if x, err = m.layer(ctx, s, il, x); err != nil {
+			return nil, fmt.Errorf("layer %d: %w", il, err)
+		}
+	}
+	s.pos += T
+
+	switch which {
+	case noLogits:
+		return nil, nil
+	case LastLogits:
+		x = b.Slice(x, T-1, T)
+	}
+	h := b.NewTensor(x.Rows(), c.embed)
+	if err := b.RMSNorm(h, x, m.outputNorm, c.eps); err != nil {
+		return nil, err
+	}
+	m.observe("result_norm", -1, h)
+	out := b.NewTensor(x.Rows(), c.vocab)
+	if err := b.MatMul(out, h, m.output); err != nil {
+		return nil, err
+	}
+	logits := make([]float32, out.Rows()*out.Cols())
+	b.Read(logits, out)
+	return logits, nil
+}
+
+// layer runs decoder layer il on the hidden states x and returns the new
+// ones.
+func (m *Model) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, error) {
+	c, b, w := &m.cfg, m.backend, &m.layers[il]
+	T := x.Rows()
+	h := b.NewTensor(T, c.embed)
+	if err := b.RMSNorm(h, x, w.attnNorm, c.eps); err != nil {
+		return nil, err
+	}
+	var mixed Tensor
+	var err error
+	if c.isAttention(il) {
+		mixed, err = m.attention(s, il, h)
+	} else {
+		mixed, err = m.deltaNet(s, il, h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.Add(mixed, mixed, x)
+	if c.hybrid {
+		m.observe("attn_residual", il, mixed)
+	} else {
+		m.observe("ffn_inp", il, mixed)
+	}
+
+	if err := b.RMSNorm(h, mixed, w.ffnNorm, c.eps); err != nil {
+		return nil, err
+	}
+	ffn, err := m.moe(ctx, s.pos, il, h)
+	if err != nil {
+		return nil, err
+	}
+	b.Add(ffn, ffn, mixed)
+	m.observe("l_out", il, ffn)
+	return ffn, nil
+}
+
+// attention is the (gated) full-attention block of layer il.
+func (m *Model) attention(s *State, il int, h Tensor) (Tensor, error) {
+	c, b, w := &m.cfg, m.backend, &m.layers[il]
+	T, H, KV, Dh := h.Rows(), c.heads, c.kvHeads, c.headDim
+	q := b.NewTensor(T, w.q.Rows)
+	k := b.NewTensor(T, KV*Dh)
+	v := b.NewTensor(T, KV*Dh)
+	for _, mm := range []struct {
+		dst Tensor
+		w   Weight
+	}{{q, w.q}, {k, w.k}, {v, w.v}} {
+		if err := b.MatMul(mm.dst, h, mm.w); err != nil {
+			return nil, err
+		}
+	}
+	a := Attention{
+		Q: q, QHeads: Heads{Count: H, Dim: Dh, Stride: Dh},
+		K: k, V: v, KVHeads: KV,
+		Cache: s.layers[il].kv,
+		Pos:   s.pos,
+		Scale: float32(1 / math.Sqrt(float64(Dh))),
+	}
+	if c.gatedAttention {
+		a.QHeads.Stride = 2 * Dh
+		a.Gate, a.GateHeads = q, Heads{Count: H, Dim: Dh, Stride: 2 * Dh, Offset: Dh}
+	}
+	if err := b.NormRope(q, a.QHeads, w.qNorm, c.eps, c.rope, s.pos); err != nil {
+		return nil, err
+	}
+	if err := b.NormRope(k, Heads{Count: KV, Dim: Dh, Stride: Dh}, w.kNorm, c.eps, c.rope, s.pos); err != nil {
+		return nil, err
+	}
+	att := b.NewTensor(T, H*Dh)
+	if err := b.Attend(att, a); err != nil {
+		return nil, err
+	}
+	out := b.NewTensor(T, c.embed)
+	return out, b.MatMul(out, att, w.o)
+}
+
+// deltaNet is the Gated DeltaNet block of layer il.
+func (m *Model) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
+	c, b, w := &m.cfg, m.backend, &m.layers[il]
+	T, S, Hv := h.Rows(), c.ssmHeadDim, c.ssmVHeads
+	qkv := b.NewTensor(T, w.qkv.Rows)
+	z := b.NewTensor(T, Hv*S)
+	alpha := b.NewTensor(T, Hv)
+	beta := b.NewTensor(T, Hv)
+	for _, mm := range []struct {
+		dst Tensor
+		w   Weight
+	}{{qkv, w.qkv}, {z, w.z}, {beta, w.beta}, {alpha, w.alpha}} {
+		if err := b.MatMul(mm.dst, h, mm.w); err != nil {
+			return nil, err
+		}
+	}
+	ls := &s.layers[il]
+	conv := b.NewTensor(T, w.qkv.Rows)
+	if err := b.ConvSiLU(conv, qkv, ls.conv, w.conv); err != nil {
+		return nil, err
+	}
+	core := b.NewTensor(T, Hv*S)
+	err := b.DeltaNet(core, DeltaNet{
+		QKV: conv, Alpha: alpha, Beta: beta, DTBias: w.dtBias, A: w.a,
+		State: ls.delta, KHeads: c.ssmKHeads, VHeads: Hv, HeadDim: S, Eps: c.eps,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.GatedRMSNorm(core, core, z, w.ssmNorm, c.eps); err != nil {
+		return nil, err
+	}
+	out := b.NewTensor(T, c.embed)
+	return out, b.MatMul(out, core, w.ssmOut)
+}
+
+// moe is the mixture-of-experts block of layer il on the normalised
+// hidden states h of positions pos, pos+1, ...
+func (m *Model) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
+	c, b, w := &m.cfg, m.backend, &m.layers[il]
+	T := h.Rows()
+	logits := b.NewTensor(T, c.experts)
+	if err := b.MatMul(logits, h, w.router); err != nil {
+		return nil, err
+	}
+	r := b.Route(logits, c.expertsUsed, c.normalizeWeights)
+	if m.opts.onRouting != nil {
+		m.opts.onRouting(il, pos, r)
+	}
+	ids := routedExperts(r.IDs)
+	lease, err := m.experts.Acquire(ctx, il, ids)
+	if err != nil {
+		return nil, fmt.Errorf("acquiring %d experts: %w", len(ids), err)
+	}
+	defer lease.Release()
+	ew := lease.Weights()
+	if err := m.checkExperts(il, ids, ew); err != nil {
+		return nil, err
+	}
+	out := b.NewTensor(T, c.embed)
+	if err := b.MoE(out, h, r, ids, ew); err != nil {
+		return nil, err
+	}
+	m.observe("ffn_moe_out", il, out)
+	if !w.shared {
+		return out, nil
+	}
+
+	gate := b.NewTensor(T, w.shGate.Rows)
+	up := b.NewTensor(T, w.shUp.Rows)
+	gateIn := b.NewTensor(T, 1)
+	shared := b.NewTensor(T, c.embed)
+	for _, mm := range []struct {
+		dst Tensor
+		w   Weight
+	}{{up, w.shUp}, {gate, w.shGate}, {gateIn, w.shInput}} {
+		if err := b.MatMul(mm.dst, h, mm.w); err != nil {
+			return nil, err
+		}
+	}
+	b.SwiGLU(gate, gate, up)
+	if err := b.MatMul(shared, gate, w.shDown); err != nil {
+		return nil, err
+	}
+	if m.opts.onActivation != nil {
+		gated := b.NewTensor(T, c.embed)
+		b.AddGated(gated, b.NewTensor(T, c.embed), shared, gateIn)
+		m.observe("ffn_shexp_gated", il, gated)
+	}
+	b.AddGated(out, out, shared, gateIn)
+	return out, nil
+}
+
+// routedExperts lists the distinct experts in ids, ascending.
+func routedExperts(ids []int32) []int {
+	out := make([]int, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, int(id))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// checkExperts verifies that an expert source returned what was asked for
+// with the shapes this model needs.
+func (m *Model) checkExperts(il int, ids []int, ew []ExpertWeights) error {
+	if len(ew) != len(ids) {
+		return fmt.Errorf("%w: %d weights for %d experts of layer %d", ErrExpertSource, len(ew), len(ids), il)
+	}
+	D := m.cfg.embed
+	for i, e := range ew {
+		ffn := e.Gate.Rows
+		ok := e.Gate.Cols == D && e.Up.Cols == D && e.Up.Rows == ffn &&
+			e.Down.Rows == D && e.Down.Cols == ffn && ffn > 0 &&
+			sizeOK(e.Gate) && sizeOK(e.Up) && sizeOK(e.Down)
+		if !ok {
+			return fmt.Errorf("%w: expert %d of layer %d has gate %dx%d, up %dx%d, down %dx%d for embedding %d",
+				ErrExpertSource, ids[i], il, e.Gate.Rows, e.Gate.Cols, e.Up.Rows, e.Up.Cols, e.Down.Rows, e.Down.Cols, D)
+		}
+	}
+	return nil
+}
+
+// sizeOK reports whether w's data holds exactly its rows.
+func sizeOK(w Weight) bool {
+	rb, err := w.Type.RowBytes(uint64(w.Cols))
+	return err == nil && uint64(len(w.Data)) == rb*uint64(w.Rows)
+}
+
+// observe hands an activation to the activation hook, if any.
+func (m *Model) observe(name string, layer int, t Tensor) {
+	if m.opts.onActivation == nil {
+		return
+	}
+	vals := make([]float32, t.Rows()*t.Cols())
+	m.backend.Read(vals, t)
+	m.opts.onActivation(name, layer, t.Rows(), t.Cols(), vals)
+}

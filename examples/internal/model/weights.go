@@ -1,0 +1,46 @@
+package model
+
+import (
+	"context"
+
+	"github.com/rotary-moe/rotary/experts"
+)
+
+// Weight is a view of a stored weight matrix: Rows rows of Cols values of
+// type Type, row after row (ggml ne = [Cols, Rows]). Data is not copied: it
+// may be the mapped model file, a pinned buffer or a device allocation's
+// host mirror, and must stay valid while the weight is in use.
+type Weight struct {
+	Data       []byte
+	Type       experts.Type
+	Rows, Cols int
+	// Name identifies the weight in errors (the GGUF tensor name, for
+	// example); it may be empty.
+	Name string
+}
+
+// ExpertWeights are one routed expert's matrices. Gate and Up map the
+// hidden state (Cols = embedding size) to the expert's FFN size, Down maps
+// back. A file with a merged gate_up tensor yields two views of it.
+type ExpertWeights struct {
+	Gate, Up, Down Weight
+}
+
+// ExpertSource supplies routed experts' weights. The model asks once per
+// MoE layer and forward step, for the union of the experts the tokens of
+// the step were routed to.
+type ExpertSource interface {
+	// Acquire makes experts ids (distinct, ascending) of layer available
+	// and returns their weights, in the order of ids. It may block (e.g. on
+	// a copy) until ctx is done.
+	Acquire(ctx context.Context, layer int, ids []int) (ExpertLease, error)
+}
+
+// ExpertLease holds acquired experts until Release.
+type ExpertLease interface {
+	// Weights are the experts' weights in the order they were asked for;
+	// valid until Release.
+	Weights() []ExpertWeights
+	// Release tells the source the model no longer reads the weights.
+	Release()
+}
