@@ -1,0 +1,284 @@
+package experts
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// randomWeights returns nblocks random but well-formed blocks of type t:
+// random quants, scales set to modest finite values.
+func randomWeights(t Type, nblocks int, rng *rand.Rand) []byte {
+	bs := t.BlockBytes()
+	b := make([]byte, nblocks*bs)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	scale := func() uint16 { return Float32ToFloat16(float32(0.002 + 0.05*rng.Float64())) }
+	signedScale := func() uint16 {
+		s := scale()
+		if rng.IntN(2) == 0 {
+			s |= 0x8000
+		}
+		return s
+	}
+	for i := 0; i < nblocks; i++ {
+		blk := b[i*bs : (i+1)*bs]
+		put := func(off int, v uint16) { binary.LittleEndian.PutUint16(blk[off:], v) }
+		switch t {
+		case TypeF32:
+			binary.LittleEndian.PutUint32(blk, math.Float32bits(float32(rng.NormFloat64())))
+		case TypeF16:
+			put(0, Float32ToFloat16(float32(rng.NormFloat64())))
+		case TypeBF16:
+			put(0, Float32ToBF16(float32(rng.NormFloat64())))
+		case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeQ1_0, TypeQ2_0, TypeIQ4_XS:
+			put(0, signedScale())
+		case TypeQ4_1, TypeQ5_1:
+			put(0, scale())
+			put(2, signedScale())
+		case TypeQ2_K:
+			put(80, scale())
+			put(82, scale())
+		case TypeQ3_K:
+			put(108, signedScale())
+		case TypeQ4_K, TypeQ5_K:
+			put(0, scale())
+			put(2, scale())
+		case TypeQ6_K:
+			put(208, signedScale())
+		case TypeTQ1_0:
+			put(52, scale())
+			for j := 0; j < 52; j++ { // valid packings only: 243 trits combinations
+				blk[j] = tq1Pack(byte(rng.IntN(243)))
+			}
+		case TypeTQ2_0:
+			put(64, scale())
+		case TypeMXFP4:
+			blk[0] = byte(110 + rng.IntN(20))
+		case TypeNVFP4:
+			for s := 0; s < 4; s++ {
+				blk[s] = byte(rng.IntN(0x7f))
+			}
+		default:
+			panic(fmt.Sprintf("randomWeights: %v", t))
+		}
+	}
+	return b
+}
+
+func randomActivations(n int, rng *rand.Rand) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+		if rng.IntN(50) == 0 { // outliers, as real activations have
+			x[i] *= 20
+		}
+	}
+	return x
+}
+
+func dotTypes() []Type {
+	var ts []Type
+	for t := range dotKernels {
+		ts = append(ts, t)
+	}
+	return sortedTypes(ts)
+}
+
+func sortedTypes(ts []Type) []Type {
+	for i := range ts {
+		for j := i + 1; j < len(ts); j++ {
+			if ts[j] < ts[i] {
+				ts[i], ts[j] = ts[j], ts[i]
+			}
+		}
+	}
+	return ts
+}
+
+func TestVecDotTypeMatchesGGML(t *testing.T) {
+	want := map[Type]Type{
+		TypeF32: TypeF32, TypeF16: TypeF16, TypeBF16: TypeBF16,
+		TypeQ4_0: TypeQ8_0, TypeQ5_0: TypeQ8_0, TypeQ8_0: TypeQ8_0, TypeIQ4_NL: TypeQ8_0, TypeMXFP4: TypeQ8_0, TypeNVFP4: TypeQ8_0,
+		TypeQ1_0: TypeQ8_0, TypeQ2_0: TypeQ8_0,
+		TypeQ4_1: TypeQ8_1, TypeQ5_1: TypeQ8_1, TypeQ8_1: TypeQ8_1,
+		TypeQ2_K: TypeQ8_K, TypeQ3_K: TypeQ8_K, TypeQ4_K: TypeQ8_K, TypeQ5_K: TypeQ8_K, TypeQ6_K: TypeQ8_K,
+		TypeIQ4_XS: TypeQ8_K, TypeIQ2_XXS: TypeQ8_K, TypeIQ1_M: TypeQ8_K, TypeTQ1_0: TypeQ8_K, TypeTQ2_0: TypeQ8_K,
+		TypeQ8_K: TypeF32, TypeI32: TypeF32,
+	}
+	for typ, vt := range want {
+		require.Equal(t, vt, typ.VecDotType(), "%v", typ)
+	}
+	for _, typ := range dotTypes() {
+		require.True(t, typ.VecDotType().CanQuantize(), "%v: activations %v cannot be quantized", typ, typ.VecDotType())
+		require.Zero(t, typ.BlockSize()%typ.VecDotType().BlockSize(), "%v", typ)
+	}
+}
+
+// TestVecDotAgreesWithFloatDot checks every kernel against float arithmetic:
+// VecDot(w, q(x)) must equal Dequantize(w)·Dequantize(q(x)) to float32
+// rounding, and differ from Dequantize(w)·x by no more than the activation
+// quantization error allows.
+func TestVecDotAgreesWithFloatDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, typ := range dotTypes() {
+		t.Run(typ.String(), func(t *testing.T) {
+			at := typ.VecDotType()
+			n := 1024
+			for n%typ.BlockSize() != 0 || n%at.BlockSize() != 0 {
+				n += 256
+			}
+			for trial := 0; trial < 20; trial++ {
+				w := randomWeights(typ, n/typ.BlockSize(), rng)
+				x := randomActivations(n, rng)
+				act := make([]byte, rowBytes(t, at, n))
+				require.NoError(t, QuantizeActivations(at, x, act))
+
+				wf := make([]float32, n)
+				require.NoError(t, Dequantize(typ, w, wf))
+				xq := make([]float32, n)
+				require.NoError(t, Dequantize(at, act, xq))
+
+				var exact, quantized, magnitude, actErr float64
+				step := activationSteps(at, x)
+				for i := range wf {
+					exact += float64(wf[i]) * float64(x[i])
+					quantized += float64(wf[i]) * float64(xq[i])
+					magnitude += math.Abs(float64(wf[i]) * float64(xq[i]))
+					actErr += math.Abs(float64(wf[i])) * step[i]
+				}
+				if at == TypeQ8_1 {
+					// Q4_1/Q5_1 apply their offset m through s = d·Σq,
+					// which Q8_1 stores as f16: allow its rounding.
+					for b := 0; b < n/32; b++ {
+						m := float64(Float16ToFloat32(binary.LittleEndian.Uint16(w[b*typ.BlockBytes()+2:])))
+						s := float64(Float16ToFloat32(binary.LittleEndian.Uint16(act[36*b+2:])))
+						magnitude += math.Abs(m*s) * 0x1p-11 / 2e-6
+					}
+				}
+				got := VecDot(typ, n, w, act)
+				require.InDelta(t, quantized, float64(got), 2e-6*magnitude+1e-30,
+					"trial %d: kernel disagrees with the dot of dequantized values", trial)
+				require.InDelta(t, exact, float64(got), actErr+2e-6*magnitude,
+					"trial %d: more than the activation quantization error", trial)
+
+				checked, err := VecDotChecked(typ, n, w, act)
+				require.NoError(t, err)
+				require.Equal(t, math.Float32bits(got), math.Float32bits(checked))
+			}
+		})
+	}
+}
+
+func rowBytes(t testing.TB, typ Type, n int) int {
+	t.Helper()
+	size, err := typ.RowBytes(uint64(n))
+	require.NoError(t, err)
+	return int(size)
+}
+
+// activationSteps bounds |x - dequantized activation| per element: half a
+// quantization step, plus for f16 scales the scale's own rounding (at most
+// 2⁻¹¹ relative, times |q| ≤ 127), plus float slack.
+func activationSteps(at Type, x []float32) []float64 {
+	steps := make([]float64, len(x))
+	switch at {
+	case TypeF32:
+	case TypeF16:
+		for i, v := range x {
+			steps[i] = math.Abs(float64(v)) * 0x1p-11
+		}
+	case TypeBF16:
+		for i, v := range x {
+			steps[i] = math.Abs(float64(v)) * 0x1p-8
+		}
+	default:
+		bs := at.BlockSize()
+		for b := 0; b < len(x); b += bs {
+			amax := float64(absMax(x[b : b+bs]))
+			d := amax / 127
+			e := d*0.5*(1+1e-6) + 127*d*0x1p-11
+			if at == TypeQ8_K {
+				e = d * 0.5 * (1 + 1e-6)
+			}
+			for i := b; i < b+bs; i++ {
+				steps[i] = e
+			}
+		}
+	}
+	return steps
+}
+
+// TestVecDotMatchesScalarReference compares every kernel bit for bit with a
+// plain element-by-element implementation of the same arithmetic (see
+// refVecDot): the integer part of each block is exact, so any difference is
+// a bug in the kernels' unpacking.
+func TestVecDotMatchesScalarReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, typ := range dotTypes() {
+		t.Run(typ.String(), func(t *testing.T) {
+			at := typ.VecDotType()
+			n := 2048
+			for trial := 0; trial < 10; trial++ {
+				w := randomWeights(typ, n/typ.BlockSize(), rng)
+				act := make([]byte, rowBytes(t, at, n))
+				require.NoError(t, QuantizeActivations(at, randomActivations(n, rng), act))
+				got := VecDot(typ, n, w, act)
+				want := refVecDot(t, typ, n, w, act)
+				require.Equal(t, math.Float32bits(want), math.Float32bits(got), "trial %d: got %g, reference %g", trial, got, want)
+			}
+		})
+	}
+}
+
+func TestVecDotCheckedRejectsBadArguments(t *testing.T) {
+	w := make([]byte, 18*2)
+	act := make([]byte, 34*2)
+	_, err := VecDotChecked(TypeQ4_0, 64, w, act)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name   string
+		typ    Type
+		n      int
+		w, act []byte
+		target error
+	}{
+		{"unknown type", Type(99), 64, w, act, ErrUnknownType},
+		{"no kernel", TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), ErrUnsupportedType},
+		{"partial block", TypeQ4_0, 48, w, act, ErrQuantSize},
+		{"negative n", TypeQ4_0, -32, w, act, ErrQuantSize},
+		{"short weights", TypeQ4_0, 64, w[:35], act, ErrQuantSize},
+		{"long activations", TypeQ4_0, 64, w, append(act, 0), ErrQuantSize},
+		{"activations of the wrong type", TypeQ4_0, 64, w, make([]byte, 36*2), ErrQuantSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := VecDotChecked(tc.typ, tc.n, tc.w, tc.act)
+			require.Error(t, err)
+			require.True(t, errors.Is(err, tc.target), "%v", err)
+		})
+	}
+}
+
+func TestVecDotPanicsOnShortInput(t *testing.T) {
+	require.Panics(t, func() { VecDot(TypeQ4_0, 64, make([]byte, 18), make([]byte, 68)) })
+	require.Panics(t, func() { VecDot(TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292)) })
+}
+
+func TestVecDotDoesNotAllocate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, typ := range dotTypes() {
+		n := 512
+		w := randomWeights(typ, n/typ.BlockSize(), rng)
+		act := make([]byte, rowBytes(t, typ.VecDotType(), n))
+		require.NoError(t, QuantizeActivations(typ.VecDotType(), randomActivations(n, rng), act))
+		allocs := testing.AllocsPerRun(10, func() { VecDot(typ, n, w, act) })
+		require.Zero(t, allocs, "%v", typ)
+	}
+}
