@@ -112,3 +112,14 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 		require.Equal(t, int32(e), r.ExpertIn[i], "layer %d: pinned slot %d", layer, i)
 	}
 }
+
+// shapeModel opens a shape-only model (no weights).
+func shapeModel(t testing.TB, s ModelShape) *experts.Model {
+	t.Helper()
+	w, err := s.Writer()
+	require.NoError(t, err)
+	m, err := OpenShape(context.Background(), w, t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
