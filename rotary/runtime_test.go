@@ -251,7 +251,7 @@ func TestReleaseEventGuardsSlot(t *testing.T) {
 	rt := openRuntime(t, m, dev, WithSlots(4))
 	mod, err := dev.Load(bg, simProgram)
 	require.NoError(t, err)
-	k, err := mod.Kernel("experts")
+	k, err := mod.Kernel("compute")
 	require.NoError(t, err)
 	compute, err := dev.NewStream()
 	require.NoError(t, err)

@@ -44,6 +44,10 @@ type SimConfig struct {
 	// Reserve is device memory left to the program besides the non-expert
 	// weights (VRAM budgets only).
 	Reserve int64
+	// Warmup is how many tokens are replayed before counting starts, so that
+	// the caches are not cold (0: cold misses count, as in the traces'
+	// READMEs; policies that pin start with their hot set resident).
+	Warmup int
 	// Parallel is how many runs go at once (default GOMAXPROCS).
 	Parallel int
 }
@@ -85,7 +89,8 @@ func DefaultSimPolicies(t *profile.Trace) []SimPolicy {
 // SimReport is a simulation's results, one row per budget and policy.
 type SimReport struct {
 	Model     string        `json:"model"`
-	Tokens    int           `json:"tokens"`
+	Tokens    int           `json:"tokens"` // counted, after Warmup
+	Warmup    int           `json:"warmup_tokens"`
 	Attention time.Duration `json:"attention_ns"`
 	Experts   time.Duration `json:"experts_ns"`
 	Timing    cuda.Timing   `json:"timing"`
@@ -129,6 +134,9 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 	if len(cfg.Budgets) == 0 {
 		return nil, fmt.Errorf("%w: no budgets to simulate", ErrInvalid)
 	}
+	if cfg.Warmup < 0 || cfg.Warmup >= t.Tokens() {
+		return nil, fmt.Errorf("%w: warm-up of %d of the trace's %d tokens", ErrInvalid, cfg.Warmup, t.Tokens())
+	}
 	if cfg.Policies == nil {
 		cfg.Policies = DefaultSimPolicies(t)
 	}
@@ -162,7 +170,7 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 			prof = rec.Profile()
 		}
 	}
-	rep := &SimReport{Model: modelName(m), Tokens: t.Tokens(), Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
+	rep := &SimReport{Model: modelName(m), Tokens: t.Tokens() - cfg.Warmup, Warmup: cfg.Warmup, Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
 	rep.Rows = make([]SimRow, len(cfg.Budgets)*len(cfg.Policies))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(cfg.Parallel, 1))
@@ -209,12 +217,9 @@ func checkTrace(m *experts.Model, t *profile.Trace) error {
 	return nil
 }
 
-// simProgram stands for the model's kernels: each takes its modeled
+// simProgram stands for the model's kernels: compute takes its modeled
 // duration in nanoseconds.
-var simProgram = &cuda.Program{Name: "rotary-sim", Host: map[string]cuda.HostKernel{
-	"attention": simKernel,
-	"experts":   simKernel,
-}}
+var simProgram = &cuda.Program{Name: "rotary-sim", Host: map[string]cuda.HostKernel{"compute": simKernel}}
 
 func simKernel(l *cuda.HostLaunch) error {
 	l.SetDuration(time.Duration(l.Int64(0)))
@@ -281,13 +286,11 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	if err != nil {
 		return SimRow{}, err
 	}
-	attention, _ := mod.Kernel("attention")
-	expertsK, _ := mod.Kernel("experts")
-	compute, err := dev.NewStream()
+	kernel, err := mod.Kernel("compute")
 	if err != nil {
 		return SimRow{}, err
 	}
-	done, err := dev.NewEvent(cuda.EventDisableTiming)
+	compute, err := dev.NewStream()
 	if err != nil {
 		return SimRow{}, err
 	}
@@ -297,14 +300,25 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	}
 	rt.ResetStats()
 	one := cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}
-	attNs, expNs := cuda.I64(int64(cfg.Attention)), cuda.I64(int64(cfg.Experts))
+	attention := []cuda.Arg{cuda.I64(int64(cfg.Attention))}
+	expertsThenAttention := []cuda.Arg{cuda.I64(int64(cfg.Experts + cfg.Attention))}
 	start := dev.Now()
+	if err := compute.Launch(kernel, one, attention...); err != nil {
+		return SimRow{}, err
+	}
 	var ids32 []int32
 	var ids []int
 	routed := routedLayers(t)
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
 			return SimRow{}, ctx.Err()
+		}
+		if tok == cfg.Warmup && tok > 0 {
+			if err := compute.Synchronize(ctx); err != nil {
+				return SimRow{}, err
+			}
+			rt.ResetStats()
+			start = dev.Now()
 		}
 		for _, l := range routed {
 			ids32 = t.AppendExperts(ids32[:0], tok, l)
@@ -315,23 +329,23 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			for _, e := range ids32 {
 				ids = append(ids, int(e))
 			}
-			if err := compute.Launch(attention, one, attNs); err != nil {
-				return SimRow{}, err
-			}
-			if err := compute.Synchronize(ctx); err != nil { // the router's top-k, read back
+			// The host waits for the layer's router (attention included)
+			// to read its top-k back.
+			if err := compute.Synchronize(ctx); err != nil {
 				return SimRow{}, err
 			}
 			set, err := rt.Acquire(ctx, l, ids, compute)
 			if err != nil {
 				return SimRow{}, err
 			}
-			if err := compute.Launch(expertsK, one, expNs); err != nil {
+			// This layer's experts, then the next layer's attention and
+			// router, in one launch: the host next waits for both.
+			if err := compute.Launch(kernel, one, expertsThenAttention...); err != nil {
 				return SimRow{}, err
 			}
-			if err := compute.Record(done); err != nil {
-				return SimRow{}, err
-			}
-			if err := rt.Release(set, done); err != nil {
+			// Released before the kernel is done, with no event: the next
+			// Acquire of any layer comes after the next Synchronize.
+			if err := rt.Release(set, nil); err != nil {
 				return SimRow{}, err
 			}
 		}
@@ -349,7 +363,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	}
 	row.Slots /= float64(len(plan.Layers))
 	row.Pinned /= float64(len(plan.Layers))
-	tokens := float64(t.Tokens())
+	tokens := float64(t.Tokens() - cfg.Warmup)
 	row.Requests = s.VRAM.Hits + s.VRAM.Misses
 	row.Hits = s.VRAM.Hits
 	row.HitRate = s.VRAM.HitRate()
@@ -382,8 +396,12 @@ func (r *SimReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "", " 
 // String prints the report as a table, one row per budget and policy.
 func (r *SimReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, %d tokens; per MoE layer: attention %v, experts %v; copies %.1f GB/s pinned, %v each\n",
-		r.Model, r.Tokens, r.Attention, r.Experts, r.Timing.PinnedBandwidth/1e9, r.Timing.CopyLatency)
+	fmt.Fprintf(&b, "%s, %d tokens", r.Model, r.Tokens)
+	if r.Warmup > 0 {
+		fmt.Fprintf(&b, " after %d of warm-up", r.Warmup)
+	}
+	fmt.Fprintf(&b, "; per MoE layer: attention %v, experts %v; copies %.1f GB/s pinned, %v each, %v per call\n",
+		r.Attention, r.Experts, r.Timing.PinnedBandwidth/1e9, r.Timing.CopyLatency, r.Timing.CallOverhead)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
 	for _, row := range r.Rows {
