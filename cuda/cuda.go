@@ -152,7 +152,11 @@ func (d *cudaDevice) Alloc(size int64) (Buffer, error) {
 		d.led.unreserve(size)
 		return Buffer{}, fmt.Errorf("cuda: Alloc(%d): %w", size, err)
 	}
-	return d.led.addDevice(p, size, nil), nil
+	b, err := d.led.addDevice(p, size, nil)
+	if err != nil {
+		return Buffer{}, errors.Join(err, d.drv.memFree(d.ctx, p))
+	}
+	return b, nil
 }
 
 // Free implements Device.
@@ -174,8 +178,8 @@ func (d *cudaDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, err
 		return HostBuffer{}, err
 	}
 	defer d.leave()
-	if flags&^(HostAllocPortable|HostAllocDeviceMap|HostAllocWriteCombined) != 0 {
-		return HostBuffer{}, fmt.Errorf("cuda: AllocHost: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return HostBuffer{}, err
 	}
 	if err := d.led.admit(AllocPinned, size); err != nil {
 		return HostBuffer{}, err
@@ -216,8 +220,8 @@ func (d *cudaDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error
 		return HostBuffer{}, err
 	}
 	defer d.leave()
-	if flags&^(RegisterPortable|RegisterDeviceMap|RegisterReadOnly) != 0 {
-		return HostBuffer{}, fmt.Errorf("cuda: Register: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return HostBuffer{}, err
 	}
 	if err := d.led.admit(AllocRegister, int64(len(mem))); err != nil {
 		return HostBuffer{}, err
@@ -276,8 +280,8 @@ func (d *cudaDevice) NewEvent(flags EventFlag) (Event, error) {
 		return nil, err
 	}
 	defer d.leave()
-	if flags&^(EventBlockingSync|EventDisableTiming) != 0 {
-		return nil, fmt.Errorf("cuda: NewEvent: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return nil, err
 	}
 	h, err := d.drv.eventCreate(d.ctx, uint32(flags))
 	if err != nil {

@@ -241,6 +241,13 @@ const (
 	HostAllocWriteCombined HostAllocFlag = 0x04
 )
 
+func (f HostAllocFlag) check() error {
+	if f&^(HostAllocPortable|HostAllocDeviceMap|HostAllocWriteCombined) != 0 {
+		return fmt.Errorf("cuda: AllocHost: flags %#x: %w", uint32(f), ErrInvalidValue)
+	}
+	return nil
+}
+
 // RegisterFlag modifies Device.Register (CU_MEMHOSTREGISTER_*).
 type RegisterFlag uint32
 
@@ -254,6 +261,13 @@ const (
 	RegisterReadOnly RegisterFlag = 0x08
 )
 
+func (f RegisterFlag) check() error {
+	if f&^(RegisterPortable|RegisterDeviceMap|RegisterReadOnly) != 0 {
+		return fmt.Errorf("cuda: Register: flags %#x: %w", uint32(f), ErrInvalidValue)
+	}
+	return nil
+}
+
 // EventFlag modifies Device.NewEvent (CU_EVENT_*).
 type EventFlag uint32
 
@@ -263,6 +277,13 @@ const (
 	// EventDisableTiming makes the event cheaper; Since then fails.
 	EventDisableTiming EventFlag = 0x02
 )
+
+func (f EventFlag) check() error {
+	if f&^(EventBlockingSync|EventDisableTiming) != 0 {
+		return fmt.Errorf("cuda: NewEvent: flags %#x: %w", uint32(f), ErrInvalidValue)
+	}
+	return nil
+}
 
 // Dim3 is a grid or block shape. A zero Y or Z means 1.
 type Dim3 struct{ X, Y, Z uint32 }

@@ -49,10 +49,15 @@ const (
 	resultInvalidValue        Result = 1
 	resultOutOfMemory         Result = 2
 	resultNotInitialized      Result = 3
+	resultDeinitialized       Result = 4
 	resultStubLibrary         Result = 34
 	resultNoDevice            Result = 100
 	resultInvalidDevice       Result = 101
+	resultInvalidImage        Result = 200
 	resultInvalidContext      Result = 201
+	resultNoBinaryForGPU      Result = 209
+	resultUnsupportedPTX      Result = 222
+	resultInvalidSource       Result = 300
 	resultInvalidHandle       Result = 400
 	resultNotFound            Result = 500
 	resultNotReady            Result = 600
@@ -61,18 +66,13 @@ const (
 	resultLaunchTimeout       Result = 702
 	resultAlreadyRegistered   Result = 712
 	resultNotRegistered       Result = 713
+	resultHardwareStackError  Result = 714
 	resultIllegalInstruction  Result = 715
 	resultMisalignedAddress   Result = 716
+	resultInvalidAddressSpace Result = 717
 	resultLaunchFailed        Result = 719
 	resultNotSupported        Result = 801
 	resultUnknown             Result = 999
-	resultInvalidImage        Result = 200
-	resultNoBinaryForGPU      Result = 209
-	resultUnsupportedPTX      Result = 222
-	resultInvalidSource       Result = 300
-	resultDeinitialized       Result = 4
-	resultHardwareStackError  Result = 714
-	resultInvalidAddressSpace Result = 717
 )
 
 // resultNames are cuGetErrorName's answers for the codes above, used when the

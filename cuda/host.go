@@ -121,7 +121,7 @@ func (h *HostDevice) Alloc(size int64) (Buffer, error) {
 	addr := h.nextAddr
 	h.nextAddr += (uint64(size) + hostAlign - 1) / hostAlign * hostAlign
 	h.mu.Unlock()
-	return h.led.addDevice(addr, size, data), nil
+	return h.led.addDevice(addr, size, data)
 }
 
 // Free implements Device.
@@ -139,8 +139,8 @@ func (h *HostDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, err
 	if err := h.check("AllocHost"); err != nil {
 		return HostBuffer{}, err
 	}
-	if flags&^(HostAllocPortable|HostAllocDeviceMap|HostAllocWriteCombined) != 0 {
-		return HostBuffer{}, fmt.Errorf("cuda: AllocHost: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return HostBuffer{}, err
 	}
 	if err := h.led.admit(AllocPinned, size); err != nil {
 		return HostBuffer{}, err
@@ -164,8 +164,8 @@ func (h *HostDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error
 	if err := h.check("Register"); err != nil {
 		return HostBuffer{}, err
 	}
-	if flags&^(RegisterPortable|RegisterDeviceMap|RegisterReadOnly) != 0 {
-		return HostBuffer{}, fmt.Errorf("cuda: Register: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return HostBuffer{}, err
 	}
 	if err := h.led.admit(AllocRegister, int64(len(mem))); err != nil {
 		return HostBuffer{}, err
@@ -262,8 +262,8 @@ func (h *HostDevice) NewStream() (Stream, error) {
 
 // NewEvent implements Device.
 func (h *HostDevice) NewEvent(flags EventFlag) (Event, error) {
-	if flags&^(EventBlockingSync|EventDisableTiming) != 0 {
-		return nil, fmt.Errorf("cuda: NewEvent: flags %#x: %w", uint32(flags), ErrInvalidValue)
+	if err := flags.check(); err != nil {
+		return nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

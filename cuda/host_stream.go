@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,19 +12,28 @@ import (
 
 // completion is the outcome of one Record (or of a Synchronize marker): when
 // the work queued before it finished, on the device's clock, and the stream's
-// error by then. Under WithVirtualClock it is filled in when queued, and done
-// once the host clock reaches at.
+// error by then. Under WithVirtualClock it is filled in when queued, and has
+// completed once the host clock reaches at.
 type completion struct {
 	done chan struct{}
 	at   time.Duration
 	err  error
 }
 
-func newCompletion() *completion { return &completion{done: make(chan struct{})} }
+// newCompletion makes a completion; under WithVirtualClock, whose
+// completions are filled in as they are queued, without a channel.
+func (h *HostDevice) newCompletion() *completion {
+	if h.cfg.virtual {
+		return &completion{}
+	}
+	return &completion{done: make(chan struct{})}
+}
 
 func (c *completion) complete(at time.Duration, err error) {
 	c.at, c.err = at, err
-	close(c.done)
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // hostOp is one queued operation. wait, run and mark are each optional and
@@ -303,8 +313,8 @@ func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
 	if err != nil {
 		return fmt.Errorf("cuda: Memset: %w", err)
 	}
-	info := CopyInfo{Kind: Memset, Size: n, Dst: dst, DstOff: off}
-	cost := s.dev.copyCost(Memset, n, true)
+	info := CopyInfo{Kind: CopyMemset, Size: n, Dst: dst, DstOff: off}
+	cost := s.dev.copyCost(CopyMemset, n, true)
 	return s.queueCopy(info, linkDevice, cost, func() {
 		b := a.data[aoff : aoff+n]
 		for i := range b {
@@ -348,7 +358,9 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 	if err := checkLaunch(&cfg); err != nil {
 		return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
 	}
-	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: args, mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
+	// The arguments are copied: the caller may reuse its slice before the
+	// kernel runs.
+	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: slices.Clone(args), mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
 	for i, a := range args {
 		switch a.kind {
 		case argBuffer:
@@ -388,7 +400,7 @@ func (s *hostStream) Record(e Event) error {
 	if err != nil {
 		return fmt.Errorf("cuda: Record: %w", err)
 	}
-	c := newCompletion()
+	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
 		return err
 	}
@@ -430,7 +442,7 @@ func (s *hostStream) Query() (bool, error) {
 
 // Synchronize implements Stream.
 func (s *hostStream) Synchronize(ctx context.Context) error {
-	c := newCompletion()
+	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
 		return err
 	}
@@ -476,25 +488,22 @@ func (h *HostDevice) completed(c *completion) bool {
 
 // Close implements Stream.
 func (s *hostStream) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.shutdown() {
 		return fmt.Errorf("cuda: stream %d: %w", s.num, ErrClosed)
 	}
-	s.mu.Unlock()
 	s.dev.mu.Lock()
 	delete(s.dev.streams, s)
 	s.dev.mu.Unlock()
-	s.shutdown()
 	return nil
 }
 
 // shutdown stops the stream taking work and waits for its queue to drain.
-func (s *hostStream) shutdown() {
+// It reports false if the stream was closed already.
+func (s *hostStream) shutdown() bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.closed = true
 	if s.queue != nil {
@@ -504,6 +513,7 @@ func (s *hostStream) shutdown() {
 	if s.exited != nil {
 		<-s.exited
 	}
+	return true
 }
 
 // hostEvent is an Event of the host backend.

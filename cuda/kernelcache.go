@@ -55,6 +55,7 @@ func cacheKey(p *Program, arch string, driverVersion int) string {
 	}
 	field(p.Name)
 	field(p.Source)
+	field(fmt.Sprint(len(p.Options)))
 	for _, o := range p.Options {
 		field(o)
 	}

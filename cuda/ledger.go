@@ -45,6 +45,7 @@ type ledger struct {
 	byStart []*hostRecord // host records sorted by start address
 	pinned  int64
 	regd    int64
+	closed  bool // drained by Close: nothing more is admitted or added
 }
 
 func newLedger(capacity int64, fault func(AllocInfo) error) *ledger {
@@ -64,6 +65,10 @@ func (l *ledger) admit(kind AllocKind, size int64) error {
 		return fmt.Errorf("cuda: %s(%d): %w", kind, size, ErrInvalidValue)
 	}
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return fmt.Errorf("cuda: %s: device: %w", kind, ErrClosed)
+	}
 	l.counts[kind]++
 	n := l.counts[kind]
 	l.mu.Unlock()
@@ -97,13 +102,17 @@ func (l *ledger) available() int64 {
 	return l.capacity - l.used
 }
 
-// addDevice records an allocation admitted earlier.
-func (l *ledger) addDevice(addr uint64, size int64, data []byte) Buffer {
+// addDevice records an allocation admitted earlier. It fails if the device
+// was closed since, and the caller then frees what it allocated.
+func (l *ledger) addDevice(addr uint64, size int64, data []byte) (Buffer, error) {
 	id := handleIDs.Add(1)
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return Buffer{}, fmt.Errorf("cuda: Alloc: device: %w", ErrClosed)
+	}
 	l.device[id] = &allocation{addr: addr, size: size, data: data}
-	l.mu.Unlock()
-	return Buffer{addr: addr, size: size, id: id}
+	return Buffer{addr: addr, size: size, id: id}, nil
 }
 
 // lookup checks that b is live and that [off, off+n) lies within it, and
@@ -138,7 +147,7 @@ func (l *ledger) removeDevice(b Buffer) (*allocation, error) {
 }
 
 // addHost records pinned or registered host memory; it fails if mem overlaps
-// memory already recorded.
+// memory already recorded, or the device was closed since it was admitted.
 func (l *ledger) addHost(kind AllocKind, mem []byte, devAddr uint64) (HostBuffer, error) {
 	r := &hostRecord{
 		id:      handleIDs.Add(1),
@@ -149,6 +158,9 @@ func (l *ledger) addHost(kind AllocKind, mem []byte, devAddr uint64) (HostBuffer
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return HostBuffer{}, fmt.Errorf("cuda: %s: device: %w", kind, ErrClosed)
+	}
 	i := sort.Search(len(l.byStart), func(i int) bool { return l.byStart[i].start >= r.start })
 	if (i < len(l.byStart) && l.byStart[i].start < r.end()) || (i > 0 && l.byStart[i-1].end() > r.start) {
 		return HostBuffer{}, fmt.Errorf("cuda: %s(%d bytes at %#x): %w", kind, len(mem), r.start, ErrAlreadyRegistered)
@@ -240,7 +252,8 @@ func (l *ledger) stats(s *Stats) {
 	}
 }
 
-// drain forgets everything, for Close, and returns what it forgot.
+// drain forgets everything and admits nothing more, for Close, and returns
+// what it forgot.
 func (l *ledger) drain() ([]*allocation, []*hostRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -253,5 +266,6 @@ func (l *ledger) drain() ([]*allocation, []*hostRecord) {
 	l.host = make(map[uint64]*hostRecord)
 	l.byStart = nil
 	l.used, l.pinned, l.regd = 0, 0, 0
+	l.closed = true
 	return allocs, hosts
 }

@@ -209,7 +209,7 @@ const (
 	CopyHtoD CopyKind = iota + 1
 	CopyDtoH
 	CopyDtoD
-	Memset // Stream.Memset, which the timing model treats as a device copy
+	CopyMemset // Stream.Memset, which the timing model treats as a device copy
 )
 
 func (k CopyKind) String() string {
@@ -220,7 +220,7 @@ func (k CopyKind) String() string {
 		return "CopyDtoH"
 	case CopyDtoD:
 		return "CopyDtoD"
-	case Memset:
+	case CopyMemset:
 		return "Memset"
 	}
 	return fmt.Sprintf("CopyKind(%d)", int(k))

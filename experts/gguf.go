@@ -74,9 +74,7 @@ func Open(path string) (*File, error) {
 		}
 		return nil, err
 	}
-	if m != nil {
-		f.unmap = m.Unmap
-	}
+	f.unmap = m.Unmap // m is not nil: an empty file does not parse
 	return f, nil
 }
 

@@ -309,6 +309,7 @@ func TestInconsistentExpertTensors(t *testing.T) {
 		{"layer beyond block_count", func(g *testGGUF) { g.add("blk.2.ffn_down_exps.weight", TypeF16, 32, 32, 4) }, "blk.2.ffn_down_exps.weight", "name"},
 		{"merged and separate gate", func(g *testGGUF) { g.add("blk.0.ffn_gate_up_exps.weight", TypeQ8_0, 32, 64, 4) }, "blk.0.ffn_gate_up_exps.weight", "name"},
 		{"half a shared expert", func(g *testGGUF) { g.add("blk.0.ffn_up_shexp.weight", TypeF32, 32, 32) }, "blk.0.ffn_up_shexp.weight", "name"},
+		{"shared down alone", func(g *testGGUF) { g.add("blk.1.ffn_down_shexp.weight", TypeF32, 32, 32) }, "blk.1.ffn_down_shexp.weight", "name"},
 		{"shared gate alone", func(g *testGGUF) { g.add("blk.0.ffn_gate_inp_shexp.weight", TypeF32, 32) }, "blk.0.ffn_gate_inp_shexp.weight", "name"},
 	}
 	for _, c := range cases {

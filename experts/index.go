@@ -269,14 +269,7 @@ func (m *Model) expertLayer(layer int, lt *layerTensors) (*ExpertLayer, error) {
 	case lt.gateUp != nil:
 		stacks, roles = []*TensorInfo{lt.gateUp}, []PartRole{PartGateUp}
 	case lt.gate == nil || lt.up == nil:
-		some := lt.gate
-		if some == nil {
-			some = lt.up
-		}
-		if some == nil {
-			some = lt.down
-		}
-		return nil, m.inconsistent(some, "name", "layer %d lacks its ffn_gate_exps or ffn_up_exps tensor", layer)
+		return nil, m.inconsistent(firstOf(lt.gate, lt.up, lt.down), "name", "layer %d lacks its ffn_gate_exps or ffn_up_exps tensor", layer)
 	default:
 		stacks, roles = []*TensorInfo{lt.gate, lt.up}, []PartRole{PartGate, PartUp}
 	}
@@ -345,11 +338,7 @@ func (m *Model) sharedExpert(layer int, lt *layerTensors) (*SharedExpert, error)
 	}
 	for _, t := range []*TensorInfo{lt.shGate, lt.shUp, lt.shDown} {
 		if t == nil {
-			some := lt.shGate
-			if some == nil {
-				some = lt.shUp
-			}
-			return nil, m.inconsistent(some, "name", "layer %d lacks one of ffn_{gate,up,down}_shexp.weight", layer)
+			return nil, m.inconsistent(firstOf(lt.shGate, lt.shUp, lt.shDown), "name", "layer %d lacks one of ffn_{gate,up,down}_shexp.weight", layer)
 		}
 	}
 	embd, ffn := uint64(h.EmbeddingDim), dim(lt.shDown, 0)
@@ -370,6 +359,16 @@ func (m *Model) sharedExpert(layer int, lt *layerTensors) (*SharedExpert, error)
 		return nil, m.inconsistent(g, "dims", "shape %v, want [%d] or [%d 1]", g.Dims, embd, embd)
 	}
 	return &SharedExpert{Layer: layer, Gate: lt.shGate, Up: lt.shUp, Down: lt.shDown, InputGate: lt.shInputGate}, nil
+}
+
+// firstOf returns the first tensor that is not nil; callers know one is.
+func firstOf(ts ...*TensorInfo) *TensorInfo {
+	for _, t := range ts {
+		if t != nil {
+			return t
+		}
+	}
+	panic("experts: firstOf without a tensor")
 }
 
 // dim is t's size in dimension i, 1 beyond its last dimension (as ggml).

@@ -110,13 +110,27 @@ type point struct{ x, y float64 }
 // polyline strokes pts with an anti-aliased line of the given width; with
 // dash > 0 it draws dashes of that length with equal gaps.
 func (c *canvas) polyline(pts []point, width float64, col color.Color, dash float64) {
-	b := c.Bounds()
-	r := vector.NewRasterizer(b.Dx(), b.Dy())
+	if len(pts) < 2 {
+		return
+	}
+	// Rasterise only the bounding box of the line, not the whole canvas.
+	lo, hi := pts[0], pts[0]
+	for _, p := range pts {
+		lo = point{min(lo.x, p.x), min(lo.y, p.y)}
+		hi = point{max(hi.x, p.x), max(hi.y, p.y)}
+	}
+	box := image.Rect(int(lo.x-width)-1, int(lo.y-width)-1, int(hi.x+width)+2, int(hi.y+width)+2).Intersect(c.Bounds())
+	if box.Empty() {
+		return
+	}
+	r := vector.NewRasterizer(box.Dx(), box.Dy())
+	off := point{float64(box.Min.X), float64(box.Min.Y)}
+	seg := func(a, z point) { quad(r, point{a.x - off.x, a.y - off.y}, point{z.x - off.x, z.y - off.y}, width) }
 	on, left := true, dash
 	for i := 1; i < len(pts); i++ {
 		a, z := pts[i-1], pts[i]
 		if dash <= 0 {
-			quad(r, a, z, width)
+			seg(a, z)
 			continue
 		}
 		length := math.Hypot(z.x-a.x, z.y-a.y)
@@ -124,7 +138,7 @@ func (c *canvas) polyline(pts []point, width float64, col color.Color, dash floa
 			step := min(left, length-pos)
 			if on {
 				f0, f1 := pos/length, (pos+step)/length
-				quad(r, point{a.x + (z.x-a.x)*f0, a.y + (z.y-a.y)*f0}, point{a.x + (z.x-a.x)*f1, a.y + (z.y-a.y)*f1}, width)
+				seg(point{a.x + (z.x-a.x)*f0, a.y + (z.y-a.y)*f0}, point{a.x + (z.x-a.x)*f1, a.y + (z.y-a.y)*f1})
 			}
 			pos += step
 			if left -= step; left <= 0 {
@@ -132,7 +146,7 @@ func (c *canvas) polyline(pts []point, width float64, col color.Color, dash floa
 			}
 		}
 	}
-	r.Draw(c.RGBA, b, image.NewUniform(col), image.Point{})
+	r.Draw(c.RGBA, box, image.NewUniform(col), image.Point{})
 }
 
 // quad adds the rectangle of the segment a–z, width wide, extended by half the

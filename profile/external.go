@@ -12,9 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Model identities of the external traces (see /work/shared/traces and its
@@ -123,21 +126,34 @@ func parseIDList(dst []int32, s string) ([]int32, error) {
 // ReadDeepSeekCSV reads one prompt of the DeepSeek-V2-Lite trace (an
 // uncompressed CSV with header "Layer ID,Batch Number,Token,Activated Expert
 // IDs", rows grouped by layer and in token order within a layer) and appends
-// its tokens to t as a segment called name. t must be of DeepSeekV2Lite's shape.
+// its tokens to t as a "prefill" segment called name. t must have
+// DeepSeekV2Lite's shape.
 func ReadDeepSeekCSV(t *Trace, r io.Reader, name string) error {
+	if err := DeepSeekV2Lite.Check(t.Model()); err != nil {
+		return err
+	}
+	streams, err := parseDeepSeekCSV(r, name)
+	if err != nil {
+		return err
+	}
+	streams.appendTo(t, name, "prefill")
+	return nil
+}
+
+func parseDeepSeekCSV(r io.Reader, name string) (*layerStreams, error) {
 	fail := func(line int, msg string, err error) error {
 		return &FormatError{Format: "deepseek-csv", Source: name, Where: fmt.Sprintf("line %d", line), Msg: msg, Err: err}
 	}
-	m := t.Model()
+	m := DeepSeekV2Lite
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = 4
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err != nil {
-		return fail(1, "no header", noEOF(err))
+		return nil, fail(1, "no header", noEOF(err))
 	}
 	if header[0] != "Layer ID" || header[3] != "Activated Expert IDs" {
-		return fail(1, fmt.Sprintf("header %q", header), nil)
+		return nil, fail(1, fmt.Sprintf("header %q", header), nil)
 	}
 	streams := newLayerStreams(m, false)
 	next := make([]int, m.Layers)
@@ -145,30 +161,28 @@ func ReadDeepSeekCSV(t *Trace, r io.Reader, name string) error {
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			break
+			return streams, nil
 		}
 		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return fail(line, "bad CSV", err)
+			return nil, fail(line, "bad CSV", err)
 		}
 		layer, err := strconv.Atoi(rec[0])
 		if err != nil || layer < 0 || layer >= m.Layers {
-			return fail(line, fmt.Sprintf("layer %q of a %d-layer model", rec[0], m.Layers), ErrOutOfRange)
+			return nil, fail(line, fmt.Sprintf("layer %q of a %d-layer model", rec[0], m.Layers), ErrOutOfRange)
 		}
 		if ids, err = parseIDList(ids[:0], rec[3]); err != nil {
-			return fail(line, "bad expert list", err)
+			return nil, fail(line, "bad expert list", err)
 		}
 		if err := checkRoute(m.Experts, m.ExpertsUsed, ids, nil); err != nil {
-			return fail(line, "bad route", err)
+			return nil, fail(line, "bad route", err)
 		}
 		if next[layer] >= maxStreamTokens {
-			return fail(line, "too many tokens", nil)
+			return nil, fail(line, "too many tokens", nil)
 		}
 		streams.set(layer, next[layer], ids, nil)
 		next[layer]++
 	}
-	streams.appendTo(t, name, "prefill")
-	return nil
 }
 
 var deepSeekPrompt = regexp.MustCompile(`^prompt_(\d+)_data\.csv(\.gz)?$`)
@@ -199,19 +213,35 @@ func LoadDeepSeek(path string) (*Trace, error) {
 		}
 		slices.SortFunc(files, func(a, b string) int { return promptNumber(a) - promptNumber(b) })
 	}
+	// Files parse independently, so parse them in parallel and append in order.
+	parsed := make([]*layerStreams, len(files))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, f := range files {
+		g.Go(func() error {
+			return readFileWith(f, func(r *bufio.Reader) (err error) {
+				parsed[i], err = parseDeepSeekCSV(r, promptName(f))
+				return err
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	t, err := NewTrace(DeepSeekV2Lite, WithCapacity(100_000))
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range files {
-		base := filepath.Base(f)
-		name := strings.TrimSuffix(strings.TrimSuffix(base, ".gz"), ".csv")
-		name = strings.TrimSuffix(name, "_data")
-		if err := readFileWith(f, func(r *bufio.Reader) error { return ReadDeepSeekCSV(t, r, name) }); err != nil {
-			return nil, err
-		}
+	for i, f := range files {
+		parsed[i].appendTo(t, promptName(f), "prefill")
 	}
 	return t, nil
+}
+
+// promptName turns ".../prompt_12_data.csv.gz" into "prompt_12".
+func promptName(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), ".gz")
+	return strings.TrimSuffix(strings.TrimSuffix(name, ".csv"), "_data")
 }
 
 func promptNumber(path string) int {
@@ -408,7 +438,7 @@ func OpenTrace(path string) (*Trace, error) {
 		case bytes.HasPrefix(head, []byte("Layer ID,")):
 			t, err = NewTrace(DeepSeekV2Lite)
 			if err == nil {
-				err = ReadDeepSeekCSV(t, br, filepath.Base(path))
+				err = ReadDeepSeekCSV(t, br, promptName(path))
 			}
 		case bytes.Contains(head, []byte(`"gating_probs"`)) || bytes.Contains(head, []byte(`"token_idx"`)):
 			t, err = ReadMixtral(br, path)

@@ -179,17 +179,19 @@ func checkRoute(experts, topK int, ids []int32, weights []float32) error {
 	if weights != nil && len(weights) != len(ids) {
 		return fmt.Errorf("%w: %d weights for %d experts", ErrInvalid, len(weights), len(ids))
 	}
+	// A router never selects an expert twice; a repeat would be counted twice
+	// and read as a reuse at distance 0. seen is a 64-bit filter of the ids so
+	// far: only a collision in it costs a scan.
+	var seen uint64
 	for i, id := range ids {
 		if uint32(id) >= uint32(experts) {
 			return fmt.Errorf("%w: expert %d of %d", ErrOutOfRange, id, experts)
 		}
-		// A router never selects an expert twice; a repeat would be counted
-		// twice and read as a reuse at distance 0. k is small: compare pairs.
-		for _, prev := range ids[:i] {
-			if prev == id {
-				return fmt.Errorf("%w: expert %d selected twice", ErrInvalid, id)
-			}
+		bit := uint64(1) << (uint32(id) & 63)
+		if seen&bit != 0 && slices.Contains(ids[:i], id) {
+			return fmt.Errorf("%w: expert %d selected twice", ErrInvalid, id)
 		}
+		seen |= bit
 	}
 	return nil
 }

@@ -1,0 +1,141 @@
+// Command heatmap turns a recorded routing trace into a router profile and
+// charts of it.
+//
+//	go run ./examples/heatmap -trace TRACE -profile out.json -heatmap out.png \
+//	    [-curves curves.png] [-csv out.csv] [-sort popularity|id] [-scale linear|log] \
+//	    [-phase prefill|decode] [-workload LABEL]
+//
+// TRACE is any format profile.OpenTrace reads: a rotary trace (JSON lines or
+// binary), the DeepSeek-V2-Lite CSV directory or file, a Mixtral-8x7B routing
+// JSONL file, or the granite JSON trace.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rotary-moe/rotary/profile"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "heatmap:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("heatmap", flag.ContinueOnError)
+	tracePath := fs.String("trace", "", "routing trace to read (required)")
+	profilePath := fs.String("profile", "", "write the profile (JSON) here")
+	heatmapPath := fs.String("heatmap", "", "write the layers × experts heatmap (PNG) here")
+	curvesPath := fs.String("curves", "", "write the per-layer popularity curves (PNG) here")
+	csvPath := fs.String("csv", "", "write the numbers (CSV) here")
+	sortBy := fs.String("sort", "id", "heatmap column order: id or popularity")
+	scale := fs.String("scale", "linear", "heatmap colour scale: linear or log")
+	phase := fs.String("phase", "", "keep only segments of this phase (prefill or decode)")
+	workload := fs.String("workload", "", "workload label (default: the trace's file name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *tracePath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return errors.New("-trace is required and there are no positional arguments")
+	}
+	if *profilePath == "" && *heatmapPath == "" && *curvesPath == "" && *csvPath == "" {
+		return errors.New("nothing to write: give -profile, -heatmap, -curves or -csv")
+	}
+	var chartOpts []profile.ChartOption
+	switch *sortBy {
+	case "id":
+		chartOpts = append(chartOpts, profile.SortBy(profile.ByID))
+	case "popularity":
+		chartOpts = append(chartOpts, profile.SortBy(profile.ByPopularity))
+	default:
+		return fmt.Errorf("-sort %q: want id or popularity", *sortBy)
+	}
+	switch *scale {
+	case "linear":
+		chartOpts = append(chartOpts, profile.WithScale(profile.Linear))
+	case "log":
+		chartOpts = append(chartOpts, profile.WithScale(profile.Log))
+	default:
+		return fmt.Errorf("-scale %q: want linear or log", *scale)
+	}
+
+	tr, err := profile.OpenTrace(*tracePath)
+	if err != nil {
+		return err
+	}
+	if *phase != "" {
+		tr = tr.Subset(func(s profile.Segment) bool { return s.Phase == *phase })
+		if tr.Tokens() == 0 {
+			return fmt.Errorf("no tokens in %s segments", *phase)
+		}
+	}
+	label := *workload
+	if label == "" {
+		label = strings.TrimSuffix(filepath.Base(filepath.Clean(*tracePath)), filepath.Ext(*tracePath))
+		if *phase != "" {
+			label += " " + *phase
+		}
+	}
+	rec, err := profile.NewRecorder(tr.Model(), profile.WithWorkload(label))
+	if err != nil {
+		return err
+	}
+	if err := rec.RecordTrace(tr); err != nil {
+		return err
+	}
+	p := rec.Profile()
+	fmt.Fprintf(stdout, "%s: %d tokens, %d segments, %d layers × %d experts (top-%d)\n",
+		p.Model, tr.Tokens(), len(tr.Segments()), p.Model.Layers, p.Model.Experts, p.Model.ExpertsUsed)
+
+	if *profilePath != "" {
+		if err := p.Save(*profilePath); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "wrote", *profilePath)
+	}
+	for _, out := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{
+		{*heatmapPath, func(w io.Writer) error { return profile.WriteHeatmap(w, p, chartOpts...) }},
+		{*curvesPath, func(w io.Writer) error { return profile.WriteCurves(w, p) }},
+		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
+	} {
+		if out.path == "" {
+			continue
+		}
+		if err := writeFile(out.path, out.write); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "wrote", out.path)
+	}
+	return nil
+}
+
+// writeFile creates path and writes it through a buffer, reporting close errors.
+func writeFile(path string, write func(io.Writer) error) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	w := bufio.NewWriter(f)
+	if err := write(w); err != nil {
+		return err
+	}
+	return w.Flush()
+}

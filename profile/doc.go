@@ -1,0 +1,26 @@
+// Package profile counts which experts a Mixture-of-Experts model routes to,
+// chooses the hot ones to pin, draws them, and defines the project's routing
+// trace formats. It is a leaf: it imports nothing else of this module, and the
+// model is identified by a plain ModelID the caller fills from its GGUF.
+//
+//   - A Recorder takes one Record call per layer per token (lock per layer, no
+//     allocation) and produces a Profile: per layer and expert the selection
+//     count and routing-weight mass, a histogram of reuse distances (tokens
+//     since the layer last selected the expert), optionally co-activation counts
+//     and a bounded raw trace.
+//   - A Profile is saved as versioned JSON with the model's identity; Load
+//     validates it, LoadFor also checks the model (ErrModelMismatch), Merge adds
+//     profiles of one model.
+//   - SelectHotSet chooses experts to pin within a byte budget, per layer or
+//     globally, maximising the expected hits; global selection is an exact
+//     knapsack over the layers' size classes (see its doc).
+//   - Heatmap, Curves and WriteCSV draw a profile: a layers × experts heatmap in
+//     viridis on a linear or log scale, the per-layer popularity curves, and the
+//     numbers behind both.
+//   - A Trace is a recorded routing sequence (per token, per layer, the experts
+//     and optionally their weights). It has two encodings, JSON lines and a
+//     compact binary form, with streaming writers and readers (TRACE.md gives
+//     the byte layout), and readers for the external traces the project
+//     benchmarks on: DeepSeek-V2-Lite CSV, Mixtral-8x7B JSONL and granite JSON
+//     (OpenTrace detects the format).
+package profile

@@ -1,0 +1,131 @@
+package profile
+
+import (
+	"bytes"
+	"encoding/csv"
+	"image"
+	"image/color"
+	"image/png"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// chartProfile has 3 layers × 4 experts: layer 0 shares 0, 1/4, 3/4, 0; layer
+// 1 is uniform; layer 2 has no selections.
+func chartProfile() *Profile {
+	p := newProfile(ModelID{Name: "chart", Arch: "test", Layers: 3, Experts: 4, ExpertsUsed: 2}, false)
+	p.Layers[0].Counts = []uint64{0, 1, 3, 0}
+	p.Layers[0].Tokens = 2
+	p.Layers[1].Counts = []uint64{2, 2, 2, 2}
+	p.Layers[1].Tokens = 4
+	p.Tokens = 4
+	return p
+}
+
+// cellColour decodes a PNG heatmap and returns the colour at the centre of
+// the cell of layer l, column col.
+func cellColour(t *testing.T, img image.Image, p *Profile, l, col int) color.RGBA {
+	t.Helper()
+	lay := layoutHeatmap(p.Model.Layers, p.Model.Experts, 0)
+	x := lay.plot.Min.X + col*lay.cellW + lay.cellW/2
+	y := lay.plot.Min.Y + l*lay.cellH + lay.cellH/2
+	return color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+}
+
+func renderPNG(t *testing.T, p *Profile, opts ...ChartOption) image.Image {
+	t.Helper()
+	var buf bytes.Buffer
+	require.NoError(t, WriteHeatmap(&buf, p, opts...))
+	img, err := png.Decode(&buf)
+	require.NoError(t, err)
+	return img
+}
+
+func TestHeatmapCellColours(t *testing.T) {
+	p := chartProfile()
+	lowest, highest := colourAt(0), colourAt(1)
+	assert.Equal(t, color.RGBA{68, 1, 84, 255}, lowest, "viridis starts dark purple")
+	assert.Equal(t, color.RGBA{253, 231, 37, 255}, highest, "and ends yellow")
+
+	img := renderPNG(t, p) // linear, by id: 0 → darkest, 3/4 (the maximum) → brightest
+	assert.Equal(t, lowest, cellColour(t, img, p, 0, 0))
+	assert.Equal(t, colourAt(1.0/3), cellColour(t, img, p, 0, 1))
+	assert.Equal(t, highest, cellColour(t, img, p, 0, 2))
+	assert.Equal(t, colourAt(1.0/3), cellColour(t, img, p, 1, 3), "uniform layer: 1/4 of 3/4")
+	assert.Equal(t, colNoData, cellColour(t, img, p, 2, 0), "layer without selections is grey")
+
+	img = renderPNG(t, p, SortBy(ByPopularity))
+	assert.Equal(t, highest, cellColour(t, img, p, 0, 0), "most selected expert first")
+	assert.Equal(t, colourAt(1.0/3), cellColour(t, img, p, 0, 1))
+	assert.Equal(t, lowest, cellColour(t, img, p, 0, 3))
+
+	img = renderPNG(t, p, WithScale(Log)) // log from 1/4 to 3/4
+	assert.Equal(t, lowest, cellColour(t, img, p, 0, 1))
+	assert.Equal(t, highest, cellColour(t, img, p, 0, 2))
+	assert.Equal(t, lowest, cellColour(t, img, p, 0, 0), "zero takes the darkest colour")
+}
+
+func TestHeatmapSizes(t *testing.T) {
+	for _, c := range []struct {
+		layers, experts int
+		cellW, cellH    int
+	}{{40, 256, 4, 14}, {2, 16, 40, 40}, {27, 64, 16, 20}, {48, 128, 8, 11}} {
+		p := newProfile(ModelID{Arch: "test", Layers: c.layers, Experts: c.experts, ExpertsUsed: 1}, false)
+		p.Layers[0].Counts[0] = 1
+		img, err := Heatmap(p)
+		require.NoError(t, err)
+		lay := layoutHeatmap(c.layers, c.experts, 0)
+		assert.Equal(t, c.cellW, lay.cellW, "%d×%d", c.layers, c.experts)
+		assert.Equal(t, c.cellH, lay.cellH, "%d×%d", c.layers, c.experts)
+		assert.True(t, lay.bar.Max.X <= img.Bounds().Dx() && lay.plot.Max.Y < img.Bounds().Dy())
+		assert.LessOrEqual(t, img.Bounds().Dx(), 1300, "fits a screen")
+	}
+}
+
+func TestCurves(t *testing.T) {
+	p := chartProfile()
+	var buf bytes.Buffer
+	require.NoError(t, WriteCurves(&buf, p))
+	img, err := png.Decode(&buf)
+	require.NoError(t, err)
+	// Every curve ends at 100% for n = experts: the top right corner of the
+	// plot is covered by the black mean curve.
+	darkest := 3 * 255
+	for dx := 1; dx <= 4; dx++ {
+		for dy := 0; dy <= 2; dy++ {
+			c := color.RGBAModel.Convert(img.At(cvMarginLeft+cvPlotW-dx, cvMarginTop+dy)).(color.RGBA)
+			darkest = min(darkest, int(c.R)+int(c.G)+int(c.B))
+		}
+	}
+	assert.Less(t, darkest, 3*40, "black mean curve at (n=E, 100%)")
+	// The plot area is mostly white background at the bottom right (below the
+	// diagonal, where no curve of a profile goes).
+	c := color.RGBAModel.Convert(img.At(cvMarginLeft+cvPlotW-20, cvMarginTop+cvPlotH-20)).(color.RGBA)
+	assert.Equal(t, colWhite, c)
+}
+
+func TestWriteCSV(t *testing.T) {
+	p := chartProfile()
+	p.Layers[0].Mass[2] = 1.5
+	var buf bytes.Buffer
+	require.NoError(t, WriteCSV(&buf, p))
+	rows, err := csv.NewReader(&buf).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 1+3*4)
+	assert.Equal(t, []string{"layer", "expert", "rank", "count", "share", "coverage", "weight_mass"}, rows[0])
+	assert.Equal(t, []string{"0", "2", "1", "3", "0.75", "0.75", "1.5"}, rows[3])
+	assert.Equal(t, []string{"0", "1", "2", "1", "0.25", "1", "0"}, rows[2])
+	assert.Equal(t, []string{"2", "0", "1", "0", "", "", "0"}, rows[9])
+}
+
+func TestChartsRejectBadProfile(t *testing.T) {
+	p := chartProfile()
+	p.Layers = p.Layers[:1]
+	_, err := Heatmap(p)
+	assert.ErrorIs(t, err, ErrFormat)
+	_, err = Curves(p)
+	assert.ErrorIs(t, err, ErrFormat)
+	assert.ErrorIs(t, WriteCSV(&bytes.Buffer{}, p), ErrFormat)
+}
