@@ -356,8 +356,8 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "host  %s: %s of expert tensors registered in place (pinning ~%.1f s on a GPU)\n",
 			p.Host.Mode, FormatSize(p.Host.Bytes), p.Host.PinTime.Seconds())
 	case HostLRU:
-		fmt.Fprintf(&b, "host  %s: %d expert copies in %s of pinned memory, %d allocations (pinning ~%.1f s on a GPU)\n",
-			p.Host.Mode, p.Host.Entries, FormatSize(p.Host.Bytes), p.Host.Chunks, p.Host.PinTime.Seconds())
+		fmt.Fprintf(&b, "host  %s: %d expert copies in %s of pinned memory in %d allocation%s (pinning ~%.1f s on a GPU)\n",
+			p.Host.Mode, p.Host.Entries, FormatSize(p.Host.Bytes), p.Host.Chunks, plural(p.Host.Chunks), p.Host.PinTime.Seconds())
 	}
 	// One line per distinct layer shape, naming its layers.
 	var groups [][]LayerPlan
@@ -399,4 +399,11 @@ func layerRanges(ls []LayerPlan) string {
 
 func (l LayerPlan) sameShape(o LayerPlan) bool {
 	return l.Experts == o.Experts && l.TopK == o.TopK && l.ExpertBytes == o.ExpertBytes && len(l.Pinned) == len(o.Pinned) && l.Slots == o.Slots
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

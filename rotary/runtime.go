@@ -318,8 +318,8 @@ func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
 	return nil
 }
 
-// warm fills the host LRU with the pinned experts' layers' hot experts first,
-// then every expert in layer order.
+// warm fills the host LRU in the background with every expert in layer
+// order, until it is full.
 func (r *Runtime) warm(t *lruTier) {
 	var order []*layerState
 	var ids [][]int
