@@ -54,6 +54,8 @@ func (r batchRef) state() (done bool, err error) {
 type batchPool struct {
 	dev cuda.Device
 
+	collecting sync.Mutex // one collector at a time: it alone pops inflight
+
 	mu       sync.Mutex
 	free     []*batch
 	inflight []*batch // in the order their done events were recorded
@@ -119,8 +121,15 @@ func (p *batchPool) queued(b *batch) {
 
 // collect harvests the batches whose copies (and compute-stream marks) have
 // completed, oldest first, adding their timings to their layers' stats. With
-// wait, it waits for all of them.
+// wait, it waits for all of them; without, it leaves the work to a collector
+// already at it.
 func (p *batchPool) collect(wait bool) {
+	if wait {
+		p.collecting.Lock()
+	} else if !p.collecting.TryLock() {
+		return
+	}
+	defer p.collecting.Unlock()
 	for {
 		p.mu.Lock()
 		if len(p.inflight) == 0 {
@@ -145,10 +154,6 @@ func (p *batchPool) collect(wait bool) {
 			}
 		}
 		p.mu.Lock()
-		if len(p.inflight) == 0 || p.inflight[0] != b {
-			p.mu.Unlock() // another goroutine collected it
-			continue
-		}
 		p.inflight = p.inflight[1:]
 		if err != nil {
 			// Keep the generation: slots filled by it see the failure.

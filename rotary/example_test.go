@@ -109,10 +109,10 @@ func ExampleSimulate() {
 		fmt.Printf("%s %s: %.1f%%\n", row.Budget, row.Policy, 100*row.HitRate)
 	}
 	// Output:
-	// 6 slots LRU: 58.7%
-	// 6 slots Belady: 70.0%
-	// 10 slots LRU: 78.6%
-	// 10 slots Belady: 88.8%
+	// 6 slots LRU: 59.6%
+	// 6 slots Belady: 70.6%
+	// 10 slots LRU: 78.8%
+	// 10 slots Belady: 88.7%
 }
 
 func ExampleParseSize() {

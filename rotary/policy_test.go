@@ -152,7 +152,7 @@ var deepSeekREADME = map[int]map[string]float64{
 // README's independently computed figures, to two decimals.
 func TestReferenceMatchesREADME(t *testing.T) {
 	tr := loadDeepSeek(t)
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		t.Skip("replays the whole trace nine times")
 	}
 	var wg sync.WaitGroup
@@ -173,6 +173,9 @@ func TestReferenceMatchesREADME(t *testing.T) {
 // TestSimulateMatchesREADME does the whole trace.
 func TestRuntimeMatchesReference(t *testing.T) {
 	tr := loadDeepSeek(t)
+	if raceEnabled {
+		t.Skip("slow under the race detector; TestConcurrentResidency covers the concurrency")
+	}
 	prefix := tr.Subset(func(s profile.Segment) bool { return s.Start < 4000 })
 	m := shapeModel(t, ShapeOf(prefix, 2048, 1408, 0))
 	rep, err := Simulate(bg, m, prefix, SimConfig{

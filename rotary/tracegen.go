@@ -14,10 +14,10 @@ import (
 // them; MeasureRouting measures them (averaged over layers).
 type Routing struct {
 	// RepeatNext is the share of selections whose expert the previous token
-	// also selected (in the same layer).
+	// also selected (in the same layer), over the tokens that have one.
 	RepeatNext float64 `json:"repeat_next"`
 	// RepeatWithin8 is the share of selections whose expert one of the 8
-	// previous tokens selected.
+	// previous tokens selected, over the tokens that have one.
 	RepeatWithin8 float64 `json:"repeat_within_8"`
 	// Coverage90 is the share of a layer's experts that together take 90% of
 	// its selections (the most selected first).
@@ -260,7 +260,8 @@ func appendExcept(dst, src, a, b []int) []int {
 	return dst
 }
 
-// repeatCounter measures how far back selections repeat.
+// repeatCounter measures how far back selections repeat, in one stream of
+// tokens of one layer.
 type repeatCounter struct {
 	last                 []int // [expert]: last token that selected it, -1 if none
 	tok                  int
@@ -269,22 +270,30 @@ type repeatCounter struct {
 
 func newRepeatCounter(experts int) *repeatCounter {
 	c := &repeatCounter{last: make([]int, experts)}
+	c.restart()
+	return c
+}
+
+// restart starts a new stream (a new prompt).
+func (c *repeatCounter) restart() {
 	for i := range c.last {
 		c.last[i] = -1
 	}
-	return c
+	c.tok = 0
 }
 
 func (c *repeatCounter) add(sel []int) {
 	for _, e := range sel {
-		c.total++
-		if c.last[e] >= 0 {
-			d := c.tok - c.last[e]
-			if d == 1 {
-				c.next++
-			}
-			if d <= 8 {
-				c.within8++
+		if c.tok > 0 {
+			c.total++
+			if c.last[e] >= 0 {
+				d := c.tok - c.last[e]
+				if d == 1 {
+					c.next++
+				}
+				if d <= 8 {
+					c.within8++
+				}
 			}
 		}
 		c.last[e] = c.tok
@@ -300,8 +309,9 @@ func (c *repeatCounter) rates() (next, within8 float64) {
 }
 
 // MeasureRouting measures a trace's routing statistics, averaged over the
-// layers that route (each layer's stream of tokens taken on its own, tokens
-// it does not route skipped).
+// layers that route. Repeats are counted within each prompt: a segment with
+// a new name (a prompt's prefill and decode segments share one) starts over;
+// tokens a layer does not route are skipped.
 func MeasureRouting(t *profile.Trace) (Routing, error) {
 	rec, err := profile.NewRecorder(t.Model())
 	if err != nil {
@@ -322,7 +332,14 @@ func MeasureRouting(t *profile.Trace) (Routing, error) {
 		}
 		layers++
 		c := newRepeatCounter(m.Experts)
+		segs := t.Segments()
+		seg := -1
 		for tok := range t.Tokens() {
+			for seg+1 < len(segs) && segs[seg+1].Start == tok {
+				if seg++; seg == 0 || segs[seg].Name != segs[seg-1].Name {
+					c.restart()
+				}
+			}
 			ids = t.AppendExperts(ids[:0], tok, l)
 			if len(ids) == 0 {
 				continue
