@@ -15,8 +15,14 @@ import (
 )
 
 // Runtime keeps a model's experts in VRAM slots, pinned host memory and the
-// mapped file, and hands them out to compute with Acquire and Release. It is
-// safe for concurrent use.
+// mapped file, and hands them out to compute with Acquire and Release.
+//
+// It is safe for concurrent use. Each layer has its own lock over its
+// tables, so calls for different layers run in parallel and calls for one
+// layer in turn; a miss keeps its layer locked until its copies are queued
+// (with the host LRU, after reading the file if it must). All copies go on
+// one copy stream, in batches queued whole; the host tier and the pool of
+// copy events have their own locks, taken after a layer's.
 type Runtime struct {
 	model *experts.Model
 	dev   cuda.Device
