@@ -94,7 +94,8 @@ func WithReserve(bytes int64) Option {
 
 // WithSlots fixes the number of dynamic slots of every layer (fewer where the
 // layer has fewer experts that are not pinned), instead of filling the VRAM
-// budget. Without WithVRAM the plan then states the VRAM it needs.
+// budget; it must be at least the top-k. Without WithVRAM the plan then
+// states the VRAM it needs.
 func WithSlots(n int) Option {
 	return optionFunc(func(c *config) error {
 		c.slots = n

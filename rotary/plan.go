@@ -209,7 +209,11 @@ func (p *Plan) planSlots(c *config) error {
 		l := &p.Layers[i]
 		l.Slots = l.minSlots()
 		if c.slots > 0 {
-			l.Slots = max(l.Slots, min(c.slots, l.maxSlots()))
+			if c.slots < l.Slots {
+				return fmt.Errorf("%w: %d slots per layer cannot hold the %d experts a token of layer %d may ask for besides its %d pinned ones",
+					ErrInvalid, c.slots, l.Slots, l.Layer, len(l.Pinned))
+			}
+			l.Slots = min(c.slots, l.maxSlots())
 		}
 	}
 	used := p.Pinned

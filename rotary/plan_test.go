@@ -82,6 +82,8 @@ func TestPlanTooSmall(t *testing.T) {
 	}
 	_, err = NewPlan(m)
 	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = NewPlan(m, WithSlots(3))
+	assert.ErrorIs(t, err, ErrInvalid, "fewer slots than the top-k")
 }
 
 func TestPlanPinnedAndSlots(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -34,22 +35,32 @@ import (
 	"github.com/rotary-moe/rotary/rotary"
 )
 
-// expertDims are the expert matrices of the models the external traces were
-// recorded on (embedding, expert FFN), for a trace given without a model.
-var expertDims = map[string][2]int{
-	"deepseek2":  {2048, 1408},  // DeepSeek-V2-Lite
-	"llama":      {4096, 14336}, // Mixtral-8x7B
-	"granitemoe": {1024, 512},   // granite-3.0-1b-a400m
+// traceModels describe the models the external traces were recorded on, for
+// a trace given without a model: the expert matrices (embedding, expert FFN)
+// and, roughly, the other weights at about 5 bits per parameter.
+var traceModels = map[string]struct {
+	dims      [2]int
+	nonExpert string
+}{
+	"deepseek2":  {[2]int{2048, 1408}, "800MB"}, // DeepSeek-V2-Lite: 1.3B of 15.7B parameters
+	"llama":      {[2]int{4096, 14336}, "1GB"},  // Mixtral-8x7B: 1.6B of 46.7B
+	"granitemoe": {[2]int{1024, 512}, "200MB"},  // granite-3.0-1b-a400m: 0.1B of 1.3B, f16
 }
 
 func main() {
-	if err := run(); err != nil {
+	// The host backend allocates per queued operation; a long trace runs
+	// faster with fewer collections.
+	debug.SetGCPercent(400)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "simulate:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(ctx context.Context, args []string, out io.Writer) error {
+	flag := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	var (
 		tracePath  = flag.String("trace", "", "routing trace to replay")
 		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(experts.Presets(), ", ")+") or GGUF file")
@@ -59,7 +70,7 @@ func run() error {
 		tokens     = flag.Int("tokens", 2000, "tokens of the synthetic trace (without -trace)")
 		seed       = flag.Uint64("seed", 1, "seed of the synthetic trace")
 		dims       = flag.String("expert-dims", "", "embedding,expert-FFN of a trace's model (known traces have defaults)")
-		nonExpert  = flag.String("non-expert", "0", "non-expert weights of a trace's model, e.g. 1GiB")
+		nonExpert  = flag.String("non-expert", "", "non-expert weights of a trace's model, e.g. 1GiB (known traces have defaults)")
 		hostBudget = flag.String("host", "", "host tier budget (default: unlimited, the mapping)")
 		reserve    = flag.String("reserve", "0", "VRAM left to the program besides its non-expert weights")
 		pin        = flag.Float64("pin", 0.5, "share of each budget pinned by pinned+lru")
@@ -72,12 +83,9 @@ func run() error {
 		jsonOut    = flag.Bool("json", false, "print JSON")
 		showPlan   = flag.Bool("plan", false, "print the plan of each VRAM budget")
 	)
-	flag.Parse()
-	// The host backend allocates per queued operation; a long trace runs
-	// faster with fewer collections.
-	debug.SetGCPercent(400)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	if err := flag.Parse(args); err != nil {
+		return err
+	}
 
 	if *tracePath == "" && *modelName == "" {
 		return errors.New("give -trace, -model or both")
@@ -97,7 +105,11 @@ func run() error {
 	if tr == nil {
 		id := profile.ModelID{Name: m.Params.Name + " (synthetic routing)", Arch: m.Arch, Layers: m.Params.NumLayers,
 			Experts: m.Params.NumExperts, ExpertsUsed: m.Params.NumExpertsUsed}
-		if tr, err = rotary.SyntheticTrace(id, *tokens, rotary.Qwen3Routing, *seed); err != nil {
+		// Qwen3's statistics, the top expert's share kept within what a
+		// model of this size allows.
+		r := rotary.Qwen3Routing
+		r.TopShare = min(max(r.TopShare, 1.5/float64(id.Experts)), 0.9/float64(id.ExpertsUsed))
+		if tr, err = rotary.SyntheticTrace(id, *tokens, r, *seed); err != nil {
 			return err
 		}
 	}
@@ -132,7 +144,7 @@ func run() error {
 				if err != nil {
 					return err
 				}
-				fmt.Println(p)
+				fmt.Fprintln(out, p)
 			}
 		}
 	}
@@ -146,18 +158,18 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Println(string(js))
+		fmt.Fprintln(out, string(js))
 		return nil
 	}
 	if r, err := rotary.MeasureRouting(tr); err == nil {
-		fmt.Printf("routing: %.1f%% of selections repeat at the next token, %.1f%% within 8; %.1f%% of experts cover 90%%; top expert %.1f%%\n",
+		fmt.Fprintf(out, "routing: %.1f%% of selections repeat at the next token, %.1f%% within 8; %.1f%% of experts cover 90%%; top expert %.1f%%\n",
 			100*r.RepeatNext, 100*r.RepeatWithin8, 100*r.Coverage90, 100*r.TopShare)
 	}
-	fmt.Print(rep)
+	fmt.Fprint(out, rep)
 	if *profPath == "" && slices.ContainsFunc(cfg.Policies, func(p rotary.SimPolicy) bool { return p.Pinned }) {
-		fmt.Println("pinned+LRU pins the trace's own hot set (in-sample) and starts with it resident; the other policies start empty.")
+		fmt.Fprintln(out, "pinned+LRU pins the trace's own hot set (in-sample) and starts with it resident; the other policies start empty.")
 	}
-	fmt.Printf("(%d runs in %v)\n", len(rep.Rows), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "(%d runs in %v)\n", len(rep.Rows), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -174,7 +186,14 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 	case name != "":
 		return experts.OpenModel(name)
 	}
-	d, ok := expertDims[tr.Model().Arch]
+	known, ok := traceModels[tr.Model().Arch]
+	d := known.dims
+	if nonExpert == "" {
+		nonExpert = known.nonExpert
+	}
+	if nonExpert == "" {
+		nonExpert = "0"
+	}
 	if dims != "" {
 		parts := strings.Split(dims, ",")
 		var err error
