@@ -129,9 +129,10 @@ type hostEntry struct {
 // plan, entries carved from pinned chunks. The LRU counts entries, and every
 // entry has the class's size, so the count is a byte budget.
 type lruClass struct {
-	lru  *simplelru.LRU[expertKey, *hostEntry]
-	free []*hostEntry
-	held int // entries with refs > 0
+	lru     *simplelru.LRU[expertKey, *hostEntry]
+	free    []*hostEntry
+	entries int
+	held    int // entries with refs > 0
 }
 
 // lruTier is HostLRU.
@@ -154,7 +155,7 @@ type lruTier struct {
 func newLRUTier(dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background, fillers int) (*lruTier, error) {
 	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}, maxBusy: fillers}
 	for _, c := range hp.classes {
-		cl := &lruClass{}
+		cl := &lruClass{entries: c.entries}
 		lru, err := simplelru.NewLRU[expertKey, *hostEntry](c.entries, nil)
 		if err != nil {
 			t.close()
@@ -206,6 +207,9 @@ func (t *lruTier) sources(ctx context.Context, ls *layerState, ids []int, srcs [
 // count the hits and misses (not for background fills).
 func (t *lruTier) hold(ctx context.Context, ls *layerState, ids []int, srcs []source, demand bool) error {
 	cl := t.classes[ls.expertBytes]
+	if len(ids) > cl.entries {
+		return fmt.Errorf("%w: %d experts of layer %d at once, the host LRU holds %d of their size", ErrTooMany, len(ids), ls.index, cl.entries)
+	}
 	t.mu.Lock()
 	for !t.canHold(cl, ls.index, ids) {
 		ch := t.waitChan()

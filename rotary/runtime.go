@@ -395,7 +395,8 @@ func (r *Runtime) enter() error {
 // missing experts from the file. ctx bounds the blocking.
 //
 // ids must be distinct experts of the layer, and no more of them than the
-// layer's dynamic slots can hold besides its pinned experts.
+// layer's dynamic slots can hold besides its pinned experts (nor, with the
+// host LRU, more missing ones than it holds of their size, at least top-k).
 func (r *Runtime) Acquire(ctx context.Context, layer int, ids []int, stream cuda.Stream) (*Set, error) {
 	if err := r.enter(); err != nil {
 		return nil, err

@@ -140,6 +140,19 @@ func TestAcquireBadRequests(t *testing.T) {
 	assert.ErrorIs(t, rt.Close(), ErrClosed)
 }
 
+func TestHostLRUTooMany(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	// 16 slots, but pinned memory for 5 experts of each size only.
+	rt := openRuntime(t, m, dev, WithSlots(16), WithHostBudget(5*m.ExpertBytes(1)+5*m.ExpertBytes(0)), WithoutWarmup())
+	_, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3, 4, 5, 6}, nil)
+	require.ErrorIs(t, err, ErrTooMany)
+	checkTables(t, rt, 0, nil)
+	set, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+}
+
 func TestLRUVictims(t *testing.T) {
 	m := openTestModel(t)
 	dev := newHost(t)
