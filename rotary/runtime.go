@@ -681,7 +681,12 @@ func (r *Runtime) fill(ctx context.Context, ls *layerState, ids, slots []int, wa
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := r.host.sources(ctx, ls, ids, srcs); err != nil {
+	start := time.Now()
+	err = r.host.sources(ctx, ls, ids, srcs)
+	if _, lru := r.host.(*lruTier); lru {
+		ls.counts.hostWait += time.Since(start) // reading the file, or waiting for pinned memory
+	}
+	if err != nil {
 		r.batches.put(b)
 		return nil, 0, err
 	}
