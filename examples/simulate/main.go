@@ -1,0 +1,261 @@
+// Command simulate replays MoE routing traces through rotary's residency
+// runtime in virtual time and prints, for each VRAM budget and eviction
+// policy, the hit rate, the bytes copied and the stall per token, and the
+// tokens per second they allow, with Belady's optimum as the bound.
+//
+//	go run ./examples/simulate -trace /work/shared/traces/deepseek-v2-lite-chat/puffin_prefill_csv -slots 8,16,32
+//	go run ./examples/simulate -model qwen35moe-35b-a3b -vram 6GiB,8GiB,12GiB,16GiB
+//
+// -trace reads any trace profile.OpenTrace knows (the DeepSeek CSV folder,
+// the Mixtral and granite files, rotary's own JSONL and binary traces).
+// -model names a synthetic preset of experts (its shapes are read from a
+// header-only sparse file, never the weights) or a GGUF file. With only a
+// trace, the model is one of the trace's shape with experts of -expert-dims;
+// with only a model, the trace is synthetic, with Qwen3-30B-A3B's published
+// routing statistics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary"
+)
+
+// traceModels describe the models the external traces were recorded on, for
+// a trace given without a model: the expert matrices (embedding, expert FFN)
+// and, roughly, the other weights at about 5 bits per parameter.
+var traceModels = map[string]struct {
+	dims      [2]int
+	nonExpert string
+}{
+	"deepseek2":  {[2]int{2048, 1408}, "800MB"}, // DeepSeek-V2-Lite: 1.3B of 15.7B parameters
+	"llama":      {[2]int{4096, 14336}, "1GB"},  // Mixtral-8x7B: 1.6B of 46.7B
+	"granitemoe": {[2]int{1024, 512}, "200MB"},  // granite-3.0-1b-a400m: 0.1B of 1.3B, f16
+}
+
+func main() {
+	// The host backend allocates per queued operation; a long trace runs
+	// faster with fewer collections.
+	debug.SetGCPercent(400)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "simulate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	flag := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	var (
+		tracePath  = flag.String("trace", "", "routing trace to replay")
+		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(experts.Presets(), ", ")+") or GGUF file")
+		slotsFlag  = flag.String("slots", "", "slots per layer to compare, e.g. 8,16,32")
+		vramFlag   = flag.String("vram", "", "VRAM budgets to compare, e.g. 6GiB,8GiB,16GiB")
+		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare")
+		tokens     = flag.Int("tokens", 2000, "tokens of the synthetic trace (without -trace)")
+		seed       = flag.Uint64("seed", 1, "seed of the synthetic trace")
+		dims       = flag.String("expert-dims", "", "embedding,expert-FFN of a trace's model (known traces have defaults)")
+		nonExpert  = flag.String("non-expert", "", "non-expert weights of a trace's model, e.g. 1GiB (known traces have defaults)")
+		hostBudget = flag.String("host", "", "host tier budget (default: unlimited, the mapping)")
+		reserve    = flag.String("reserve", "0", "VRAM left to the program besides its non-expert weights")
+		pin        = flag.Float64("pin", 0.5, "share of each budget pinned by pinned+lru")
+		pcie       = flag.Float64("pcie", cuda.TimingH200.PinnedBandwidth/1e9, "pinned host-to-device GB/s")
+		gpuBW      = flag.Float64("gpu-bandwidth", 500, "GPU memory GB/s, for the default compute times")
+		attention  = flag.Duration("attention", 0, "compute per MoE layer before the router's readback (default: from the model)")
+		expertsT   = flag.Duration("experts", 0, "compute per MoE layer of the experts (default: from the model)")
+		warmup     = flag.Int("warmup", 0, "tokens replayed before counting (0: cold misses count)")
+		profPath   = flag.String("profile", "", "profile file choosing pinned+lru's hot set (default: the trace's own, in-sample)")
+		jsonOut    = flag.Bool("json", false, "print JSON")
+		showPlan   = flag.Bool("plan", false, "print the plan of each VRAM budget")
+	)
+	if err := flag.Parse(args); err != nil {
+		return err
+	}
+
+	if *tracePath == "" && *modelName == "" {
+		return errors.New("give -trace, -model or both")
+	}
+	var tr *profile.Trace
+	var err error
+	if *tracePath != "" {
+		if tr, err = profile.OpenTrace(*tracePath); err != nil {
+			return err
+		}
+	}
+	m, err := openModel(ctx, *modelName, tr, *dims, *nonExpert)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if tr == nil {
+		id := profile.ModelID{Name: m.Params.Name + " (synthetic routing)", Arch: m.Arch, Layers: m.Params.NumLayers,
+			Experts: m.Params.NumExperts, ExpertsUsed: m.Params.NumExpertsUsed}
+		// Qwen3's statistics, the top expert's share kept within what a
+		// model of this size allows.
+		r := rotary.Qwen3Routing
+		r.TopShare = min(max(r.TopShare, 1.5/float64(id.Experts)), 0.9/float64(id.ExpertsUsed))
+		if tr, err = rotary.SyntheticTrace(id, *tokens, r, *seed); err != nil {
+			return err
+		}
+	}
+
+	cfg := rotary.SimConfig{Attention: *attention, Experts: *expertsT, ComputeBandwidth: *gpuBW * 1e9, PinFraction: *pin, Warmup: *warmup}
+	if *profPath != "" {
+		if cfg.Profile, err = profile.Load(*profPath); err != nil {
+			return err
+		}
+	}
+	timing := cuda.TimingH200
+	timing.PinnedBandwidth = *pcie * 1e9
+	cfg.Timing = &timing
+	if cfg.Reserve, err = rotary.ParseSize(*reserve); err != nil {
+		return err
+	}
+	if *hostBudget != "" {
+		if cfg.HostBudget, err = rotary.ParseSize(*hostBudget); err != nil {
+			return err
+		}
+	}
+	if cfg.Budgets, err = budgets(*slotsFlag, *vramFlag); err != nil {
+		return err
+	}
+	if cfg.Policies, err = pickPolicies(*policies, tr); err != nil {
+		return err
+	}
+	if *showPlan {
+		for _, b := range cfg.Budgets {
+			if b.VRAM > 0 {
+				p, err := rotary.NewPlan(m, rotary.WithVRAM(b.VRAM), rotary.WithReserve(cfg.Reserve))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, p)
+			}
+		}
+	}
+	start := time.Now()
+	rep, err := rotary.Simulate(ctx, m, tr, cfg)
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		js, err := rep.JSON()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, string(js))
+		return nil
+	}
+	if r, err := rotary.MeasureRouting(tr); err == nil {
+		fmt.Fprintf(out, "routing: %.1f%% of selections repeat at the next token, %.1f%% within 8; %.1f%% of experts cover 90%%; top expert %.1f%%\n",
+			100*r.RepeatNext, 100*r.RepeatWithin8, 100*r.Coverage90, 100*r.TopShare)
+	}
+	fmt.Fprint(out, rep)
+	if *profPath == "" && slices.ContainsFunc(cfg.Policies, func(p rotary.SimPolicy) bool { return p.Pinned }) {
+		fmt.Fprintln(out, "pinned+LRU pins the trace's own hot set (in-sample) and starts with it resident; the other policies start empty.")
+	}
+	fmt.Fprintf(out, "(%d runs in %v)\n", len(rep.Rows), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// openModel opens a preset's shape, a GGUF file, or a model of the trace's
+// shape.
+func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExpert string) (*experts.Model, error) {
+	switch {
+	case name != "" && slices.Contains(experts.Presets(), name):
+		w, err := experts.SyntheticWriter(name)
+		if err != nil {
+			return nil, err
+		}
+		return rotary.OpenShape(ctx, w, "")
+	case name != "":
+		return experts.OpenModel(name)
+	}
+	known, ok := traceModels[tr.Model().Arch]
+	d := known.dims
+	if nonExpert == "" {
+		nonExpert = known.nonExpert
+	}
+	if nonExpert == "" {
+		nonExpert = "0"
+	}
+	if dims != "" {
+		parts := strings.Split(dims, ",")
+		var err error
+		if len(parts) == 2 {
+			if d[0], err = strconv.Atoi(parts[0]); err == nil {
+				d[1], err = strconv.Atoi(parts[1])
+			}
+		}
+		if len(parts) != 2 || err != nil {
+			return nil, fmt.Errorf("-expert-dims %q: want embedding,ffn", dims)
+		}
+	} else if !ok {
+		return nil, fmt.Errorf("the trace's model (%s) has no known expert size: give -expert-dims or -model", tr.Model())
+	}
+	ne, err := rotary.ParseSize(nonExpert)
+	if err != nil {
+		return nil, err
+	}
+	w, err := rotary.ShapeOf(tr, d[0], d[1], ne).Writer()
+	if err != nil {
+		return nil, err
+	}
+	return rotary.OpenShape(ctx, w, "")
+}
+
+func budgets(slots, vram string) ([]rotary.SimBudget, error) {
+	var out []rotary.SimBudget
+	if slots == "" && vram == "" {
+		slots = "8,16,32,64"
+	}
+	for s := range strings.SplitSeq(slots, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-slots: %q is not a positive number", s)
+		}
+		out = append(out, rotary.SimBudget{Slots: n})
+	}
+	for s := range strings.SplitSeq(vram, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := rotary.ParseSize(s)
+		if err != nil {
+			return nil, fmt.Errorf("-vram: %w", err)
+		}
+		out = append(out, rotary.SimBudget{VRAM: n})
+	}
+	return out, nil
+}
+
+func pickPolicies(list string, tr *profile.Trace) ([]rotary.SimPolicy, error) {
+	all := rotary.DefaultSimPolicies(tr)
+	var out []rotary.SimPolicy
+	for name := range strings.SplitSeq(list, ",") {
+		i := slices.IndexFunc(all, func(p rotary.SimPolicy) bool { return strings.EqualFold(p.Name, strings.TrimSpace(name)) })
+		if i < 0 {
+			return nil, fmt.Errorf("-policies: unknown policy %q (lru, lfu, pinned+lru, belady)", name)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}

@@ -1,0 +1,36 @@
+// Package rotary keeps the experts of a Mixture-of-Experts model where a
+// program can use them: in VRAM when they are hot, in pinned host memory or
+// the mapped model file otherwise, and moves them between on CUDA streams
+// while the GPU computes.
+//
+// NewPlan splits a VRAM budget (ParseSize reads "16GiB") between the
+// program's own buffers (the model's non-expert weights and WithReserve),
+// experts pinned for good (WithHotSet, from profile.SelectHotSet) and dynamic
+// slots, the same number for every layer; too small a budget is a
+// *BudgetError naming the numbers. Each layer's slots form one device
+// allocation, a plane laid out like the stacked expert tensors (slot s at
+// byte s·ExpertBytes, gate|up|down back to back), so kernels address
+// experts by slot; the residency tables (slot of each expert, expert of each
+// slot, last use of each slot) are plain arrays a device-side table can
+// mirror. The host tier registers the file's expert tensors as pinned memory
+// when the host budget holds them all (HostMapped), or keeps an LRU of
+// pinned expert copies (HostLRU), carved from large AllocHost chunks and
+// filled from the mapping in the background; copies to the GPU always come
+// from pinned memory.
+//
+// Open follows a plan on a cuda.Device. Acquire returns the device views of
+// a layer's requested experts: hits at once, misses copied in one batch on
+// the runtime's copy stream, with the caller's compute stream waiting on
+// the batch's event, so the host blocks only when every slot it could evict
+// is held. Release gives a Set back with an event after the work that reads
+// it; the slots are not overwritten before the event completes. Prefetch
+// starts copies ahead without blocking. Eviction follows a Policy: LRU, LFU,
+// or Belady's offline optimum for simulations. Stats count hits, misses,
+// bytes, transfer and stall times per tier and layer.
+//
+// Simulate replays routing traces (profile.Trace, or SyntheticTrace's, which
+// match published routing statistics) through the same runtime on the host
+// backend in virtual time, for every budget and policy, and reports hit
+// rates, bytes per token, stalls and tokens per second. OpenShape opens a
+// model's shapes without its weights for planning and simulation.
+package rotary

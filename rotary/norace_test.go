@@ -1,0 +1,5 @@
+//go:build !race
+
+package rotary
+
+const raceEnabled = false

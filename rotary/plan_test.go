@@ -1,0 +1,136 @@
+package rotary
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/rotary-moe/rotary/profile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"16GiB": 16 << 30, "16G": 16 << 30, "16 gib": 16 << 30, "16GB": 16e9, "1.5GiB": 3 << 29,
+		"512M": 512 << 20, "512MB": 512e6, "64KiB": 64 << 10, "4096": 4096, "4096B": 4096, "1TiB": 1 << 40, " 2g ": 2 << 30,
+	} {
+		got, err := ParseSize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB"} {
+		_, err := ParseSize(in)
+		assert.ErrorIs(t, err, ErrSize, in)
+	}
+	assert.Equal(t, "1.50 GiB", FormatSize(3<<29))
+	assert.Equal(t, "100 B", FormatSize(100))
+	assert.Equal(t, "-2.00 KiB", FormatSize(-2048))
+}
+
+func TestPlanFillsBudget(t *testing.T) {
+	m := openTestModel(t)
+	e0, e1 := m.ExpertBytes(0), m.ExpertBytes(1)
+	reserve := int64(100 << 10)
+	vram := m.NonExpertBytes() + reserve + 10*e0 + 10*e1 + e0/2
+	p, err := NewPlan(m, WithVRAM(vram), WithReserve(reserve))
+	require.NoError(t, err)
+	assert.Equal(t, 10, p.Layers[0].Slots)
+	assert.Equal(t, 10, p.Layers[1].Slots)
+	assert.Equal(t, e0/2, p.Unused)
+	assert.Equal(t, vram, p.NonExpert+p.Reserve+p.Pinned+p.Slots+p.Unused)
+	assert.Equal(t, 4*(e0+e1), p.WorkingSet)
+	assert.Equal(t, HostMapped, p.Host.Mode)
+	assert.Equal(t, m.TotalExpertBytes(), p.TotalExpert)
+	assert.GreaterOrEqual(t, p.Host.Bytes, m.TotalExpertBytes())
+
+	// Never more slots than experts.
+	p, err = NewPlan(m, WithVRAM(1<<40))
+	require.NoError(t, err)
+	assert.Equal(t, 16, p.Layers[0].Slots)
+	assert.Equal(t, 16, p.Layers[1].Slots)
+}
+
+func TestPlanTooSmall(t *testing.T) {
+	m := openTestModel(t)
+	need := m.NonExpertBytes() + 4*(m.ExpertBytes(0)+m.ExpertBytes(1))
+	_, err := NewPlan(m, WithVRAM(need))
+	require.NoError(t, err)
+	_, err = NewPlan(m, WithVRAM(need-1))
+	require.ErrorIs(t, err, ErrBudget)
+	var be *BudgetError
+	require.True(t, errors.As(err, &be))
+	assert.Equal(t, "VRAM", be.Budget)
+	assert.Equal(t, need-m.NonExpertBytes(), be.Need)
+	assert.Equal(t, need-1-m.NonExpertBytes(), be.Have)
+	assert.Contains(t, err.Error(), "top-4 experts of each of 2 layers")
+	assert.Contains(t, err.Error(), "non-expert weights")
+
+	// A reserve larger than the budget leaves nothing.
+	_, err = NewPlan(m, WithVRAM(need), WithReserve(need))
+	require.ErrorIs(t, err, ErrBudget)
+
+	// Host: the LRU needs room for one layer's top-k of each size.
+	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(3*m.ExpertBytes(1)))
+	require.ErrorIs(t, err, ErrBudget)
+	assert.Contains(t, err.Error(), "host budget too small")
+
+	for _, opt := range []Option{WithVRAM(0), WithVRAM(-1), WithSlots(0), WithHostBudget(-1), WithReserve(-1), WithHostChunk(0), WithPolicy(nil)} {
+		_, err := NewPlan(m, WithVRAM(need), opt)
+		assert.ErrorIs(t, err, ErrInvalid)
+	}
+	_, err = NewPlan(m)
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = NewPlan(m, WithSlots(3))
+	assert.ErrorIs(t, err, ErrInvalid, "fewer slots than the top-k")
+}
+
+func TestPlanPinnedAndSlots(t *testing.T) {
+	m := openTestModel(t)
+	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+	hot.Layers[0].Experts = []int{3, 1, 4}
+	hot.Layers[1].Experts = make([]int, 16)
+	for i := range hot.Layers[1].Experts {
+		hot.Layers[1].Experts[i] = i
+	}
+	p, err := NewPlan(m, WithSlots(6), WithHotSet(hot), WithHostBudget(20*m.ExpertBytes(1)), WithHostChunk(5*m.ExpertBytes(1)))
+	require.NoError(t, err)
+	assert.Equal(t, []int{3, 1, 4}, p.Layers[0].Pinned)
+	assert.Equal(t, 6, p.Layers[0].Slots)
+	assert.Equal(t, 0, p.Layers[1].Slots, "all pinned: no dynamic slots")
+	assert.Equal(t, 3*m.ExpertBytes(0)+16*m.ExpertBytes(1), p.Pinned)
+	assert.Equal(t, p.NonExpert+p.Pinned+p.Slots, p.VRAM, "WithSlots alone states what it needs")
+	assert.Equal(t, HostLRU, p.Host.Mode)
+	assert.LessOrEqual(t, p.Host.Bytes, p.Host.Budget)
+	assert.Equal(t, 4, p.Host.Chunks)
+
+	text := p.String()
+	for _, want := range []string{"pinned-lru", "expert copies", "pinning ~", "layers", " 0\n", " 1\n"} {
+		assert.Contains(t, text, want)
+	}
+	js, err := p.JSON()
+	require.NoError(t, err)
+	var back map[string]any
+	require.NoError(t, json.Unmarshal(js, &back))
+	assert.Equal(t, "pinned-lru", back["host"].(map[string]any)["mode"])
+	assert.Len(t, back["layers"], 2)
+
+	bad := &profile.HotSet{Layers: make([]profile.LayerHotSet, 3)}
+	bad.Layers[2].Experts = []int{0}
+	_, err = NewPlan(m, WithSlots(6), WithHotSet(bad))
+	assert.ErrorIs(t, err, ErrInvalid)
+	bad.Layers[2].Experts = nil
+	bad.Layers[0].Experts = []int{5, 5}
+	_, err = NewPlan(m, WithSlots(6), WithHotSet(bad))
+	assert.ErrorIs(t, err, ErrInvalid)
+}
+
+func TestLayerRanges(t *testing.T) {
+	var ls []LayerPlan
+	for _, l := range []int{0, 1, 2, 4, 6, 7} {
+		ls = append(ls, LayerPlan{Layer: l})
+	}
+	assert.Equal(t, "0-2,4,6-7", layerRanges(ls))
+	assert.True(t, strings.HasPrefix(layerRanges(ls[3:4]), "4"))
+}

@@ -1,0 +1,217 @@
+package rotary
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/rotary-moe/rotary/profile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEvictors(t *testing.T) {
+	cands := []Candidate{{Slot: 0, Expert: 5, LastUse: 3}, {Slot: 1, Expert: 2, LastUse: 1}, {Slot: 2, Expert: 7, LastUse: 1}, {Slot: 3, Expert: 1, LastUse: 2}}
+	lru := LRU.NewEvictor(0, 8, 4)
+	assert.Equal(t, 1, lru.Victim(cands), "least recent, then lowest id")
+
+	lfu := LFU.NewEvictor(0, 8, 4)
+	for _, e := range []int{5, 2, 2, 7, 1, 1, 5} {
+		lfu.Requested(e, 0)
+	}
+	assert.Equal(t, 2, lfu.Victim(cands), "expert 7 was requested once")
+	lfu.Requested(7, 0)
+	assert.Equal(t, 1, lfu.Victim(cands), "all twice: least recent, then lowest id")
+
+	// Belady on a 1-layer trace: tokens request {0,1}, {2,3}, {1,2}, {0}, {3}.
+	tr, err := profile.NewTrace(profile.ModelID{Arch: "x", Layers: 1, Experts: 4, ExpertsUsed: 2})
+	require.NoError(t, err)
+	for _, ids := range [][]int32{{0, 1}, {2, 3}, {1, 2}, {0}, {3}} {
+		require.NoError(t, tr.Set(tr.AddToken(), 0, ids, nil))
+	}
+	b := Belady(tr).NewEvictor(0, 4, 2)
+	for _, e := range []int{0, 1, 2, 3} { // tokens 0 and 1 done
+		b.Requested(e, 0)
+	}
+	// Next uses: 1 at token 2, 2 at token 2, 0 at token 3, 3 at token 4.
+	c := []Candidate{{Slot: 0, Expert: 0}, {Slot: 1, Expert: 1}, {Slot: 2, Expert: 3}}
+	assert.Equal(t, 2, b.Victim(c), "expert 3 is needed last")
+	b.Requested(3, 0) // its last use
+	assert.Equal(t, 2, b.Victim(c), "never again is farthest of all")
+	assert.Equal(t, "Belady", Belady(tr).Name())
+}
+
+// The real routing traces, read in place (never copied into the
+// repository); tests skip without them.
+const tracesDir = "/work/shared/traces"
+
+var deepSeek = sync.OnceValues(func() (*profile.Trace, error) {
+	return profile.OpenTrace(tracesDir + "/deepseek-v2-lite-chat/puffin_prefill_csv")
+})
+
+func loadDeepSeek(t testing.TB) *profile.Trace {
+	t.Helper()
+	if _, err := os.Stat(tracesDir + "/deepseek-v2-lite-chat"); err != nil {
+		t.Skip("no DeepSeek trace:", err)
+	}
+	tr, err := deepSeek()
+	require.NoError(t, err)
+	return tr
+}
+
+// referenceHits is an independent, plain reading of the cache the traces'
+// READMEs define: one cache of c experts per layer; each token requests its
+// experts; a miss inserts the expert, evicting (by policy) one the token does
+// not request; LFU counts every request so far, ties to the least recent;
+// Belady evicts the expert whose next use is farthest. Ties left after that go
+// to the lowest expert id.
+func referenceHits(tr *profile.Trace, c int, policy string) (hits, requests uint64) {
+	m := tr.Model()
+	var ids []int32
+	for l := range m.Layers {
+		var uses [][]int // [expert]: the tokens requesting it
+		if policy == "Belady" {
+			uses = make([][]int, m.Experts)
+			for tok := range tr.Tokens() {
+				for _, e := range tr.AppendExperts(ids[:0], tok, l) {
+					uses[e] = append(uses[e], tok)
+				}
+			}
+		}
+		pos := make([]int, m.Experts) // [expert]: index in uses of its next request
+		nextUse := func(e int) int {
+			if pos[e] < len(uses[e]) {
+				return uses[e][pos[e]]
+			}
+			return int(^uint(0) >> 1)
+		}
+		var cache []int
+		last := make([]int, m.Experts)
+		count := make([]int, m.Experts)
+		in := make([]bool, m.Experts)
+		asked := make([]int, m.Experts) // [expert]: 1 + the last token requesting it
+		for tok := range tr.Tokens() {
+			ids = tr.AppendExperts(ids[:0], tok, l)
+			for _, e := range ids {
+				asked[e] = tok + 1
+			}
+			for _, e32 := range ids {
+				e := int(e32)
+				requests++
+				count[e]++
+				pos[e]++
+				if in[e] {
+					hits++
+					last[e] = tok
+					continue
+				}
+				if len(cache) == c {
+					victim := -1
+					for i, x := range cache {
+						if asked[x] == tok+1 {
+							continue
+						}
+						if victim < 0 {
+							victim = i
+							continue
+						}
+						y := cache[victim]
+						var kx, ky int
+						switch policy {
+						case "LFU":
+							kx, ky = count[x], count[y]
+						case "Belady":
+							kx, ky = -nextUse(x), -nextUse(y)
+						}
+						if kx < ky || kx == ky && (last[x] < last[y] || last[x] == last[y] && x < y) {
+							victim = i
+						}
+					}
+					in[cache[victim]] = false
+					cache[victim] = cache[len(cache)-1]
+					cache = cache[:len(cache)-1]
+				}
+				cache = append(cache, e)
+				in[e] = true
+				last[e] = tok
+			}
+		}
+	}
+	return hits, requests
+}
+
+// deepSeekREADME is the hit-rate table of the DeepSeek trace's README.
+var deepSeekREADME = map[int]map[string]float64{
+	8:  {"LRU": 30.80, "LFU": 30.06, "Belady": 41.23},
+	16: {"LRU": 47.16, "LFU": 43.74, "Belady": 66.57},
+	32: {"LRU": 71.39, "LFU": 66.37, "Belady": 87.06},
+}
+
+// TestReferenceMatchesREADME checks the reference cache against the
+// README's independently computed figures, to two decimals.
+func TestReferenceMatchesREADME(t *testing.T) {
+	tr := loadDeepSeek(t)
+	if testing.Short() || raceEnabled {
+		t.Skip("replays the whole trace nine times")
+	}
+	var wg sync.WaitGroup
+	for c, row := range deepSeekREADME {
+		for policy, want := range row {
+			wg.Go(func() {
+				hits, req := referenceHits(tr, c, policy)
+				assert.InDelta(t, want, 100*float64(hits)/float64(req), 0.005, "%s with %d slots", policy, c)
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// TestRuntimeMatchesReference replays the first prompts of the DeepSeek
+// trace through the runtime (Simulate: Acquire/Release on the host backend)
+// and requires exactly the reference cache's hits for every policy and size.
+// TestSimulateMatchesREADME does the whole trace.
+func TestRuntimeMatchesReference(t *testing.T) {
+	tr := loadDeepSeek(t)
+	if raceEnabled {
+		t.Skip("slow under the race detector; TestConcurrentResidency covers the concurrency")
+	}
+	prefix := tr.Subset(func(s profile.Segment) bool { return s.Start < 4000 })
+	m := shapeModel(t, ShapeOf(prefix, 2048, 1408, 0))
+	rep, err := Simulate(bg, m, prefix, SimConfig{
+		Budgets:  []SimBudget{{Slots: 8}, {Slots: 16}, {Slots: 32}},
+		Policies: []SimPolicy{{Name: "LRU", Policy: LRU}, {Name: "LFU", Policy: LFU}, {Name: "Belady", Policy: Belady(prefix)}},
+	})
+	require.NoError(t, err)
+	for _, row := range rep.Rows {
+		var c int
+		_, err := fmt.Sscan(row.Budget, &c)
+		require.NoError(t, err)
+		hits, req := referenceHits(prefix, c, row.Policy)
+		assert.Equal(t, req, row.Requests, "%s %s", row.Policy, row.Budget)
+		assert.Equal(t, hits, row.Hits, "%s %s", row.Policy, row.Budget)
+	}
+}
+
+// TestSimulateMatchesREADME replays the whole DeepSeek trace through the
+// runtime for the README's table. It takes minutes on two cores: set
+// ROTARY_FULL_TRACES=1 to run it.
+func TestSimulateMatchesREADME(t *testing.T) {
+	tr := loadDeepSeek(t)
+	if os.Getenv("ROTARY_FULL_TRACES") == "" {
+		t.Skip("set ROTARY_FULL_TRACES=1 to replay the whole trace through the runtime")
+	}
+	m := shapeModel(t, ShapeOf(tr, 2048, 1408, 0))
+	rep, err := Simulate(bg, m, tr, SimConfig{
+		Budgets:  []SimBudget{{Slots: 8}, {Slots: 16}, {Slots: 32}},
+		Policies: []SimPolicy{{Name: "LRU", Policy: LRU}, {Name: "LFU", Policy: LFU}, {Name: "Belady", Policy: Belady(tr)}},
+	})
+	require.NoError(t, err)
+	t.Log("\n" + rep.String())
+	for _, row := range rep.Rows {
+		var c int
+		_, err := fmt.Sscan(row.Budget, &c)
+		require.NoError(t, err)
+		assert.InDelta(t, deepSeekREADME[c][row.Policy], 100*row.HitRate, 0.005, "%s %s", row.Policy, row.Budget)
+	}
+}
