@@ -1,0 +1,156 @@
+package rotary
+
+import (
+	"fmt"
+
+	"github.com/rotary-moe/rotary/profile"
+	"go.uber.org/zap"
+)
+
+// Option configures Open and NewPlan.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+// config collects the options.
+type config struct {
+	vram    int64 // 0: the device's free memory (Open) or unset (NewPlan)
+	host    int64 // -1: unlimited
+	reserve int64
+	slots   int // dynamic slots per layer; 0: as many as the budget allows
+	chunk   int64
+	hot     *profile.HotSet
+	policy  Policy
+	log     *zap.Logger
+	warm    bool
+	fillers int
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true, fillers: 4}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&c); err != nil {
+			return c, err
+		}
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	return c, nil
+}
+
+// defaultChunk is the size of the pinned allocations the host tier is carved
+// from: large, because each cuMemHostAlloc is a system call that locks pages
+// (0.6 s per GiB in all), and a few hundred of them are enough for any host.
+const defaultChunk = 256 << 20
+
+func nonNegative(name string, v int64) error {
+	if v < 0 {
+		return fmt.Errorf("%w: %s(%d) is negative", ErrInvalid, name, v)
+	}
+	return nil
+}
+
+// WithVRAM sets the device memory the program may use, for the experts and
+// the program's own buffers together (see WithReserve). Open's default is the
+// device's free memory; NewPlan needs it unless WithSlots is given.
+func WithVRAM(bytes int64) Option {
+	return optionFunc(func(c *config) error {
+		c.vram = bytes
+		if bytes <= 0 {
+			return fmt.Errorf("%w: WithVRAM(%d) is not positive", ErrInvalid, bytes)
+		}
+		return nil
+	})
+}
+
+// WithHostBudget sets the page-locked host memory the runtime may use. When it
+// holds every expert, the runtime registers the model file's mapping as pinned
+// memory (no copies); otherwise it keeps an LRU of pinned expert copies this
+// large. The default is unlimited: the mapping is registered.
+func WithHostBudget(bytes int64) Option {
+	return optionFunc(func(c *config) error {
+		c.host = bytes
+		return nonNegative("WithHostBudget", bytes)
+	})
+}
+
+// WithReserve sets device memory to leave to the program on top of the
+// model's non-expert weights, which the planner subtracts itself: the KV
+// cache, activations, scratch buffers.
+func WithReserve(bytes int64) Option {
+	return optionFunc(func(c *config) error {
+		c.reserve = bytes
+		return nonNegative("WithReserve", bytes)
+	})
+}
+
+// WithSlots fixes the number of dynamic slots of every layer (fewer where the
+// layer has fewer experts that are not pinned), instead of filling the VRAM
+// budget. Without WithVRAM the plan then states the VRAM it needs.
+func WithSlots(n int) Option {
+	return optionFunc(func(c *config) error {
+		c.slots = n
+		if n <= 0 {
+			return fmt.Errorf("%w: WithSlots(%d) is not positive", ErrInvalid, n)
+		}
+		return nil
+	})
+}
+
+// WithHotSet pins the experts of a hot set (profile.SelectHotSet) in VRAM for
+// the runtime's lifetime; dynamic slots get the rest of the budget.
+func WithHotSet(h *profile.HotSet) Option {
+	return optionFunc(func(c *config) error {
+		c.hot = h
+		return nil
+	})
+}
+
+// WithPolicy sets the eviction policy of the dynamic slots (default LRU).
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(c *config) error {
+		if p == nil {
+			return fmt.Errorf("%w: WithPolicy(nil)", ErrInvalid)
+		}
+		c.policy = p
+		return nil
+	})
+}
+
+// WithLogger sets the logger (default: none). Plans, fills and Stats go to it
+// at debug level.
+func WithLogger(log *zap.Logger) Option {
+	return optionFunc(func(c *config) error {
+		c.log = log
+		return nil
+	})
+}
+
+// WithHostChunk sets the size of the pinned allocations the host LRU is carved
+// from (default 256 MiB).
+func WithHostChunk(bytes int64) Option {
+	return optionFunc(func(c *config) error {
+		c.chunk = bytes
+		if bytes <= 0 {
+			return fmt.Errorf("%w: WithHostChunk(%d) is not positive", ErrInvalid, bytes)
+		}
+		return nil
+	})
+}
+
+// WithoutWarmup stops Open from filling the host LRU in the background with
+// the hot set and then the experts in model order.
+func WithoutWarmup() Option {
+	return optionFunc(func(c *config) error {
+		c.warm = false
+		return nil
+	})
+}

@@ -1,0 +1,402 @@
+package rotary
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rotary-moe/rotary/experts"
+)
+
+// HostMode says how the host tier holds experts.
+type HostMode int
+
+const (
+	// HostMapped registers the model file's mapping (its expert tensors) as
+	// pinned memory: every expert is copied to the GPU straight from the page
+	// cache at full bus speed, with no host copy.
+	HostMapped HostMode = iota + 1
+	// HostLRU keeps an LRU of expert copies in pinned memory allocated up
+	// front, filled from the mapping in the background and on misses.
+	HostLRU
+)
+
+func (m HostMode) String() string {
+	switch m {
+	case HostMapped:
+		return "mapped"
+	case HostLRU:
+		return "pinned-lru"
+	}
+	return fmt.Sprintf("HostMode(%d)", int(m))
+}
+
+// MarshalText writes the mode's name, for JSON.
+func (m HostMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// pinCostPerGiB is what page-locking host memory costs on a GPU:
+// cuMemHostAlloc 0.6 s per GiB, cuMemHostRegister of touched memory 45 ms per
+// GiB (measured on an H200 host).
+const (
+	pinAllocPerGiB    = 600 * time.Millisecond
+	pinRegisterPerGiB = 45 * time.Millisecond
+)
+
+// Plan says where a model's experts live under a VRAM and a host budget: how
+// many experts of each layer are pinned in VRAM, how many dynamic slots each
+// layer's plane has, and how the host tier holds the rest. NewPlan makes one;
+// Open follows it. It prints as a small table (String) and as JSON.
+type Plan struct {
+	Model       string      `json:"model"`
+	Layers      []LayerPlan `json:"layers"`
+	TotalExpert int64       `json:"total_expert_bytes"`
+
+	// VRAM is the device memory budget: the program's own buffers (NonExpert
+	// and Reserve) and the experts' planes (Pinned, Slots) come out of it;
+	// Unused is what is left. With WithSlots and no WithVRAM it is what the
+	// plan needs.
+	VRAM      int64 `json:"vram_budget"`
+	NonExpert int64 `json:"non_expert_bytes"`
+	Reserve   int64 `json:"reserve_bytes"`
+	Pinned    int64 `json:"pinned_bytes"`
+	Slots     int64 `json:"slot_bytes"`
+	Unused    int64 `json:"unused_bytes"`
+	// WorkingSet is the least expert memory that works: the top-k experts of
+	// every layer at once (each layer has its own plane of slots).
+	WorkingSet int64 `json:"working_set_bytes"`
+
+	Host HostPlan `json:"host"`
+}
+
+// LayerPlan is one MoE layer's part of a Plan. The layer's plane holds
+// len(Pinned)+Slots slots of ExpertBytes each: the pinned experts first, in
+// the order given, then the dynamic slots.
+type LayerPlan struct {
+	Layer       int   `json:"layer"`
+	Experts     int   `json:"experts"`
+	TopK        int   `json:"top_k"`
+	ExpertBytes int64 `json:"expert_bytes"`
+	Pinned      []int `json:"pinned,omitempty"`
+	Slots       int   `json:"slots"`
+}
+
+// PlaneBytes is the size of the layer's plane.
+func (l LayerPlan) PlaneBytes() int64 { return int64(len(l.Pinned)+l.Slots) * l.ExpertBytes }
+
+// HostPlan is the host tier's part of a Plan.
+type HostPlan struct {
+	Mode   HostMode `json:"mode"`
+	Budget int64    `json:"budget"` // -1: unlimited
+	// Bytes is the memory pinned: the registered expert tensors (HostMapped)
+	// or the LRU's allocations (HostLRU).
+	Bytes int64 `json:"bytes"`
+	// Chunks and Entries describe the LRU: pinned allocations, and the expert
+	// copies they hold.
+	Chunks  int `json:"chunks,omitempty"`
+	Entries int `json:"entries,omitempty"`
+	// PinTime estimates how long pinning Bytes takes on a GPU (cuMemHostAlloc
+	// 0.6 s/GiB, cuMemHostRegister 45 ms/GiB), paid once in Open.
+	PinTime time.Duration `json:"pin_time_ns"`
+
+	ranges  []span      // HostMapped: file ranges to register
+	classes []hostClass // HostLRU: one per expert size
+}
+
+// span is a byte range [off, off+n).
+type span struct{ off, n int64 }
+
+// hostClass is the host LRU's share for experts of one size.
+type hostClass struct {
+	size     int64
+	entries  int
+	perChunk int
+}
+
+// NewPlan plans the residency of m's experts under the options' budgets
+// (WithVRAM or WithSlots, WithHostBudget, WithReserve, WithHotSet). A budget
+// that cannot hold the working set fails with a *BudgetError.
+func NewPlan(m *experts.Model, opts ...Option) (*Plan, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.vram == 0 && c.slots == 0 {
+		return nil, fmt.Errorf("%w: NewPlan needs WithVRAM or WithSlots", ErrInvalid)
+	}
+	return newPlan(m, &c)
+}
+
+func newPlan(m *experts.Model, c *config) (*Plan, error) {
+	h := m.Params
+	p := &Plan{
+		Model:       modelName(m),
+		TotalExpert: m.TotalExpertBytes(),
+		VRAM:        c.vram,
+		NonExpert:   m.NonExpertBytes(),
+		Reserve:     c.reserve,
+	}
+	pinned, err := hotExperts(m, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range m.MoELayers() {
+		el, _ := m.Experts(l)
+		lp := LayerPlan{Layer: l, Experts: el.NumExperts, TopK: min(h.NumExpertsUsed, el.NumExperts), ExpertBytes: el.ExpertBytes, Pinned: pinned[l]}
+		p.Pinned += int64(len(lp.Pinned)) * lp.ExpertBytes
+		p.WorkingSet += int64(lp.minSlots()) * lp.ExpertBytes
+		p.Layers = append(p.Layers, lp)
+	}
+	if err := p.planSlots(c); err != nil {
+		return nil, err
+	}
+	if err := p.planHost(m, c); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func modelName(m *experts.Model) string {
+	if m.Params.Name != "" {
+		return m.Params.Name
+	}
+	return m.Arch
+}
+
+// minSlots is the fewest dynamic slots that serve any request of top-k
+// experts: k, or all the experts that are not pinned.
+func (l LayerPlan) minSlots() int { return min(l.TopK, l.Experts-len(l.Pinned)) }
+
+// maxSlots is the most dynamic slots that can be used.
+func (l LayerPlan) maxSlots() int { return l.Experts - len(l.Pinned) }
+
+// hotExperts checks the hot set against the model and returns the experts to
+// pin by layer.
+func hotExperts(m *experts.Model, c *config) (map[int][]int, error) {
+	pinned := map[int][]int{}
+	if c.hot == nil {
+		return pinned, nil
+	}
+	for l, lh := range c.hot.Layers {
+		if len(lh.Experts) == 0 {
+			continue
+		}
+		el, ok := m.Experts(l)
+		if !ok {
+			return nil, fmt.Errorf("%w: hot set pins experts of layer %d, which has no routed experts", ErrInvalid, l)
+		}
+		seen := make(map[int]bool, len(lh.Experts))
+		for _, e := range lh.Experts {
+			if e < 0 || e >= el.NumExperts || seen[e] {
+				return nil, fmt.Errorf("%w: hot set pins expert %d of layer %d (%d experts, or pinned twice)", ErrInvalid, e, l, el.NumExperts)
+			}
+			seen[e] = true
+		}
+		pinned[l] = slices.Clone(lh.Experts)
+	}
+	return pinned, nil
+}
+
+// planSlots gives every layer its working set, then adds one dynamic slot to
+// each layer in turn while the budget lasts, so layers get equal numbers of
+// slots (or WithSlots' number).
+func (p *Plan) planSlots(c *config) error {
+	for i := range p.Layers {
+		l := &p.Layers[i]
+		l.Slots = l.minSlots()
+		if c.slots > 0 {
+			l.Slots = max(l.Slots, min(c.slots, l.maxSlots()))
+		}
+	}
+	used := p.Pinned
+	for _, l := range p.Layers {
+		used += int64(l.Slots) * l.ExpertBytes
+	}
+	if c.vram == 0 { // WithSlots alone: state what it needs
+		p.VRAM = p.NonExpert + p.Reserve + used
+	}
+	have := p.VRAM - p.NonExpert - p.Reserve
+	parts := []string{FormatSize(p.VRAM) + " budget", "- " + FormatSize(p.NonExpert) + " non-expert weights"}
+	if p.Reserve > 0 {
+		parts = append(parts, "- "+FormatSize(p.Reserve)+" reserve")
+	}
+	if used > have {
+		what := fmt.Sprintf("the working set (top-%d experts of each of %d layers, one plane per layer)", p.topK(), len(p.Layers))
+		if p.Pinned > 0 {
+			what += fmt.Sprintf(" with %s of pinned experts", FormatSize(p.Pinned))
+		}
+		if c.slots > 0 {
+			what = fmt.Sprintf("%d slots per layer", c.slots)
+			if p.Pinned > 0 {
+				what += fmt.Sprintf(" with %s of pinned experts", FormatSize(p.Pinned))
+			}
+		}
+		return &BudgetError{Budget: "VRAM", What: what, Need: used, Have: max(have, 0), Parts: parts}
+	}
+	if c.slots == 0 {
+		for grew := true; grew; {
+			grew = false
+			for i := range p.Layers {
+				l := &p.Layers[i]
+				if l.Slots < l.maxSlots() && used+l.ExpertBytes <= have {
+					l.Slots++
+					used += l.ExpertBytes
+					grew = true
+				}
+			}
+		}
+	}
+	p.Slots = used - p.Pinned
+	p.Unused = have - used
+	return nil
+}
+
+func (p *Plan) topK() int {
+	k := 0
+	for _, l := range p.Layers {
+		k = max(k, l.TopK)
+	}
+	return k
+}
+
+// planHost chooses the host tier's mode and carves the LRU.
+func (p *Plan) planHost(m *experts.Model, c *config) error {
+	hp := &p.Host
+	hp.Budget = c.host
+	hp.ranges = expertRanges(m)
+	var registered int64
+	for _, r := range hp.ranges {
+		registered += r.n
+	}
+	if c.host < 0 || c.host >= registered {
+		hp.Mode, hp.Bytes = HostMapped, registered
+		hp.PinTime = time.Duration(float64(registered) / (1 << 30) * float64(pinRegisterPerGiB))
+		return nil
+	}
+	hp.Mode = HostLRU
+	// One class per expert size, sharing the budget in proportion to the
+	// bytes of its experts; each class needs room for one layer's top-k.
+	bySize := map[int64]int64{}
+	for _, l := range p.Layers {
+		bySize[l.ExpertBytes] += int64(l.Experts) * l.ExpertBytes
+	}
+	sizes := slices.Sorted(func(yield func(int64) bool) {
+		for s := range bySize {
+			if !yield(s) {
+				return
+			}
+		}
+	})
+	for _, s := range sizes {
+		share := int64(float64(c.host) * float64(bySize[s]) / float64(p.TotalExpert))
+		cl := hostClass{size: s, entries: int(share / s), perChunk: int(max(c.chunk/s, 1))}
+		if cl.entries < p.topK() {
+			return &BudgetError{Budget: "host",
+				What: fmt.Sprintf("the host LRU's share for %s experts (%d of them, one layer's top-k)", FormatSize(s), p.topK()),
+				Need: int64(p.topK()) * s, Have: share,
+				Parts: []string{fmt.Sprintf("%s budget split by expert size in proportion to their bytes", FormatSize(c.host))}}
+		}
+		hp.classes = append(hp.classes, cl)
+		hp.Entries += cl.entries
+		hp.Chunks += (cl.entries + cl.perChunk - 1) / cl.perChunk
+		hp.Bytes += int64(cl.entries) * cl.size
+	}
+	hp.PinTime = time.Duration(float64(hp.Bytes) / (1 << 30) * float64(pinAllocPerGiB))
+	return nil
+}
+
+// expertRanges returns the file ranges of the stacked expert tensors, widened
+// to whole pages (registration pins pages) and merged where they touch.
+func expertRanges(m *experts.Model) []span {
+	page := int64(os.Getpagesize())
+	size := m.File.Size()
+	var rs []span
+	seen := map[*experts.TensorInfo]bool{}
+	for _, l := range m.MoELayers() {
+		el, _ := m.Experts(l)
+		for _, part := range el.Parts {
+			t := part.Tensor
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			start := t.Offset / page * page
+			end := min((t.Offset+t.Size+page-1)/page*page, size)
+			rs = append(rs, span{start, end - start})
+		}
+	}
+	slices.SortFunc(rs, func(a, b span) int { return cmp.Compare(a.off, b.off) })
+	var out []span
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].off+out[n-1].n >= r.off {
+			out[n-1].n = max(out[n-1].n, r.off+r.n-out[n-1].off)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// JSON returns the plan as indented JSON.
+func (p *Plan) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
+
+// String prints the plan: the budget's breakdown, the host tier, and a table
+// of layers (runs of identical layers on one line).
+func (p *Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "model %s: %d MoE layers, %s of routed experts\n", p.Model, len(p.Layers), FormatSize(p.TotalExpert))
+	fmt.Fprintf(&b, "VRAM  %s = %s non-expert + %s reserve + %s pinned experts + %s slots + %s unused\n",
+		FormatSize(p.VRAM), FormatSize(p.NonExpert), FormatSize(p.Reserve), FormatSize(p.Pinned), FormatSize(p.Slots), FormatSize(p.Unused))
+	switch p.Host.Mode {
+	case HostMapped:
+		fmt.Fprintf(&b, "host  %s: %s of expert tensors registered in place (pinning ~%.1f s on a GPU)\n",
+			p.Host.Mode, FormatSize(p.Host.Bytes), p.Host.PinTime.Seconds())
+	case HostLRU:
+		fmt.Fprintf(&b, "host  %s: %d expert copies in %s of pinned memory, %d allocations (pinning ~%.1f s on a GPU)\n",
+			p.Host.Mode, p.Host.Entries, FormatSize(p.Host.Bytes), p.Host.Chunks, p.Host.PinTime.Seconds())
+	}
+	// One line per distinct layer shape, naming its layers.
+	var groups [][]LayerPlan
+	for _, l := range p.Layers {
+		i := slices.IndexFunc(groups, func(g []LayerPlan) bool { return g[0].sameShape(l) })
+		if i < 0 {
+			groups = append(groups, nil)
+			i = len(groups) - 1
+		}
+		groups[i] = append(groups[i], l)
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "experts\ttop-k\texpert size\tpinned\tslots\tplane\t layers")
+	for _, g := range groups {
+		l := g[0]
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t %s\n", l.Experts, l.TopK, FormatSize(l.ExpertBytes), len(l.Pinned), l.Slots, FormatSize(l.PlaneBytes()), layerRanges(g))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// layerRanges writes the layers' numbers as ranges: "0-4,7,9-11".
+func layerRanges(ls []LayerPlan) string {
+	var parts []string
+	for i := 0; i < len(ls); {
+		j := i + 1
+		for j < len(ls) && ls[j].Layer == ls[j-1].Layer+1 {
+			j++
+		}
+		if j-i > 1 {
+			parts = append(parts, fmt.Sprintf("%d-%d", ls[i].Layer, ls[j-1].Layer))
+		} else {
+			parts = append(parts, fmt.Sprint(ls[i].Layer))
+		}
+		i = j
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l LayerPlan) sameShape(o LayerPlan) bool {
+	return l.Experts == o.Experts && l.TopK == o.TopK && l.ExpertBytes == o.ExpertBytes && len(l.Pinned) == len(o.Pinned) && l.Slots == o.Slots
+}

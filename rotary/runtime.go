@@ -1,0 +1,869 @@
+package rotary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
+	"go.uber.org/zap"
+)
+
+// Runtime keeps a model's experts in VRAM slots, pinned host memory and the
+// mapped file, and hands them out to compute with Acquire and Release. It is
+// safe for concurrent use.
+type Runtime struct {
+	model *experts.Model
+	dev   cuda.Device
+	plan  *Plan
+	log   *zap.Logger
+
+	layers []*layerState // by model layer; nil for a layer without experts
+	moe    []*layerState // the MoE layers in order
+
+	copyMu  sync.Mutex // keeps a batch's operations together on the copy stream
+	copy    cuda.Stream
+	batches batchPool
+	host    hostTier
+	bg      *background
+
+	mu      sync.RWMutex // held for reading by every call, for writing by Close
+	closed  bool
+	done    chan struct{} // closed when Close starts: blocked calls give up
+	closing sync.Once
+}
+
+// layerState is one MoE layer: its plane of slots and the residency tables,
+// plain arrays indexed by expert or slot, as a device-side table would hold
+// them.
+type layerState struct {
+	index       int
+	experts     int
+	expertBytes int64
+	parts       []partInfo
+	plane       cuda.Buffer
+	views       [][]Part // [slot]: the slot's parts
+	pinned      int      // slots [0, pinned) hold pinned experts
+	log         *zap.Logger
+
+	mu       sync.Mutex
+	slotOf   []int32        // [expert]: its slot, -1 if not resident
+	expertIn []int32        // [slot]: its expert, -1 if empty
+	lastUse  []uint64       // [slot]: tick of the last request or prefetch
+	held     []int32        // [slot]: unreleased Sets holding it
+	ready    []batchRef     // [slot]: the copies filling it, until known done
+	fences   [][]cuda.Event // [slot]: Release events that may not have completed
+	tick     uint64         // one per Acquire
+	evictor  Evictor
+	changed  chan struct{} // closed by Release, for Acquires waiting for slots
+	counts   layerCounts
+	timing   layerTiming
+
+	// scratch, reused under mu
+	mark      []uint64 // [expert]: stamp of the Acquire that asked for it
+	stamp     uint64
+	cands     []Candidate
+	free      []int
+	misses    []int // indexes into the request
+	missIDs   []int
+	missSlots []int
+	srcs      []source
+	copyWaits []cuda.Event
+	waits     []batchRef
+}
+
+// partInfo is where one part of the layer's experts lies in the file and in a
+// slot.
+type partInfo struct {
+	PartLayout
+	fileOffset int64 // expert 0's
+}
+
+// PartLayout is one part (gate, up, down or gate_up) of a slot: Rows rows of
+// Cols elements of Type, Size bytes at byte Offset of the slot.
+type PartLayout struct {
+	Role       experts.PartRole
+	Type       experts.Type
+	Cols, Rows uint64
+	Offset     int64
+	Size       int64
+}
+
+// Part is one part of a resident expert: its layout and its device memory.
+type Part struct {
+	PartLayout
+	Buf cuda.Buffer
+}
+
+// View is one expert of a Set: its slot in the layer's plane and its parts,
+// in the model's order (gate, up, down, or gate_up, down).
+type View struct {
+	Expert int
+	Slot   int
+	Parts  []Part
+}
+
+// Part returns the view's part with role r.
+func (v View) Part(r experts.PartRole) (Part, bool) {
+	for _, p := range v.Parts {
+		if p.Role == r {
+			return p, true
+		}
+	}
+	return Part{}, false
+}
+
+// Set is the experts one Acquire made resident, held until Release. Experts
+// are in the order they were asked for.
+type Set struct {
+	Layer   int
+	Experts []View
+
+	rt   *Runtime
+	ls   *layerState
+	live atomic.Bool
+}
+
+// Plane describes a layer's plane of slots: Slots slots of SlotBytes each,
+// slot s at byte s·SlotBytes of Buf, laid out like the model's stacked expert
+// tensors (Parts), so kernels can address experts by slot index. The first
+// Pinned slots hold pinned experts.
+type Plane struct {
+	Layer     int
+	Buf       cuda.Buffer
+	SlotBytes int64
+	Slots     int
+	Pinned    int
+	Parts     []PartLayout
+}
+
+// Residency is a snapshot of a layer's residency tables.
+type Residency struct {
+	SlotOf   []int32  // [expert]: its slot, -1 if not resident
+	ExpertIn []int32  // [slot]: its expert, -1 if empty
+	LastUse  []uint64 // [slot]
+	Held     []int32  // [slot]: unreleased Sets holding it
+	Pinned   int
+	Tick     uint64
+}
+
+// background runs the runtime's goroutines until Close.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (b *background) run(f func(ctx context.Context)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f(b.ctx)
+	}()
+}
+
+func (b *background) stop() {
+	b.cancel()
+	b.wg.Wait()
+}
+
+// Open plans the residency of m's experts on dev (NewPlan; without WithVRAM
+// the budget is the device's free memory), allocates each layer's plane of
+// slots and the host tier, and starts copying the pinned experts. It frees
+// what it allocated if it fails.
+func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.vram == 0 && c.slots == 0 {
+		free, _, err := dev.MemInfo()
+		if err != nil {
+			return nil, fmt.Errorf("rotary: asking the device for its free memory: %w", err)
+		}
+		c.vram = free
+	}
+	plan, err := newPlan(m, &c)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runtime{
+		model: m, dev: dev, plan: plan, log: c.log,
+		layers:  make([]*layerState, m.Params.NumLayers),
+		batches: batchPool{dev: dev},
+		bg:      &background{ctx: ctx, cancel: cancel},
+		done:    make(chan struct{}),
+	}
+	if err := r.open(&c); err != nil {
+		r.bg.stop()
+		return nil, errors.Join(err, r.free())
+	}
+	r.log.Debug("rotary: opened", zap.Stringer("plan", plan))
+	return r, nil
+}
+
+func (r *Runtime) open(c *config) error {
+	var err error
+	if r.copy, err = r.dev.NewStream(); err != nil {
+		return fmt.Errorf("rotary: creating the copy stream: %w", err)
+	}
+	for _, lp := range r.plan.Layers {
+		ls, err := r.newLayer(lp, c.policy)
+		if ls != nil {
+			r.layers[lp.Layer] = ls
+			r.moe = append(r.moe, ls)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if r.plan.Host.Mode == HostMapped {
+		if r.host, err = newMappedTier(r.dev, r.model, r.plan.Host.ranges); err != nil {
+			return err
+		}
+	} else {
+		t, err := newLRUTier(r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
+		if err != nil {
+			return err
+		}
+		r.host = t
+	}
+	for _, ls := range r.moe {
+		if err := r.loadPinned(ls, r.plan.Layers[slices.IndexFunc(r.plan.Layers, func(l LayerPlan) bool { return l.Layer == ls.index })].Pinned); err != nil {
+			return err
+		}
+	}
+	if t, ok := r.host.(*lruTier); ok && c.warm {
+		r.warm(t)
+	}
+	return nil
+}
+
+// newLayer allocates a layer's plane and tables; the pinned experts take the
+// first slots.
+func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
+	el, _ := r.model.Experts(lp.Layer)
+	slots := len(lp.Pinned) + lp.Slots
+	ls := &layerState{
+		index: lp.Layer, experts: lp.Experts, expertBytes: lp.ExpertBytes, pinned: len(lp.Pinned), log: r.log,
+		slotOf:   make([]int32, lp.Experts),
+		expertIn: make([]int32, slots),
+		lastUse:  make([]uint64, slots),
+		held:     make([]int32, slots),
+		ready:    make([]batchRef, slots),
+		fences:   make([][]cuda.Event, slots),
+		mark:     make([]uint64, lp.Experts),
+		evictor:  policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
+	}
+	for i := range ls.slotOf {
+		ls.slotOf[i] = -1
+	}
+	for i := range ls.expertIn {
+		ls.expertIn[i] = -1
+	}
+	var off int64
+	for _, p := range el.Parts {
+		ls.parts = append(ls.parts, partInfo{
+			PartLayout: PartLayout{Role: p.Role, Type: p.Type, Cols: p.Cols, Rows: p.Rows, Offset: off, Size: p.Size},
+			fileOffset: p.Offset,
+		})
+		off += p.Size
+	}
+	plane, err := r.dev.Alloc(lp.PlaneBytes())
+	if err != nil {
+		return nil, fmt.Errorf("rotary: allocating layer %d's plane of %d slots (%s): %w", lp.Layer, slots, FormatSize(lp.PlaneBytes()), err)
+	}
+	ls.plane = plane
+	ls.views = make([][]Part, slots)
+	parts := make([]Part, slots*len(ls.parts))
+	for s := range slots {
+		for i, p := range ls.parts {
+			buf, err := plane.Slice(int64(s)*ls.expertBytes+p.Offset, p.Size)
+			if err != nil {
+				return ls, fmt.Errorf("rotary: slicing layer %d's plane: %w", lp.Layer, err)
+			}
+			parts[s*len(ls.parts)+i] = Part{PartLayout: p.PartLayout, Buf: buf}
+		}
+		ls.views[s] = parts[s*len(ls.parts) : (s+1)*len(ls.parts) : (s+1)*len(ls.parts)]
+	}
+	return ls, nil
+}
+
+// loadPinned queues the copies of a layer's pinned experts into its first
+// slots, a working set at a time (the host LRU holds at least that much).
+func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
+	step := max(r.plan.topK(), 1)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for start := 0; start < len(ids); start += step {
+		chunk := ids[start:min(start+step, len(ids))]
+		slots := make([]int, len(chunk))
+		for i, id := range chunk {
+			slots[i] = start + i
+			ls.expertIn[start+i] = int32(id)
+			ls.slotOf[id] = int32(start + i)
+		}
+		if _, _, err := r.fill(r.bg.ctx, ls, chunk, slots, nil, nil); err != nil {
+			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
+		}
+	}
+	return nil
+}
+
+// warm fills the host LRU with the pinned experts' layers' hot experts first,
+// then every expert in layer order.
+func (r *Runtime) warm(t *lruTier) {
+	var order []*layerState
+	var ids [][]int
+	for _, ls := range r.moe {
+		all := make([]int, ls.experts)
+		for i := range all {
+			all[i] = i
+		}
+		order, ids = append(order, ls), append(ids, all)
+	}
+	t.warm(order, ids)
+}
+
+// Plan returns the plan the runtime follows.
+func (r *Runtime) Plan() *Plan { return r.plan }
+
+// Plane returns the layout of a layer's plane of slots.
+func (r *Runtime) Plane(layer int) (Plane, error) {
+	ls, err := r.layerOf(layer)
+	if err != nil {
+		return Plane{}, err
+	}
+	p := Plane{Layer: layer, Buf: ls.plane, SlotBytes: ls.expertBytes, Slots: len(ls.expertIn), Pinned: ls.pinned}
+	for _, part := range ls.parts {
+		p.Parts = append(p.Parts, part.PartLayout)
+	}
+	return p, nil
+}
+
+// Residency returns a copy of a layer's residency tables.
+func (r *Runtime) Residency(layer int) (Residency, error) {
+	ls, err := r.layerOf(layer)
+	if err != nil {
+		return Residency{}, err
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return Residency{
+		SlotOf: slices.Clone(ls.slotOf), ExpertIn: slices.Clone(ls.expertIn), LastUse: slices.Clone(ls.lastUse),
+		Held: slices.Clone(ls.held), Pinned: ls.pinned, Tick: ls.tick,
+	}, nil
+}
+
+func (r *Runtime) layerOf(layer int) (*layerState, error) {
+	if layer < 0 || layer >= len(r.layers) || r.layers[layer] == nil {
+		return nil, fmt.Errorf("%w: layer %d of %s", ErrNoExperts, layer, r.plan.Model)
+	}
+	return r.layers[layer], nil
+}
+
+// enter starts a call; it fails after Close. The caller must r.mu.RUnlock.
+func (r *Runtime) enter() error {
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Acquire makes experts ids of layer resident and returns their views, held
+// until Release. Resident experts return at once. Missing ones are copied on
+// the runtime's copy stream, all in one batch, and stream waits for the
+// batch's event, so the host does not block; with a nil stream, Acquire waits
+// for the copies itself. The host blocks only when it must: while every slot
+// it could evict is held by an unreleased Set, or while the host LRU reads
+// missing experts from the file. ctx bounds the blocking.
+//
+// ids must be distinct experts of the layer, and no more of them than the
+// layer's dynamic slots can hold besides its pinned experts.
+func (r *Runtime) Acquire(ctx context.Context, layer int, ids []int, stream cuda.Stream) (*Set, error) {
+	if err := r.enter(); err != nil {
+		return nil, err
+	}
+	defer r.mu.RUnlock()
+	ls, err := r.layerOf(layer)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if id < 0 || id >= ls.experts {
+			return nil, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
+		}
+	}
+	set := &Set{Layer: layer, Experts: make([]View, len(ids)), rt: r, ls: ls}
+	if err := r.acquire(ctx, ls, ids, stream, set); err != nil {
+		return nil, err
+	}
+	set.live.Store(true)
+	return set, nil
+}
+
+func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream cuda.Stream, set *Set) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if err := ls.check(ids); err != nil {
+		return err
+	}
+	var waited time.Duration
+	for !ls.fits(ids) {
+		ch := ls.waitChan()
+		ls.mu.Unlock()
+		start := time.Now()
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = fmt.Errorf("rotary: waiting for a free slot of layer %d: %w", ls.index, ctx.Err())
+		case <-r.done:
+			err = ErrClosed
+		}
+		waited += time.Since(start)
+		ls.mu.Lock()
+		ls.counts.hostWait += waited
+		if err != nil {
+			return err
+		}
+	}
+
+	ls.tick++
+	tick := ls.tick
+	ls.misses, ls.waits = ls.misses[:0], ls.waits[:0]
+	for i, id := range ids {
+		ls.evictor.Requested(id, tick)
+		s := int(ls.slotOf[id])
+		if s >= 0 && ls.ready[s].b != nil {
+			switch done, err := ls.ready[s].state(); {
+			case err != nil && ls.held[s] == 0:
+				// Its copy failed on the device: load it again.
+				ls.log.Debug("rotary: reloading an expert whose copy failed", zap.Int("layer", ls.index), zap.Int("expert", id), zap.Error(err))
+				ls.expertIn[s], ls.slotOf[id], ls.ready[s] = -1, -1, batchRef{}
+				s = -1
+			case done && err == nil:
+				ls.ready[s] = batchRef{}
+			case !slices.Contains(ls.waits, ls.ready[s]):
+				ls.waits = append(ls.waits, ls.ready[s])
+			}
+		}
+		if s < 0 {
+			ls.misses = append(ls.misses, i)
+			continue
+		}
+		ls.held[s]++
+		ls.lastUse[s] = tick
+		set.Experts[i] = View{Expert: id, Slot: s, Parts: ls.views[s]}
+		ls.counts.hits++
+		if s < ls.pinned {
+			ls.counts.pinnedHits++
+		}
+	}
+	var b *batch
+	if len(ls.misses) > 0 {
+		ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
+		for _, i := range ls.misses {
+			ls.missIDs = append(ls.missIDs, ids[i])
+		}
+		ls.place(ls.missIDs, tick)
+		var queued int
+		var err error
+		b, queued, err = r.fill(ctx, ls, ls.missIDs, ls.missSlots, ls.copyWaits, stream)
+		if err != nil {
+			ls.unplace(ls.missIDs, ls.missSlots, queued)
+			for i, v := range set.Experts {
+				if !slices.Contains(ls.misses, i) {
+					ls.held[v.Slot]--
+				}
+			}
+			ls.wake()
+			return err
+		}
+		for j, i := range ls.misses {
+			s := ls.missSlots[j]
+			set.Experts[i] = View{Expert: ids[i], Slot: s, Parts: ls.views[s]}
+		}
+		ls.counts.misses += uint64(len(ls.misses))
+		ls.counts.bytes += int64(len(ls.misses)) * ls.expertBytes
+	}
+	if err := r.await(ctx, ls, b, stream); err != nil {
+		for _, v := range set.Experts {
+			ls.held[v.Slot]--
+		}
+		ls.wake()
+		return err
+	}
+	return nil
+}
+
+// await makes stream wait for the copies still filling the slots the
+// Acquire hit (its own batch's wait was queued by fill), or, without a
+// stream, waits for them and for b on the host.
+func (r *Runtime) await(ctx context.Context, ls *layerState, b *batch, stream cuda.Stream) error {
+	if stream != nil {
+		for _, w := range ls.waits {
+			if err := stream.Wait(w.b.done); err != nil {
+				return fmt.Errorf("rotary: making the compute stream wait for copies: %w", err)
+			}
+		}
+		return nil
+	}
+	if b != nil {
+		ls.waits = append(ls.waits, batchRef{b, 0})
+	}
+	if len(ls.waits) == 0 {
+		return nil
+	}
+	start := time.Now()
+	defer func() { ls.counts.hostWait += time.Since(start) }()
+	for _, w := range ls.waits {
+		if err := w.b.done.Synchronize(ctx); err != nil {
+			return fmt.Errorf("rotary: waiting for layer %d's copies: %w", ls.index, err)
+		}
+	}
+	return nil
+}
+
+func (ls *layerState) waitChan() chan struct{} {
+	if ls.changed == nil {
+		ls.changed = make(chan struct{})
+	}
+	return ls.changed
+}
+
+// wake wakes the Acquires waiting for slots. Called with ls.mu held.
+func (ls *layerState) wake() {
+	if ls.changed != nil {
+		close(ls.changed)
+		ls.changed = nil
+	}
+}
+
+// check rejects duplicate ids and requests the slots cannot hold at once.
+// Called with ls.mu held.
+func (ls *layerState) check(ids []int) error {
+	ls.stamp++
+	dynamic := 0
+	for _, id := range ids {
+		if ls.mark[id] == ls.stamp {
+			return fmt.Errorf("%w: expert %d of layer %d", ErrDuplicate, id, ls.index)
+		}
+		ls.mark[id] = ls.stamp
+		if s := ls.slotOf[id]; s < 0 || int(s) >= ls.pinned {
+			dynamic++
+		}
+	}
+	if n := len(ls.expertIn) - ls.pinned; dynamic > n {
+		return fmt.Errorf("%w: %d experts of layer %d that are not pinned, %d dynamic slots", ErrTooMany, dynamic, ls.index, n)
+	}
+	return nil
+}
+
+// fits reports whether the missing ones of ids (marked by check) can be
+// placed now: enough dynamic slots that no Set holds and ids do not name.
+func (ls *layerState) fits(ids []int) bool {
+	need := 0
+	for _, id := range ids {
+		if ls.slotOf[id] < 0 {
+			need++
+		}
+	}
+	if need == 0 {
+		return true
+	}
+	spare := 0
+	for s := ls.pinned; s < len(ls.expertIn); s++ {
+		if e := ls.expertIn[s]; ls.held[s] == 0 && (e < 0 || ls.mark[e] != ls.stamp) {
+			if spare++; spare >= need {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// place assigns slots to ids (missing, distinct): empty slots first, lowest
+// first, then the policy's victims among the slots no Set holds. The evicted
+// experts leave the tables at once; their slots are overwritten by copies
+// queued after the Release events still pending on them. The slots are held
+// (for the Set, or until the copies are queued); place returns how many ids
+// it placed, fewer only if it runs out of slots (Prefetch). It appends the
+// slots to ls.missSlots and the events to wait for to ls.copyWaits.
+func (ls *layerState) place(ids []int, tick uint64) int {
+	ls.free, ls.cands, ls.copyWaits = ls.free[:0], ls.cands[:0], ls.copyWaits[:0]
+	for s := ls.pinned; s < len(ls.expertIn); s++ {
+		if ls.held[s] != 0 {
+			continue
+		}
+		if e := ls.expertIn[s]; e < 0 {
+			ls.free = append(ls.free, s)
+		} else {
+			ls.cands = append(ls.cands, Candidate{Slot: s, Expert: int(e), LastUse: ls.lastUse[s]})
+		}
+	}
+	placed := 0
+	for _, id := range ids {
+		var s int
+		switch {
+		case len(ls.free) > 0:
+			s, ls.free = ls.free[0], ls.free[1:]
+		case len(ls.cands) > 0:
+			j := ls.evictor.Victim(ls.cands)
+			s = ls.cands[j].Slot
+			ls.cands[j] = ls.cands[len(ls.cands)-1]
+			ls.cands = ls.cands[:len(ls.cands)-1]
+			ls.slotOf[ls.expertIn[s]] = -1
+		default:
+			return placed
+		}
+		for _, f := range ls.fences[s] {
+			if done, err := f.Query(); !done && err == nil {
+				ls.copyWaits = append(ls.copyWaits, f)
+			}
+		}
+		ls.fences[s] = ls.fences[s][:0]
+		ls.expertIn[s] = int32(id)
+		ls.slotOf[id] = int32(s)
+		ls.lastUse[s] = tick
+		ls.held[s]++
+		ls.missSlots = append(ls.missSlots, s)
+		placed++
+	}
+	return placed
+}
+
+// unplace takes back the placement of ids[from:] (their copies were not
+// queued): the slots are left empty and released.
+func (ls *layerState) unplace(ids, slots []int, from int) {
+	for i, s := range slots {
+		ls.held[s]--
+		if i >= from {
+			ls.expertIn[s], ls.slotOf[ids[i]], ls.ready[s] = -1, -1, batchRef{}
+		}
+	}
+}
+
+// fill copies experts ids into slots on the copy stream as one batch: after
+// the events in waits (Release events of evicted slots), from the host tier's
+// pinned memory. If stream is not nil, it waits for the batch. It returns the
+// batch and how many experts' copies were queued (all, unless it fails); the
+// slots of those are marked as filled by the batch.
+func (r *Runtime) fill(ctx context.Context, ls *layerState, ids, slots []int, waits []cuda.Event, stream cuda.Stream) (*batch, int, error) {
+	if cap(ls.srcs) < len(ids) {
+		ls.srcs = make([]source, len(ids))
+	}
+	srcs := ls.srcs[:len(ids)]
+	b, err := r.batches.get(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := r.host.sources(ctx, ls, ids, srcs); err != nil {
+		r.batches.put(b)
+		return nil, 0, err
+	}
+	r.copyMu.Lock()
+	queued, recorded, err := r.queue(b, ls, slots, srcs, waits)
+	r.copyMu.Unlock()
+	if !recorded {
+		r.host.release(srcs, batchRef{})
+		r.batches.put(b)
+		return nil, 0, err
+	}
+	ref := batchRef{b, b.gen.Load()}
+	r.host.release(srcs, ref)
+	for _, s := range slots[:queued] {
+		ls.ready[s] = ref
+	}
+	if err == nil && stream != nil {
+		if err = stream.Record(b.before); err == nil {
+			b.waited = true
+			err = stream.Wait(b.done)
+		}
+		if err != nil {
+			err = fmt.Errorf("rotary: making the compute stream wait for layer %d's copies: %w", ls.index, err)
+		}
+	}
+	r.batches.queued(b)
+	return b, queued, err
+}
+
+// queue puts a batch on the copy stream. Called with r.copyMu held. It
+// reports how many experts' copies it queued and whether the batch's done
+// event was recorded after them.
+func (r *Runtime) queue(b *batch, ls *layerState, slots []int, srcs []source, waits []cuda.Event) (queued int, recorded bool, err error) {
+	if r.batches.failed.Swap(false) {
+		// Copies failed on the device, which leaves a stream failed for
+		// good: continue on a new one.
+		s, err := r.dev.NewStream()
+		if err != nil {
+			return 0, false, fmt.Errorf("rotary: replacing the failed copy stream: %w", err)
+		}
+		old := r.copy
+		r.copy = s
+		_ = old.Close()
+	}
+	b.layer, b.waited = ls, false
+	if err := r.copy.Record(b.start); err != nil {
+		return 0, false, fmt.Errorf("rotary: recording on the copy stream: %w", err)
+	}
+	for _, w := range waits {
+		if err := r.copy.Wait(w); err != nil {
+			return 0, false, fmt.Errorf("rotary: making the copy stream wait for a Release event: %w", err)
+		}
+	}
+copies:
+	for i, s := range slots {
+		src := &srcs[i]
+		for _, seg := range src.segs[:src.n] {
+			if err = r.copy.CopyHtoD(ls.plane, int64(s)*ls.expertBytes+seg.off, seg.mem); err != nil {
+				err = fmt.Errorf("rotary: copying expert %d of layer %d to slot %d: %w", ls.expertIn[s], ls.index, s, err)
+				break copies
+			}
+		}
+		queued++
+	}
+	if rerr := r.copy.Record(b.done); rerr != nil {
+		return 0, false, errors.Join(err, fmt.Errorf("rotary: recording on the copy stream: %w", rerr))
+	}
+	return queued, true, err
+}
+
+// Prefetch starts copying experts of layer ahead of their Acquire, without
+// blocking: into slots no Set holds (as many as there are), from pinned host
+// memory. Experts already resident are skipped; with the host LRU, experts
+// not in pinned memory are read into it in the background instead, ready for
+// a later Prefetch or Acquire. Prefetched experts count as used at the
+// layer's last Acquire, and are not counted as requests by the policy.
+func (r *Runtime) Prefetch(layer int, ids []int) error {
+	if err := r.enter(); err != nil {
+		return err
+	}
+	defer r.mu.RUnlock()
+	ls, err := r.layerOf(layer)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if id < 0 || id >= ls.experts {
+			return fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
+		}
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
+	for _, id := range ids {
+		if ls.slotOf[id] < 0 && !slices.Contains(ls.missIDs, id) && r.host.prefetch(ls, id) {
+			ls.missIDs = append(ls.missIDs, id)
+		}
+	}
+	if len(ls.missIDs) == 0 {
+		return nil
+	}
+	n := ls.place(ls.missIDs, ls.tick)
+	_, queued, err := r.fill(noWait, ls, ls.missIDs[:n], ls.missSlots, ls.copyWaits, nil)
+	ls.unplace(ls.missIDs, ls.missSlots, queued)
+	ls.wake()
+	ls.counts.prefetched += uint64(queued)
+	ls.counts.bytes += int64(queued) * ls.expertBytes
+	if err != nil && noWait.Err() != nil && errors.Is(err, noWait.Err()) {
+		return nil // it would have had to wait
+	}
+	return err
+}
+
+// noWait is a context that is done: calls given it do not block.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// Release gives back the experts of s. event, recorded after the work that
+// reads them, guards them: their slots are not overwritten before it
+// completes (the copy stream waits for it), and the runtime keeps a reference
+// to it until then, so it must not be closed before the runtime is; re-recording
+// it only delays reuse. A nil event says the work is done already.
+func (r *Runtime) Release(s *Set, event cuda.Event) error {
+	if s == nil || s.rt != r {
+		return fmt.Errorf("%w: not a Set of this Runtime", ErrReleased)
+	}
+	if !s.live.CompareAndSwap(true, false) {
+		return ErrReleased
+	}
+	ls := s.ls
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, v := range s.Experts {
+		ls.held[v.Slot]--
+		if event != nil && v.Slot >= ls.pinned {
+			ls.fence(v.Slot, event)
+		}
+	}
+	ls.wake()
+	return nil
+}
+
+// fence adds a Release event to a slot, dropping completed ones as the list
+// grows.
+func (ls *layerState) fence(s int, e cuda.Event) {
+	fs := ls.fences[s]
+	if slices.Contains(fs, e) {
+		return // the most recent record of e is the one that counts
+	}
+	if len(fs) >= 4 {
+		fs = slices.DeleteFunc(fs, func(f cuda.Event) bool {
+			done, err := f.Query()
+			return done || err != nil
+		})
+	}
+	ls.fences[s] = append(fs, e)
+}
+
+// Close waits for the runtime's copies and background fills, then frees
+// every device and pinned byte it allocated. Calls blocked in Acquire return
+// ErrClosed. Work the caller queued that reads acquired experts must have
+// completed.
+func (r *Runtime) Close() error {
+	r.closing.Do(func() { close(r.done) })
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.bg.stop()
+	err := r.copy.Synchronize(context.Background())
+	if err != nil {
+		err = fmt.Errorf("rotary: Close: copies failed: %w", err)
+	}
+	r.log.Debug("rotary: closing", zap.Object("stats", r.Stats()))
+	return errors.Join(err, r.free())
+}
+
+// free releases what open allocated.
+func (r *Runtime) free() error {
+	var errs []error
+	if r.host != nil {
+		errs = append(errs, r.host.close())
+	}
+	for _, ls := range r.moe {
+		if !ls.plane.IsZero() {
+			errs = append(errs, r.dev.Free(ls.plane))
+		}
+	}
+	r.batches.close()
+	if r.copy != nil {
+		errs = append(errs, r.copy.Close())
+	}
+	return errors.Join(errs...)
+}

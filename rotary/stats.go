@@ -1,0 +1,143 @@
+package rotary
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Stats count what the runtime did since Open or the last ResetStats.
+type Stats struct {
+	// VRAM counts requested experts: Hits were resident (pinned or in a
+	// slot), Misses had to be copied; Bytes is what those copies moved.
+	VRAM TierStats
+	// PinnedHits are the VRAM hits on pinned experts.
+	PinnedHits uint64
+	// Host counts the misses (and prefetches) the host tier served: Hits
+	// from pinned memory, Misses read from the file first (Bytes read). With
+	// HostMapped every request is a hit.
+	Host TierStats
+	// Prefetched counts experts Prefetch copied.
+	Prefetched uint64
+	// TransferTime is the copy stream's time on the copies, StallTime the
+	// compute streams' time waiting for them (both from events, so known once
+	// the copies have completed); HostWait is the time callers were blocked:
+	// no stream given, every slot held, host memory being filled.
+	TransferTime, StallTime, HostWait time.Duration
+	// Layers are the MoE layers' shares, in layer order.
+	Layers []LayerStats
+}
+
+// TierStats are one tier's hits and misses and the bytes its misses moved.
+type TierStats struct {
+	Hits, Misses uint64
+	Bytes        int64
+}
+
+// HitRate is Hits / (Hits + Misses), 0 without requests.
+func (t TierStats) HitRate() float64 {
+	if n := t.Hits + t.Misses; n > 0 {
+		return float64(t.Hits) / float64(n)
+	}
+	return 0
+}
+
+// LayerStats are one layer's share of Stats.
+type LayerStats struct {
+	Layer                             int
+	Hits, PinnedHits, Misses          uint64
+	Prefetched                        uint64
+	Bytes                             int64
+	TransferTime, StallTime, HostWait time.Duration
+}
+
+// layerCounts are a layer's counters, guarded by the layer's lock.
+type layerCounts struct {
+	hits, pinnedHits, misses, prefetched uint64
+	bytes                                int64
+	hostWait                             time.Duration
+}
+
+// layerTiming collects the timings of completed batches, which are harvested
+// outside the layer's lock.
+type layerTiming struct {
+	mu              sync.Mutex
+	transfer, stall time.Duration
+}
+
+func (t *layerTiming) add(transfer, stall time.Duration) {
+	t.mu.Lock()
+	t.transfer += transfer
+	t.stall += stall
+	t.mu.Unlock()
+}
+
+func (t *layerTiming) get(reset bool) (transfer, stall time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	transfer, stall = t.transfer, t.stall
+	if reset {
+		t.transfer, t.stall = 0, 0
+	}
+	return transfer, stall
+}
+
+// Stats returns the counters. Timings include the copies that have
+// completed.
+func (r *Runtime) Stats() Stats { return r.stats(false) }
+
+// ResetStats returns the counters and sets them to zero, logging them at
+// debug level.
+func (r *Runtime) ResetStats() Stats {
+	s := r.stats(true)
+	r.log.Debug("rotary: stats", zap.Object("stats", s))
+	return s
+}
+
+func (r *Runtime) stats(reset bool) Stats {
+	r.batches.collect(false)
+	var s Stats
+	for _, ls := range r.moe {
+		ls.mu.Lock()
+		c := ls.counts
+		if reset {
+			ls.counts = layerCounts{}
+		}
+		ls.mu.Unlock()
+		transfer, stall := ls.timing.get(reset)
+		l := LayerStats{Layer: ls.index, Hits: c.hits, PinnedHits: c.pinnedHits, Misses: c.misses, Prefetched: c.prefetched,
+			Bytes: c.bytes, TransferTime: transfer, StallTime: stall, HostWait: c.hostWait}
+		s.Layers = append(s.Layers, l)
+		s.VRAM.Hits += l.Hits
+		s.VRAM.Misses += l.Misses
+		s.VRAM.Bytes += l.Bytes
+		s.PinnedHits += l.PinnedHits
+		s.Prefetched += l.Prefetched
+		s.TransferTime += l.TransferTime
+		s.StallTime += l.StallTime
+		s.HostWait += l.HostWait
+	}
+	s.Host = r.host.stats()
+	if reset {
+		r.host.reset()
+	}
+	return s
+}
+
+// MarshalLogObject logs the totals (not the layers).
+func (s Stats) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddUint64("vram_hits", s.VRAM.Hits)
+	enc.AddUint64("vram_misses", s.VRAM.Misses)
+	enc.AddUint64("pinned_hits", s.PinnedHits)
+	enc.AddInt64("bytes_to_device", s.VRAM.Bytes)
+	enc.AddUint64("host_hits", s.Host.Hits)
+	enc.AddUint64("host_misses", s.Host.Misses)
+	enc.AddInt64("bytes_from_file", s.Host.Bytes)
+	enc.AddUint64("prefetched", s.Prefetched)
+	enc.AddDuration("transfer", s.TransferTime)
+	enc.AddDuration("stall", s.StallTime)
+	enc.AddDuration("host_wait", s.HostWait)
+	return nil
+}
