@@ -26,6 +26,12 @@
 // file offsets, ready to be copied or registered.
 //
 // The package also describes the ggml element types (Type: block sizes and
-// byte sizes), dequantizes and multiplies them on the CPU, and writes GGUF
-// files, including synthetic models with the shapes of real ones.
+// byte sizes) and computes with them on the CPU: Dequantize, Quantize, and
+// VecDot, which multiplies stored rows with activations quantized the way
+// ggml's CPU backend quantizes them, so results match llama.cpp's.
+//
+// Writer streams a GGUF file to disk, one tensor at a time, and
+// WriteSynthetic uses it to write complete synthetic models (tokenizer,
+// metadata, every tensor) with the shapes and quantization mix of real ones
+// (Presets): the 20 GB qwen35moe-35b-a3b for benchmarks, tiny ones for tests.
 package experts

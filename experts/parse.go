@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Limits the reader enforces on a GGUF header, beyond the file size that
@@ -126,6 +127,52 @@ func (p *parser) str(limit uint64) (string, error) {
 	}
 	b, err := p.take(n)
 	return string(b), err
+}
+
+// strings reads an array of n strings. Vocabularies hold hundreds of
+// thousands of short strings, so rather than one allocation per string the
+// array's bytes are copied into one string once (after a pass that checks
+// every length) and the elements are slices of it.
+func (p *parser) strings(n int) ([]string, error) {
+	start, total := p.off, 0
+	for i := range n {
+		l, err := p.skipString()
+		if err != nil {
+			return nil, named(err, "element "+strconv.Itoa(i))
+		}
+		total += int(l)
+	}
+	var b strings.Builder
+	b.Grow(total)
+	for at := start; at < p.off; {
+		l := int(binary.LittleEndian.Uint64(p.buf[at:]))
+		at += stringHeaderBytes
+		b.Write(p.buf[at : at+l])
+		at += l
+	}
+	blob := b.String()
+	a := make([]string, n)
+	for i, at := 0, start; i < n; i++ {
+		l := int(binary.LittleEndian.Uint64(p.buf[at:]))
+		a[i] = blob[:l]
+		blob = blob[l:]
+		at += stringHeaderBytes + l
+	}
+	return a, nil
+}
+
+// skipString checks and steps over one string, returning its length.
+func (p *parser) skipString() (uint64, error) {
+	at := p.off
+	n, err := p.u64()
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxStringLength {
+		return 0, p.errorAt(at, fmt.Errorf("%w: string of %d bytes, the limit is %d", ErrLimit, n, uint64(MaxStringLength)))
+	}
+	_, err = p.take(n)
+	return n, err
 }
 
 // parse reads the header of a GGUF file held in buf and checks every tensor's
@@ -329,13 +376,9 @@ func (p *parser) array(depth int) (Value, error) {
 	v := Value{typ: ValueArray, elem: elem}
 	switch elem {
 	case ValueString:
-		a := make([]string, n)
-		for i := range a {
-			if a[i], err = p.str(MaxStringLength); err != nil {
-				return Value{}, named(err, "element "+strconv.Itoa(i))
-			}
+		if v.x, err = p.strings(int(n)); err != nil {
+			return Value{}, err
 		}
-		v.x = a
 	case ValueArray:
 		a := make([]Value, n)
 		for i := range a {

@@ -182,6 +182,23 @@ func synthFiller(t synthTensor, seed uint64, workers int) TensorFiller {
 	}
 }
 
+// synthBuffers recycles chunk buffers across tensors: a full-size model has
+// hundreds of tensors, and fresh buffers for each would churn gigabytes
+// through the garbage collector and inflate the heap.
+var synthBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// synthBuffer returns a pooled buffer of n bytes; synthRelease gives it back.
+func synthBuffer(n int64) *[]byte {
+	b := synthBuffers.Get().(*[]byte)
+	if int64(cap(*b)) < n {
+		*b = make([]byte, n, max(n, synthChunkBytes))
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func synthRelease(b *[]byte) { synthBuffers.Put(b) }
+
 // synthStream writes size bytes to w in chunks of the given size that gen
 // fills, generating up to 2×workers chunks ahead on worker goroutines and
 // writing them in order. It returns the first write error.
@@ -189,9 +206,10 @@ func synthStream(w io.Writer, size, chunk int64, workers int, gen func(buf []byt
 	count := (size + chunk - 1) / chunk
 	chunkLen := func(i int64) int64 { return min(chunk, size-i*chunk) }
 	if workers <= 1 || count <= 1 {
-		buf := make([]byte, min(chunk, size))
+		buf := synthBuffer(min(chunk, size))
+		defer synthRelease(buf)
 		for i := range count {
-			b := buf[:chunkLen(i)]
+			b := (*buf)[:chunkLen(i)]
 			gen(b, i)
 			if _, err := w.Write(b); err != nil {
 				return err
@@ -201,13 +219,13 @@ func synthStream(w io.Writer, size, chunk int64, workers int, gen func(buf []byt
 	}
 	type job struct {
 		index int64
-		buf   []byte
+		buf   *[]byte
 		done  chan struct{}
 	}
-	depth := 2 * workers
-	free := make(chan []byte, depth)
+	depth := int(min(int64(2*workers), count))
+	free := make(chan *[]byte, depth)
 	for range depth {
-		free <- make([]byte, chunk)
+		free <- synthBuffer(chunk)
 	}
 	jobs := make(chan *job)
 	inOrder := make(chan *job, depth)
@@ -216,7 +234,7 @@ func synthStream(w io.Writer, size, chunk int64, workers int, gen func(buf []byt
 	for range workers {
 		wg.Go(func() {
 			for j := range jobs {
-				gen(j.buf, j.index)
+				gen(*j.buf, j.index)
 				close(j.done)
 			}
 		})
@@ -225,13 +243,14 @@ func synthStream(w io.Writer, size, chunk int64, workers int, gen func(buf []byt
 		defer close(jobs)
 		defer close(inOrder)
 		for i := range count {
-			var buf []byte
+			var buf *[]byte
 			select {
 			case buf = <-free:
 			case <-stop:
 				return
 			}
-			j := &job{index: i, buf: buf[:chunkLen(i)], done: make(chan struct{})}
+			*buf = (*buf)[:chunkLen(i)]
+			j := &job{index: i, buf: buf, done: make(chan struct{})}
 			inOrder <- j // never blocks: at most depth jobs exist
 			select {
 			case jobs <- j:
@@ -246,12 +265,19 @@ func synthStream(w io.Writer, size, chunk int64, workers int, gen func(buf []byt
 			continue // draining after a failure; j may never be generated
 		}
 		<-j.done
-		if _, err = w.Write(j.buf); err != nil {
+		if _, err = w.Write(*j.buf); err != nil {
 			close(stop)
 			continue
 		}
-		free <- j.buf[:chunk]
+		free <- j.buf
 	}
 	wg.Wait()
+	if err == nil {
+		// Every buffer is back; after a failure the ones still held by
+		// jobs are left to the garbage collector.
+		for range depth {
+			synthRelease(<-free)
+		}
+	}
 	return err
 }

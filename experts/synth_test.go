@@ -463,7 +463,10 @@ func TestSyntheticFullSizePlans(t *testing.T) {
 	}
 }
 
-var synthBenchDir = flag.String("synth.dir", "", "folder for BenchmarkSyntheticFullSize to write the full-size presets to (deleted afterwards)")
+var (
+	synthBenchDir  = flag.String("synth.dir", "", "folder for BenchmarkSyntheticFullSize to write the full-size presets to (deleted afterwards)")
+	synthBenchOpen = flag.String("synth.open", "", "GGUF file for BenchmarkOpenModel to open, e.g. a full-size synthetic model")
+)
 
 // BenchmarkSyntheticGenerate measures generation alone (to io.Discard).
 func BenchmarkSyntheticGenerate(b *testing.B) {
@@ -501,5 +504,20 @@ func BenchmarkSyntheticFullSize(b *testing.B) {
 			}
 			b.SetBytes(size)
 		})
+	}
+}
+
+// BenchmarkOpenModel measures opening a model (header parse, mapping,
+// hyper-parameters and expert index) and closing it again:
+//
+//	go test ./experts -run '^$' -bench OpenModel -synth.open /some/folder/qwen35moe-35b-a3b.gguf
+func BenchmarkOpenModel(b *testing.B) {
+	if *synthBenchOpen == "" {
+		b.Skip("needs -synth.open")
+	}
+	for b.Loop() {
+		m, err := OpenModel(*synthBenchOpen)
+		require.NoError(b, err)
+		require.NoError(b, m.Close())
 	}
 }
