@@ -55,6 +55,12 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	switch g.Stop {
+	case "end":
+		fmt.Fprintln(w, "        (the model ended the text before -n)")
+	case "context":
+		fmt.Fprintln(w, "        (the context is full: -ctx)")
+	}
 	s := total.Stats
 	fmt.Fprintf(w, "experts VRAM hit rate %s: %d hits (%d on pinned experts), %d misses copied in\n",
 		percent(s.VRAM), s.VRAM.Hits, s.PinnedHits, s.VRAM.Misses)
