@@ -47,8 +47,12 @@ func (r *Routes) Hook(layer, pos int, rt model.Routing) {
 			continue
 		}
 		i := pos + t - r.next
-		if i < 0 || layer >= r.layers {
-			r.err = fmt.Errorf("engine: routing of layer %d at position %d, after position %d was written", layer, pos+t, r.next)
+		switch {
+		case layer < 0 || layer >= r.layers:
+			r.err = fmt.Errorf("engine: routing of layer %d of a %d-layer model", layer, r.layers)
+			return
+		case i < 0:
+			r.err = fmt.Errorf("engine: routing of position %d, which the trace has written (Reset states need a new Routes)", pos+t)
 			return
 		}
 		for len(r.ids) <= i {
