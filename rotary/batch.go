@@ -145,6 +145,10 @@ func (p *batchPool) collect(wait bool) {
 			}
 		}
 		p.mu.Lock()
+		if len(p.inflight) == 0 || p.inflight[0] != b {
+			p.mu.Unlock() // another goroutine collected it
+			continue
+		}
 		p.inflight = p.inflight[1:]
 		if err != nil {
 			// Keep the generation: slots filled by it see the failure.

@@ -224,9 +224,11 @@ func (r *Runtime) open(c *config) error {
 		}
 	}
 	if r.plan.Host.Mode == HostMapped {
-		if r.host, err = newMappedTier(r.dev, r.model, r.plan.Host.ranges); err != nil {
+		t, err := newMappedTier(r.dev, r.model, r.plan.Host.ranges)
+		if err != nil {
 			return err
 		}
+		r.host = t
 	} else {
 		t, err := newLRUTier(r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
 		if err != nil {
@@ -413,11 +415,16 @@ func (r *Runtime) Acquire(ctx context.Context, layer int, ids []int, stream cuda
 func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream cuda.Stream, set *Set) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if err := ls.check(ids); err != nil {
-		return err
-	}
 	var waited time.Duration
-	for !ls.fits(ids) {
+	for {
+		// check marks ids for fits; others' calls mark theirs while this
+		// one waits, so it marks them again each time.
+		if err := ls.check(ids); err != nil {
+			return err
+		}
+		if ls.fits(ids) {
+			break
+		}
 		ch := ls.waitChan()
 		ls.mu.Unlock()
 		start := time.Now()
@@ -431,11 +438,12 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		}
 		waited += time.Since(start)
 		ls.mu.Lock()
-		ls.counts.hostWait += waited
 		if err != nil {
+			ls.counts.hostWait += waited
 			return err
 		}
 	}
+	ls.counts.hostWait += waited
 
 	ls.tick++
 	tick := ls.tick

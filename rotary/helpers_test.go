@@ -1,0 +1,114 @@
+package rotary
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// testModelPath is a synthetic qwen3moe-tiny model (2 MoE layers of 16
+// experts, top-4, 108 and 124.5 KiB experts: two size classes) with random
+// weights, written once for the package's tests.
+var testModelPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rotary-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testModelPath = filepath.Join(dir, "qwen3moe-tiny.gguf")
+	if err := experts.WriteSynthetic(context.Background(), testModelPath, "qwen3moe-tiny"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left running:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func openTestModel(t testing.TB) *experts.Model {
+	t.Helper()
+	m, err := experts.OpenModel(testModelPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func newHost(t testing.TB, opts ...cuda.Option) *cuda.HostDevice {
+	t.Helper()
+	dev, err := cuda.NewHost(opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { dev.Close() })
+	return dev
+}
+
+func openRuntime(t testing.TB, m *experts.Model, dev cuda.Device, opts ...Option) *Runtime {
+	t.Helper()
+	rt, err := Open(m, dev, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// fileBytes is expert e of layer l as a slot holds it: its parts back to
+// back, read from the file.
+func fileBytes(t testing.TB, m *experts.Model, l, e int) []byte {
+	t.Helper()
+	ex, err := m.Expert(l, e)
+	require.NoError(t, err)
+	var out []byte
+	for _, p := range ex.Parts {
+		b := make([]byte, p.Size)
+		_, err := m.File.ReadAt(b, p.Offset)
+		require.NoError(t, err)
+		out = append(out, b...)
+	}
+	return out
+}
+
+// viewBytes is what the device holds for a view, its parts back to back.
+func viewBytes(t testing.TB, dev *cuda.HostDevice, v View) []byte {
+	t.Helper()
+	var out []byte
+	for _, p := range v.Parts {
+		b, err := dev.Bytes(p.Buf)
+		require.NoError(t, err)
+		out = append(out, b...)
+	}
+	return out
+}
+
+// checkTables checks a layer's residency tables against each other.
+func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
+	t.Helper()
+	r, err := rt.Residency(layer)
+	require.NoError(t, err)
+	for e, s := range r.SlotOf {
+		if s >= 0 {
+			require.Equal(t, int32(e), r.ExpertIn[s], "layer %d: expert %d says slot %d", layer, e, s)
+		}
+	}
+	for s, e := range r.ExpertIn {
+		if e >= 0 {
+			require.Equal(t, int32(s), r.SlotOf[e], "layer %d: slot %d says expert %d", layer, s, e)
+		}
+		require.GreaterOrEqual(t, r.Held[s], int32(0))
+	}
+	for i, e := range pinned {
+		require.Equal(t, int32(e), r.ExpertIn[i], "layer %d: pinned slot %d", layer, i)
+	}
+}

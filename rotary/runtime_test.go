@@ -1,0 +1,425 @@
+package rotary
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/profile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var bg = context.Background()
+
+func TestAcquireCopiesAndHits(t *testing.T) {
+	for _, host := range []int64{0, 300 << 10 * 8} { // mapped; an LRU of a few experts per size
+		m := openTestModel(t)
+		var copies atomic.Int64
+		dev := newHost(t, cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+			if c.Kind == cuda.CopyHtoD {
+				copies.Add(1)
+			}
+			return nil
+		}))
+		opts := []Option{WithSlots(6)}
+		if host > 0 {
+			opts = append(opts, WithHostBudget(host), WithoutWarmup())
+		}
+		rt := openRuntime(t, m, dev, opts...)
+		wantMode := HostMapped
+		if host > 0 {
+			wantMode = HostLRU
+		}
+		require.Equal(t, wantMode, rt.Plan().Host.Mode)
+		stream, err := dev.NewStream()
+		require.NoError(t, err)
+		defer stream.Close()
+		ev, err := dev.NewEvent(0)
+		require.NoError(t, err)
+		defer ev.Close()
+
+		ids := []int{9, 3, 15, 0}
+		set, err := rt.Acquire(bg, 1, ids, stream)
+		require.NoError(t, err)
+		require.NoError(t, stream.Synchronize(bg))
+		require.Len(t, set.Experts, 4)
+		for i, v := range set.Experts {
+			assert.Equal(t, ids[i], v.Expert)
+			assert.Equal(t, fileBytes(t, m, 1, v.Expert), viewBytes(t, dev, v), "expert %d", v.Expert)
+			require.Len(t, v.Parts, 3)
+			gate, ok := v.Part(0)
+			require.True(t, ok)
+			assert.Equal(t, uint64(256), gate.Cols)
+		}
+		perExpert := int64(3)
+		if host > 0 {
+			perExpert = 1 // a pinned copy holds the whole expert
+		}
+		assert.Equal(t, 4*perExpert, copies.Load())
+		require.NoError(t, stream.Record(ev))
+		require.NoError(t, rt.Release(set, ev))
+
+		// All resident: no copies.
+		copies.Store(0)
+		set, err = rt.Acquire(bg, 1, []int{0, 15}, stream)
+		require.NoError(t, err)
+		assert.Zero(t, copies.Load())
+		assert.Equal(t, ids[3], set.Experts[0].Expert)
+		require.NoError(t, rt.Release(set, nil))
+
+		s := rt.Stats()
+		assert.Equal(t, uint64(2), s.VRAM.Hits)
+		assert.Equal(t, uint64(4), s.VRAM.Misses)
+		assert.Equal(t, 4*m.ExpertBytes(1), s.VRAM.Bytes)
+		assert.Equal(t, uint64(2), s.Layers[1].Hits)
+		if host > 0 {
+			assert.Equal(t, uint64(4), s.Host.Misses)
+			assert.Equal(t, 4*m.ExpertBytes(1), s.Host.Bytes)
+		} else {
+			assert.Equal(t, uint64(4), s.Host.Hits)
+		}
+		assert.Positive(t, s.TransferTime)
+		r := rt.ResetStats()
+		assert.Equal(t, s.VRAM, r.VRAM)
+		assert.Zero(t, rt.Stats().VRAM)
+		checkTables(t, rt, 1, nil)
+	}
+}
+
+func TestAcquireNilStreamWaits(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t, cuda.WithTiming(cuda.Timing{PinnedBandwidth: 1e9})) // 108 KiB take ~0.1 ms
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
+	require.NoError(t, err)
+	for _, v := range set.Experts { // no synchronization: Acquire waited
+		assert.Equal(t, fileBytes(t, m, 0, v.Expert), viewBytes(t, dev, v))
+	}
+	require.NoError(t, rt.Release(set, nil))
+	assert.Positive(t, rt.Stats().HostWait)
+}
+
+func TestAcquireBadRequests(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	for _, tc := range []struct {
+		layer int
+		ids   []int
+		want  error
+	}{
+		{0, []int{1, 2, 1}, ErrDuplicate},
+		{0, []int{16}, ErrExpertRange},
+		{0, []int{-1}, ErrExpertRange},
+		{2, []int{0}, ErrNoExperts},
+		{-1, []int{0}, ErrNoExperts},
+		{0, []int{0, 1, 2, 3, 4}, ErrTooMany},
+	} {
+		_, err := rt.Acquire(bg, tc.layer, tc.ids, nil)
+		assert.ErrorIs(t, err, tc.want, "layer %d ids %v", tc.layer, tc.ids)
+		if err := rt.Prefetch(tc.layer, tc.ids); tc.want == ErrDuplicate || tc.want == ErrTooMany {
+			assert.NoError(t, err, "Prefetch skips repeats and stops when out of slots")
+		} else {
+			assert.ErrorIs(t, err, tc.want, "Prefetch layer %d ids %v", tc.layer, tc.ids)
+		}
+	}
+	set, err := rt.Acquire(bg, 0, nil, nil)
+	require.NoError(t, err)
+	assert.Empty(t, set.Experts)
+	require.NoError(t, rt.Release(set, nil))
+	assert.ErrorIs(t, rt.Release(set, nil), ErrReleased)
+	assert.ErrorIs(t, rt.Release(nil, nil), ErrReleased)
+	checkTables(t, rt, 0, nil)
+	require.NoError(t, rt.Close())
+	_, err = rt.Acquire(bg, 0, []int{1}, nil)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, rt.Close(), ErrClosed)
+}
+
+func TestLRUVictims(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	acquire := func(ids ...int) {
+		set, err := rt.Acquire(bg, 0, ids, nil)
+		require.NoError(t, err)
+		require.NoError(t, rt.Release(set, nil))
+	}
+	acquire(3, 1, 2, 0) // slots 0-3, tick 1
+	acquire(2)          // tick 2
+	acquire(5, 6)       // evicts the least recent, lowest id first: 0 then 1
+	r, err := rt.Residency(0)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{3, 6, 2, 5}, r.ExpertIn)
+	acquire(7, 8, 9) // 3 (tick 1), then 2 (tick 2), then 5 (tick 3, lower than 6)
+	r, err = rt.Residency(0)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{7, 6, 8, 9}, r.ExpertIn)
+	checkTables(t, rt, 0, nil)
+}
+
+func TestPinnedExpertsStay(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+	hot.Layers[0].Experts = []int{7, 2}
+	rt := openRuntime(t, m, dev, WithSlots(4), WithHotSet(hot))
+	require.NoError(t, dev.Synchronize(bg))
+	for i := range 40 {
+		ids := []int{(i * 3) % 16, (i*5 + 1) % 16, (i*7 + 2) % 16}
+		if ids[1] == ids[0] || ids[2] == ids[0] || ids[2] == ids[1] {
+			continue
+		}
+		set, err := rt.Acquire(bg, 0, ids, nil)
+		require.NoError(t, err)
+		for _, v := range set.Experts {
+			assert.Equal(t, fileBytes(t, m, 0, v.Expert), viewBytes(t, dev, v))
+			if v.Expert == 7 || v.Expert == 2 {
+				assert.Less(t, v.Slot, 2)
+			}
+		}
+		require.NoError(t, rt.Release(set, nil))
+		checkTables(t, rt, 0, []int{7, 2})
+	}
+	s := rt.Stats()
+	assert.Positive(t, s.PinnedHits)
+	p, err := rt.Plane(0)
+	require.NoError(t, err)
+	assert.Equal(t, 6, p.Slots)
+	assert.Equal(t, 2, p.Pinned)
+	assert.Equal(t, m.ExpertBytes(0)*6, p.Buf.Size())
+	// Five experts that are not pinned do not fit in four dynamic slots;
+	// with two pinned ones they do.
+	_, err = rt.Acquire(bg, 0, []int{0, 1, 3, 4, 5}, nil)
+	assert.ErrorIs(t, err, ErrTooMany)
+	set, err := rt.Acquire(bg, 0, []int{0, 1, 3, 4, 7, 2}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+}
+
+func TestAcquireWaitsForRelease(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	held, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(bg, 20*time.Millisecond)
+	defer cancel()
+	_, err = rt.Acquire(ctx, 0, []int{4}, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// Hits need no slot: they do not wait.
+	again, err := rt.Acquire(bg, 0, []int{2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(again, nil))
+
+	got := make(chan error, 1)
+	go func() {
+		set, err := rt.Acquire(bg, 0, []int{4, 5}, nil)
+		if err == nil {
+			err = rt.Release(set, nil)
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Acquire returned %v while every slot was held", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.NoError(t, rt.Release(held, nil))
+	require.NoError(t, <-got)
+	assert.Positive(t, rt.Stats().HostWait)
+
+	// Close wakes a blocked Acquire.
+	held, err = rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	require.NoError(t, err)
+	go func() {
+		_, err := rt.Acquire(bg, 0, []int{9}, nil)
+		got <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, rt.Close())
+	require.ErrorIs(t, <-got, ErrClosed)
+}
+
+func TestReleaseEventGuardsSlot(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t, cuda.WithVirtualClock(), cuda.WithTiming(cuda.Timing{PinnedBandwidth: 1e9, CallOverhead: time.Microsecond}))
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	mod, err := dev.Load(bg, simProgram)
+	require.NoError(t, err)
+	k, err := mod.Kernel("experts")
+	require.NoError(t, err)
+	compute, err := dev.NewStream()
+	require.NoError(t, err)
+	ev, err := dev.NewEvent(0)
+	require.NoError(t, err)
+	set, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3}, compute)
+	require.NoError(t, err)
+	one := cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}
+	require.NoError(t, compute.Launch(k, one, cuda.I64(int64(time.Second)))) // reads the slots for a second
+	require.NoError(t, compute.Record(ev))
+	require.NoError(t, rt.Release(set, ev))
+	done, err := dev.EventTime(ev)
+	require.ErrorIs(t, err, cuda.ErrNotReady, "%v", done)
+
+	// The new copy waits for the kernel: its batch ends after the event.
+	set, err = rt.Acquire(bg, 0, []int{4}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+	evAt, err := dev.EventTime(ev)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, dev.Now(), evAt)
+	assert.GreaterOrEqual(t, evAt, time.Second)
+	assert.Greater(t, rt.Stats().TransferTime, time.Second, "the copy stream waited for the event")
+}
+
+func TestPrefetch(t *testing.T) {
+	for _, host := range []int64{0, 300 << 10 * 8} {
+		m := openTestModel(t)
+		dev := newHost(t)
+		opts := []Option{WithSlots(4)}
+		if host > 0 {
+			opts = append(opts, WithHostBudget(host), WithoutWarmup())
+		}
+		rt := openRuntime(t, m, dev, opts...)
+		require.NoError(t, rt.Prefetch(1, []int{4, 5, 4}))
+		if host > 0 {
+			// Not in pinned memory yet: read in the background; wait for it.
+			require.Eventually(t, func() bool { return rt.host.stats().Bytes == 2*m.ExpertBytes(1) }, time.Second, time.Millisecond)
+			require.NoError(t, rt.Prefetch(1, []int{4, 5}))
+		}
+		require.NoError(t, dev.Synchronize(bg))
+		set, err := rt.Acquire(bg, 1, []int{5, 4}, nil)
+		require.NoError(t, err)
+		for _, v := range set.Experts {
+			assert.Equal(t, fileBytes(t, m, 1, v.Expert), viewBytes(t, dev, v))
+		}
+		s := rt.Stats()
+		assert.Equal(t, uint64(2), s.VRAM.Hits)
+		assert.Equal(t, uint64(2), s.Prefetched)
+		// Held slots are not prefetched into; the rest are.
+		require.NoError(t, rt.Prefetch(1, []int{6, 7, 8, 9}))
+		r, err := rt.Residency(1)
+		require.NoError(t, err)
+		assert.Equal(t, int32(5), r.ExpertIn[r.SlotOf[5]])
+		assert.Equal(t, int32(4), r.ExpertIn[r.SlotOf[4]])
+		require.NoError(t, rt.Release(set, nil))
+		checkTables(t, rt, 1, nil)
+	}
+}
+
+func TestCloseFreesEverything(t *testing.T) {
+	m := openTestModel(t)
+	for _, opts := range [][]Option{
+		{WithSlots(4)},
+		{WithSlots(4), WithHostBudget(1 << 20), WithHostChunk(300 << 10)},
+		{WithVRAM(4 << 20), WithHostBudget(2 << 20)},
+	} {
+		dev := newHost(t)
+		rt, err := Open(m, dev, opts...)
+		require.NoError(t, err)
+		set, err := rt.Acquire(bg, 0, []int{1, 2, 3}, nil)
+		require.NoError(t, err)
+		require.NoError(t, rt.Prefetch(1, []int{1, 2, 3}))
+		require.NoError(t, rt.Release(set, nil))
+		st := dev.Stats()
+		assert.LessOrEqual(t, st.DeviceBytes, rt.Plan().VRAM)
+		assert.Positive(t, st.PinnedBytes+st.RegisteredBytes)
+		require.NoError(t, rt.Close())
+		assert.Equal(t, cuda.Stats{}, dev.Stats())
+	}
+}
+
+func TestOpenAllocationFailures(t *testing.T) {
+	m := openTestModel(t)
+	injected := errors.New("injected")
+	for _, kind := range []cuda.AllocKind{cuda.AllocDevice, cuda.AllocPinned, cuda.AllocRegister} {
+		for n := 1; ; n++ {
+			dev := newHost(t, cuda.WithAllocFault(func(a cuda.AllocInfo) error {
+				if a.Kind == kind && a.N == n {
+					return injected
+				}
+				return nil
+			}))
+			opts := []Option{WithSlots(4)}
+			if kind == cuda.AllocPinned {
+				opts = append(opts, WithHostBudget(2<<20), WithHostChunk(200<<10))
+			}
+			rt, err := Open(m, dev, opts...)
+			if err == nil { // fewer allocations of this kind than n
+				require.NoError(t, rt.Close())
+				require.Greater(t, n, 1, "%v: no allocation to fail", kind)
+				break
+			}
+			require.ErrorIs(t, err, injected)
+			assert.Equal(t, cuda.Stats{}, dev.Stats(), "%v %d: leaked", kind, n)
+		}
+	}
+}
+
+func TestCopyFailure(t *testing.T) {
+	for _, host := range []int64{0, 2 << 20} {
+		m := openTestModel(t)
+		injected := errors.New("injected copy fault")
+		var fail atomic.Bool
+		dev := newHost(t, cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+			if fail.Load() && c.Kind == cuda.CopyHtoD {
+				return injected
+			}
+			return nil
+		}))
+		opts := []Option{WithSlots(4)}
+		if host > 0 {
+			opts = append(opts, WithHostBudget(host), WithoutWarmup())
+		}
+		rt := openRuntime(t, m, dev, opts...)
+		set, err := rt.Acquire(bg, 0, []int{0, 1}, nil)
+		require.NoError(t, err)
+		require.NoError(t, rt.Release(set, nil))
+		fail.Store(true)
+		_, err = rt.Acquire(bg, 0, []int{0, 5, 6}, nil)
+		require.ErrorIs(t, err, injected)
+		r, err := rt.Residency(0)
+		require.NoError(t, err)
+		assert.Equal(t, int32(-1), r.SlotOf[5])
+		assert.Equal(t, int32(-1), r.SlotOf[6])
+		assert.Equal(t, []int32{0, 0, 0, 0}, r.Held)
+		checkTables(t, rt, 0, nil)
+		fail.Store(false)
+		set, err = rt.Acquire(bg, 0, []int{5, 6, 0, 1}, nil)
+		require.NoError(t, err)
+		for _, v := range set.Experts {
+			assert.Equal(t, fileBytes(t, m, 0, v.Expert), viewBytes(t, dev, v))
+		}
+		require.NoError(t, rt.Release(set, nil))
+	}
+}
+
+func TestAsyncCopyFailure(t *testing.T) {
+	m := openTestModel(t)
+	injected := errors.New("injected device fault")
+	var fail atomic.Bool
+	dev := newHost(t, cuda.WithAsyncCopyFault(func(c cuda.CopyInfo) error {
+		if fail.Load() && c.Kind == cuda.CopyHtoD {
+			return injected
+		}
+		return nil
+	}))
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	fail.Store(true)
+	_, err := rt.Acquire(bg, 0, []int{3}, nil)
+	require.ErrorIs(t, err, injected)
+	fail.Store(false)
+	// The failed copy is noticed and redone, on a new copy stream.
+	set, err := rt.Acquire(bg, 0, []int{3, 4}, nil)
+	require.NoError(t, err)
+	for _, v := range set.Experts {
+		assert.Equal(t, fileBytes(t, m, 0, v.Expert), viewBytes(t, dev, v))
+	}
+	require.NoError(t, rt.Release(set, nil))
+	checkTables(t, rt, 0, nil)
+}
