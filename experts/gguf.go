@@ -217,3 +217,29 @@ func (f *File) WillNeed(off, n int64) error {
 	start := off &^ (page - 1)
 	return adviseWillNeed(f.data[start : off+n])
 }
+
+// DontNeed tells the kernel that the program is done with [off, off+n) of
+// the file for now (madvise MADV_DONTNEED): the mapping's pages in that
+// range leave the process's resident set, and the page cache keeps them, so
+// reading them again costs a page fault, not a disk read. A program that
+// copies a model larger than its memory out of the mapping piece by piece
+// (ReadAt) calls it after each piece, so that its resident memory does not
+// grow toward the file's size. Only the pages wholly inside the range are
+// released, so data next to it stays mapped. It is a no-op on systems
+// without madvise.
+func (f *File) DontNeed(off, n int64) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return ErrClosed
+	}
+	if off < 0 || n < 0 || off > int64(len(f.data)) || n > int64(len(f.data))-off {
+		return fmt.Errorf("experts: DontNeed %s: range [%d, %d+%d) outside the %d-byte file", f.path, off, off, n, len(f.data))
+	}
+	page := int64(os.Getpagesize())
+	start, end := (off+page-1)&^(page-1), (off+n)&^(page-1)
+	if f.unmap == nil || start >= end {
+		return nil // not a mapping, or no whole page
+	}
+	return adviseDontNeed(f.data[start:end])
+}

@@ -13,3 +13,12 @@ func adviseWillNeed(b []byte) error {
 	}
 	return nil
 }
+
+// adviseDontNeed drops b, whole pages of a read-only file mapping, from the
+// process's resident set; the page cache keeps them.
+func adviseDontNeed(b []byte) error {
+	if err := syscall.Madvise(b, syscall.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("experts: madvise: %w", err)
+	}
+	return nil
+}

@@ -360,6 +360,10 @@ func (t *lruTier) read(ctx context.Context, ls *layerState, e *hostEntry) error 
 		if _, err := t.file.ReadAt(e.mem[off:off+p.Size], src); err != nil {
 			return fmt.Errorf("rotary: reading expert %d of layer %d (%s) from the model file: %w", e.key.expert, e.key.layer, p.Role, err)
 		}
+		// The pinned copy is what the tier keeps: let the mapping's pages
+		// go, or the process's resident memory grows toward the file's
+		// size as misses read it. Failing to only costs memory.
+		_ = t.file.DontNeed(src, p.Size)
 		off += p.Size
 	}
 	return nil

@@ -1,0 +1,320 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/examples/internal/cpu"
+	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary"
+)
+
+// Engine is a model ready to run: its forward pass on the CPU, its experts
+// rotated by a rotary Runtime on a host device that emulates a card of the
+// VRAM budget.
+type Engine struct {
+	experts *experts.Model
+	id      profile.ModelID
+	dev     *cuda.HostDevice
+	backend *cpu.Backend
+	rt      *rotary.Runtime
+	src     *Source
+	model   *model.Model
+	hot     *profile.HotSet
+	batch   int
+	reserve int64
+}
+
+// Option configures New.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	vram, host  int64
+	positions   int
+	threads     int
+	hot         *profile.Profile
+	pinFraction float64
+	log         *zap.Logger
+	modelOpts   []model.Option
+	rotaryOpts  []rotary.Option
+}
+
+// DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
+const DefaultVRAM = 16 << 30
+
+// WithVRAM sets the device memory budget: the host device's capacity, and
+// what rotary plans the experts' slots in after the model's non-expert
+// weights and the sequence state (default DefaultVRAM).
+func WithVRAM(bytes int64) Option { return optionFunc(func(c *config) { c.vram = bytes }) }
+
+// WithHostMemory sets rotary's pinned host budget (rotary.WithHostBudget);
+// the default is unlimited: the model file's mapping serves every miss.
+func WithHostMemory(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
+
+// WithPositions sets how many positions a sequence holds at most, for the
+// state the VRAM budget reserves (default 4096, at most the model's context).
+func WithPositions(n int) Option { return optionFunc(func(c *config) { c.positions = n }) }
+
+// WithThreads sets the CPU backend's goroutines (default: one per CPU).
+func WithThreads(n int) Option { return optionFunc(func(c *config) { c.threads = n }) }
+
+// WithHotProfile pins the hot set of a router profile of this model in VRAM:
+// the experts with the most expected hits (profile.SelectHotSet, over all
+// layers) in fraction of the experts' VRAM, at most what leaves every layer
+// its top-k dynamic slots.
+func WithHotProfile(p *profile.Profile, fraction float64) Option {
+	return optionFunc(func(c *config) { c.hot, c.pinFraction = p, fraction })
+}
+
+// WithLogger sets the logger of the runtime and the device (default: none).
+func WithLogger(log *zap.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
+
+// WithModelOptions adds options to model.New, such as a routing hook.
+func WithModelOptions(opts ...model.Option) Option {
+	return optionFunc(func(c *config) { c.modelOpts = append(c.modelOpts, opts...) })
+}
+
+// WithRotaryOptions adds options to rotary.Open, such as a policy.
+func WithRotaryOptions(opts ...rotary.Option) Option {
+	return optionFunc(func(c *config) { c.rotaryOpts = append(c.rotaryOpts, opts...) })
+}
+
+// New opens an Engine over m, which must stay open until the Engine is
+// closed. A budget too small for the model fails with an error matching
+// rotary.ErrBudget; a model the forward pass does not run, with one matching
+// model.ErrUnsupportedArch.
+func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
+	c := config{vram: DefaultVRAM, host: -1, positions: 4096, log: zap.NewNop()}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	if c.vram <= 0 {
+		return nil, fmt.Errorf("engine: VRAM budget %d is not positive", c.vram)
+	}
+	e := &Engine{experts: m, id: ModelID(m), reserve: StateBytes(m.Params, min(c.positions, m.Params.ContextLength))}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, e.Close())
+		}
+	}()
+
+	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve), rotary.WithLogger(c.log)}
+	if c.host >= 0 {
+		ropts = append(ropts, rotary.WithHostBudget(c.host))
+	}
+	if c.hot != nil {
+		if e.hot, err = e.hotSet(c.hot, c.pinFraction, c.vram); err != nil {
+			return nil, err
+		}
+		ropts = append(ropts, rotary.WithHotSet(e.hot))
+	}
+	ropts = append(ropts, c.rotaryOpts...)
+
+	// Plan first: the model's micro-batch depends on the slots.
+	plan, err := rotary.NewPlan(m, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	e.batch = MaxBatch(plan)
+	mopts := slices.Clone(c.modelOpts)
+	if e.batch > 0 {
+		mopts = append(mopts, model.WithMaxBatch(e.batch))
+	}
+	e.backend = cpu.New(c.threads)
+	src := &lateSource{}
+	if e.model, err = model.New(m, e.backend, src, mopts...); err != nil {
+		return nil, err
+	}
+	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {
+		return nil, err
+	}
+	if e.rt, err = rotary.Open(m, e.dev, ropts...); err != nil {
+		return nil, err
+	}
+	if e.src, err = NewSource(e.rt, e.dev); err != nil {
+		return nil, err
+	}
+	src.Source = e.src
+	return e, nil
+}
+
+// lateSource lets model.New check the model before the runtime exists.
+type lateSource struct{ *Source }
+
+// hotSet selects the experts to pin from a profile of this model.
+func (e *Engine) hotSet(p *profile.Profile, fraction float64, vram int64) (*profile.HotSet, error) {
+	if err := p.Check(e.id); err != nil {
+		return nil, fmt.Errorf("engine: hot profile: %w", err)
+	}
+	m := e.experts
+	sizes := make([]int64, len(p.Layers))
+	var workingSet int64
+	for l := range sizes {
+		el, ok := m.Experts(l)
+		if !ok {
+			continue
+		}
+		sizes[l] = el.ExpertBytes
+		workingSet += int64(min(m.Params.NumExpertsUsed, el.NumExperts)) * el.ExpertBytes
+	}
+	expertVRAM := vram - m.NonExpertBytes() - e.reserve
+	budget := min(int64(float64(expertVRAM)*fraction), expertVRAM-workingSet)
+	return profile.SelectHotSet(p, sizes, max(budget, 0), profile.Global)
+}
+
+// StateBytes is the memory of one sequence of positions tokens as the
+// forward pass keeps it: the key and value caches of the attention layers
+// and the convolution and recurrent state of the Gated DeltaNet layers, in
+// float32. On a GPU it lives in VRAM next to the experts.
+func StateBytes(h experts.HParams, positions int) int64 {
+	var n int64
+	for l := range h.NumLayers - h.NumNextNLayers {
+		if h.IsFullAttention(l) {
+			n += 2 * int64(positions) * int64(h.NumKVHeads*h.KeyDim)
+			continue
+		}
+		headDim, kHeads, vHeads := h.SSMStateSize, h.SSMGroupCount, h.SSMTimeStepRank
+		channels := (2*kHeads + vHeads) * headDim
+		n += int64(max(h.SSMConvKernel-1, 0)*channels) + int64(vHeads*headDim*headDim)
+	}
+	return 4 * n
+}
+
+// Model is the forward pass.
+func (e *Engine) Model() *model.Model { return e.model }
+
+// Experts is the model file the engine runs.
+func (e *Engine) Experts() *experts.Model { return e.experts }
+
+// ID is the model's identity (ModelID).
+func (e *Engine) ID() profile.ModelID { return e.id }
+
+// Runtime is the rotary runtime that holds the experts.
+func (e *Engine) Runtime() *rotary.Runtime { return e.rt }
+
+// Source is the model's expert source.
+func (e *Engine) Source() *Source { return e.src }
+
+// HotSet is the set of pinned experts, nil without WithHotProfile.
+func (e *Engine) HotSet() *profile.HotSet { return e.hot }
+
+// MaxBatch is the model's micro-batch (MaxBatch of the plan), 0 if it is
+// not limited by the slots.
+func (e *Engine) MaxBatch() int { return e.batch }
+
+// Reserve is the VRAM set aside for the sequence state (StateBytes).
+func (e *Engine) Reserve() int64 { return e.reserve }
+
+// Threads is the number of goroutines the forward pass computes on.
+func (e *Engine) Threads() int { return e.backend.Threads() }
+
+// Preload reads the weights every forward step uses (the non-expert
+// tensors, except an embedding table that is only gathered from) into the
+// page cache and the process, reporting progress, so the first tokens do not
+// pay for the disk. The reads go through experts.File.ReadAt: a file that
+// was truncated is an error, not a crash.
+func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) error {
+	f := e.experts.File
+	routed := map[*experts.TensorInfo]bool{}
+	for _, l := range e.experts.MoELayers() {
+		el, _ := e.experts.Experts(l)
+		for _, p := range el.Parts {
+			routed[p.Tensor] = true
+		}
+	}
+	_, hasOutput := f.Tensor("output.weight")
+	var ts []*experts.TensorInfo
+	var total int64
+	for _, t := range f.Tensors() {
+		if routed[t] || (t.Name == "token_embd.weight" && hasOutput) {
+			continue
+		}
+		ts = append(ts, t)
+		total += t.Size
+	}
+	buf := make([]byte, 4<<20)
+	var done int64
+	for _, t := range ts {
+		for off := int64(0); off < t.Size; off += int64(len(buf)) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(int64(len(buf)), t.Size-off)
+			if _, err := f.ReadAt(buf[:n], t.Offset+off); err != nil {
+				return fmt.Errorf("engine: reading %s: %w", t.Name, err)
+			}
+			done += n
+			if progress != nil {
+				progress(done, total)
+			}
+		}
+	}
+	return nil
+}
+
+// Stats are the runtime's counters and the forward pass's wait for experts.
+type Stats struct {
+	rotary.Stats
+	// Acquires counts the Source's Acquire calls (one per MoE layer and
+	// forward step); Wait is the time they took until the experts were
+	// resident.
+	Acquires int
+	Wait     time.Duration
+}
+
+// Stats returns the counters since New.
+func (e *Engine) Stats() Stats {
+	return Stats{Stats: e.rt.Stats(), Acquires: e.src.Acquires(), Wait: e.src.Wait()}
+}
+
+// Close frees the runtime, the device and the backend; the model file is the
+// caller's.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.src != nil {
+		errs = append(errs, e.src.Close())
+	}
+	if e.rt != nil {
+		errs = append(errs, e.rt.Close())
+	}
+	if e.dev != nil {
+		errs = append(errs, e.dev.Close())
+	}
+	if e.backend != nil {
+		errs = append(errs, e.backend.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Sub returns the totals of s since an earlier snapshot old, without the
+// layers' shares.
+func (s Stats) Sub(old Stats) Stats {
+	d := s
+	d.VRAM = subTier(s.VRAM, old.VRAM)
+	d.Host = subTier(s.Host, old.Host)
+	d.PinnedHits -= old.PinnedHits
+	d.Prefetched -= old.Prefetched
+	d.TransferTime -= old.TransferTime
+	d.StallTime -= old.StallTime
+	d.HostWait -= old.HostWait
+	d.Acquires -= old.Acquires
+	d.Wait -= old.Wait
+	d.Layers = nil
+	return d
+}
+
+func subTier(a, b rotary.TierStats) rotary.TierStats {
+	return rotary.TierStats{Hits: a.Hits - b.Hits, Misses: a.Misses - b.Misses, Bytes: a.Bytes - b.Bytes}
+}

@@ -1,0 +1,152 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
+)
+
+// Source is a model.ExpertSource that serves every expert through a rotary
+// Runtime on the host backend: Acquire makes the experts resident in the
+// layer's slots (copying the missing ones on the runtime's copy stream),
+// waits for the copies, and returns views of the slots' bytes, which the
+// CPU backend computes on in place. The lease's Release gives the slots back
+// with no event: the CPU's work on them is complete when the model releases.
+//
+// A Source is used by one forward pass at a time, as the model does.
+type Source struct {
+	rt     *rotary.Runtime
+	stream cuda.Stream    // the compute stream: it waits for the copies
+	planes map[int]*plane // by layer
+
+	acquires int
+	wait     time.Duration
+	err      error // the first failed Release, reported by the next Acquire
+}
+
+// plane is a layer's plane of slots seen as bytes.
+type plane struct {
+	mem       []byte
+	slotBytes int64
+}
+
+// NewSource serves rt's experts to the model; rt must have been opened on
+// dev, whose device memory the CPU reads.
+func NewSource(rt *rotary.Runtime, dev *cuda.HostDevice) (*Source, error) {
+	s := &Source{rt: rt, planes: map[int]*plane{}}
+	for _, lp := range rt.Plan().Layers {
+		p, err := rt.Plane(lp.Layer)
+		if err != nil {
+			return nil, err
+		}
+		mem, err := dev.Bytes(p.Buf)
+		if err != nil {
+			return nil, fmt.Errorf("engine: layer %d's plane: %w", lp.Layer, err)
+		}
+		s.planes[lp.Layer] = &plane{mem: mem, slotBytes: p.SlotBytes}
+	}
+	stream, err := dev.NewStream()
+	if err != nil {
+		return nil, fmt.Errorf("engine: creating the compute stream: %w", err)
+	}
+	s.stream = stream
+	return s, nil
+}
+
+// Acquire implements model.ExpertSource.
+func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.ExpertLease, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	p := s.planes[layer]
+	if p == nil {
+		return nil, fmt.Errorf("engine: layer %d has no plane of slots", layer)
+	}
+	start := time.Now()
+	set, err := s.rt.Acquire(ctx, layer, ids, s.stream)
+	if err != nil {
+		return nil, err
+	}
+	// The CPU computes as soon as Acquire returns, so wait for what a GPU
+	// kernel on the stream would wait for: the copies of the misses.
+	if err := s.stream.Synchronize(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("engine: waiting for layer %d's experts: %w", layer, err), s.rt.Release(set, nil))
+	}
+	s.wait += time.Since(start)
+	s.acquires++
+
+	ws := make([]model.ExpertWeights, len(set.Experts))
+	for i, v := range set.Experts {
+		base := int64(v.Slot) * p.slotBytes
+		for _, part := range v.Parts {
+			w := model.Weight{
+				Data: p.mem[base+part.Offset : base+part.Offset+part.Size : base+part.Offset+part.Size],
+				Type: part.Type, Rows: int(part.Rows), Cols: int(part.Cols),
+				Name: fmt.Sprintf("layer %d expert %d %s (slot %d)", layer, v.Expert, part.Role, v.Slot),
+			}
+			switch part.Role {
+			case experts.PartGate:
+				ws[i].Gate = w
+			case experts.PartUp:
+				ws[i].Up = w
+			case experts.PartDown:
+				ws[i].Down = w
+			case experts.PartGateUp: // the gate's rows, then the up's
+				half := len(w.Data) / 2
+				w.Rows /= 2
+				ws[i].Gate, ws[i].Up = w, w
+				ws[i].Gate.Data, ws[i].Up.Data = w.Data[:half:half], w.Data[half:]
+			}
+		}
+	}
+	return &lease{s: s, set: set, weights: ws}, nil
+}
+
+// Wait is the time Acquire spent until the experts were resident: the
+// runtime's bookkeeping, reads into the host tier and the copies to the
+// slots.
+func (s *Source) Wait() time.Duration { return s.wait }
+
+// Acquires counts the Acquire calls that succeeded.
+func (s *Source) Acquires() int { return s.acquires }
+
+// Close closes the compute stream. The runtime is the caller's.
+func (s *Source) Close() error { return s.stream.Close() }
+
+type lease struct {
+	s       *Source
+	set     *rotary.Set
+	weights []model.ExpertWeights
+}
+
+func (l *lease) Weights() []model.ExpertWeights { return l.weights }
+
+func (l *lease) Release() {
+	if err := l.s.rt.Release(l.set, nil); err != nil && l.s.err == nil {
+		l.s.err = fmt.Errorf("engine: releasing layer %d's experts: %w", l.set.Layer, err)
+	}
+}
+
+// MaxBatch is the most tokens one forward pass may take so that the experts
+// they route to always fit the slots of every layer: a layer whose dynamic
+// slots cannot hold all its experts that are not pinned holds slots/top-k
+// tokens' worth. It returns 0 when any batch fits.
+func MaxBatch(p *rotary.Plan) int {
+	n := 0
+	for _, l := range p.Layers {
+		if l.Slots >= l.Experts-len(l.Pinned) || l.TopK == 0 {
+			continue
+		}
+		b := max(l.Slots/l.TopK, 1)
+		if n == 0 || b < n {
+			n = b
+		}
+	}
+	return n
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rotary-moe/rotary/examples/internal/bytesize"
+	"github.com/rotary-moe/rotary/examples/internal/engine"
+)
+
+// config is what the flags ask for.
+type config struct {
+	model      string
+	prompt     string
+	promptFile string
+	n          int
+	chat       bool
+	think      bool
+
+	temp, topP, minP, repeatPenalty float64
+	topK                            int
+	seed                            uint64
+	ctx                             int
+
+	vram, hostMem size
+	backend       string
+	threads       int
+
+	trace, profile, heatmap, curves, hot string
+	json, verbose                        bool
+}
+
+// size is a byte-count flag that remembers whether it was given.
+type size struct {
+	bytes int64
+	set   bool
+}
+
+func (s *size) String() string {
+	if s == nil || s.bytes < 0 {
+		return ""
+	}
+	return bytesize.Format(s.bytes)
+}
+
+func (s *size) Set(v string) error {
+	n, err := bytesize.Parse(v)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("must be more than 0 bytes")
+	}
+	s.bytes, s.set = n, true
+	return nil
+}
+
+// usageError is a bad command line; main exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg + " (run with -h for the flags)" }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// defaultHostMem is the pinned host budget for a model given with -model.
+const defaultHostMem = 24 << 30
+
+// parseFlags reads the command line. -h prints the usage on stderr and
+// returns flag.ErrHelp.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{vram: size{bytes: engine.DefaultVRAM}, hostMem: size{bytes: defaultHostMem}}
+	fs := flag.NewFlagSet("qwen35b", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported as one line by main
+	fs.StringVar(&c.model, "model", "", "GGUF model `file` (qwen35moe or qwen3moe; default: a tiny synthetic qwen35moe model written to the user cache folder)")
+	fs.StringVar(&c.prompt, "prompt", "", "prompt `text` (default: "+fmt.Sprintf("%q", defaultPrompt)+")")
+	fs.StringVar(&c.promptFile, "prompt-file", "", "read the prompt from `file`")
+	fs.IntVar(&c.n, "n", 48, "generate at most `N` tokens")
+	fs.BoolVar(&c.chat, "chat", false, "wrap the prompt in the model's chat template as a user message")
+	fs.BoolVar(&c.think, "think", false, "with -chat, let the model reason in a <think> block first (Qwen templates)")
+	fs.Float64Var(&c.temp, "temp", 0.8, "sampling temperature (0: greedy)")
+	fs.IntVar(&c.topK, "top-k", 40, "keep the `K` most likely tokens (0: all)")
+	fs.Float64Var(&c.topP, "top-p", 0.95, "keep the most likely tokens up to this probability mass (1: all)")
+	fs.Float64Var(&c.minP, "min-p", 0.05, "drop tokens less likely than this times the most likely (0: none)")
+	fs.Float64Var(&c.repeatPenalty, "repeat-penalty", 1, "penalty for tokens of the last 64 (1: none)")
+	fs.Uint64Var(&c.seed, "seed", 0, "sampling seed: the same seed gives the same text")
+	fs.IntVar(&c.ctx, "ctx", 4096, "context `size` in tokens (prompt and generation; capped at the model's)")
+	fs.Var(&c.vram, "vram", "GPU memory budget `SIZE`, e.g. 16GiB or 500MB (default 16 GiB; for the default model, room for half its experts)")
+	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies; at least all experts: the file's mapping serves them (default 24 GiB; for the default model, three quarters of its experts)")
+	fs.StringVar(&c.backend, "backend", "auto", "where the forward pass runs: auto, cuda or host")
+	fs.IntVar(&c.threads, "threads", 0, "CPU threads of the forward pass (0: one per CPU)")
+	fs.StringVar(&c.trace, "trace", "", "write the routing (layer, token, experts, weights) to this trace `file` (JSON lines; binary if it ends in .bin)")
+	fs.StringVar(&c.profile, "profile", "", "write the router profile of the run to this JSON `file`")
+	fs.StringVar(&c.heatmap, "heatmap", "", "write the layers × experts heatmap of the run to this PNG `file`")
+	fs.StringVar(&c.curves, "curves", "", "write the per-layer expert popularity curves of the run to this PNG `file`")
+	fs.StringVar(&c.hot, "hot", "", "pin in VRAM the hot experts of this router profile `file` (from -profile on the same model)")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object (tokens, text, stats) on stdout at the end; everything else goes to stderr")
+	fs.BoolVar(&c.verbose, "v", false, "explain the choices made, print the residency plan and the runtime's debug log")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stderr, fs)
+			return nil, err
+		}
+		return nil, usagef("%v", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
+	case c.prompt != "" && c.promptFile != "":
+		return nil, usagef("-prompt and -prompt-file are exclusive")
+	case c.n < 0:
+		return nil, usagef("-n %d: want 0 or more", c.n)
+	case c.ctx < 1:
+		return nil, usagef("-ctx %d: want at least 1", c.ctx)
+	case c.threads < 0:
+		return nil, usagef("-threads %d: want 0 or more", c.threads)
+	case c.think && !c.chat:
+		return nil, usagef("-think needs -chat")
+	}
+	switch c.backend {
+	case "auto", "host", "cuda":
+	default:
+		return nil, usagef("-backend %q: want auto, cuda or host", c.backend)
+	}
+	return c, nil
+}
+
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, strings.TrimLeft(usageHeader, "\n"))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+const usageHeader = `
+usage: qwen35b [flags]
+
+Generates text with a Qwen MoE model whose experts rotate through a VRAM
+budget (rotary), then prints tokens/s and the experts' hit rates. Without
+-model it runs a tiny synthetic model, written once to the user cache folder.
+
+flags:
+`

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/rotary-moe/rotary/examples/internal/engine"
+	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/examples/internal/sample"
+	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
+)
+
+// generation is what a run produced and what it cost.
+type generation struct {
+	Prompt    []int32
+	Generated []int32
+	Text      []byte
+	Stop      string // "length", "end" (an end-of-generation token) or "context"
+
+	Prefill, Decode phase
+	// Total are the runtime's counters since the engine was opened.
+	Total engine.Stats
+}
+
+// phase is the prefill (the prompt in one forward call) or the decode (one
+// forward call per generated token after the first) and the runtime's
+// counters over it.
+type phase struct {
+	Tokens  int
+	Elapsed time.Duration
+	Experts engine.Stats
+}
+
+// TokensPerSecond is the phase's speed, 0 if it ran no tokens.
+func (p phase) TokensPerSecond() float64 {
+	if p.Tokens == 0 || p.Elapsed <= 0 {
+		return 0
+	}
+	return float64(p.Tokens) / p.Elapsed.Seconds()
+}
+
+// generate runs the prompt, then samples up to n tokens, writing their text
+// to out as it is decoded. Every forward step's routing is flushed to routes.
+func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, smp *sample.Sampler, routes *engine.Routes,
+	prompt []int32, n, positions int, out io.Writer) (*generation, error) {
+	md := e.Model()
+	g := &generation{Prompt: prompt, Stop: "length"}
+	s := md.NewState(positions)
+
+	if err := routes.StartSegment("prompt", "prefill"); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	logits, err := md.Forward(ctx, s, prompt, model.LastLogits)
+	if err != nil {
+		return nil, err
+	}
+	g.Prefill = phase{Tokens: len(prompt), Elapsed: time.Since(start), Experts: e.Stats()}
+	if err := routes.StartSegment("generation", "decode"); err != nil {
+		return nil, err
+	}
+
+	history := slices.Clip(slices.Clone(prompt))
+	dec := tok.NewDecoder()
+	var decode time.Duration
+	for len(g.Generated) < n {
+		next, err := smp.Sample(logits, history)
+		if err != nil {
+			return nil, err
+		}
+		if tok.IsEOG(next) {
+			g.Stop = "end"
+			break
+		}
+		g.Generated = append(g.Generated, next)
+		history = append(history, next)
+		piece, err := dec.Write(next)
+		if err != nil {
+			return nil, err
+		}
+		g.Text = append(g.Text, piece...)
+		if _, err := out.Write(piece); err != nil {
+			return nil, err
+		}
+		if len(g.Generated) == n {
+			break
+		}
+		if s.Pos() == s.Capacity() {
+			g.Stop = "context"
+			break
+		}
+		start := time.Now()
+		if logits, err = md.Forward(ctx, s, []int32{next}, model.LastLogits); err != nil {
+			return nil, err
+		}
+		decode += time.Since(start)
+		g.Decode.Tokens++
+		if err := routes.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	rest := dec.Flush()
+	g.Text = append(g.Text, rest...)
+	if _, err := out.Write(rest); err != nil {
+		return nil, err
+	}
+	if err := routes.Flush(); err != nil {
+		return nil, err
+	}
+	g.Total = e.Stats()
+	g.Decode.Elapsed = decode
+	g.Decode.Experts = g.Total.Sub(g.Prefill.Experts)
+	return g, nil
+}

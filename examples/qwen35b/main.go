@@ -1,0 +1,359 @@
+// Command qwen35b generates text with a Qwen mixture-of-experts model —
+// Qwen3.5/3.6-35B-A3B (qwen35moe) or Qwen3-30B-A3B (qwen3moe) — whose experts
+// do not fit in GPU memory: rotary keeps some in VRAM slots, the rest in
+// pinned host memory or the mapped file, and every expert a token routes to
+// comes through rotary.Acquire. It streams the text, then prints prefill and
+// decode tokens/s, the hit rate of each tier, the bytes moved and the time
+// spent waiting for experts.
+//
+//	go run ./examples/qwen35b
+//	go run ./examples/qwen35b -model Qwen3.6-35B-A3B-Q4_K_M.gguf -chat -prompt "Why is the sky blue?" -vram 16GiB
+//	go run ./examples/qwen35b -prompt-file F -profile out.json -heatmap out.png
+//	go run ./examples/qwen35b -hot out.json -trace run.jsonl -json
+//
+// Without -model it runs a tiny synthetic qwen35moe model, written once to
+// the user cache folder, with budgets that hold half its experts in VRAM.
+//
+// The forward pass runs on the CPU (examples/internal/cpu): -backend host,
+// which auto selects, emulates a card of the -vram budget with the host
+// backend of package cuda, so expert rotation runs and is measured exactly as
+// it would be planned for that card. A CUDA forward pass does not exist yet;
+// -backend cuda says so.
+//
+// -trace records the routing in profile's trace format (rotary's simulator
+// and examples/heatmap read it); -profile, -heatmap and -curves record a
+// router profile of the run and draw it; -hot pins the hot experts of such a
+// profile in VRAM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/rotary-moe/rotary/examples/internal/bytesize"
+	"github.com/rotary-moe/rotary/examples/internal/chat"
+	"github.com/rotary-moe/rotary/examples/internal/engine"
+	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/examples/internal/progress"
+	"github.com/rotary-moe/rotary/examples/internal/sample"
+	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cli runs the program and turns its error into one line on stderr and an
+// exit status: 0, 1 for a failure, 2 for a bad command line.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = errors.New("interrupted")
+	}
+	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(err.Error()), " "))
+	var u *usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// errNoCUDAForward is -backend cuda.
+var errNoCUDAForward = errors.New("-backend cuda: the model's CUDA forward pass is not implemented yet; " +
+	"-backend host runs it on the CPU with rotary on an emulated card of the -vram budget")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if c.backend == "cuda" {
+		return errNoCUDAForward
+	}
+	human := stdout // the text and the stats; stdout is the JSON's alone with -json
+	if c.json {
+		human = stderr
+	}
+	log := zap.NewNop()
+	if c.verbose {
+		log = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(stderr), zap.DebugLevel))
+		if c.backend == "auto" {
+			fmt.Fprintln(stderr, "backend: host (auto: the forward pass exists for the CPU only; rotary runs on the host backend with the -vram budget as its capacity)")
+		}
+	}
+	smp, err := sample.New(sample.Temperature(float32(c.temp)), sample.TopK(c.topK), sample.TopP(float32(c.topP)),
+		sample.MinP(float32(c.minP)), sample.RepeatPenalty(float32(c.repeatPenalty)), sample.Seed(c.seed))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	text, err := promptText(c)
+	if err != nil {
+		return err
+	}
+
+	path := c.model
+	if path == "" {
+		if path, err = defaultModel(ctx, stderr); err != nil {
+			return err
+		}
+	}
+	m, err := experts.OpenModel(path)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	id := engine.ModelID(m)
+	positions := min(c.ctx, m.Params.ContextLength)
+
+	// Budgets: the flags', or the default model's.
+	vram, host := c.vram.bytes, c.hostMem.bytes
+	if c.model == "" {
+		dv, dh := defaultBudgets(m, engine.StateBytes(m.Params, positions))
+		if !c.vram.set {
+			vram = dv
+		}
+		if !c.hostMem.set {
+			host = dh
+		}
+	}
+	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostMemory(host), engine.WithPositions(positions),
+		engine.WithThreads(c.threads), engine.WithLogger(log)}
+	if c.hot != "" {
+		p, err := profile.LoadFor(c.hot, id)
+		if err != nil {
+			return fmt.Errorf("-hot: %w", err)
+		}
+		opts = append(opts, engine.WithHotProfile(p, hotFraction))
+	}
+
+	rec, tw, traceFile, err := routingSinks(c, id)
+	if err != nil {
+		return err
+	}
+	if traceFile != nil {
+		defer traceFile.Close()
+	}
+	routes := engine.NewRoutes(id, rec, tw)
+	if rec != nil || tw != nil {
+		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
+	}
+
+	e, err := engine.New(m, opts...)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	tok, err := tokenizer.FromGGUF(m.File)
+	if err != nil {
+		return err
+	}
+	prompt, err := encodePrompt(c, m, tok, text)
+	if err != nil {
+		return err
+	}
+	if len(prompt) >= positions {
+		return fmt.Errorf("the prompt's %d tokens leave no room in a context of %d (-ctx)", len(prompt), positions)
+	}
+	plan := e.Runtime().Plan()
+	if c.verbose {
+		fmt.Fprintf(stderr, "forward pass: %d CPU threads, micro-batch %s, state reserve %s\n%s",
+			e.Threads(), batchString(e.MaxBatch()), bytesize.Format(e.Reserve()), plan)
+		if h := e.HotSet(); h != nil {
+			pinned := 0
+			for _, l := range h.Layers {
+				pinned += len(l.Experts)
+			}
+			fmt.Fprintf(stderr, "hot set from %s: %d experts pinned (%s), %.1f%% of the profile's selections\n",
+				c.hot, pinned, bytesize.Format(h.Bytes), 100*h.HitRate)
+		}
+	}
+	bar := progress.New(stderr, "loading "+filepath.Base(path))
+	err = e.Preload(ctx, bar.Update)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	describePlan(human, path, id, plan)
+
+	if !c.chat {
+		fmt.Fprint(human, text)
+	}
+	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, human)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(human)
+	if err := report(human, g, plan.Host.Mode); err != nil {
+		return err
+	}
+	if rec != nil {
+		if err := writeProfile(human, c, rec.Profile()); err != nil {
+			return err
+		}
+	}
+	if tw != nil {
+		if err := traceFile.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintln(human, "wrote", c.trace)
+	}
+	if c.json {
+		return writeJSON(stdout, newJSONResult(path, id, plan, g))
+	}
+	return nil
+}
+
+// routingSinks creates what the flags ask the routing to be recorded in:
+// a profile recorder (-profile, -heatmap, -curves) and a trace (-trace).
+func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *os.File, error) {
+	var rec *profile.Recorder
+	if c.profile != "" || c.heatmap != "" || c.curves != "" {
+		var err error
+		if rec, err = profile.NewRecorder(id, profile.WithWorkload(workload(c))); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if c.trace == "" {
+		return rec, nil, nil, nil
+	}
+	f, err := os.Create(c.trace)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	enc := profile.JSONL
+	if strings.HasSuffix(c.trace, ".bin") {
+		enc = profile.Binary
+	}
+	tw, err := profile.NewTraceWriter(f, enc, id, profile.WithWeights())
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	return rec, tw, f, nil
+}
+
+// hotFraction is the share of the experts' VRAM that -hot pins; the rest
+// stays dynamic slots for the experts the profile did not predict.
+const hotFraction = 0.5
+
+func batchString(n int) string {
+	if n == 0 {
+		return "unlimited by the slots"
+	}
+	return fmt.Sprintf("%d tokens (the union of their experts fits the slots)", n)
+}
+
+// promptText is the prompt as given.
+func promptText(c *config) (string, error) {
+	switch {
+	case c.promptFile != "":
+		b, err := os.ReadFile(c.promptFile)
+		if err != nil {
+			return "", fmt.Errorf("-prompt-file: %w", err)
+		}
+		if len(b) == 0 {
+			return "", fmt.Errorf("-prompt-file %s is empty", c.promptFile)
+		}
+		return string(b), nil
+	case c.prompt != "":
+		return c.prompt, nil
+	}
+	return defaultPrompt, nil
+}
+
+// encodePrompt tokenizes the prompt, wrapped in the chat template with -chat.
+func encodePrompt(c *config, m *experts.Model, tok *tokenizer.Tokenizer, text string) ([]int32, error) {
+	if c.chat {
+		var err error
+		if text, err = chat.Prompt([]chat.Message{{Role: chat.User, Content: text}}, thinking(m, c.think)); err != nil {
+			return nil, err
+		}
+	}
+	ids := tok.Encode(text)
+	if len(ids) == 0 {
+		return nil, errors.New("the prompt has no tokens")
+	}
+	return ids, nil
+}
+
+// thinking chooses what follows the assistant prefix, as the model's chat
+// template does: the Qwen templates (they read enable_thinking) open or close
+// a <think> block, a minimal ChatML template adds nothing.
+func thinking(m *experts.Model, think bool) chat.Thinking {
+	tmpl, _ := m.File.String("tokenizer.chat_template")
+	switch {
+	case !strings.Contains(tmpl, "enable_thinking"):
+		return chat.NoThinkBlock
+	case !think:
+		return chat.ThinkingDisabled
+	case m.Arch == experts.ArchQwen35MoE:
+		return chat.ThinkingEnabled
+	}
+	return chat.NoThinkBlock // Qwen3 opens <think> itself
+}
+
+// workload labels the profile: the prompt file's name, or the prompt.
+func workload(c *config) string {
+	if c.promptFile != "" {
+		return filepath.Base(c.promptFile)
+	}
+	if c.prompt != "" {
+		return "prompt"
+	}
+	return "default prompt"
+}
+
+// writeProfile writes the -profile, -heatmap and -curves files.
+func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
+	if c.profile != "" {
+		if err := p.Save(c.profile); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "wrote", c.profile)
+	}
+	for _, out := range []struct {
+		path string
+		draw func(io.Writer, *profile.Profile, ...profile.ChartOption) error
+	}{{c.heatmap, profile.WriteHeatmap}, {c.curves, profile.WriteCurves}} {
+		if out.path == "" {
+			continue
+		}
+		if err := writeFile(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "wrote", out.path)
+	}
+	return nil
+}
+
+// writeFile creates path and writes it, reporting a failed close.
+func writeFile(path string, write func(io.Writer) error) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return write(f)
+}
