@@ -42,11 +42,11 @@ func ExampleNewPlan() {
 	fmt.Println(err)
 	// Output:
 	// model tiny: 2 MoE layers, 3.89 MiB of routed experts
-	// VRAM  3.00 MiB = 1.03 MiB non-expert + 0 B reserve + 0 B pinned experts + 1.95 MiB slots + 24.00 KiB unused
-	// host  pinned-lru: 8 expert copies in 996.00 KiB of pinned memory in 1 allocation (pinning ~0.0 s on a GPU)
-	//   experts  top-k  expert size  pinned  slots       plane layers
-	//        16      4   124.50 KiB       0      8  996.00 KiB 0-1
-	// rotary: VRAM budget too small: the working set (top-4 experts of each of 2 layers, one plane per layer) needs 996.00 KiB, 0 B left (1.00 MiB budget - 1.03 MiB non-expert weights)
+	// VRAM  3.00 MiB = 1.03 MiB non-expert + 0 B reserve + 0 B pinned experts + 1.95 MiB slots + 24.0 KiB unused
+	// host  pinned-lru: 8 expert copies in 996 KiB of pinned memory in 1 allocation (pinning ~0.0 s on a GPU)
+	//   experts  top-k  expert size  pinned  slots    plane layers
+	//        16      4      124 KiB       0      8  996 KiB 0-1
+	// rotary: VRAM budget too small: the working set (top-4 experts of each of 2 layers, one plane per layer) needs 996 KiB, 0 B left (1.00 MiB budget - 1.03 MiB non-expert weights)
 }
 
 func ExampleRuntime_Acquire() {
@@ -121,8 +121,8 @@ func ExampleParseSize() {
 		fmt.Println(s, n, rotary.FormatSize(n))
 	}
 	// Output:
-	// 16GiB 17179869184 16.00 GiB
-	// 16G 17179869184 16.00 GiB
-	// 16GB 16000000000 14.90 GiB
+	// 16GiB 17179869184 16.0 GiB
+	// 16G 17179869184 16.0 GiB
+	// 16GB 16000000000 14.9 GiB
 	// 1.5 GiB 1610612736 1.50 GiB
 }

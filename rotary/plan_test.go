@@ -20,13 +20,27 @@ func TestParseSize(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB"} {
+	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB", "1e3", "99999999T"} {
 		_, err := ParseSize(in)
 		assert.ErrorIs(t, err, ErrSize, in)
 	}
-	assert.Equal(t, "1.50 GiB", FormatSize(3<<29))
-	assert.Equal(t, "100 B", FormatSize(100))
-	assert.Equal(t, "-2.00 KiB", FormatSize(-2048))
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0:             "0 B",
+		100:           "100 B",
+		1023:          "1023 B",
+		1024:          "1.00 KiB",
+		-2048:         "-2.00 KiB",
+		3 << 29:       "1.50 GiB",
+		16 << 30:      "16.0 GiB",
+		21166817152:   "19.7 GiB",
+		512 << 20:     "512 MiB",
+		1<<62 + 1<<61: "6.00 EiB",
+	} {
+		assert.Equal(t, want, FormatSize(n), "%d", n)
+	}
 }
 
 func TestPlanFillsBudget(t *testing.T) {

@@ -42,22 +42,24 @@ func ParseSize(s string) (int64, error) {
 	return int64(bytes), nil
 }
 
-// FormatSize writes a byte count with a binary unit, e.g. "1.50 GiB".
+// FormatSize writes a byte count in binary units with three significant
+// digits at most ("512 B", "1.50 KiB", "19.7 GiB").
 func FormatSize(n int64) string {
-	neg := ""
-	if n < 0 {
-		neg, n = "-", -n
+	const names = "KMGTPE"
+	if n < 1024 && n > -1024 {
+		return strconv.FormatInt(n, 10) + " B"
 	}
-	units := []string{"KiB", "MiB", "GiB", "TiB"}
-	if n < 1<<10 {
-		return fmt.Sprintf("%s%d B", neg, n)
+	v := float64(n)
+	i := -1
+	for math.Abs(v) >= 1024 && i < len(names)-1 {
+		v /= 1024
+		i++
 	}
-	v, u := float64(n)/(1<<10), units[0]
-	for _, next := range units[1:] {
-		if v < 1<<10 {
-			break
-		}
-		v, u = v/(1<<10), next
+	switch {
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f %ciB", v, names[i])
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f %ciB", v, names[i])
 	}
-	return fmt.Sprintf("%s%.2f %s", neg, v, u)
+	return fmt.Sprintf("%.2f %ciB", v, names[i])
 }

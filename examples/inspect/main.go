@@ -19,18 +19,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/bytesize"
-	"github.com/rotary-moe/rotary/examples/internal/progress"
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 // defaultPreset is what inspect shows without a model.
@@ -69,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	budget, err := bytesize.Parse(*vram)
+	budget, err := rotary.ParseSize(*vram)
 	if err != nil {
 		return fmt.Errorf("-vram: %w", err)
 	}
@@ -84,51 +81,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if name == "" {
 			name = defaultPreset
 		}
-		if path = *out; path == "" {
-			if path, err = cachePath(name); err != nil {
-				return err
+		switch {
+		case *preset == "": // the default model is written once
+			path, err = synthetic.Cached(ctx, name, stderr)
+		case *out != "":
+			path, err = *out, synthetic.Write(ctx, *out, name, stderr)
+		default:
+			if path, err = synthetic.CachePath(name); err == nil {
+				err = synthetic.Write(ctx, path, name, stderr)
 			}
 		}
-		// The default model is written once; -synth always writes.
-		if _, err := os.Stat(path); *preset != "" || errors.Is(err, fs.ErrNotExist) {
-			if err := writeSynthetic(ctx, stderr, path, name); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	return inspect(stdout, path, budget)
-}
-
-// cachePath is where synthetic models live: the user cache folder, e.g.
-// ~/.cache/rotary/synthetic on Linux.
-func cachePath(preset string) (string, error) {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("finding the user cache folder: %w", err)
-	}
-	dir = filepath.Join(dir, "rotary", "synthetic")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, preset+".gguf"), nil
-}
-
-func writeSynthetic(ctx context.Context, stderr io.Writer, path, preset string) error {
-	bar := progress.New(stderr, "writing "+filepath.Base(path))
-	var size int64
-	start := time.Now()
-	err := experts.WriteSynthetic(ctx, path, preset, experts.WithProgress(func(written, total int64) {
-		size = total
-		bar.Update(written, total)
-	}))
-	bar.Finish()
-	if err != nil {
-		return err
-	}
-	elapsed := time.Since(start)
-	fmt.Fprintf(stderr, "wrote synthetic %s to %s: %s in %.1fs (%.0f MB/s)\n",
-		preset, path, bytesize.Format(size), elapsed.Seconds(), float64(size)/1e6/elapsed.Seconds())
-	return nil
 }
 
 func inspect(w io.Writer, path string, vram int64) error {
@@ -141,7 +108,7 @@ func inspect(w io.Writer, path string, vram int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
 
-	row("file\t%s (%s, GGUF v%d)", path, bytesize.Format(m.File.Size()), m.File.Version())
+	row("file\t%s (%s, GGUF v%d)", path, rotary.FormatSize(m.File.Size()), m.File.Version())
 	row("architecture\t%s %q", h.Arch, h.Name)
 	layers := fmt.Sprintf("%d", h.NumLayers)
 	if h.FullAttentionInterval > 1 {
@@ -198,7 +165,7 @@ func inspect(w io.Writer, path string, vram int64) error {
 	fmt.Fprintf(w, "\ntensors by type (%d tensors)\n", len(m.File.Tensors()))
 	row("  type\tcount\tbytes")
 	for _, t := range types {
-		row("  %s\t%d\t%s", t, byType[t].count, bytesize.Format(byType[t].bytes))
+		row("  %s\t%d\t%s", t, byType[t].count, rotary.FormatSize(byType[t].bytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -219,8 +186,8 @@ func inspect(w io.Writer, path string, vram int64) error {
 		if !h.IsFullAttention(l) {
 			kind = "DeltaNet"
 		}
-		row("  %d\t%s\t%d\t%s\t%s\t%s", l, kind, el.NumExperts, bytesize.Format(el.ExpertBytes), strings.Join(parts, ", "),
-			bytesize.Format(int64(el.NumExperts)*el.ExpertBytes))
+		row("  %d\t%s\t%d\t%s\t%s\t%s", l, kind, el.NumExperts, rotary.FormatSize(el.ExpertBytes), strings.Join(parts, ", "),
+			rotary.FormatSize(int64(el.NumExperts)*el.ExpertBytes))
 		sizes = append(sizes, expertSize{bytes: el.ExpertBytes, count: el.NumExperts})
 		count += el.NumExperts
 	}
@@ -229,13 +196,13 @@ func inspect(w io.Writer, path string, vram int64) error {
 	}
 	total, resident := m.TotalExpertBytes(), m.NonExpertBytes()
 	fmt.Fprintln(w)
-	row("routed experts\t%s in %d experts", bytesize.Format(total), count)
-	row("non-expert\t%s (embeddings, attention, routers, shared experts, norms)", bytesize.Format(resident))
+	row("routed experts\t%s in %d experts", rotary.FormatSize(total), count)
+	row("non-expert\t%s (embeddings, attention, routers, shared experts, norms)", rotary.FormatSize(resident))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
-	fmt.Fprintf(w, "\n%s of VRAM, %s", bytesize.Format(vram), fit(vram, resident, total, count, sizes))
+	fmt.Fprintf(w, "\n%s of VRAM, %s", rotary.FormatSize(vram), fit(vram, resident, total, count, sizes))
 	fmt.Fprintln(w, "(KV cache, activations and CUDA buffers come on top of the weights)")
 	return nil
 }
@@ -254,9 +221,9 @@ func fit(vram, resident, total int64, count int, layers []expertSize) string {
 	left := vram - resident
 	switch {
 	case left < 0:
-		return fmt.Sprintf("too little for the non-expert weights alone (%s)\n", bytesize.Format(resident))
+		return fmt.Sprintf("too little for the non-expert weights alone (%s)\n", rotary.FormatSize(resident))
 	case left >= total:
-		return fmt.Sprintf("holds the non-expert weights and all %d experts, %s to spare\n", count, bytesize.Format(left-total))
+		return fmt.Sprintf("holds the non-expert weights and all %d experts, %s to spare\n", count, rotary.FormatSize(left-total))
 	}
 	bySize := slices.Clone(layers)
 	slices.SortFunc(bySize, func(a, b expertSize) int { return int(a.bytes - b.bytes) })
@@ -276,7 +243,7 @@ func fit(vram, resident, total int64, count int, layers []expertSize) string {
 	return fmt.Sprintf("after the non-expert weights (%s), %s for experts:\n"+
 		"  holds %d of %d experts (%.1f%%) taking the smallest first,\n"+
 		"  or %d per layer in every layer (%.1f%%)\n",
-		bytesize.Format(resident), bytesize.Format(left),
+		rotary.FormatSize(resident), rotary.FormatSize(left),
 		most, count, 100*float64(most)/float64(count),
 		perLayer, 100*float64(perLayer)*float64(len(layers))/float64(count))
 }

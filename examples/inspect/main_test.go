@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,7 @@ func TestInspectDefaultModelIsWrittenOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, errOut, "wrote synthetic "+defaultPreset)
 	assert.Regexp(t, `architecture\s+qwen35moe`, out)
-	path, err := cachePath(defaultPreset)
+	path, err := synthetic.CachePath(defaultPreset)
 	require.NoError(t, err)
 	st, err := os.Stat(path)
 	require.NoError(t, err)

@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/rotary-moe/rotary/examples/internal/bytesize"
 	"github.com/rotary-moe/rotary/examples/internal/engine"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 // config is what the flags ask for.
@@ -43,11 +43,11 @@ func (s *size) String() string {
 	if s == nil || s.bytes < 0 {
 		return ""
 	}
-	return bytesize.Format(s.bytes)
+	return rotary.FormatSize(s.bytes)
 }
 
 func (s *size) Set(v string) error {
-	n, err := bytesize.Parse(v)
+	n, err := rotary.ParseSize(v)
 	if err != nil {
 		return err
 	}

@@ -37,10 +37,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/rotary-moe/rotary/examples/internal/bytesize"
 	"github.com/rotary-moe/rotary/examples/internal/chat"
 	"github.com/rotary-moe/rotary/examples/internal/engine"
 	"github.com/rotary-moe/rotary/examples/internal/model"
@@ -49,6 +50,7 @@ import (
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 func main() {
@@ -111,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	path := c.model
 	if path == "" {
-		if path, err = defaultModel(ctx, stderr); err != nil {
+		if path, err = synthetic.Cached(ctx, defaultPreset, stderr); err != nil {
 			return err
 		}
 	}
@@ -175,14 +177,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	plan := e.Runtime().Plan()
 	if c.verbose {
 		fmt.Fprintf(stderr, "forward pass: %d CPU threads, micro-batch %s, state reserve %s\n%s",
-			e.Threads(), batchString(e.MaxBatch()), bytesize.Format(e.Reserve()), plan)
+			e.Threads(), batchString(e.MaxBatch()), rotary.FormatSize(e.Reserve()), plan)
 		if h := e.HotSet(); h != nil {
 			pinned := 0
 			for _, l := range h.Layers {
 				pinned += len(l.Experts)
 			}
 			fmt.Fprintf(stderr, "hot set from %s: %d experts pinned (%s), %.1f%% of the profile's selections\n",
-				c.hot, pinned, bytesize.Format(h.Bytes), 100*h.HitRate)
+				c.hot, pinned, rotary.FormatSize(h.Bytes), 100*h.HitRate)
 		}
 	}
 	bar := progress.New(stderr, "loading "+filepath.Base(path))

@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/bytesize"
 	"github.com/rotary-moe/rotary/examples/internal/engine"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
@@ -29,15 +28,15 @@ func describePlan(w io.Writer, path string, id profile.ModelID, p *rotary.Plan) 
 		slots = fmt.Sprintf("%d-%d", minSlots, maxSlots)
 	}
 	fmt.Fprintf(w, "model   %s: %s, %d layers, top-%d of %d experts, %s of them\n",
-		path, id.Arch, id.Layers, id.ExpertsUsed, id.Experts, bytesize.Format(p.TotalExpert))
+		path, id.Arch, id.Layers, id.ExpertsUsed, id.Experts, rotary.FormatSize(p.TotalExpert))
 	fmt.Fprintf(w, "budget  VRAM %s: %s non-expert, %s state, %s experts (%d pinned, %s slots per layer)",
-		bytesize.Format(p.VRAM), bytesize.Format(p.NonExpert), bytesize.Format(p.Reserve),
-		bytesize.Format(p.Pinned+p.Slots), pinned, slots)
+		rotary.FormatSize(p.VRAM), rotary.FormatSize(p.NonExpert), rotary.FormatSize(p.Reserve),
+		rotary.FormatSize(p.Pinned+p.Slots), pinned, slots)
 	switch p.Host.Mode {
 	case rotary.HostLRU:
-		fmt.Fprintf(w, "; host %s: copies of %d of %d experts\n", bytesize.Format(p.Host.Bytes), p.Host.Entries, experts)
+		fmt.Fprintf(w, "; host %s: copies of %d of %d experts\n", rotary.FormatSize(p.Host.Bytes), p.Host.Entries, experts)
 	default:
-		fmt.Fprintf(w, "; host: the file's mapping (%s of experts)\n", bytesize.Format(p.Host.Bytes))
+		fmt.Fprintf(w, "; host: the file's mapping (%s of experts)\n", rotary.FormatSize(p.Host.Bytes))
 	}
 }
 
@@ -71,7 +70,7 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 		fmt.Fprintf(w, "        host: all %d misses served from the file's mapping\n", s.Host.Hits)
 	}
 	fmt.Fprintf(w, "moved   %s to the device, %s read from the file into host memory\n",
-		bytesize.Format(s.VRAM.Bytes), bytesize.Format(s.Host.Bytes))
+		rotary.FormatSize(s.VRAM.Bytes), rotary.FormatSize(s.Host.Bytes))
 	fmt.Fprintf(w, "waited  %s for experts in %d acquires (copies %s, compute stalled %s, host blocked %s)\n",
 		seconds(total.Wait), total.Acquires, seconds(s.TransferTime), seconds(s.StallTime), seconds(s.HostWait))
 	return nil

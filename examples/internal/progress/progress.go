@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/rotary-moe/rotary/examples/internal/bytesize"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 // redrawEvery limits how often the bar is redrawn.
@@ -90,7 +90,7 @@ func (b *Bar) draw() {
 	if b.total > 0 {
 		frac = min(max(float64(b.done)/float64(b.total), 0), 1)
 	}
-	info := fmt.Sprintf(" %3.0f%% %s/%s %s/s", 100*frac, bytesize.Format(b.done), bytesize.Format(b.total), bytesize.Format(int64(rate)))
+	info := fmt.Sprintf(" %3.0f%% %s/%s %s/s", 100*frac, rotary.FormatSize(b.done), rotary.FormatSize(b.total), rotary.FormatSize(int64(rate)))
 	if rate > 0 && b.done < b.total {
 		left := time.Duration(float64(b.total-b.done) / rate * float64(time.Second))
 		info += " ETA " + left.Round(time.Second).String()
