@@ -226,9 +226,10 @@ func writerPad(n, alignment int64) int64 {
 	return (n + alignment - 1) / alignment * alignment
 }
 
-// headerSize is the size of everything before the data section, excluding
-// the padding that aligns the data.
-func (w *Writer) headerSize() int64 {
+// HeaderSize is the size of everything before the data section (metadata
+// and tensor descriptions), excluding the padding that aligns the data: the
+// first HeaderSize bytes WriteTo writes describe the whole file.
+func (w *Writer) HeaderSize() int64 {
 	n := int64(4 + 4 + 8 + 8)
 	for _, kv := range w.kvs {
 		n += 8 + int64(len(kv.key)) + int64(len(kv.encoded))
@@ -251,7 +252,7 @@ func (w *Writer) dataSize() int64 {
 
 // Size is the number of bytes the file will have.
 func (w *Writer) Size() int64 {
-	return writerPad(w.headerSize(), w.alignment) + w.dataSize()
+	return writerPad(w.HeaderSize(), w.alignment) + w.dataSize()
 }
 
 // WriteTo writes the whole file to dst and returns the number of bytes
@@ -313,7 +314,7 @@ func (w *Writer) writeHeader(out *writerCounter) error {
 		out.write(b)
 		scratch = b
 	}
-	h := w.headerSize()
+	h := w.HeaderSize()
 	out.zeros(writerPad(h, w.alignment) - h)
 	return out.err
 }

@@ -178,26 +178,11 @@ func (c *capture) Write(p []byte) (int, error) {
 // simulation on the host backend under cuda.WithoutData need nothing else,
 // so a 20 GB model opens in the time its header takes to generate.
 func OpenShape(ctx context.Context, w *experts.Writer, dir string) (*experts.Model, error) {
-	size := w.Size()
-	// The header's size is not known before it is parsed: capture a prefix,
-	// and grow it until the header parsed from it ends inside it.
-	for limit := int64(1 << 20); ; limit *= 4 {
-		limit = min(limit, size)
-		c := &capture{limit: int(limit)}
-		if _, err := w.WriteTo(ctx, c); err != nil && !errors.Is(err, errHeaderCaptured) {
-			return nil, fmt.Errorf("rotary: writing the model header: %w", err)
-		}
-		m, err := openSparse(c.buf.Bytes(), size, dir)
-		if err == nil && m.File.DataOffset() <= int64(c.buf.Len()) {
-			return m, nil
-		}
-		if m != nil {
-			m.Close()
-		}
-		if limit == size {
-			return nil, fmt.Errorf("rotary: opening the model header: %w", err)
-		}
+	c := &capture{limit: int(w.HeaderSize())}
+	if _, err := w.WriteTo(ctx, c); err != nil && !errors.Is(err, errHeaderCaptured) {
+		return nil, fmt.Errorf("rotary: writing the model header: %w", err)
 	}
+	return openSparse(c.buf.Bytes(), w.Size(), dir)
 }
 
 // openSparse opens a model file of size bytes starting with head, the rest
