@@ -39,6 +39,17 @@ func (m HostMode) String() string {
 // MarshalText writes the mode's name, for JSON.
 func (m HostMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
+// UnmarshalText reads a name MarshalText wrote, so a Plan's JSON reads back.
+func (m *HostMode) UnmarshalText(b []byte) error {
+	for _, mode := range []HostMode{HostMapped, HostLRU} {
+		if string(b) == mode.String() {
+			*m = mode
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: host mode %q", ErrInvalid, b)
+}
+
 // pinCostPerGiB is what page-locking host memory costs on a GPU:
 // cuMemHostAlloc 0.6 s per GiB, cuMemHostRegister of touched memory 45 ms per
 // GiB (measured on an H200 host).

@@ -129,6 +129,13 @@ func TestPlanPinnedAndSlots(t *testing.T) {
 	require.NoError(t, json.Unmarshal(js, &back))
 	assert.Equal(t, "pinned-lru", back["host"].(map[string]any)["mode"])
 	assert.Len(t, back["layers"], 2)
+	var round Plan
+	require.NoError(t, json.Unmarshal(js, &round))
+	assert.Equal(t, p.Host.Mode, round.Host.Mode)
+	assert.Equal(t, p.Host.Bytes, round.Host.Bytes)
+	assert.Equal(t, p.Host.Entries, round.Host.Entries)
+	assert.Equal(t, p.Layers, round.Layers)
+	assert.Error(t, round.Host.Mode.UnmarshalText([]byte("paged")))
 
 	bad := &profile.HotSet{Layers: make([]profile.LayerHotSet, 3)}
 	bad.Layers[2].Experts = []int{0}
