@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the GPU check on a machine without a GPU or CUDA toolkit: the cuda
-# package's test binary and the benchmark, into gpu/ (ignored by git) or the
-# directory given. They link against libc alone (the driver and NVRTC are
+# Builds the project's GPU check on a machine without a GPU or CUDA toolkit:
+# the cuda and rotary test binaries and the benchmark, into gpu/ (ignored by
+# git) or the directory given. They link against libc alone (the driver and NVRTC are
 # dlopen'd at run time), which this script checks, and it shows that here,
 # without a driver, they say so. Then, on the GPU machine, run
 # cuda/gpucheck/run.sh from the repository root.
@@ -13,9 +13,10 @@ cd "$root"
 
 export CGO_ENABLED=1
 go test -c -o "$out/cuda.test" ./cuda
+go test -c -o "$out/rotary.test" ./rotary
 go build -o "$out/bench" ./cuda/gpucheck/bench
 
-for bin in "$out/cuda.test" "$out/bench"; do
+for bin in "$out/cuda.test" "$out/rotary.test" "$out/bench"; do
 	# Anything beyond the C library and the dynamic loader would have to be
 	# on the GPU machine too.
 	extra=$(ldd "$bin" | awk '{print $1}' | grep -vE '^(linux-vdso\.so|/lib64/ld-linux|libc\.so|libdl\.so|libpthread\.so)' || true)

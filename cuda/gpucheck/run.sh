@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (CUDA driver, no Go needed) what build.sh built
-# elsewhere: the cuda package's tests, which then run on the GPU as well as
-# on the host backend, and the benchmark table. Logs go to $OUT when it is
+# elsewhere, every GPU check of the project in one call: the cuda package's
+# tests, which then run on the GPU as well as on the host backend, rotary's
+# GPU benchmarks (misses streamed as a share of pinned bandwidth, copies
+# hidden behind compute), and the benchmark table, last. Logs go to $OUT when it is
 # set, else to the binaries' directory.
 #
 #   cuda/gpucheck/run.sh [binary-dir]     (default: gpu/ in the repository)
@@ -9,7 +11,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/gpu}
 logs=${OUT:-$bin}
-if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/bench" ]; then
+if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/rotary.test" ] || [ ! -x "$bin/bench" ]; then
 	echo "run.sh: no binaries in $bin: run cuda/gpucheck/build.sh first" >&2
 	exit 2
 fi
@@ -27,9 +29,16 @@ work=$(mktemp -d)
 tests=${PIPESTATUS[0]}
 rm -rf "$work"
 
+echo "== rotary: expert misses on the GPU (targets: %pinned >= 85, %hidden near 100)"
+work=$(mktemp -d)
+(cd "$work" && "$bin/rotary.test" -test.v -test.run '^$' -test.bench GPU -test.benchtime 200x -test.count 3) 2>&1 |
+	tee "$logs/gpucheck-rotary.log" | grep -E '^(Benchmark|ok|FAIL|PASS|panic)|skip'
+rotary=${PIPESTATUS[0]}
+rm -rf "$work"
+
 echo "== benchmark"
 "$bin/bench" 2>&1 | tee "$logs/gpucheck-bench.log"
 bench=${PIPESTATUS[0]}
 
-echo "== result: tests exit $tests, bench exit $bench (logs in $logs)"
-[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "== result: cuda tests exit $tests, rotary benchmarks exit $rotary, bench exit $bench (logs in $logs)"
+[ "$tests" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$bench" -eq 0 ]
