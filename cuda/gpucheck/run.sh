@@ -32,7 +32,7 @@ rm -rf "$work"
 echo "== rotary: expert misses on the GPU (targets: %pinned >= 85, %hidden near 100)"
 work=$(mktemp -d)
 (cd "$work" && "$bin/rotary.test" -test.v -test.run '^$' -test.bench GPU -test.benchtime 200x -test.count 3) 2>&1 |
-	tee "$logs/gpucheck-rotary.log" | grep -E '^(Benchmark|ok|FAIL|PASS|panic)|skip'
+	tee "$logs/gpucheck-rotary.log" | grep -E '^(Benchmark|ok|FAIL|PASS|panic)|skip|no GPU'
 rotary=${PIPESTATUS[0]}
 rm -rf "$work"
 
