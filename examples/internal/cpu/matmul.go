@@ -66,6 +66,9 @@ func checkWeight(w model.Weight, cols int) (rowBytes int, err error) {
 	return int(rb), nil
 }
 
+// rowBytes is the size of one row of a weight whose size the model checked.
+func rowBytes(w model.Weight) int { return len(w.Data) / w.Rows }
+
 // MatMul implements model.Backend.
 func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 	d, xt := cpuTensor(dst), cpuTensor(x)
@@ -117,25 +120,24 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 		pairs[i] = append(pairs[i], p)
 	}
 
+	// The model checked the experts' shapes and sizes (model.Backend.MoE):
+	// only what is particular to this backend is left to check.
 	ffn := ew[0].Gate.Rows
 	gateRB, upRB, downRB := make([]int, len(ew)), make([]int, len(ew)), make([]int, len(ew))
 	acts := map[experts.Type]*activations{}
 	for i, e := range ew {
-		var err error
-		if e.Gate.Rows != ffn {
-			return fmt.Errorf("cpu: experts of one layer with FFN sizes %d and %d", ffn, e.Gate.Rows)
+		for _, p := range []struct {
+			role string
+			w    model.Weight
+		}{{"gate", e.Gate}, {"up", e.Up}, {"down", e.Down}} {
+			if !p.w.Type.CanVecDot() {
+				return fmt.Errorf("cpu: expert %d %s: no dot product for %v weights: %w", ids[i], p.role, p.w.Type, experts.ErrUnsupportedType)
+			}
 		}
-		if gateRB[i], err = checkWeight(e.Gate, D); err != nil {
-			return fmt.Errorf("expert %d gate: %w", ids[i], err)
-		}
-		if upRB[i], err = checkWeight(e.Up, D); err != nil {
-			return fmt.Errorf("expert %d up: %w", ids[i], err)
-		}
-		if downRB[i], err = checkWeight(e.Down, ffn); err != nil {
-			return fmt.Errorf("expert %d down: %w", ids[i], err)
-		}
+		gateRB[i], upRB[i], downRB[i] = rowBytes(e.Gate), rowBytes(e.Up), rowBytes(e.Down)
 		for _, wt := range []experts.Type{e.Gate.Type, e.Up.Type} {
 			if acts[wt] == nil {
+				var err error
 				if acts[wt], err = b.convert(wt, xt.data, T, D); err != nil {
 					return err
 				}
