@@ -88,7 +88,6 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 			w := model.Weight{
 				Data: p.mem[base+part.Offset : base+part.Offset+part.Size : base+part.Offset+part.Size],
 				Type: part.Type, Rows: int(part.Rows), Cols: int(part.Cols),
-				Name: fmt.Sprintf("layer %d expert %d %s (slot %d)", layer, v.Expert, part.Role, v.Slot),
 			}
 			switch part.Role {
 			case experts.PartGate:

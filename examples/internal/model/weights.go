@@ -15,7 +15,10 @@ type Weight struct {
 	Type       experts.Type
 	Rows, Cols int
 	// Name identifies the weight in errors (the GGUF tensor name, for
-	// example); it may be empty.
+	// example); it may be empty. A routed expert's matrices need none:
+	// errors about them name the layer, the expert and the part, which the
+	// model and the backend know, and formatting a name for every part of
+	// every expert in every step would cost more than the errors are worth.
 	Name string
 }
 
