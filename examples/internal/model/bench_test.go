@@ -25,7 +25,7 @@ func BenchmarkDecode(b *testing.B) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(b, err)
 			ctx := context.Background()
 			prompt := []int32{757, 84, 494, 198, 54, 71, 267, 334}
@@ -64,7 +64,7 @@ func BenchmarkPrefill(b *testing.B) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(b, err)
 			prompt := make([]int32, 64)
 			for i := range prompt {

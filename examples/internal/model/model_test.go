@@ -111,6 +111,32 @@ func TestForwardErrors(t *testing.T) {
 	assert.Equal(t, 4096, m.NewState(1<<20).Capacity())
 }
 
+// fileSource serves experts from the mapped file (model.FileSource) and
+// counts the calls and the leases not yet released.
+type fileSource struct {
+	m        *experts.Model
+	acquired int
+	calls    int
+}
+
+func (s *fileSource) Acquire(ctx context.Context, layer int, ids []int) (model.ExpertLease, error) {
+	s.calls++
+	l, err := model.NewFileSource(s.m).Acquire(ctx, layer, ids)
+	if err != nil {
+		return nil, err
+	}
+	s.acquired++
+	return &fileLease{s: s, weights: l.Weights()}, nil
+}
+
+type fileLease struct {
+	s       *fileSource
+	weights []model.ExpertWeights
+}
+
+func (l *fileLease) Weights() []model.ExpertWeights { return l.weights }
+func (l *fileLease) Release()                       { l.s.acquired-- }
+
 // failingSource wraps fileSource to misbehave in one way.
 type failingSource struct {
 	fileSource

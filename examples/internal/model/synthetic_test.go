@@ -29,7 +29,7 @@ func TestSyntheticModels(t *testing.T) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(t, err)
 
 			ctx := context.Background()
@@ -66,7 +66,7 @@ func BenchmarkDecodeFile(b *testing.B) {
 	defer em.Close()
 	backend := cpu.New(0)
 	defer backend.Close()
-	m, err := model.New(em, backend, &fileSource{m: em})
+	m, err := model.New(em, backend, model.NewFileSource(em))
 	require.NoError(b, err)
 	ctx := context.Background()
 	s := m.NewState(512)

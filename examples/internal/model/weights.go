@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -27,6 +28,28 @@ type Weight struct {
 // back. A file with a merged gate_up tensor yields two views of it.
 type ExpertWeights struct {
 	Gate, Up, Down Weight
+}
+
+// SetPart places w, a view of the expert's part of the given role, in e. A
+// merged gate_up part holds the gate's rows, then the up's: e.Gate and e.Up
+// view its halves.
+func (e *ExpertWeights) SetPart(role experts.PartRole, w Weight) error {
+	switch role {
+	case experts.PartGate:
+		e.Gate = w
+	case experts.PartUp:
+		e.Up = w
+	case experts.PartDown:
+		e.Down = w
+	case experts.PartGateUp:
+		half := len(w.Data) / 2
+		w.Rows /= 2
+		e.Gate, e.Up = w, w
+		e.Gate.Data, e.Up.Data = w.Data[:half:half], w.Data[half:]
+	default:
+		return fmt.Errorf("%w: expert part %v", ErrExpertSource, role)
+	}
+	return nil
 }
 
 // ExpertSource supplies routed experts' weights. The model asks once per
