@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/examples/internal/cpu"
+	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
 	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -33,7 +34,7 @@ func BenchmarkDecode(b *testing.B) {
 			_, err = m.Forward(ctx, s, prompt, model.LastLogits)
 			require.NoError(b, err)
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpu.ProcessCPUTime()
+			start, cpu0 := time.Now(), cputime.Process()
 			for i := range b.N {
 				if s.Pos() == s.Capacity() {
 					b.StopTimer()
@@ -48,7 +49,7 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tokens/s")
-			if used := (cpu.ProcessCPUTime() - cpu0).Seconds(); used > 0 {
+			if used := (cputime.Process() - cpu0).Seconds(); used > 0 {
 				b.ReportMetric(used/float64(b.N)*1e3, "cpu-ms/token")
 			}
 		})
