@@ -53,7 +53,7 @@ func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*
 		md.layers[il] = md.loadLayer(l, il)
 	}
 	if l.err != nil {
-		return nil, fmt.Errorf("%s: %w", m.File.Path(), l.err)
+		return nil, l.err
 	}
 	for il := range cfg.layers {
 		if _, ok := m.Experts(il); !ok {
@@ -195,7 +195,7 @@ func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Log
 		}
 		var err error
 		if x, err = m.layer(ctx, s, il, x); err != nil {
-			return nil, fmt.Errorf("layer %d: %w", il, err)
+			return nil, fmt.Errorf("model: layer %d: %w", il, err)
 		}
 	}
 	s.pos += T
