@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/rotary-moe/rotary/examples/internal/model"
@@ -9,10 +10,14 @@ import (
 )
 
 // Backend implements model.Backend on the CPU with a fixed worker pool.
-// Operations run one at a time (a Backend is not safe for concurrent use);
-// each spreads its work over the pool.
+// It is safe for concurrent use (models may share one) but gains nothing
+// from it: operations share the pool, and MatMul and MoE the buffers they
+// keep from one call to the next, so they wait for each other.
 type Backend struct {
 	pool *Pool
+
+	mu      sync.Mutex // serialises MatMul and MoE, which share scratch
+	scratch scratch
 }
 
 var _ model.Backend = (*Backend)(nil)

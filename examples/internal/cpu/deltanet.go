@@ -7,24 +7,27 @@ package cpu
 // summed from k = 0, as ggml's ssm_conv. Afterwards state holds the last
 // K-1 inputs, ready for the next call.
 func ConvSiLU(dst, x, state, kernel []float32, T, C, K, c0, c1 int) {
-	window := make([]float32, 0, 8)
+	// One channel's inputs, oldest first: the K-1 from state, then the T
+	// of x; output t reads in[t : t+K]. A decode step (T = 1, K = 4) needs
+	// 16 bytes, which the compiler keeps on the stack.
+	in := make([]float32, K-1+T)
 	for c := c0; c < c1; c++ {
 		w := kernel[c*K : (c+1)*K]
-		window = window[:0]
 		for r := range K - 1 {
-			window = append(window, state[r*C+c])
+			in[r] = state[r*C+c]
 		}
 		for t := range T {
-			window = append(window, x[t*C+c])
+			in[K-1+t] = x[t*C+c]
+		}
+		for t := range T {
 			var sum float32
 			for k, wk := range w {
-				sum += window[k] * wk
+				sum += in[t+k] * wk
 			}
 			dst[t*C+c] = SiLU(sum)
-			window = window[1:]
 		}
 		for r := range K - 1 {
-			state[r*C+c] = window[r]
+			state[r*C+c] = in[T+r]
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
@@ -26,29 +28,102 @@ type activations struct {
 
 func (a *activations) row(i int) []byte { return a.data[i*a.rowBytes : (i+1)*a.rowBytes] }
 
-// convert converts the rows of x (each cols long) for dot products with
-// weights of type wt, splitting the work over the pool when there are many.
-func (b *Backend) convert(wt experts.Type, x []float32, rows, cols int) (*activations, error) {
-	vt := wt.VecDotType()
+// convert converts the rows of x (each cols long) into a as vt, reusing a's
+// buffer, and splits the work over the pool when there are many rows.
+func (b *Backend) convert(a *activations, vt experts.Type, x []float32, rows, cols int) error {
 	rb, err := vt.RowBytes(uint64(cols))
 	if err != nil {
-		return nil, fmt.Errorf("cpu: activations for %v weights: %w", wt, err)
+		return fmt.Errorf("activations as %v: %w", vt, err)
 	}
-	a := &activations{typ: vt, rowBytes: int(rb), data: make([]byte, rows*int(rb))}
+	a.typ, a.rowBytes, a.data = vt, int(rb), grow(&a.data, rows*int(rb))
 	// Sizes are right by construction, so only an unsupported type fails,
 	// and then on every row: convert the first one to find out.
 	if rows == 0 {
-		return a, nil
+		return nil
 	}
 	if err := experts.QuantizeActivations(vt, x[:cols], a.row(0)); err != nil {
-		return nil, fmt.Errorf("cpu: activations for %v weights: %w", wt, err)
+		return fmt.Errorf("activations as %v: %w", vt, err)
 	}
-	b.pool.Run(rows-1, max(1, 4096/cols), func(lo, hi int) {
-		for i := lo + 1; i < hi+1; i++ {
-			_ = experts.QuantizeActivations(vt, x[i*cols:(i+1)*cols], a.row(i))
+	if rows > 1 {
+		b.pool.Run(rows-1, max(1, 4096/cols), func(lo, hi int) {
+			for i := lo + 1; i < hi+1; i++ {
+				_ = experts.QuantizeActivations(vt, x[i*cols:(i+1)*cols], a.row(i))
+			}
+		})
+	}
+	return nil
+}
+
+// conversions are one operation's input converted for the weight types the
+// operation meets, each vec-dot type once (Q4_K and Q6_K weights share Q8_K
+// activations). Their buffers stay for the next operation.
+type conversions struct {
+	met  []convertedFor
+	bufs []*activations // bufs[:used] hold the input, one per vec-dot type
+	used int
+}
+
+type convertedFor struct {
+	weights experts.Type
+	acts    *activations
+}
+
+// reset starts a new input.
+func (c *conversions) reset() { c.met, c.used = c.met[:0], 0 }
+
+// activations returns x (rows of cols values), the input since the last
+// reset, converted for weights of type wt.
+func (b *Backend) activations(c *conversions, wt experts.Type, x []float32, rows, cols int) (*activations, error) {
+	for _, m := range c.met {
+		if m.weights == wt {
+			return m.acts, nil
 		}
-	})
+	}
+	if !wt.CanVecDot() {
+		return nil, fmt.Errorf("no dot product for %v weights: %w", wt, experts.ErrUnsupportedType)
+	}
+	vt := wt.VecDotType()
+	var a *activations
+	for _, buf := range c.bufs[:c.used] {
+		if buf.typ == vt {
+			a = buf
+			break
+		}
+	}
+	if a == nil {
+		if c.used == len(c.bufs) {
+			c.bufs = append(c.bufs, new(activations))
+		}
+		a = c.bufs[c.used]
+		if err := b.convert(a, vt, x, rows, cols); err != nil {
+			return nil, err
+		}
+		c.used++
+	}
+	c.met = append(c.met, convertedFor{weights: wt, acts: a})
 	return a, nil
+}
+
+// scratch holds the buffers of MatMul and MoE from one call to the next, so
+// that a decode step does not allocate them for every matrix and layer.
+// Each grows to the largest need met.
+type scratch struct {
+	input, hidden conversions // x; the experts' hidden vectors
+	gate, up, out []float32   // per (token, slot) pair
+	slot          []int32     // [expert id]: index in ids + 1, 0 if not supplied
+	start, next   []int       // per expert: its first pair; a cursor
+	pairs         []int       // indices t·K+k into the routing, grouped by expert
+	experts       []routedExpert
+}
+
+// grow returns *buf resized to n values, reallocating it only when it is
+// too small; the values are not kept.
+func grow[T any](buf *[]T, n int) []T {
+	if cap(*buf) < n {
+		*buf = make([]T, n)
+	}
+	*buf = (*buf)[:n]
+	return *buf
 }
 
 // checkWeight validates a weight for products with cols-long activations.
@@ -76,9 +151,13 @@ func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 	if d.cols != w.Rows || d.rows != xt.rows {
 		return fmt.Errorf("cpu: %d×%d product of %d×%d weights into %d×%d", xt.rows, xt.cols, w.Rows, w.Cols, d.rows, d.cols)
 	}
-	acts, err := b.convert(w.Type, xt.data, xt.rows, xt.cols)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	in := &b.scratch.input
+	in.reset()
+	acts, err := b.activations(in, w.Type, xt.data, xt.rows, xt.cols)
 	if err != nil {
-		return err
+		return fmt.Errorf("cpu: %s: %w", w.Name, err)
 	}
 	T, n := xt.rows, w.Cols
 	b.pool.Run(w.Rows, max(1, chunkBytes/wrb), func(lo, hi int) {
@@ -92,6 +171,28 @@ func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 	return nil
 }
 
+// matrix is a weight matrix of a MoE call with the activations it
+// multiplies.
+type matrix struct {
+	data     []byte
+	typ      experts.Type
+	rowBytes int
+	acts     *activations
+}
+
+// newMatrix views w, whose size the model checked (model.Backend.MoE).
+func newMatrix(w model.Weight) matrix {
+	return matrix{data: w.Data, typ: w.Type, rowBytes: len(w.Data) / w.Rows}
+}
+
+func (m *matrix) row(r int) []byte { return m.data[r*m.rowBytes : (r+1)*m.rowBytes] }
+
+// routedExpert is one expert of a MoE call, resolved once before the loops
+// over its rows.
+type routedExpert struct {
+	gate, up, down matrix
+}
+
 // MoE implements model.Backend. Each routed expert's matrices are read
 // once for all the (token, slot) pairs routed to it; the outputs are
 // weighted and summed per token in routing order, as llama.cpp adds its
@@ -100,87 +201,65 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 	d, xt := cpuTensor(dst), cpuTensor(x)
 	T, D, K := xt.rows, xt.cols, r.K
 	if len(ids) == 0 {
-		return fmt.Errorf("cpu: MoE without experts")
+		return errors.New("cpu: MoE without experts")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &b.scratch
+	pairs, start, err := s.groupPairs(r, ids)
+	if err != nil {
+		return err
 	}
 
-	// Pairs routed to each expert, as indices t·K+k into the routing.
-	slot := make(map[int]int, len(ids))
-	for i, e := range ids {
-		slot[e] = i
-	}
-	pairs := make([][]int, len(ids))
-	for p, e := range r.IDs {
-		i, ok := slot[int(e)]
-		if !ok {
-			return fmt.Errorf("cpu: token %d routed to expert %d, which was not supplied", p/K, e)
-		}
-		pairs[i] = append(pairs[i], p)
-	}
-
+	// The model checked the experts' shapes and sizes (model.Backend.MoE):
+	// only what is particular to this backend is left to check.
 	ffn := ew[0].Gate.Rows
-	gateRB, upRB, downRB := make([]int, len(ew)), make([]int, len(ew)), make([]int, len(ew))
-	acts := map[experts.Type]*activations{}
+	exps := grow(&s.experts, len(ew))
+	defer clear(exps) // the views outlive neither the call nor the lease
+	s.input.reset()
 	for i, e := range ew {
-		var err error
-		if e.Gate.Rows != ffn {
-			return fmt.Errorf("cpu: experts of one layer with FFN sizes %d and %d", ffn, e.Gate.Rows)
+		ex := &exps[i]
+		ex.gate, ex.up, ex.down = newMatrix(e.Gate), newMatrix(e.Up), newMatrix(e.Down)
+		if ex.gate.acts, err = b.activations(&s.input, e.Gate.Type, xt.data, T, D); err != nil {
+			return fmt.Errorf("cpu: expert %d gate: %w", ids[i], err)
 		}
-		if gateRB[i], err = checkWeight(e.Gate, D); err != nil {
-			return fmt.Errorf("expert %d gate: %w", ids[i], err)
-		}
-		if upRB[i], err = checkWeight(e.Up, D); err != nil {
-			return fmt.Errorf("expert %d up: %w", ids[i], err)
-		}
-		if downRB[i], err = checkWeight(e.Down, ffn); err != nil {
-			return fmt.Errorf("expert %d down: %w", ids[i], err)
-		}
-		for _, wt := range []experts.Type{e.Gate.Type, e.Up.Type} {
-			if acts[wt] == nil {
-				if acts[wt], err = b.convert(wt, xt.data, T, D); err != nil {
-					return err
-				}
-			}
+		if ex.up.acts, err = b.activations(&s.input, e.Up.Type, xt.data, T, D); err != nil {
+			return fmt.Errorf("cpu: expert %d up: %w", ids[i], err)
 		}
 	}
 
 	// Gate and up projections: one task range over every expert's rows.
-	gate, up := make([]float32, T*K*ffn), make([]float32, T*K*ffn)
-	b.pool.Run(len(ew)*ffn, max(1, chunkBytes/(gateRB[0]+upRB[0])), func(lo, hi int) {
+	// Every (pair, row) is written, so the reused buffers need no clearing.
+	gate, up := grow(&s.gate, T*K*ffn), grow(&s.up, T*K*ffn)
+	b.pool.Run(len(exps)*ffn, max(1, chunkBytes/(exps[0].gate.rowBytes+exps[0].up.rowBytes)), func(lo, hi int) {
 		for g := lo; g < hi; g++ {
 			i, row := g/ffn, g%ffn
-			e := ew[i]
-			gw := e.Gate.Data[row*gateRB[i] : (row+1)*gateRB[i]]
-			uw := e.Up.Data[row*upRB[i] : (row+1)*upRB[i]]
-			ga, ua := acts[e.Gate.Type], acts[e.Up.Type]
-			for _, p := range pairs[i] {
+			e := &exps[i]
+			gw, uw := e.gate.row(row), e.up.row(row)
+			for _, p := range pairs[start[i]:start[i+1]] {
 				t := p / K
-				gate[p*ffn+row] = experts.VecDot(e.Gate.Type, D, gw, ga.row(t))
-				up[p*ffn+row] = experts.VecDot(e.Up.Type, D, uw, ua.row(t))
+				gate[p*ffn+row] = experts.VecDot(e.gate.typ, D, gw, e.gate.acts.row(t))
+				up[p*ffn+row] = experts.VecDot(e.up.typ, D, uw, e.up.acts.row(t))
 			}
 		}
 	})
 	SwiGLU(gate, gate, up)
 
 	// Down projections of each pair's hidden vector.
-	hidden := map[experts.Type]*activations{}
-	for _, e := range ew {
-		if hidden[e.Down.Type] == nil {
-			h, err := b.convert(e.Down.Type, gate, T*K, ffn)
-			if err != nil {
-				return err
-			}
-			hidden[e.Down.Type] = h
+	s.hidden.reset()
+	for i, e := range ew {
+		if exps[i].down.acts, err = b.activations(&s.hidden, e.Down.Type, gate, T*K, ffn); err != nil {
+			return fmt.Errorf("cpu: expert %d down: %w", ids[i], err)
 		}
 	}
-	out := make([]float32, T*K*D)
-	b.pool.Run(len(ew)*D, max(1, chunkBytes/downRB[0]), func(lo, hi int) {
+	out := grow(&s.out, T*K*D)
+	b.pool.Run(len(exps)*D, max(1, chunkBytes/exps[0].down.rowBytes), func(lo, hi int) {
 		for g := lo; g < hi; g++ {
 			i, row := g/D, g%D
-			e := ew[i]
-			dw := e.Down.Data[row*downRB[i] : (row+1)*downRB[i]]
-			ha := hidden[e.Down.Type]
-			for _, p := range pairs[i] {
-				out[p*D+row] = experts.VecDot(e.Down.Type, ffn, dw, ha.row(p))
+			e := &exps[i]
+			dw := e.down.row(row)
+			for _, p := range pairs[start[i]:start[i+1]] {
+				out[p*D+row] = experts.VecDot(e.down.typ, ffn, dw, e.down.acts.row(p))
 			}
 		}
 	})
@@ -202,4 +281,38 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 		}
 	}
 	return nil
+}
+
+// groupPairs groups the routing's (token, slot) pairs by expert: those
+// routed to ids[i] are pairs[start[i]:start[i+1]], as indices t·K+k into
+// the routing, in routing order.
+func (s *scratch) groupPairs(r model.Routing, ids []int) (pairs, start []int, err error) {
+	maxID := slices.Max(ids)
+	if minID := slices.Min(ids); minID < 0 {
+		return nil, nil, fmt.Errorf("cpu: expert id %d", minID)
+	}
+	slot := grow(&s.slot, maxID+1)
+	clear(slot)
+	for i, e := range ids {
+		slot[e] = int32(i + 1)
+	}
+	start = grow(&s.start, len(ids)+1)
+	clear(start)
+	for p, e := range r.IDs {
+		if e < 0 || int(e) > maxID || slot[e] == 0 {
+			return nil, nil, fmt.Errorf("cpu: token %d routed to expert %d, which was not supplied", p/r.K, e)
+		}
+		start[slot[e]]++ // expert i's count, at start[i+1]
+	}
+	for i := range ids {
+		start[i+1] += start[i]
+	}
+	pairs, next := grow(&s.pairs, len(r.IDs)), grow(&s.next, len(ids))
+	copy(next, start)
+	for p, e := range r.IDs {
+		i := slot[e] - 1
+		pairs[next[i]] = p
+		next[i]++
+	}
+	return pairs, start, nil
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
 	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -78,13 +79,13 @@ func BenchmarkMatVec(b *testing.B) {
 				}
 				dst := backend.NewTensor(1, rows)
 				b.SetBytes(int64(len(w.Data)))
-				cpu0 := ProcessCPUTime()
+				cpu0 := cputime.Process()
 				for b.Loop() {
 					if err := backend.MatMul(dst, x, w); err != nil {
 						b.Fatal(err)
 					}
 				}
-				if cpu := ProcessCPUTime() - cpu0; cpu > 0 {
+				if cpu := cputime.Process() - cpu0; cpu > 0 {
 					b.ReportMetric(float64(len(w.Data))*float64(b.N)/cpu.Seconds()/1e6, "MB/cpu-s")
 				}
 			})

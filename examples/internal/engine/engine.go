@@ -48,7 +48,6 @@ type config struct {
 	pinFraction float64
 	log         *zap.Logger
 	modelOpts   []model.Option
-	rotaryOpts  []rotary.Option
 }
 
 // DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
@@ -86,11 +85,6 @@ func WithModelOptions(opts ...model.Option) Option {
 	return optionFunc(func(c *config) { c.modelOpts = append(c.modelOpts, opts...) })
 }
 
-// WithRotaryOptions adds options to rotary.Open, such as a policy.
-func WithRotaryOptions(opts ...rotary.Option) Option {
-	return optionFunc(func(c *config) { c.rotaryOpts = append(c.rotaryOpts, opts...) })
-}
-
 // New opens an Engine over m, which must stay open until the Engine is
 // closed. A budget too small for the model fails with an error matching
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
@@ -120,7 +114,6 @@ func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
 		}
 		ropts = append(ropts, rotary.WithHotSet(e.hot))
 	}
-	ropts = append(ropts, c.rotaryOpts...)
 
 	// Plan first: the model's micro-batch depends on the slots.
 	plan, err := rotary.NewPlan(m, ropts...)
@@ -195,17 +188,8 @@ func StateBytes(h experts.HParams, positions int) int64 {
 // Model is the forward pass.
 func (e *Engine) Model() *model.Model { return e.model }
 
-// Experts is the model file the engine runs.
-func (e *Engine) Experts() *experts.Model { return e.experts }
-
-// ID is the model's identity (ModelID).
-func (e *Engine) ID() profile.ModelID { return e.id }
-
 // Runtime is the rotary runtime that holds the experts.
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }
-
-// Source is the model's expert source.
-func (e *Engine) Source() *Source { return e.src }
 
 // HotSet is the set of pinned experts, nil without WithHotProfile.
 func (e *Engine) HotSet() *profile.HotSet { return e.hot }

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -89,7 +88,7 @@ func TestRotationKeepsLogits(t *testing.T) {
 
 			backend := cpu.New(0)
 			defer backend.Close()
-			direct, err := model.New(m, backend, mappedSource{m})
+			direct, err := model.New(m, backend, model.NewFileSource(m))
 			require.NoError(t, err)
 			want, wantTokens := run(t, direct, prompt, 12)
 
@@ -128,39 +127,6 @@ func TestRotationKeepsLogits(t *testing.T) {
 		})
 	}
 }
-
-// mappedSource serves experts straight from the mapped file.
-type mappedSource struct{ m *experts.Model }
-
-func (s mappedSource) Acquire(_ context.Context, layer int, ids []int) (model.ExpertLease, error) {
-	mapping := s.m.File.Mapping()
-	ws := make([]model.ExpertWeights, len(ids))
-	for i, id := range ids {
-		e, err := s.m.Expert(layer, id)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range e.Parts {
-			w := model.Weight{Data: mapping[p.Offset : p.Offset+p.Size], Type: p.Type, Rows: int(p.Rows), Cols: int(p.Cols)}
-			switch p.Role {
-			case experts.PartGate:
-				ws[i].Gate = w
-			case experts.PartUp:
-				ws[i].Up = w
-			case experts.PartDown:
-				ws[i].Down = w
-			default:
-				return nil, fmt.Errorf("part %v", p.Role)
-			}
-		}
-	}
-	return lease(ws), nil
-}
-
-type lease []model.ExpertWeights
-
-func (l lease) Weights() []model.ExpertWeights { return l }
-func (l lease) Release()                       {}
 
 func TestMaxBatch(t *testing.T) {
 	m := openModel(t, "qwen35moe-tiny-f32") // 16 experts, top-4

@@ -8,7 +8,6 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/examples/internal/model"
-	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
@@ -79,7 +78,6 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 		return nil, errors.Join(fmt.Errorf("engine: waiting for layer %d's experts: %w", layer, err), s.rt.Release(set, nil))
 	}
 	s.wait += time.Since(start)
-	s.acquires++
 
 	ws := make([]model.ExpertWeights, len(set.Experts))
 	for i, v := range set.Experts {
@@ -88,23 +86,13 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 			w := model.Weight{
 				Data: p.mem[base+part.Offset : base+part.Offset+part.Size : base+part.Offset+part.Size],
 				Type: part.Type, Rows: int(part.Rows), Cols: int(part.Cols),
-				Name: fmt.Sprintf("layer %d expert %d %s (slot %d)", layer, v.Expert, part.Role, v.Slot),
 			}
-			switch part.Role {
-			case experts.PartGate:
-				ws[i].Gate = w
-			case experts.PartUp:
-				ws[i].Up = w
-			case experts.PartDown:
-				ws[i].Down = w
-			case experts.PartGateUp: // the gate's rows, then the up's
-				half := len(w.Data) / 2
-				w.Rows /= 2
-				ws[i].Gate, ws[i].Up = w, w
-				ws[i].Gate.Data, ws[i].Up.Data = w.Data[:half:half], w.Data[half:]
+			if err := ws[i].SetPart(part.Role, w); err != nil {
+				return nil, errors.Join(err, s.rt.Release(set, nil))
 			}
 		}
 	}
+	s.acquires++
 	return &lease{s: s, set: set, weights: ws}, nil
 }
 

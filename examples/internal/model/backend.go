@@ -123,5 +123,11 @@ type Backend interface {
 	// MoE writes Σₖ weight·Down(SiLU(Gate·x)·(Up·x)) over each row's routed
 	// experts into dst, adding the k terms in routing order. experts[i] are
 	// the weights of expert ids[i]; ids lists each routed expert once.
+	//
+	// The model has checked the experts (once per layer and step, so that
+	// no backend repeats it): Gate and Up are F×x.Cols() and Down is
+	// x.Cols()×F, F > 0 the same for every expert of the call, and each
+	// Weight's Data holds exactly Rows rows of Cols values of its Type.
+	// Whether the backend can compute with a type is its own to check.
 	MoE(dst, x Tensor, r Routing, ids []int, experts []ExpertWeights) error
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/examples/internal/cpu"
+	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
 	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -25,7 +26,7 @@ func BenchmarkDecode(b *testing.B) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(b, err)
 			ctx := context.Background()
 			prompt := []int32{757, 84, 494, 198, 54, 71, 267, 334}
@@ -33,7 +34,7 @@ func BenchmarkDecode(b *testing.B) {
 			_, err = m.Forward(ctx, s, prompt, model.LastLogits)
 			require.NoError(b, err)
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpu.ProcessCPUTime()
+			start, cpu0 := time.Now(), cputime.Process()
 			for i := range b.N {
 				if s.Pos() == s.Capacity() {
 					b.StopTimer()
@@ -48,7 +49,7 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tokens/s")
-			if used := (cpu.ProcessCPUTime() - cpu0).Seconds(); used > 0 {
+			if used := (cputime.Process() - cpu0).Seconds(); used > 0 {
 				b.ReportMetric(used/float64(b.N)*1e3, "cpu-ms/token")
 			}
 		})
@@ -64,7 +65,7 @@ func BenchmarkPrefill(b *testing.B) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(b, err)
 			prompt := make([]int32, 64)
 			for i := range prompt {

@@ -15,5 +15,7 @@
 // Routed experts do not come from the model file directly but from an
 // ExpertSource, once per layer and step for the union of experts the batch
 // needs, so a runtime that moves experts between memory tiers (rotary) can
-// supply them and know when they are no longer in use.
+// supply them and know when they are no longer in use. FileSource, every
+// expert read in place from the mapped file, is the reference such a
+// runtime must match bit for bit.
 package model

@@ -41,7 +41,7 @@ type loader struct {
 
 func (l *loader) fail(format string, args ...any) {
 	if l.err == nil {
-		l.err = fmt.Errorf("%w: "+format, append([]any{ErrBadWeights}, args...)...)
+		l.err = fmt.Errorf("%w: %s: "+format, append([]any{ErrBadWeights, l.f.Path()}, args...)...)
 	}
 }
 

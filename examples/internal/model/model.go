@@ -53,7 +53,7 @@ func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*
 		md.layers[il] = md.loadLayer(l, il)
 	}
 	if l.err != nil {
-		return nil, fmt.Errorf("%s: %w", m.File.Path(), l.err)
+		return nil, l.err
 	}
 	for il := range cfg.layers {
 		if _, ok := m.Experts(il); !ok {
@@ -195,7 +195,7 @@ func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Log
 		}
 		var err error
 		if x, err = m.layer(ctx, s, il, x); err != nil {
-			return nil, fmt.Errorf("layer %d: %w", il, err)
+			return nil, fmt.Errorf("model: layer %d: %w", il, err)
 		}
 	}
 	s.pos += T
@@ -402,7 +402,7 @@ func routedExperts(ids []int32) []int {
 }
 
 // checkExperts verifies that an expert source returned what was asked for
-// with the shapes this model needs.
+// with the shapes this model needs: what Backend.MoE relies on.
 func (m *Model) checkExperts(il int, ids []int, ew []ExpertWeights) error {
 	if len(ew) != len(ids) {
 		return fmt.Errorf("%w: %d weights for %d experts of layer %d", ErrExpertSource, len(ew), len(ids), il)
@@ -410,7 +410,7 @@ func (m *Model) checkExperts(il int, ids []int, ew []ExpertWeights) error {
 	D := m.cfg.embed
 	for i, e := range ew {
 		ffn := e.Gate.Rows
-		ok := e.Gate.Cols == D && e.Up.Cols == D && e.Up.Rows == ffn &&
+		ok := ffn == ew[0].Gate.Rows && e.Gate.Cols == D && e.Up.Cols == D && e.Up.Rows == ffn &&
 			e.Down.Rows == D && e.Down.Cols == ffn && ffn > 0 &&
 			sizeOK(e.Gate) && sizeOK(e.Up) && sizeOK(e.Down)
 		if !ok {

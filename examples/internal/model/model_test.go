@@ -111,12 +111,39 @@ func TestForwardErrors(t *testing.T) {
 	assert.Equal(t, 4096, m.NewState(1<<20).Capacity())
 }
 
+// fileSource serves experts from the mapped file (model.FileSource) and
+// counts the calls and the leases not yet released.
+type fileSource struct {
+	m        *experts.Model
+	acquired int
+	calls    int
+}
+
+func (s *fileSource) Acquire(ctx context.Context, layer int, ids []int) (model.ExpertLease, error) {
+	s.calls++
+	l, err := model.NewFileSource(s.m).Acquire(ctx, layer, ids)
+	if err != nil {
+		return nil, err
+	}
+	s.acquired++
+	return &fileLease{s: s, weights: l.Weights()}, nil
+}
+
+type fileLease struct {
+	s       *fileSource
+	weights []model.ExpertWeights
+}
+
+func (l *fileLease) Weights() []model.ExpertWeights { return l.weights }
+func (l *fileLease) Release()                       { l.s.acquired-- }
+
 // failingSource wraps fileSource to misbehave in one way.
 type failingSource struct {
 	fileSource
 	err      error // returned by Acquire
 	truncate bool  // return one expert fewer than asked
 	reshape  bool  // return a down matrix of the wrong width
+	mixFFN   bool  // return a last expert, consistent in itself, with a smaller FFN
 }
 
 func (s *failingSource) Acquire(ctx context.Context, layer int, ids []int) (model.ExpertLease, error) {
@@ -134,6 +161,20 @@ func (s *failingSource) Acquire(ctx context.Context, layer int, ids []int) (mode
 	if s.reshape {
 		fl.weights[0].Down.Cols--
 	}
+	if s.mixFFN {
+		e := &fl.weights[len(fl.weights)-1]
+		n := e.Down.Type.BlockSize()
+		for _, w := range []*model.Weight{&e.Gate, &e.Up} {
+			w.Data = w.Data[:len(w.Data)/w.Rows*(w.Rows-n)]
+			w.Rows -= n
+		}
+		e.Down.Cols -= n
+		rb, err := e.Down.Type.RowBytes(uint64(e.Down.Cols))
+		if err != nil {
+			return nil, err
+		}
+		e.Down.Data = e.Down.Data[:int(rb)*e.Down.Rows]
+	}
 	return fl, nil
 }
 
@@ -148,6 +189,7 @@ func TestExpertSourceFailures(t *testing.T) {
 		{"error", &failingSource{err: boom}, boom},
 		{"too few experts", &failingSource{truncate: true}, model.ErrExpertSource},
 		{"wrong shape", &failingSource{reshape: true}, model.ErrExpertSource},
+		{"mixed FFN sizes", &failingSource{mixFFN: true}, model.ErrExpertSource},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := openModel(t, "qwen3moe-tiny-q8_0", func(em *experts.Model) model.ExpertSource {

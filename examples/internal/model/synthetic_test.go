@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/examples/internal/cpu"
+	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
 	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -29,7 +30,7 @@ func TestSyntheticModels(t *testing.T) {
 			defer em.Close()
 			backend := cpu.New(0)
 			defer backend.Close()
-			m, err := model.New(em, backend, &fileSource{m: em})
+			m, err := model.New(em, backend, model.NewFileSource(em))
 			require.NoError(t, err)
 
 			ctx := context.Background()
@@ -66,7 +67,7 @@ func BenchmarkDecodeFile(b *testing.B) {
 	defer em.Close()
 	backend := cpu.New(0)
 	defer backend.Close()
-	m, err := model.New(em, backend, &fileSource{m: em})
+	m, err := model.New(em, backend, model.NewFileSource(em))
 	require.NoError(b, err)
 	ctx := context.Background()
 	s := m.NewState(512)
@@ -90,7 +91,7 @@ func BenchmarkDecodeFile(b *testing.B) {
 	}
 	b.ResetTimer()
 	start = time.Now()
-	cpu0 := cpu.ProcessCPUTime()
+	cpu0 := cputime.Process()
 	for i := range b.N {
 		if _, err := m.Forward(ctx, s, []int32{int32(100 + i)}, model.LastLogits); err != nil {
 			b.Fatal(err)
@@ -99,7 +100,7 @@ func BenchmarkDecodeFile(b *testing.B) {
 	secs := time.Since(start).Seconds()
 	b.ReportMetric(float64(b.N)/secs, "tokens/s")
 	b.ReportMetric(float64(perToken)*float64(b.N)/secs/1e9, "weightGB/s")
-	if used := (cpu.ProcessCPUTime() - cpu0).Seconds(); used > 0 {
+	if used := (cputime.Process() - cpu0).Seconds(); used > 0 {
 		// Per core: what the decode would run at with the file in memory
 		// and the cores to itself.
 		b.ReportMetric(used/float64(b.N), "cpu-s/token")

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -15,7 +16,10 @@ type Weight struct {
 	Type       experts.Type
 	Rows, Cols int
 	// Name identifies the weight in errors (the GGUF tensor name, for
-	// example); it may be empty.
+	// example); it may be empty. A routed expert's matrices need none:
+	// errors about them name the layer, the expert and the part, which the
+	// model and the backend know, and formatting a name for every part of
+	// every expert in every step would cost more than the errors are worth.
 	Name string
 }
 
@@ -24,6 +28,28 @@ type Weight struct {
 // back. A file with a merged gate_up tensor yields two views of it.
 type ExpertWeights struct {
 	Gate, Up, Down Weight
+}
+
+// SetPart places w, a view of the expert's part of the given role, in e. A
+// merged gate_up part holds the gate's rows, then the up's: e.Gate and e.Up
+// view its halves.
+func (e *ExpertWeights) SetPart(role experts.PartRole, w Weight) error {
+	switch role {
+	case experts.PartGate:
+		e.Gate = w
+	case experts.PartUp:
+		e.Up = w
+	case experts.PartDown:
+		e.Down = w
+	case experts.PartGateUp:
+		half := len(w.Data) / 2
+		w.Rows /= 2
+		e.Gate, e.Up = w, w
+		e.Gate.Data, e.Up.Data = w.Data[:half:half], w.Data[half:]
+	default:
+		return fmt.Errorf("%w: expert part %v", ErrExpertSource, role)
+	}
+	return nil
 }
 
 // ExpertSource supplies routed experts' weights. The model asks once per

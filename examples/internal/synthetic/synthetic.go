@@ -1,5 +1,3 @@
-// Package synthetic writes the synthetic models the example programs run
-// without a model argument, with a progress bar, into the user cache folder.
 package synthetic
 
 import (
@@ -22,7 +20,7 @@ import (
 func CachePath(preset string) (string, error) {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("finding the user cache folder: %w", err)
+		return "", fmt.Errorf("synthetic: finding the user cache folder: %w", err)
 	}
 	return filepath.Join(dir, "rotary", "synthetic", preset+".gguf"), nil
 }
@@ -33,8 +31,10 @@ func Cached(ctx context.Context, preset string, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		return path, err
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return path, fmt.Errorf("synthetic: %w", err)
 	}
 	return path, Write(ctx, path, preset, log)
 }
@@ -43,7 +43,7 @@ func Cached(ctx context.Context, preset string, log io.Writer) (string, error) {
 // bar on log when it is a terminal and a summary line after.
 func Write(ctx context.Context, path, preset string, log io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+		return fmt.Errorf("synthetic: %w", err)
 	}
 	bar := progress.New(log, "writing "+filepath.Base(path))
 	var size int64
@@ -54,7 +54,7 @@ func Write(ctx context.Context, path, preset string, log io.Writer) error {
 	}))
 	bar.Finish()
 	if err != nil {
-		return fmt.Errorf("writing synthetic %s: %w", preset, err)
+		return fmt.Errorf("synthetic: writing %s: %w", preset, err)
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(log, "wrote synthetic %s to %s: %s in %.1f s (%.0f MB/s)\n",
