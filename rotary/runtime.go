@@ -862,17 +862,16 @@ func (r *Runtime) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.bg.stop()
-	err := r.copy.Synchronize(context.Background())
-	if err != nil {
-		err = fmt.Errorf("rotary: Close: copies failed: %w", err)
-	}
+	err := r.drain()
 	r.log.Debug("rotary: closing", zap.Object("stats", r.Stats()))
 	return errors.Join(err, r.free())
 }
 
-// free releases what open allocated.
+// free releases what open allocated. The copy stream goes first: copies
+// still queued on it write into the planes from the host tier's pinned
+// memory, so both must outlive them.
 func (r *Runtime) free() error {
-	var errs []error
+	errs := []error{r.drain()}
 	if r.host != nil {
 		errs = append(errs, r.host.close())
 	}
@@ -882,8 +881,19 @@ func (r *Runtime) free() error {
 		}
 	}
 	r.batches.close()
-	if r.copy != nil {
-		errs = append(errs, r.copy.Close())
-	}
 	return errors.Join(errs...)
+}
+
+// drain waits for the copies queued on the copy stream, then closes it.
+func (r *Runtime) drain() error {
+	if r.copy == nil {
+		return nil
+	}
+	err := r.copy.Synchronize(context.Background())
+	if err != nil {
+		err = fmt.Errorf("rotary: copies failed: %w", err)
+	}
+	err = errors.Join(err, r.copy.Close())
+	r.copy = nil
+	return err
 }

@@ -3,6 +3,7 @@ package rotary
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -435,4 +436,78 @@ func TestAsyncCopyFailure(t *testing.T) {
 	}
 	require.NoError(t, rt.Release(set, nil))
 	checkTables(t, rt, 0, nil)
+}
+
+// busyFreeDevice is the host backend counting the frees made while a stream
+// still has work queued.
+type busyFreeDevice struct {
+	*cuda.HostDevice
+	mu      sync.Mutex
+	streams []cuda.Stream
+	early   int
+}
+
+func (d *busyFreeDevice) NewStream() (cuda.Stream, error) {
+	s, err := d.HostDevice.NewStream()
+	if err == nil {
+		d.mu.Lock()
+		d.streams = append(d.streams, s)
+		d.mu.Unlock()
+	}
+	return s, err
+}
+
+// note counts a free made while a stream is busy (a closed stream is idle).
+func (d *busyFreeDevice) note() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.streams {
+		if done, err := s.Query(); err == nil && !done {
+			d.early++
+			return
+		}
+	}
+}
+
+func (d *busyFreeDevice) Free(b cuda.Buffer) error { d.note(); return d.HostDevice.Free(b) }
+func (d *busyFreeDevice) FreeHost(h cuda.HostBuffer) error {
+	d.note()
+	return d.HostDevice.FreeHost(h)
+}
+func (d *busyFreeDevice) Unregister(h cuda.HostBuffer) error {
+	d.note()
+	return d.HostDevice.Unregister(h)
+}
+
+// TestOpenFailureWaitsForCopies fails Open on the pinned experts of the
+// second layer while the first layer's are still being copied: nothing may be
+// freed before those copies complete.
+func TestOpenFailureWaitsForCopies(t *testing.T) {
+	m := openTestModel(t)
+	injected := errors.New("injected")
+	for _, tc := range []struct {
+		host      int64
+		perExpert int64 // copies: one per part from the mapping, one from a pinned copy
+	}{{0, 3}, {2 << 20, 1}} {
+		var copies atomic.Int64
+		dev := &busyFreeDevice{HostDevice: newHost(t,
+			cuda.WithTiming(cuda.Timing{PinnedBandwidth: 200e6}), // ~0.6 ms per expert
+			cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+				if c.Kind == cuda.CopyHtoD && copies.Add(1) > 8*tc.perExpert { // past layer 0's 8 experts
+					return injected
+				}
+				return nil
+			}))}
+		hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+		hot.Layers[0].Experts = []int{0, 1, 2, 3, 4, 5, 6, 7}
+		hot.Layers[1].Experts = []int{0}
+		opts := []Option{WithSlots(4), WithHotSet(hot), WithoutWarmup()}
+		if tc.host > 0 {
+			opts = append(opts, WithHostBudget(tc.host))
+		}
+		_, err := Open(m, dev, opts...)
+		require.ErrorIs(t, err, injected)
+		assert.Zero(t, dev.early, "host budget %d: memory freed under queued copies", tc.host)
+		assert.Equal(t, cuda.Stats{}, dev.Stats())
+	}
 }
