@@ -83,6 +83,27 @@ func BenchmarkAcquireHit(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(len(ids)), "ns/expert")
 }
 
+// BenchmarkAcquireIntoHit is BenchmarkAcquireHit with AcquireInto reusing
+// one Set: the all-hit path without allocations.
+func BenchmarkAcquireIntoHit(b *testing.B) {
+	dev := newHost(b, cuda.WithoutData())
+	rt := benchRuntime(b, dev, 64)
+	stream := nopStream{}
+	ids := []int{3, 17, 42, 99, 128, 200, 201, 255}
+	var set Set
+	require.NoError(b, rt.AcquireInto(bg, 0, ids, nil, &set))
+	require.NoError(b, rt.Release(&set, nil))
+	for b.Loop() {
+		if err := rt.AcquireInto(bg, 0, ids, stream, &set); err != nil {
+			b.Fatal(err)
+		}
+		if err := rt.Release(&set, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(len(ids)), "ns/expert")
+}
+
 // BenchmarkAcquireMiss is Acquire and Release of 8 experts none of which is
 // resident (8 slots, two alternating sets), on a stream and a copy stream
 // that queue nothing: the runtime's own cost of a miss, without the copies'

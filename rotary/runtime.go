@@ -125,7 +125,8 @@ func (v View) Part(r experts.PartRole) (Part, bool) {
 }
 
 // Set is the experts one Acquire made resident, held until Release. Experts
-// are in the order they were asked for.
+// are in the order they were asked for. Once released, a Set can be filled
+// again by AcquireInto.
 type Set struct {
 	Layer   int
 	Experts []View
@@ -397,26 +398,47 @@ func (r *Runtime) enter() error {
 // ids must be distinct experts of the layer, and no more of them than the
 // layer's dynamic slots can hold besides its pinned experts (nor, with the
 // host LRU, more missing ones than it holds of their size, at least top-k).
+//
+// Acquire allocates the Set; AcquireInto reuses one.
 func (r *Runtime) Acquire(ctx context.Context, layer int, ids []int, stream cuda.Stream) (*Set, error) {
-	if err := r.enter(); err != nil {
+	set := new(Set)
+	if err := r.AcquireInto(ctx, layer, ids, stream, set); err != nil {
 		return nil, err
+	}
+	return set, nil
+}
+
+// AcquireInto is Acquire into set, which the caller keeps and reuses once it
+// has released it (a decoder keeps one per layer), so that an Acquire of
+// resident experts allocates nothing. set must not be held: Acquired (by
+// either call) and not yet Released; that is an error matching ErrInvalid.
+// Its Experts slice is reused, and emptied on error.
+func (r *Runtime) AcquireInto(ctx context.Context, layer int, ids []int, stream cuda.Stream, set *Set) error {
+	if set == nil || set.live.Load() {
+		return fmt.Errorf("%w: AcquireInto a nil Set or one still held", ErrInvalid)
+	}
+	set.Experts = set.Experts[:0]
+	if err := r.enter(); err != nil {
+		return err
 	}
 	defer r.mu.RUnlock()
 	ls, err := r.layerOf(layer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, id := range ids {
 		if id < 0 || id >= ls.experts {
-			return nil, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
+			return fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
 		}
 	}
-	set := &Set{Layer: layer, Experts: make([]View, len(ids)), rt: r, ls: ls}
+	set.Layer, set.rt, set.ls = layer, r, ls
+	set.Experts = slices.Grow(set.Experts, len(ids))[:len(ids)]
 	if err := r.acquire(ctx, ls, ids, stream, set); err != nil {
-		return nil, err
+		set.Experts = set.Experts[:0]
+		return err
 	}
 	set.live.Store(true)
-	return set, nil
+	return nil
 }
 
 func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream cuda.Stream, set *Set) error {

@@ -511,3 +511,48 @@ func TestOpenFailureWaitsForCopies(t *testing.T) {
 		assert.Equal(t, cuda.Stats{}, dev.Stats())
 	}
 }
+
+func TestAcquireInto(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	var set Set
+	require.NoError(t, rt.AcquireInto(bg, 0, []int{3, 1, 2}, nil, &set))
+	assert.Equal(t, 0, set.Layer)
+	require.Len(t, set.Experts, 3)
+	for i, e := range []int{3, 1, 2} {
+		assert.Equal(t, e, set.Experts[i].Expert)
+		assert.Equal(t, fileBytes(t, m, 0, e), viewBytes(t, dev, set.Experts[i]))
+	}
+	assert.ErrorIs(t, rt.AcquireInto(bg, 1, []int{0}, nil, &set), ErrInvalid, "still held")
+	assert.ErrorIs(t, rt.AcquireInto(bg, 1, []int{0}, nil, nil), ErrInvalid)
+	require.NoError(t, rt.Release(&set, nil))
+	assert.ErrorIs(t, rt.Release(&set, nil), ErrReleased)
+
+	// Reused for another layer; a failed Acquire leaves it empty and not held.
+	require.NoError(t, rt.AcquireInto(bg, 1, []int{5}, nil, &set))
+	assert.Equal(t, 1, set.Layer)
+	require.Len(t, set.Experts, 1)
+	assert.Equal(t, fileBytes(t, m, 1, 5), viewBytes(t, dev, set.Experts[0]))
+	require.NoError(t, rt.Release(&set, nil))
+	require.ErrorIs(t, rt.AcquireInto(bg, 1, []int{5, 5}, nil, &set), ErrDuplicate)
+	assert.Empty(t, set.Experts)
+	assert.ErrorIs(t, rt.Release(&set, nil), ErrReleased)
+	checkTables(t, rt, 0, nil)
+	checkTables(t, rt, 1, nil)
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 0, 0, 0}, r.Held)
+
+	if !raceEnabled {
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := rt.AcquireInto(bg, 1, []int{5}, nil, &set); err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.Release(&set, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		assert.Zero(t, allocs, "AcquireInto and Release of a resident expert")
+	}
+}

@@ -308,6 +308,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	}
 	var ids32 []int32
 	var ids []int
+	var set Set
 	routed := routedLayers(t)
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
@@ -334,8 +335,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			if err := compute.Synchronize(ctx); err != nil {
 				return SimRow{}, err
 			}
-			set, err := rt.Acquire(ctx, l, ids, compute)
-			if err != nil {
+			if err := rt.AcquireInto(ctx, l, ids, compute, &set); err != nil {
 				return SimRow{}, err
 			}
 			// This layer's experts, then the next layer's attention and
@@ -345,7 +345,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			}
 			// Released before the kernel is done, with no event: the next
 			// Acquire of any layer comes after the next Synchronize.
-			if err := rt.Release(set, nil); err != nil {
+			if err := rt.Release(&set, nil); err != nil {
 				return SimRow{}, err
 			}
 		}
