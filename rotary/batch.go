@@ -52,7 +52,8 @@ func (r batchRef) state() (done bool, err error) {
 
 // batchPool recycles batches and harvests their timings.
 type batchPool struct {
-	dev cuda.Device
+	dev     cuda.Device
+	closing context.Context // done once Close starts
 
 	collecting sync.Mutex // one collector at a time: it alone pops inflight
 
@@ -85,7 +86,7 @@ func (p *batchPool) get(ctx context.Context) (*batch, error) {
 	}
 	p.mu.Unlock()
 	if full {
-		if err := oldest.done.Synchronize(ctx); err != nil && ctx.Err() != nil {
+		if err := p.await(ctx, oldest); err != nil {
 			return nil, err
 		}
 		return p.get(ctx)
@@ -102,6 +103,18 @@ func (p *batchPool) get(ctx context.Context) (*batch, error) {
 	p.all = append(p.all, b)
 	p.mu.Unlock()
 	return b, nil
+}
+
+// await waits for a batch's copies, until ctx is done or Close starts
+// (ErrClosed). A failed copy is the collector's to report.
+func (p *batchPool) await(ctx context.Context, b *batch) error {
+	wait, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(p.closing, func() { cancel(ErrClosed) })()
+	if err := b.done.Synchronize(wait); err != nil && wait.Err() != nil {
+		return fmt.Errorf("rotary: waiting for a copy batch: %w", context.Cause(wait))
+	}
+	return nil
 }
 
 // put returns a batch that was never recorded.

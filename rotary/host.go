@@ -218,6 +218,8 @@ func (t *lruTier) hold(ctx context.Context, ls *layerState, ids []int, srcs []so
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("rotary: waiting for host memory: %w", ctx.Err())
+		case <-t.bg.ctx.Done():
+			return fmt.Errorf("rotary: waiting for host memory: %w", ErrClosed)
 		}
 		t.mu.Lock()
 	}
@@ -381,6 +383,8 @@ func (t *lruTier) await(ctx context.Context, e *hostEntry) error {
 	case <-ch:
 	case <-ctx.Done():
 		return fmt.Errorf("rotary: waiting for a host fill: %w", ctx.Err())
+	case <-t.bg.ctx.Done():
+		return fmt.Errorf("rotary: waiting for a host fill: %w", ErrClosed)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

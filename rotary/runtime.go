@@ -38,10 +38,8 @@ type Runtime struct {
 	host    hostTier
 	bg      *background
 
-	mu      sync.RWMutex // held for reading by every call, for writing by Close
-	closed  bool
-	done    chan struct{} // closed when Close starts: blocked calls give up
-	closing sync.Once
+	mu     sync.RWMutex // held for reading by every call, for writing by Close
+	closed bool
 }
 
 // layerState is one MoE layer: its plane of slots and the residency tables,
@@ -159,7 +157,9 @@ type Residency struct {
 	Tick     uint64
 }
 
-// background runs the runtime's goroutines until Close.
+// background runs the runtime's goroutines until Close. Its context is
+// cancelled as soon as Close starts: blocked calls watch it to give up with
+// ErrClosed.
 type background struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -203,9 +203,8 @@ func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
 		model: m, dev: dev, plan: plan, log: c.log,
 		layers:  make([]*layerState, m.Params.NumLayers),
-		batches: batchPool{dev: dev},
+		batches: batchPool{dev: dev, closing: ctx},
 		bg:      &background{ctx: ctx, cancel: cancel},
-		done:    make(chan struct{}),
 	}
 	if err := r.open(&c); err != nil {
 		r.bg.stop()
@@ -462,7 +461,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		case <-ch:
 		case <-ctx.Done():
 			err = fmt.Errorf("rotary: waiting for a free slot of layer %d: %w", ls.index, ctx.Err())
-		case <-r.done:
+		case <-r.bg.ctx.Done():
 			err = ErrClosed
 		}
 		waited += time.Since(start)
@@ -871,11 +870,12 @@ func (ls *layerState) fence(s int, e cuda.Event) {
 }
 
 // Close waits for the runtime's copies and background fills, then frees
-// every device and pinned byte it allocated. Calls blocked in Acquire return
-// ErrClosed. Work the caller queued that reads acquired experts must have
-// completed.
+// every device and pinned byte it allocated. Calls blocked in Acquire waiting
+// for a slot, for host memory or for a copy batch return ErrClosed; waits for
+// copies already queued end with the copies. Work the caller queued that
+// reads acquired experts must have completed.
 func (r *Runtime) Close() error {
-	r.closing.Do(func() { close(r.done) })
+	r.bg.cancel() // before the lock, which blocked calls hold
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -885,7 +885,9 @@ func (r *Runtime) Close() error {
 	r.mu.Unlock()
 	r.bg.stop()
 	err := r.drain()
-	r.log.Debug("rotary: closing", zap.Object("stats", r.Stats()))
+	if ce := r.log.Check(zap.DebugLevel, "rotary: closing"); ce != nil {
+		ce.Write(zap.Object("stats", r.Stats()))
+	}
 	return errors.Join(err, r.free())
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 var bg = context.Background()
@@ -555,4 +557,169 @@ func TestAcquireInto(t *testing.T) {
 		})
 		assert.Zero(t, allocs, "AcquireInto and Release of a resident expert")
 	}
+}
+
+// blockedEvent records an event on a new stream of dev behind a kernel that
+// runs until unblock is called.
+func blockedEvent(t *testing.T, dev cuda.Device) (ev cuda.Event, unblock func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	mod, err := dev.Load(bg, &cuda.Program{Name: "gate", Host: map[string]cuda.HostKernel{
+		"wait": func(*cuda.HostLaunch) error { <-gate; return nil },
+	}})
+	require.NoError(t, err)
+	k, err := mod.Kernel("wait")
+	require.NoError(t, err)
+	s, err := dev.NewStream()
+	require.NoError(t, err)
+	ev, err = dev.NewEvent(0)
+	require.NoError(t, err)
+	require.NoError(t, s.Launch(k, cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}))
+	require.NoError(t, s.Record(ev))
+	var once sync.Once
+	unblock = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(unblock)
+	return ev, unblock
+}
+
+// TestCloseWakesHostWait blocks an Acquire waiting for host LRU entries that
+// another Acquire holds (while it waits for the copies out of them, which
+// wait for a Release event), and closes the runtime: the blocked Acquire
+// returns ErrClosed at once.
+func TestCloseWakesHostWait(t *testing.T) {
+	// Two layers of one expert size share one host class of 4 entries.
+	m := shapeModel(t, ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	dev := newHost(t, cuda.WithoutData())
+	rt, err := Open(m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
+	require.NoError(t, err)
+	other, err := dev.NewStream()
+	require.NoError(t, err)
+	ev, unblock := blockedEvent(t, dev)
+
+	a, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(a, ev))
+	// b's copies wait for ev: the host entries they read from stay fenced.
+	b, err := rt.Acquire(bg, 0, []int{4, 5, 6, 7}, other)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(b, nil))
+
+	results := make(chan error, 2)
+	acquire := func(layer int, ids ...int) {
+		go func() {
+			_, err := rt.Acquire(bg, layer, ids, other)
+			results <- err
+		}()
+	}
+	acquire(0, 8, 9, 10, 11) // holds all 4 entries, waiting for b's copies
+	require.Eventually(t, func() bool { return rt.host.stats().Misses == 12 }, time.Second, time.Millisecond)
+	acquire(1, 0, 1, 2, 3) // waits for entries
+	time.Sleep(10 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	select {
+	case err := <-results:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		unblock()
+		t.Fatal("an Acquire waiting for host memory did not return on Close")
+	}
+	unblock()
+	require.NoError(t, <-results, "the Acquire waiting for copies completes")
+	require.NoError(t, <-closed)
+	require.NoError(t, other.Close())
+}
+
+// gatedDevice is the host backend with streams that queue nothing and
+// events that complete once gate is closed.
+type gatedDevice struct {
+	*cuda.HostDevice
+	gate chan struct{}
+}
+
+func (d gatedDevice) NewStream() (cuda.Stream, error) { return nopStream{}, nil }
+func (d gatedDevice) NewEvent(cuda.EventFlag) (cuda.Event, error) {
+	return &gatedEvent{gate: d.gate}, nil
+}
+
+type gatedEvent struct {
+	cuda.Event
+	gate chan struct{}
+}
+
+func (e *gatedEvent) Query() (bool, error) {
+	select {
+	case <-e.gate:
+		return true, nil
+	default:
+		return false, nil
+	}
+}
+
+func (e *gatedEvent) Synchronize(ctx context.Context) error {
+	select {
+	case <-e.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *gatedEvent) Since(cuda.Event) (time.Duration, error) { return 0, nil }
+func (e *gatedEvent) Close() error                            { return nil }
+
+// TestCloseWakesBatchWait keeps every copy batch in flight: once the pool
+// is full, an Acquire waits for the oldest batch, and Close makes it return
+// ErrClosed.
+func TestCloseWakesBatchWait(t *testing.T) {
+	m := shapeModel(t, ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	dev := gatedDevice{newHost(t, cuda.WithoutData()), make(chan struct{})}
+	rt, err := Open(m, dev, WithSlots(4))
+	require.NoError(t, err)
+	var n atomic.Int64
+	result := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			first := 4 * (i % 4) // all misses
+			set, err := rt.Acquire(bg, 0, []int{first, first + 1, first + 2, first + 3}, nopStream{})
+			if err != nil {
+				result <- err
+				return
+			}
+			n.Add(1)
+			if err := rt.Release(set, nil); err != nil {
+				result <- err
+				return
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return n.Load() == maxInflight }, 5*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	select {
+	case err := <-result:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		close(dev.gate)
+		t.Fatal("an Acquire waiting for a copy batch did not return on Close")
+	}
+	assert.Equal(t, int64(maxInflight), n.Load())
+	require.NoError(t, <-closed)
+}
+
+func TestCloseLogsStats(t *testing.T) {
+	m := openTestModel(t)
+	core, logs := observer.New(zap.DebugLevel)
+	rt, err := Open(m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
+	require.NoError(t, err)
+	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+	require.NoError(t, rt.Close())
+	closing := logs.FilterMessage("rotary: closing").All()
+	require.Len(t, closing, 1)
+	stats, ok := closing[0].ContextMap()["stats"].(map[string]any)
+	require.True(t, ok, "%v", closing[0].ContextMap())
+	assert.Equal(t, uint64(2), stats["vram_misses"])
+	assert.Equal(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
 }
