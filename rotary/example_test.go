@@ -57,12 +57,12 @@ func ExampleRuntime_Acquire() {
 		log.Fatal(err)
 	}
 	defer dev.Close()
-	rt, err := rotary.Open(m, dev, rotary.WithSlots(6))
+	ctx := context.Background()
+	rt, err := rotary.Open(ctx, m, dev, rotary.WithSlots(6))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rt.Close()
-	ctx := context.Background()
 	compute, _ := dev.NewStream()
 	done, _ := dev.NewEvent(0)
 

@@ -58,7 +58,7 @@ func newHost(t testing.TB, opts ...cuda.Option) *cuda.HostDevice {
 
 func openRuntime(t testing.TB, m *experts.Model, dev cuda.Device, opts ...Option) *Runtime {
 	t.Helper()
-	rt, err := Open(m, dev, opts...)
+	rt, err := Open(bg, m, dev, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	return rt

@@ -57,9 +57,13 @@ type mappedTier struct {
 	hits uint64
 }
 
-func newMappedTier(dev cuda.Device, m *experts.Model, ranges []span) (*mappedTier, error) {
+func newMappedTier(ctx context.Context, dev cuda.Device, m *experts.Model, ranges []span) (*mappedTier, error) {
 	t := &mappedTier{dev: dev, mem: m.File.Mapping()}
 	for _, r := range ranges {
+		if err := ctx.Err(); err != nil {
+			t.close()
+			return nil, fmt.Errorf("rotary: registering the model file as pinned memory: %w", err)
+		}
 		h, err := dev.Register(t.mem[r.off:r.off+r.n:r.off+r.n], cuda.RegisterReadOnly)
 		if err != nil {
 			t.close()
@@ -152,7 +156,7 @@ type lruTier struct {
 	maxBusy int
 }
 
-func newLRUTier(dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background, fillers int) (*lruTier, error) {
+func newLRUTier(ctx context.Context, dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background, fillers int) (*lruTier, error) {
 	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}, maxBusy: fillers}
 	for _, c := range hp.classes {
 		cl := &lruClass{entries: c.entries}
@@ -163,6 +167,10 @@ func newLRUTier(dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background,
 		}
 		cl.lru = lru
 		for left := c.entries; left > 0; {
+			if err := ctx.Err(); err != nil {
+				t.close()
+				return nil, fmt.Errorf("rotary: allocating the host LRU: %w", err)
+			}
 			n := min(left, c.perChunk)
 			h, err := dev.AllocHost(int64(n)*c.size, 0)
 			if err != nil {

@@ -181,9 +181,11 @@ func (b *background) stop() {
 
 // Open plans the residency of m's experts on dev (NewPlan; without WithVRAM
 // the budget is the device's free memory), allocates each layer's plane of
-// slots and the host tier, and starts copying the pinned experts. It frees
-// what it allocated if it fails.
-func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
+// slots and the host tier, and starts copying the pinned experts. That can
+// take a while on a GPU (pinning host memory costs about 0.6 s per GiB, and
+// the pinned experts are read from the file): ctx bounds it, between
+// allocations. Open frees what it allocated if it fails.
+func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -199,14 +201,14 @@ func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	bctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{
 		model: m, dev: dev, plan: plan, log: c.log,
 		layers:  make([]*layerState, m.Params.NumLayers),
-		batches: batchPool{dev: dev, closing: ctx},
-		bg:      &background{ctx: ctx, cancel: cancel},
+		batches: batchPool{dev: dev, closing: bctx},
+		bg:      &background{ctx: bctx, cancel: cancel},
 	}
-	if err := r.open(&c); err != nil {
+	if err := r.open(ctx, &c); err != nil {
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
@@ -214,12 +216,15 @@ func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	return r, nil
 }
 
-func (r *Runtime) open(c *config) error {
+func (r *Runtime) open(ctx context.Context, c *config) error {
 	var err error
 	if r.copy, err = r.dev.NewStream(); err != nil {
 		return fmt.Errorf("rotary: creating the copy stream: %w", err)
 	}
 	for _, lp := range r.plan.Layers {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rotary: allocating the planes: %w", err)
+		}
 		ls, err := r.newLayer(lp, c.policy)
 		if ls != nil {
 			r.layers[lp.Layer] = ls
@@ -230,20 +235,20 @@ func (r *Runtime) open(c *config) error {
 		}
 	}
 	if r.plan.Host.Mode == HostMapped {
-		t, err := newMappedTier(r.dev, r.model, r.plan.Host.ranges)
+		t, err := newMappedTier(ctx, r.dev, r.model, r.plan.Host.ranges)
 		if err != nil {
 			return err
 		}
 		r.host = t
 	} else {
-		t, err := newLRUTier(r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
+		t, err := newLRUTier(ctx, r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
 		if err != nil {
 			return err
 		}
 		r.host = t
 	}
 	for _, ls := range r.moe {
-		if err := r.loadPinned(ls, r.plan.Layers[slices.IndexFunc(r.plan.Layers, func(l LayerPlan) bool { return l.Layer == ls.index })].Pinned); err != nil {
+		if err := r.loadPinned(ctx, ls, r.plan.Layers[slices.IndexFunc(r.plan.Layers, func(l LayerPlan) bool { return l.Layer == ls.index })].Pinned); err != nil {
 			return err
 		}
 	}
@@ -305,11 +310,14 @@ func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
 
 // loadPinned queues the copies of a layer's pinned experts into its first
 // slots, a working set at a time (the host LRU holds at least that much).
-func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
+func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) error {
 	step := max(r.plan.topK(), 1)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for start := 0; start < len(ids); start += step {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
+		}
 		chunk := ids[start:min(start+step, len(ids))]
 		slots := make([]int, len(chunk))
 		for i, id := range chunk {
@@ -317,7 +325,7 @@ func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
 			ls.expertIn[start+i] = int32(id)
 			ls.slotOf[id] = int32(start + i)
 		}
-		if _, _, err := r.fill(r.bg.ctx, ls, chunk, slots, nil, nil); err != nil {
+		if _, _, err := r.fill(ctx, ls, chunk, slots, nil, nil); err != nil {
 			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
 		}
 	}

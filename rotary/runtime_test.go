@@ -336,7 +336,7 @@ func TestCloseFreesEverything(t *testing.T) {
 		{WithVRAM(4 << 20), WithHostBudget(2 << 20)},
 	} {
 		dev := newHost(t)
-		rt, err := Open(m, dev, opts...)
+		rt, err := Open(bg, m, dev, opts...)
 		require.NoError(t, err)
 		set, err := rt.Acquire(bg, 0, []int{1, 2, 3}, nil)
 		require.NoError(t, err)
@@ -365,7 +365,7 @@ func TestOpenAllocationFailures(t *testing.T) {
 			if kind == cuda.AllocPinned {
 				opts = append(opts, WithHostBudget(2<<20), WithHostChunk(200<<10))
 			}
-			rt, err := Open(m, dev, opts...)
+			rt, err := Open(bg, m, dev, opts...)
 			if err == nil { // fewer allocations of this kind than n
 				require.NoError(t, rt.Close())
 				require.Greater(t, n, 1, "%v: no allocation to fail", kind)
@@ -507,7 +507,7 @@ func TestOpenFailureWaitsForCopies(t *testing.T) {
 		if tc.host > 0 {
 			opts = append(opts, WithHostBudget(tc.host))
 		}
-		_, err := Open(m, dev, opts...)
+		_, err := Open(bg, m, dev, opts...)
 		require.ErrorIs(t, err, injected)
 		assert.Zero(t, dev.early, "host budget %d: memory freed under queued copies", tc.host)
 		assert.Equal(t, cuda.Stats{}, dev.Stats())
@@ -590,7 +590,7 @@ func TestCloseWakesHostWait(t *testing.T) {
 	// Two layers of one expert size share one host class of 4 entries.
 	m := shapeModel(t, ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := newHost(t, cuda.WithoutData())
-	rt, err := Open(m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
+	rt, err := Open(bg, m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
 	require.NoError(t, err)
 	other, err := dev.NewStream()
 	require.NoError(t, err)
@@ -674,7 +674,7 @@ func (e *gatedEvent) Close() error                            { return nil }
 func TestCloseWakesBatchWait(t *testing.T) {
 	m := shapeModel(t, ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := gatedDevice{newHost(t, cuda.WithoutData()), make(chan struct{})}
-	rt, err := Open(m, dev, WithSlots(4))
+	rt, err := Open(bg, m, dev, WithSlots(4))
 	require.NoError(t, err)
 	var n atomic.Int64
 	result := make(chan error, 1)
@@ -710,7 +710,7 @@ func TestCloseWakesBatchWait(t *testing.T) {
 func TestCloseLogsStats(t *testing.T) {
 	m := openTestModel(t)
 	core, logs := observer.New(zap.DebugLevel)
-	rt, err := Open(m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
+	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
 	require.NoError(t, err)
 	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
 	require.NoError(t, err)
@@ -722,4 +722,47 @@ func TestCloseLogsStats(t *testing.T) {
 	require.True(t, ok, "%v", closing[0].ContextMap())
 	assert.Equal(t, uint64(2), stats["vram_misses"])
 	assert.Equal(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
+}
+
+// TestOpenCancelled cancels Open while it pins host memory: it stops at the
+// next allocation and frees what it allocated.
+func TestOpenCancelled(t *testing.T) {
+	m := openTestModel(t)
+	for _, kind := range []cuda.AllocKind{cuda.AllocDevice, cuda.AllocPinned, cuda.AllocRegister} {
+		ctx, cancel := context.WithCancel(bg)
+		allocs := 0
+		dev := newHost(t, cuda.WithAllocFault(func(a cuda.AllocInfo) error {
+			if a.Kind == kind {
+				if allocs++; allocs == 1 {
+					cancel()
+				}
+			}
+			return nil
+		}))
+		opts := []Option{WithSlots(4)}
+		if kind == cuda.AllocPinned {
+			opts = append(opts, WithHostBudget(2<<20), WithHostChunk(200<<10))
+		}
+		_, err := Open(ctx, m, dev, opts...)
+		require.ErrorIs(t, err, context.Canceled, "%v", kind)
+		assert.Equal(t, 1, allocs, "%v: allocations after the cancellation", kind)
+		assert.Equal(t, cuda.Stats{}, dev.Stats(), "%v: leaked", kind)
+	}
+
+	// Cancelled while the first top-k of 8 pinned experts are queued: the
+	// next ones are not.
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	var copies atomic.Int64
+	dev := newHost(t, cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+		copies.Add(1)
+		cancel()
+		return nil
+	}))
+	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+	hot.Layers[0].Experts = []int{0, 1, 2, 3, 4, 5, 6, 7}
+	_, err := Open(ctx, m, dev, WithSlots(4), WithHotSet(hot))
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
+	assert.Equal(t, cuda.Stats{}, dev.Stats())
 }

@@ -277,7 +277,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 		return SimRow{}, err
 	}
 	defer dev.Close()
-	rt, err := Open(m, dev, opts...)
+	rt, err := Open(ctx, m, dev, opts...)
 	if err != nil {
 		return SimRow{}, err
 	}
