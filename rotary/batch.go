@@ -20,7 +20,6 @@ type batch struct {
 	waited      bool          // before was recorded
 	gen         atomic.Uint64 // bumped when recycled
 	layer       *layerState
-	bytes       int64
 	err         atomic.Pointer[error] // set when the copies failed on the device
 }
 
@@ -71,7 +70,7 @@ func newEvent(dev cuda.Device) (cuda.Event, error) { return dev.NewEvent(0) }
 
 // get returns a batch for new copies, recycling completed ones first.
 func (p *batchPool) get(ctx context.Context) (*batch, error) {
-	p.collect(false)
+	p.collect()
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
@@ -133,13 +132,10 @@ func (p *batchPool) queued(b *batch) {
 }
 
 // collect harvests the batches whose copies (and compute-stream marks) have
-// completed, oldest first, adding their timings to their layers' stats. With
-// wait, it waits for all of them; without, it leaves the work to a collector
-// already at it.
-func (p *batchPool) collect(wait bool) {
-	if wait {
-		p.collecting.Lock()
-	} else if !p.collecting.TryLock() {
+// completed, oldest first, adding their timings to their layers' stats. It
+// leaves the work to a collector already at it.
+func (p *batchPool) collect() {
+	if !p.collecting.TryLock() {
 		return
 	}
 	defer p.collecting.Unlock()
@@ -151,12 +147,6 @@ func (p *batchPool) collect(wait bool) {
 		}
 		b := p.inflight[0]
 		p.mu.Unlock()
-		if wait {
-			_ = b.done.Synchronize(context.Background())
-			if b.waited {
-				_ = b.before.Synchronize(context.Background())
-			}
-		}
 		done, err := b.done.Query()
 		if !done {
 			return

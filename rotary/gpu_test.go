@@ -110,8 +110,11 @@ func BenchmarkGPUMisses(b *testing.B) {
 			missLoop(b, rt, stream, b.N)
 			require.NoError(b, stream.Synchronize(bg))
 			b.StopTimer()
-			rt.batches.collect(true)
-			s := rt.Stats()
+			s := rt.Stats() // harvests every batch: stream waited for them all
+			rt.batches.mu.Lock()
+			left := len(rt.batches.inflight)
+			rt.batches.mu.Unlock()
+			require.Zero(b, left, "batches in flight after the stream's Synchronize")
 			require.Zero(b, s.VRAM.Hits)
 			bw := float64(s.VRAM.Bytes) / s.TransferTime.Seconds()
 			b.ReportMetric(bw/1e9, "GB/s")

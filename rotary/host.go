@@ -153,11 +153,15 @@ type lruTier struct {
 	misses  uint64
 	bytes   int64
 	busy    int // background fills running
-	maxBusy int
 }
 
-func newLRUTier(ctx context.Context, dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background, fillers int) (*lruTier, error) {
-	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}, maxBusy: fillers}
+// fillers is how many goroutines read experts from the file into the host
+// LRU at once: for one batch of misses, for Prefetch's background fills, and
+// for the warm-up.
+const fillers = 4
+
+func newLRUTier(ctx context.Context, dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background) (*lruTier, error) {
+	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}}
 	for _, c := range hp.classes {
 		cl := &lruClass{entries: c.entries}
 		lru, err := simplelru.NewLRU[expertKey, *hostEntry](c.entries, nil)
@@ -331,7 +335,7 @@ func (t *lruTier) fill(ctx context.Context, ls *layerState, fresh []*hostEntry) 
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(t.maxBusy, 1))
+	g.SetLimit(fillers)
 	for _, e := range fresh {
 		g.Go(func() error {
 			err := t.read(gctx, ls, e)
@@ -429,7 +433,7 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 		t.mu.Unlock()
 		return true
 	}
-	if t.busy >= t.maxBusy {
+	if t.busy >= fillers {
 		t.mu.Unlock()
 		return false
 	}
@@ -454,7 +458,7 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 func (t *lruTier) warm(order []*layerState, ids [][]int) {
 	t.bg.run(func(ctx context.Context) {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(max(t.maxBusy, 1))
+		g.SetLimit(fillers)
 		for i, ls := range order {
 			t.mu.Lock()
 			cl := t.classes[ls.expertBytes]

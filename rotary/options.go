@@ -27,11 +27,10 @@ type config struct {
 	policy  Policy
 	log     *zap.Logger
 	warm    bool
-	fillers int
 }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true, fillers: 4}
+	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true}
 	for _, o := range opts {
 		if o == nil {
 			continue

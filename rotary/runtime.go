@@ -241,7 +241,7 @@ func (r *Runtime) open(ctx context.Context, c *config) error {
 		}
 		r.host = t
 	} else {
-		t, err := newLRUTier(ctx, r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
+		t, err := newLRUTier(ctx, r.dev, r.model, &r.plan.Host, r.bg)
 		if err != nil {
 			return err
 		}
