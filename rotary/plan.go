@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -299,14 +300,7 @@ func (p *Plan) planHost(m *experts.Model, c *config) error {
 	for _, l := range p.Layers {
 		bySize[l.ExpertBytes] += int64(l.Experts) * l.ExpertBytes
 	}
-	sizes := slices.Sorted(func(yield func(int64) bool) {
-		for s := range bySize {
-			if !yield(s) {
-				return
-			}
-		}
-	})
-	for _, s := range sizes {
+	for _, s := range slices.Sorted(maps.Keys(bySize)) {
 		share := int64(float64(c.host) * float64(bySize[s]) / float64(p.TotalExpert))
 		cl := hostClass{size: s, entries: int(share / s), perChunk: int(max(c.chunk/s, 1))}
 		if cl.entries < p.topK() {

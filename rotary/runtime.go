@@ -221,19 +221,8 @@ func (r *Runtime) open(ctx context.Context, c *config) error {
 	if r.copy, err = r.dev.NewStream(); err != nil {
 		return fmt.Errorf("rotary: creating the copy stream: %w", err)
 	}
-	for _, lp := range r.plan.Layers {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("rotary: allocating the planes: %w", err)
-		}
-		ls, err := r.newLayer(lp, c.policy)
-		if ls != nil {
-			r.layers[lp.Layer] = ls
-			r.moe = append(r.moe, ls)
-		}
-		if err != nil {
-			return err
-		}
-	}
+	// The host tier first: each layer's pinned experts are copied from it as
+	// soon as the layer's plane exists.
 	if r.plan.Host.Mode == HostMapped {
 		t, err := newMappedTier(ctx, r.dev, r.model, r.plan.Host.ranges)
 		if err != nil {
@@ -247,8 +236,19 @@ func (r *Runtime) open(ctx context.Context, c *config) error {
 		}
 		r.host = t
 	}
-	for _, ls := range r.moe {
-		if err := r.loadPinned(ctx, ls, r.plan.Layers[slices.IndexFunc(r.plan.Layers, func(l LayerPlan) bool { return l.Layer == ls.index })].Pinned); err != nil {
+	for _, lp := range r.plan.Layers {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rotary: allocating the planes: %w", err)
+		}
+		ls, err := r.newLayer(lp, c.policy)
+		if ls != nil {
+			r.layers[lp.Layer] = ls
+			r.moe = append(r.moe, ls)
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.loadPinned(ctx, ls, lp.Pinned); err != nil {
 			return err
 		}
 	}

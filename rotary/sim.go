@@ -173,10 +173,10 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 	rep := &SimReport{Model: modelName(m), Tokens: t.Tokens() - cfg.Warmup, Warmup: cfg.Warmup, Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
 	rep.Rows = make([]SimRow, len(cfg.Budgets)*len(cfg.Policies))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(cfg.Parallel, 1))
 	if cfg.Parallel <= 0 {
-		g.SetLimit(runtime.GOMAXPROCS(0))
+		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
+	g.SetLimit(cfg.Parallel)
 	for i, b := range cfg.Budgets {
 		for j, p := range cfg.Policies {
 			g.Go(func() error {
