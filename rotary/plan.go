@@ -324,19 +324,10 @@ func expertRanges(m *experts.Model) []span {
 	page := int64(os.Getpagesize())
 	size := m.File.Size()
 	var rs []span
-	seen := map[*experts.TensorInfo]bool{}
-	for _, l := range m.MoELayers() {
-		el, _ := m.Experts(l)
-		for _, part := range el.Parts {
-			t := part.Tensor
-			if seen[t] {
-				continue
-			}
-			seen[t] = true
-			start := t.Offset / page * page
-			end := min((t.Offset+t.Size+page-1)/page*page, size)
-			rs = append(rs, span{start, end - start})
-		}
+	for _, t := range m.ExpertTensors() {
+		start := t.Offset / page * page
+		end := min((t.Offset+t.Size+page-1)/page*page, size)
+		rs = append(rs, span{start, end - start})
 	}
 	slices.SortFunc(rs, func(a, b span) int { return cmp.Compare(a.off, b.off) })
 	var out []span
