@@ -34,7 +34,8 @@ type SimConfig struct {
 	// times (default 500 GB/s, a 16 GB consumer card).
 	ComputeBandwidth float64
 	// PinFraction is the share of each budget's expert memory the pinning
-	// policies fill with the profile's hot set (default 0.5).
+	// policies fill with the profile's hot set (default 0.5; at most what
+	// leaves each layer its top-k dynamic slots: see WithHotProfile).
 	PinFraction float64
 	// Profile chooses the hot set. Default: the trace's own, which makes
 	// pinning an in-sample bound.
@@ -150,6 +151,9 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 	if cfg.PinFraction == 0 {
 		cfg.PinFraction = 0.5
 	}
+	if !(cfg.PinFraction > 0 && cfg.PinFraction <= 1) {
+		return nil, fmt.Errorf("%w: pin fraction %v outside (0, 1]", ErrInvalid, cfg.PinFraction)
+	}
 	moe := m.MoELayers()
 	if cfg.Attention == 0 {
 		cfg.Attention = time.Duration(float64(m.NonExpertBytes()) / float64(len(moe)) / cfg.ComputeBandwidth * 1e9)
@@ -226,30 +230,25 @@ func simKernel(l *cuda.HostLaunch) error {
 	return nil
 }
 
-// hotSet chooses the experts a pinning policy pins for a budget.
-func hotSet(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudget) (*profile.HotSet, []Option, error) {
-	if b.Slots > 0 {
-		// The same number of pinned slots in every layer: its most
-		// selected experts.
-		n := int(float64(b.Slots) * cfg.PinFraction)
-		n = max(min(n, b.Slots-m.Params.NumExpertsUsed), 0) // leave a working set
-		h := &profile.HotSet{Mode: profile.PerLayer, Layers: make([]profile.LayerHotSet, len(prof.Layers))}
-		for l := range prof.Layers {
-			for _, e := range prof.Layers[l].Ranked() {
-				if len(h.Layers[l].Experts) < n && prof.Layers[l].Counts[e] > 0 {
-					h.Layers[l].Experts = append(h.Layers[l].Experts, e)
-				}
+// pinning returns the options with which a pinning policy pins the
+// profile's hot set under a budget.
+func pinning(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudget) []Option {
+	if b.Slots <= 0 {
+		return []Option{WithHotProfile(prof, cfg.PinFraction)}
+	}
+	// The same number of pinned slots in every layer: its most selected
+	// experts.
+	n := int(float64(b.Slots) * cfg.PinFraction)
+	n = max(min(n, b.Slots-m.Params.NumExpertsUsed), 0) // leave a working set
+	h := &profile.HotSet{Mode: profile.PerLayer, Layers: make([]profile.LayerHotSet, len(prof.Layers))}
+	for l := range prof.Layers {
+		for _, e := range prof.Layers[l].Ranked() {
+			if len(h.Layers[l].Experts) < n && prof.Layers[l].Counts[e] > 0 {
+				h.Layers[l].Experts = append(h.Layers[l].Experts, e)
 			}
 		}
-		return h, []Option{WithSlots(max(b.Slots-n, 1))}, nil
 	}
-	sizes := make([]int64, len(prof.Layers))
-	for l := range sizes {
-		sizes[l] = m.ExpertBytes(l)
-	}
-	budget := int64(float64(b.VRAM-m.NonExpertBytes()-cfg.Reserve) * cfg.PinFraction)
-	h, err := profile.SelectHotSet(prof, sizes, max(budget, 0), profile.Global)
-	return h, nil, err
+	return []Option{WithHotSet(h), WithSlots(max(b.Slots-n, 1))}
 }
 
 func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimConfig, timing cuda.Timing, b SimBudget, p SimPolicy, prof *profile.Profile) (SimRow, error) {
@@ -263,11 +262,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 		capacity = b.VRAM
 	}
 	if p.Pinned {
-		h, more, err := hotSet(m, prof, cfg, b)
-		if err != nil {
-			return SimRow{}, err
-		}
-		opts = append(append(opts, WithHotSet(h)), more...)
+		opts = append(opts, pinning(m, prof, cfg, b)...)
 	}
 	if cfg.HostBudget > 0 {
 		opts = append(opts, WithHostBudget(cfg.HostBudget))
