@@ -37,8 +37,9 @@ type SimConfig struct {
 	// policies fill with the profile's hot set (default 0.5; at most what
 	// leaves each layer its top-k dynamic slots: see WithHotProfile).
 	PinFraction float64
-	// Profile chooses the hot set. Default: the trace's own, which makes
-	// pinning an in-sample bound.
+	// Profile chooses the hot set; it must be of the trace's model (an error
+	// matching profile.ErrModelMismatch otherwise). Default: the trace's
+	// own, which makes pinning an in-sample bound.
 	Profile *profile.Profile
 	// HostBudget is the host tier's budget (0: unlimited, the mapping).
 	HostBudget int64
@@ -131,6 +132,11 @@ type SimRow struct {
 func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimConfig) (*SimReport, error) {
 	if err := checkTrace(m, t); err != nil {
 		return nil, err
+	}
+	if cfg.Profile != nil {
+		if err := cfg.Profile.Check(t.Model()); err != nil {
+			return nil, fmt.Errorf("%w: the profile is not of the trace's model: %w", ErrInvalid, err)
+		}
 	}
 	if len(cfg.Budgets) == 0 {
 		return nil, fmt.Errorf("%w: no budgets to simulate", ErrInvalid)

@@ -66,4 +66,13 @@ func TestSimulateReport(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Simulate(bg, m, other, cfg)
 	assert.ErrorIs(t, err, ErrInvalid)
+
+	// A profile of another model than the trace's.
+	rec, err := profile.NewRecorder(profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 2})
+	require.NoError(t, err)
+	_, err = Simulate(bg, m, tr, SimConfig{Budgets: cfg.Budgets, Profile: rec.Profile()})
+	assert.ErrorIs(t, err, profile.ErrModelMismatch)
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = Simulate(bg, m, tr, SimConfig{Budgets: cfg.Budgets, PinFraction: 1.5})
+	assert.ErrorIs(t, err, ErrInvalid)
 }

@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	cfg := rotary.SimConfig{Attention: *attention, Experts: *expertsT, ComputeBandwidth: *gpuBW * 1e9, PinFraction: *pin, Warmup: *warmup}
 	if *profPath != "" {
-		if cfg.Profile, err = profile.Load(*profPath); err != nil {
+		if cfg.Profile, err = profile.LoadFor(*profPath, tr.Model()); err != nil {
 			return err
 		}
 	}
