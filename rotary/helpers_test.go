@@ -114,11 +114,11 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 }
 
 // shapeModel opens a shape-only model (no weights).
-func shapeModel(t testing.TB, s ModelShape) *experts.Model {
+func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
 	t.Helper()
-	w, err := s.Writer()
+	w, err := experts.ShapeWriter(s)
 	require.NoError(t, err)
-	m, err := OpenShape(context.Background(), w, t.TempDir())
+	m, err := experts.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m

@@ -224,3 +224,22 @@ func TestPlanHotProfile(t *testing.T) {
 	_, err = NewPlan(m, WithVRAM(vram), WithHotProfile(nil, 0.5))
 	assert.ErrorIs(t, err, ErrInvalid)
 }
+
+// TestPlanFullSizePreset plans Qwen3.5-35B-A3B (18 GiB of experts in 40
+// layers of two expert sizes) on a 16 GiB card, opened without its weights.
+func TestPlanFullSizePreset(t *testing.T) {
+	w, err := experts.SyntheticWriter("qwen35moe-35b-a3b")
+	require.NoError(t, err)
+	m, err := experts.OpenShape(w, t.TempDir())
+	require.NoError(t, err)
+	defer m.Close()
+	p, err := NewPlan(m, WithVRAM(16<<30))
+	require.NoError(t, err)
+	require.Len(t, p.Layers, 40)
+	for _, l := range p.Layers {
+		assert.GreaterOrEqual(t, l.Slots, 8*20, "layer %d: slots", l.Layer)
+	}
+	assert.Equal(t, p.VRAM, p.NonExpert+p.Slots+p.Unused)
+	assert.Less(t, p.Unused, m.ExpertBytes(0))
+	assert.Equal(t, HostMapped, p.Host.Mode)
+}

@@ -127,8 +127,8 @@ type SimRow struct {
 // tokens per second. Per token and MoE layer it runs what a host-driven
 // decoder runs: the layer's attention and router on the compute stream, a
 // wait for the router's result (the readback), Acquire of the experts,
-// their compute, Release. m must have the trace's shape; OpenShape makes
-// one.
+// their compute, Release. m must have the trace's shape; ShapeOf and
+// experts.OpenShape make one.
 func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimConfig) (*SimReport, error) {
 	if err := checkTrace(m, t); err != nil {
 		return nil, err
@@ -203,6 +203,15 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 		return nil, err
 	}
 	return rep, nil
+}
+
+// ShapeOf returns the shape of a trace's model, its layers that route
+// tokens having experts of the given dimensions, for experts.ShapeWriter
+// and experts.OpenShape to make a model without weights to simulate on.
+func ShapeOf(t *profile.Trace, embedding, expertFFN int, nonExpert int64) experts.ModelShape {
+	id := t.Model()
+	return experts.ModelShape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: routedLayers(t),
+		Experts: id.Experts, TopK: id.ExpertsUsed, Embedding: embedding, ExpertFFN: expertFFN, NonExpertBytes: nonExpert}
 }
 
 // checkTrace checks that the trace was recorded on a model of m's shape.

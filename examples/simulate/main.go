@@ -182,7 +182,7 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 		if err != nil {
 			return nil, err
 		}
-		return rotary.OpenShape(ctx, w, "")
+		return experts.OpenShape(w, "")
 	case name != "":
 		return experts.OpenModel(name)
 	}
@@ -212,11 +212,11 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 	if err != nil {
 		return nil, err
 	}
-	w, err := rotary.ShapeOf(tr, d[0], d[1], ne).Writer()
+	w, err := experts.ShapeWriter(rotary.ShapeOf(tr, d[0], d[1], ne))
 	if err != nil {
 		return nil, err
 	}
-	return rotary.OpenShape(ctx, w, "")
+	return experts.OpenShape(w, "")
 }
 
 func budgets(slots, vram string) ([]rotary.SimBudget, error) {
