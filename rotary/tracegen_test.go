@@ -1,7 +1,6 @@
 package rotary
 
 import (
-	"os"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
@@ -86,11 +85,7 @@ func TestSyntheticTraceDeterministic(t *testing.T) {
 // trace's README: in decode, 42.5% of a token's experts were also used by
 // the previous token.
 func TestMeasureRoutingGranite(t *testing.T) {
-	path := tracesDir + "/granite-3.0-1b-a400m-instruct/moe_expert_trace.json"
-	if _, err := os.Stat(path); err != nil {
-		t.Skip("no granite trace:", err)
-	}
-	tr, err := profile.OpenTrace(path)
+	tr, err := profile.OpenTrace(tracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	decode := tr.Subset(func(s profile.Segment) bool { return s.Phase == "decode" })
 	r, err := MeasureRouting(decode)
