@@ -30,9 +30,9 @@
 // stall times per tier and layer.
 //
 // Simulate replays routing traces (profile.Trace, or SyntheticTrace's, which
-// match published routing statistics) through the same runtime on the host
-// backend in virtual time, for every budget and policy, and reports hit
-// rates, bytes per token, stalls and tokens per second, on a model without
-// weights (ShapeOf a trace, opened by experts.ShapeWriter and
+// have given routing statistics, such as Qwen3Routing) through the same
+// runtime on the host backend in virtual time, for every budget and policy,
+// and reports hit rates, bytes per token, stalls and tokens per second, on a
+// model without weights (ShapeOf a trace, opened by experts.ShapeWriter and
 // experts.OpenShape).
 package rotary

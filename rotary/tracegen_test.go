@@ -1,6 +1,8 @@
 package rotary
 
 import (
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
@@ -8,9 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestSyntheticTraceStatistics checks that generated traces have the
-// published routing statistics of Qwen3-30B-A3B, in its shape and in
-// Qwen3.5-35B-A3B's, every layer's top expert included.
+// TestSyntheticTraceStatistics checks that generated traces have
+// Qwen3Routing's statistics, in Qwen3-30B-A3B's shape and in
+// Qwen3.5-35B-A3B's, every layer's top expert included; and that in
+// Qwen3-30B-A3B's shape the reference cache's hit rates are within 5
+// percentage points of those quoted for the real model (qwen3HitRates).
 func TestSyntheticTraceStatistics(t *testing.T) {
 	for _, m := range []profile.ModelID{
 		{Arch: "qwen3moe", Layers: 6, Experts: 128, ExpertsUsed: 8},
@@ -31,19 +35,36 @@ func TestSyntheticTraceStatistics(t *testing.T) {
 			_, top := concentration(ls.Counts)
 			assert.True(t, top >= 0.04 && top <= 0.06, "layer %d: top expert takes %.2f%%", l, 100*top)
 		}
-		if m.Experts == 128 {
-			// The published cache hit rates at 8/16/32/64 slots: LRU
-			// 42/65/81/92%, LFU 43/62/80/92%, Belady 61/78/89/93%.
-			for _, c := range []int{8, 16, 32, 64} {
-				var row []float64
-				for _, p := range []string{"LRU", "LFU", "Belady"} {
-					h, r := referenceHits(tr, c, p)
-					row = append(row, 100*float64(h)/float64(r))
+		if m.Experts != 128 {
+			continue
+		}
+		for _, c := range slices.Sorted(maps.Keys(qwen3HitRates)) {
+			got := map[string]float64{}
+			for _, p := range []string{"LRU", "LFU", "Belady"} {
+				h, r := referenceHits(tr, c, p)
+				got[p] = 100 * float64(h) / float64(r)
+				t.Logf("%d slots, %s: %.1f%% (Qwen3-30B-A3B: %.0f%%)", c, p, got[p], qwen3HitRates[c][p])
+				if c == m.ExpertsUsed && p == "Belady" {
+					// As many slots as the top-k hold the previous token's
+					// experts whatever the policy: this cache cannot reach
+					// the quoted 61%.
+					assert.Equal(t, got["LRU"], got[p])
+					continue
 				}
-				t.Logf("%d slots: LRU %.1f%%, LFU %.1f%%, Belady %.1f%%", c, row[0], row[1], row[2])
+				assert.InDelta(t, qwen3HitRates[c][p], got[p], 5, "%d slots, %s", c, p)
 			}
 		}
 	}
+}
+
+// qwen3HitRates are the per-layer cache hit rates (%) of Qwen3-30B-A3B by
+// slots of 128 and policy, as the project's trace notes
+// (shared/traces/README.md) quote them: 25 prompts, 3,225 decode tokens.
+var qwen3HitRates = map[int]map[string]float64{
+	8:  {"LRU": 42, "LFU": 43, "Belady": 61},
+	16: {"LRU": 65, "LFU": 62, "Belady": 78},
+	32: {"LRU": 81, "LFU": 80, "Belady": 89},
+	64: {"LRU": 92, "LFU": 92, "Belady": 93},
 }
 
 func TestSyntheticTraceDeterministic(t *testing.T) {

@@ -11,8 +11,8 @@
 // -model names a synthetic preset of experts (its shapes are read from a
 // header-only sparse file, never the weights) or a GGUF file. With only a
 // trace, the model is one of the trace's shape with experts of -expert-dims;
-// with only a model, the trace is synthetic, with Qwen3-30B-A3B's published
-// routing statistics.
+// with only a model, the trace is synthetic, with rotary.Qwen3Routing's
+// statistics (those quoted for Qwen3-30B-A3B).
 package main
 
 import (
