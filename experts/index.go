@@ -3,6 +3,7 @@ package experts
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -129,6 +130,12 @@ func (m *Model) ExpertBytes(layer int) int64 {
 	return 0
 }
 
+// ExpertTensors returns the stacked tensors that hold the routed experts of
+// every MoE layer (ffn_{gate,up,down}_exps or ffn_gate_up_exps, those of the
+// Parts of Experts), in the order of the file's tensor table. Their sizes add
+// up to TotalExpertBytes; all other tensors make up NonExpertBytes.
+func (m *Model) ExpertTensors() []*TensorInfo { return slices.Clone(m.expertTensors) }
+
 // TotalExpertBytes is the size of all routed experts of all layers.
 func (m *Model) TotalExpertBytes() int64 { return m.totalExpertBytes }
 
@@ -250,7 +257,19 @@ func (m *Model) index() error {
 	if len(m.moeLayers) == 0 {
 		return fmt.Errorf("%w: no blk.N.ffn_{gate,up,down}_exps.weight tensors", ErrNoExperts)
 	}
-	m.nonExpertBytes = total - m.totalExpertBytes
+	routed := map[*TensorInfo]bool{}
+	for _, l := range m.moeLayers {
+		for _, p := range m.layers[l].Parts {
+			routed[p.Tensor] = true
+		}
+	}
+	m.nonExpertBytes = total
+	for _, t := range m.File.tensors {
+		if routed[t] {
+			m.expertTensors = append(m.expertTensors, t)
+			m.nonExpertBytes -= t.Size
+		}
+	}
 	return nil
 }
 

@@ -336,6 +336,7 @@ type Model struct {
 	layers           []*ExpertLayer  // by layer index; nil for a layer without routed experts
 	shared           []*SharedExpert // by layer index; nil for a layer without a shared expert
 	moeLayers        []int
+	expertTensors    []*TensorInfo // the layers' stacked expert tensors, in the file's order
 	totalExpertBytes int64
 	nonExpertBytes   int64
 }

@@ -108,6 +108,23 @@ func synthCheckModel(t *testing.T, p *synthPreset, m *Model) {
 		assert.Equal(t, want.typ, got[i].Type, want.name)
 		assert.Equal(t, want.dims, got[i].Dims, want.name)
 	}
+
+	// The expert tensors are the stacked ones, in the file's order, and the
+	// rest is what is not.
+	var expertBytes, otherBytes int64
+	var want []*TensorInfo
+	for _, ti := range got {
+		if strings.HasSuffix(ti.Name, "_exps.weight") {
+			want = append(want, ti)
+			expertBytes += ti.Size
+		} else {
+			otherBytes += ti.Size
+		}
+	}
+	assert.Equal(t, want, m.ExpertTensors())
+	assert.Len(t, want, 3*p.layers)
+	assert.Equal(t, m.TotalExpertBytes(), expertBytes)
+	assert.Equal(t, m.NonExpertBytes(), otherBytes)
 }
 
 // synthOracleTwins maps presets to the llama.cpp oracle files whose shapes

@@ -288,6 +288,23 @@ func (w *Writer) WriteTo(ctx context.Context, dst io.Writer) (int64, error) {
 	return out.written, nil
 }
 
+// WriteHeader writes the start of the file up to its tensor data: the
+// metadata, the tensor table and the padding that aligns the data, exactly
+// the bytes WriteTo writes first. A file of Size bytes that holds them and
+// reads as zeros after them is the model with its tensors zeroed (see
+// OpenShape).
+func (w *Writer) WriteHeader(dst io.Writer) error {
+	out := &writerCounter{ctx: context.Background(), buf: bufio.NewWriter(dst)}
+	err := w.writeHeader(out)
+	if err == nil {
+		err = out.buf.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("experts: writing the header: %w", err)
+	}
+	return nil
+}
+
 func (w *Writer) writeHeader(out *writerCounter) error {
 	le := binary.LittleEndian
 	var scratch []byte

@@ -267,3 +267,21 @@ func TestWriterWriteToMatchesWriteFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, buf.Bytes(), onDisk)
 }
+
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func TestWriterWriteHeader(t *testing.T) {
+	for _, alignment := range []int{DefaultAlignment, 64, 4096} {
+		w := newWriterTest(t, WithAlignment(alignment))
+		var head, whole bytes.Buffer
+		require.NoError(t, w.WriteHeader(&head))
+		_, err := w.WriteTo(context.Background(), &whole)
+		require.NoError(t, err)
+		assert.Equal(t, writerPad(w.HeaderSize(), int64(alignment)), int64(head.Len()), "header and padding")
+		assert.Equal(t, whole.Bytes()[:head.Len()], head.Bytes(), "what WriteTo writes first")
+	}
+	assert.ErrorIs(t, newWriterTest(t).WriteHeader(failWriter{}), errors.ErrUnsupported)
+}

@@ -20,7 +20,6 @@ type batch struct {
 	waited      bool          // before was recorded
 	gen         atomic.Uint64 // bumped when recycled
 	layer       *layerState
-	bytes       int64
 	err         atomic.Pointer[error] // set when the copies failed on the device
 }
 
@@ -52,7 +51,8 @@ func (r batchRef) state() (done bool, err error) {
 
 // batchPool recycles batches and harvests their timings.
 type batchPool struct {
-	dev cuda.Device
+	dev     cuda.Device
+	closing context.Context // done once Close starts
 
 	collecting sync.Mutex // one collector at a time: it alone pops inflight
 
@@ -70,7 +70,7 @@ func newEvent(dev cuda.Device) (cuda.Event, error) { return dev.NewEvent(0) }
 
 // get returns a batch for new copies, recycling completed ones first.
 func (p *batchPool) get(ctx context.Context) (*batch, error) {
-	p.collect(false)
+	p.collect()
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
@@ -85,7 +85,7 @@ func (p *batchPool) get(ctx context.Context) (*batch, error) {
 	}
 	p.mu.Unlock()
 	if full {
-		if err := oldest.done.Synchronize(ctx); err != nil && ctx.Err() != nil {
+		if err := p.await(ctx, oldest); err != nil {
 			return nil, err
 		}
 		return p.get(ctx)
@@ -104,6 +104,18 @@ func (p *batchPool) get(ctx context.Context) (*batch, error) {
 	return b, nil
 }
 
+// await waits for a batch's copies, until ctx is done or Close starts
+// (ErrClosed). A failed copy is the collector's to report.
+func (p *batchPool) await(ctx context.Context, b *batch) error {
+	wait, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(p.closing, func() { cancel(ErrClosed) })()
+	if err := b.done.Synchronize(wait); err != nil && wait.Err() != nil {
+		return fmt.Errorf("rotary: waiting for a copy batch: %w", context.Cause(wait))
+	}
+	return nil
+}
+
 // put returns a batch that was never recorded.
 func (p *batchPool) put(b *batch) {
 	p.mu.Lock()
@@ -120,13 +132,10 @@ func (p *batchPool) queued(b *batch) {
 }
 
 // collect harvests the batches whose copies (and compute-stream marks) have
-// completed, oldest first, adding their timings to their layers' stats. With
-// wait, it waits for all of them; without, it leaves the work to a collector
-// already at it.
-func (p *batchPool) collect(wait bool) {
-	if wait {
-		p.collecting.Lock()
-	} else if !p.collecting.TryLock() {
+// completed, oldest first, adding their timings to their layers' stats. It
+// leaves the work to a collector already at it.
+func (p *batchPool) collect() {
+	if !p.collecting.TryLock() {
 		return
 	}
 	defer p.collecting.Unlock()
@@ -138,12 +147,6 @@ func (p *batchPool) collect(wait bool) {
 		}
 		b := p.inflight[0]
 		p.mu.Unlock()
-		if wait {
-			_ = b.done.Synchronize(context.Background())
-			if b.waited {
-				_ = b.before.Synchronize(context.Background())
-			}
-		}
 		done, err := b.done.Query()
 		if !done {
 			return

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/require"
 )
@@ -57,7 +58,7 @@ func (nopDevice) NewEvent(cuda.EventFlag) (cuda.Event, error) { return &nopEvent
 // benchRuntime opens a shape-only model like Qwen3.5-35B-A3B's layers (256
 // experts, top-8) on the host backend without data.
 func benchRuntime(b *testing.B, dev cuda.Device, slots int) *Runtime {
-	m := shapeModel(b, ModelShape{Arch: "llama", Layers: 2, Experts: 256, TopK: 8, Embedding: 2048, ExpertFFN: 512})
+	m := shapeModel(b, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 256, TopK: 8, Embedding: 2048, ExpertFFN: 512})
 	return openRuntime(b, m, dev, WithSlots(slots))
 }
 
@@ -77,6 +78,27 @@ func BenchmarkAcquireHit(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := rt.Release(set, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(len(ids)), "ns/expert")
+}
+
+// BenchmarkAcquireIntoHit is BenchmarkAcquireHit with AcquireInto reusing
+// one Set: the all-hit path without allocations.
+func BenchmarkAcquireIntoHit(b *testing.B) {
+	dev := newHost(b, cuda.WithoutData())
+	rt := benchRuntime(b, dev, 64)
+	stream := nopStream{}
+	ids := []int{3, 17, 42, 99, 128, 200, 201, 255}
+	var set Set
+	require.NoError(b, rt.AcquireInto(bg, 0, ids, nil, &set))
+	require.NoError(b, rt.Release(&set, nil))
+	for b.Loop() {
+		if err := rt.AcquireInto(bg, 0, ids, stream, &set); err != nil {
+			b.Fatal(err)
+		}
+		if err := rt.Release(&set, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -20,17 +20,19 @@
 //
 // Open follows a plan on a cuda.Device. Acquire returns the device views of
 // a layer's requested experts: hits at once, misses copied in one batch on
-// the runtime's copy stream, with the caller's compute stream waiting on
-// the batch's event, so the host blocks only when every slot it could evict
-// is held. Release gives a Set back with an event after the work that reads
-// it; the slots are not overwritten before the event completes. Prefetch
-// starts copies ahead without blocking. Eviction follows a Policy: LRU, LFU,
-// or Belady's offline optimum for simulations. Stats count hits, misses,
-// bytes, transfer and stall times per tier and layer.
+// the runtime's copy stream, with the caller's compute stream waiting on the
+// batch's event, so the host blocks only when every slot it could evict is
+// held; AcquireInto reuses a released Set, so hits allocate nothing. Release
+// gives a Set back with an event after the work that reads it; the slots are
+// not overwritten before the event completes. Prefetch starts copies ahead
+// without blocking. Eviction follows a Policy: LRU, LFU, or Belady's offline
+// optimum for simulations. Stats count hits, misses, bytes, transfer and
+// stall times per tier and layer.
 //
 // Simulate replays routing traces (profile.Trace, or SyntheticTrace's, which
-// match published routing statistics) through the same runtime on the host
-// backend in virtual time, for every budget and policy, and reports hit
-// rates, bytes per token, stalls and tokens per second. OpenShape opens a
-// model's shapes without its weights for planning and simulation.
+// have given routing statistics, such as Qwen3Routing) through the same
+// runtime on the host backend in virtual time, for every budget and policy,
+// and reports hit rates, bytes per token, stalls and tokens per second, on a
+// model without weights (ShapeOf a trace, opened by experts.ShapeWriter and
+// experts.OpenShape).
 package rotary

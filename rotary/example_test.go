@@ -15,13 +15,13 @@ import (
 // tinyModel opens a model of 2 MoE layers with 16 experts each, top-4,
 // without weights.
 func tinyModel() *experts.Model {
-	shape := rotary.ModelShape{Name: "tiny", Arch: "llama", Layers: 2, Experts: 16, TopK: 4,
+	shape := experts.ModelShape{Name: "tiny", Arch: "llama", Layers: 2, Experts: 16, TopK: 4,
 		Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
-	w, err := shape.Writer()
+	w, err := experts.ShapeWriter(shape)
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := rotary.OpenShape(context.Background(), w, "")
+	m, err := experts.OpenShape(w, "")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -57,12 +57,12 @@ func ExampleRuntime_Acquire() {
 		log.Fatal(err)
 	}
 	defer dev.Close()
-	rt, err := rotary.Open(m, dev, rotary.WithSlots(6))
+	ctx := context.Background()
+	rt, err := rotary.Open(ctx, m, dev, rotary.WithSlots(6))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rt.Close()
-	ctx := context.Background()
 	compute, _ := dev.NewStream()
 	done, _ := dev.NewEvent(0)
 

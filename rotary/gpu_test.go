@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
@@ -33,8 +34,8 @@ func openGPU(b *testing.B) cuda.Device {
 
 // gpuModel has Qwen3-30B-A3B's experts (2048×768, Q4_K gate and up, Q6_K
 // down: 2.9 MiB) in 4 layers of 64 (784 MB), without weights.
-func gpuModel() ModelShape {
-	return ModelShape{Arch: "llama", Layers: 4, Experts: 64, TopK: 8, Embedding: 2048, ExpertFFN: 768}
+func gpuModel() experts.ModelShape {
+	return experts.ModelShape{Arch: "llama", Layers: 4, Experts: 64, TopK: 8, Embedding: 2048, ExpertFFN: 768}
 }
 
 // pinnedBandwidth measures host-to-device copies of 8 MiB chunks from pinned
@@ -110,8 +111,11 @@ func BenchmarkGPUMisses(b *testing.B) {
 			missLoop(b, rt, stream, b.N)
 			require.NoError(b, stream.Synchronize(bg))
 			b.StopTimer()
-			rt.batches.collect(true)
-			s := rt.Stats()
+			s := rt.Stats() // harvests every batch: stream waited for them all
+			rt.batches.mu.Lock()
+			left := len(rt.batches.inflight)
+			rt.batches.mu.Unlock()
+			require.Zero(b, left, "batches in flight after the stream's Synchronize")
 			require.Zero(b, s.VRAM.Hits)
 			bw := float64(s.VRAM.Bytes) / s.TransferTime.Seconds()
 			b.ReportMetric(bw/1e9, "GB/s")

@@ -58,7 +58,7 @@ func newHost(t testing.TB, opts ...cuda.Option) *cuda.HostDevice {
 
 func openRuntime(t testing.TB, m *experts.Model, dev cuda.Device, opts ...Option) *Runtime {
 	t.Helper()
-	rt, err := Open(m, dev, opts...)
+	rt, err := Open(bg, m, dev, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	return rt
@@ -113,12 +113,39 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 	}
 }
 
-// shapeModel opens a shape-only model (no weights).
-func shapeModel(t testing.TB, s ModelShape) *experts.Model {
+// sharedTraces is the folder of the project's real routing traces, read in
+// place (never copied into the repository), by profile's rule:
+// ROTARY_TRACES, else shared/traces beside the repository, else
+// /work/shared/traces; "" if there is none.
+func sharedTraces() string {
+	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "shared", "traces"), "/work/shared/traces"} {
+		if st, err := os.Stat(dir); dir != "" && err == nil && st.IsDir() {
+			return dir
+		}
+	}
+	return ""
+}
+
+// tracePath returns a file or folder of the real traces, or skips.
+func tracePath(t testing.TB, elem ...string) string {
 	t.Helper()
-	w, err := s.Writer()
+	dir := sharedTraces()
+	if dir == "" {
+		t.Skip("real traces not present (set ROTARY_TRACES)")
+	}
+	path := filepath.Join(append([]string{dir}, elem...)...)
+	if _, err := os.Stat(path); err != nil {
+		t.Skip("trace not present:", err)
+	}
+	return path
+}
+
+// shapeModel opens a shape-only model (no weights).
+func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
+	t.Helper()
+	w, err := experts.ShapeWriter(s)
 	require.NoError(t, err)
-	m, err := OpenShape(context.Background(), w, t.TempDir())
+	m, err := experts.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m

@@ -57,9 +57,13 @@ type mappedTier struct {
 	hits uint64
 }
 
-func newMappedTier(dev cuda.Device, m *experts.Model, ranges []span) (*mappedTier, error) {
+func newMappedTier(ctx context.Context, dev cuda.Device, m *experts.Model, ranges []span) (*mappedTier, error) {
 	t := &mappedTier{dev: dev, mem: m.File.Mapping()}
 	for _, r := range ranges {
+		if err := ctx.Err(); err != nil {
+			t.close()
+			return nil, fmt.Errorf("rotary: registering the model file as pinned memory: %w", err)
+		}
 		h, err := dev.Register(t.mem[r.off:r.off+r.n:r.off+r.n], cuda.RegisterReadOnly)
 		if err != nil {
 			t.close()
@@ -149,11 +153,15 @@ type lruTier struct {
 	misses  uint64
 	bytes   int64
 	busy    int // background fills running
-	maxBusy int
 }
 
-func newLRUTier(dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background, fillers int) (*lruTier, error) {
-	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}, maxBusy: fillers}
+// fillers is how many goroutines read experts from the file into the host
+// LRU at once: for one batch of misses, for Prefetch's background fills, and
+// for the warm-up.
+const fillers = 4
+
+func newLRUTier(ctx context.Context, dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background) (*lruTier, error) {
+	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}}
 	for _, c := range hp.classes {
 		cl := &lruClass{entries: c.entries}
 		lru, err := simplelru.NewLRU[expertKey, *hostEntry](c.entries, nil)
@@ -163,6 +171,10 @@ func newLRUTier(dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background,
 		}
 		cl.lru = lru
 		for left := c.entries; left > 0; {
+			if err := ctx.Err(); err != nil {
+				t.close()
+				return nil, fmt.Errorf("rotary: allocating the host LRU: %w", err)
+			}
 			n := min(left, c.perChunk)
 			h, err := dev.AllocHost(int64(n)*c.size, 0)
 			if err != nil {
@@ -218,6 +230,8 @@ func (t *lruTier) hold(ctx context.Context, ls *layerState, ids []int, srcs []so
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("rotary: waiting for host memory: %w", ctx.Err())
+		case <-t.bg.ctx.Done():
+			return fmt.Errorf("rotary: waiting for host memory: %w", ErrClosed)
 		}
 		t.mu.Lock()
 	}
@@ -321,7 +335,7 @@ func (t *lruTier) fill(ctx context.Context, ls *layerState, fresh []*hostEntry) 
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(t.maxBusy, 1))
+	g.SetLimit(fillers)
 	for _, e := range fresh {
 		g.Go(func() error {
 			err := t.read(gctx, ls, e)
@@ -381,6 +395,8 @@ func (t *lruTier) await(ctx context.Context, e *hostEntry) error {
 	case <-ch:
 	case <-ctx.Done():
 		return fmt.Errorf("rotary: waiting for a host fill: %w", ctx.Err())
+	case <-t.bg.ctx.Done():
+		return fmt.Errorf("rotary: waiting for a host fill: %w", ErrClosed)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -417,7 +433,7 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 		t.mu.Unlock()
 		return true
 	}
-	if t.busy >= t.maxBusy {
+	if t.busy >= fillers {
 		t.mu.Unlock()
 		return false
 	}
@@ -442,7 +458,7 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 func (t *lruTier) warm(order []*layerState, ids [][]int) {
 	t.bg.run(func(ctx context.Context) {
 		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(max(t.maxBusy, 1))
+		g.SetLimit(fillers)
 		for i, ls := range order {
 			t.mu.Lock()
 			cl := t.classes[ls.expertBytes]

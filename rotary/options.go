@@ -24,14 +24,15 @@ type config struct {
 	slots   int // dynamic slots per layer; 0: as many as the budget allows
 	chunk   int64
 	hot     *profile.HotSet
+	hotProf *profile.Profile // WithHotProfile: hot is chosen from it
+	hotFrac float64
 	policy  Policy
 	log     *zap.Logger
 	warm    bool
-	fillers int
 }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true, fillers: 4}
+	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -111,6 +112,28 @@ func WithSlots(n int) Option {
 func WithHotSet(h *profile.HotSet) Option {
 	return optionFunc(func(c *config) error {
 		c.hot = h
+		return nil
+	})
+}
+
+// WithHotProfile pins in VRAM the hot set of a router profile of the model:
+// the experts with the most expected hits (profile.SelectHotSet over all
+// layers) within fraction (0 < fraction <= 1) of the VRAM the experts get
+// (the budget less the non-expert weights and the reserve), and never so
+// many that a layer has less than its top-k dynamic slots left. It needs a
+// VRAM budget: WithVRAM, or Open's free device memory. The plan's HotSet is
+// the selection. Only the profile's shape is checked (layers, experts: an
+// error matching profile.ErrModelMismatch); check that it was recorded on
+// this model (profile.LoadFor) before. It replaces WithHotSet.
+func WithHotProfile(p *profile.Profile, fraction float64) Option {
+	return optionFunc(func(c *config) error {
+		c.hotProf, c.hotFrac = p, fraction
+		switch {
+		case p == nil:
+			return fmt.Errorf("%w: WithHotProfile(nil)", ErrInvalid)
+		case !(fraction > 0 && fraction <= 1):
+			return fmt.Errorf("%w: WithHotProfile fraction %v outside (0, 1]", ErrInvalid, fraction)
+		}
 		return nil
 	})
 }

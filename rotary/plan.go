@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
 )
 
 // HostMode says how the host tier holds experts.
@@ -80,6 +82,9 @@ type Plan struct {
 	// WorkingSet is the least expert memory that works: the top-k experts of
 	// every layer at once (each layer has its own plane of slots).
 	WorkingSet int64 `json:"working_set_bytes"`
+	// HotSet is the pinned experts' hot set: WithHotSet's, or the one
+	// WithHotProfile selected (with its expected hit rate); nil without.
+	HotSet *profile.HotSet `json:"hot_set,omitempty"`
 
 	Host HostPlan `json:"host"`
 }
@@ -151,7 +156,12 @@ func newPlan(m *experts.Model, c *config) (*Plan, error) {
 		NonExpert:   m.NonExpertBytes(),
 		Reserve:     c.reserve,
 	}
-	pinned, err := hotExperts(m, c)
+	hot, err := chooseHotSet(m, c)
+	if err != nil {
+		return nil, err
+	}
+	p.HotSet = hot
+	pinned, err := hotExperts(m, hot)
 	if err != nil {
 		return nil, err
 	}
@@ -185,14 +195,50 @@ func (l LayerPlan) minSlots() int { return min(l.TopK, l.Experts-len(l.Pinned)) 
 // maxSlots is the most dynamic slots that can be used.
 func (l LayerPlan) maxSlots() int { return l.Experts - len(l.Pinned) }
 
+// chooseHotSet returns WithHotSet's hot set, or selects WithHotProfile's.
+func chooseHotSet(m *experts.Model, c *config) (*profile.HotSet, error) {
+	if c.hotProf == nil {
+		return c.hot, nil
+	}
+	if c.hot != nil {
+		return nil, fmt.Errorf("%w: both WithHotSet and WithHotProfile", ErrInvalid)
+	}
+	p, h := c.hotProf, m.Params
+	if len(p.Layers) != h.NumLayers {
+		return nil, fmt.Errorf("%w: hot profile: %w", ErrInvalid, &profile.MismatchError{Field: "layers", Want: h.NumLayers, Got: len(p.Layers)})
+	}
+	for _, l := range m.MoELayers() {
+		if el, _ := m.Experts(l); len(p.Layers[l].Counts) != el.NumExperts {
+			return nil, fmt.Errorf("%w: hot profile, layer %d: %w", ErrInvalid, l, &profile.MismatchError{Field: "experts", Want: el.NumExperts, Got: len(p.Layers[l].Counts)})
+		}
+	}
+	if c.vram == 0 {
+		return nil, fmt.Errorf("%w: WithHotProfile needs a VRAM budget", ErrInvalid)
+	}
+	sizes := make([]int64, h.NumLayers)
+	var workingSet int64
+	for _, l := range m.MoELayers() {
+		el, _ := m.Experts(l)
+		sizes[l] = el.ExpertBytes
+		workingSet += int64(min(h.NumExpertsUsed, el.NumExperts)) * el.ExpertBytes
+	}
+	expertVRAM := c.vram - m.NonExpertBytes() - c.reserve
+	budget := min(int64(float64(expertVRAM)*c.hotFrac), expertVRAM-workingSet)
+	hot, err := profile.SelectHotSet(p, sizes, max(budget, 0), profile.Global)
+	if err != nil {
+		return nil, fmt.Errorf("rotary: selecting the hot set: %w", err)
+	}
+	return hot, nil
+}
+
 // hotExperts checks the hot set against the model and returns the experts to
 // pin by layer.
-func hotExperts(m *experts.Model, c *config) (map[int][]int, error) {
+func hotExperts(m *experts.Model, hot *profile.HotSet) (map[int][]int, error) {
 	pinned := map[int][]int{}
-	if c.hot == nil {
+	if hot == nil {
 		return pinned, nil
 	}
-	for l, lh := range c.hot.Layers {
+	for l, lh := range hot.Layers {
 		if len(lh.Experts) == 0 {
 			continue
 		}
@@ -299,14 +345,7 @@ func (p *Plan) planHost(m *experts.Model, c *config) error {
 	for _, l := range p.Layers {
 		bySize[l.ExpertBytes] += int64(l.Experts) * l.ExpertBytes
 	}
-	sizes := slices.Sorted(func(yield func(int64) bool) {
-		for s := range bySize {
-			if !yield(s) {
-				return
-			}
-		}
-	})
-	for _, s := range sizes {
+	for _, s := range slices.Sorted(maps.Keys(bySize)) {
 		share := int64(float64(c.host) * float64(bySize[s]) / float64(p.TotalExpert))
 		cl := hostClass{size: s, entries: int(share / s), perChunk: int(max(c.chunk/s, 1))}
 		if cl.entries < p.topK() {
@@ -330,19 +369,10 @@ func expertRanges(m *experts.Model) []span {
 	page := int64(os.Getpagesize())
 	size := m.File.Size()
 	var rs []span
-	seen := map[*experts.TensorInfo]bool{}
-	for _, l := range m.MoELayers() {
-		el, _ := m.Experts(l)
-		for _, part := range el.Parts {
-			t := part.Tensor
-			if seen[t] {
-				continue
-			}
-			seen[t] = true
-			start := t.Offset / page * page
-			end := min((t.Offset+t.Size+page-1)/page*page, size)
-			rs = append(rs, span{start, end - start})
-		}
+	for _, t := range m.ExpertTensors() {
+		start := t.Offset / page * page
+		end := min((t.Offset+t.Size+page-1)/page*page, size)
+		rs = append(rs, span{start, end - start})
 	}
 	slices.SortFunc(rs, func(a, b span) int { return cmp.Compare(a.off, b.off) })
 	var out []span
@@ -366,6 +396,13 @@ func (p *Plan) String() string {
 	fmt.Fprintf(&b, "model %s: %d MoE layers, %s of routed experts\n", p.Model, len(p.Layers), FormatSize(p.TotalExpert))
 	fmt.Fprintf(&b, "VRAM  %s = %s non-expert + %s reserve + %s pinned experts + %s slots + %s unused\n",
 		FormatSize(p.VRAM), FormatSize(p.NonExpert), FormatSize(p.Reserve), FormatSize(p.Pinned), FormatSize(p.Slots), FormatSize(p.Unused))
+	if h := p.HotSet; h != nil && h.Selections > 0 {
+		n := 0
+		for _, l := range h.Layers {
+			n += len(l.Experts)
+		}
+		fmt.Fprintf(&b, "hot   %d experts pinned (%s): %.1f%% of the profile's selections\n", n, FormatSize(h.Bytes), 100*h.HitRate)
+	}
 	switch p.Host.Mode {
 	case HostMapped:
 		fmt.Fprintf(&b, "host  %s: %s of expert tensors registered in place (pinning ~%.1f s on a GPU)\n",

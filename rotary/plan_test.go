@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -154,4 +155,91 @@ func TestLayerRanges(t *testing.T) {
 	}
 	assert.Equal(t, "0-2,4,6-7", layerRanges(ls))
 	assert.True(t, strings.HasPrefix(layerRanges(ls[3:4]), "4"))
+}
+
+// testProfile profiles a synthetic trace of the test model's shape.
+func testProfile(t *testing.T, m *experts.Model) *profile.Profile {
+	t.Helper()
+	id := profile.ModelID{Arch: m.Arch, Layers: m.Params.NumLayers, Experts: m.Params.NumExperts, ExpertsUsed: m.Params.NumExpertsUsed}
+	tr, err := SyntheticTrace(id, 500, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.12}, 1)
+	require.NoError(t, err)
+	rec, err := profile.NewRecorder(id)
+	require.NoError(t, err)
+	require.NoError(t, rec.RecordTrace(tr))
+	return rec.Profile()
+}
+
+func TestPlanHotProfile(t *testing.T) {
+	m := openTestModel(t)
+	prof := testProfile(t, m)
+	e0, e1 := m.ExpertBytes(0), m.ExpertBytes(1)
+	reserve := int64(100 << 10)
+	expertVRAM := 12 * (e0 + e1)
+	vram := m.NonExpertBytes() + reserve + expertVRAM
+	workingSet := 4 * (e0 + e1)
+
+	p, err := NewPlan(m, WithVRAM(vram), WithReserve(reserve), WithHotProfile(prof, 0.25))
+	require.NoError(t, err)
+	require.NotNil(t, p.HotSet)
+	assert.Equal(t, profile.Global, p.HotSet.Mode)
+	assert.Equal(t, p.HotSet.Bytes, p.Pinned)
+	assert.LessOrEqual(t, p.Pinned, expertVRAM/4)
+	assert.Greater(t, p.Pinned, expertVRAM/4-max(e0, e1), "fills its share")
+	for _, l := range p.Layers {
+		assert.Equal(t, p.HotSet.Layers[l.Layer].Experts, l.Pinned)
+	}
+	assert.Contains(t, p.String(), "of the profile's selections")
+
+	// All of it: capped so that every layer keeps its top-k slots.
+	p, err = NewPlan(m, WithVRAM(vram), WithReserve(reserve), WithHotProfile(prof, 1))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, p.Pinned, expertVRAM-workingSet)
+	assert.Greater(t, p.Pinned, expertVRAM-workingSet-max(e0, e1))
+	for _, l := range p.Layers {
+		assert.GreaterOrEqual(t, l.Slots, l.TopK, "layer %d", l.Layer)
+	}
+	// The same choice as selecting it by hand.
+	want, err := profile.SelectHotSet(prof, []int64{e0, e1}, expertVRAM-workingSet, profile.Global)
+	require.NoError(t, err)
+	assert.Equal(t, want, p.HotSet)
+
+	// No room beyond the working set: nothing pinned.
+	p, err = NewPlan(m, WithVRAM(m.NonExpertBytes()+workingSet), WithHotProfile(prof, 0.5))
+	require.NoError(t, err)
+	assert.Zero(t, p.Pinned)
+
+	other := *prof
+	other.Layers = other.Layers[:1]
+	_, err = NewPlan(m, WithVRAM(vram), WithHotProfile(&other, 0.5))
+	assert.ErrorIs(t, err, profile.ErrModelMismatch)
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = NewPlan(m, WithSlots(8), WithHotProfile(prof, 0.5))
+	assert.ErrorIs(t, err, ErrInvalid, "no VRAM budget")
+	_, err = NewPlan(m, WithVRAM(vram), WithHotProfile(prof, 0.5), WithHotSet(&profile.HotSet{}))
+	assert.ErrorIs(t, err, ErrInvalid)
+	for _, f := range []float64{0, -0.5, 1.5} {
+		_, err = NewPlan(m, WithVRAM(vram), WithHotProfile(prof, f))
+		assert.ErrorIs(t, err, ErrInvalid, "fraction %v", f)
+	}
+	_, err = NewPlan(m, WithVRAM(vram), WithHotProfile(nil, 0.5))
+	assert.ErrorIs(t, err, ErrInvalid)
+}
+
+// TestPlanFullSizePreset plans Qwen3.5-35B-A3B (18 GiB of experts in 40
+// layers of two expert sizes) on a 16 GiB card, opened without its weights.
+func TestPlanFullSizePreset(t *testing.T) {
+	w, err := experts.SyntheticWriter("qwen35moe-35b-a3b")
+	require.NoError(t, err)
+	m, err := experts.OpenShape(w, t.TempDir())
+	require.NoError(t, err)
+	defer m.Close()
+	p, err := NewPlan(m, WithVRAM(16<<30))
+	require.NoError(t, err)
+	require.Len(t, p.Layers, 40)
+	for _, l := range p.Layers {
+		assert.GreaterOrEqual(t, l.Slots, 8*20, "layer %d: slots", l.Layer)
+	}
+	assert.Equal(t, p.VRAM, p.NonExpert+p.Slots+p.Unused)
+	assert.Less(t, p.Unused, m.ExpertBytes(0))
+	assert.Equal(t, HostMapped, p.Host.Mode)
 }

@@ -3,6 +3,7 @@ package rotary
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -42,22 +43,26 @@ func TestEvictors(t *testing.T) {
 	assert.Equal(t, "Belady", Belady(tr).Name())
 }
 
-// The real routing traces, read in place (never copied into the
-// repository); tests skip without them.
-const tracesDir = "/work/shared/traces"
-
 var deepSeek = sync.OnceValues(func() (*profile.Trace, error) {
-	return profile.OpenTrace(tracesDir + "/deepseek-v2-lite-chat/puffin_prefill_csv")
+	return profile.OpenTrace(filepath.Join(sharedTraces(), "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 })
 
+// loadDeepSeek returns the DeepSeek-V2-Lite trace, or skips.
 func loadDeepSeek(t testing.TB) *profile.Trace {
 	t.Helper()
-	if _, err := os.Stat(tracesDir + "/deepseek-v2-lite-chat"); err != nil {
-		t.Skip("no DeepSeek trace:", err)
-	}
+	tracePath(t, "deepseek-v2-lite-chat", "puffin_prefill_csv")
 	tr, err := deepSeek()
 	require.NoError(t, err)
 	return tr
+}
+
+// fullTraces skips a test that replays a whole trace unless
+// ROTARY_FULL_TRACES is set.
+func fullTraces(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("ROTARY_FULL_TRACES") == "" {
+		t.Skipf("set ROTARY_FULL_TRACES=1 to %s", what)
+	}
 }
 
 // referenceHits is an independent, plain reading of the cache the traces'
@@ -149,12 +154,13 @@ var deepSeekREADME = map[int]map[string]float64{
 }
 
 // TestReferenceMatchesREADME checks the reference cache against the
-// README's independently computed figures, to two decimals.
+// README's independently computed figures, to two decimals. It replays the
+// whole trace nine times (seconds): set ROTARY_FULL_TRACES=1 to run it.
+// TestRuntimeMatchesReference holds the runtime to the reference in every
+// run.
 func TestReferenceMatchesREADME(t *testing.T) {
+	fullTraces(t, "check the reference cache against the README")
 	tr := loadDeepSeek(t)
-	if testing.Short() || raceEnabled {
-		t.Skip("replays the whole trace nine times")
-	}
 	var wg sync.WaitGroup
 	for c, row := range deepSeekREADME {
 		for policy, want := range row {
@@ -197,10 +203,8 @@ func TestRuntimeMatchesReference(t *testing.T) {
 // runtime for the README's table. It takes minutes on two cores: set
 // ROTARY_FULL_TRACES=1 to run it.
 func TestSimulateMatchesREADME(t *testing.T) {
+	fullTraces(t, "replay the whole trace through the runtime")
 	tr := loadDeepSeek(t)
-	if os.Getenv("ROTARY_FULL_TRACES") == "" {
-		t.Skip("set ROTARY_FULL_TRACES=1 to replay the whole trace through the runtime")
-	}
 	m := shapeModel(t, ShapeOf(tr, 2048, 1408, 0))
 	rep, err := Simulate(bg, m, tr, SimConfig{
 		Budgets:  []SimBudget{{Slots: 8}, {Slots: 16}, {Slots: 32}},

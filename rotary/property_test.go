@@ -46,7 +46,7 @@ func testConcurrentResidency(t *testing.T, opts []Option) {
 	dev := newHost(t, cuda.WithTiming(cuda.Timing{PinnedBandwidth: 10e9, CopyLatency: 5000}))
 	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
 	hot.Layers[1].Experts = []int{11}
-	rt, err := Open(m, dev, append(opts, WithHotSet(hot))...)
+	rt, err := Open(bg, m, dev, append(opts, WithHotSet(hot))...)
 	require.NoError(t, err)
 	plan := rt.Plan()
 

@@ -38,10 +38,8 @@ type Runtime struct {
 	host    hostTier
 	bg      *background
 
-	mu      sync.RWMutex // held for reading by every call, for writing by Close
-	closed  bool
-	done    chan struct{} // closed when Close starts: blocked calls give up
-	closing sync.Once
+	mu     sync.RWMutex // held for reading by every call, for writing by Close
+	closed bool
 }
 
 // layerState is one MoE layer: its plane of slots and the residency tables,
@@ -125,7 +123,8 @@ func (v View) Part(r experts.PartRole) (Part, bool) {
 }
 
 // Set is the experts one Acquire made resident, held until Release. Experts
-// are in the order they were asked for.
+// are in the order they were asked for. Once released, a Set can be filled
+// again by AcquireInto.
 type Set struct {
 	Layer   int
 	Experts []View
@@ -158,7 +157,9 @@ type Residency struct {
 	Tick     uint64
 }
 
-// background runs the runtime's goroutines until Close.
+// background runs the runtime's goroutines until Close. Its context is
+// cancelled as soon as Close starts: blocked calls watch it to give up with
+// ErrClosed.
 type background struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -180,9 +181,11 @@ func (b *background) stop() {
 
 // Open plans the residency of m's experts on dev (NewPlan; without WithVRAM
 // the budget is the device's free memory), allocates each layer's plane of
-// slots and the host tier, and starts copying the pinned experts. It frees
-// what it allocated if it fails.
-func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
+// slots and the host tier, and starts copying the pinned experts. That can
+// take a while on a GPU (pinning host memory costs about 0.6 s per GiB, and
+// the pinned experts are read from the file): ctx bounds it, between
+// allocations. Open frees what it allocated if it fails.
+func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -198,15 +201,14 @@ func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	bctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{
 		model: m, dev: dev, plan: plan, log: c.log,
 		layers:  make([]*layerState, m.Params.NumLayers),
-		batches: batchPool{dev: dev},
-		bg:      &background{ctx: ctx, cancel: cancel},
-		done:    make(chan struct{}),
+		batches: batchPool{dev: dev, closing: bctx},
+		bg:      &background{ctx: bctx, cancel: cancel},
 	}
-	if err := r.open(&c); err != nil {
+	if err := r.open(ctx, &c); err != nil {
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
@@ -214,12 +216,30 @@ func Open(m *experts.Model, dev cuda.Device, opts ...Option) (*Runtime, error) {
 	return r, nil
 }
 
-func (r *Runtime) open(c *config) error {
+func (r *Runtime) open(ctx context.Context, c *config) error {
 	var err error
 	if r.copy, err = r.dev.NewStream(); err != nil {
 		return fmt.Errorf("rotary: creating the copy stream: %w", err)
 	}
+	// The host tier first: each layer's pinned experts are copied from it as
+	// soon as the layer's plane exists.
+	if r.plan.Host.Mode == HostMapped {
+		t, err := newMappedTier(ctx, r.dev, r.model, r.plan.Host.ranges)
+		if err != nil {
+			return err
+		}
+		r.host = t
+	} else {
+		t, err := newLRUTier(ctx, r.dev, r.model, &r.plan.Host, r.bg)
+		if err != nil {
+			return err
+		}
+		r.host = t
+	}
 	for _, lp := range r.plan.Layers {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rotary: allocating the planes: %w", err)
+		}
 		ls, err := r.newLayer(lp, c.policy)
 		if ls != nil {
 			r.layers[lp.Layer] = ls
@@ -228,22 +248,7 @@ func (r *Runtime) open(c *config) error {
 		if err != nil {
 			return err
 		}
-	}
-	if r.plan.Host.Mode == HostMapped {
-		t, err := newMappedTier(r.dev, r.model, r.plan.Host.ranges)
-		if err != nil {
-			return err
-		}
-		r.host = t
-	} else {
-		t, err := newLRUTier(r.dev, r.model, &r.plan.Host, r.bg, c.fillers)
-		if err != nil {
-			return err
-		}
-		r.host = t
-	}
-	for _, ls := range r.moe {
-		if err := r.loadPinned(ls, r.plan.Layers[slices.IndexFunc(r.plan.Layers, func(l LayerPlan) bool { return l.Layer == ls.index })].Pinned); err != nil {
+		if err := r.loadPinned(ctx, ls, lp.Pinned); err != nil {
 			return err
 		}
 	}
@@ -305,11 +310,14 @@ func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
 
 // loadPinned queues the copies of a layer's pinned experts into its first
 // slots, a working set at a time (the host LRU holds at least that much).
-func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
+func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) error {
 	step := max(r.plan.topK(), 1)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for start := 0; start < len(ids); start += step {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
+		}
 		chunk := ids[start:min(start+step, len(ids))]
 		slots := make([]int, len(chunk))
 		for i, id := range chunk {
@@ -317,7 +325,7 @@ func (r *Runtime) loadPinned(ls *layerState, ids []int) error {
 			ls.expertIn[start+i] = int32(id)
 			ls.slotOf[id] = int32(start + i)
 		}
-		if _, _, err := r.fill(r.bg.ctx, ls, chunk, slots, nil, nil); err != nil {
+		if _, _, err := r.fill(ctx, ls, chunk, slots, nil, nil); err != nil {
 			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
 		}
 	}
@@ -397,26 +405,47 @@ func (r *Runtime) enter() error {
 // ids must be distinct experts of the layer, and no more of them than the
 // layer's dynamic slots can hold besides its pinned experts (nor, with the
 // host LRU, more missing ones than it holds of their size, at least top-k).
+//
+// Acquire allocates the Set; AcquireInto reuses one.
 func (r *Runtime) Acquire(ctx context.Context, layer int, ids []int, stream cuda.Stream) (*Set, error) {
-	if err := r.enter(); err != nil {
+	set := new(Set)
+	if err := r.AcquireInto(ctx, layer, ids, stream, set); err != nil {
 		return nil, err
+	}
+	return set, nil
+}
+
+// AcquireInto is Acquire into set, which the caller keeps and reuses once it
+// has released it (a decoder keeps one per layer), so that an Acquire of
+// resident experts allocates nothing. set must not be held: Acquired (by
+// either call) and not yet Released; that is an error matching ErrInvalid.
+// Its Experts slice is reused, and emptied on error.
+func (r *Runtime) AcquireInto(ctx context.Context, layer int, ids []int, stream cuda.Stream, set *Set) error {
+	if set == nil || set.live.Load() {
+		return fmt.Errorf("%w: AcquireInto a nil Set or one still held", ErrInvalid)
+	}
+	set.Experts = set.Experts[:0]
+	if err := r.enter(); err != nil {
+		return err
 	}
 	defer r.mu.RUnlock()
 	ls, err := r.layerOf(layer)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, id := range ids {
 		if id < 0 || id >= ls.experts {
-			return nil, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
+			return fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
 		}
 	}
-	set := &Set{Layer: layer, Experts: make([]View, len(ids)), rt: r, ls: ls}
+	set.Layer, set.rt, set.ls = layer, r, ls
+	set.Experts = slices.Grow(set.Experts, len(ids))[:len(ids)]
 	if err := r.acquire(ctx, ls, ids, stream, set); err != nil {
-		return nil, err
+		set.Experts = set.Experts[:0]
+		return err
 	}
 	set.live.Store(true)
-	return set, nil
+	return nil
 }
 
 func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream cuda.Stream, set *Set) error {
@@ -440,7 +469,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		case <-ch:
 		case <-ctx.Done():
 			err = fmt.Errorf("rotary: waiting for a free slot of layer %d: %w", ls.index, ctx.Err())
-		case <-r.done:
+		case <-r.bg.ctx.Done():
 			err = ErrClosed
 		}
 		waited += time.Since(start)
@@ -849,11 +878,12 @@ func (ls *layerState) fence(s int, e cuda.Event) {
 }
 
 // Close waits for the runtime's copies and background fills, then frees
-// every device and pinned byte it allocated. Calls blocked in Acquire return
-// ErrClosed. Work the caller queued that reads acquired experts must have
-// completed.
+// every device and pinned byte it allocated. Calls blocked in Acquire waiting
+// for a slot, for host memory or for a copy batch return ErrClosed; waits for
+// copies already queued end with the copies. Work the caller queued that
+// reads acquired experts must have completed.
 func (r *Runtime) Close() error {
-	r.closing.Do(func() { close(r.done) })
+	r.bg.cancel() // before the lock, which blocked calls hold
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -862,17 +892,18 @@ func (r *Runtime) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.bg.stop()
-	err := r.copy.Synchronize(context.Background())
-	if err != nil {
-		err = fmt.Errorf("rotary: Close: copies failed: %w", err)
+	err := r.drain()
+	if ce := r.log.Check(zap.DebugLevel, "rotary: closing"); ce != nil {
+		ce.Write(zap.Object("stats", r.Stats()))
 	}
-	r.log.Debug("rotary: closing", zap.Object("stats", r.Stats()))
 	return errors.Join(err, r.free())
 }
 
-// free releases what open allocated.
+// free releases what open allocated. The copy stream goes first: copies
+// still queued on it write into the planes from the host tier's pinned
+// memory, so both must outlive them.
 func (r *Runtime) free() error {
-	var errs []error
+	errs := []error{r.drain()}
 	if r.host != nil {
 		errs = append(errs, r.host.close())
 	}
@@ -882,8 +913,19 @@ func (r *Runtime) free() error {
 		}
 	}
 	r.batches.close()
-	if r.copy != nil {
-		errs = append(errs, r.copy.Close())
-	}
 	return errors.Join(errs...)
+}
+
+// drain waits for the copies queued on the copy stream, then closes it.
+func (r *Runtime) drain() error {
+	if r.copy == nil {
+		return nil
+	}
+	err := r.copy.Synchronize(context.Background())
+	if err != nil {
+		err = fmt.Errorf("rotary: copies failed: %w", err)
+	}
+	err = errors.Join(err, r.copy.Close())
+	r.copy = nil
+	return err
 }

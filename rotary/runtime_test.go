@@ -3,14 +3,18 @@ package rotary
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 var bg = context.Background()
@@ -333,7 +337,7 @@ func TestCloseFreesEverything(t *testing.T) {
 		{WithVRAM(4 << 20), WithHostBudget(2 << 20)},
 	} {
 		dev := newHost(t)
-		rt, err := Open(m, dev, opts...)
+		rt, err := Open(bg, m, dev, opts...)
 		require.NoError(t, err)
 		set, err := rt.Acquire(bg, 0, []int{1, 2, 3}, nil)
 		require.NoError(t, err)
@@ -362,7 +366,7 @@ func TestOpenAllocationFailures(t *testing.T) {
 			if kind == cuda.AllocPinned {
 				opts = append(opts, WithHostBudget(2<<20), WithHostChunk(200<<10))
 			}
-			rt, err := Open(m, dev, opts...)
+			rt, err := Open(bg, m, dev, opts...)
 			if err == nil { // fewer allocations of this kind than n
 				require.NoError(t, rt.Close())
 				require.Greater(t, n, 1, "%v: no allocation to fail", kind)
@@ -435,4 +439,331 @@ func TestAsyncCopyFailure(t *testing.T) {
 	}
 	require.NoError(t, rt.Release(set, nil))
 	checkTables(t, rt, 0, nil)
+}
+
+// busyFreeDevice is the host backend counting the frees made while a stream
+// still has work queued.
+type busyFreeDevice struct {
+	*cuda.HostDevice
+	mu      sync.Mutex
+	streams []cuda.Stream
+	early   int
+}
+
+func (d *busyFreeDevice) NewStream() (cuda.Stream, error) {
+	s, err := d.HostDevice.NewStream()
+	if err == nil {
+		d.mu.Lock()
+		d.streams = append(d.streams, s)
+		d.mu.Unlock()
+	}
+	return s, err
+}
+
+// note counts a free made while a stream is busy (a closed stream is idle).
+func (d *busyFreeDevice) note() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.streams {
+		if done, err := s.Query(); err == nil && !done {
+			d.early++
+			return
+		}
+	}
+}
+
+func (d *busyFreeDevice) Free(b cuda.Buffer) error { d.note(); return d.HostDevice.Free(b) }
+func (d *busyFreeDevice) FreeHost(h cuda.HostBuffer) error {
+	d.note()
+	return d.HostDevice.FreeHost(h)
+}
+func (d *busyFreeDevice) Unregister(h cuda.HostBuffer) error {
+	d.note()
+	return d.HostDevice.Unregister(h)
+}
+
+// TestOpenFailureWaitsForCopies fails Open on the pinned experts of the
+// second layer while the first layer's are still being copied: nothing may be
+// freed before those copies complete.
+func TestOpenFailureWaitsForCopies(t *testing.T) {
+	m := openTestModel(t)
+	injected := errors.New("injected")
+	for _, tc := range []struct {
+		host      int64
+		perExpert int64 // copies: one per part from the mapping, one from a pinned copy
+	}{{0, 3}, {2 << 20, 1}} {
+		var copies atomic.Int64
+		dev := &busyFreeDevice{HostDevice: newHost(t,
+			cuda.WithTiming(cuda.Timing{PinnedBandwidth: 200e6}), // ~0.6 ms per expert
+			cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+				if c.Kind == cuda.CopyHtoD && copies.Add(1) > 8*tc.perExpert { // past layer 0's 8 experts
+					return injected
+				}
+				return nil
+			}))}
+		hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+		hot.Layers[0].Experts = []int{0, 1, 2, 3, 4, 5, 6, 7}
+		hot.Layers[1].Experts = []int{0}
+		opts := []Option{WithSlots(4), WithHotSet(hot), WithoutWarmup()}
+		if tc.host > 0 {
+			opts = append(opts, WithHostBudget(tc.host))
+		}
+		_, err := Open(bg, m, dev, opts...)
+		require.ErrorIs(t, err, injected)
+		assert.Zero(t, dev.early, "host budget %d: memory freed under queued copies", tc.host)
+		assert.Equal(t, cuda.Stats{}, dev.Stats())
+	}
+}
+
+func TestAcquireInto(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	var set Set
+	require.NoError(t, rt.AcquireInto(bg, 0, []int{3, 1, 2}, nil, &set))
+	assert.Equal(t, 0, set.Layer)
+	require.Len(t, set.Experts, 3)
+	for i, e := range []int{3, 1, 2} {
+		assert.Equal(t, e, set.Experts[i].Expert)
+		assert.Equal(t, fileBytes(t, m, 0, e), viewBytes(t, dev, set.Experts[i]))
+	}
+	assert.ErrorIs(t, rt.AcquireInto(bg, 1, []int{0}, nil, &set), ErrInvalid, "still held")
+	assert.ErrorIs(t, rt.AcquireInto(bg, 1, []int{0}, nil, nil), ErrInvalid)
+	require.NoError(t, rt.Release(&set, nil))
+	assert.ErrorIs(t, rt.Release(&set, nil), ErrReleased)
+
+	// Reused for another layer; a failed Acquire leaves it empty and not held.
+	require.NoError(t, rt.AcquireInto(bg, 1, []int{5}, nil, &set))
+	assert.Equal(t, 1, set.Layer)
+	require.Len(t, set.Experts, 1)
+	assert.Equal(t, fileBytes(t, m, 1, 5), viewBytes(t, dev, set.Experts[0]))
+	require.NoError(t, rt.Release(&set, nil))
+	require.ErrorIs(t, rt.AcquireInto(bg, 1, []int{5, 5}, nil, &set), ErrDuplicate)
+	assert.Empty(t, set.Experts)
+	assert.ErrorIs(t, rt.Release(&set, nil), ErrReleased)
+	checkTables(t, rt, 0, nil)
+	checkTables(t, rt, 1, nil)
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 0, 0, 0}, r.Held)
+
+	if !raceEnabled {
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := rt.AcquireInto(bg, 1, []int{5}, nil, &set); err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.Release(&set, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		assert.Zero(t, allocs, "AcquireInto and Release of a resident expert")
+	}
+}
+
+// blockedEvent records an event on a new stream of dev behind a kernel that
+// runs until unblock is called.
+func blockedEvent(t *testing.T, dev cuda.Device) (ev cuda.Event, unblock func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	mod, err := dev.Load(bg, &cuda.Program{Name: "gate", Host: map[string]cuda.HostKernel{
+		"wait": func(*cuda.HostLaunch) error { <-gate; return nil },
+	}})
+	require.NoError(t, err)
+	k, err := mod.Kernel("wait")
+	require.NoError(t, err)
+	s, err := dev.NewStream()
+	require.NoError(t, err)
+	ev, err = dev.NewEvent(0)
+	require.NoError(t, err)
+	require.NoError(t, s.Launch(k, cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}))
+	require.NoError(t, s.Record(ev))
+	var once sync.Once
+	unblock = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(unblock)
+	return ev, unblock
+}
+
+// TestCloseWakesHostWait blocks an Acquire waiting for host LRU entries that
+// another Acquire holds (while it waits for the copies out of them, which
+// wait for a Release event), and closes the runtime: the blocked Acquire
+// returns ErrClosed at once.
+func TestCloseWakesHostWait(t *testing.T) {
+	// Two layers of one expert size share one host class of 4 entries.
+	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	dev := newHost(t, cuda.WithoutData())
+	rt, err := Open(bg, m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
+	require.NoError(t, err)
+	other, err := dev.NewStream()
+	require.NoError(t, err)
+	ev, unblock := blockedEvent(t, dev)
+
+	a, err := rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(a, ev))
+	// b's copies wait for ev: the host entries they read from stay fenced.
+	b, err := rt.Acquire(bg, 0, []int{4, 5, 6, 7}, other)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(b, nil))
+
+	results := make(chan error, 2)
+	acquire := func(layer int, ids ...int) {
+		go func() {
+			_, err := rt.Acquire(bg, layer, ids, other)
+			results <- err
+		}()
+	}
+	acquire(0, 8, 9, 10, 11) // holds all 4 entries, waiting for b's copies
+	require.Eventually(t, func() bool { return rt.host.stats().Misses == 12 }, time.Second, time.Millisecond)
+	acquire(1, 0, 1, 2, 3) // waits for entries
+	time.Sleep(10 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	select {
+	case err := <-results:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		unblock()
+		t.Fatal("an Acquire waiting for host memory did not return on Close")
+	}
+	unblock()
+	require.NoError(t, <-results, "the Acquire waiting for copies completes")
+	require.NoError(t, <-closed)
+	require.NoError(t, other.Close())
+}
+
+// gatedDevice is the host backend with streams that queue nothing and
+// events that complete once gate is closed.
+type gatedDevice struct {
+	*cuda.HostDevice
+	gate chan struct{}
+}
+
+func (d gatedDevice) NewStream() (cuda.Stream, error) { return nopStream{}, nil }
+func (d gatedDevice) NewEvent(cuda.EventFlag) (cuda.Event, error) {
+	return &gatedEvent{gate: d.gate}, nil
+}
+
+type gatedEvent struct {
+	cuda.Event
+	gate chan struct{}
+}
+
+func (e *gatedEvent) Query() (bool, error) {
+	select {
+	case <-e.gate:
+		return true, nil
+	default:
+		return false, nil
+	}
+}
+
+func (e *gatedEvent) Synchronize(ctx context.Context) error {
+	select {
+	case <-e.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *gatedEvent) Since(cuda.Event) (time.Duration, error) { return 0, nil }
+func (e *gatedEvent) Close() error                            { return nil }
+
+// TestCloseWakesBatchWait keeps every copy batch in flight: once the pool
+// is full, an Acquire waits for the oldest batch, and Close makes it return
+// ErrClosed.
+func TestCloseWakesBatchWait(t *testing.T) {
+	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	dev := gatedDevice{newHost(t, cuda.WithoutData()), make(chan struct{})}
+	rt, err := Open(bg, m, dev, WithSlots(4))
+	require.NoError(t, err)
+	var n atomic.Int64
+	result := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			first := 4 * (i % 4) // all misses
+			set, err := rt.Acquire(bg, 0, []int{first, first + 1, first + 2, first + 3}, nopStream{})
+			if err != nil {
+				result <- err
+				return
+			}
+			n.Add(1)
+			if err := rt.Release(set, nil); err != nil {
+				result <- err
+				return
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return n.Load() == maxInflight }, 5*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- rt.Close() }()
+	select {
+	case err := <-result:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		close(dev.gate)
+		t.Fatal("an Acquire waiting for a copy batch did not return on Close")
+	}
+	assert.Equal(t, int64(maxInflight), n.Load())
+	require.NoError(t, <-closed)
+}
+
+func TestCloseLogsStats(t *testing.T) {
+	m := openTestModel(t)
+	core, logs := observer.New(zap.DebugLevel)
+	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
+	require.NoError(t, err)
+	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+	require.NoError(t, rt.Close())
+	closing := logs.FilterMessage("rotary: closing").All()
+	require.Len(t, closing, 1)
+	stats, ok := closing[0].ContextMap()["stats"].(map[string]any)
+	require.True(t, ok, "%v", closing[0].ContextMap())
+	assert.Equal(t, uint64(2), stats["vram_misses"])
+	assert.Equal(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
+}
+
+// TestOpenCancelled cancels Open while it pins host memory: it stops at the
+// next allocation and frees what it allocated.
+func TestOpenCancelled(t *testing.T) {
+	m := openTestModel(t)
+	for _, kind := range []cuda.AllocKind{cuda.AllocDevice, cuda.AllocPinned, cuda.AllocRegister} {
+		ctx, cancel := context.WithCancel(bg)
+		allocs := 0
+		dev := newHost(t, cuda.WithAllocFault(func(a cuda.AllocInfo) error {
+			if a.Kind == kind {
+				if allocs++; allocs == 1 {
+					cancel()
+				}
+			}
+			return nil
+		}))
+		opts := []Option{WithSlots(4)}
+		if kind == cuda.AllocPinned {
+			opts = append(opts, WithHostBudget(2<<20), WithHostChunk(200<<10))
+		}
+		_, err := Open(ctx, m, dev, opts...)
+		require.ErrorIs(t, err, context.Canceled, "%v", kind)
+		assert.Equal(t, 1, allocs, "%v: allocations after the cancellation", kind)
+		assert.Equal(t, cuda.Stats{}, dev.Stats(), "%v: leaked", kind)
+	}
+
+	// Cancelled while the first top-k of 8 pinned experts are queued: the
+	// next ones are not.
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	var copies atomic.Int64
+	dev := newHost(t, cuda.WithCopyFault(func(c cuda.CopyInfo) error {
+		copies.Add(1)
+		cancel()
+		return nil
+	}))
+	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, 2)}
+	hot.Layers[0].Experts = []int{0, 1, 2, 3, 4, 5, 6, 7}
+	_, err := Open(ctx, m, dev, WithSlots(4), WithHotSet(hot))
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
+	assert.Equal(t, cuda.Stats{}, dev.Stats())
 }

@@ -34,10 +34,12 @@ type SimConfig struct {
 	// times (default 500 GB/s, a 16 GB consumer card).
 	ComputeBandwidth float64
 	// PinFraction is the share of each budget's expert memory the pinning
-	// policies fill with the profile's hot set (default 0.5).
+	// policies fill with the profile's hot set (default 0.5; at most what
+	// leaves each layer its top-k dynamic slots: see WithHotProfile).
 	PinFraction float64
-	// Profile chooses the hot set. Default: the trace's own, which makes
-	// pinning an in-sample bound.
+	// Profile chooses the hot set; it must be of the trace's model (an error
+	// matching profile.ErrModelMismatch otherwise). Default: the trace's
+	// own, which makes pinning an in-sample bound.
 	Profile *profile.Profile
 	// HostBudget is the host tier's budget (0: unlimited, the mapping).
 	HostBudget int64
@@ -125,11 +127,16 @@ type SimRow struct {
 // tokens per second. Per token and MoE layer it runs what a host-driven
 // decoder runs: the layer's attention and router on the compute stream, a
 // wait for the router's result (the readback), Acquire of the experts,
-// their compute, Release. m must have the trace's shape; OpenShape makes
-// one.
+// their compute, Release. m must have the trace's shape; ShapeOf and
+// experts.OpenShape make one.
 func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimConfig) (*SimReport, error) {
 	if err := checkTrace(m, t); err != nil {
 		return nil, err
+	}
+	if cfg.Profile != nil {
+		if err := cfg.Profile.Check(t.Model()); err != nil {
+			return nil, fmt.Errorf("%w: the profile is not of the trace's model: %w", ErrInvalid, err)
+		}
 	}
 	if len(cfg.Budgets) == 0 {
 		return nil, fmt.Errorf("%w: no budgets to simulate", ErrInvalid)
@@ -149,6 +156,9 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 	}
 	if cfg.PinFraction == 0 {
 		cfg.PinFraction = 0.5
+	}
+	if !(cfg.PinFraction > 0 && cfg.PinFraction <= 1) {
+		return nil, fmt.Errorf("%w: pin fraction %v outside (0, 1]", ErrInvalid, cfg.PinFraction)
 	}
 	moe := m.MoELayers()
 	if cfg.Attention == 0 {
@@ -173,10 +183,10 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 	rep := &SimReport{Model: modelName(m), Tokens: t.Tokens() - cfg.Warmup, Warmup: cfg.Warmup, Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
 	rep.Rows = make([]SimRow, len(cfg.Budgets)*len(cfg.Policies))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(cfg.Parallel, 1))
 	if cfg.Parallel <= 0 {
-		g.SetLimit(runtime.GOMAXPROCS(0))
+		cfg.Parallel = runtime.GOMAXPROCS(0)
 	}
+	g.SetLimit(cfg.Parallel)
 	for i, b := range cfg.Budgets {
 		for j, p := range cfg.Policies {
 			g.Go(func() error {
@@ -193,6 +203,15 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 		return nil, err
 	}
 	return rep, nil
+}
+
+// ShapeOf returns the shape of a trace's model, its layers that route
+// tokens having experts of the given dimensions, for experts.ShapeWriter
+// and experts.OpenShape to make a model without weights to simulate on.
+func ShapeOf(t *profile.Trace, embedding, expertFFN int, nonExpert int64) experts.ModelShape {
+	id := t.Model()
+	return experts.ModelShape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: routedLayers(t),
+		Experts: id.Experts, TopK: id.ExpertsUsed, Embedding: embedding, ExpertFFN: expertFFN, NonExpertBytes: nonExpert}
 }
 
 // checkTrace checks that the trace was recorded on a model of m's shape.
@@ -226,30 +245,25 @@ func simKernel(l *cuda.HostLaunch) error {
 	return nil
 }
 
-// hotSet chooses the experts a pinning policy pins for a budget.
-func hotSet(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudget) (*profile.HotSet, []Option, error) {
-	if b.Slots > 0 {
-		// The same number of pinned slots in every layer: its most
-		// selected experts.
-		n := int(float64(b.Slots) * cfg.PinFraction)
-		n = max(min(n, b.Slots-m.Params.NumExpertsUsed), 0) // leave a working set
-		h := &profile.HotSet{Mode: profile.PerLayer, Layers: make([]profile.LayerHotSet, len(prof.Layers))}
-		for l := range prof.Layers {
-			for _, e := range prof.Layers[l].Ranked() {
-				if len(h.Layers[l].Experts) < n && prof.Layers[l].Counts[e] > 0 {
-					h.Layers[l].Experts = append(h.Layers[l].Experts, e)
-				}
+// pinning returns the options with which a pinning policy pins the
+// profile's hot set under a budget.
+func pinning(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudget) []Option {
+	if b.Slots <= 0 {
+		return []Option{WithHotProfile(prof, cfg.PinFraction)}
+	}
+	// The same number of pinned slots in every layer: its most selected
+	// experts.
+	n := int(float64(b.Slots) * cfg.PinFraction)
+	n = max(min(n, b.Slots-m.Params.NumExpertsUsed), 0) // leave a working set
+	h := &profile.HotSet{Mode: profile.PerLayer, Layers: make([]profile.LayerHotSet, len(prof.Layers))}
+	for l := range prof.Layers {
+		for _, e := range prof.Layers[l].Ranked() {
+			if len(h.Layers[l].Experts) < n && prof.Layers[l].Counts[e] > 0 {
+				h.Layers[l].Experts = append(h.Layers[l].Experts, e)
 			}
 		}
-		return h, []Option{WithSlots(max(b.Slots-n, 1))}, nil
 	}
-	sizes := make([]int64, len(prof.Layers))
-	for l := range sizes {
-		sizes[l] = m.ExpertBytes(l)
-	}
-	budget := int64(float64(b.VRAM-m.NonExpertBytes()-cfg.Reserve) * cfg.PinFraction)
-	h, err := profile.SelectHotSet(prof, sizes, max(budget, 0), profile.Global)
-	return h, nil, err
+	return []Option{WithHotSet(h), WithSlots(max(b.Slots-n, 1))}
 }
 
 func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimConfig, timing cuda.Timing, b SimBudget, p SimPolicy, prof *profile.Profile) (SimRow, error) {
@@ -263,11 +277,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 		capacity = b.VRAM
 	}
 	if p.Pinned {
-		h, more, err := hotSet(m, prof, cfg, b)
-		if err != nil {
-			return SimRow{}, err
-		}
-		opts = append(append(opts, WithHotSet(h)), more...)
+		opts = append(opts, pinning(m, prof, cfg, b)...)
 	}
 	if cfg.HostBudget > 0 {
 		opts = append(opts, WithHostBudget(cfg.HostBudget))
@@ -277,7 +287,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 		return SimRow{}, err
 	}
 	defer dev.Close()
-	rt, err := Open(m, dev, opts...)
+	rt, err := Open(ctx, m, dev, opts...)
 	if err != nil {
 		return SimRow{}, err
 	}
@@ -308,6 +318,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	}
 	var ids32 []int32
 	var ids []int
+	var set Set
 	routed := routedLayers(t)
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
@@ -334,8 +345,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			if err := compute.Synchronize(ctx); err != nil {
 				return SimRow{}, err
 			}
-			set, err := rt.Acquire(ctx, l, ids, compute)
-			if err != nil {
+			if err := rt.AcquireInto(ctx, l, ids, compute, &set); err != nil {
 				return SimRow{}, err
 			}
 			// This layer's experts, then the next layer's attention and
@@ -345,7 +355,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			}
 			// Released before the kernel is done, with no event: the next
 			// Acquire of any layer comes after the next Synchronize.
-			if err := rt.Release(set, nil); err != nil {
+			if err := rt.Release(&set, nil); err != nil {
 				return SimRow{}, err
 			}
 		}

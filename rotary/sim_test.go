@@ -5,13 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestSimulateReport(t *testing.T) {
-	shape := ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
+	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
 	full, err := SyntheticTrace(id, 600, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.1}, 1)
@@ -65,5 +66,14 @@ func TestSimulateReport(t *testing.T) {
 	other, err := SyntheticTrace(profile.ModelID{Arch: "llama", Layers: 3, Experts: 8, ExpertsUsed: 2}, 10, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.2}, 1)
 	require.NoError(t, err)
 	_, err = Simulate(bg, m, other, cfg)
+	assert.ErrorIs(t, err, ErrInvalid)
+
+	// A profile of another model than the trace's.
+	rec, err := profile.NewRecorder(profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 2})
+	require.NoError(t, err)
+	_, err = Simulate(bg, m, tr, SimConfig{Budgets: cfg.Budgets, Profile: rec.Profile()})
+	assert.ErrorIs(t, err, profile.ErrModelMismatch)
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = Simulate(bg, m, tr, SimConfig{Budgets: cfg.Budgets, PinFraction: 1.5})
 	assert.ErrorIs(t, err, ErrInvalid)
 }

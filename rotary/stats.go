@@ -97,7 +97,7 @@ func (r *Runtime) ResetStats() Stats {
 }
 
 func (r *Runtime) stats(reset bool) Stats {
-	r.batches.collect(false)
+	r.batches.collect()
 	var s Stats
 	for _, ls := range r.moe {
 		ls.mu.Lock()

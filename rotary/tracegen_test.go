@@ -1,7 +1,8 @@
 package rotary
 
 import (
-	"os"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
@@ -9,9 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestSyntheticTraceStatistics checks that generated traces have the
-// published routing statistics of Qwen3-30B-A3B, in its shape and in
-// Qwen3.5-35B-A3B's, every layer's top expert included.
+// TestSyntheticTraceStatistics checks that generated traces have
+// Qwen3Routing's statistics, in Qwen3-30B-A3B's shape and in
+// Qwen3.5-35B-A3B's, every layer's top expert included; and that in
+// Qwen3-30B-A3B's shape the reference cache's hit rates are within 5
+// percentage points of those quoted for the real model (qwen3HitRates).
 func TestSyntheticTraceStatistics(t *testing.T) {
 	for _, m := range []profile.ModelID{
 		{Arch: "qwen3moe", Layers: 6, Experts: 128, ExpertsUsed: 8},
@@ -32,19 +35,36 @@ func TestSyntheticTraceStatistics(t *testing.T) {
 			_, top := concentration(ls.Counts)
 			assert.True(t, top >= 0.04 && top <= 0.06, "layer %d: top expert takes %.2f%%", l, 100*top)
 		}
-		if m.Experts == 128 {
-			// The published cache hit rates at 8/16/32/64 slots: LRU
-			// 42/65/81/92%, LFU 43/62/80/92%, Belady 61/78/89/93%.
-			for _, c := range []int{8, 16, 32, 64} {
-				var row []float64
-				for _, p := range []string{"LRU", "LFU", "Belady"} {
-					h, r := referenceHits(tr, c, p)
-					row = append(row, 100*float64(h)/float64(r))
+		if m.Experts != 128 {
+			continue
+		}
+		for _, c := range slices.Sorted(maps.Keys(qwen3HitRates)) {
+			got := map[string]float64{}
+			for _, p := range []string{"LRU", "LFU", "Belady"} {
+				h, r := referenceHits(tr, c, p)
+				got[p] = 100 * float64(h) / float64(r)
+				t.Logf("%d slots, %s: %.1f%% (Qwen3-30B-A3B: %.0f%%)", c, p, got[p], qwen3HitRates[c][p])
+				if c == m.ExpertsUsed && p == "Belady" {
+					// As many slots as the top-k hold the previous token's
+					// experts whatever the policy: this cache cannot reach
+					// the quoted 61%.
+					assert.Equal(t, got["LRU"], got[p])
+					continue
 				}
-				t.Logf("%d slots: LRU %.1f%%, LFU %.1f%%, Belady %.1f%%", c, row[0], row[1], row[2])
+				assert.InDelta(t, qwen3HitRates[c][p], got[p], 5, "%d slots, %s", c, p)
 			}
 		}
 	}
+}
+
+// qwen3HitRates are the per-layer cache hit rates (%) of Qwen3-30B-A3B by
+// slots of 128 and policy, as the project's trace notes
+// (shared/traces/README.md) quote them: 25 prompts, 3,225 decode tokens.
+var qwen3HitRates = map[int]map[string]float64{
+	8:  {"LRU": 42, "LFU": 43, "Belady": 61},
+	16: {"LRU": 65, "LFU": 62, "Belady": 78},
+	32: {"LRU": 81, "LFU": 80, "Belady": 89},
+	64: {"LRU": 92, "LFU": 92, "Belady": 93},
 }
 
 func TestSyntheticTraceDeterministic(t *testing.T) {
@@ -86,11 +106,7 @@ func TestSyntheticTraceDeterministic(t *testing.T) {
 // trace's README: in decode, 42.5% of a token's experts were also used by
 // the previous token.
 func TestMeasureRoutingGranite(t *testing.T) {
-	path := tracesDir + "/granite-3.0-1b-a400m-instruct/moe_expert_trace.json"
-	if _, err := os.Stat(path); err != nil {
-		t.Skip("no granite trace:", err)
-	}
-	tr, err := profile.OpenTrace(path)
+	tr, err := profile.OpenTrace(tracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	decode := tr.Subset(func(s profile.Segment) bool { return s.Phase == "decode" })
 	r, err := MeasureRouting(decode)

@@ -11,8 +11,8 @@
 // -model names a synthetic preset of experts (its shapes are read from a
 // header-only sparse file, never the weights) or a GGUF file. With only a
 // trace, the model is one of the trace's shape with experts of -expert-dims;
-// with only a model, the trace is synthetic, with Qwen3-30B-A3B's published
-// routing statistics.
+// with only a model, the trace is synthetic, with rotary.Qwen3Routing's
+// statistics (those quoted for Qwen3-30B-A3B).
 package main
 
 import (
@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	cfg := rotary.SimConfig{Attention: *attention, Experts: *expertsT, ComputeBandwidth: *gpuBW * 1e9, PinFraction: *pin, Warmup: *warmup}
 	if *profPath != "" {
-		if cfg.Profile, err = profile.Load(*profPath); err != nil {
+		if cfg.Profile, err = profile.LoadFor(*profPath, tr.Model()); err != nil {
 			return err
 		}
 	}
@@ -182,7 +182,7 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 		if err != nil {
 			return nil, err
 		}
-		return rotary.OpenShape(ctx, w, "")
+		return experts.OpenShape(w, "")
 	case name != "":
 		return experts.OpenModel(name)
 	}
@@ -212,11 +212,11 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 	if err != nil {
 		return nil, err
 	}
-	w, err := rotary.ShapeOf(tr, d[0], d[1], ne).Writer()
+	w, err := experts.ShapeWriter(rotary.ShapeOf(tr, d[0], d[1], ne))
 	if err != nil {
 		return nil, err
 	}
-	return rotary.OpenShape(ctx, w, "")
+	return experts.OpenShape(w, "")
 }
 
 func budgets(slots, vram string) ([]rotary.SimBudget, error) {

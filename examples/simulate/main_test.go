@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -44,4 +47,36 @@ func TestSimulateBadFlags(t *testing.T) {
 	} {
 		assert.Error(t, run(context.Background(), args, &bytes.Buffer{}), "%q", args)
 	}
+}
+
+// writeProfile writes an empty profile of model id.
+func writeProfile(t *testing.T, id profile.ModelID) string {
+	t.Helper()
+	rec, err := profile.NewRecorder(id)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "profile.json")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, rec.Profile().Encode(f))
+	require.NoError(t, f.Close())
+	return path
+}
+
+func TestSimulateProfileOfAnotherModel(t *testing.T) {
+	ctx := context.Background()
+	m, err := openModel(ctx, "qwen3moe-tiny", nil, "", "")
+	require.NoError(t, err)
+	h := m.Params
+	require.NoError(t, m.Close())
+	args := []string{"-model", "qwen3moe-tiny", "-slots", "6", "-tokens", "50", "-policies", "pinned+lru", "-profile"}
+
+	same := writeProfile(t, profile.ModelID{Arch: "qwen3moe", Layers: h.NumLayers, Experts: h.NumExperts, ExpertsUsed: h.NumExpertsUsed})
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, append(args, same), &out))
+	assert.Contains(t, out.String(), "pinned+LRU")
+	assert.NotContains(t, out.String(), "in-sample")
+
+	other := writeProfile(t, profile.ModelID{Arch: "qwen3moe", Layers: h.NumLayers, Experts: h.NumExperts / 2, ExpertsUsed: h.NumExpertsUsed})
+	err = run(ctx, append(args, other), &bytes.Buffer{})
+	assert.ErrorIs(t, err, profile.ErrModelMismatch)
 }
