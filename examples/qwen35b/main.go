@@ -158,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
 	}
 
-	e, err := engine.New(m, opts...)
+	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
 		return err
 	}

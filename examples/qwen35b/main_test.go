@@ -200,7 +200,7 @@ func TestTrace(t *testing.T) {
 				ids[pos][layer] = append([]int32{}, rt.IDs...)
 				weights[pos][layer] = append([]float32{}, rt.Weights...)
 			})
-			e, err := engine.New(m, engine.WithPositions(64), engine.WithModelOptions(hook))
+			e, err := engine.New(context.Background(), m, engine.WithPositions(64), engine.WithModelOptions(hook))
 			require.NoError(t, err)
 			defer e.Close()
 			s := e.Model().NewState(64)

@@ -28,7 +28,6 @@ type Engine struct {
 	rt      *rotary.Runtime
 	src     *Source
 	model   *model.Model
-	hot     *profile.HotSet
 	batch   int
 	reserve int64
 }
@@ -89,7 +88,7 @@ func WithModelOptions(opts ...model.Option) Option {
 // closed. A budget too small for the model fails with an error matching
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
 // model.ErrUnsupportedArch.
-func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
+func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
 	c := config{vram: DefaultVRAM, host: -1, positions: 4096, log: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&c)
@@ -109,10 +108,12 @@ func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
 		ropts = append(ropts, rotary.WithHostBudget(c.host))
 	}
 	if c.hot != nil {
-		if e.hot, err = e.hotSet(c.hot, c.pinFraction, c.vram); err != nil {
-			return nil, err
+		// rotary checks the profile's shape; the tensor hash says it is
+		// this very model.
+		if err := c.hot.Check(e.id); err != nil {
+			return nil, fmt.Errorf("engine: hot profile: %w", err)
 		}
-		ropts = append(ropts, rotary.WithHotSet(e.hot))
+		ropts = append(ropts, rotary.WithHotProfile(c.hot, c.pinFraction))
 	}
 
 	// Plan first: the model's micro-batch depends on the slots.
@@ -133,7 +134,7 @@ func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
 	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {
 		return nil, err
 	}
-	if e.rt, err = rotary.Open(m, e.dev, ropts...); err != nil {
+	if e.rt, err = rotary.Open(ctx, m, e.dev, ropts...); err != nil {
 		return nil, err
 	}
 	if e.src, err = NewSource(e.rt, e.dev); err != nil {
@@ -145,27 +146,6 @@ func New(m *experts.Model, opts ...Option) (_ *Engine, err error) {
 
 // lateSource lets model.New check the model before the runtime exists.
 type lateSource struct{ *Source }
-
-// hotSet selects the experts to pin from a profile of this model.
-func (e *Engine) hotSet(p *profile.Profile, fraction float64, vram int64) (*profile.HotSet, error) {
-	if err := p.Check(e.id); err != nil {
-		return nil, fmt.Errorf("engine: hot profile: %w", err)
-	}
-	m := e.experts
-	sizes := make([]int64, len(p.Layers))
-	var workingSet int64
-	for l := range sizes {
-		el, ok := m.Experts(l)
-		if !ok {
-			continue
-		}
-		sizes[l] = el.ExpertBytes
-		workingSet += int64(min(m.Params.NumExpertsUsed, el.NumExperts)) * el.ExpertBytes
-	}
-	expertVRAM := vram - m.NonExpertBytes() - e.reserve
-	budget := min(int64(float64(expertVRAM)*fraction), expertVRAM-workingSet)
-	return profile.SelectHotSet(p, sizes, max(budget, 0), profile.Global)
-}
 
 // StateBytes is the memory of one sequence of positions tokens as the
 // forward pass keeps it: the key and value caches of the attention layers
@@ -192,7 +172,7 @@ func (e *Engine) Model() *model.Model { return e.model }
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }
 
 // HotSet is the set of pinned experts, nil without WithHotProfile.
-func (e *Engine) HotSet() *profile.HotSet { return e.hot }
+func (e *Engine) HotSet() *profile.HotSet { return e.rt.Plan().HotSet }
 
 // MaxBatch is the model's micro-batch (MaxBatch of the plan), 0 if it is
 // not limited by the slots.
@@ -212,11 +192,8 @@ func (e *Engine) Threads() int { return e.backend.Threads() }
 func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) error {
 	f := e.experts.File
 	routed := map[*experts.TensorInfo]bool{}
-	for _, l := range e.experts.MoELayers() {
-		el, _ := e.experts.Experts(l)
-		for _, p := range el.Parts {
-			routed[p.Tensor] = true
-		}
+	for _, t := range e.experts.ExpertTensors() {
+		routed[t] = true
 	}
 	_, hasOutput := f.Tensor("output.weight")
 	var ts []*experts.TensorInfo

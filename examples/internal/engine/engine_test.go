@@ -99,7 +99,7 @@ func TestRotationKeepsLogits(t *testing.T) {
 					used[[2]int{layer, int(id)}] = true
 				}
 			})
-			all, err := engine.New(m, engine.WithVRAM(1<<30), engine.WithPositions(64), engine.WithModelOptions(hook))
+			all, err := engine.New(context.Background(), m, engine.WithVRAM(1<<30), engine.WithPositions(64), engine.WithModelOptions(hook))
 			require.NoError(t, err)
 			defer all.Close()
 			got, tokens := run(t, all.Model(), prompt, 12)
@@ -109,7 +109,7 @@ func TestRotationKeepsLogits(t *testing.T) {
 			assert.Equal(t, uint64(len(used)), s.VRAM.Misses, "every expert used is copied in once and stays")
 			assert.Zero(t, all.MaxBatch())
 
-			half, err := engine.New(m, engine.WithVRAM(halfBudget(m, 64)), engine.WithHostMemory(m.TotalExpertBytes()*3/4),
+			half, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithHostMemory(m.TotalExpertBytes()*3/4),
 				engine.WithPositions(64))
 			require.NoError(t, err)
 			defer half.Close()
@@ -179,9 +179,9 @@ func TestModelID(t *testing.T) {
 
 func TestBudgetTooSmall(t *testing.T) {
 	m := openModel(t, "qwen35moe-tiny-f32")
-	_, err := engine.New(m, engine.WithVRAM(m.NonExpertBytes()), engine.WithPositions(64))
+	_, err := engine.New(context.Background(), m, engine.WithVRAM(m.NonExpertBytes()), engine.WithPositions(64))
 	assert.ErrorIs(t, err, rotary.ErrBudget)
-	_, err = engine.New(m, engine.WithVRAM(1<<30), engine.WithHostMemory(1), engine.WithPositions(64))
+	_, err = engine.New(context.Background(), m, engine.WithVRAM(1<<30), engine.WithHostMemory(1), engine.WithPositions(64))
 	assert.ErrorIs(t, err, rotary.ErrBudget)
 }
 
@@ -210,7 +210,7 @@ func TestRoutes(t *testing.T) {
 					seen[[2]int{pos + tok, layer}] = route{slices.Clone(r.IDs[tok*r.K : (tok+1)*r.K]), slices.Clone(r.Weights[tok*r.K : (tok+1)*r.K])}
 				}
 			}
-			e, err := engine.New(m, engine.WithVRAM(halfBudget(m, 64)), engine.WithPositions(64),
+			e, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithPositions(64),
 				engine.WithModelOptions(model.WithRoutingHook(hook)))
 			require.NoError(t, err)
 			defer e.Close()

@@ -21,7 +21,7 @@ func Example() {
 	}
 	defer m.Close()
 	vram := m.NonExpertBytes() + engine.StateBytes(m.Params, 64) + m.TotalExpertBytes()/2
-	e, err := engine.New(m, engine.WithVRAM(vram), engine.WithPositions(64))
+	e, err := engine.New(context.Background(), m, engine.WithVRAM(vram), engine.WithPositions(64))
 	if err != nil {
 		log.Fatal(err)
 	}

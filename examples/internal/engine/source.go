@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -29,10 +30,14 @@ type Source struct {
 	err      error // the first failed Release, reported by the next Acquire
 }
 
-// plane is a layer's plane of slots seen as bytes.
+// plane is a layer's plane of slots seen as bytes, and the lease the model
+// holds on it: the model holds one lease per layer at a time, so each
+// layer's Set, views and lease are reused and a step of hits allocates
+// nothing.
 type plane struct {
 	mem       []byte
 	slotBytes int64
+	lease     lease
 }
 
 // NewSource serves rt's experts to the model; rt must have been opened on
@@ -48,7 +53,9 @@ func NewSource(rt *rotary.Runtime, dev *cuda.HostDevice) (*Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("engine: layer %d's plane: %w", lp.Layer, err)
 		}
-		s.planes[lp.Layer] = &plane{mem: mem, slotBytes: p.SlotBytes}
+		pl := &plane{mem: mem, slotBytes: p.SlotBytes}
+		pl.lease.s = s
+		s.planes[lp.Layer] = pl
 	}
 	stream, err := dev.NewStream()
 	if err != nil {
@@ -68,8 +75,9 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 		return nil, fmt.Errorf("engine: layer %d has no plane of slots", layer)
 	}
 	start := time.Now()
-	set, err := s.rt.Acquire(ctx, layer, ids, s.stream)
-	if err != nil {
+	l := &p.lease
+	set := &l.set
+	if err := s.rt.AcquireInto(ctx, layer, ids, s.stream, set); err != nil {
 		return nil, err
 	}
 	// The CPU computes as soon as Acquire returns, so wait for what a GPU
@@ -79,8 +87,10 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 	}
 	s.wait += time.Since(start)
 
-	ws := make([]model.ExpertWeights, len(set.Experts))
+	l.weights = slices.Grow(l.weights[:0], len(set.Experts))[:len(set.Experts)]
+	ws := l.weights
 	for i, v := range set.Experts {
+		ws[i] = model.ExpertWeights{}
 		base := int64(v.Slot) * p.slotBytes
 		for _, part := range v.Parts {
 			w := model.Weight{
@@ -93,7 +103,7 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 		}
 	}
 	s.acquires++
-	return &lease{s: s, set: set, weights: ws}, nil
+	return l, nil
 }
 
 // Wait is the time Acquire spent until the experts were resident: the
@@ -109,14 +119,14 @@ func (s *Source) Close() error { return s.stream.Close() }
 
 type lease struct {
 	s       *Source
-	set     *rotary.Set
+	set     rotary.Set
 	weights []model.ExpertWeights
 }
 
 func (l *lease) Weights() []model.ExpertWeights { return l.weights }
 
 func (l *lease) Release() {
-	if err := l.s.rt.Release(l.set, nil); err != nil && l.s.err == nil {
+	if err := l.s.rt.Release(&l.set, nil); err != nil && l.s.err == nil {
 		l.s.err = fmt.Errorf("engine: releasing layer %d's experts: %w", l.set.Layer, err)
 	}
 }
