@@ -34,4 +34,7 @@
 // WriteSynthetic uses it to write complete synthetic models (tokenizer,
 // metadata, every tensor) with the shapes and quantization mix of real ones
 // (Presets): the 20 GB qwen35moe-35b-a3b for benchmarks, tiny ones for tests.
+// ShapeWriter and OpenShape give a weightless model of a given shape (a
+// sparse file: the real header, zeros after it), for planning and
+// simulation without writing gigabytes.
 package experts
