@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -275,7 +276,7 @@ type TraceReader struct {
 	segments []Segment
 	tokens   int
 	line     int   // JSONL: lines read
-	offset   int64 // Binary: bytes read
+	offset   int64 // bytes read
 	record   []byte
 	experts  [][]int32
 	wts      [][]float32
@@ -295,16 +296,11 @@ func NewTraceReader(r io.Reader) (*TraceReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := tr.model.ExpertsUsed
+	// Per-layer lists grow as tokens need them: the header alone, a few bytes,
+	// must not cost the megabytes a wide model's lists could take.
 	tr.experts = make([][]int32, tr.model.Layers)
-	for l := range tr.experts {
-		tr.experts[l] = make([]int32, 0, k)
-	}
 	if tr.weights {
 		tr.wts = make([][]float32, tr.model.Layers)
-		for l := range tr.wts {
-			tr.wts[l] = make([]float32, 0, k)
-		}
 	}
 	return tr, nil
 }
@@ -370,6 +366,7 @@ func (tr *TraceReader) readLine() ([]byte, error) {
 			break
 		}
 		tr.line++
+		tr.offset += int64(len(line))
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			return line, nil
 		}
@@ -453,6 +450,26 @@ func (tr *TraceReader) readFull(b []byte) error {
 	return err
 }
 
+// readRecord reads the next n bytes into tr.record. The buffer grows only as
+// the bytes arrive, so a header announcing a megabyte-wide record costs a
+// megabyte only if the input has one.
+func (tr *TraceReader) readRecord(n int) error {
+	if cap(tr.record) >= n {
+		tr.record = tr.record[:n]
+		return tr.readFull(tr.record)
+	}
+	tr.record = tr.record[:0]
+	for len(tr.record) < n {
+		have := len(tr.record)
+		tr.record = slices.Grow(tr.record, min(n-have, max(have, 4096)))
+		tr.record = tr.record[:min(n, cap(tr.record))]
+		if err := tr.readFull(tr.record[have:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (tr *TraceReader) readString(lenBytes int) (string, error) {
 	var n [2]byte
 	if err := tr.readFull(n[:lenBytes]); err != nil {
@@ -506,11 +523,6 @@ func (tr *TraceReader) readBinaryHeader() error {
 		return tr.formatError("bad model", err)
 	}
 	tr.model = m
-	per := 1 + 2*m.ExpertsUsed
-	if tr.weights {
-		per += 4 * m.ExpertsUsed
-	}
-	tr.record = make([]byte, m.Layers*per)
 	return nil
 }
 
@@ -553,7 +565,7 @@ func (tr *TraceReader) nextBinary() error {
 			tr.offset = start
 			return tr.formatError(fmt.Sprintf("unknown record tag %#x", tag), nil)
 		}
-		if err := tr.readFull(tr.record); err != nil {
+		if err := tr.readRecord(int(tokenBytes(m, tr.weights))); err != nil {
 			tr.offset = start
 			return tr.formatError("truncated token record", noEOF(err))
 		}
@@ -655,6 +667,9 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if err := checkGrowth(t.model, t.weights, t.tokens+1, tr.offset); err != nil {
+			return nil, tr.formatError("trace would outgrow its input", err)
 		}
 		tok := t.AddToken()
 		for l, ids := range experts {
