@@ -146,10 +146,14 @@ func parseDeepSeekCSV(r io.Reader, name string) (*layerStreams, error) {
 			streams.input = cr.InputOffset()
 			return streams, nil
 		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			return nil, fail(line, "bad CSV", err)
+		if err != nil { // FieldPos would panic: there is no record
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, fail(pe.StartLine, "bad CSV", err)
+			}
+			return nil, &FormatError{Format: "deepseek-csv", Source: name, Msg: "unreadable", Err: err}
 		}
+		line, _ := cr.FieldPos(0)
 		layer, err := strconv.Atoi(rec[0])
 		if err != nil || layer < 0 || layer >= m.Layers {
 			return nil, fail(line, fmt.Sprintf("layer %q of a %d-layer model", rec[0], m.Layers), ErrOutOfRange)

@@ -42,6 +42,7 @@ func TestReadDeepSeekCSVErrors(t *testing.T) {
 		"duplicate":   "Layer ID,Batch Number,Token,Activated Expert IDs\n1,0,x,\"[1, 1]\"\n",
 		"too many":    "Layer ID,Batch Number,Token,Activated Expert IDs\n1,0,x,\"[1,2,3,4,5,6,7]\"\n",
 		"field count": "Layer ID,Batch Number,Token,Activated Expert IDs\n1,0,\"[1]\"\n",
+		"bad quote":   "Layer ID,Batch Number,Token,Activated Expert IDs\n\"0",
 	} {
 		t.Run(name, func(t *testing.T) {
 			tr, err := NewTrace(DeepSeekV2Lite)
