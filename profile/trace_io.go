@@ -22,8 +22,12 @@ const (
 	// JSONL: a header object on the first line, then one JSON object per token
 	// (or per segment start). Readable, diffable, streamable.
 	JSONL Encoding = iota
-	// Binary: a fixed header, then fixed-width token records. About 4× smaller
-	// than JSONL and much faster to read.
+	// Binary: a fixed header, then fixed-width token records. JSONL takes 1.4×
+	// its size for DeepSeek-V2-Lite's shape (27 layers, top-6, no weights) and
+	// 2.3× for Mixtral's (32 layers, top-2, weights), and reads 13-14× slower:
+	// 60 against 4.2 µs per token and 76 against 5.8 µs (TestBinaryTraceSize,
+	// BenchmarkReadTrace, medians of 5 on a 2-core AMD EPYC). The project's
+	// real traces agree: 1.46× (DeepSeek), 1.41× (granite), 2.29× (Mixtral).
 	Binary
 )
 
