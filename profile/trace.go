@@ -139,7 +139,7 @@ func (t *Trace) Set(token, layer int, ids []int32, weights []float32) error {
 		err = checkFinite(weights)
 	}
 	if err != nil {
-		return fmt.Errorf("token %d layer %d: %w", token, layer, err)
+		return fmt.Errorf("%w (token %d, layer %d)", err, token, layer)
 	}
 	r := token*t.model.Layers + layer
 	k := t.model.ExpertsUsed

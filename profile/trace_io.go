@@ -183,10 +183,10 @@ func (tw *TraceWriter) WriteToken(experts [][]int32, weights [][]float32) error 
 			w = weights[l]
 		}
 		if err := checkRoute(m.Experts, m.ExpertsUsed, ids, w); err != nil {
-			return fmt.Errorf("layer %d: %w", l, err)
+			return fmt.Errorf("%w (layer %d)", err, l)
 		}
 		if err := checkFinite(w); err != nil {
-			return fmt.Errorf("layer %d: %w", l, err)
+			return fmt.Errorf("%w (layer %d)", err, l)
 		}
 	}
 	if tw.enc == JSONL {
