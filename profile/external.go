@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -173,8 +174,10 @@ var deepSeekPrompt = regexp.MustCompile(`^prompt_(\d+)_data\.csv(\.gz)?$`)
 // LoadDeepSeek reads the DeepSeek-V2-Lite trace at path: a directory of
 // prompt_N_data.csv[.gz] files, concatenated in numeric order of N with one
 // "prefill" segment per prompt named "prompt_N" (the order the trace's README
-// hit-rate table uses), or a single such file.
-func LoadDeepSeek(path string) (*Trace, error) {
+// hit-rate table uses), or a single such file. The files are parsed in
+// parallel; when ctx is done, parsing stops and LoadDeepSeek returns ctx's
+// error.
+func LoadDeepSeek(ctx context.Context, path string) (*Trace, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
@@ -198,11 +201,11 @@ func LoadDeepSeek(path string) (*Trace, error) {
 	}
 	// Files parse independently, so parse them in parallel and append in order.
 	parsed := make([]*layerStreams, len(files))
-	var g errgroup.Group
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, f := range files {
 		g.Go(func() error {
-			return readFileWith(f, func(r *bufio.Reader) (err error) {
+			return readFileWith(gctx, f, func(r *bufio.Reader) (err error) {
 				parsed[i], err = parseDeepSeekCSV(r, promptName(f))
 				return err
 			})
@@ -244,17 +247,40 @@ func promptNumber(path string) int {
 }
 
 // readFileWith opens path, transparently gunzips it, and passes it to read.
-func readFileWith(path string, read func(*bufio.Reader) error) error {
+// Reading stops at the next buffer refill once ctx is done, and then
+// readFileWith returns ctx's error, whatever read made of it.
+func readFileWith(ctx context.Context, path string, read func(*bufio.Reader) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("profile: read %s: %w", path, err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
 	defer f.Close()
-	r, err := maybeGunzip(bufio.NewReaderSize(f, 1<<16))
+	r, err := maybeGunzip(bufio.NewReaderSize(ctxReader{ctx, f}, 1<<16))
 	if err != nil {
-		return fmt.Errorf("profile: %s: %w", path, err)
+		err = fmt.Errorf("profile: %s: %w", path, err)
+	} else {
+		err = read(r)
 	}
-	return read(r)
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		return fmt.Errorf("profile: read %s: %w", path, cerr)
+	}
+	return err
+}
+
+// ctxReader is a reader that fails with ctx's error once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // maybeGunzip returns a decompressing reader if br starts with the gzip magic.
@@ -458,13 +484,14 @@ func ReadGranite(r io.Reader, source string) (*Trace, error) {
 // content: the package's binary or JSONL encodings, the DeepSeek-V2-Lite CSV
 // trace (a directory of prompt files, or one file), a Mixtral-8x7B
 // speculative_moe_decode routing file, or the granite JSON trace. Gzip'd files
-// are decompressed.
-func OpenTrace(path string) (*Trace, error) {
+// are decompressed. When ctx is done, reading stops and OpenTrace returns
+// ctx's error.
+func OpenTrace(ctx context.Context, path string) (*Trace, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return LoadDeepSeek(path)
+		return LoadDeepSeek(ctx, path)
 	}
 	var t *Trace
-	err := readFileWith(path, func(br *bufio.Reader) error {
+	err := readFileWith(ctx, path, func(br *bufio.Reader) error {
 		head, _ := br.Peek(4096)
 		var err error
 		switch {

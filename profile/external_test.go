@@ -2,19 +2,21 @@ package profile
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestLoadDeepSeekDir(t *testing.T) {
-	tr, err := OpenTrace(filepath.Join("testdata", "deepseek"))
+	tr, err := OpenTrace(t.Context(), filepath.Join("testdata", "deepseek"))
 	require.NoError(t, err)
 	assert.Equal(t, DeepSeekV2Lite, tr.Model())
 	require.Equal(t, 3, tr.Tokens())
@@ -27,7 +29,7 @@ func TestLoadDeepSeekDir(t *testing.T) {
 	assert.Equal(t, []int32{0, 9, 18, 27, 36, 45}, tr.AppendExperts(nil, 2, 2))
 	assert.Equal(t, 0, tr.Len(2, 3))
 
-	one, err := OpenTrace(filepath.Join("testdata", "deepseek", "prompt_2_data.csv.gz"))
+	one, err := OpenTrace(t.Context(), filepath.Join("testdata", "deepseek", "prompt_2_data.csv.gz"))
 	require.NoError(t, err)
 	assert.Equal(t, 1, one.Tokens())
 }
@@ -54,7 +56,7 @@ func TestReadDeepSeekCSVErrors(t *testing.T) {
 }
 
 func TestReadMixtral(t *testing.T) {
-	tr, err := OpenTrace(filepath.Join("testdata", "mixtral_tiny.jsonl"))
+	tr, err := OpenTrace(t.Context(), filepath.Join("testdata", "mixtral_tiny.jsonl"))
 	require.NoError(t, err)
 	assert.Equal(t, Mixtral8x7B, tr.Model())
 	assert.True(t, tr.HasWeights())
@@ -162,7 +164,7 @@ func TestReadersBoundTraceByInput(t *testing.T) {
 }
 
 func TestReadGranite(t *testing.T) {
-	tr, err := OpenTrace(filepath.Join("testdata", "granite_tiny.json"))
+	tr, err := OpenTrace(t.Context(), filepath.Join("testdata", "granite_tiny.json"))
 	require.NoError(t, err)
 	m := tr.Model()
 	assert.Equal(t, ModelID{Name: "granite-tiny", Arch: "granitemoe", Layers: 2, Experts: 4, ExpertsUsed: 2}, m)
@@ -192,10 +194,31 @@ func TestReadGranite(t *testing.T) {
 func TestOpenTraceUnknown(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.txt")
 	require.NoError(t, os.WriteFile(path, []byte("hello"), 0o644))
-	_, err := OpenTrace(path)
+	_, err := OpenTrace(t.Context(), path)
 	assert.ErrorIs(t, err, ErrFormat)
-	_, err = OpenTrace(filepath.Join(t.TempDir(), "missing"))
+	_, err = OpenTrace(t.Context(), filepath.Join(t.TempDir(), "missing"))
 	assert.Error(t, err)
+}
+
+func TestOpenTraceCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, name := range []string{"deepseek", "mixtral_tiny.jsonl", "granite_tiny.json", "sample.trace.bin"} {
+		_, err := OpenTrace(ctx, filepath.Join("testdata", name))
+		assert.ErrorIs(t, err, context.Canceled, name)
+	}
+	_, err := LoadDeepSeek(ctx, filepath.Join("testdata", "deepseek"))
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// TestLoadDeepSeekStopsWhenCanceled cancels the load of the real trace (999
+// files, seconds to read) as soon as it has begun.
+func TestLoadDeepSeekStopsWhenCanceled(t *testing.T) {
+	dir := filepath.Join(sharedTraces(t), "deepseek-v2-lite-chat", "puffin_prefill_csv")
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	_, err := LoadDeepSeek(ctx, dir)
+	assert.ErrorIs(t, err, context.Canceled)
 }
 
 // sharedTraces returns the directory of the project's real traces, or skips.
@@ -269,7 +292,7 @@ func TestRealDeepSeek(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("replays 94k tokens: skipped with -short and -race")
 	}
-	tr, err := OpenTrace(filepath.Join(dir, "deepseek-v2-lite-chat", "puffin_prefill_csv"))
+	tr, err := OpenTrace(t.Context(), filepath.Join(dir, "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 	require.NoError(t, err)
 	assert.Equal(t, 94161, tr.Tokens())
 	assert.Len(t, tr.Segments(), 999)
@@ -280,7 +303,7 @@ func TestRealDeepSeek(t *testing.T) {
 
 func TestRealMixtral(t *testing.T) {
 	dir := sharedTraces(t)
-	tr, err := OpenTrace(filepath.Join(dir, "mixtral-8x7b", "speculative_moe_decode", "gsm8k_2_routing.jsonl"))
+	tr, err := OpenTrace(t.Context(), filepath.Join(dir, "mixtral-8x7b", "speculative_moe_decode", "gsm8k_2_routing.jsonl"))
 	require.NoError(t, err)
 	// README: about 168 + 79 decode tokens; per-layer counts differ by up to 3.
 	assert.Equal(t, 168+79, tr.Tokens())
@@ -292,7 +315,7 @@ func TestRealMixtral(t *testing.T) {
 
 func TestRealGranite(t *testing.T) {
 	dir := sharedTraces(t)
-	tr, err := OpenTrace(filepath.Join(dir, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
+	tr, err := OpenTrace(t.Context(), filepath.Join(dir, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	assert.Equal(t, 24, tr.Model().Layers)
 	assert.Equal(t, 39+44+29+3*64, tr.Tokens())

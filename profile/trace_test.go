@@ -128,7 +128,7 @@ func TestTraceGolden(t *testing.T) {
 		want, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.Equal(t, string(want), buf.String(), "%s differs from the encoder's output", path)
-		got, err := OpenTrace(path)
+		got, err := OpenTrace(t.Context(), path)
 		require.NoError(t, err)
 		assertSameTrace(t, tr, got)
 	}

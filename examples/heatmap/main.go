@@ -12,11 +12,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -24,13 +26,16 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "heatmap:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("heatmap", flag.ContinueOnError)
 	tracePath := fs.String("trace", "", "routing trace to read (required)")
 	profilePath := fs.String("profile", "", "write the profile (JSON) here")
@@ -69,7 +74,7 @@ func run(args []string, stdout io.Writer) error {
 		return fmt.Errorf("-scale %q: want linear or log", *scale)
 	}
 
-	tr, err := profile.OpenTrace(*tracePath)
+	tr, err := profile.OpenTrace(ctx, *tracePath)
 	if err != nil {
 		return err
 	}
