@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -690,16 +689,8 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 	return t, nil
 }
 
-// Save writes the trace to path in the given encoding.
-func (t *Trace) Save(path string, enc Encoding) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("profile: save trace: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("profile: save trace: %w", cerr)
-		}
-	}()
-	return t.Encode(f, enc)
+// Save writes the trace to path in the given encoding. If writing fails, the
+// file is removed.
+func (t *Trace) Save(path string, enc Encoding) error {
+	return saveFile(path, func(w io.Writer) error { return t.Encode(w, enc) })
 }

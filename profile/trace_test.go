@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -132,6 +133,21 @@ func TestTraceGolden(t *testing.T) {
 		require.NoError(t, err)
 		assertSameTrace(t, tr, got)
 	}
+}
+
+func TestTraceSave(t *testing.T) {
+	tr := sampleTrace(t)
+	path := filepath.Join(t.TempDir(), "t.bin")
+	require.NoError(t, tr.Save(path, Binary))
+	got, err := OpenTrace(t.Context(), path)
+	require.NoError(t, err)
+	assertSameTrace(t, tr, got)
+
+	// A segment name too long to encode fails mid-file: nothing is left.
+	tr.StartSegment(strings.Repeat("x", maxSegmentName+1), "")
+	assert.ErrorIs(t, tr.Save(path, Binary), ErrInvalid)
+	assert.NoFileExists(t, path)
+	assert.Error(t, tr.Save(filepath.Join(t.TempDir(), "missing", "t.bin"), Binary))
 }
 
 func TestTraceStreaming(t *testing.T) {

@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/profile"
 )
 
@@ -102,16 +102,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d tokens, %d segments, %d layers × %d experts (top-%d)\n",
 		p.Model, tr.Tokens(), len(tr.Segments()), p.Model.Layers, p.Model.Experts, p.Model.ExpertsUsed)
 
-	if *profilePath != "" {
-		if err := p.Save(*profilePath); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "wrote", *profilePath)
-	}
 	for _, out := range []struct {
 		path  string
 		write func(io.Writer) error
 	}{
+		{*profilePath, p.Encode},
 		{*heatmapPath, func(w io.Writer) error { return profile.WriteHeatmap(w, p, chartOpts...) }},
 		{*curvesPath, func(w io.Writer) error { return profile.WriteCurves(w, p) }},
 		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
@@ -119,28 +114,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if out.path == "" {
 			continue
 		}
-		if err := writeFile(out.path, out.write); err != nil {
+		if err := outfile.Write(out.path, out.write); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "wrote", out.path)
 	}
 	return nil
-}
-
-// writeFile creates path and writes it through a buffer, reporting close errors.
-func writeFile(path string, write func(io.Writer) error) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	w := bufio.NewWriter(f)
-	if err := write(w); err != nil {
-		return err
-	}
-	return w.Flush()
 }
