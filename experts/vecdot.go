@@ -290,6 +290,13 @@ func dotTable16(p *nibblePairs, q *[16]byte, y *[32]byte) int32 {
 	return s0 + s1
 }
 
+// dotF32, dotF16 and dotBF16 differ only in how an element decodes, yet they
+// stay three loops: each walks its rows through fixed-size array pointers, so
+// the loop has no bounds checks and the decoding inlines. Every shared form
+// tried was slower on 2048-element rows (medians of 8, 2-core AMD EPYC): the
+// decoder as a function value or as a type parameter's method 3.7× (F32) and
+// 2.7-3.2× (F16), a switch on the type per element 4.2× and 1.8×, decoding
+// 256-element chunks with the dequantizers 2.1× and 1.1×.
 func dotF32(w, act []byte) float32 {
 	var s [4]float64
 	for len(w) >= 16 && len(act) >= 16 {
