@@ -26,9 +26,24 @@ var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25,
 // the block scales are halved to compensate (see e8m0HalfToFloat32).
 var kvaluesMXFP4 = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
 
-// dequantizers maps each supported type to a routine that expands whole
+// The per-type routines of this package (dequantizers, quantizers,
+// activationQuantizers, vecDotTypes, dotKernels) are arrays indexed by Type,
+// like typeTable, read through byType: the lookups sit on per-row paths, where
+// a map's hashing would cost more than some rows take to compute.
+
+// byType returns table[t], or the zero value (nil for a routine) when t is
+// past the table's end.
+func byType[E any](table []E, t Type) E {
+	if uint64(t) < uint64(len(table)) {
+		return table[t]
+	}
+	var zero E
+	return zero
+}
+
+// dequantizers holds, for each supported type, a routine that expands whole
 // blocks; src and dst have been checked to hold the same number of blocks.
-var dequantizers = map[Type]func(src []byte, dst []float32){
+var dequantizers = [...]func(src []byte, dst []float32){
 	TypeF32:    dequantF32,
 	TypeF16:    dequantF16,
 	TypeBF16:   dequantBF16,
@@ -56,8 +71,7 @@ var dequantizers = map[Type]func(src []byte, dst []float32){
 
 // CanDequantize reports whether Dequantize supports t.
 func (t Type) CanDequantize() bool {
-	_, ok := dequantizers[t]
-	return ok
+	return byType(dequantizers[:], t) != nil
 }
 
 // Dequantize expands len(dst) elements of type t, stored in src, to float32.
@@ -70,8 +84,8 @@ func Dequantize(t Type, src []byte, dst []float32) error {
 	if !t.Known() {
 		return fmt.Errorf("%w: %v", ErrUnknownType, t)
 	}
-	dequant, ok := dequantizers[t]
-	if !ok {
+	dequant := byType(dequantizers[:], t)
+	if dequant == nil {
 		return fmt.Errorf("%w: no dequantization for %v", ErrUnsupportedType, t)
 	}
 	if err := checkQuantSize(t, len(src), len(dst)); err != nil {

@@ -27,11 +27,5 @@ func BenchmarkDequantize(b *testing.B) {
 // dequantTypes lists the types Dequantize supports, excluding the
 // activation-only formats (Q8_1, Q8_K) that randomWeights does not build.
 func dequantTypes() []Type {
-	var ts []Type
-	for t := range dequantizers {
-		if t != TypeQ8_1 && t != TypeQ8_K {
-			ts = append(ts, t)
-		}
-	}
-	return sortedTypes(ts)
+	return typesWhere(func(t Type) bool { return t.CanDequantize() && t != TypeQ8_1 && t != TypeQ8_K })
 }

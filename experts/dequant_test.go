@@ -251,7 +251,7 @@ func TestDequantizeHandBuiltBlocks(t *testing.T) {
 		})
 		covered[tc.typ] = true
 	}
-	for typ := range dequantizers {
+	for _, typ := range typesWhere(Type.CanDequantize) {
 		if typ != TypeQ8_1 && typ != TypeQ8_K { // activation formats, covered by quantize tests
 			require.True(t, covered[typ], "no hand-built block for %v", typ)
 		}
@@ -328,7 +328,7 @@ func TestTypeTableMatchesBlockLayouts(t *testing.T) {
 		TypeQ1_0:   {128, half + 128/8},
 		TypeQ2_0:   {64, half + 64/4},
 	}
-	for typ := range dequantizers {
+	for _, typ := range typesWhere(Type.CanDequantize) {
 		l, ok := layouts[typ]
 		require.True(t, ok, "no layout for %v", typ)
 		require.Equal(t, l[0], typ.BlockSize(), "%v block size", typ)

@@ -18,9 +18,9 @@ import (
 // so an element lying within a rounding error of a half step (rare: none in
 // 64,000 Gaussian samples) can come out one step apart.
 
-// quantizers maps each type Quantize supports to its reference quantizer;
+// quantizers holds, for each type Quantize supports, its reference quantizer;
 // src and dst have been checked to hold the same number of blocks.
-var quantizers = map[Type]func(src []float32, dst []byte){
+var quantizers = [...]func(src []float32, dst []byte){
 	TypeF32:   quantF32,
 	TypeF16:   quantF16,
 	TypeBF16:  quantBF16,
@@ -46,15 +46,14 @@ var quantizers = map[Type]func(src []float32, dst []byte){
 
 // activationQuantizers holds the types where ggml's x86-64 CPU backend
 // quantizes activations differently from the reference quantizer.
-var activationQuantizers = map[Type]func(src []float32, dst []byte){
+var activationQuantizers = [...]func(src []float32, dst []byte){
 	TypeQ8_0: quantQ8_0x86,
 	TypeQ8_1: quantQ8_1x86,
 }
 
 // CanQuantize reports whether Quantize supports t.
 func (t Type) CanQuantize() bool {
-	_, ok := quantizers[t]
-	return ok
+	return byType(quantizers[:], t) != nil
 }
 
 // Quantize encodes src as len(src) elements of type t into dst with ggml's
@@ -68,8 +67,8 @@ func Quantize(t Type, src []float32, dst []byte) error {
 	if !t.Known() {
 		return fmt.Errorf("%w: %v", ErrUnknownType, t)
 	}
-	q, ok := quantizers[t]
-	if !ok {
+	q := byType(quantizers[:], t)
+	if q == nil {
 		return fmt.Errorf("%w: no quantization to %v", ErrUnsupportedType, t)
 	}
 	if err := checkQuantSize(t, len(dst), len(src)); err != nil {
@@ -85,8 +84,8 @@ func Quantize(t Type, src []float32, dst []byte) error {
 // results should match llama.cpp running on such a machine. It differs from
 // Quantize only for Q8_0 and Q8_1.
 func QuantizeActivations(t Type, src []float32, dst []byte) error {
-	q, ok := activationQuantizers[t]
-	if !ok {
+	q := byType(activationQuantizers[:], t)
+	if q == nil {
 		return Quantize(t, src, dst)
 	}
 	if err := checkQuantSize(t, len(dst), len(src)); err != nil {

@@ -10,13 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func quantizeTypes() []Type {
-	var ts []Type
-	for t := range quantizers {
-		ts = append(ts, t)
-	}
-	return sortedTypes(ts)
-}
+func quantizeTypes() []Type { return typesWhere(Type.CanQuantize) }
 
 // errorBound returns, per element of one block x, how far the dequantized
 // value may be from x for type t: half a quantization step (a whole step

@@ -24,7 +24,7 @@ import (
 
 // vecDotTypes is ggml's CPU type_traits vec_dot_type for every type that has
 // a dot product there.
-var vecDotTypes = map[Type]Type{
+var vecDotTypes = [...]Type{
 	TypeF32:     TypeF32,
 	TypeF16:     TypeF16,
 	TypeBF16:    TypeBF16,
@@ -58,7 +58,7 @@ var vecDotTypes = map[Type]Type{
 
 // dotKernels are the dot products this package implements. Each gets w and
 // act cut to exactly the blocks of one row.
-var dotKernels = map[Type]func(w, act []byte) float32{
+var dotKernels = [...]func(w, act []byte) float32{
 	TypeF32:    dotF32,
 	TypeF16:    dotF16,
 	TypeBF16:   dotBF16,
@@ -82,24 +82,21 @@ var dotKernels = map[Type]func(w, act []byte) float32{
 	TypeQ2_0:   dotQ2_0,
 }
 
-// dotPlan is what VecDot needs per weight type, gathered in a slice so that
-// the per-row call does no map lookups.
+// dotPlan is what VecDot needs per weight type, gathered so that the per-row
+// call reads one entry.
 type dotPlan struct {
 	kernel                  func(w, act []byte) float32
 	wBlockSize, wBlockBytes int
 	aBlockSize, aBlockBytes int
 }
 
-// dotPlans is indexed by Type.
-var dotPlans = func() []dotPlan {
-	var last Type
-	for t := range dotKernels {
-		last = max(last, t)
-	}
-	plans := make([]dotPlan, last+1)
-	for t, kernel := range dotKernels {
-		at := vecDotTypes[t]
-		plans[t] = dotPlan{kernel, t.BlockSize(), t.BlockBytes(), at.BlockSize(), at.BlockBytes()}
+// dotPlans is indexed by Type, like dotKernels.
+var dotPlans = func() (plans [len(dotKernels)]dotPlan) {
+	for i, kernel := range dotKernels {
+		if t := Type(i); kernel != nil {
+			at := t.VecDotType()
+			plans[t] = dotPlan{kernel, t.BlockSize(), t.BlockBytes(), at.BlockSize(), at.BlockBytes()}
+		}
 	}
 	return plans
 }()
@@ -110,13 +107,12 @@ var dotPlans = func() []dotPlan {
 // and F32 for themselves). Types ggml cannot multiply report F32, the zero
 // value of ggml's table.
 func (t Type) VecDotType() Type {
-	return vecDotTypes[t]
+	return byType(vecDotTypes[:], t)
 }
 
 // CanVecDot reports whether VecDot supports weights of type t.
 func (t Type) CanVecDot() bool {
-	_, ok := dotKernels[t]
-	return ok
+	return byType(dotKernels[:], t) != nil
 }
 
 // VecDot returns the dot product of n weights of type t, stored in w, with n
@@ -131,10 +127,7 @@ func (t Type) CanVecDot() bool {
 // comparing t.RowBytes(n) and t.VecDotType().RowBytes(n) with their buffers.
 // VecDot does not allocate.
 func VecDot(t Type, n int, w, act []byte) float32 {
-	var p dotPlan
-	if uint64(t) < uint64(len(dotPlans)) {
-		p = dotPlans[t]
-	}
+	p := byType(dotPlans[:], t)
 	if p.kernel == nil {
 		panic(fmt.Sprintf("experts: VecDot: no dot product for %v", t))
 	}
@@ -157,7 +150,7 @@ func VecDotChecked(t Type, n int, w, act []byte) (float32, error) {
 	if err := checkQuantSize(t, len(w), n); err != nil {
 		return 0, fmt.Errorf("experts: vec dot weights: %w", err)
 	}
-	if err := checkQuantSize(vecDotTypes[t], len(act), n); err != nil {
+	if err := checkQuantSize(t.VecDotType(), len(act), n); err != nil {
 		return 0, fmt.Errorf("experts: vec dot activations: %w", err)
 	}
 	return VecDot(t, n, w, act), nil
@@ -297,6 +290,13 @@ func dotTable16(p *nibblePairs, q *[16]byte, y *[32]byte) int32 {
 	return s0 + s1
 }
 
+// dotF32, dotF16 and dotBF16 differ only in how an element decodes, yet they
+// stay three loops: each walks its rows through fixed-size array pointers, so
+// the loop has no bounds checks and the decoding inlines. Every shared form
+// tried was slower on 2048-element rows (medians of 8, 2-core AMD EPYC): the
+// decoder as a function value or as a type parameter's method 3.7× (F32) and
+// 2.7-3.2× (F16), a switch on the type per element 4.2× and 1.8×, decoding
+// 256-element chunks with the dequantizers 2.1× and 1.1×.
 func dotF32(w, act []byte) float32 {
 	var s [4]float64
 	for len(w) >= 16 && len(act) >= 16 {

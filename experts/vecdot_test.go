@@ -83,20 +83,14 @@ func randomActivations(n int, rng *rand.Rand) []float32 {
 	return x
 }
 
-func dotTypes() []Type {
-	var ts []Type
-	for t := range dotKernels {
-		ts = append(ts, t)
-	}
-	return sortedTypes(ts)
-}
+func dotTypes() []Type { return typesWhere(Type.CanVecDot) }
 
-func sortedTypes(ts []Type) []Type {
-	for i := range ts {
-		for j := i + 1; j < len(ts); j++ {
-			if ts[j] < ts[i] {
-				ts[i], ts[j] = ts[j], ts[i]
-			}
+// typesWhere lists, in id order, the types for which has is true.
+func typesWhere(has func(Type) bool) []Type {
+	var ts []Type
+	for t := range Type(len(typeTable)) {
+		if has(t) {
+			ts = append(ts, t)
 		}
 	}
 	return ts

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -28,62 +29,45 @@ var (
 	Mixtral8x7B    = ModelID{Name: "Mixtral-8x7B-Instruct-v0.1", Arch: "llama", Layers: 32, Experts: 8, ExpertsUsed: 2}
 )
 
-// maxStreamTokens bounds a token index in an external trace (a hostile index
-// would otherwise make the reader allocate for it).
-const maxStreamTokens = 1 << 20
-
-// layerStreams collects per-layer routing streams (external traces are written
-// layer by layer) and lays them out as tokens: entry i of layer l's stream is
-// token i at layer l. A stream shorter than others leaves its last tokens
-// unrouted at that layer.
+// layerStreams collects per-layer routing streams (the DeepSeek trace is
+// written layer by layer, each layer's rows in token order) and lays them out
+// as tokens: entry i of layer l's stream is token i at layer l. A stream
+// shorter than others leaves its last tokens unrouted at that layer.
 type layerStreams struct {
-	model   ModelID
-	weights bool
-	ids     [][]uint16  // [layer][token*k + i]
-	counts  [][]uint8   // [layer][token]
-	wts     [][]float32 // [layer][token*k + i]
+	model  ModelID
+	ids    [][]uint16 // [layer][token*k + i]
+	counts [][]uint8  // [layer][token]
+	input  int64      // bytes of input the streams came from
 }
 
-func newLayerStreams(m ModelID, weights bool) *layerStreams {
-	return &layerStreams{
-		model: m, weights: weights,
-		ids: make([][]uint16, m.Layers), counts: make([][]uint8, m.Layers), wts: make([][]float32, m.Layers),
-	}
+func newLayerStreams(m ModelID) *layerStreams {
+	return &layerStreams{model: m, ids: make([][]uint16, m.Layers), counts: make([][]uint8, m.Layers)}
 }
 
-// set stores the route of token at layer; ids and weights were validated.
-func (s *layerStreams) set(layer, token int, ids []int32, weights []float32) {
-	k := s.model.ExpertsUsed
-	for len(s.counts[layer]) <= token {
-		s.counts[layer] = append(s.counts[layer], 0)
-		for range k {
-			s.ids[layer] = append(s.ids[layer], noExpert)
-			if s.weights {
-				s.wts[layer] = append(s.wts[layer], 0)
-			}
-		}
-	}
-	s.counts[layer][token] = uint8(len(ids))
-	for i := range k {
+// add appends the next token's route at layer; ids were validated.
+func (s *layerStreams) add(layer int, ids []int32) {
+	s.counts[layer] = append(s.counts[layer], uint8(len(ids)))
+	for i := range s.model.ExpertsUsed {
 		id := uint16(noExpert)
 		if i < len(ids) {
 			id = uint16(ids[i])
 		}
-		s.ids[layer][token*k+i] = id
+		s.ids[layer] = append(s.ids[layer], id)
 	}
-	if s.weights {
-		w := s.wts[layer][token*k : (token+1)*k]
-		clear(w)
-		copy(w, weights)
+}
+
+// tokens is the length of the longest stream.
+func (s *layerStreams) tokens() int {
+	n := 0
+	for _, c := range s.counts {
+		n = max(n, len(c))
 	}
+	return n
 }
 
 // appendTo appends the streams to t as tokens of a new segment name/phase.
 func (s *layerStreams) appendTo(t *Trace, name, phase string) {
-	tokens := 0
-	for _, c := range s.counts {
-		tokens = max(tokens, len(c))
-	}
+	tokens := s.tokens()
 	t.StartSegment(name, phase)
 	first := t.Tokens()
 	for range tokens {
@@ -95,9 +79,6 @@ func (s *layerStreams) appendTo(t *Trace, name, phase string) {
 			r := (first+i)*t.model.Layers + l
 			t.counts[r] = c
 			copy(t.ids[r*k:(r+1)*k], s.ids[l][i*k:(i+1)*k])
-			if s.weights && t.weights {
-				copy(t.wts[r*k:(r+1)*k], s.wts[l][i*k:(i+1)*k])
-			}
 		}
 	}
 }
@@ -136,6 +117,9 @@ func ReadDeepSeekCSV(t *Trace, r io.Reader, name string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkGrowth(t.model, t.weights, streams.tokens(), streams.input); err != nil {
+		return &FormatError{Format: "deepseek-csv", Source: name, Msg: "trace would outgrow its input", Err: err}
+	}
 	streams.appendTo(t, name, "prefill")
 	return nil
 }
@@ -155,18 +139,22 @@ func parseDeepSeekCSV(r io.Reader, name string) (*layerStreams, error) {
 	if header[0] != "Layer ID" || header[3] != "Activated Expert IDs" {
 		return nil, fail(1, fmt.Sprintf("header %q", header), nil)
 	}
-	streams := newLayerStreams(m, false)
-	next := make([]int, m.Layers)
+	streams := newLayerStreams(m)
 	ids := make([]int32, 0, m.ExpertsUsed)
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
+			streams.input = cr.InputOffset()
 			return streams, nil
 		}
-		line, _ := cr.FieldPos(0)
-		if err != nil {
-			return nil, fail(line, "bad CSV", err)
+		if err != nil { // FieldPos would panic: there is no record
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, fail(pe.StartLine, "bad CSV", err)
+			}
+			return nil, &FormatError{Format: "deepseek-csv", Source: name, Msg: "unreadable", Err: err}
 		}
+		line, _ := cr.FieldPos(0)
 		layer, err := strconv.Atoi(rec[0])
 		if err != nil || layer < 0 || layer >= m.Layers {
 			return nil, fail(line, fmt.Sprintf("layer %q of a %d-layer model", rec[0], m.Layers), ErrOutOfRange)
@@ -177,11 +165,7 @@ func parseDeepSeekCSV(r io.Reader, name string) (*layerStreams, error) {
 		if err := checkRoute(m.Experts, m.ExpertsUsed, ids, nil); err != nil {
 			return nil, fail(line, "bad route", err)
 		}
-		if next[layer] >= maxStreamTokens {
-			return nil, fail(line, "too many tokens", nil)
-		}
-		streams.set(layer, next[layer], ids, nil)
-		next[layer]++
+		streams.add(layer, ids)
 	}
 }
 
@@ -190,8 +174,10 @@ var deepSeekPrompt = regexp.MustCompile(`^prompt_(\d+)_data\.csv(\.gz)?$`)
 // LoadDeepSeek reads the DeepSeek-V2-Lite trace at path: a directory of
 // prompt_N_data.csv[.gz] files, concatenated in numeric order of N with one
 // "prefill" segment per prompt named "prompt_N" (the order the trace's README
-// hit-rate table uses), or a single such file.
-func LoadDeepSeek(path string) (*Trace, error) {
+// hit-rate table uses), or a single such file. The files are parsed in
+// parallel; when ctx is done, parsing stops and LoadDeepSeek returns ctx's
+// error.
+func LoadDeepSeek(ctx context.Context, path string) (*Trace, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
@@ -215,11 +201,11 @@ func LoadDeepSeek(path string) (*Trace, error) {
 	}
 	// Files parse independently, so parse them in parallel and append in order.
 	parsed := make([]*layerStreams, len(files))
-	var g errgroup.Group
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, f := range files {
 		g.Go(func() error {
-			return readFileWith(f, func(r *bufio.Reader) (err error) {
+			return readFileWith(gctx, f, func(r *bufio.Reader) (err error) {
 				parsed[i], err = parseDeepSeekCSV(r, promptName(f))
 				return err
 			})
@@ -228,7 +214,14 @@ func LoadDeepSeek(path string) (*Trace, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	t, err := NewTrace(DeepSeekV2Lite, WithCapacity(100_000))
+	tokens, input := 0, int64(0)
+	for _, s := range parsed {
+		tokens, input = tokens+s.tokens(), input+s.input
+	}
+	if err := checkGrowth(DeepSeekV2Lite, false, tokens, input); err != nil {
+		return nil, &FormatError{Format: "deepseek-csv", Source: path, Msg: "trace would outgrow its input", Err: err}
+	}
+	t, err := NewTrace(DeepSeekV2Lite, WithCapacity(tokens))
 	if err != nil {
 		return nil, err
 	}
@@ -254,17 +247,40 @@ func promptNumber(path string) int {
 }
 
 // readFileWith opens path, transparently gunzips it, and passes it to read.
-func readFileWith(path string, read func(*bufio.Reader) error) error {
+// Reading stops at the next buffer refill once ctx is done, and then
+// readFileWith returns ctx's error, whatever read made of it.
+func readFileWith(ctx context.Context, path string, read func(*bufio.Reader) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("profile: read %s: %w", path, err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
 	defer f.Close()
-	r, err := maybeGunzip(bufio.NewReaderSize(f, 1<<16))
+	r, err := maybeGunzip(bufio.NewReaderSize(ctxReader{ctx, f}, 1<<16))
 	if err != nil {
-		return fmt.Errorf("profile: %s: %w", path, err)
+		err = fmt.Errorf("profile: %s: %w", path, err)
+	} else {
+		err = read(r)
 	}
-	return read(r)
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		return fmt.Errorf("profile: read %s: %w", path, cerr)
+	}
+	return err
+}
+
+// ctxReader is a reader that fails with ctx's error once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // maybeGunzip returns a decompressing reader if br starts with the gzip magic.
@@ -290,13 +306,31 @@ type mixtralRecord struct {
 	TokenIdx    *int      `json:"token_idx"`
 }
 
+// maxTokenLead is how far the tokens of a Mixtral trace may run ahead of its
+// records. In a well-formed file every token of a (problem, layer) stream comes
+// after the stream's earlier tokens, so the problems never span more tokens
+// than records have been read; the lead tolerates records out of order. A
+// token_idx beyond it would make the reader lay out tokens the file does not
+// have, a megabyte of trace for a 100-byte line.
+const maxTokenLead = 4096
+
+// mixtralRoute is one validated record of a Mixtral trace, kept until the
+// problems' lengths are known.
+type mixtralRoute struct {
+	line, problem, layer, token int
+	experts                     []int32
+	probs                       []float32
+}
+
 // ReadMixtral reads a Mixtral-8x7B routing file of the speculative_moe_decode
 // trace (JSON lines {"dataset","problem_id","layer","experts","gating_probs",
 // "token_idx"}), one "decode" segment per problem named "dataset/problem_id" in
 // order of first appearance, with gating probabilities as weights. Each layer's
 // stream is placed by token_idx; the README warns that per-layer token counts
 // differ by up to 3, so a token missing from a layer's stream is left unrouted
-// there.
+// there. A problem is as long as its longest stream, and all problems together
+// may not hold more tokens than the file has records (plus a small lead): a
+// token_idx beyond that is an error.
 func ReadMixtral(r io.Reader, source string) (*Trace, error) {
 	t, err := NewTrace(Mixtral8x7B, WithWeights())
 	if err != nil {
@@ -304,11 +338,15 @@ func ReadMixtral(r io.Reader, source string) (*Trace, error) {
 	}
 	m := t.Model()
 	type problem struct {
-		name    string
-		streams *layerStreams
+		name   string
+		tokens int // the longest stream's length
 	}
-	var problems []*problem
-	byName := map[string]*problem{}
+	var (
+		problems []problem
+		byName   = map[string]int{}
+		routes   []mixtralRoute
+		tokens   int // over all problems
+	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
 	line := 0
@@ -328,26 +366,45 @@ func ReadMixtral(r io.Reader, source string) (*Trace, error) {
 		if rec.ProblemID == nil || rec.Layer == nil || rec.TokenIdx == nil {
 			return nil, fail("record without problem_id, layer or token_idx", nil)
 		}
-		if *rec.Layer < 0 || *rec.Layer >= m.Layers || *rec.TokenIdx < 0 || *rec.TokenIdx >= maxStreamTokens {
-			return nil, fail(fmt.Sprintf("layer %d or token_idx %d out of range", *rec.Layer, *rec.TokenIdx), ErrOutOfRange)
+		layer, token := *rec.Layer, *rec.TokenIdx
+		records := len(routes) + 1
+		if layer < 0 || layer >= m.Layers || token < 0 || token >= records+maxTokenLead {
+			return nil, fail(fmt.Sprintf("layer %d or token_idx %d out of range (record %d)", layer, token, records), ErrOutOfRange)
 		}
 		if err := checkRoute(m.Experts, m.ExpertsUsed, rec.Experts, rec.GatingProbs); err != nil {
 			return nil, fail("bad route", err)
 		}
 		name := rec.Dataset + "/" + strconv.Itoa(*rec.ProblemID)
-		p := byName[name]
-		if p == nil {
-			p = &problem{name: name, streams: newLayerStreams(m, true)}
+		p, ok := byName[name]
+		if !ok {
+			p = len(problems)
 			byName[name] = p
-			problems = append(problems, p)
+			problems = append(problems, problem{name: name})
 		}
-		p.streams.set(*rec.Layer, *rec.TokenIdx, rec.Experts, rec.GatingProbs)
+		if grow := token + 1 - problems[p].tokens; grow > 0 {
+			if tokens+grow > records+maxTokenLead {
+				return nil, fail(fmt.Sprintf("token_idx %d of %s would make %d tokens from %d records", token, name, tokens+grow, records), ErrOutOfRange)
+			}
+			problems[p].tokens += grow
+			tokens += grow
+		}
+		routes = append(routes, mixtralRoute{line: line, problem: p, layer: layer, token: token, experts: rec.Experts, probs: rec.GatingProbs})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, &FormatError{Format: "mixtral-jsonl", Source: source, Where: fmt.Sprintf("line %d", line+1), Msg: "unreadable line", Err: err}
 	}
-	for _, p := range problems {
-		p.streams.appendTo(t, p.name, "decode")
+	first := make([]int, len(problems)) // each problem's first token in t
+	for i, p := range problems {
+		t.StartSegment(p.name, "decode")
+		first[i] = t.Tokens()
+		for range p.tokens {
+			t.AddToken()
+		}
+	}
+	for _, r := range routes { // in file order: a repeated record replaces the earlier one
+		if err := t.Set(first[r.problem]+r.token, r.layer, r.experts, r.probs); err != nil {
+			return nil, &FormatError{Format: "mixtral-jsonl", Source: source, Where: fmt.Sprintf("line %d", r.line), Msg: "bad route", Err: err}
+		}
 	}
 	return t, nil
 }
@@ -383,6 +440,7 @@ func ReadGranite(r io.Reader, source string) (*Trace, error) {
 		return nil, fail("header", "bad model shape", err)
 	}
 	// The prompts object is walked token by token to keep the file's order.
+	input := int64(len(doc.Prompts))
 	dec := json.NewDecoder(bytes.NewReader(doc.Prompts))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, fail("prompts", "not an object", err)
@@ -407,6 +465,9 @@ func ReadGranite(r io.Reader, source string) (*Trace, error) {
 				if len(layers) != m.Layers {
 					return nil, fail(where, fmt.Sprintf("%d layers, want %d", len(layers), m.Layers), nil)
 				}
+				if err := checkGrowth(m, false, t.Tokens()+1, input); err != nil {
+					return nil, fail(where, "trace would outgrow its input", err)
+				}
 				tok := t.AddToken()
 				for l, ids := range layers {
 					if err := t.Set(tok, l, ids, nil); err != nil {
@@ -423,13 +484,14 @@ func ReadGranite(r io.Reader, source string) (*Trace, error) {
 // content: the package's binary or JSONL encodings, the DeepSeek-V2-Lite CSV
 // trace (a directory of prompt files, or one file), a Mixtral-8x7B
 // speculative_moe_decode routing file, or the granite JSON trace. Gzip'd files
-// are decompressed.
-func OpenTrace(path string) (*Trace, error) {
+// are decompressed. When ctx is done, reading stops and OpenTrace returns
+// ctx's error.
+func OpenTrace(ctx context.Context, path string) (*Trace, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return LoadDeepSeek(path)
+		return LoadDeepSeek(ctx, path)
 	}
 	var t *Trace
-	err := readFileWith(path, func(br *bufio.Reader) error {
+	err := readFileWith(ctx, path, func(br *bufio.Reader) error {
 		head, _ := br.Peek(4096)
 		var err error
 		switch {

@@ -270,19 +270,34 @@ func (p *Profile) validate() error {
 	return nil
 }
 
-// Save writes the profile to path (see Encode).
-func (p *Profile) Save(path string) (err error) {
+// Save writes the profile to path (see Encode). If writing fails, the file is
+// removed.
+func (p *Profile) Save(path string) error {
+	return saveFile(path, p.Encode)
+}
+
+// saveFile creates path and writes it through a buffer with encode. A failed
+// encode, flush or close is returned, and then a regular file is removed, so
+// that no truncated profile or trace is left to be read as a shorter one.
+func saveFile(path string, encode func(io.Writer) error) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("profile: save: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("profile: save: %w", errors.Join(err, f.Close()))
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("profile: save: %w", cerr)
 		}
+		if err != nil && st.Mode().IsRegular() {
+			os.Remove(path)
+		}
 	}()
 	w := bufio.NewWriter(f)
-	if err := p.Encode(w); err != nil {
+	if err := encode(w); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {

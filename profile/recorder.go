@@ -115,7 +115,7 @@ func (r *Recorder) Record(layer int, ids []int32, weights []float32) error {
 		return fmt.Errorf("%w: layer %d of a %d-layer model", ErrOutOfRange, layer, len(r.layers))
 	}
 	if err := checkRoute(r.model.Experts, r.model.ExpertsUsed, ids, weights); err != nil {
-		return fmt.Errorf("layer %d: %w", layer, err)
+		return fmt.Errorf("%w (layer %d)", err, layer)
 	}
 	l := &r.layers[layer]
 	l.mu.Lock()

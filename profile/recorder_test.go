@@ -2,6 +2,7 @@ package profile
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -68,7 +69,10 @@ func TestRecorderRejectsBadInput(t *testing.T) {
 		"duplicate expert": {0, []int32{1, 1}, nil, ErrInvalid},
 	} {
 		t.Run(name, func(t *testing.T) {
-			assert.ErrorIs(t, r.Record(tc.layer, tc.ids, tc.weights), tc.want)
+			err := r.Record(tc.layer, tc.ids, tc.weights)
+			assert.ErrorIs(t, err, tc.want)
+			assert.Regexp(t, `^profile: `, err.Error(), "one package prefix, first")
+			assert.Equal(t, 1, strings.Count(err.Error(), "profile:"), err.Error())
 		})
 	}
 	assert.Zero(t, r.Profile().Tokens, "rejected calls record nothing")

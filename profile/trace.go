@@ -139,7 +139,7 @@ func (t *Trace) Set(token, layer int, ids []int32, weights []float32) error {
 		err = checkFinite(weights)
 	}
 	if err != nil {
-		return fmt.Errorf("token %d layer %d: %w", token, layer, err)
+		return fmt.Errorf("%w (token %d, layer %d)", err, token, layer)
 	}
 	r := token*t.model.Layers + layer
 	k := t.model.ExpertsUsed
@@ -261,4 +261,37 @@ func (t *Trace) Subset(keep func(Segment) bool) *Trace {
 		out.tokens += end - start
 	}
 	return out
+}
+
+// Readers bound the trace they build by the input they read it from. A trace
+// stores every (token, layer) at full width, top-k ids (and weights) whether
+// the layer was routed or not, while a text encoding spends as little as three
+// bytes on an unrouted layer ("[],"): without a bound, a header announcing a
+// wide model followed by empty lists would turn megabytes of text into
+// gigabytes of trace. Real traces stay well inside the bound: their routed
+// layers take about as many bytes of text as of trace.
+const (
+	maxTraceExpansion   = 32       // bytes of trace per byte of input
+	traceExpansionSlack = 32 << 20 // bytes any input may build
+)
+
+// tokenBytes is the memory one token takes in a trace of m.
+func tokenBytes(m ModelID, weights bool) int64 {
+	per := 1 + 2*m.ExpertsUsed // count and ids
+	if weights {
+		per += 4 * m.ExpertsUsed
+	}
+	return int64(m.Layers) * int64(per)
+}
+
+// checkGrowth reports whether a reader that has read input bytes may add
+// tokens tokens to a trace of m: an error when they would take more than
+// maxTraceExpansion times the input (plus traceExpansionSlack).
+func checkGrowth(m ModelID, weights bool, tokens int, input int64) error {
+	size, limit := int64(tokens)*tokenBytes(m, weights), maxTraceExpansion*input+traceExpansionSlack
+	if size > limit {
+		return fmt.Errorf("%d tokens of %d bytes from %d bytes of input: more than %d× its size",
+			tokens, tokenBytes(m, weights), input, maxTraceExpansion)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -128,10 +129,25 @@ func TestTraceGolden(t *testing.T) {
 		want, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.Equal(t, string(want), buf.String(), "%s differs from the encoder's output", path)
-		got, err := OpenTrace(path)
+		got, err := OpenTrace(t.Context(), path)
 		require.NoError(t, err)
 		assertSameTrace(t, tr, got)
 	}
+}
+
+func TestTraceSave(t *testing.T) {
+	tr := sampleTrace(t)
+	path := filepath.Join(t.TempDir(), "t.bin")
+	require.NoError(t, tr.Save(path, Binary))
+	got, err := OpenTrace(t.Context(), path)
+	require.NoError(t, err)
+	assertSameTrace(t, tr, got)
+
+	// A segment name too long to encode fails mid-file: nothing is left.
+	tr.StartSegment(strings.Repeat("x", maxSegmentName+1), "")
+	assert.ErrorIs(t, tr.Save(path, Binary), ErrInvalid)
+	assert.NoFileExists(t, path)
+	assert.Error(t, tr.Save(filepath.Join(t.TempDir(), "missing", "t.bin"), Binary))
 }
 
 func TestTraceStreaming(t *testing.T) {
@@ -214,16 +230,20 @@ func fuzzSeeds(f *testing.F, files ...string) {
 func FuzzReadTrace(f *testing.F) {
 	fuzzSeeds(f, "sample.trace.jsonl", "sample.trace.bin")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tr, err := ReadTrace(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		for _, enc := range []Encoding{JSONL, Binary} {
-			var buf bytes.Buffer
-			require.NoError(t, tr.Encode(&buf, enc))
-			again, err := ReadTrace(&buf)
-			require.NoError(t, err)
-			assertSameTrace(t, tr, again)
+		if tr, err := ReadTrace(bytes.NewReader(data)); err == nil {
+			assertRoundTrips(t, tr)
 		}
 	})
+}
+
+// assertRoundTrips checks that tr reads back the same from both encodings.
+func assertRoundTrips(t *testing.T, tr *Trace) {
+	t.Helper()
+	for _, enc := range []Encoding{JSONL, Binary} {
+		var buf bytes.Buffer
+		require.NoError(t, tr.Encode(&buf, enc))
+		again, err := ReadTrace(&buf)
+		require.NoError(t, err)
+		assertSameTrace(t, tr, again)
+	}
 }

@@ -11,26 +11,31 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 
+	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/profile"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "heatmap:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("heatmap", flag.ContinueOnError)
 	tracePath := fs.String("trace", "", "routing trace to read (required)")
 	profilePath := fs.String("profile", "", "write the profile (JSON) here")
@@ -69,7 +74,7 @@ func run(args []string, stdout io.Writer) error {
 		return fmt.Errorf("-scale %q: want linear or log", *scale)
 	}
 
-	tr, err := profile.OpenTrace(*tracePath)
+	tr, err := profile.OpenTrace(ctx, *tracePath)
 	if err != nil {
 		return err
 	}
@@ -97,16 +102,11 @@ func run(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d tokens, %d segments, %d layers × %d experts (top-%d)\n",
 		p.Model, tr.Tokens(), len(tr.Segments()), p.Model.Layers, p.Model.Experts, p.Model.ExpertsUsed)
 
-	if *profilePath != "" {
-		if err := p.Save(*profilePath); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "wrote", *profilePath)
-	}
 	for _, out := range []struct {
 		path  string
 		write func(io.Writer) error
 	}{
+		{*profilePath, p.Encode},
 		{*heatmapPath, func(w io.Writer) error { return profile.WriteHeatmap(w, p, chartOpts...) }},
 		{*curvesPath, func(w io.Writer) error { return profile.WriteCurves(w, p) }},
 		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
@@ -114,28 +114,10 @@ func run(args []string, stdout io.Writer) error {
 		if out.path == "" {
 			continue
 		}
-		if err := writeFile(out.path, out.write); err != nil {
+		if err := outfile.Write(out.path, out.write); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "wrote", out.path)
 	}
 	return nil
-}
-
-// writeFile creates path and writes it through a buffer, reporting close errors.
-func writeFile(path string, write func(io.Writer) error) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	w := bufio.NewWriter(f)
-	if err := write(w); err != nil {
-		return err
-	}
-	return w.Flush()
 }

@@ -17,7 +17,7 @@ func TestRun(t *testing.T) {
 	dir := t.TempDir()
 	out := func(name string) string { return filepath.Join(dir, name) }
 	var stdout bytes.Buffer
-	err := run([]string{
+	err := run(t.Context(), []string{
 		"-trace", filepath.Join("..", "..", "profile", "testdata", "granite_tiny.json"),
 		"-profile", out("p.json"), "-heatmap", out("h.png"), "-curves", out("c.png"), "-csv", out("p.csv"),
 		"-sort", "popularity", "-scale", "log", "-phase", "decode",
@@ -49,6 +49,6 @@ func TestRunErrors(t *testing.T) {
 		{"-trace", "x", "-heatmap", "h.png", "-scale", "sqrt"},
 		{"-trace", filepath.Join(t.TempDir(), "missing"), "-heatmap", "h.png"},
 	} {
-		assert.Error(t, run(args, &bytes.Buffer{}), "%q", args)
+		assert.Error(t, run(t.Context(), args, &bytes.Buffer{}), "%q", args)
 	}
 }

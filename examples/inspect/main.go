@@ -1,10 +1,11 @@
 // Command inspect prints what rotary sees in a GGUF model: architecture,
 // hyper-parameters, tensors by type, the bytes of the routed experts layer
-// by layer, the bytes that stay resident, and how many experts a GPU memory
-// budget holds once those are loaded.
+// by layer, the bytes that stay resident, and the runtime's plan for a GPU
+// memory budget (rotary.NewPlan: the dynamic slots of every layer, or why
+// the budget is too small).
 //
-//	go run ./examples/inspect [-vram 16GiB] [MODEL.gguf]
-//	go run ./examples/inspect -synth PRESET [-o PATH] [-vram SIZE]
+//	go run ./examples/inspect [-vram 16GiB] [-reserve SIZE] [MODEL.gguf]
+//	go run ./examples/inspect -synth PRESET [-o PATH] [-vram SIZE] [-reserve SIZE]
 //
 // Without a model it inspects a tiny synthetic model that it writes to the
 // user cache folder the first time. With -synth it writes the named
@@ -54,10 +55,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	vram := flags.String("vram", "16GiB", "GPU memory to plan for, e.g. 16GiB, 512MiB or 20GB")
+	reserve := flags.String("reserve", "0", "of that, GPU memory to leave for the KV cache, activations and buffers")
 	preset := flags.String("synth", "", "write this synthetic model first, one of: "+strings.Join(experts.Presets(), ", "))
 	out := flags.String("o", "", "where -synth writes the model (default: the user cache folder)")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: inspect [-vram SIZE] [MODEL.gguf]\n       inspect -synth PRESET [-o PATH] [-vram SIZE]")
+		fmt.Fprintln(stderr, "usage: inspect [-vram SIZE] [-reserve SIZE] [MODEL.gguf]\n       inspect -synth PRESET [-o PATH] [-vram SIZE] [-reserve SIZE]")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	budget, err := rotary.ParseSize(*vram)
 	if err != nil {
 		return fmt.Errorf("-vram: %w", err)
+	}
+	reserved, err := rotary.ParseSize(*reserve)
+	if err != nil {
+		return fmt.Errorf("-reserve: %w", err)
 	}
 	if flags.NArg() > 1 || flags.NArg() == 1 && (*preset != "" || *out != "") || *out != "" && *preset == "" {
 		flags.Usage()
@@ -95,10 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	return inspect(stdout, path, budget)
+	return inspect(stdout, path, budget, reserved)
 }
 
-func inspect(w io.Writer, path string, vram int64) error {
+func inspect(w io.Writer, path string, vram, reserve int64) error {
 	m, err := experts.OpenModel(path)
 	if err != nil {
 		return err
@@ -174,7 +180,6 @@ func inspect(w io.Writer, path string, vram int64) error {
 	// Routed experts layer by layer.
 	fmt.Fprintf(w, "\nrouted experts by layer\n")
 	row("  layer\tkind\texperts\tone expert\tparts\tall experts")
-	var sizes []expertSize
 	count := 0
 	for _, l := range m.MoELayers() {
 		el, _ := m.Experts(l)
@@ -188,7 +193,6 @@ func inspect(w io.Writer, path string, vram int64) error {
 		}
 		row("  %d\t%s\t%d\t%s\t%s\t%s", l, kind, el.NumExperts, rotary.FormatSize(el.ExpertBytes), strings.Join(parts, ", "),
 			rotary.FormatSize(int64(el.NumExperts)*el.ExpertBytes))
-		sizes = append(sizes, expertSize{bytes: el.ExpertBytes, count: el.NumExperts})
 		count += el.NumExperts
 	}
 	if err := tw.Flush(); err != nil {
@@ -202,48 +206,20 @@ func inspect(w io.Writer, path string, vram int64) error {
 		return err
 	}
 
-	fmt.Fprintf(w, "\n%s of VRAM, %s", rotary.FormatSize(vram), fit(vram, resident, total, count, sizes))
-	fmt.Fprintln(w, "(KV cache, activations and CUDA buffers come on top of the weights)")
-	return nil
-}
-
-// expertSize is the size of one expert of a layer and the layer's expert
-// count.
-type expertSize struct {
-	bytes int64
-	count int
-}
-
-// fit describes how many experts a VRAM budget holds after the non-expert
-// weights: at most (smallest experts first) and as the same number in every
-// layer.
-func fit(vram, resident, total int64, count int, layers []expertSize) string {
-	left := vram - resident
+	// The plan is the runtime's own: what rotary.Open would do with this
+	// budget (the host tier as if unlimited).
+	plan, err := rotary.NewPlan(m, rotary.WithVRAM(vram), rotary.WithReserve(reserve))
+	var budgetErr *rotary.BudgetError
 	switch {
-	case left < 0:
-		return fmt.Sprintf("too little for the non-expert weights alone (%s)\n", rotary.FormatSize(resident))
-	case left >= total:
-		return fmt.Sprintf("holds the non-expert weights and all %d experts, %s to spare\n", count, rotary.FormatSize(left-total))
+	case errors.As(err, &budgetErr):
+		fmt.Fprintf(w, "\n%s of VRAM does not hold the working set: %v\n", rotary.FormatSize(vram), err)
+	case err != nil:
+		return err
+	default:
+		fmt.Fprintf(w, "\nplan for %s of VRAM\n%s", rotary.FormatSize(vram), plan)
 	}
-	bySize := slices.Clone(layers)
-	slices.SortFunc(bySize, func(a, b expertSize) int { return int(a.bytes - b.bytes) })
-	most, budget := 0, left
-	for _, l := range bySize {
-		n := min(int64(l.count), budget/max(l.bytes, 1))
-		most += int(n)
-		budget -= n * l.bytes
+	if reserve == 0 {
+		fmt.Fprintln(w, "(no reserve: the KV cache, activations and CUDA buffers need room on top, see -reserve)")
 	}
-	var perLayerSet int64 // bytes of one expert in every layer
-	maxPerLayer := count
-	for _, l := range layers {
-		perLayerSet += l.bytes
-		maxPerLayer = min(maxPerLayer, l.count)
-	}
-	perLayer := min(left/max(perLayerSet, 1), int64(maxPerLayer))
-	return fmt.Sprintf("after the non-expert weights (%s), %s for experts:\n"+
-		"  holds %d of %d experts (%.1f%%) taking the smallest first,\n"+
-		"  or %d per layer in every layer (%.1f%%)\n",
-		rotary.FormatSize(resident), rotary.FormatSize(left),
-		most, count, 100*float64(most)/float64(count),
-		perLayer, 100*float64(perLayer)*float64(len(layers))/float64(count))
+	return nil
 }

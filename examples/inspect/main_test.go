@@ -7,9 +7,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -33,8 +36,9 @@ func TestInspectSynthetic(t *testing.T) {
 		`routed experts by layer`,
 		`gate Q4_K, up Q4_K, down Q6_K`,
 		`routed experts\s+3.63 MiB in 32 experts`,
-		`3.00 MiB of VRAM, after the non-expert weights`,
-		`per layer in every layer`,
+		`plan for 3.00 MiB of VRAM`,
+		`VRAM\s+3.00 MiB = 842 KiB non-expert \+ 0 B reserve`,
+		`no reserve`,
 	} {
 		assert.Regexp(t, want, out)
 	}
@@ -79,12 +83,31 @@ func TestInspectErrors(t *testing.T) {
 	assert.ErrorIs(t, err, flag.ErrHelp)
 }
 
-func TestFit(t *testing.T) {
-	layers := []expertSize{{bytes: 100, count: 4}, {bytes: 300, count: 4}}
-	// 1000 left for experts: smallest first takes 4×100 + 2×300; evenly 2 per layer (800).
-	got := fit(1100, 100, 1600, 8, layers)
-	assert.Contains(t, got, "holds 6 of 8 experts (75.0%)")
-	assert.Contains(t, got, "or 2 per layer in every layer (50.0%)")
-	assert.Contains(t, fit(2000, 100, 1600, 8, layers), "all 8 experts")
-	assert.Contains(t, fit(50, 100, 1600, 8, layers), "too little")
+// TestInspectPrintsTheRuntimesPlan checks that inspect shows exactly the plan
+// rotary makes for the budget, and the runtime's reason when it is too small.
+func TestInspectPrintsTheRuntimesPlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	require.NoError(t, experts.WriteSynthetic(t.Context(), path, "qwen3moe-tiny"))
+	m, err := experts.OpenModel(path)
+	require.NoError(t, err)
+	defer m.Close()
+
+	for _, budget := range []struct{ vram, reserve string }{{"3MiB", "0"}, {"3MiB", "512KiB"}, {"16GiB", "1GiB"}} {
+		out, _, err := runInspect(t, "-vram", budget.vram, "-reserve", budget.reserve, path)
+		require.NoError(t, err)
+		vram, err := rotary.ParseSize(budget.vram)
+		require.NoError(t, err)
+		reserve, err := rotary.ParseSize(budget.reserve)
+		require.NoError(t, err)
+		plan, err := rotary.NewPlan(m, rotary.WithVRAM(vram), rotary.WithReserve(reserve))
+		require.NoError(t, err)
+		assert.Contains(t, out, plan.String(), "%+v", budget)
+		assert.Equal(t, budget.reserve == "0", strings.Contains(out, "no reserve"), "%+v", budget)
+	}
+
+	out, _, err := runInspect(t, "-vram", "1MiB", path)
+	require.NoError(t, err, "a budget too small is an answer, not a failure")
+	assert.Contains(t, out, "1.00 MiB of VRAM does not hold the working set: rotary: VRAM budget too small")
+	_, _, err = runInspect(t, "-reserve", "much", path)
+	assert.ErrorContains(t, err, `"much"`)
 }
