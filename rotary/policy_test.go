@@ -1,6 +1,7 @@
 package rotary
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ func TestEvictors(t *testing.T) {
 }
 
 var deepSeek = sync.OnceValues(func() (*profile.Trace, error) {
-	return profile.OpenTrace(filepath.Join(sharedTraces(), "deepseek-v2-lite-chat", "puffin_prefill_csv"))
+	return profile.OpenTrace(context.Background(), filepath.Join(sharedTraces(), "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 })
 
 // loadDeepSeek returns the DeepSeek-V2-Lite trace, or skips.

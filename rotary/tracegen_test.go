@@ -1,6 +1,7 @@
 package rotary
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"testing"
@@ -106,7 +107,7 @@ func TestSyntheticTraceDeterministic(t *testing.T) {
 // trace's README: in decode, 42.5% of a token's experts were also used by
 // the previous token.
 func TestMeasureRoutingGranite(t *testing.T) {
-	tr, err := profile.OpenTrace(tracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
+	tr, err := profile.OpenTrace(context.Background(), tracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	decode := tr.Subset(func(s profile.Segment) bool { return s.Phase == "decode" })
 	r, err := MeasureRouting(decode)

@@ -37,6 +37,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rotary-moe/rotary/examples/internal/outfile"
+
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 
 	"go.uber.org/zap"
@@ -338,24 +340,10 @@ func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
 		if out.path == "" {
 			continue
 		}
-		if err := writeFile(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
+		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, "wrote", out.path)
 	}
 	return nil
-}
-
-// writeFile creates path and writes it, reporting a failed close.
-func writeFile(path string, write func(io.Writer) error) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	return write(f)
 }

@@ -174,7 +174,7 @@ func TestTrace(t *testing.T) {
 			r, stderr := runJSON(t, "-n", "12", "-trace", path)
 			assert.Contains(t, stderr, "wrote "+path)
 
-			tr, err := profile.OpenTrace(path)
+			tr, err := profile.OpenTrace(context.Background(), path)
 			require.NoError(t, err)
 			assert.Equal(t, r.ModelID, tr.Model())
 			assert.True(t, tr.HasWeights())

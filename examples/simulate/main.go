@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var tr *profile.Trace
 	var err error
 	if *tracePath != "" {
-		if tr, err = profile.OpenTrace(*tracePath); err != nil {
+		if tr, err = profile.OpenTrace(ctx, *tracePath); err != nil {
 			return err
 		}
 	}
