@@ -26,17 +26,9 @@ const (
 // dashed grey reference. The further a curve bows above the diagonal, the fewer
 // experts a pinned hot set needs.
 func Curves(p *Profile, opts ...ChartOption) (*image.RGBA, error) {
-	if err := p.validate(); err != nil {
-		return nil, err
-	}
-	cfg := chartOptions(opts)
-	faces, err := loadFaces()
+	_, faces, title, err := startChart(p, opts, "routing covered by the top n experts of each layer")
 	if err != nil {
 		return nil, err
-	}
-	title := cfg.title
-	if title == "" {
-		title = defaultTitle(p, "routing covered by the top n experts of each layer")
 	}
 	plot := image.Rect(cvMarginLeft, cvMarginTop, cvMarginLeft+cvPlotW, cvMarginTop+cvPlotH)
 	width := max(plot.Max.X+cvLegendW, textWidth(faces.title, title)+32)

@@ -78,13 +78,26 @@ func chartOptions(opts []ChartOption) chartConfig {
 	return c
 }
 
-// defaultTitle names the model, the token count and the workload.
-func defaultTitle(p *Profile, what string) string {
-	s := fmt.Sprintf("%s: %s, %d tokens", p.Model, what, p.Tokens)
-	if p.Workload != "" {
-		s += " (" + p.Workload + ")"
+// startChart does what every chart does first: check the profile, apply
+// the options, load the fonts, and choose the title (by default the model,
+// what the chart shows, the token count and the workload).
+func startChart(p *Profile, opts []ChartOption, what string) (chartConfig, faces, string, error) {
+	if err := p.validate(); err != nil {
+		return chartConfig{}, faces{}, "", err
 	}
-	return s
+	cfg := chartOptions(opts)
+	f, err := loadFaces()
+	if err != nil {
+		return chartConfig{}, faces{}, "", err
+	}
+	title := cfg.title
+	if title == "" {
+		title = fmt.Sprintf("%s: %s, %d tokens", p.Model, what, p.Tokens)
+		if p.Workload != "" {
+			title += " (" + p.Workload + ")"
+		}
+	}
+	return cfg, f, title, nil
 }
 
 // heatmapLayout is the geometry of a heatmap image.
@@ -177,17 +190,9 @@ func (s colourScale) norm(v float64) float64 {
 // routed selections that went to the expert, with labelled axes, a colour bar
 // and a title. Layers without selections are grey.
 func Heatmap(p *Profile, opts ...ChartOption) (*image.RGBA, error) {
-	if err := p.validate(); err != nil {
-		return nil, err
-	}
-	cfg := chartOptions(opts)
-	faces, err := loadFaces()
+	cfg, faces, title, err := startChart(p, opts, "expert selections per layer")
 	if err != nil {
 		return nil, err
-	}
-	title := cfg.title
-	if title == "" {
-		title = defaultTitle(p, "expert selections per layer")
 	}
 	scaleNote := "linear scale"
 	if cfg.scale == Log {

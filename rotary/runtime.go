@@ -384,6 +384,20 @@ func (r *Runtime) layerOf(layer int) (*layerState, error) {
 	return r.layers[layer], nil
 }
 
+// layerFor is layerOf for a request of ids, which must be the layer's.
+func (r *Runtime) layerFor(layer int, ids []int) (*layerState, error) {
+	ls, err := r.layerOf(layer)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if id < 0 || id >= ls.experts {
+			return nil, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
+		}
+	}
+	return ls, nil
+}
+
 // enter starts a call; it fails after Close. The caller must r.mu.RUnlock.
 func (r *Runtime) enter() error {
 	r.mu.RLock()
@@ -429,14 +443,9 @@ func (r *Runtime) AcquireInto(ctx context.Context, layer int, ids []int, stream 
 		return err
 	}
 	defer r.mu.RUnlock()
-	ls, err := r.layerOf(layer)
+	ls, err := r.layerFor(layer, ids)
 	if err != nil {
 		return err
-	}
-	for _, id := range ids {
-		if id < 0 || id >= ls.experts {
-			return fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
-		}
 	}
 	set.Layer, set.rt, set.ls = layer, r, ls
 	set.Experts = slices.Grow(set.Experts, len(ids))[:len(ids)]
@@ -797,14 +806,9 @@ func (r *Runtime) Prefetch(layer int, ids []int) error {
 		return err
 	}
 	defer r.mu.RUnlock()
-	ls, err := r.layerOf(layer)
+	ls, err := r.layerFor(layer, ids)
 	if err != nil {
 		return err
-	}
-	for _, id := range ids {
-		if id < 0 || id >= ls.experts {
-			return fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, id, layer, ls.experts)
-		}
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()

@@ -22,8 +22,8 @@ import (
 // A Source is used by one forward pass at a time, as the model does.
 type Source struct {
 	rt     *rotary.Runtime
-	stream cuda.Stream    // the compute stream: it waits for the copies
-	planes map[int]*plane // by layer
+	stream cuda.Stream // the compute stream: it waits for the copies
+	planes []*plane    // by layer; nil for a layer without experts
 
 	acquires int
 	wait     time.Duration
@@ -43,8 +43,12 @@ type plane struct {
 // NewSource serves rt's experts to the model; rt must have been opened on
 // dev, whose device memory the CPU reads.
 func NewSource(rt *rotary.Runtime, dev *cuda.HostDevice) (*Source, error) {
-	s := &Source{rt: rt, planes: map[int]*plane{}}
-	for _, lp := range rt.Plan().Layers {
+	layers := rt.Plan().Layers // in layer order
+	s := &Source{rt: rt}
+	if len(layers) > 0 {
+		s.planes = make([]*plane, layers[len(layers)-1].Layer+1)
+	}
+	for _, lp := range layers {
 		p, err := rt.Plane(lp.Layer)
 		if err != nil {
 			return nil, err
@@ -70,7 +74,10 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 	if s.err != nil {
 		return nil, s.err
 	}
-	p := s.planes[layer]
+	var p *plane
+	if layer >= 0 && layer < len(s.planes) {
+		p = s.planes[layer]
+	}
 	if p == nil {
 		return nil, fmt.Errorf("engine: layer %d has no plane of slots", layer)
 	}

@@ -2,16 +2,13 @@ package model_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
 	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
 	"github.com/rotary-moe/rotary/examples/internal/model"
-	"github.com/rotary-moe/rotary/experts"
 )
 
 // BenchmarkDecode measures generation speed: one token per Forward call
@@ -21,17 +18,11 @@ import (
 func BenchmarkDecode(b *testing.B) {
 	for _, name := range []string{"qwen3moe-tiny-f32", "qwen35moe-tiny-f32", "qwen3moe-tiny-q8_0", "qwen3moe-small-q4_k_m", "qwen35moe-small-q4_k_m"} {
 		b.Run(name, func(b *testing.B) {
-			em, err := experts.OpenModel(filepath.Join(modelDir, name+".gguf"))
-			require.NoError(b, err)
-			defer em.Close()
-			backend := cpu.New(0)
-			defer backend.Close()
-			m, err := model.New(em, backend, model.NewFileSource(em))
-			require.NoError(b, err)
+			m := openModel(b, name, fileSourceOf)
 			ctx := context.Background()
 			prompt := []int32{757, 84, 494, 198, 54, 71, 267, 334}
 			s := m.NewState(256)
-			_, err = m.Forward(ctx, s, prompt, model.LastLogits)
+			_, err := m.Forward(ctx, s, prompt, model.LastLogits)
 			require.NoError(b, err)
 			b.ResetTimer()
 			start, cpu0 := time.Now(), cputime.Process()
@@ -60,13 +51,7 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkPrefill(b *testing.B) {
 	for _, name := range []string{"qwen3moe-small-q4_k_m", "qwen35moe-small-q4_k_m"} {
 		b.Run(name, func(b *testing.B) {
-			em, err := experts.OpenModel(filepath.Join(modelDir, name+".gguf"))
-			require.NoError(b, err)
-			defer em.Close()
-			backend := cpu.New(0)
-			defer backend.Close()
-			m, err := model.New(em, backend, model.NewFileSource(em))
-			require.NoError(b, err)
+			m := openModel(b, name, fileSourceOf)
 			prompt := make([]int32, 64)
 			for i := range prompt {
 				prompt[i] = int32(i * 7 % 700)

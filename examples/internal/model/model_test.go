@@ -32,6 +32,10 @@ func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertS
 	return m
 }
 
+// fileSourceOf serves experts straight from the mapped file, as
+// model.NewFileSource does, without the test source's counting.
+func fileSourceOf(em *experts.Model) model.ExpertSource { return model.NewFileSource(em) }
+
 // The result of a position does not depend on how the sequence is cut into
 // Forward calls: a prompt in one batch, in chunks, or token by token gives
 // the same bits (the kernels do the same arithmetic per token whatever the
