@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/rotary-moe/rotary/examples/internal/engine"
+	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary"
 )
 

@@ -45,8 +45,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/rotary-moe/rotary/examples/internal/chat"
-	"github.com/rotary-moe/rotary/examples/internal/engine"
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/examples/internal/sample"
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/engine"
+	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 )

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/experts"
 )
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
+	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/experts"
 )
 

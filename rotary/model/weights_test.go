@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/experts"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
