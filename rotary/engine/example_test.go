@@ -6,9 +6,9 @@ import (
 	"log"
 	"slices"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
-	"github.com/rotary-moe/rotary/experts"
 )
 
 // Greedy generation with half of the model's experts in (emulated) VRAM:

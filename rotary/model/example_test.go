@@ -6,9 +6,9 @@ import (
 	"log"
 	"slices"
 
-	"github.com/rotary-moe/rotary/rotary/model/cpu"
-	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // Greedy generation with the CPU backend, the experts served in place from

@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/rotary/model/cpu"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary/internal/cputime"
 	"github.com/rotary-moe/rotary/rotary/model"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // The synthetic Q4_K_M presets have the full-size models' type mix (Q4_K,

@@ -5,9 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary/internal/cputime"
 	"github.com/rotary-moe/rotary/rotary/model"
-	"github.com/rotary-moe/rotary/experts"
 )
 
 // randomWeight quantizes Gaussian values into a rows×cols weight of type t
