@@ -2,7 +2,9 @@ package moe_test
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/rotary-moe/rotary/cuda"
 	"github.com/stretchr/testify/require"
 )
 
@@ -89,7 +92,77 @@ int main(int argc, char **argv) {
 }
 `
 
-func kqRunner(t testing.TB) kqRun {
+// kqRunners returns the backends the test kernels run on here, by name: a
+// GPU when there is one, and the C++ build of the program.
+func kqRunners(t *testing.T) map[string]kqRun {
+	runners := map[string]kqRun{"g++": kqGxxRunner(t)}
+	dev, err := cuda.Open(context.Background(), 0)
+	switch {
+	case errors.Is(err, cuda.ErrNoDriver) || errors.Is(err, cuda.ErrNoDevice):
+		t.Logf("no GPU: %v", err)
+	case err != nil:
+		require.NoError(t, err)
+	default:
+		t.Cleanup(func() { require.NoError(t, dev.Close()) })
+		runners["gpu"] = kqOpen(t, dev)
+	}
+	return runners
+}
+
+// kqDevice runs the test kernels on a cuda.Device.
+type kqDevice struct {
+	dev    cuda.Device
+	mod    cuda.Module
+	stream cuda.Stream
+}
+
+func kqOpen(t testing.TB, dev cuda.Device) *kqDevice {
+	mod, err := dev.Load(context.Background(), &cuda.Program{Name: "kquants_test.cu", Source: kqProgramSource(t)})
+	require.NoError(t, err)
+	stream, err := dev.NewStream()
+	require.NoError(t, err)
+	return &kqDevice{dev: dev, mod: mod, stream: stream}
+}
+
+// launch runs kernel over n threads with the inputs copied to device
+// buffers, an output buffer of outFloats floats and the int arguments, and
+// returns the output.
+func (d *kqDevice) launch(t testing.TB, kernel string, n int, inputs [][]byte, outFloats int, ints ...int) []float32 {
+	k, err := d.mod.Kernel(kernel)
+	require.NoError(t, err)
+	var args []cuda.Arg
+	alloc := func(size int) cuda.Buffer {
+		b, err := d.dev.Alloc(int64(size))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, d.dev.Free(b)) })
+		args = append(args, cuda.Ptr(b))
+		return b
+	}
+	for _, in := range inputs {
+		require.NoError(t, d.stream.CopyHtoD(alloc(len(in)), 0, in))
+	}
+	out := alloc(4 * outFloats)
+	for _, v := range ints {
+		args = append(args, cuda.I32(int32(v)))
+	}
+	grid := cuda.Dim3{X: uint32((n + kqThreads - 1) / kqThreads), Y: 1, Z: 1}
+	require.NoError(t, d.stream.Launch(k, cuda.LaunchConfig{Grid: grid, Block: cuda.Dim3{X: kqThreads, Y: 1, Z: 1}}, args...))
+	raw := make([]byte, 4*outFloats)
+	require.NoError(t, d.stream.CopyDtoH(raw, out, 0))
+	require.NoError(t, d.stream.Synchronize(context.Background()))
+	return kqFloats(raw)
+}
+
+func (d *kqDevice) dot(t testing.TB, k kqType, w, x []byte, rows, nb int) []float32 {
+	return d.launch(t, "kq_dot_"+k.name, rows*nb, [][]byte{w, x}, rows*nb, rows, nb)
+}
+
+func (d *kqDevice) dequant(t testing.TB, k kqType, blocks []byte) []float32 {
+	n := len(blocks) / k.typ.BlockBytes()
+	return d.launch(t, "kq_dequant_"+k.name, 8*n, [][]byte{blocks}, n*kqQK, n)
+}
+
+func kqGxxRunner(t testing.TB) kqRun {
 	cxx, err := exec.LookPath(cmp.Or(os.Getenv("CXX"), "g++"))
 	if err != nil {
 		t.Skipf("no C++ compiler to run the kernels: %v", err)
@@ -141,6 +214,11 @@ func (g *kqGxx) dequant(t testing.TB, k kqType, blocks []byte) []float32 {
 func kqReadFloats(t testing.TB, path string) []float32 {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
+	return kqFloats(b)
+}
+
+// kqFloats decodes little-endian float32s.
+func kqFloats(b []byte) []float32 {
 	f := make([]float32, len(b)/4)
 	for i := range f {
 		f[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))

@@ -216,96 +216,104 @@ func kqMinTerms(t testing.TB, k kqType, blocks []byte) []float32 {
 }
 
 func TestKQuantsDequant32(t *testing.T) {
-	run := kqRunner(t)
-	for i, k := range kqTypes {
-		t.Run(k.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(uint64(i), 1))
-			blocks := kqBlocks(t, rng, k)
-			want := kqDequant(t, k.typ, blocks)
-			got := run.dequant(t, k, blocks)
-			require.Len(t, got, len(want))
-			bad := 0
-			for j := range want {
-				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-					if bad < 5 {
-						t.Errorf("block %d value %d: got %g (%#08x), experts.Dequantize %g (%#08x)",
-							j/kqQK, j%kqQK, got[j], math.Float32bits(got[j]), want[j], math.Float32bits(want[j]))
-					}
-					bad++
-				}
-			}
-			require.Zero(t, bad, "values differing from experts.Dequantize")
-		})
+	for backend, run := range kqRunners(t) {
+		for i, k := range kqTypes {
+			t.Run(backend+"/"+k.name, func(t *testing.T) { kqCheckDequant(t, run, k, uint64(i)) })
+		}
 	}
 }
 
 func TestKQuantsDot(t *testing.T) {
-	run := kqRunner(t)
-	for i, k := range kqTypes {
-		t.Run(k.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(uint64(i), 2))
-			blocks := kqBlocks(t, rng, k)
-			bb := k.typ.BlockBytes()
-			nblocks := len(blocks) / bb
-			acts := kqActivationSet(rng, kqQK)
-			nb := len(acts.q8) // every block meets every activation vector
-
-			// Row r of the weights is block r repeated nb times; block (r, c)
-			// meets activation vector c.
-			w := make([]byte, 0, nblocks*nb*bb)
-			var x []byte
-			for r := range nblocks {
-				for range nb {
-					w = append(w, blocks[r*bb:(r+1)*bb]...)
-				}
-			}
-			for _, q := range acts.q8 {
-				x = append(x, q...)
-			}
-			got := run.dot(t, k, w, x, nblocks, nb)
-			require.Len(t, got, nblocks*nb)
-
-			wf := kqDequant(t, k.typ, blocks)
-			minTerms := kqMinTerms(t, k, blocks)
-			actK := make([]byte, experts.TypeQ8_K.BlockBytes())
-			xK := make([]float32, kqQK)
-			var worst, worstK float64
-			for r := range nblocks {
-				for c := range nb {
-					var ref, mag, diffK float64
-					for j := range kqQK {
-						wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
-						xj := kqActValue(acts.q8[c], j)
-						ref += wj * xj
-						mag += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(xj)
-					}
-					g := float64(got[r*nb+c])
-					require.LessOrEqual(t, math.Abs(g-ref), kqDotTol*mag,
-						"block %d activations %d: rt_dot %g, float64 reference %g", r, c, g, ref)
-					if mag > 0 {
-						worst = max(worst, math.Abs(g-ref)/mag)
-					}
-
-					// experts.VecDot with ggml's Q8_K activations.
-					require.NoError(t, experts.QuantizeActivations(experts.TypeQ8_K, acts.x[c], actK))
-					require.NoError(t, experts.Dequantize(experts.TypeQ8_K, actK, xK))
-					var magK float64
-					for j := range kqQK {
-						wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
-						diffK += math.Abs(wj) * math.Abs(kqActValue(acts.q8[c], j)-float64(xK[j]))
-						magK += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(float64(xK[j]))
-					}
-					vd := float64(experts.VecDot(k.typ, kqQK, blocks[r*bb:(r+1)*bb], actK))
-					bound := diffK + kqDotTol*(mag+magK)
-					require.LessOrEqual(t, math.Abs(g-vd), bound,
-						"block %d activations %d: rt_dot %g, experts.VecDot %g", r, c, g, vd)
-					if bound > 0 {
-						worstK = max(worstK, math.Abs(g-vd)/bound)
-					}
-				}
-			}
-			t.Logf("%d blocks × %d activation vectors: worst |rt_dot - ref|/M = %.2g (tolerance %g); worst |rt_dot - VecDot|/bound = %.2g",
-				nblocks, nb, worst, kqDotTol, worstK)
-		})
+	for backend, run := range kqRunners(t) {
+		for i, k := range kqTypes {
+			t.Run(backend+"/"+k.name, func(t *testing.T) { kqCheckDot(t, run, k, uint64(i)) })
+		}
 	}
+}
+
+// kqCheckDequant compares rt_dequant32_T with experts.Dequantize, bit for bit.
+func kqCheckDequant(t *testing.T, run kqRun, k kqType, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	blocks := kqBlocks(t, rng, k)
+	want := kqDequant(t, k.typ, blocks)
+	got := run.dequant(t, k, blocks)
+	require.Len(t, got, len(want))
+	bad := 0
+	for j := range want {
+		if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+			if bad < 5 {
+				t.Errorf("block %d value %d: got %g (%#08x), experts.Dequantize %g (%#08x)",
+					j/kqQK, j%kqQK, got[j], math.Float32bits(got[j]), want[j], math.Float32bits(want[j]))
+			}
+			bad++
+		}
+	}
+	require.Zero(t, bad, "values differing from experts.Dequantize")
+}
+
+// kqCheckDot compares rt_dot_T with the float64 reference and experts.VecDot.
+func kqCheckDot(t *testing.T, run kqRun, k kqType, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	blocks := kqBlocks(t, rng, k)
+	bb := k.typ.BlockBytes()
+	nblocks := len(blocks) / bb
+	acts := kqActivationSet(rng, kqQK)
+	nb := len(acts.q8) // every block meets every activation vector
+
+	// Row r of the weights is block r repeated nb times; block (r, c)
+	// meets activation vector c.
+	w := make([]byte, 0, nblocks*nb*bb)
+	var x []byte
+	for r := range nblocks {
+		for range nb {
+			w = append(w, blocks[r*bb:(r+1)*bb]...)
+		}
+	}
+	for _, q := range acts.q8 {
+		x = append(x, q...)
+	}
+	got := run.dot(t, k, w, x, nblocks, nb)
+	require.Len(t, got, nblocks*nb)
+
+	wf := kqDequant(t, k.typ, blocks)
+	minTerms := kqMinTerms(t, k, blocks)
+	actK := make([]byte, experts.TypeQ8_K.BlockBytes())
+	xK := make([]float32, kqQK)
+	var worst, worstK float64
+	for r := range nblocks {
+		for c := range nb {
+			var ref, mag, diffK float64
+			for j := range kqQK {
+				wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
+				xj := kqActValue(acts.q8[c], j)
+				ref += wj * xj
+				mag += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(xj)
+			}
+			g := float64(got[r*nb+c])
+			require.LessOrEqual(t, math.Abs(g-ref), kqDotTol*mag,
+				"block %d activations %d: rt_dot %g, float64 reference %g", r, c, g, ref)
+			if mag > 0 {
+				worst = max(worst, math.Abs(g-ref)/mag)
+			}
+
+			// experts.VecDot with ggml's Q8_K activations.
+			require.NoError(t, experts.QuantizeActivations(experts.TypeQ8_K, acts.x[c], actK))
+			require.NoError(t, experts.Dequantize(experts.TypeQ8_K, actK, xK))
+			var magK float64
+			for j := range kqQK {
+				wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
+				diffK += math.Abs(wj) * math.Abs(kqActValue(acts.q8[c], j)-float64(xK[j]))
+				magK += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(float64(xK[j]))
+			}
+			vd := float64(experts.VecDot(k.typ, kqQK, blocks[r*bb:(r+1)*bb], actK))
+			bound := diffK + kqDotTol*(mag+magK)
+			require.LessOrEqual(t, math.Abs(g-vd), bound,
+				"block %d activations %d: rt_dot %g, experts.VecDot %g", r, c, g, vd)
+			if bound > 0 {
+				worstK = max(worstK, math.Abs(g-vd)/bound)
+			}
+		}
+	}
+	t.Logf("%d blocks × %d activation vectors: worst |rt_dot - ref|/M = %.2g (tolerance %g); worst |rt_dot - VecDot|/bound = %.2g",
+		nblocks, nb, worst, kqDotTol, worstK)
 }
