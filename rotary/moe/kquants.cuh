@@ -115,15 +115,15 @@ __device__ float rt_dot_q2_K(const u8 *w, const rt_q8x32 *x) {
 #pragma unroll
 		for (int half = 0; half < 2; half++) {
 			const u32 s = w[2 * c + half];
-			// scale·code ≤ 15·3 fits each byte, so one multiply scales four codes
-			const u32 sc = s & 15u;
-			const int m4 = (int)((s >> 4) * 0x01010101u);
+			const int m4 = (int)((s >> 4) * 0x01010101u); // the min in every byte
+			int part = 0;
 #pragma unroll
 			for (int i = 4 * half; i < 4 * half + 4; i++) {
 				const int q = rt_kq_q4(x + c, i);
-				dot = rt_dp4a((int)(((rt_kq_u32(qs + 4 * i) >> shift) & 0x03030303u) * sc), q, dot);
+				part = rt_dp4a((int)((rt_kq_u32(qs + 4 * i) >> shift) & 0x03030303u), q, part);
 				mins = rt_dp4a(m4, q, mins);
 			}
+			dot += (int)(s & 15u) * part;
 		}
 		sd += x[c].d * (float)dot;
 		sm += x[c].d * (float)mins;
@@ -161,10 +161,11 @@ __device__ __forceinline__ int rt_kq_q3_scale(const u8 *sc, int j) {
 }
 
 // rt_kq_q3_codes is the signed values of four Q3_K codes: low bits lo2
-// (one pair per byte), high bits hb (bit 0 of each byte). A value is lo2 when
-// the high bit is set and lo2 - 4 otherwise, i.e. the byte 0xfc | lo2.
-__device__ __forceinline__ int rt_kq_q3_codes(u32 lo2, u32 hb) {
-	return (int)(lo2 | ((hb ^ 0x01010101u) * 0xfcu));
+// (one pair per byte) and the complements of their high bits nh (bit 0 of
+// each byte). A value is lo2 when the high bit is set and lo2 - 4 otherwise,
+// i.e. the byte 0xfc | lo2.
+__device__ __forceinline__ int rt_kq_q3_codes(u32 lo2, u32 nh) {
+	return (int)(lo2 | (nh * 0xfcu));
 }
 
 __device__ float rt_dot_q3_K(const u8 *w, const rt_q8x32 *x) {
@@ -181,8 +182,8 @@ __device__ float rt_dot_q3_K(const u8 *w, const rt_q8x32 *x) {
 #pragma unroll
 			for (int i = 4 * half; i < 4 * half + 4; i++) {
 				const u32 lo2 = (rt_kq_u32h(qs + 4 * i) >> shift) & 0x03030303u;
-				const u32 hb = (rt_kq_u32h(w + 4 * i) >> c) & 0x01010101u;
-				s = rt_dp4a(rt_kq_q3_codes(lo2, hb), rt_kq_q4(x + c, i), s);
+				const u32 nh = (~rt_kq_u32h(w + 4 * i) >> c) & 0x01010101u;
+				s = rt_dp4a(rt_kq_q3_codes(lo2, nh), rt_kq_q4(x + c, i), s);
 			}
 			part[half] = s;
 		}
