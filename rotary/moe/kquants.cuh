@@ -21,9 +21,8 @@
 // rt_dequant32_T reproduces experts.Dequantize bit for bit: the same float32
 // products and differences in the same order. Where a product is followed by a
 // subtraction (Q2_K, Q4_K, Q5_K) the device code uses round-to-nearest
-// intrinsics, which NVRTC never fuses into an FMA; the host emulator must not
-// contract either (g++ does not without FMA in its target, or with
-// -ffp-contract=off).
+// intrinsics, which NVRTC never fuses into an FMA (the host emulator compiles
+// with -ffp-contract=off).
 
 // rt_kq_u32 loads 4 bytes from a 4-byte aligned address.
 __device__ __forceinline__ u32 rt_kq_u32(const u8 *p) {
@@ -50,29 +49,7 @@ __device__ __forceinline__ int rt_kq_q4(const rt_q8x32 *x, int i) {
 // rt_kq_msub is float32(a·b) - c, both rounded, never fused: dequantization
 // must round the product as experts.Dequantize does.
 __device__ __forceinline__ float rt_kq_msub(float a, float b, float c) {
-#ifdef __CUDA_ARCH__
 	return __fsub_rn(__fmul_rn(a, b), c);
-#else
-	return a * b - c;
-#endif
-}
-
-// rt_kq_perm picks byte (s >> 4k) & 7 of the eight bytes b:a (a is bytes
-// 0-3) into byte k of the result (PTX prmt in its default mode; every selector
-// nibble here is below 8).
-__device__ __forceinline__ u32 rt_kq_perm(u32 a, u32 b, u32 s) {
-#ifdef __CUDA_ARCH__
-	u32 d;
-	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(s));
-	return d;
-#else
-	u64 ab = ((u64)b << 32) | a;
-	u32 d = 0;
-	for (int k = 0; k < 4; k++) {
-		d |= (u32)((ab >> (8 * ((s >> (4 * k)) & 7))) & 0xff) << (8 * k);
-	}
-	return d;
-#endif
 }
 
 // The 16 non-linear levels of IQ4_NL/IQ4_XS as signed bytes, four per word:
@@ -84,11 +61,12 @@ __device__ __forceinline__ u32 rt_kq_perm(u32 a, u32 b, u32 s) {
 
 // rt_kq_iq4_pair looks up the two nibbles of each byte of the low 16 bits of
 // q: bytes [level(lo0), level(hi0), level(lo1), level(hi1)]. Each nibble's
-// low three bits pick a level in each half of the table, its top bit the half.
+// low three bits pick a level in each half of the table (__byte_perm picks
+// byte (s >> 4k) & 7 of y:x for byte k), its top bit the half.
 __device__ __forceinline__ u32 rt_kq_iq4_pair(u32 q) {
-	u32 lo = rt_kq_perm(RT_KQ_IQ4_T0, RT_KQ_IQ4_T1, q & 0x7777u);
-	u32 hi = rt_kq_perm(RT_KQ_IQ4_T2, RT_KQ_IQ4_T3, q & 0x7777u);
-	return rt_kq_perm(lo, hi, 0x3210u | ((q & 0x8888u) >> 1));
+	u32 lo = __byte_perm(RT_KQ_IQ4_T0, RT_KQ_IQ4_T1, q & 0x7777u);
+	u32 hi = __byte_perm(RT_KQ_IQ4_T2, RT_KQ_IQ4_T3, q & 0x7777u);
+	return __byte_perm(lo, hi, 0x3210u | ((q & 0x8888u) >> 1));
 }
 
 // rt_kq_iq4 maps the 8 nibbles of the four bytes qs to levels: *lo gets those
@@ -96,8 +74,8 @@ __device__ __forceinline__ u32 rt_kq_iq4_pair(u32 q) {
 __device__ __forceinline__ void rt_kq_iq4(u32 qs, int *lo, int *hi) {
 	u32 a = rt_kq_iq4_pair(qs);       // lo0 hi0 lo1 hi1
 	u32 b = rt_kq_iq4_pair(qs >> 16); // lo2 hi2 lo3 hi3
-	*lo = (int)rt_kq_perm(a, b, 0x6420u);
-	*hi = (int)rt_kq_perm(a, b, 0x7531u);
+	*lo = (int)__byte_perm(a, b, 0x6420u);
+	*hi = (int)__byte_perm(a, b, 0x7531u);
 }
 
 // ---- Q2_K: scales[16] (low nibble scale, high nibble min, per 16 values),

@@ -215,28 +215,16 @@ func kqMinTerms(t testing.TB, k kqType, blocks []byte) []float32 {
 	return make([]float32, len(blocks)/bb*kqQK)
 }
 
-func TestKQuantsDequant32(t *testing.T) {
-	for backend, run := range kqRunners(t) {
-		for i, k := range kqTypes {
-			t.Run(backend+"/"+k.name, func(t *testing.T) { kqCheckDequant(t, run, k, uint64(i)) })
-		}
-	}
-}
+func TestKQuantsDequant32(t *testing.T) { kqRun(t, kqCheckDequant) }
 
-func TestKQuantsDot(t *testing.T) {
-	for backend, run := range kqRunners(t) {
-		for i, k := range kqTypes {
-			t.Run(backend+"/"+k.name, func(t *testing.T) { kqCheckDot(t, run, k, uint64(i)) })
-		}
-	}
-}
+func TestKQuantsDot(t *testing.T) { kqRun(t, kqCheckDot) }
 
 // kqCheckDequant compares rt_dequant32_T with experts.Dequantize, bit for bit.
-func kqCheckDequant(t *testing.T, run kqRun, k kqType, seed uint64) {
+func kqCheckDequant(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	blocks := kqBlocks(t, rng, k)
 	want := kqDequant(t, k.typ, blocks)
-	got := run.dequant(t, k, blocks)
+	got := d.dequant(t, k, blocks)
 	require.Len(t, got, len(want))
 	bad := 0
 	for j := range want {
@@ -252,7 +240,7 @@ func kqCheckDequant(t *testing.T, run kqRun, k kqType, seed uint64) {
 }
 
 // kqCheckDot compares rt_dot_T with the float64 reference and experts.VecDot.
-func kqCheckDot(t *testing.T, run kqRun, k kqType, seed uint64) {
+func kqCheckDot(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	blocks := kqBlocks(t, rng, k)
 	bb := k.typ.BlockBytes()
@@ -272,7 +260,7 @@ func kqCheckDot(t *testing.T, run kqRun, k kqType, seed uint64) {
 	for _, q := range acts.q8 {
 		x = append(x, q...)
 	}
-	got := run.dot(t, k, w, x, nblocks, nb)
+	got := d.dot(t, k, w, x, nblocks, nb)
 	require.Len(t, got, nblocks*nb)
 
 	wf := kqDequant(t, k.typ, blocks)
