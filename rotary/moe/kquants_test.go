@@ -267,21 +267,25 @@ func kqCheckDot(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	minTerms := kqMinTerms(t, k, blocks)
 	actK := make([]byte, experts.TypeQ8_K.BlockBytes())
 	xK := make([]float32, kqQK)
-	var worst, worstK float64
+	var worst, worstWX, worstK float64
 	for r := range nblocks {
 		for c := range nb {
-			var ref, mag, diffK float64
+			var ref, mag, absWX, diffK float64
 			for j := range kqQK {
 				wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
 				xj := kqActValue(acts.q8[c], j)
 				ref += wj * xj
 				mag += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(xj)
+				absWX += math.Abs(wj * xj)
 			}
 			g := float64(got[r*nb+c])
 			require.LessOrEqual(t, math.Abs(g-ref), kqDotTol*mag,
 				"block %d activations %d: rt_dot %g, float64 reference %g", r, c, g, ref)
 			if mag > 0 {
 				worst = max(worst, math.Abs(g-ref)/mag)
+			}
+			if absWX > 0 {
+				worstWX = max(worstWX, math.Abs(g-ref)/absWX)
 			}
 
 			// experts.VecDot with ggml's Q8_K activations.
@@ -302,6 +306,6 @@ func kqCheckDot(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 			}
 		}
 	}
-	t.Logf("%d blocks × %d activation vectors: worst |rt_dot - ref|/M = %.2g (tolerance %g); worst |rt_dot - VecDot|/bound = %.2g",
-		nblocks, nb, worst, kqDotTol, worstK)
+	t.Logf("%d blocks × %d activation vectors: worst |rt_dot - ref|/M = %.2g (tolerance %g), /Σ|w·x| = %.2g; worst |rt_dot - VecDot|/bound = %.2g",
+		nblocks, nb, worst, kqDotTol, worstWX, worstK)
 }
