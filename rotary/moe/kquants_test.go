@@ -14,7 +14,9 @@ import (
 )
 
 // The device functions of kquants.cuh run through the test kernels of
-// testdata/kquants_test.cu, and are checked against the experts package:
+// testdata/kquants_test.cu on every device of cudatest (the emulator under
+// three thread schedules, and a GPU when one opens), and are checked against
+// the experts package:
 //   - rt_dequant32_T equals experts.Dequantize bit for bit;
 //   - rt_dot_T equals Σ w·x over the block in float64, with w the dequantized
 //     weights and x = q·d the values the rt_q8x32 activation blocks encode,
@@ -24,6 +26,11 @@ import (
 //   - rt_dot_T agrees with experts.VecDot, which quantizes activations to
 //     ggml's Q8_K instead, within Σ|w|·|x₃₂ - x_K| (the two quantizations'
 //     differences) plus kqDotTol·M for each side's rounding.
+//
+// Blocks lie end to end from an aligned buffer, so Q3_K and Q6_K blocks at
+// addresses 2 mod 4 are among them; running the tests with
+// ROTARY_EMU_CXXFLAGS="-fsanitize=alignment,undefined -fno-sanitize-recover=all"
+// checks every load against the alignment kquants.cuh states.
 
 // kqDotTol bounds rt_dot_T's float32 rounding relative to M: a chunk's integer
 // sum is exact, then each chunk adds about four roundings (scale, product,
