@@ -35,10 +35,12 @@ const EmulatorFlagsEnv = "ROTARY_EMU_CXXFLAGS"
 // emuFlags are the compiler flags of every emulated program. Strict aliasing
 // is off because kernels read quantized blocks through casts of byte
 // pointers, which NVCC compiles as meant; contraction is off so that CPU
-// results do not depend on the host's FMA.
+// results do not depend on the host's FMA; stack clash protection makes a
+// large frame touch each page of the stack, so an overflow hits the guard
+// page below a fiber's stack instead of the fiber under it.
 var emuFlags = []string{
 	"-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-	"-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas",
+	"-fno-strict-aliasing", "-ffp-contract=off", "-fstack-clash-protection", "-Wno-unknown-pragmas",
 }
 
 // defaultEmuWorkers is how many threads run an emulated grid's blocks

@@ -271,6 +271,45 @@ func TestEmulatorReportsFaults(t *testing.T) {
 	})
 }
 
+// TestEmulatorCatchesHardwareFaults reads past a buffer's end, overflows a
+// thread's stack and divides by zero: each fails its launch, as an illegal
+// address fails a GPU's, and the process carries on.
+func TestEmulatorCatchesHardwareFaults(t *testing.T) {
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	const n = 256
+	s := mustStream(t, d)
+	x, out := upload(t, d, s, make([]float32, n)), mustAlloc(t, d, 4*n)
+	require.NoError(t, s.Synchronize(context.Background()))
+	launch := func(name string, cfg LaunchConfig, args ...Arg) error {
+		s := mustStream(t, d)
+		require.NoError(t, s.Launch(kernel(name), cfg, args...))
+		err := s.Synchronize(context.Background())
+		assert.ErrorIs(t, err, ErrLaunchFailed, name)
+		assert.ErrorContains(t, err, "cuda: kernel "+name, name)
+		return err
+	}
+	err := launch("off_by_one", LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: n / 2}}, Ptr(x), Ptr(out), I32(n))
+	assert.ErrorContains(t, err, "thread (127,0,0) of block (1,0,0): illegal address")
+	assert.ErrorContains(t, err, fmt.Sprintf("%#x (SIGSEGV)", x.Addr()+4*n))
+	err = launch("deep", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(out))
+	assert.ErrorContains(t, err, "stack overflow")
+	zeros := upload(t, d, s, []int32{1, 2, 0, 4})
+	require.NoError(t, s.Synchronize(context.Background()))
+	err = launch("divide", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(zeros), Ptr(out))
+	assert.ErrorContains(t, err, "thread (2,0,0) of block (0,0,0): arithmetic fault")
+
+	// Faults outside kernels still reach the Go runtime.
+	assert.Panics(t, func() {
+		var p *int
+		_ = *p
+	}, "a nil dereference in Go panics")
+
+	// Within the buffer all is well.
+	require.NoError(t, s.Launch(kernel("off_by_one"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(x), Ptr(out), I32(n-1)))
+	require.NoError(t, s.Synchronize(context.Background()))
+}
+
 func TestEmulatorArgChecks(t *testing.T) {
 	d := newHost(t)
 	kernel := loadEmulatedKernels(t, d, emuTestProgram)
@@ -471,4 +510,78 @@ func TestEmulatorLoadsOnce(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, "build-*"))
 	require.NoError(t, err)
 	assert.Empty(t, left, "build directories are removed")
+}
+
+// BenchmarkEmulatorGEMV is a 2048×2048 Q8_0-like matrix times a vector:
+// 2048 blocks of 128 threads, 5 warp shuffles and a barrier each.
+func BenchmarkEmulatorGEMV(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			d, err := NewHost(WithEmulatorWorkers(workers))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("gemv_q8")
+			require.NoError(b, err)
+			s, err := d.NewStream()
+			require.NoError(b, err)
+			const rows, cols = 2048, 2048
+			w, _ := q8Matrix(rand.New(rand.NewPCG(1, 1)), rows, cols)
+			dw, err := d.Alloc(int64(len(w)))
+			require.NoError(b, err)
+			require.NoError(b, s.CopyHtoD(dw, 0, w))
+			dx, err := d.Alloc(4 * cols)
+			require.NoError(b, err)
+			dy, err := d.Alloc(4 * rows)
+			require.NoError(b, err)
+			cfg := LaunchConfig{Grid: Dim3{X: rows}, Block: Dim3{X: 128}}
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				require.NoError(b, s.Launch(k, cfg, Ptr(dw), Ptr(dx), Ptr(dy), I32(cols)))
+				require.NoError(b, s.Synchronize(context.Background()))
+			}
+		})
+	}
+}
+
+// BenchmarkEmulatorSwitch measures a context switch into a fiber and back:
+// one block of 256 threads passing 1000 barriers, on one worker.
+func BenchmarkEmulatorSwitch(b *testing.B) {
+	d, err := NewHost(WithEmulatorWorkers(1))
+	require.NoError(b, err)
+	defer d.Close()
+	m, err := d.Load(context.Background(), emuTestProgram)
+	requireEmulator(b, err)
+	k, err := m.Kernel("sync_loop")
+	require.NoError(b, err)
+	out, err := d.Alloc(4)
+	require.NoError(b, err)
+	ek := k.(*hostKernel).emu
+	run := emuRun{
+		cfg:     LaunchConfig{Grid: Dim3{X: 1, Y: 1, Z: 1}, Block: Dim3{X: 256, Y: 1, Z: 1}},
+		args:    emuArgs([]Arg{I32(1000), Ptr(out)}),
+		workers: 1,
+	}
+	var switches uint64
+	for b.Loop() {
+		n, err := ek.run(run)
+		require.NoError(b, err)
+		switches += n
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(switches), "ns/switch")
+}
+
+// BenchmarkEmulatorCompile compiles the test kernels afresh (no cache).
+func BenchmarkEmulatorCompile(b *testing.B) {
+	i := 0
+	for b.Loop() {
+		d, err := NewHost(WithCacheDir(""))
+		require.NoError(b, err)
+		i++
+		p := &Program{Name: "emulator.cu", Source: fmt.Sprintf("%s\n// %s %d\n", emuTestProgram.Source, b.Name(), i)}
+		_, err = d.Load(context.Background(), p)
+		requireEmulator(b, err)
+		require.NoError(b, d.Close())
+	}
 }

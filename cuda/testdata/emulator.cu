@@ -94,6 +94,24 @@ extern "C" __global__ void trap_at(int *out) {
 	out[threadIdx.x] = 1;
 }
 
+// off_by_one: each thread copies x[i+1], one past the end for the last.
+extern "C" __global__ void off_by_one(const float *x, float *out, int n) {
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n) out[i] = x[i + 1];
+}
+
+// deep: a frame larger than a thread's stack.
+extern "C" __global__ void deep(int *out) {
+	volatile char big[96 << 10];
+	big[threadIdx.x] = 1;
+	out[threadIdx.x] = big[threadIdx.x];
+}
+
+// divide: integer division by each value.
+extern "C" __global__ void divide(const int *x, int *out) {
+	out[threadIdx.x] = 100 / x[threadIdx.x];
+}
+
 // early_exit: threads past n return before the barrier, the rest sum their
 // block in shared memory with __syncthreads_count on the side.
 extern "C" __global__ void early_exit(const int *in, int *out, int *counts, int n) {
