@@ -47,8 +47,10 @@
 // program; without cgo or a C++ compiler Load fails with ErrNoEmulator (a
 // program that also has Go twins loads, and only its emulated kernels fail).
 // The environment variable ROTARY_EMU_CXXFLAGS adds compiler flags, e.g.
-// "-fsanitize=undefined" (misaligned loads, overflowing shifts), or "-O0 -g"
-// to step through a kernel in a debugger.
+// "-fsanitize=alignment,shift,bounds -fsanitize-undefined-trap-on-error",
+// which makes undefined behaviour (a misaligned load: silent on x86, a fault
+// on a GPU) fail the launch, or "-O0 -g" to step through a kernel in a
+// debugger.
 //
 // Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
 // page; a block's fibers run on one OS thread, which switches between them

@@ -409,7 +409,7 @@ static void fault_trampoline() {
 	} else if (f->fault_sig == SIGFPE) {
 		what = "arithmetic fault (integer division by zero?) at";
 	} else if (f->fault_sig == SIGILL) {
-		what = "illegal instruction at";
+		what = "illegal instruction (a trap of -fsanitize-undefined-trap-on-error?) at";
 	}
 	fault(nullptr, 0, "%s %p (%s), pc %s+%#lx (addr2line -Cfe %s %#lx)", what, f->fault_addr, signal_name(f->fault_sig),
 	      obj, (unsigned long)off, obj, (unsigned long)off);
@@ -718,6 +718,10 @@ static bool run_block(Launch *L, uint64_t id) {
 		b.warps[i] = Warp{lanes == 32 ? ~0u : (1u << lanes) - 1, 0, 0};
 	}
 	b.dyn_smem = (unsigned char *)(((uintptr_t)t_dyn_smem.data() + 15) & ~(uintptr_t)15);
+	// Dynamic shared memory starts as all ones bytes (NaN as floats, -1 as
+	// integers), so a kernel that reads it before writing it sees values
+	// it cannot mistake for data.
+	memset(b.dyn_smem, 0xff, L->smem);
 	for (unsigned i = 0; i < n; i++) {
 		Fiber *f = &b.fibers[i];
 		*f = Fiber{};

@@ -310,6 +310,20 @@ func TestEmulatorCatchesHardwareFaults(t *testing.T) {
 	require.NoError(t, s.Synchronize(context.Background()))
 }
 
+// TestEmulatorUndefinedBehaviour builds the kernels with UBSan in trap mode:
+// a misaligned load, silent on x86, fails the launch as it faults a GPU.
+func TestEmulatorUndefinedBehaviour(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-fsanitize=alignment -fsanitize-undefined-trap-on-error")
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	s := mustStream(t, d)
+	blk, out := mustAlloc(t, d, 34*4), mustAlloc(t, d, 16)
+	require.NoError(t, s.Launch(kernel("misaligned"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(blk), Ptr(out)))
+	err := s.Synchronize(context.Background())
+	assert.ErrorIs(t, err, ErrLaunchFailed)
+	assert.ErrorContains(t, err, "thread (0,0,0) of block (0,0,0): illegal instruction")
+}
+
 func TestEmulatorArgChecks(t *testing.T) {
 	d := newHost(t)
 	kernel := loadEmulatedKernels(t, d, emuTestProgram)
@@ -343,6 +357,25 @@ func TestEmulatorArgChecks(t *testing.T) {
 	err := mustStream(t, nodata).Launch(kernel("gemv_q8"), cfg, Ptr(y), Ptr(y), Ptr(y), I32(0))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	assert.ErrorContains(t, err, "WithoutData")
+}
+
+func TestNoEmulator(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CXX", "no-such-c++")
+	d := newHost(t)
+	ctx := context.Background()
+	_, err := d.Load(ctx, emuTestProgram)
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+
+	// The Go twins of a program still run; its other kernels cannot.
+	m, err := d.Load(ctx, &Program{Name: "kernels.cu", Source: testKernelsSource, Host: map[string]HostKernel{"vadd": testProgram.Host["vadd"]}})
+	require.NoError(t, err)
+	_, err = m.Kernel("vadd")
+	require.NoError(t, err)
+	_, err = m.Kernel("axpy")
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	assert.ErrorContains(t, err, "cuda: Kernel(axpy): module kernels.cu: no Go twin, and cuda: no kernel emulator")
 }
 
 func TestEmulatorCompileError(t *testing.T) {
@@ -469,6 +502,9 @@ func TestEmulatorDynamicSharedAndPointerTables(t *testing.T) {
 				require.Equal(t, in[b*n+(i+1)%n], got[b*n+i], "block %d value %d", b, i)
 			}
 		}
+
+		err := s.Launch(kernel("dyn_shared"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 32}, SharedMem: 48<<10 + 1}, Ptr(din), Ptr(dout), I32(n))
+		assert.ErrorIs(t, err, ErrInvalidValue, "over 48 KiB of dynamic shared memory")
 
 		// Device addresses stored in device memory lead to the buffers.
 		var addrs []uint64

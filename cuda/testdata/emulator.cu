@@ -112,6 +112,12 @@ extern "C" __global__ void divide(const int *x, int *out) {
 	out[threadIdx.x] = 100 / x[threadIdx.x];
 }
 
+// misaligned: reads a float from byte offset 2 of a Q8_0 block: fine on
+// x86, a fault on a GPU (and under -fsanitize=alignment).
+extern "C" __global__ void misaligned(const u8 *blk, float *out) {
+	out[threadIdx.x] = *(const float *)(blk + 2 + 34 * threadIdx.x);
+}
+
 // early_exit: threads past n return before the barrier, the rest sum their
 // block in shared memory with __syncthreads_count on the side.
 extern "C" __global__ void early_exit(const int *in, int *out, int *counts, int n) {
