@@ -23,6 +23,12 @@ var emulatorTestSource string
 // emuTestProgram is testdata/emulator.cu: kernels without Go twins.
 var emuTestProgram = &Program{Name: "emulator.cu", Source: Prelude + emulatorTestSource}
 
+//go:embed testdata/faults.cu
+var faultsTestSource string
+
+// faultsProgram is testdata/faults.cu: kernels that fault on purpose.
+var faultsProgram = &Program{Name: "faults.cu", Source: Prelude + faultsTestSource}
+
 var testSchedules = []Schedule{ScheduleForward, ScheduleReverse, ScheduleRandom(1), ScheduleRandom(2)}
 
 // requireEmulator skips a test when err says there is no emulator here,
@@ -276,7 +282,7 @@ func TestEmulatorReportsFaults(t *testing.T) {
 // address fails a GPU's, and the process carries on.
 func TestEmulatorCatchesHardwareFaults(t *testing.T) {
 	d := newHost(t)
-	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
 	const n = 256
 	s := mustStream(t, d)
 	x, out := upload(t, d, s, make([]float32, n)), mustAlloc(t, d, 4*n)
@@ -315,7 +321,7 @@ func TestEmulatorCatchesHardwareFaults(t *testing.T) {
 func TestEmulatorUndefinedBehaviour(t *testing.T) {
 	t.Setenv(EmulatorFlagsEnv, "-fsanitize=alignment -fsanitize-undefined-trap-on-error")
 	d := newHost(t)
-	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
 	s := mustStream(t, d)
 	blk, out := mustAlloc(t, d, 34*4), mustAlloc(t, d, 16)
 	require.NoError(t, s.Launch(kernel("misaligned"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(blk), Ptr(out)))
