@@ -44,6 +44,16 @@ extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t 
 
 #define ROTARY_EMULATOR 1
 
+// RT_EMU_ASM_SWITCH selects the hand-written context switch (x86-64);
+// elsewhere, or built with -DRT_EMU_UCONTEXT, fibers switch with glibc's
+// ucontext, about ten times slower (it saves the signal mask by a system
+// call).
+#if defined(__x86_64__) && !defined(RT_EMU_UCONTEXT)
+#define RT_EMU_ASM_SWITCH 1
+#else
+#define RT_EMU_ASM_SWITCH 0
+#endif
+
 // ---- Qualifiers ------------------------------------------------------------
 
 #define __global__
@@ -117,7 +127,7 @@ static const char *const op_names[] = {
 
 struct Fiber {
 	void *sp; // saved stack pointer (x86-64)
-#if !defined(__x86_64__)
+#if !RT_EMU_ASM_SWITCH
 	ucontext_t uc;
 #endif
 	uint3 tid;
@@ -164,7 +174,7 @@ struct Block {
 	bool failed;
 	volatile bool in_fiber; // a fiber runs (not the scheduler), for on_signal
 	void *sched_sp;
-#if !defined(__x86_64__)
+#if !RT_EMU_ASM_SWITCH
 	ucontext_t sched_uc;
 #endif
 	void *asan_fake;
@@ -232,7 +242,7 @@ static thread_local std::vector<unsigned> t_order;
 
 // ---- Context switch ----------------------------------------------------------
 
-#if defined(__x86_64__)
+#if RT_EMU_ASM_SWITCH
 // rt_emu_switch saves the callee-saved registers of the System V ABI on the
 // current stack, stores the stack pointer in *save, loads next and restores
 // its registers. The FPU control words are shared by the fibers of a thread
@@ -267,7 +277,7 @@ rt_emu_switch:
 
 static void fiber_main();
 
-#if defined(__x86_64__)
+#if RT_EMU_ASM_SWITCH
 extern "C" void rt_emu_fiber_start() { fiber_main(); }
 
 static inline void prepare(Fiber *f, char *top) {

@@ -316,6 +316,21 @@ func TestEmulatorCatchesHardwareFaults(t *testing.T) {
 	require.NoError(t, s.Synchronize(context.Background()))
 }
 
+// TestEmulatorUcontext runs kernels with the portable context switch that
+// other architectures use.
+func TestEmulatorUcontext(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-DRT_EMU_UCONTEXT")
+	d := newHost(t, WithSchedule(ScheduleRandom(5)))
+	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	s := mustStream(t, d)
+	out := mustAlloc(t, d, 4*6*64)
+	require.NoError(t, s.Launch(kernel("votes"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 64}}, Ptr(out)))
+	got := download[uint32](t, s, out, 6*64)
+	assert.Equal(t, []uint32{0xaaaaaaaa, 1, 0, 31 * 32 / 2, 4, 7}, got[6*37:6*38], "thread 37, lane 5")
+	require.NoError(t, s.Launch(kernel("trap_at"), LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: 64}}, Ptr(out)))
+	assert.ErrorContains(t, s.Synchronize(context.Background()), "__trap()")
+}
+
 // TestEmulatorUndefinedBehaviour builds the kernels with UBSan in trap mode:
 // a misaligned load, silent on x86, fails the launch as it faults a GPU.
 func TestEmulatorUndefinedBehaviour(t *testing.T) {
@@ -588,30 +603,36 @@ func BenchmarkEmulatorGEMV(b *testing.B) {
 }
 
 // BenchmarkEmulatorSwitch measures a context switch into a fiber and back:
-// one block of 256 threads passing 1000 barriers, on one worker.
+// one block of 256 threads passing 1000 barriers, on one worker, with the
+// hand-written switch and with ucontext.
 func BenchmarkEmulatorSwitch(b *testing.B) {
-	d, err := NewHost(WithEmulatorWorkers(1))
-	require.NoError(b, err)
-	defer d.Close()
-	m, err := d.Load(context.Background(), emuTestProgram)
-	requireEmulator(b, err)
-	k, err := m.Kernel("sync_loop")
-	require.NoError(b, err)
-	out, err := d.Alloc(4)
-	require.NoError(b, err)
-	ek := k.(*hostKernel).emu
-	run := emuRun{
-		cfg:     LaunchConfig{Grid: Dim3{X: 1, Y: 1, Z: 1}, Block: Dim3{X: 256, Y: 1, Z: 1}},
-		args:    emuArgs([]Arg{I32(1000), Ptr(out)}),
-		workers: 1,
+	for _, sw := range []struct{ name, flags string }{{"asm", ""}, {"ucontext", "-DRT_EMU_UCONTEXT"}} {
+		b.Run(sw.name, func(b *testing.B) {
+			b.Setenv(EmulatorFlagsEnv, sw.flags)
+			d, err := NewHost(WithEmulatorWorkers(1))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("sync_loop")
+			require.NoError(b, err)
+			out, err := d.Alloc(4)
+			require.NoError(b, err)
+			ek := k.(*hostKernel).emu
+			run := emuRun{
+				cfg:     LaunchConfig{Grid: Dim3{X: 1, Y: 1, Z: 1}, Block: Dim3{X: 256, Y: 1, Z: 1}},
+				args:    emuArgs([]Arg{I32(1000), Ptr(out)}),
+				workers: 1,
+			}
+			var switches uint64
+			for b.Loop() {
+				n, err := ek.run(run)
+				require.NoError(b, err)
+				switches += n
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(switches), "ns/switch")
+		})
 	}
-	var switches uint64
-	for b.Loop() {
-		n, err := ek.run(run)
-		require.NoError(b, err)
-		switches += n
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(switches), "ns/switch")
 }
 
 // BenchmarkEmulatorCompile compiles the test kernels afresh (no cache).
