@@ -54,8 +54,9 @@
 //
 // Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
 // page; a block's fibers run on one OS thread, which switches between them
-// (a hand-written switch of the callee-saved registers on x86-64, about
-// 40 ns; ucontext elsewhere) at every __syncthreads and warp operation. A
+// (a hand-written switch of the callee-saved registers on x86-64, tens of
+// nanoseconds; glibc's ucontext elsewhere, or with -DRT_EMU_UCONTEXT, which
+// costs a system call per switch: BenchmarkEmulatorSwitch) at every __syncthreads and warp operation. A
 // warp operation completes when every lane its mask names has arrived; a
 // barrier when every thread that has not exited has (threads that returned
 // no longer count, as on the hardware). __shared__ variables are static
