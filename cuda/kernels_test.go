@@ -1,13 +1,11 @@
 package cuda
 
 import (
-	_ "embed"
 	"fmt"
 	"sync/atomic"
-)
 
-//go:embed testdata/kernels.cu
-var testKernelsSource string
+	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
+)
 
 // threads is the number of threads a launch runs, which bounds what a Go
 // twin may touch as the CUDA kernel's "if (i < n)" does.
@@ -16,10 +14,10 @@ func threads(l *HostLaunch) uint64 {
 	return uint64(g.X) * uint64(g.Y) * uint64(g.Z) * uint64(b.X) * uint64(b.Y) * uint64(b.Z)
 }
 
-// testProgram is testdata/kernels.cu with its Go twins.
+// testProgram is testkernels' kernels.cu with its Go twins.
 var testProgram = &Program{
 	Name:   "kernels.cu",
-	Source: testKernelsSource,
+	Source: testkernels.Source,
 	Host: map[string]HostKernel{
 		"vadd": func(l *HostLaunch) error {
 			a, b, c := View[float32](l.Bytes(0)), View[float32](l.Bytes(1)), View[float32](l.Bytes(2))
