@@ -23,8 +23,8 @@ func TestParseLog(t *testing.T) {
 	b, err := parseLog(readFixture(t, "spill_sm_75.log"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]*resources{
-		"warned":         {Registers: 10, Shared: 512},
-		"decode_spill":   {Registers: 32, Stack: 224, SpillStores: 4, SpillLoads: 4},
+		"warned":        {Registers: 10, Shared: 512},
+		"decode_spill":  {Registers: 32, Stack: 224, SpillStores: 4, SpillLoads: 4},
 		"_Z6helperPKfi": {Stack: 0, SpillStores: 84, SpillLoads: 88},
 	}, b.functions)
 	assert.Equal(t, []string{`spill.cu(24): warning #177-D: variable "unused" was declared but never referenced`}, b.warnings)
