@@ -106,7 +106,12 @@ func runAll(ctx context.Context, js []job, workers int, keepLogs bool) ([]result
 	}
 	close(next)
 	wg.Wait()
-	return results, errors.Join(errs...)
+	for _, err := range errs {
+		if err != nil {
+			return results, err // every job after a cancellation says the same
+		}
+	}
+	return results, nil
 }
 
 // run compiles j.prog for j.arch, to PTX and a CUBIN, and checks both. When

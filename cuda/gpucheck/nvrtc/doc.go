@@ -26,7 +26,8 @@
 //
 // -arch device compiles for GPU 0's own architecture (which needs the
 // driver); -json prints the whole report as JSON; -v prints NVRTC's full log
-// of every compile first; -j compiles that many programs at once.
+// of every compile before the table (with -json, as each result's "log");
+// -j compiles that many programs at once.
 //
 // Exit status: 0 when every check passes; 1 when one fails; 2 for bad
 // flags; 3 when the check cannot run: no NVRTC (the error names every

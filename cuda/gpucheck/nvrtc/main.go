@@ -79,7 +79,7 @@ func check(ctx context.Context, stdout, stderr io.Writer, archFlag string, asJSO
 		fmt.Fprintln(stderr, "nvrtc:", err)
 		return exitCannotRun
 	}
-	rep := report{NVRTC: info, Archs: archs, Seconds: time.Since(start).Seconds(), Results: results}
+	rep := report{NVRTC: nvrtcInfo(info), Archs: archs, Seconds: time.Since(start).Seconds(), Results: results}
 	rep.Problems = problems(registryProblems, results)
 
 	if verbose && !asJSON {

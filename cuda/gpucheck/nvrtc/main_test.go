@@ -107,7 +107,7 @@ func TestParseArchs(t *testing.T) {
 
 func TestTable(t *testing.T) {
 	rep := report{
-		NVRTC: cuda.NVRTCInfo{Library: "libnvrtc.so.11.2", Version: 11080},
+		NVRTC: nvrtcInfo{Library: "libnvrtc.so.11.2", Version: 11080},
 		Archs: []string{"sm_75", "sm_90"}, Seconds: 1.25,
 		Results: []result{
 			{Package: "cuda", Program: "prelude.cuh", Arch: "sm_75", Seconds: 0.5},

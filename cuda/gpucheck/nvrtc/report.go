@@ -13,11 +13,18 @@ import (
 
 // report is the whole check, as -json prints it.
 type report struct {
-	NVRTC    cuda.NVRTCInfo `json:"nvrtc"`
-	Archs    []string       `json:"archs"`
-	Seconds  float64        `json:"seconds"`  // the check's wall time
-	Problems []string       `json:"problems"` // every problem, one line each
-	Results  []result       `json:"results"`
+	NVRTC    nvrtcInfo `json:"nvrtc"`
+	Archs    []string  `json:"archs"`
+	Seconds  float64   `json:"seconds"`  // the check's wall time
+	Problems []string  `json:"problems"` // every problem, one line each
+	Results  []result  `json:"results"`
+}
+
+// nvrtcInfo is cuda.NVRTCInfo as the report names its fields.
+type nvrtcInfo struct {
+	Library string `json:"library"`
+	Version int    `json:"version"`
+	Archs   []int  `json:"archs"`
 }
 
 // problems lists every problem of the results, after the registry's own,
@@ -87,7 +94,7 @@ func (rep report) writeTable(w io.Writer) error {
 	for _, r := range rep.Results {
 		compile += r.Seconds
 	}
-	fmt.Fprintf(w, "%v: %d compiles (PTX and CUBIN) in %.1f s, %.1f s of NVRTC\n", rep.NVRTC, len(rep.Results), rep.Seconds, compile)
+	fmt.Fprintf(w, "%v: %d compiles (PTX and CUBIN) in %.1f s, %.1f s of NVRTC\n", cuda.NVRTCInfo(rep.NVRTC), len(rep.Results), rep.Seconds, compile)
 	fmt.Fprintln(w, "sizes in bytes; stack and spills are local memory; decode kernels must not spill")
 	fmt.Fprintln(w)
 
