@@ -92,6 +92,7 @@ extern "C" __global__ void scale(const u16 *x, float *y, float a, u32 n) {
 	assert.Equal(t, byte(0), c.PTX[len(c.PTX)-1], "PTX as the driver loads it")
 	assert.True(t, strings.HasPrefix(string(c.CUBIN), "\x7fELF"), "a CUBIN is an ELF image")
 	assert.Contains(t, c.Log, "Compiling entry function 'scale' for 'sm_75'", "ptxas's report, as the options asked")
+	assert.NotContains(t, c.Log, "\x00")
 
 	c, err = Compile(ctx, p, "compute_80")
 	require.NoError(t, err)

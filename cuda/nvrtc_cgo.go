@@ -74,6 +74,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -201,7 +202,8 @@ func (n *cgoNVRTC) compile(name, source string, options []string, cubin bool) (p
 	if C.nv_logSize(prog, &size) == 0 && size > 1 {
 		buf := make([]byte, size)
 		if C.nv_log(prog, (*C.char)(unsafe.Pointer(&buf[0]))) == 0 {
-			log = string(buf[:size-1])
+			// NVRTC 11.8 counts a NUL of its own ahead of the terminator.
+			log, _, _ = strings.Cut(string(buf), "\x00")
 		}
 	}
 	if compileErr != nil {
