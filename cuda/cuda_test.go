@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -139,7 +138,7 @@ func TestCUDAEventsSince(t *testing.T) {
 func TestCUDALoadCompilesAndCaches(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	p := &Program{Name: "k.cu", Source: testkernels.Source, Options: []string{"--use_fast_math"}}
+	p := &Program{Name: "k.cu", Source: testKernelsSource, Options: []string{"--use_fast_math"}}
 
 	d1, _, comp1 := openFake(t, WithCacheDir(dir))
 	defer d1.Close()

@@ -7,6 +7,9 @@ import (
 	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
 )
 
+// testKernelsSource is kernels.cu, which the NVRTC check compiles too.
+var testKernelsSource = testkernels.Source
+
 // threads is the number of threads a launch runs, which bounds what a Go
 // twin may touch as the CUDA kernel's "if (i < n)" does.
 func threads(l *HostLaunch) uint64 {
@@ -17,7 +20,7 @@ func threads(l *HostLaunch) uint64 {
 // testProgram is testkernels' kernels.cu with its Go twins.
 var testProgram = &Program{
 	Name:   "kernels.cu",
-	Source: testkernels.Source,
+	Source: testKernelsSource,
 	Host: map[string]HostKernel{
 		"vadd": func(l *HostLaunch) error {
 			a, b, c := View[float32](l.Bytes(0)), View[float32](l.Bytes(1)), View[float32](l.Bytes(2))
