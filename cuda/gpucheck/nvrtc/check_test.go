@@ -56,6 +56,12 @@ func TestEvaluate(t *testing.T) {
 	evaluate(&r, "", ".extern .func (.param .b32 r) lost(.param .b32 a);\n.visible .entry k()\n{\n\tret;\n}\n", false, false)
 	assert.Equal(t, []string{"declares lost extern, which nothing defines"}, r.Problems)
 
+	// assert() calls a function the driver provides.
+	r = result{}
+	evaluate(&r, "", ".extern .func __assertfail(.param .b64 a);\n.visible .entry k()\n{\n\tcall.uni __assertfail, (a);\n}\n", false, false)
+	assert.Empty(t, r.Problems)
+	assert.Equal(t, []kernel{{Name: "k", Entry: true}}, r.Kernels)
+
 	r = result{}
 	evaluate(&r, "", ".visible .entry k()\n{\n", false, false)
 	assert.Equal(t, []string{"PTX ends inside a function"}, r.Problems)

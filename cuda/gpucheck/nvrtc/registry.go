@@ -34,8 +34,8 @@ type source struct {
 
 var sources = []source{
 	{pkg: "cuda", programs: preludePrograms},
-	// Package cuda's test kernels: axpy passes doubles to check 8-byte
-	// arguments.
+	// Package cuda's test kernels: kernels.cu's axpy passes doubles to check
+	// 8-byte arguments.
 	{pkg: "cuda/internal/testkernels", programs: testPrograms, doubles: true},
 }
 
@@ -51,7 +51,10 @@ func preludePrograms() []*cuda.Program {
 	}
 }
 
-// testPrograms is package cuda's test program, as its tests load it.
+// testPrograms are package cuda's test programs, as its tests load them.
 func testPrograms() []*cuda.Program {
-	return []*cuda.Program{{Name: "kernels.cu", Source: testkernels.Source}}
+	return []*cuda.Program{
+		{Name: "kernels.cu", Source: testkernels.Source},
+		{Name: "emulator.cu", Source: cuda.Prelude + testkernels.Emulator},
+	}
 }

@@ -102,8 +102,15 @@ func (rep report) writeTable(w io.Writer) error {
 	for _, group := range byProgram(rep.Results) {
 		program := group[0].Package + "/" + group[0].Program
 		names := kernelNames(group)
-		if len(names) == 0 {
-			t = append(t, []string{program, "(no kernels)", "", "all", "", "", "", "", "", "", "", verdict(group...)})
+		if len(names) == 0 && verdict(group...) == "ok" {
+			t = append(t, []string{program, "(no kernels)", "", "all", "", "", "", "", "", "", "", "ok"})
+			continue
+		}
+		if len(names) == 0 { // it failed: say where
+			for _, r := range group {
+				t = append(t, []string{program, "(no kernels)", "", r.Arch, "", "", "", "", "", "", "", verdict(r)})
+				program = ""
+			}
 			continue
 		}
 		for _, name := range names {
@@ -125,7 +132,7 @@ func (rep report) writeTable(w io.Writer) error {
 		_, err := fmt.Fprintf(w, "ok: %d programs, %d kernels, %s\n", len(byProgram(rep.Results)), countKernels(rep.Results), strings.Join(rep.Archs, " "))
 		return err
 	}
-	fmt.Fprintf(w, "FAIL: %d problems\n", len(rep.Problems))
+	fmt.Fprintf(w, "FAIL: %d problem(s)\n", len(rep.Problems))
 	for _, p := range rep.Problems {
 		fmt.Fprintln(w, "  "+strings.ReplaceAll(p, "\n", "\n    "))
 	}

@@ -7,3 +7,11 @@ import _ "embed"
 //
 //go:embed kernels.cu
 var Source string
+
+// Emulator is emulator.cu, the emulator's test kernels (they need
+// cuda.Prelude ahead of them): a Q8_0 GEMV, shared memory with and without
+// its barrier, warp votes and shuffles, atomics, and kernels that misuse
+// barriers and shuffles on purpose for the emulator to report.
+//
+//go:embed emulator.cu
+var Emulator string
