@@ -131,7 +131,7 @@ func run(ctx context.Context, j job, keepLogs bool) (result, error) {
 	var cerr *cuda.CompileError
 	switch {
 	case errors.As(err, &cerr):
-		r.Problems = append(r.Problems, "does not compile: "+strings.TrimSpace(cerr.Log))
+		r.Problems = append(r.Problems, fmt.Sprintf("does not compile (%v): %s", cerr.Err, strings.TrimSpace(cerr.Log)))
 		if keepLogs {
 			r.Log = cerr.Log
 		}

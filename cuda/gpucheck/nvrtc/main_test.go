@@ -78,7 +78,7 @@ extern "C" __global__ void k(int *x) { x[0] = missing(x[1]); }`}
 	r, err = run(ctx, job{src: source{pkg: "test"}, prog: missing, arch: "sm_75"}, false)
 	require.NoError(t, err)
 	require.Len(t, r.Problems, 1)
-	assert.Contains(t, r.Problems[0], "does not compile: ")
+	assert.Contains(t, r.Problems[0], "does not compile (cuda: nvrtcCompileProgram")
 	assert.Contains(t, r.Problems[0], "missing")
 	require.Len(t, r.Kernels, 1)
 	assert.Equal(t, []string{"calls missing, which nothing defines (an intrinsic NVRTC does not link? use the prelude's)"}, r.Kernels[0].Problems)
