@@ -16,7 +16,10 @@
 // Open opens a GPU. The CUDA driver (libcuda.so.1) and NVRTC are loaded with
 // dlopen on first use, so a binary needs neither the CUDA toolkit to build
 // nor a GPU to start: without a driver, Open fails with ErrNoDriver naming
-// what it tried, and a build without cgo behaves the same.
+// what it tried, and a build without cgo behaves the same. Compile runs NVRTC
+// alone, with no driver or GPU, for any architecture it knows: PTX, a CUBIN
+// and the compiler's log (cuda/gpucheck/nvrtc checks every kernel of the
+// project with it).
 //
 // NewHost creates the host backend: device memory is host memory behind
 // handles (mapped outside the Go heap, at the address Buffer.Addr reports),

@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"math"
@@ -13,14 +12,16 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-//go:embed testdata/emulator.cu
-var emulatorTestSource string
+// emulatorTestSource is testkernels' emulator.cu, which the NVRTC check
+// compiles too.
+var emulatorTestSource = testkernels.Emulator
 
-// emuTestProgram is testdata/emulator.cu: kernels without Go twins.
+// emuTestProgram is emulator.cu: kernels without Go twins.
 var emuTestProgram = &Program{Name: "emulator.cu", Source: Prelude + emulatorTestSource}
 
 //go:embed testdata/faults.cu

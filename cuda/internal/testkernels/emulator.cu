@@ -132,7 +132,14 @@ extern "C" __global__ void votes(u32 *out) {
 	o[0] = __ballot_sync(0xffffffffu, lane & 1);
 	o[1] = __any_sync(0xffffffffu, lane == 7);
 	o[2] = __all_sync(0xffffffffu, lane < 31);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+	// __reduce_add_sync is sm_80's: Turing adds with shuffles.
+	unsigned int sum = lane;
+	for (int d = 16; d > 0; d >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+	o[3] = sum;
+#else
 	o[3] = __reduce_add_sync(0xffffffffu, lane);
+#endif
 	o[4] = __shfl_up_sync(0xffffffffu, lane, 1, 8);
 	o[5] = __shfl_down_sync(0xffffffffu, lane, 2, 8);
 	__syncwarp();
