@@ -50,13 +50,16 @@
 // program; without cgo or a C++ compiler Load fails with ErrNoEmulator (a
 // program that also has Go twins loads, and only its emulated kernels fail).
 // The environment variable ROTARY_EMU_CXXFLAGS adds compiler flags, e.g.
-// "-fsanitize=address,undefined" (then run the binary with the sanitizer's
-// runtime preloaded) or "-O0 -g".
+// "-fsanitize=alignment,shift,bounds -fsanitize-undefined-trap-on-error",
+// which makes undefined behaviour (a misaligned load: silent on x86, a fault
+// on a GPU) fail the launch, or "-O0 -g" to step through a kernel in a
+// debugger.
 //
 // Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
 // page; a block's fibers run on one OS thread, which switches between them
-// (a hand-written switch of the callee-saved registers on x86-64, about
-// 40 ns; ucontext elsewhere) at every __syncthreads and warp operation. A
+// (a hand-written switch of the callee-saved registers on x86-64, tens of
+// nanoseconds; glibc's ucontext elsewhere, or with -DRT_EMU_UCONTEXT, which
+// costs a system call per switch: BenchmarkEmulatorSwitch) at every __syncthreads and warp operation. A
 // warp operation completes when every lane its mask names has arrived; a
 // barrier when every thread that has not exited has (threads that returned
 // no longer count, as on the hardware). __shared__ variables are static
@@ -74,9 +77,17 @@
 // waiting at different __syncthreads, a warp operation whose mask leaves out
 // the caller, names a lane that has exited or does not exist, or whose lanes
 // wait at different operations, a shuffle reading a lane outside the mask,
-// and a deadlock (no thread can run). A wild pointer is not caught: it
-// corrupts or crashes the process, as it would fault the GPU (build with
-// -fsanitize=address to find it).
+// and a deadlock (no thread can run). On x86-64 Linux it also turns a
+// thread's hardware fault into a failed launch, as a GPU reports an illegal
+// address, naming the thread, the address and the code's offset for
+// addr2line: every buffer ends at an inaccessible guard page, so reading or
+// writing past its end (beyond the 256-byte rounding) faults at once; so do a
+// stack overflow (each thread has 64 KiB) and an integer division by zero.
+// A wild pointer into other memory is not caught: build with
+// ROTARY_EMU_CXXFLAGS=-fsanitize=address and run the test binary with
+// LD_PRELOAD=$(g++ -print-file-name=libasan.so) to check the kernels' own
+// memory (their stacks, shared memory); device buffers are mapped memory,
+// which only the guard pages watch.
 //
 // What the emulator cannot show: memory ordering and races between blocks
 // (blocks run concurrently on a few threads, not in the GPU's order), the

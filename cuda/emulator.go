@@ -28,17 +28,20 @@ var emulatorHeader string
 
 // EmulatorFlagsEnv names the environment variable whose flags the emulator
 // adds to the C++ compiler's command line, after its own: e.g.
-// "-fsanitize=address,undefined" to check emulated kernels' memory accesses,
-// or "-O0 -g" to debug them. The flags are part of the cache key.
+// "-fsanitize=alignment,shift,bounds -fsanitize-undefined-trap-on-error" to
+// make undefined behaviour in a kernel fail its launch, or "-O0 -g" to step
+// through one in a debugger. The flags are part of the cache key.
 const EmulatorFlagsEnv = "ROTARY_EMU_CXXFLAGS"
 
 // emuFlags are the compiler flags of every emulated program. Strict aliasing
 // is off because kernels read quantized blocks through casts of byte
 // pointers, which NVCC compiles as meant; contraction is off so that CPU
-// results do not depend on the host's FMA.
+// results do not depend on the host's FMA; stack clash protection makes a
+// large frame touch each page of the stack, so an overflow hits the guard
+// page below a fiber's stack instead of the fiber under it.
 var emuFlags = []string{
 	"-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-	"-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas",
+	"-fno-strict-aliasing", "-ffp-contract=off", "-fstack-clash-protection", "-Wno-unknown-pragmas",
 }
 
 // defaultEmuWorkers is how many threads run an emulated grid's blocks
@@ -153,37 +156,40 @@ func emuSource(p *Program, kernels []string) string {
 	return b.String()
 }
 
-// cxxCompiler finds the C++ compiler: $CXX, else g++, else c++.
-func cxxCompiler() (string, error) {
+// cxxCompiler finds the C++ compiler: $CXX (which may carry arguments, as
+// in "ccache g++"), else g++, else c++. It returns the program's path and
+// its arguments.
+func cxxCompiler() (string, []string, error) {
 	var tried []string
-	if cxx := os.Getenv("CXX"); cxx != "" {
-		if path, err := exec.LookPath(cxx); err == nil {
-			return path, nil
+	if cxx := strings.Fields(os.Getenv("CXX")); len(cxx) > 0 {
+		if path, err := exec.LookPath(cxx[0]); err == nil {
+			return path, cxx[1:], nil
 		}
-		tried = append(tried, "$CXX="+cxx)
+		tried = append(tried, "$CXX="+os.Getenv("CXX"))
 	}
 	for _, name := range []string{"g++", "c++"} {
 		if path, err := exec.LookPath(name); err == nil {
-			return path, nil
+			return path, nil, nil
 		}
 		tried = append(tried, name)
 	}
-	return "", fmt.Errorf("%w: no C++ compiler (tried %s)", ErrNoEmulator, strings.Join(tried, ", "))
+	return "", nil, fmt.Errorf("%w: no C++ compiler (tried %s)", ErrNoEmulator, strings.Join(tried, ", "))
 }
 
 // cxxVersions caches each compiler's --version, part of the cache key.
-var cxxVersions sync.Map // path -> string
+var cxxVersions sync.Map // command line -> first line of --version
 
-func cxxVersion(ctx context.Context, cxx string) (string, error) {
-	if v, ok := cxxVersions.Load(cxx); ok {
+func cxxVersion(ctx context.Context, cxx string, prefix []string) (string, error) {
+	key := strings.Join(append([]string{cxx}, prefix...), " ")
+	if v, ok := cxxVersions.Load(key); ok {
 		return v.(string), nil
 	}
-	out, err := exec.CommandContext(ctx, cxx, "--version").Output()
+	out, err := exec.CommandContext(ctx, cxx, append(slices.Clone(prefix), "--version")...).Output()
 	if err != nil {
 		return "", fmt.Errorf("%w: %s --version: %v", ErrNoEmulator, cxx, err)
 	}
 	v, _, _ := strings.Cut(string(out), "\n")
-	cxxVersions.Store(cxx, v)
+	cxxVersions.Store(key, v)
 	return v, nil
 }
 
@@ -206,15 +212,16 @@ func loadEmulated(ctx context.Context, p *Program, kernels []string, cfg config,
 	if err := emuAvailable(); err != nil {
 		return nil, err
 	}
-	cxx, err := cxxCompiler()
+	cxx, prefix, err := cxxCompiler()
 	if err != nil {
 		return nil, err
 	}
-	version, err := cxxVersion(ctx, cxx)
+	version, err := cxxVersion(ctx, cxx, prefix)
 	if err != nil {
 		return nil, err
 	}
-	flags := append(slices.Clone(emuFlags), strings.Fields(os.Getenv(EmulatorFlagsEnv))...)
+	flags := append(slices.Clone(prefix), emuFlags...)
+	flags = append(flags, strings.Fields(os.Getenv(EmulatorFlagsEnv))...)
 	src := emuSource(p, kernels)
 	key := emuKey(src, cxx, version, flags)
 
@@ -286,6 +293,11 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 		}
 	}
 	work, err := os.MkdirTemp(dir, "build-*")
+	if err != nil && dir != "" {
+		log.Warn("cuda: emulator disk cache off", zap.String("dir", dir), zap.Error(err))
+		dir = ""
+		work, err = os.MkdirTemp("", "rotary-emu-*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cuda: Load %s: emulator: %w", name, err)
 	}

@@ -24,6 +24,12 @@ var emulatorTestSource = testkernels.Emulator
 // emuTestProgram is emulator.cu: kernels without Go twins.
 var emuTestProgram = &Program{Name: "emulator.cu", Source: Prelude + emulatorTestSource}
 
+//go:embed testdata/faults.cu
+var faultsTestSource string
+
+// faultsProgram is testdata/faults.cu: kernels that fault on purpose.
+var faultsProgram = &Program{Name: "faults.cu", Source: Prelude + faultsTestSource}
+
 var testSchedules = []Schedule{ScheduleForward, ScheduleReverse, ScheduleRandom(1), ScheduleRandom(2)}
 
 // requireEmulator skips a test when err says there is no emulator here,
@@ -272,6 +278,74 @@ func TestEmulatorReportsFaults(t *testing.T) {
 	})
 }
 
+// TestEmulatorCatchesHardwareFaults reads past a buffer's end, overflows a
+// thread's stack and divides by zero: each fails its launch, as an illegal
+// address fails a GPU's, and the process carries on.
+func TestEmulatorCatchesHardwareFaults(t *testing.T) {
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
+	const n = 256
+	s := mustStream(t, d)
+	x, out := upload(t, d, s, make([]float32, n)), mustAlloc(t, d, 4*n)
+	require.NoError(t, s.Synchronize(context.Background()))
+	launch := func(name string, cfg LaunchConfig, args ...Arg) error {
+		s := mustStream(t, d)
+		require.NoError(t, s.Launch(kernel(name), cfg, args...))
+		err := s.Synchronize(context.Background())
+		assert.ErrorIs(t, err, ErrLaunchFailed, name)
+		assert.ErrorContains(t, err, "cuda: kernel "+name, name)
+		return err
+	}
+	err := launch("off_by_one", LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: n / 2}}, Ptr(x), Ptr(out), I32(n))
+	assert.ErrorContains(t, err, "thread (127,0,0) of block (1,0,0): illegal address")
+	assert.ErrorContains(t, err, fmt.Sprintf("%#x (SIGSEGV)", x.Addr()+4*n))
+	err = launch("deep", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(out))
+	assert.ErrorContains(t, err, "stack overflow")
+	zeros := upload(t, d, s, []int32{1, 2, 0, 4})
+	require.NoError(t, s.Synchronize(context.Background()))
+	err = launch("divide", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(zeros), Ptr(out))
+	assert.ErrorContains(t, err, "thread (2,0,0) of block (0,0,0): arithmetic fault")
+
+	// Faults outside kernels still reach the Go runtime.
+	assert.Panics(t, func() {
+		var p *int
+		_ = *p
+	}, "a nil dereference in Go panics")
+
+	// Within the buffer all is well.
+	require.NoError(t, s.Launch(kernel("off_by_one"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(x), Ptr(out), I32(n-1)))
+	require.NoError(t, s.Synchronize(context.Background()))
+}
+
+// TestEmulatorUcontext runs kernels with the portable context switch that
+// other architectures use.
+func TestEmulatorUcontext(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-DRT_EMU_UCONTEXT")
+	d := newHost(t, WithSchedule(ScheduleRandom(5)))
+	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	s := mustStream(t, d)
+	out := mustAlloc(t, d, 4*6*64)
+	require.NoError(t, s.Launch(kernel("votes"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 64}}, Ptr(out)))
+	got := download[uint32](t, s, out, 6*64)
+	assert.Equal(t, []uint32{0xaaaaaaaa, 1, 0, 31 * 32 / 2, 4, 7}, got[6*37:6*38], "thread 37, lane 5")
+	require.NoError(t, s.Launch(kernel("trap_at"), LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: 64}}, Ptr(out)))
+	assert.ErrorContains(t, s.Synchronize(context.Background()), "__trap()")
+}
+
+// TestEmulatorUndefinedBehaviour builds the kernels with UBSan in trap mode:
+// a misaligned load, silent on x86, fails the launch as it faults a GPU.
+func TestEmulatorUndefinedBehaviour(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-fsanitize=alignment -fsanitize-undefined-trap-on-error")
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
+	s := mustStream(t, d)
+	blk, out := mustAlloc(t, d, 34*4), mustAlloc(t, d, 16)
+	require.NoError(t, s.Launch(kernel("misaligned"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(blk), Ptr(out)))
+	err := s.Synchronize(context.Background())
+	assert.ErrorIs(t, err, ErrLaunchFailed)
+	assert.ErrorContains(t, err, "thread (0,0,0) of block (0,0,0): illegal instruction")
+}
+
 func TestEmulatorArgChecks(t *testing.T) {
 	d := newHost(t)
 	kernel := loadEmulatedKernels(t, d, emuTestProgram)
@@ -305,6 +379,25 @@ func TestEmulatorArgChecks(t *testing.T) {
 	err := mustStream(t, nodata).Launch(kernel("gemv_q8"), cfg, Ptr(y), Ptr(y), Ptr(y), I32(0))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	assert.ErrorContains(t, err, "WithoutData")
+}
+
+func TestNoEmulator(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CXX", "no-such-c++")
+	d := newHost(t)
+	ctx := context.Background()
+	_, err := d.Load(ctx, emuTestProgram)
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+
+	// The Go twins of a program still run; its other kernels cannot.
+	m, err := d.Load(ctx, &Program{Name: "kernels.cu", Source: testKernelsSource, Host: map[string]HostKernel{"vadd": testProgram.Host["vadd"]}})
+	require.NoError(t, err)
+	_, err = m.Kernel("vadd")
+	require.NoError(t, err)
+	_, err = m.Kernel("axpy")
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	assert.ErrorContains(t, err, "cuda: Kernel(axpy): module kernels.cu: no Go twin, and cuda: no kernel emulator")
 }
 
 func TestEmulatorCompileError(t *testing.T) {
@@ -432,6 +525,9 @@ func TestEmulatorDynamicSharedAndPointerTables(t *testing.T) {
 			}
 		}
 
+		err := s.Launch(kernel("dyn_shared"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 32}, SharedMem: 48<<10 + 1}, Ptr(din), Ptr(dout), I32(n))
+		assert.ErrorIs(t, err, ErrInvalidValue, "over 48 KiB of dynamic shared memory")
+
 		// Device addresses stored in device memory lead to the buffers.
 		var addrs []uint64
 		for i := range 8 {
@@ -472,4 +568,84 @@ func TestEmulatorLoadsOnce(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, "build-*"))
 	require.NoError(t, err)
 	assert.Empty(t, left, "build directories are removed")
+}
+
+// BenchmarkEmulatorGEMV is a 2048×2048 Q8_0-like matrix times a vector:
+// 2048 blocks of 128 threads, 5 warp shuffles and a barrier each.
+func BenchmarkEmulatorGEMV(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			d, err := NewHost(WithEmulatorWorkers(workers))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("gemv_q8")
+			require.NoError(b, err)
+			s, err := d.NewStream()
+			require.NoError(b, err)
+			const rows, cols = 2048, 2048
+			w, _ := q8Matrix(rand.New(rand.NewPCG(1, 1)), rows, cols)
+			dw, err := d.Alloc(int64(len(w)))
+			require.NoError(b, err)
+			require.NoError(b, s.CopyHtoD(dw, 0, w))
+			dx, err := d.Alloc(4 * cols)
+			require.NoError(b, err)
+			dy, err := d.Alloc(4 * rows)
+			require.NoError(b, err)
+			cfg := LaunchConfig{Grid: Dim3{X: rows}, Block: Dim3{X: 128}}
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				require.NoError(b, s.Launch(k, cfg, Ptr(dw), Ptr(dx), Ptr(dy), I32(cols)))
+				require.NoError(b, s.Synchronize(context.Background()))
+			}
+		})
+	}
+}
+
+// BenchmarkEmulatorSwitch measures a context switch into a fiber and back:
+// one block of 256 threads passing 1000 barriers, on one worker, with the
+// hand-written switch and with ucontext.
+func BenchmarkEmulatorSwitch(b *testing.B) {
+	for _, sw := range []struct{ name, flags string }{{"asm", ""}, {"ucontext", "-DRT_EMU_UCONTEXT"}} {
+		b.Run(sw.name, func(b *testing.B) {
+			b.Setenv(EmulatorFlagsEnv, sw.flags)
+			d, err := NewHost(WithEmulatorWorkers(1))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("sync_loop")
+			require.NoError(b, err)
+			out, err := d.Alloc(4)
+			require.NoError(b, err)
+			ek := k.(*hostKernel).emu
+			run := emuRun{
+				cfg:     LaunchConfig{Grid: Dim3{X: 1, Y: 1, Z: 1}, Block: Dim3{X: 256, Y: 1, Z: 1}},
+				args:    emuArgs([]Arg{I32(1000), Ptr(out)}),
+				workers: 1,
+			}
+			var switches uint64
+			for b.Loop() {
+				n, err := ek.run(run)
+				require.NoError(b, err)
+				switches += n
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(switches), "ns/switch")
+		})
+	}
+}
+
+// BenchmarkEmulatorCompile compiles the test kernels afresh (no cache).
+func BenchmarkEmulatorCompile(b *testing.B) {
+	i := 0
+	for b.Loop() {
+		d, err := NewHost(WithCacheDir(""))
+		require.NoError(b, err)
+		i++
+		p := &Program{Name: "emulator.cu", Source: fmt.Sprintf("%s\n// %s %d\n", emuTestProgram.Source, b.Name(), i)}
+		_, err = d.Load(context.Background(), p)
+		requireEmulator(b, err)
+		require.NoError(b, d.Close())
+	}
 }

@@ -58,8 +58,7 @@ const (
 // with bytes have the address of their bytes.
 const hostAddrBase = 1 << 40
 
-// hostAlign is the alignment of the host backend's synthetic addresses, as
-// cuMemAlloc's; buffers with bytes are page-aligned.
+// hostAlign is the alignment of the host backend's buffers, as cuMemAlloc's.
 const hostAlign = 256
 
 var _ Device = (*HostDevice)(nil)
