@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"math"
