@@ -3,7 +3,7 @@
 // It needs NVRTC (libnvrtc.so, as package cuda finds it) but no GPU or
 // driver:
 //
-//	go run ./cuda/gpucheck/nvrtc [-arch sm_75,sm_80,sm_86,sm_89,sm_90] [-json] [-v] [-j N]
+//	go run ./cuda/gpucheck/nvrtc [-arch sm_75,sm_80,sm_86,sm_89,sm_90] [-run regexp] [-json] [-v] [-j N]
 //
 // Each program (registry.go lists them; a kernel package joins by exporting
 // Programs) is compiled once per architecture to PTX and a CUBIN with
@@ -27,10 +27,13 @@
 // -arch device compiles for GPU 0's own architecture (which needs the
 // driver); -json prints the whole report as JSON; -v prints NVRTC's full log
 // of every compile before the table (with -json, as each result's "log");
-// -j compiles that many programs at once.
+// -run compiles only the programs whose "package/program" matches (as the
+// table names them: -run moe/ for one package while writing its kernels); -j
+// compiles that many programs at once.
 //
 // Exit status: 0 when every check passes; 1 when one fails; 2 for bad
-// flags; 3 when the check cannot run: no NVRTC (the error names every
+// flags (a -run that matches no program among them); 3 when the check cannot
+// run: no NVRTC (the error names every
 // library tried), an architecture this NVRTC does not compile for, or no GPU
 // for -arch device.
 package main

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,18 +29,36 @@ const (
 // consumer), Ada and Hopper.
 const defaultArchs = "sm_75,sm_80,sm_86,sm_89,sm_90"
 
+// options are the command's flags.
+type options struct {
+	archs   string         // -arch
+	run     *regexp.Regexp // -run: programs by "package/program"; nil for all
+	json    bool           // -json
+	verbose bool           // -v
+	workers int            // -j
+}
+
 func main() {
-	archFlag := flag.String("arch", defaultArchs, `architectures to compile for, comma-separated, or "device" for GPU 0's`)
-	asJSON := flag.Bool("json", false, "print the report as JSON")
-	verbose := flag.Bool("v", false, "print NVRTC's full log of every compile first")
-	workers := flag.Int("j", runtime.NumCPU(), "programs compiled at once")
+	var o options
+	flag.StringVar(&o.archs, "arch", defaultArchs, `architectures to compile for, comma-separated, or "device" for GPU 0's`)
+	run := flag.String("run", "", `compile only the programs whose "package/program" matches this regular expression`)
+	flag.BoolVar(&o.json, "json", false, "print the report as JSON")
+	flag.BoolVar(&o.verbose, "v", false, "print NVRTC's full log of every compile first")
+	flag.IntVar(&o.workers, "j", runtime.NumCPU(), "programs compiled at once")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: nvrtc [-arch list|device] [-json] [-v] [-j N]\n\n"+
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: nvrtc [-arch list|device] [-run regexp] [-json] [-v] [-j N]\n\n"+
 			"Compiles every kernel program of rotary with NVRTC and checks registers, spills, warnings,\n"+
 			"unresolved externs and doubles. Exit 0: pass, 1: a check failed, 2: bad flags, 3: cannot run.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	var err error
+	if *run != "" {
+		if o.run, err = regexp.Compile(*run); err != nil {
+			fmt.Fprintln(os.Stderr, "nvrtc: -run:", err)
+			os.Exit(exitUsage)
+		}
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "nvrtc: unexpected arguments %q\n", flag.Args())
 		flag.Usage()
@@ -47,17 +66,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(check(ctx, os.Stdout, os.Stderr, *archFlag, *asJSON, *verbose, *workers))
+	os.Exit(check(ctx, os.Stdout, os.Stderr, o))
 }
 
 // check runs the whole check and returns the exit status.
-func check(ctx context.Context, stdout, stderr io.Writer, archFlag string, asJSON, verbose bool, workers int) int {
+func check(ctx context.Context, stdout, stderr io.Writer, o options) int {
 	info, err := cuda.LoadNVRTC()
 	if err != nil {
 		fmt.Fprintln(stderr, "nvrtc:", err)
 		return exitCannotRun
 	}
-	archs, err := parseArchs(ctx, archFlag)
+	archs, err := parseArchs(ctx, o.archs)
 	if err != nil {
 		fmt.Fprintln(stderr, "nvrtc:", err)
 		if errors.Is(err, errUsage) {
@@ -71,10 +90,17 @@ func check(ctx context.Context, stdout, stderr io.Writer, archFlag string, asJSO
 			return exitCannotRun
 		}
 	}
+	js, registryProblems := jobs(sources, archs)
+	if o.run != nil {
+		js = slices.DeleteFunc(js, func(j job) bool { return !o.run.MatchString(j.src.pkg + "/" + j.prog.Name) })
+		if len(js) == 0 {
+			fmt.Fprintf(stderr, "nvrtc: -run %s matches no program\n", o.run)
+			return exitUsage
+		}
+	}
 
 	start := time.Now()
-	js, registryProblems := jobs(sources, archs)
-	results, err := runAll(ctx, js, workers, verbose)
+	results, err := runAll(ctx, js, o.workers, o.verbose)
 	if err != nil {
 		fmt.Fprintln(stderr, "nvrtc:", err)
 		return exitCannotRun
@@ -82,10 +108,10 @@ func check(ctx context.Context, stdout, stderr io.Writer, archFlag string, asJSO
 	rep := report{NVRTC: nvrtcInfo(info), Archs: archs, Seconds: time.Since(start).Seconds(), Results: results}
 	rep.Problems = problems(registryProblems, results)
 
-	if verbose && !asJSON {
+	if o.verbose && !o.json {
 		rep.writeLogs(stdout)
 	}
-	if asJSON {
+	if o.json {
 		err = rep.writeJSON(stdout)
 	} else {
 		err = rep.writeTable(stdout)

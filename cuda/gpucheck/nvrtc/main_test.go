@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"testing"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -22,7 +23,7 @@ func needNVRTC(t *testing.T) {
 	}
 	require.ErrorIs(t, err, cuda.ErrNoNVRTC)
 	var stdout, stderr bytes.Buffer
-	assert.Equal(t, exitCannotRun, check(context.Background(), &stdout, &stderr, defaultArchs, false, false, 1))
+	assert.Equal(t, exitCannotRun, check(context.Background(), &stdout, &stderr, options{archs: defaultArchs, workers: 1}))
 	assert.Contains(t, stderr.String(), "no NVRTC library")
 	t.Skipf("no NVRTC: %v", err)
 }
@@ -32,7 +33,7 @@ func needNVRTC(t *testing.T) {
 func TestRegistryCompiles(t *testing.T) {
 	needNVRTC(t)
 	var stdout, stderr bytes.Buffer
-	status := check(context.Background(), &stdout, &stderr, "sm_75,sm_90", true, false, 2)
+	status := check(context.Background(), &stdout, &stderr, options{archs: "sm_75,sm_90", json: true, workers: 2})
 	require.Equal(t, 0, status, "%s%s", stdout.String(), stderr.String())
 	var rep report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
@@ -84,11 +85,18 @@ extern "C" __global__ void k(int *x) { x[0] = missing(x[1]); }`}
 	assert.Equal(t, []string{"calls missing, which nothing defines (an intrinsic NVRTC does not link? use the prelude's)"}, r.Kernels[0].Problems)
 
 	var stdout, stderr bytes.Buffer
-	assert.Equal(t, exitUsage, check(ctx, &stdout, &stderr, "sm_75,90", false, false, 1))
+	assert.Equal(t, exitUsage, check(ctx, &stdout, &stderr, options{archs: "sm_75,90", workers: 1}))
 	assert.Contains(t, stderr.String(), `"90" is not sm_NN`)
 	stderr.Reset()
-	assert.Equal(t, exitCannotRun, check(ctx, &stdout, &stderr, "sm_999", false, false, 1))
+	assert.Equal(t, exitCannotRun, check(ctx, &stdout, &stderr, options{archs: "sm_999", workers: 1}))
 	assert.Contains(t, stderr.String(), "not sm_999")
+
+	stderr.Reset()
+	assert.Equal(t, exitUsage, check(ctx, &stdout, &stderr, options{archs: "sm_75", run: regexp.MustCompile("nothing"), workers: 1}))
+	assert.Contains(t, stderr.String(), "-run nothing matches no program")
+	stdout.Reset()
+	assert.Equal(t, 0, check(ctx, &stdout, &stderr, options{archs: "sm_75", run: regexp.MustCompile("/prelude"), workers: 1}))
+	assert.Contains(t, stdout.String(), "ok: 2 programs, 1 kernels, sm_75")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
