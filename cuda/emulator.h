@@ -71,11 +71,7 @@ extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t 
 // next, so each block sees its own copy (holding whatever the worker's
 // previous block left there, as on a GPU).
 #define __shared__ static thread_local
-// "__shared__ alignas(16) float s[64]" puts a standard attribute after
-// static thread_local, which C++ forbids and NVCC accepts: alignas is GNU's
-// aligned attribute here, which goes anywhere (for alignments given as
-// numbers, as kernels write them). All standard headers are included above.
-#define alignas(n) __attribute__((aligned(n)))
+// NVRTC knows __builtin_assume; GCC does not.
 #if !defined(__clang__)
 #define __builtin_assume(c) ((void)sizeof((c) ? 1 : 0))
 #endif

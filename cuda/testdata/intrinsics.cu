@@ -1,7 +1,8 @@
 // intrinsics: each thread applies the bit and conversion intrinsics to a
 // pair of words, for emulator_test.go to check against Go.
 extern "C" __global__ void intrinsics(const u32 *in, u32 *out) {
-	__shared__ alignas(16) u32 stage[64];
+	__shared__ __align__(16) u32 stage[64];
+	__builtin_assume(threadIdx.x < 64);
 	const unsigned t = threadIdx.x;
 	const u32 a = in[2 * t], b = in[2 * t + 1];
 	stage[t] = a;
