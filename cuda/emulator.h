@@ -71,6 +71,10 @@ extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t 
 // next, so each block sees its own copy (holding whatever the worker's
 // previous block left there, as on a GPU).
 #define __shared__ static thread_local
+// NVRTC knows __builtin_assume; GCC does not.
+#if !defined(__clang__)
+#define __builtin_assume(c) ((void)sizeof((c) ? 1 : 0))
+#endif
 
 // ---- Vector and index types ------------------------------------------------
 
@@ -1029,7 +1033,7 @@ static inline long long __mul64hi(long long a, long long b) { return (long long)
 static inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
 	return (unsigned long long)(((unsigned __int128)a * b) >> 64);
 }
-static inline int __sad(int a, int b, unsigned c) { return (int)(c + (unsigned)(a > b ? a - b : b - a)); }
+static inline unsigned __sad(int a, int b, unsigned c) { return c + (unsigned)(a > b ? (int64_t)a - b : (int64_t)b - a); }
 static inline unsigned __usad(unsigned a, unsigned b, unsigned c) { return c + (a > b ? a - b : b - a); }
 
 // Byte-wise SIMD: __vsubss4 and friends on four signed or unsigned bytes.

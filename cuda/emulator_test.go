@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -24,6 +25,9 @@ var emulatorTestSource = testkernels.Emulator
 
 // emuTestProgram is emulator.cu: kernels without Go twins.
 var emuTestProgram = &Program{Name: "emulator.cu", Source: Prelude + emulatorTestSource}
+
+//go:embed testdata/intrinsics.cu
+var intrinsicsTestSource string
 
 //go:embed testdata/faults.cu
 var faultsTestSource string
@@ -316,6 +320,64 @@ func TestEmulatorCatchesHardwareFaults(t *testing.T) {
 	// Within the buffer all is well.
 	require.NoError(t, s.Launch(kernel("off_by_one"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(x), Ptr(out), I32(n-1)))
 	require.NoError(t, s.Synchronize(context.Background()))
+}
+
+// TestEmulatorIntrinsics checks the bit and conversion intrinsics against
+// their definitions in CUDA's documentation, written in Go.
+func TestEmulatorIntrinsics(t *testing.T) {
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, &Program{Name: "intrinsics.cu", Source: Prelude + intrinsicsTestSource})
+	s := mustStream(t, d)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 64
+	in := make([]uint32, 2*n)
+	for i := range in {
+		in[i] = rng.Uint32()
+	}
+	in[0], in[1] = 0, 0 // __clz(0), __ffs(0)
+	in[2], in[3] = 0x80000000, 0x7f7f7f80
+	din, dout := upload(t, d, s, in), mustAlloc(t, d, 4*16*n)
+	require.NoError(t, s.Launch(kernel("intrinsics"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(din), Ptr(dout)))
+	got := download[uint32](t, s, dout, 16*n)
+	for i := range n {
+		a, b := in[2*i], in[2*i+1]
+		hilo := uint64(b)<<32 | uint64(a)
+		perm := uint32(0)
+		for k := range 4 {
+			perm |= uint32(hilo>>(8*(b>>(4*k)&7))&0xff) << (8 * k)
+		}
+		var vsub uint32
+		for k := 0; k < 32; k += 8 {
+			v := max(-128, min(127, int(int8(a>>k))-int(int8(b>>k))))
+			vsub |= uint32(uint8(int8(v))) << k
+		}
+		sat := math.Float32frombits(b)
+		switch {
+		case sat != sat || sat < 0:
+			sat = 0
+		case sat > 1:
+			sat = 1
+		}
+		want := []uint32{
+			uint32(bits.OnesCount32(a)),
+			uint32(bits.LeadingZeros32(a)),
+			uint32(bits.TrailingZeros32(b)+1) % 33,
+			bits.Reverse32(a),
+			perm,
+			uint32(hilo << (b & 31) >> 32),
+			uint32(hilo >> (b & 31)),
+			uint32(hilo << min(b&63, 32) >> 32),
+			uint32(hilo >> min(b&63, 32)),
+			uint32(uint64(a) * uint64(b) >> 32),
+			uint32(int64(int32(a)) * int64(int32(b)) >> 32),
+			vsub,
+			uint32(int32(math.RoundToEven(float64(math.Float32frombits(a&0x807fffff | 0x4a000000))))),
+			max(a, b) - uint32(min(int32(a), int32(b))),
+			math.Float32bits(sat),
+			in[2*((i+1)%n)],
+		}
+		require.Equal(t, want, got[16*i:16*i+16], "thread %d: a=%#x b=%#x", i, a, b)
+	}
 }
 
 // TestEmulatorUcontext runs kernels with the portable context switch that
