@@ -159,7 +159,7 @@ func (p *Profile) Merge(other *Profile) error {
 	if err := p.Model.Check(other.Model); err != nil {
 		return err
 	}
-	if err := other.validate(); err != nil {
+	if err := other.Validate(); err != nil {
 		return err
 	}
 	if p.Model.TensorHash == "" {
@@ -226,7 +226,7 @@ func decode(r io.Reader, source string) (*Profile, error) {
 		return nil, &FormatError{Format: "profile", Source: source,
 			Msg: fmt.Sprintf("version %d, this package reads %d", p.Version, Version), Err: ErrVersion}
 	}
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) {
 			fe.Source = source
@@ -236,8 +236,9 @@ func decode(r io.Reader, source string) (*Profile, error) {
 	return &p, nil
 }
 
-// validate checks that every slice has the length the model implies.
-func (p *Profile) validate() error {
+// Validate checks that every slice has the length the model implies: what
+// Decode checks of a file, for a profile built or changed in memory.
+func (p *Profile) Validate() error {
 	bad := func(where, format string, args ...any) error {
 		return &FormatError{Format: "profile", Where: where, Msg: fmt.Sprintf(format, args...)}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/profile/chart"
 )
 
 func main() {
@@ -56,20 +57,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *profilePath == "" && *heatmapPath == "" && *curvesPath == "" && *csvPath == "" {
 		return errors.New("nothing to write: give -profile, -heatmap, -curves or -csv")
 	}
-	var chartOpts []profile.ChartOption
+	var chartOpts []chart.Option
 	switch *sortBy {
 	case "id":
-		chartOpts = append(chartOpts, profile.SortBy(profile.ByID))
+		chartOpts = append(chartOpts, chart.SortBy(chart.ByID))
 	case "popularity":
-		chartOpts = append(chartOpts, profile.SortBy(profile.ByPopularity))
+		chartOpts = append(chartOpts, chart.SortBy(chart.ByPopularity))
 	default:
 		return fmt.Errorf("-sort %q: want id or popularity", *sortBy)
 	}
 	switch *scale {
 	case "linear":
-		chartOpts = append(chartOpts, profile.WithScale(profile.Linear))
+		chartOpts = append(chartOpts, chart.WithScale(chart.Linear))
 	case "log":
-		chartOpts = append(chartOpts, profile.WithScale(profile.Log))
+		chartOpts = append(chartOpts, chart.WithScale(chart.Log))
 	default:
 		return fmt.Errorf("-scale %q: want linear or log", *scale)
 	}
@@ -107,8 +108,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		write func(io.Writer) error
 	}{
 		{*profilePath, p.Encode},
-		{*heatmapPath, func(w io.Writer) error { return profile.WriteHeatmap(w, p, chartOpts...) }},
-		{*curvesPath, func(w io.Writer) error { return profile.WriteCurves(w, p) }},
+		{*heatmapPath, func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) }},
+		{*curvesPath, func(w io.Writer) error { return chart.WriteCurves(w, p) }},
 		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
 	} {
 		if out.path == "" {

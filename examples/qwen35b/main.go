@@ -50,6 +50,7 @@ import (
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/profile/chart"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
@@ -335,8 +336,8 @@ func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
 	}
 	for _, out := range []struct {
 		path string
-		draw func(io.Writer, *profile.Profile, ...profile.ChartOption) error
-	}{{c.heatmap, profile.WriteHeatmap}, {c.curves, profile.WriteCurves}} {
+		draw func(io.Writer, *profile.Profile, ...chart.Option) error
+	}{{c.heatmap, chart.WriteHeatmap}, {c.curves, chart.WriteCurves}} {
 		if out.path == "" {
 			continue
 		}

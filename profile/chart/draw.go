@@ -1,4 +1,4 @@
-package profile
+package chart
 
 import (
 	"fmt"
@@ -37,7 +37,7 @@ var loadFaces = sync.OnceValues(func() (faces, error) {
 	face := func(ttf []byte, size float64) (font.Face, error) {
 		f, err := opentype.Parse(ttf)
 		if err != nil {
-			return nil, fmt.Errorf("profile: font: %w", err)
+			return nil, fmt.Errorf("chart: font: %w", err)
 		}
 		return opentype.NewFace(f, &opentype.FaceOptions{Size: size, DPI: 72, Hinting: font.HintingFull})
 	}

@@ -1,4 +1,4 @@
-package profile
+package chart
 
 // viridis is the 256-entry viridis colour map (van der Walt and Smith, matplotlib;
 // released under CC0), each channel rounded to 8 bits. It is perceptually uniform,

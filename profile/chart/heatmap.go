@@ -1,4 +1,4 @@
-package profile
+package chart
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"image/png"
 	"io"
 	"math"
+
+	"github.com/rotary-moe/rotary/profile"
 )
 
 // Order is the order of experts along a heatmap row.
@@ -46,34 +48,34 @@ func (s Scale) String() string {
 	return "linear"
 }
 
-// A ChartOption configures Heatmap and Curves.
-type ChartOption interface{ applyChart(*chartConfig) }
+// A Option configures Heatmap and Curves.
+type Option interface{ apply(*config) }
 
-type chartConfig struct {
+type config struct {
 	order Order
 	scale Scale
 	title string
 }
 
-type chartOptionFunc func(*chartConfig)
+type optionFunc func(*config)
 
-func (f chartOptionFunc) applyChart(c *chartConfig) { f(c) }
+func (f optionFunc) apply(c *config) { f(c) }
 
 // SortBy sets the order of experts in a heatmap row (default ByID).
-func SortBy(o Order) ChartOption { return chartOptionFunc(func(c *chartConfig) { c.order = o }) }
+func SortBy(o Order) Option { return optionFunc(func(c *config) { c.order = o }) }
 
 // WithScale sets the heatmap colour scale (default Linear).
-func WithScale(s Scale) ChartOption { return chartOptionFunc(func(c *chartConfig) { c.scale = s }) }
+func WithScale(s Scale) Option { return optionFunc(func(c *config) { c.scale = s }) }
 
 // WithTitle replaces the chart title (default: model name, token count, workload).
-func WithTitle(title string) ChartOption {
-	return chartOptionFunc(func(c *chartConfig) { c.title = title })
+func WithTitle(title string) Option {
+	return optionFunc(func(c *config) { c.title = title })
 }
 
-func chartOptions(opts []ChartOption) chartConfig {
-	var c chartConfig
+func options(opts []Option) config {
+	var c config
 	for _, o := range opts {
-		o.applyChart(&c)
+		o.apply(&c)
 	}
 	return c
 }
@@ -81,14 +83,14 @@ func chartOptions(opts []ChartOption) chartConfig {
 // startChart does what every chart does first: check the profile, apply
 // the options, load the fonts, and choose the title (by default the model,
 // what the chart shows, the token count and the workload).
-func startChart(p *Profile, opts []ChartOption, what string) (chartConfig, faces, string, error) {
-	if err := p.validate(); err != nil {
-		return chartConfig{}, faces{}, "", err
+func startChart(p *profile.Profile, opts []Option, what string) (config, faces, string, error) {
+	if err := p.Validate(); err != nil {
+		return config{}, faces{}, "", err
 	}
-	cfg := chartOptions(opts)
+	cfg := options(opts)
 	f, err := loadFaces()
 	if err != nil {
-		return chartConfig{}, faces{}, "", err
+		return config{}, faces{}, "", err
 	}
 	title := cfg.title
 	if title == "" {
@@ -136,7 +138,7 @@ func layoutHeatmap(layers, experts int, textWidth int) heatmapLayout {
 // heatmapValues returns per layer the share of its selections each column
 // holds, in the requested order (nil for a layer without selections), and the
 // largest and smallest positive share.
-func heatmapValues(p *Profile, order Order) (rows [][]float64, maxV, minPos float64) {
+func heatmapValues(p *profile.Profile, order Order) (rows [][]float64, maxV, minPos float64) {
 	rows = make([][]float64, len(p.Layers))
 	minPos = math.Inf(1)
 	for l := range p.Layers {
@@ -189,7 +191,7 @@ func (s colourScale) norm(v float64) float64 {
 // row per layer (layer 0 at the top), coloured by the share of the layer's
 // routed selections that went to the expert, with labelled axes, a colour bar
 // and a title. Layers without selections are grey.
-func Heatmap(p *Profile, opts ...ChartOption) (*image.RGBA, error) {
+func Heatmap(p *profile.Profile, opts ...Option) (*image.RGBA, error) {
 	cfg, faces, title, err := startChart(p, opts, "expert selections per layer")
 	if err != nil {
 		return nil, err
@@ -326,13 +328,13 @@ func drawColourBar(c *canvas, bar image.Rectangle, cs colourScale) {
 }
 
 // WriteHeatmap draws the heatmap (see Heatmap) and writes it as PNG.
-func WriteHeatmap(w io.Writer, p *Profile, opts ...ChartOption) error {
+func WriteHeatmap(w io.Writer, p *profile.Profile, opts ...Option) error {
 	img, err := Heatmap(p, opts...)
 	if err != nil {
 		return err
 	}
 	if err := png.Encode(w, img); err != nil {
-		return fmt.Errorf("profile: heatmap: %w", err)
+		return fmt.Errorf("chart: heatmap: %w", err)
 	}
 	return nil
 }

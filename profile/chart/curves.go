@@ -1,12 +1,13 @@
-package profile
+package chart
 
 import (
-	"encoding/csv"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
 	"strconv"
+
+	"github.com/rotary-moe/rotary/profile"
 )
 
 // Curves chart layout, in pixels.
@@ -25,7 +26,7 @@ const (
 // right), the mean over layers in black, and uniform routing (n/experts) as a
 // dashed grey reference. The further a curve bows above the diagonal, the fewer
 // experts a pinned hot set needs.
-func Curves(p *Profile, opts ...ChartOption) (*image.RGBA, error) {
+func Curves(p *profile.Profile, opts ...Option) (*image.RGBA, error) {
 	_, faces, title, err := startChart(p, opts, "routing covered by the top n experts of each layer")
 	if err != nil {
 		return nil, err
@@ -121,58 +122,13 @@ func drawLayerBar(c *canvas, bar image.Rectangle, layers int) {
 }
 
 // WriteCurves draws the popularity curves (see Curves) and writes them as PNG.
-func WriteCurves(w io.Writer, p *Profile, opts ...ChartOption) error {
+func WriteCurves(w io.Writer, p *profile.Profile, opts ...Option) error {
 	img, err := Curves(p, opts...)
 	if err != nil {
 		return err
 	}
 	if err := png.Encode(w, img); err != nil {
-		return fmt.Errorf("profile: curves: %w", err)
-	}
-	return nil
-}
-
-// WriteCSV writes the numbers behind the charts, one row per layer and expert
-// in layer then expert order, under the header
-//
-//	layer,expert,rank,count,share,coverage,weight_mass
-//
-// rank is the expert's 1-based popularity rank in its layer, share its part of
-// the layer's selections, coverage the share of the experts ranked 1..rank (the
-// popularity curve), weight_mass its summed routing weights. Layers without
-// selections have empty share and coverage.
-func WriteCSV(w io.Writer, p *Profile) error {
-	if err := p.validate(); err != nil {
-		return err
-	}
-	cw := csv.NewWriter(w)
-	if err := cw.Write([]string{"layer", "expert", "rank", "count", "share", "coverage", "weight_mass"}); err != nil {
-		return fmt.Errorf("profile: csv: %w", err)
-	}
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
-	for l := range p.Layers {
-		ls := &p.Layers[l]
-		total := ls.Selections()
-		cov := ls.Coverage()
-		rank := make([]int, len(ls.Counts))
-		for r, e := range ls.Ranked() {
-			rank[e] = r
-		}
-		for e, n := range ls.Counts {
-			share, coverage := "", ""
-			if total > 0 {
-				share, coverage = f(float64(n)/float64(total)), f(cov[rank[e]])
-			}
-			rec := []string{strconv.Itoa(l), strconv.Itoa(e), strconv.Itoa(rank[e] + 1),
-				strconv.FormatUint(n, 10), share, coverage, f(ls.Mass[e])}
-			if err := cw.Write(rec); err != nil {
-				return fmt.Errorf("profile: csv: %w", err)
-			}
-		}
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return fmt.Errorf("profile: csv: %w", err)
+		return fmt.Errorf("chart: curves: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,13 @@
-package profile
+package chart
 
 import (
 	"bytes"
-	"encoding/csv"
 	"image"
 	"image/color"
 	"image/png"
 	"testing"
+
+	"github.com/rotary-moe/rotary/profile"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,8 +15,8 @@ import (
 
 // chartProfile has 3 layers × 4 experts: layer 0 shares 0, 1/4, 3/4, 0; layer
 // 1 is uniform; layer 2 has no selections.
-func chartProfile() *Profile {
-	p := newProfile(ModelID{Name: "chart", Arch: "test", Layers: 3, Experts: 4, ExpertsUsed: 2}, false)
+func chartProfile() *profile.Profile {
+	p := emptyProfile(profile.ModelID{Name: "chart", Arch: "test", Layers: 3, Experts: 4, ExpertsUsed: 2})
 	p.Layers[0].Counts = []uint64{0, 1, 3, 0}
 	p.Layers[0].Tokens = 2
 	p.Layers[1].Counts = []uint64{2, 2, 2, 2}
@@ -24,9 +25,18 @@ func chartProfile() *Profile {
 	return p
 }
 
+// emptyProfile returns a profile of m without selections.
+func emptyProfile(m profile.ModelID) *profile.Profile {
+	rec, err := profile.NewRecorder(m)
+	if err != nil {
+		panic(err)
+	}
+	return rec.Profile()
+}
+
 // cellColour decodes a PNG heatmap and returns the colour at the centre of
 // the cell of layer l, column col.
-func cellColour(t *testing.T, img image.Image, p *Profile, l, col int) color.RGBA {
+func cellColour(t *testing.T, img image.Image, p *profile.Profile, l, col int) color.RGBA {
 	t.Helper()
 	lay := layoutHeatmap(p.Model.Layers, p.Model.Experts, 0)
 	x := lay.plot.Min.X + col*lay.cellW + lay.cellW/2
@@ -34,7 +44,7 @@ func cellColour(t *testing.T, img image.Image, p *Profile, l, col int) color.RGB
 	return color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
 }
 
-func renderPNG(t *testing.T, p *Profile, opts ...ChartOption) image.Image {
+func renderPNG(t *testing.T, p *profile.Profile, opts ...Option) image.Image {
 	t.Helper()
 	var buf bytes.Buffer
 	require.NoError(t, WriteHeatmap(&buf, p, opts...))
@@ -72,7 +82,7 @@ func TestHeatmapSizes(t *testing.T) {
 		layers, experts int
 		cellW, cellH    int
 	}{{40, 256, 4, 14}, {2, 16, 40, 40}, {27, 64, 16, 20}, {48, 128, 8, 11}} {
-		p := newProfile(ModelID{Arch: "test", Layers: c.layers, Experts: c.experts, ExpertsUsed: 1}, false)
+		p := emptyProfile(profile.ModelID{Arch: "test", Layers: c.layers, Experts: c.experts, ExpertsUsed: 1})
 		p.Layers[0].Counts[0] = 1
 		img, err := Heatmap(p)
 		require.NoError(t, err)
@@ -106,26 +116,11 @@ func TestCurves(t *testing.T) {
 	assert.Equal(t, colWhite, c)
 }
 
-func TestWriteCSV(t *testing.T) {
-	p := chartProfile()
-	p.Layers[0].Mass[2] = 1.5
-	var buf bytes.Buffer
-	require.NoError(t, WriteCSV(&buf, p))
-	rows, err := csv.NewReader(&buf).ReadAll()
-	require.NoError(t, err)
-	require.Len(t, rows, 1+3*4)
-	assert.Equal(t, []string{"layer", "expert", "rank", "count", "share", "coverage", "weight_mass"}, rows[0])
-	assert.Equal(t, []string{"0", "2", "1", "3", "0.75", "0.75", "1.5"}, rows[3])
-	assert.Equal(t, []string{"0", "1", "2", "1", "0.25", "1", "0"}, rows[2])
-	assert.Equal(t, []string{"2", "0", "1", "0", "", "", "0"}, rows[9])
-}
-
 func TestChartsRejectBadProfile(t *testing.T) {
 	p := chartProfile()
 	p.Layers = p.Layers[:1]
 	_, err := Heatmap(p)
-	assert.ErrorIs(t, err, ErrFormat)
+	assert.ErrorIs(t, err, profile.ErrFormat)
 	_, err = Curves(p)
-	assert.ErrorIs(t, err, ErrFormat)
-	assert.ErrorIs(t, WriteCSV(&bytes.Buffer{}, p), ErrFormat)
+	assert.ErrorIs(t, err, profile.ErrFormat)
 }
