@@ -75,9 +75,34 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("-scale %q: want linear or log", *scale)
 	}
 
+	// The image format follows each file's extension; refuse others before
+	// any work.
+	formatOf := func(flag, path string) (chart.Option, error) {
+		if path == "" {
+			return nil, nil
+		}
+		format, err := chart.FormatOf(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return chart.WithFormat(format), nil
+	}
+	heatmapFormat, err := formatOf("-heatmap", *heatmapPath)
+	if err != nil {
+		return err
+	}
+	curvesFormat, err := formatOf("-curves", *curvesPath)
+	if err != nil {
+		return err
+	}
+	chartOpts = append(chartOpts, heatmapFormat)
+
 	tr, err := profile.OpenTrace(ctx, *tracePath)
 	if err != nil {
 		return err
+	}
+	if tr.Tokens() == 0 {
+		return fmt.Errorf("%s: the trace has no tokens: nothing to profile or draw", *tracePath)
 	}
 	if *phase != "" {
 		tr = tr.Subset(func(s profile.Segment) bool { return s.Phase == *phase })
@@ -109,7 +134,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}{
 		{*profilePath, p.Encode},
 		{*heatmapPath, func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) }},
-		{*curvesPath, func(w io.Writer) error { return chart.WriteCurves(w, p) }},
+		{*curvesPath, func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) }},
 		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
 	} {
 		if out.path == "" {

@@ -341,7 +341,11 @@ func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
 		if out.path == "" {
 			continue
 		}
-		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
+		format, err := chart.FormatOf(out.path) // checked with the flags
+		if err != nil {
+			return err
+		}
+		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p, chart.WithFormat(format)) }); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, "wrote", out.path)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	_ "image/jpeg" // TestFormats decodes JPEG
 	"image/png"
 	"testing"
 
@@ -38,7 +39,7 @@ func emptyProfile(m profile.ModelID) *profile.Profile {
 // the cell of layer l, column col.
 func cellColour(t *testing.T, img image.Image, p *profile.Profile, l, col int) color.RGBA {
 	t.Helper()
-	lay := layoutHeatmap(p.Model.Layers, p.Model.Experts, 0)
+	lay := layoutHeatmap(p.Model.Layers, p.Model.Experts, 0, 0)
 	x := lay.plot.Min.X + col*lay.cellW + lay.cellW/2
 	y := lay.plot.Min.Y + l*lay.cellH + lay.cellH/2
 	return color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
@@ -86,7 +87,7 @@ func TestHeatmapSizes(t *testing.T) {
 		p.Layers[0].Counts[0] = 1
 		img, err := Heatmap(p)
 		require.NoError(t, err)
-		lay := layoutHeatmap(c.layers, c.experts, 0)
+		lay := layoutHeatmap(c.layers, c.experts, 0, 0)
 		assert.Equal(t, c.cellW, lay.cellW, "%d×%d", c.layers, c.experts)
 		assert.Equal(t, c.cellH, lay.cellH, "%d×%d", c.layers, c.experts)
 		assert.True(t, lay.bar.Max.X <= img.Bounds().Dx() && lay.plot.Max.Y < img.Bounds().Dy())
@@ -123,4 +124,72 @@ func TestChartsRejectBadProfile(t *testing.T) {
 	assert.ErrorIs(t, err, profile.ErrFormat)
 	_, err = Curves(p)
 	assert.ErrorIs(t, err, profile.ErrFormat)
+}
+
+func TestLogColourBarTicks(t *testing.T) {
+	for _, c := range []struct {
+		min, max float64
+		h        int
+		want     []string
+	}{
+		// Less than a decade: both ends and the round values between them
+		// that do not crowd the ends.
+		{0.25, 0.75, 160, []string{"25%", "30%", "40%", "50%", "60%", "75%"}},
+		// Three decades: the ends and 1-2-5 steps.
+		{0.001, 1, 160, []string{"0.1%", "0.2%", "0.5%", "1%", "2%", "5%", "10%", "20%", "50%", "100%"}},
+		{0.00039, 0.39, 560, []string{"0.039%", "0.05%", "0.1%", "0.2%", "0.5%", "1%", "2%", "5%", "10%", "20%", "39%"}},
+	} {
+		ticks := barTicks(colourScale{scale: Log, min: c.min, max: c.max}, c.h)
+		var labels []string
+		for i, tk := range ticks {
+			labels = append(labels, tk.label)
+			if i > 0 {
+				assert.GreaterOrEqual(t, tk.y-ticks[i-1].y, hmTickGap, "ticks %v apart", labels)
+			}
+		}
+		assert.Equal(t, c.want, labels)
+		assert.Equal(t, 0, ticks[0].y, "the smallest value shown is at the bottom")
+		assert.Equal(t, c.h-1, ticks[len(ticks)-1].y, "the largest at the top")
+	}
+}
+
+func TestHeatmapNoDataLegend(t *testing.T) {
+	p := chartProfile() // layer 2 has no selections
+	img, err := Heatmap(p)
+	require.NoError(t, err)
+	lay := layoutHeatmap(p.Model.Layers, p.Model.Experts, 0, 0)
+	mid := image.Pt(lay.noData.Min.X+lay.noData.Dx()/2, lay.noData.Min.Y+lay.noData.Dy()/2)
+	assert.Equal(t, colNoData, img.RGBAAt(mid.X, mid.Y), "grey swatch in the legend")
+
+	p.Layers[2].Counts = []uint64{1, 1, 1, 1}
+	img, err = Heatmap(p)
+	require.NoError(t, err)
+	assert.Equal(t, colWhite, img.RGBAAt(mid.X, mid.Y), "no swatch when every layer has data")
+}
+
+func TestChartsRejectEmptyProfile(t *testing.T) {
+	p := emptyProfile(profile.ModelID{Arch: "test", Layers: 2, Experts: 4, ExpertsUsed: 1})
+	_, err := Heatmap(p)
+	assert.ErrorIs(t, err, ErrEmpty)
+	_, err = Curves(p)
+	assert.ErrorIs(t, err, ErrEmpty)
+	assert.ErrorIs(t, WriteHeatmap(&bytes.Buffer{}, p), ErrEmpty)
+}
+
+func TestFormats(t *testing.T) {
+	for name, want := range map[string]Format{"a.png": PNG, "b.PNG": PNG, "c.jpg": JPEG, "d/e.JPEG": JPEG} {
+		f, err := FormatOf(name)
+		require.NoError(t, err, name)
+		assert.Equal(t, want, f, name)
+	}
+	for _, name := range []string{"x.gif", "x", "x.png.gz"} {
+		_, err := FormatOf(name)
+		assert.ErrorIs(t, err, ErrFormat, name)
+	}
+
+	var buf bytes.Buffer
+	require.NoError(t, WriteCurves(&buf, chartProfile(), WithFormat(JPEG)))
+	_, kind, err := image.Decode(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, "jpeg", kind)
 }

@@ -3,7 +3,6 @@ package chart
 import (
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"strconv"
 
@@ -25,7 +24,7 @@ const (
 // thin line per layer coloured by layer number (viridis, legend bar on the
 // right), the mean over layers in black, and uniform routing (n/experts) as a
 // dashed grey reference. The further a curve bows above the diagonal, the fewer
-// experts a pinned hot set needs.
+// experts a pinned hot set needs. A profile without any selection is ErrEmpty.
 func Curves(p *profile.Profile, opts ...Option) (*image.RGBA, error) {
 	_, faces, title, err := startChart(p, opts, "routing covered by the top n experts of each layer")
 	if err != nil {
@@ -121,14 +120,12 @@ func drawLayerBar(c *canvas, bar image.Rectangle, layers int) {
 	}
 }
 
-// WriteCurves draws the popularity curves (see Curves) and writes them as PNG.
+// WriteCurves draws the popularity curves (see Curves) and writes them as
+// PNG, or in the format WithFormat gives.
 func WriteCurves(w io.Writer, p *profile.Profile, opts ...Option) error {
 	img, err := Curves(p, opts...)
 	if err != nil {
 		return err
 	}
-	if err := png.Encode(w, img); err != nil {
-		return fmt.Errorf("chart: curves: %w", err)
-	}
-	return nil
+	return encode(w, img, opts, "curves")
 }

@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/draw"
 	"math"
+	"strconv"
 	"sync"
 
 	"golang.org/x/image/font"
@@ -232,4 +233,13 @@ func percent(v, step float64) string {
 		digits++
 	}
 	return fmt.Sprintf("%.*f%%", digits, v*100)
+}
+
+// share formats a share in [0, 1] as a percentage of two significant digits
+// (whole percents from 10%): the ends of a log scale are no round numbers.
+func share(v float64) string {
+	if x := v * 100; x < 10 {
+		return strconv.FormatFloat(x, 'g', 2, 64) + "%"
+	}
+	return fmt.Sprintf("%.0f%%", v*100)
 }

@@ -3,9 +3,9 @@ package chart
 import (
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/rotary-moe/rotary/profile"
 )
@@ -36,8 +36,8 @@ const (
 	// Linear maps 0 to the darkest colour and the largest value to the brightest.
 	Linear Scale = iota
 	// Log maps the logarithm of the value, from the smallest positive value (at
-	// most three decades below the largest) to the largest; zeros take the
-	// darkest colour.
+	// most three decades below the largest) to the largest; that smallest value
+	// and everything below it, zeros included, take the darkest colour.
 	Log
 )
 
@@ -52,9 +52,10 @@ func (s Scale) String() string {
 type Option interface{ apply(*config) }
 
 type config struct {
-	order Order
-	scale Scale
-	title string
+	order  Order
+	scale  Scale
+	title  string
+	format Format
 }
 
 type optionFunc func(*config)
@@ -75,17 +76,24 @@ func WithTitle(title string) Option {
 func options(opts []Option) config {
 	var c config
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
 	}
 	return c
 }
 
-// startChart does what every chart does first: check the profile, apply
-// the options, load the fonts, and choose the title (by default the model,
-// what the chart shows, the token count and the workload).
+// startChart does what every chart does first: check the profile (a
+// malformed one is an error matching profile.ErrFormat, one without
+// selections ErrEmpty), apply the options, load the fonts, and choose the
+// title (by default the model, what the chart shows, the token count and the
+// workload).
 func startChart(p *profile.Profile, opts []Option, what string) (config, faces, string, error) {
 	if err := p.Validate(); err != nil {
 		return config{}, faces{}, "", err
+	}
+	if !hasSelections(p) {
+		return config{}, faces{}, "", fmt.Errorf("%w: %s, %d tokens", ErrEmpty, p.Model, p.Tokens)
 	}
 	cfg := options(opts)
 	f, err := loadFaces()
@@ -102,11 +110,23 @@ func startChart(p *profile.Profile, opts []Option, what string) (config, faces, 
 	return cfg, f, title, nil
 }
 
+// hasSelections reports whether any layer of p has a routed selection: a
+// chart of none would be all grey.
+func hasSelections(p *profile.Profile) bool {
+	for l := range p.Layers {
+		if p.Layers[l].Selections() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // heatmapLayout is the geometry of a heatmap image.
 type heatmapLayout struct {
 	plot         image.Rectangle // the cell grid
 	cellW, cellH int
 	bar          image.Rectangle // the colour bar
+	noData       image.Rectangle // the legend swatch of layers without selections
 	width        int
 	height       int
 }
@@ -120,9 +140,14 @@ const (
 	hmBarWidth     = 18  // colour bar
 	hmBarLabels    = 70  // colour bar tick labels
 	hmMinBarHeight = 160 // the colour bar needs room for its ticks
+	hmTickGap      = 14  // the least distance between colour bar ticks
+	hmSwatchGap    = 14  // between the colour bar and the no-data swatch
+	hmSwatchHeight = 12
 )
 
-func layoutHeatmap(layers, experts int, textWidth int) heatmapLayout {
+// layoutHeatmap places the parts of a heatmap of layers × experts whose title
+// lines are textWidth wide and whose no-data legend label is legendWidth wide.
+func layoutHeatmap(layers, experts, textWidth, legendWidth int) heatmapLayout {
 	// Cells as wide as fit 1024 px (at least 2, at most 40 px) and as tall as fit
 	// 560 px (at least 4, at most 40): 40×256 gives 4×14 px cells, 2×16 gives 40×40.
 	cw := min(max(1024/experts, 2), 40)
@@ -130,9 +155,10 @@ func layoutHeatmap(layers, experts int, textWidth int) heatmapLayout {
 	plot := image.Rect(hmMarginLeft, hmMarginTop, hmMarginLeft+cw*experts, hmMarginTop+ch*layers)
 	barH := max(plot.Dy(), hmMinBarHeight)
 	bar := image.Rect(plot.Max.X+hmBarGap, plot.Min.Y, plot.Max.X+hmBarGap+hmBarWidth, plot.Min.Y+barH)
-	width := max(bar.Max.X+hmBarLabels, textWidth+2*16)
-	height := max(plot.Max.Y, bar.Max.Y) + hmMarginBottom
-	return heatmapLayout{plot: plot, cellW: cw, cellH: ch, bar: bar, width: width, height: height}
+	noData := image.Rect(bar.Min.X, bar.Max.Y+hmSwatchGap, bar.Max.X, bar.Max.Y+hmSwatchGap+hmSwatchHeight)
+	width := max(bar.Max.X+hmBarLabels, textWidth+2*16, noData.Max.X+7+legendWidth+16)
+	height := max(plot.Max.Y, noData.Max.Y) + hmMarginBottom
+	return heatmapLayout{plot: plot, cellW: cw, cellH: ch, bar: bar, noData: noData, width: width, height: height}
 }
 
 // heatmapValues returns per layer the share of its selections each column
@@ -187,34 +213,39 @@ func (s colourScale) norm(v float64) float64 {
 	return (v - s.min) / (s.max - s.min)
 }
 
+// noDataLabel names the grey of layers without selections (dense layers, or
+// a layer a filtered trace never reached) in the legend.
+const noDataLabel = "dense layer"
+
 // Heatmap draws the profile as a layers × experts grid of coloured cells, one
 // row per layer (layer 0 at the top), coloured by the share of the layer's
 // routed selections that went to the expert, with labelled axes, a colour bar
-// and a title. Layers without selections are grey.
+// and a title. Layers without selections (dense layers) are grey, with a
+// legend entry. A profile without any selection is ErrEmpty.
 func Heatmap(p *profile.Profile, opts ...Option) (*image.RGBA, error) {
 	cfg, faces, title, err := startChart(p, opts, "expert selections per layer")
 	if err != nil {
 		return nil, err
 	}
-	scaleNote := "linear scale"
+	rows, maxV, minPos := heatmapValues(p, cfg.order)
+	cs := colourScale{scale: cfg.scale, max: maxV}
+	scaleNote := "linear scale from 0"
 	if cfg.scale == Log {
-		scaleNote = "log scale, zero = darkest"
+		cs.min = max(minPos, maxV/1000)
+		scaleNote = fmt.Sprintf("log scale from %s, which zeros share", share(cs.min))
 	}
 	sub := fmt.Sprintf("colour: share of the layer's routed selections (%s); experts in %s order",
 		scaleNote, map[Order]string{ByID: "id", ByPopularity: "per-layer popularity"}[cfg.order])
 	L, E := p.Model.Layers, p.Model.Experts
-	lay := layoutHeatmap(L, E, max(textWidth(faces.title, title), textWidth(faces.label, sub)))
+	noData := slices.ContainsFunc(rows, func(r []float64) bool { return r == nil })
+	legendW := 0
+	if noData {
+		legendW = textWidth(faces.label, noDataLabel)
+	}
+	lay := layoutHeatmap(L, E, max(textWidth(faces.title, title), textWidth(faces.label, sub)), legendW)
 	c, err := newCanvas(lay.width, lay.height)
 	if err != nil {
 		return nil, err
-	}
-	rows, maxV, minPos := heatmapValues(p, cfg.order)
-	cs := colourScale{scale: cfg.scale, max: maxV}
-	if cfg.scale == Log {
-		cs.min = max(minPos, maxV/1000)
-		if math.IsInf(cs.min, 1) || cs.min <= 0 {
-			cs.min = maxV
-		}
 	}
 	c.text(faces.title, 16, 22, alignLeft, title)
 	c.text(faces.label, 16, 42, alignLeft, sub)
@@ -284,57 +315,92 @@ func Heatmap(p *profile.Profile, opts ...Option) (*image.RGBA, error) {
 	c.text(faces.label, lay.plot.Min.X+lay.plot.Dx()/2, lay.plot.Max.Y+40, alignCenter, axis)
 
 	drawColourBar(c, lay.bar, cs)
+	if noData {
+		c.fill(lay.noData, colNoData)
+		c.textMiddle(faces.label, lay.noData.Max.X+7, lay.noData.Min.Y+lay.noData.Dy()/2, alignLeft, noDataLabel)
+	}
 	return c.RGBA, nil
 }
 
 // drawColourBar draws the colour map bottom (low) to top (high) with tick
-// labels at round shares.
+// labels (see barTicks).
 func drawColourBar(c *canvas, bar image.Rectangle, cs colourScale) {
 	h := bar.Dy()
 	for y := range h {
 		t := 1 - (float64(y)+0.5)/float64(h)
 		c.fill(image.Rect(bar.Min.X, bar.Min.Y+y, bar.Max.X, bar.Min.Y+y+1), colourAt(t))
 	}
-	yOf := func(v float64) int { return bar.Max.Y - 1 - int(math.Round(cs.norm(v)*float64(h-1))) }
-	tick := func(v float64, label string) {
-		y := yOf(v)
+	for _, t := range barTicks(cs, h) {
+		y := bar.Max.Y - 1 - t.y
 		c.fill(image.Rect(bar.Max.X, y, bar.Max.X+4, y+1), colAxis)
-		c.textMiddle(c.faces.label, bar.Max.X+7, y, alignLeft, label)
-	}
-	if cs.max <= 0 {
-		tick(0, "0%")
-		return
-	}
-	if cs.scale == Log {
-		// Decades, or 1-2-5 steps when fewer than two decades are in range.
-		lo, hi := math.Floor(math.Log10(cs.min)), math.Ceil(math.Log10(cs.max))
-		mantissas := []float64{1}
-		if hi-lo < 3 {
-			mantissas = []float64{1, 2, 5}
-		}
-		for d := lo; d <= hi; d++ {
-			for _, m := range mantissas {
-				if v := m * math.Pow(10, d); v >= cs.min*(1-1e-9) && v <= cs.max*(1+1e-9) {
-					tick(v, percent(v, v))
-				}
-			}
-		}
-		return
-	}
-	step := niceStep(cs.max, 5)
-	for v := 0.0; v <= cs.max*(1+1e-9); v += step {
-		tick(v, percent(v, step))
+		c.textMiddle(c.faces.label, bar.Max.X+7, y, alignLeft, t.label)
 	}
 }
 
-// WriteHeatmap draws the heatmap (see Heatmap) and writes it as PNG.
+// A barTick is a labelled value on the colour bar, y pixels above its bottom.
+type barTick struct {
+	v     float64
+	y     int
+	label string
+}
+
+// barTicks returns the ticks of a colour bar h pixels tall, bottom to top.
+// The linear scale has round shares from 0. The log scale has both ends of its
+// range, which no round value need match, and between them the round values
+// (1-2-5 per decade, finer when the range spans less than a decade) that are
+// at least hmTickGap pixels from every other tick.
+func barTicks(cs colourScale, h int) []barTick {
+	yOf := func(v float64) int { return int(math.Round(cs.norm(v) * float64(h-1))) }
+	if cs.max <= 0 {
+		return []barTick{{0, 0, "0%"}}
+	}
+	var ticks []barTick
+	if cs.scale != Log {
+		step := niceStep(cs.max, 5)
+		for v := 0.0; v <= cs.max*(1+1e-9); v += step {
+			ticks = append(ticks, barTick{v, yOf(v), percent(v, step)})
+		}
+		return ticks
+	}
+	end := func(v float64) barTick { return barTick{v, yOf(v), share(v)} }
+	ticks = []barTick{end(cs.min)}
+	if cs.max > cs.min {
+		ticks = append(ticks, end(cs.max))
+	}
+	mantissas := []float64{1, 2, 5}
+	if cs.max/cs.min < 10 {
+		mantissas = []float64{1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9}
+	}
+	free := func(y int) bool {
+		for _, t := range ticks {
+			if abs(t.y-y) < hmTickGap {
+				return false
+			}
+		}
+		return true
+	}
+	lo, hi := math.Floor(math.Log10(cs.min)), math.Ceil(math.Log10(cs.max))
+	for d := lo; d <= hi; d++ {
+		for _, m := range mantissas {
+			v := m * math.Pow(10, d)
+			if v <= cs.min || v >= cs.max || !free(yOf(v)) {
+				continue
+			}
+			ticks = append(ticks, barTick{v, yOf(v), share(v)})
+		}
+	}
+	slices.SortFunc(ticks, func(a, b barTick) int { return a.y - b.y })
+	return ticks
+}
+
+func abs(n int) int { return max(n, -n) }
+
+// WriteHeatmap draws the heatmap (see Heatmap) and writes it as PNG, or in
+// the format WithFormat gives.
 func WriteHeatmap(w io.Writer, p *profile.Profile, opts ...Option) error {
 	img, err := Heatmap(p, opts...)
 	if err != nil {
 		return err
 	}
-	if err := png.Encode(w, img); err != nil {
-		return fmt.Errorf("chart: heatmap: %w", err)
-	}
-	return nil
+	return encode(w, img, opts, "heatmap")
 }
