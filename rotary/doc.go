@@ -33,6 +33,6 @@
 // have given routing statistics, such as Qwen3Routing) through the same
 // runtime on the host backend in virtual time, for every budget and policy,
 // and reports hit rates, bytes per token, stalls and tokens per second, on a
-// model without weights (ShapeOf a trace, opened by experts.ShapeWriter and
-// experts.OpenShape).
+// model without weights (ShapeOf a trace, opened by synth.ShapeWriter and
+// synth.OpenShape).
 package rotary

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testModelPath = filepath.Join(dir, "qwen3moe-tiny.gguf")
-	if err := experts.WriteSynthetic(context.Background(), testModelPath, "qwen3moe-tiny"); err != nil {
+	if err := synth.Write(context.Background(), testModelPath, "qwen3moe-tiny"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -141,11 +142,11 @@ func tracePath(t testing.TB, elem ...string) string {
 }
 
 // shapeModel opens a shape-only model (no weights).
-func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
+func shapeModel(t testing.TB, s synth.Shape) *experts.Model {
 	t.Helper()
-	w, err := experts.ShapeWriter(s)
+	w, err := synth.ShapeWriter(s)
 	require.NoError(t, err)
-	m, err := experts.OpenShape(w, t.TempDir())
+	m, err := synth.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m

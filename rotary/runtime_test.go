@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -589,7 +589,7 @@ func blockedEvent(t *testing.T, dev cuda.Device) (ev cuda.Event, unblock func())
 // returns ErrClosed at once.
 func TestCloseWakesHostWait(t *testing.T) {
 	// Two layers of one expert size share one host class of 4 entries.
-	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	m := shapeModel(t, synth.Shape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := newHost(t, cuda.WithoutData())
 	rt, err := Open(bg, m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
 	require.NoError(t, err)
@@ -673,7 +673,7 @@ func (e *gatedEvent) Close() error                            { return nil }
 // is full, an Acquire waits for the oldest batch, and Close makes it return
 // ErrClosed.
 func TestCloseWakesBatchWait(t *testing.T) {
-	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	m := shapeModel(t, synth.Shape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := gatedDevice{newHost(t, cuda.WithoutData()), make(chan struct{})}
 	rt, err := Open(bg, m, dev, WithSlots(4))
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
@@ -36,7 +37,7 @@ func openModel(t testing.TB, name string) *experts.Model {
 func syntheticModel(t testing.TB, preset string) *experts.Model {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), preset+".gguf")
-	require.NoError(t, experts.WriteSynthetic(context.Background(), path, preset))
+	require.NoError(t, synth.Write(context.Background(), path, preset))
 	m, err := experts.OpenModel(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 // layerWeights are the resident (non-expert) weights of one layer. Which
@@ -90,7 +91,7 @@ func (l *loader) vector(name string, rows, cols int) Weight {
 		return w
 	}
 	vals := make([]float32, rows*cols)
-	if err := experts.Dequantize(w.Type, w.Data, vals); err != nil {
+	if err := quant.Dequantize(w.Type, w.Data, vals); err != nil {
 		l.fail("%s: %v", name, err)
 		return w
 	}

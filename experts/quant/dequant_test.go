@@ -1,4 +1,4 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,7 +25,7 @@ const (
 
 type dequantCase struct {
 	name  string
-	typ   Type
+	typ   experts.Type
 	block func(b []byte)  // fills a zeroed block
 	want  map[int]float32 // element index → value
 }
@@ -33,20 +34,20 @@ func put16(b []byte, off int, v uint16) { binary.LittleEndian.PutUint16(b[off:],
 
 func dequantCases() []dequantCase {
 	return []dequantCase{
-		{"Q4_0", TypeQ4_0, func(b []byte) {
+		{"Q4_0", experts.TypeQ4_0, func(b []byte) {
 			put16(b, 0, f16Half)
 			b[2] = 0xf0  // element 0 = (0-8)·0.5, element 16 = (15-8)·0.5
 			b[17] = 0x3a // element 15 = (10-8)·0.5, element 31 = (3-8)·0.5
 		}, map[int]float32{0: -4, 16: 3.5, 15: 1, 31: -2.5, 1: -4, 17: -4}},
 
-		{"Q4_1", TypeQ4_1, func(b []byte) {
+		{"Q4_1", experts.TypeQ4_1, func(b []byte) {
 			put16(b, 0, f16Half)     // d
 			put16(b, 2, f16MinusOne) // m
 			b[4] = 0x9f              // element 0 = 15·0.5-1, element 16 = 9·0.5-1
 			b[19] = 0x01             // element 15 = 1·0.5-1, element 31 = -1
 		}, map[int]float32{0: 6.5, 16: 3.5, 15: -0.5, 31: -1, 5: -1}},
 
-		{"Q5_0", TypeQ5_0, func(b []byte) {
+		{"Q5_0", experts.TypeQ5_0, func(b []byte) {
 			put16(b, 0, f16One)
 			binary.LittleEndian.PutUint32(b[2:], 1<<0|1<<17|1<<31) // fifth bits of elements 0, 17, 31
 			b[6] = 0x21                                            // element 0 = (1+16-16), element 16 = 2-16
@@ -54,7 +55,7 @@ func dequantCases() []dequantCase {
 			b[21] = 0xf0                                           // element 15 = 0-16, element 31 = (15+16)-16
 		}, map[int]float32{0: 1, 16: -14, 1: -13, 17: 4, 15: -16, 31: 15}},
 
-		{"Q5_1", TypeQ5_1, func(b []byte) {
+		{"Q5_1", experts.TypeQ5_1, func(b []byte) {
 			put16(b, 0, f16Half)
 			put16(b, 2, f16Two)
 			binary.LittleEndian.PutUint32(b[4:], 1<<3|1<<16)
@@ -62,14 +63,14 @@ func dequantCases() []dequantCase {
 			b[8] = 0x10   // element 0 = 0+2, element 16 = (1+16)·0.5+2
 		}, map[int]float32{3: 17.5, 19: 2, 0: 2, 16: 10.5}},
 
-		{"Q8_0", TypeQ8_0, func(b []byte) {
+		{"Q8_0", experts.TypeQ8_0, func(b []byte) {
 			put16(b, 0, f16Quarter)
 			b[2] = 0x80  // -128
 			b[3] = 0x7f  // 127
 			b[33] = 0xfe // element 31 = -2
 		}, map[int]float32{0: -32, 1: 31.75, 31: -0.5, 2: 0}},
 
-		{"Q2_K", TypeQ2_K, func(b []byte) {
+		{"Q2_K", experts.TypeQ2_K, func(b []byte) {
 			b[0] = 0x23           // group 0 (elements 0–15): scale 3, min 2
 			b[5] = 0x17           // group 5 (elements 80–95): scale 7, min 1
 			b[16] = 0x1b          // byte 0 of the first 32: bits 0–1 → element 0 = 3, bits 2–3 → element 32 = 2, bits 4–5 → element 64 = 1, bits 6–7 → element 96 = 0
@@ -84,7 +85,7 @@ func dequantCases() []dequantCase {
 			80: -2,
 		}},
 
-		{"Q3_K", TypeQ3_K, func(b []byte) {
+		{"Q3_K", experts.TypeQ3_K, func(b []byte) {
 			// Scales (6 bits, biased by 32): group 0 low nibble in byte 96,
 			// group 9 in the high nibble of byte 97, high bits in bytes 104–107.
 			b[96] = 0x05         // group 0: low 4 bits 5
@@ -104,7 +105,7 @@ func dequantCases() []dequantCase {
 			49:  0.5 * -32 * -1, // group 3 scale 0-32; low bits 3, high bit clear → -1
 		}},
 
-		{"Q4_K", TypeQ4_K, func(b []byte) {
+		{"Q4_K", experts.TypeQ4_K, func(b []byte) {
 			put16(b, 0, f16One)  // d
 			put16(b, 2, f16Half) // dmin
 			sc := b[4:16]
@@ -123,7 +124,7 @@ func dequantCases() []dequantCase {
 			128: 0, // sub-block 4: scale and min 0
 		}},
 
-		{"Q5_K", TypeQ5_K, func(b []byte) {
+		{"Q5_K", experts.TypeQ5_K, func(b []byte) {
 			put16(b, 0, f16One)
 			put16(b, 2, f16One)
 			sc := b[4:16]
@@ -139,7 +140,7 @@ func dequantCases() []dequantCase {
 			100: 0,
 		}},
 
-		{"Q6_K", TypeQ6_K, func(b []byte) {
+		{"Q6_K", experts.TypeQ6_K, func(b []byte) {
 			// ql: bytes 0–63 first half, qh: bytes 128–159; scales 192–207; d 208.
 			b[0] = 0x5a                     // element 0 low nibble 10, element 64 low nibble 5
 			b[32] = 0x03                    // element 32 low nibble 3
@@ -161,13 +162,13 @@ func dequantCases() []dequantCase {
 			1:   0.5 * 2 * -32,
 		}},
 
-		{"IQ4_NL", TypeIQ4_NL, func(b []byte) {
+		{"IQ4_NL", experts.TypeIQ4_NL, func(b []byte) {
 			put16(b, 0, f16Half)
 			b[2] = 0xf0 // element 0 → level 0 (-127), element 16 → level 15 (113)
 			b[3] = 0x87 // element 1 → level 7 (-10), element 17 → level 8 (1)
 		}, map[int]float32{0: -63.5, 16: 56.5, 1: -5, 17: 0.5}},
 
-		{"IQ4_XS", TypeIQ4_XS, func(b []byte) {
+		{"IQ4_XS", experts.TypeIQ4_XS, func(b []byte) {
 			put16(b, 0, f16Half)
 			put16(b, 2, 0x2<<(2*1)|0x3<<(2*7)) // high scale bits: sub-block 1 → 2, sub-block 7 → 3
 			b[4] = 0x50 | 0x1                  // sub-block 0 low bits 1, sub-block 1 low bits 5
@@ -182,31 +183,31 @@ func dequantCases() []dequantCase {
 			255: 0.5 * (15 + 48 - 32) * 53,
 		}},
 
-		{"MXFP4", TypeMXFP4, func(b []byte) {
+		{"MXFP4", experts.TypeMXFP4, func(b []byte) {
 			b[0] = 127  // scale 2⁰, applied halved (0.5) to the doubled codes
 			b[1] = 0xf7 // element 0 → code 7 (6.0), element 16 → code 15 (-6.0)
 			b[2] = 0x9a // element 1 → code 10 (-1.0), element 17 → code 9 (-0.5)
 		}, map[int]float32{0: 6, 16: -6, 1: -1, 17: -0.5, 2: 0}},
 
-		{"MXFP4 small scale", TypeMXFP4, func(b []byte) {
+		{"MXFP4 small scale", experts.TypeMXFP4, func(b []byte) {
 			b[0] = 1    // 2⁻¹²⁶ (stored halved as the subnormal 2⁻¹²⁷)
 			b[1] = 0x03 // element 0 → 1.5·2⁻¹²⁶
 		}, map[int]float32{0: float32(math.Ldexp(1.5, -126))}},
 
-		{"NVFP4", TypeNVFP4, func(b []byte) {
+		{"NVFP4", experts.TypeNVFP4, func(b []byte) {
 			b[0] = 0x38      // sub-block 0 scale 1.0
 			b[3] = 0x40      // sub-block 3 scale 2.0
 			b[4] = 0x71      // element 0 → code 1 (0.5), element 8 → code 7 (6.0)
 			b[4+24+7] = 0xd0 // sub-block 3 byte 7: element 48+7 → 0, element 48+15 → code 13 (-3.0)
 		}, map[int]float32{0: 0.5, 8: 6, 1: 0, 55: 0, 63: -6}},
 
-		{"TQ2_0", TypeTQ2_0, func(b []byte) {
+		{"TQ2_0", experts.TypeTQ2_0, func(b []byte) {
 			b[0] = 0x24         // element 0 → code 0 (-1), element 32 → 1 (0), element 64 → 2 (1), element 96 → 0
 			b[32+5] = 0x02 << 6 // element 128+96+5 = 229 → code 2
 			put16(b, 64, f16Two)
 		}, map[int]float32{0: -2, 32: 0, 64: 2, 96: -2, 229: 2, 128: -2}},
 
-		{"TQ1_0", TypeTQ1_0, func(b []byte) {
+		{"TQ1_0", experts.TypeTQ1_0, func(b []byte) {
 			// Byte 0 packs the trits of elements 0, 32, 64, 96, 128 (most
 			// significant first) as ceil(v·256/243): 2,0,1,2,1 → v = 2·81+9+6+1 = 178.
 			b[0] = byte((178*256 + 242) / 243)
@@ -216,26 +217,26 @@ func dequantCases() []dequantCase {
 			put16(b, 52, f16Half)
 		}, map[int]float32{0: 0.5, 32: -0.5, 64: 0, 96: 0.5, 128: 0, 240: 0, 244: 0.5, 248: -0.5, 252: 0.5, 1: -0.5}},
 
-		{"Q1_0", TypeQ1_0, func(b []byte) {
+		{"Q1_0", experts.TypeQ1_0, func(b []byte) {
 			put16(b, 0, f16Half)
 			b[2] = 0x01  // element 0 positive
 			b[17] = 0x80 // element 127 positive
 		}, map[int]float32{0: 0.5, 1: -0.5, 127: 0.5, 126: -0.5}},
 
-		{"Q2_0", TypeQ2_0, func(b []byte) {
+		{"Q2_0", experts.TypeQ2_0, func(b []byte) {
 			put16(b, 0, f16Two)
 			b[2] = 0xe4  // elements 0–3: codes 0,1,2,3 → -1,0,1,2
 			b[17] = 0x40 // element 63: code 1 → 0; elements 60–62 code 0 → -1
 		}, map[int]float32{0: -2, 1: 0, 2: 2, 3: 4, 63: 0, 62: -2}},
 
-		{"F16", TypeF16, func(b []byte) { put16(b, 0, 0xc500) }, map[int]float32{0: -5}},
-		{"BF16", TypeBF16, func(b []byte) { put16(b, 0, 0x3fc0) }, map[int]float32{0: 1.5}},
-		{"F32", TypeF32, func(b []byte) { binary.LittleEndian.PutUint32(b, math.Float32bits(-0.75)) }, map[int]float32{0: -0.75}},
+		{"F16", experts.TypeF16, func(b []byte) { put16(b, 0, 0xc500) }, map[int]float32{0: -5}},
+		{"BF16", experts.TypeBF16, func(b []byte) { put16(b, 0, 0x3fc0) }, map[int]float32{0: 1.5}},
+		{"F32", experts.TypeF32, func(b []byte) { binary.LittleEndian.PutUint32(b, math.Float32bits(-0.75)) }, map[int]float32{0: -0.75}},
 	}
 }
 
 func TestDequantizeHandBuiltBlocks(t *testing.T) {
-	covered := map[Type]bool{}
+	covered := map[experts.Type]bool{}
 	for _, tc := range dequantCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			block := make([]byte, tc.typ.BlockBytes())
@@ -251,8 +252,8 @@ func TestDequantizeHandBuiltBlocks(t *testing.T) {
 		})
 		covered[tc.typ] = true
 	}
-	for _, typ := range typesWhere(Type.CanDequantize) {
-		if typ != TypeQ8_1 && typ != TypeQ8_K { // activation formats, covered by quantize tests
+	for _, typ := range typesWhere(CanDequantize) {
+		if typ != experts.TypeQ8_1 && typ != experts.TypeQ8_K { // activation formats, covered by quantize tests
 			require.True(t, covered[typ], "no hand-built block for %v", typ)
 		}
 	}
@@ -261,20 +262,20 @@ func TestDequantizeHandBuiltBlocks(t *testing.T) {
 func TestDequantizeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		typ    Type
+		typ    experts.Type
 		src    int
 		dst    int
 		target error
 	}{
-		{"unknown type", Type(77), 18, 32, ErrUnknownType},
-		{"retired id", Type(4), 18, 32, ErrUnknownType},
-		{"no dequantizer", TypeIQ2_XXS, 66, 256, ErrUnsupportedType},
-		{"integer type", TypeI32, 4, 1, ErrUnsupportedType},
-		{"partial block", TypeQ4_0, 18, 31, ErrQuantSize},
-		{"short source", TypeQ4_0, 17, 32, ErrQuantSize},
-		{"long source", TypeQ4_0, 19, 32, ErrQuantSize},
-		{"two blocks expected", TypeQ4_K, 144, 512, ErrQuantSize},
-		{"empty is fine", TypeQ4_K, 0, 0, nil},
+		{"unknown type", experts.Type(77), 18, 32, experts.ErrUnknownType},
+		{"retired id", experts.Type(4), 18, 32, experts.ErrUnknownType},
+		{"no dequantizer", experts.TypeIQ2_XXS, 66, 256, experts.ErrUnsupportedType},
+		{"integer type", experts.TypeI32, 4, 1, experts.ErrUnsupportedType},
+		{"partial block", experts.TypeQ4_0, 18, 31, ErrQuantSize},
+		{"short source", experts.TypeQ4_0, 17, 32, ErrQuantSize},
+		{"long source", experts.TypeQ4_0, 19, 32, ErrQuantSize},
+		{"two blocks expected", experts.TypeQ4_K, 144, 512, ErrQuantSize},
+		{"empty is fine", experts.TypeQ4_K, 0, 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Dequantize(tc.typ, make([]byte, tc.src), make([]float32, tc.dst))
@@ -290,45 +291,45 @@ func TestDequantizeErrors(t *testing.T) {
 }
 
 func TestCanDequantize(t *testing.T) {
-	for _, typ := range []Type{TypeF32, TypeF16, TypeBF16, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ8_0,
-		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ4_NL, TypeIQ4_XS, TypeMXFP4} {
-		require.True(t, typ.CanDequantize(), "%v", typ)
+	for _, typ := range []experts.Type{experts.TypeF32, experts.TypeF16, experts.TypeBF16, experts.TypeQ4_0, experts.TypeQ4_1, experts.TypeQ5_0, experts.TypeQ5_1, experts.TypeQ8_0,
+		experts.TypeQ2_K, experts.TypeQ3_K, experts.TypeQ4_K, experts.TypeQ5_K, experts.TypeQ6_K, experts.TypeIQ4_NL, experts.TypeIQ4_XS, experts.TypeMXFP4} {
+		require.True(t, CanDequantize(typ), "%v", typ)
 	}
-	require.False(t, TypeIQ2_XXS.CanDequantize())
-	require.False(t, Type(1000).CanDequantize())
+	require.False(t, CanDequantize(experts.TypeIQ2_XXS))
+	require.False(t, CanDequantize(experts.Type(1000)))
 }
 
 // TestTypeTableMatchesBlockLayouts checks experts' type table against the
 // block structs of ggml-common.h, summed field by field, for every type this
 // package decodes.
 func TestTypeTableMatchesBlockLayouts(t *testing.T) {
-	const half = 2              // ggml_half
-	layouts := map[Type][2]int{ // elements, bytes
-		TypeF32:    {1, 4},
-		TypeF16:    {1, half},
-		TypeBF16:   {1, 2},
-		TypeQ4_0:   {32, half + 32/2},
-		TypeQ4_1:   {32, 2*half + 32/2},
-		TypeQ5_0:   {32, half + 4 + 32/2},
-		TypeQ5_1:   {32, 2*half + 4 + 32/2},
-		TypeQ8_0:   {32, half + 32},
-		TypeQ8_1:   {32, 2*half + 32},
-		TypeQ2_K:   {256, 256/16 + 256/4 + 2*half},
-		TypeQ3_K:   {256, 256/8 + 256/4 + 12 + half},
-		TypeQ4_K:   {256, 2*half + 12 + 256/2},
-		TypeQ5_K:   {256, 2*half + 12 + 256/8 + 256/2},
-		TypeQ6_K:   {256, 256/2 + 256/4 + 256/16 + half},
-		TypeQ8_K:   {256, 4 + 256 + 2*256/16},
-		TypeIQ4_NL: {32, half + 32/2},
-		TypeIQ4_XS: {256, half + 2 + 256/64 + 256/2},
-		TypeTQ1_0:  {256, (256-4*256/64)/5 + 256/64 + half},
-		TypeTQ2_0:  {256, 256/4 + half},
-		TypeMXFP4:  {32, 1 + 32/2},
-		TypeNVFP4:  {64, 64/16 + 64/2},
-		TypeQ1_0:   {128, half + 128/8},
-		TypeQ2_0:   {64, half + 64/4},
+	const half = 2                      // ggml_half
+	layouts := map[experts.Type][2]int{ // elements, bytes
+		experts.TypeF32:    {1, 4},
+		experts.TypeF16:    {1, half},
+		experts.TypeBF16:   {1, 2},
+		experts.TypeQ4_0:   {32, half + 32/2},
+		experts.TypeQ4_1:   {32, 2*half + 32/2},
+		experts.TypeQ5_0:   {32, half + 4 + 32/2},
+		experts.TypeQ5_1:   {32, 2*half + 4 + 32/2},
+		experts.TypeQ8_0:   {32, half + 32},
+		experts.TypeQ8_1:   {32, 2*half + 32},
+		experts.TypeQ2_K:   {256, 256/16 + 256/4 + 2*half},
+		experts.TypeQ3_K:   {256, 256/8 + 256/4 + 12 + half},
+		experts.TypeQ4_K:   {256, 2*half + 12 + 256/2},
+		experts.TypeQ5_K:   {256, 2*half + 12 + 256/8 + 256/2},
+		experts.TypeQ6_K:   {256, 256/2 + 256/4 + 256/16 + half},
+		experts.TypeQ8_K:   {256, 4 + 256 + 2*256/16},
+		experts.TypeIQ4_NL: {32, half + 32/2},
+		experts.TypeIQ4_XS: {256, half + 2 + 256/64 + 256/2},
+		experts.TypeTQ1_0:  {256, (256-4*256/64)/5 + 256/64 + half},
+		experts.TypeTQ2_0:  {256, 256/4 + half},
+		experts.TypeMXFP4:  {32, 1 + 32/2},
+		experts.TypeNVFP4:  {64, 64/16 + 64/2},
+		experts.TypeQ1_0:   {128, half + 128/8},
+		experts.TypeQ2_0:   {64, half + 64/4},
 	}
-	for _, typ := range typesWhere(Type.CanDequantize) {
+	for _, typ := range typesWhere(CanDequantize) {
 		l, ok := layouts[typ]
 		require.True(t, ok, "no layout for %v", typ)
 		require.Equal(t, l[0], typ.BlockSize(), "%v block size", typ)

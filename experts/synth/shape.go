@@ -1,21 +1,22 @@
-package experts
+package synth
 
 import (
 	"fmt"
-	"io"
 	"os"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
-// ModelShape describes a MoE model by what the placement of its experts
+// Shape describes a MoE model by what the placement of its experts
 // depends on: its layers, its routed experts and their sizes. ShapeWriter
 // declares such a model with all-zero weights, and OpenShape opens it
 // without writing them, for planning and simulation, e.g. of the model a
 // routing trace was recorded on.
-type ModelShape struct {
+type Shape struct {
 	Name string
 	// Arch is a generic MoE architecture name such as "deepseek2", "llama"
 	// or "granitemoe" (qwen3moe and qwen35moe need more metadata: use
-	// SyntheticWriter's presets).
+	// NewWriter's presets).
 	Arch   string
 	Layers int
 	// MoELayers are the layers with routed experts; nil means all.
@@ -35,11 +36,11 @@ type ModelShape struct {
 // down (Q6_K) experts, as in Q4_K_M files where the dimensions allow (else
 // Q8_0, else F16), and one F16 tensor of at least NonExpertBytes. Of the
 // options, WithAlignment and WithProgress apply.
-func ShapeWriter(s ModelShape, opts ...WriteOption) (*Writer, error) {
+func ShapeWriter(s Shape, opts ...experts.WriteOption) (*experts.Writer, error) {
 	if s.Arch == "" || s.Layers <= 0 || s.Experts <= 0 || s.TopK <= 0 || s.TopK > s.Experts || s.Embedding <= 0 || s.ExpertFFN <= 0 || s.NonExpertBytes < 0 {
-		return nil, fmt.Errorf("%w: model shape %+v", ErrWriterInput, s)
+		return nil, fmt.Errorf("%w: model shape %+v", experts.ErrWriterInput, s)
 	}
-	w, err := NewWriter(opts...)
+	w, err := experts.NewWriter(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,7 @@ func ShapeWriter(s ModelShape, opts ...WriteOption) (*Writer, error) {
 	}
 	if s.NonExpertBytes > 0 {
 		rows := (s.NonExpertBytes + int64(s.Embedding)*2 - 1) / (int64(s.Embedding) * 2)
-		if err := w.addZeros("token_embd.weight", TypeF16, []uint64{uint64(s.Embedding), uint64(rows)}); err != nil {
+		if err := w.AddZeros("token_embd.weight", experts.TypeF16, []uint64{uint64(s.Embedding), uint64(rows)}); err != nil {
 			return nil, err
 		}
 	}
@@ -76,22 +77,22 @@ func ShapeWriter(s ModelShape, opts ...WriteOption) (*Writer, error) {
 		}
 	}
 	embd, ffn, e := uint64(s.Embedding), uint64(s.ExpertFFN), uint64(s.Experts)
-	up, down := shapeQuant(s.Embedding, TypeQ4_K), shapeQuant(s.ExpertFFN, TypeQ6_K)
+	up, down := shapeQuant(s.Embedding, experts.TypeQ4_K), shapeQuant(s.ExpertFFN, experts.TypeQ6_K)
 	for _, l := range layers {
 		if l < 0 || l >= s.Layers {
-			return nil, fmt.Errorf("%w: MoE layer %d of %d", ErrWriterInput, l, s.Layers)
+			return nil, fmt.Errorf("%w: MoE layer %d of %d", experts.ErrWriterInput, l, s.Layers)
 		}
 		for _, t := range []struct {
 			name string
-			typ  Type
+			typ  experts.Type
 			dims []uint64
 		}{
-			{"ffn_gate_inp", TypeF32, []uint64{embd, e}},
+			{"ffn_gate_inp", experts.TypeF32, []uint64{embd, e}},
 			{"ffn_gate_exps", up, []uint64{embd, ffn, e}},
 			{"ffn_up_exps", up, []uint64{embd, ffn, e}},
 			{"ffn_down_exps", down, []uint64{ffn, embd, e}},
 		} {
-			if err := w.addZeros(fmt.Sprintf("blk.%d.%s.weight", l, t.name), t.typ, t.dims); err != nil {
+			if err := w.AddZeros(fmt.Sprintf("blk.%d.%s.weight", l, t.name), t.typ, t.dims); err != nil {
 				return nil, err
 			}
 		}
@@ -102,33 +103,14 @@ func ShapeWriter(s ModelShape, opts ...WriteOption) (*Writer, error) {
 // shapeQuant picks the type llama.cpp's Q4_K_M mix would give rows of n
 // elements: the k-quant where n is a multiple of its 256-element blocks, else
 // its fallback Q8_0 (blocks of 32), else F16.
-func shapeQuant(n int, k Type) Type {
+func shapeQuant(n int, k experts.Type) experts.Type {
 	switch {
 	case n%k.BlockSize() == 0:
 		return k
-	case n%TypeQ8_0.BlockSize() == 0:
-		return TypeQ8_0
+	case n%experts.TypeQ8_0.BlockSize() == 0:
+		return experts.TypeQ8_0
 	}
-	return TypeF16
-}
-
-// addZeros declares a tensor whose data is zeros.
-func (w *Writer) addZeros(name string, typ Type, dims []uint64) error {
-	var size int64 // known once declared
-	err := w.AddTensor(name, typ, dims, func(dst io.Writer) error {
-		for left := size; left > 0; {
-			k := min(left, int64(len(writerZeros)))
-			if _, err := dst.Write(writerZeros[:k]); err != nil {
-				return err
-			}
-			left -= k
-		}
-		return nil
-	})
-	if err == nil {
-		size = w.tensors[len(w.tensors)-1].size
-	}
-	return err
+	return experts.TypeF16
 }
 
 // OpenShape opens the model w would write without writing its tensor data:
@@ -137,10 +119,10 @@ func (w *Writer) addZeros(name string, typ Type, dims []uint64) error {
 // model ShapeWriter declares, or any Writer's model with its weights zeroed,
 // so a 20 GB model opens in the time its header takes to write: enough for
 // planning, and for simulation on a backend that moves no data.
-func OpenShape(w *Writer, dir string) (*Model, error) {
+func OpenShape(w *experts.Writer, dir string) (*experts.Model, error) {
 	f, err := os.CreateTemp(dir, "experts-shape-*.gguf")
 	if err != nil {
-		return nil, fmt.Errorf("experts: creating a sparse model file: %w", err)
+		return nil, fmt.Errorf("synth: creating a sparse model file: %w", err)
 	}
 	defer os.Remove(f.Name()) // the mapping outlives the name
 	err = w.WriteHeader(f)
@@ -151,7 +133,7 @@ func OpenShape(w *Writer, dir string) (*Model, error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("experts: writing a sparse model file: %w", err)
+		return nil, fmt.Errorf("synth: writing a sparse model file: %w", err)
 	}
-	return OpenModel(f.Name())
+	return experts.OpenModel(f.Name())
 }

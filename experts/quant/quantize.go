@@ -1,9 +1,11 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // Quantization of float32 data into ggml's storage formats.
@@ -21,38 +23,38 @@ import (
 // quantizers holds, for each type Quantize supports, its reference quantizer;
 // src and dst have been checked to hold the same number of blocks.
 var quantizers = [...]func(src []float32, dst []byte){
-	TypeF32:   quantF32,
-	TypeF16:   quantF16,
-	TypeBF16:  quantBF16,
-	TypeQ4_0:  quantQ4_0,
-	TypeQ4_1:  quantQ4_1,
-	TypeQ5_0:  quantQ5_0,
-	TypeQ5_1:  quantQ5_1,
-	TypeQ8_0:  quantQ8_0,
-	TypeQ8_1:  quantQ8_1,
-	TypeQ8_K:  quantQ8K,
-	TypeQ2_K:  quantQ2K,
-	TypeQ3_K:  quantQ3K,
-	TypeQ4_K:  quantQ4K,
-	TypeQ5_K:  quantQ5K,
-	TypeQ6_K:  quantQ6K,
-	TypeTQ1_0: quantTQ1_0,
-	TypeTQ2_0: quantTQ2_0,
-	TypeMXFP4: quantMXFP4,
-	TypeNVFP4: quantNVFP4,
-	TypeQ1_0:  quantQ1_0,
-	TypeQ2_0:  quantQ2_0,
+	experts.TypeF32:   quantF32,
+	experts.TypeF16:   quantF16,
+	experts.TypeBF16:  quantBF16,
+	experts.TypeQ4_0:  quantQ4_0,
+	experts.TypeQ4_1:  quantQ4_1,
+	experts.TypeQ5_0:  quantQ5_0,
+	experts.TypeQ5_1:  quantQ5_1,
+	experts.TypeQ8_0:  quantQ8_0,
+	experts.TypeQ8_1:  quantQ8_1,
+	experts.TypeQ8_K:  quantQ8K,
+	experts.TypeQ2_K:  quantQ2K,
+	experts.TypeQ3_K:  quantQ3K,
+	experts.TypeQ4_K:  quantQ4K,
+	experts.TypeQ5_K:  quantQ5K,
+	experts.TypeQ6_K:  quantQ6K,
+	experts.TypeTQ1_0: quantTQ1_0,
+	experts.TypeTQ2_0: quantTQ2_0,
+	experts.TypeMXFP4: quantMXFP4,
+	experts.TypeNVFP4: quantNVFP4,
+	experts.TypeQ1_0:  quantQ1_0,
+	experts.TypeQ2_0:  quantQ2_0,
 }
 
 // activationQuantizers holds the types where ggml's x86-64 CPU backend
 // quantizes activations differently from the reference quantizer.
 var activationQuantizers = [...]func(src []float32, dst []byte){
-	TypeQ8_0: quantQ8_0x86,
-	TypeQ8_1: quantQ8_1x86,
+	experts.TypeQ8_0: quantQ8_0x86,
+	experts.TypeQ8_1: quantQ8_1x86,
 }
 
 // CanQuantize reports whether Quantize supports t.
-func (t Type) CanQuantize() bool {
+func CanQuantize(t experts.Type) bool {
 	return byType(quantizers[:], t) != nil
 }
 
@@ -63,16 +65,16 @@ func (t Type) CanQuantize() bool {
 // exactly t.RowBytes(len(src)) bytes long. Quantization works block by block,
 // so src may span several rows. Errors wrap ErrUnknownType,
 // ErrUnsupportedType or ErrQuantSize.
-func Quantize(t Type, src []float32, dst []byte) error {
+func Quantize(t experts.Type, src []float32, dst []byte) error {
 	if !t.Known() {
-		return fmt.Errorf("%w: %v", ErrUnknownType, t)
+		return fmt.Errorf("%w: %v", experts.ErrUnknownType, t)
 	}
 	q := byType(quantizers[:], t)
 	if q == nil {
-		return fmt.Errorf("%w: no quantization to %v", ErrUnsupportedType, t)
+		return fmt.Errorf("%w: no quantization to %v", experts.ErrUnsupportedType, t)
 	}
 	if err := checkQuantSize(t, len(dst), len(src)); err != nil {
-		return fmt.Errorf("experts: quantize: %w", err)
+		return fmt.Errorf("quant: quantize: %w", err)
 	}
 	q(src, dst)
 	return nil
@@ -83,13 +85,13 @@ func Quantize(t Type, src []float32, dst []byte) error {
 // before a dot product: use it to prepare the act argument of VecDot when
 // results should match llama.cpp running on such a machine. It differs from
 // Quantize only for Q8_0 and Q8_1.
-func QuantizeActivations(t Type, src []float32, dst []byte) error {
+func QuantizeActivations(t experts.Type, src []float32, dst []byte) error {
 	q := byType(activationQuantizers[:], t)
 	if q == nil {
 		return Quantize(t, src, dst)
 	}
 	if err := checkQuantSize(t, len(dst), len(src)); err != nil {
-		return fmt.Errorf("experts: quantize: %w", err)
+		return fmt.Errorf("quant: quantize: %w", err)
 	}
 	q(src, dst)
 	return nil

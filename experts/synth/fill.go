@@ -1,4 +1,4 @@
-package experts
+package synth
 
 import (
 	"encoding/binary"
@@ -7,6 +7,9 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 // synthChunkBytes is the unit of parallel generation: a tensor's data is cut
@@ -82,19 +85,19 @@ var synthSubScaleRMS = math.Sqrt(23.5*23.5 + (16*16-1)/12.0)
 // synthUniformStd is the standard deviation of an integer uniform on n values.
 func synthUniformStd(n float64) float64 { return math.Sqrt((n*n - 1) / 12) }
 
-func newSynthQuantizer(t Type, sigma float64, seed uint64) *synthQuantizer {
+func newSynthQuantizer(t experts.Type, sigma float64, seed uint64) *synthQuantizer {
 	r := synthRand{s: seed}
 	q := &synthQuantizer{blockBytes: t.BlockBytes()}
-	half := func(b []byte, v float64) { binary.LittleEndian.PutUint16(b, Float32ToFloat16(float32(v))) }
+	half := func(b []byte, v float64) { binary.LittleEndian.PutUint16(b, quant.Float32ToFloat16(float32(v))) }
 	jitter := func() float64 { return 0.9 + 0.2*r.uniform() } // per-variant variation of d
 	for range 256 {
 		var h []byte
 		switch t {
-		case TypeQ4_K, TypeQ5_K:
+		case experts.TypeQ4_K, experts.TypeQ5_K:
 			// d, dmin, 12 bytes packing eight 6-bit scales and mins; value =
 			// d*scale*q - dmin*min with min = scale and dmin = d*mean(q).
 			levels := 16.0
-			if t == TypeQ5_K {
+			if t == experts.TypeQ5_K {
 				levels = 32
 			}
 			h = make([]byte, 16)
@@ -111,7 +114,7 @@ func newSynthQuantizer(t Type, sigma float64, seed uint64) *synthQuantizer {
 				packed[j+4] = sc[j] | sc[j+4]>>4<<6 // mins equal the scales
 				packed[j+8] = sc[j+4]&0xf | (sc[j+4]&0xf)<<4
 			}
-		case TypeQ6_K:
+		case experts.TypeQ6_K:
 			// After ql[128] and qh[64]: sixteen int8 scales and d; value =
 			// d*scale*(q-32).
 			q.headerAt = 192
@@ -120,7 +123,7 @@ func newSynthQuantizer(t Type, sigma float64, seed uint64) *synthQuantizer {
 				h[j] = synthSubScale(&r)
 			}
 			half(h[16:], sigma/(synthUniformStd(64)*synthSubScaleRMS)*jitter())
-		case TypeQ8_0:
+		case experts.TypeQ8_0:
 			// d then 32 int8 quants.
 			h = make([]byte, 2)
 			half(h, sigma/synthUniformStd(256)*jitter())
@@ -155,13 +158,24 @@ func synthF32Value(t *synthTensor, r *synthRand) float32 {
 	return float32(t.sigma * r.normal())
 }
 
+// tensorBytes is the storage size of a planned tensor (whose shape the
+// plan keeps within what Writer.AddTensor accepts).
+func tensorBytes(t synthTensor) int64 {
+	row, _ := t.typ.RowBytes(t.dims[0])
+	size := int64(row)
+	for _, d := range t.dims[1:] {
+		size *= int64(d)
+	}
+	return size
+}
+
 // synthFiller returns the TensorFiller of a planned tensor.
-func synthFiller(t synthTensor, seed uint64, workers int) TensorFiller {
-	size, _ := writerTensorBytes(t.typ, t.dims) // AddTensor reports a bad shape
+func synthFiller(t synthTensor, seed uint64, workers int) experts.TensorFiller {
+	size := tensorBytes(t)
 	blockBytes := int64(t.typ.BlockBytes())
 	chunk := max(synthChunkBytes/blockBytes, 1) * blockBytes
 	var gen func(buf []byte, r *synthRand)
-	if t.typ == TypeF32 {
+	if t.typ == experts.TypeF32 {
 		gen = func(buf []byte, r *synthRand) {
 			for i := 0; i+4 <= len(buf); i += 4 {
 				binary.LittleEndian.PutUint32(buf[i:], math.Float32bits(synthF32Value(&t, r)))
@@ -170,7 +184,7 @@ func synthFiller(t synthTensor, seed uint64, workers int) TensorFiller {
 	} else {
 		q := newSynthQuantizer(t.typ, t.sigma, synthMix(seed, math.MaxUint64))
 		if q == nil {
-			return func(io.Writer) error { return ErrUnsupportedType }
+			return func(io.Writer) error { return experts.ErrUnsupportedType }
 		}
 		gen = q.fill
 	}

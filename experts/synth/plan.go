@@ -1,4 +1,4 @@
-package experts
+package synth
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // synthKind says what values a tensor holds.
@@ -22,7 +24,7 @@ const (
 // to fill it with.
 type synthTensor struct {
 	name  string
-	typ   Type
+	typ   experts.Type
 	dims  []uint64
 	kind  synthKind
 	sigma float64 // for synthWeights
@@ -92,7 +94,7 @@ func synthPlan(p *synthPreset) []synthTensor {
 	}
 	if p.ftype == synthF32 {
 		for i := range ts {
-			ts[i].typ = TypeF32
+			ts[i].typ = experts.TypeF32
 		}
 		return ts
 	}
@@ -164,7 +166,7 @@ func synthUseMoreBits(i, n int) bool {
 	return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2
 }
 
-func (q *synthQ4KMState) typeOf(t *synthTensor) Type {
+func (q *synthQ4KMState) typeOf(t *synthTensor) experts.Type {
 	name := t.name
 	nDims := len(t.dims)
 	for nDims > 1 && t.dims[nDims-1] == 1 {
@@ -175,39 +177,39 @@ func (q *synthQ4KMState) typeOf(t *synthTensor) Type {
 		!strings.Contains(name, "ffn_gate_inp.weight") &&
 		!strings.Contains(name, "ssm_conv1d")
 	if !quantize {
-		return TypeF32
+		return experts.TypeF32
 	}
 	eightExperts := q.preset.experts == 8 // llama.cpp special-cases 8-expert models
-	typ := TypeQ4_K
+	typ := experts.TypeQ4_K
 	switch {
 	case name == "output.weight":
-		typ = TypeQ6_K
-		if t.dims[0]%uint64(TypeQ6_K.BlockSize()) != 0 {
-			typ = TypeQ8_0
+		typ = experts.TypeQ6_K
+		if t.dims[0]%uint64(experts.TypeQ6_K.BlockSize()) != 0 {
+			typ = experts.TypeQ8_0
 		}
 	case name == "token_embd.weight":
 		// Q4_K_M keeps the default type for untied input embeddings.
 	case synthAttnVLike(name):
 		if synthUseMoreBits(q.attnVSeen, q.attnVCount) {
-			typ = TypeQ6_K
+			typ = experts.TypeQ6_K
 		}
 		if eightExperts {
-			typ = TypeQ8_0
+			typ = experts.TypeQ8_0
 		}
 		q.attnVSeen++
 	case strings.Contains(name, "attn_k.weight"):
 		if eightExperts {
-			typ = TypeQ8_0
+			typ = experts.TypeQ8_0
 		}
 	case strings.Contains(name, "ffn_down"):
 		// With experts llama.cpp takes the layer from the name and counts
 		// n_layer_all layers.
 		if synthUseMoreBits(synthLayerOf(name), q.preset.layers) {
-			typ = TypeQ6_K
+			typ = experts.TypeQ6_K
 		}
 	case strings.Contains(name, "attn_output.weight"):
 		if eightExperts {
-			typ = TypeQ5_K
+			typ = experts.TypeQ5_K
 		}
 	}
 	return typ
@@ -215,7 +217,7 @@ func (q *synthQ4KMState) typeOf(t *synthTensor) Type {
 
 // synthSetMetadata adds the metadata keys in the order and with the types
 // llama.cpp's tools write them.
-func synthSetMetadata(w *Writer, p *synthPreset, tok *synthVocab) error {
+func synthSetMetadata(w *experts.Writer, p *synthPreset, tok *synthVocab) error {
 	a := p.arch + "."
 	u32 := func(n int) uint32 { return uint32(n) }
 	type kv struct {

@@ -1,4 +1,4 @@
-package experts
+package synth
 
 // synthCorpus is the English text the synthetic tokenizer learns its merges
 // from (written for this package), so that ordinary English tokenizes into

@@ -1,10 +1,12 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // Dot products of one row of stored weights with activations already
@@ -24,62 +26,62 @@ import (
 
 // vecDotTypes is ggml's CPU type_traits vec_dot_type for every type that has
 // a dot product there.
-var vecDotTypes = [...]Type{
-	TypeF32:     TypeF32,
-	TypeF16:     TypeF16,
-	TypeBF16:    TypeBF16,
-	TypeQ4_0:    TypeQ8_0,
-	TypeQ4_1:    TypeQ8_1,
-	TypeQ5_0:    TypeQ8_0,
-	TypeQ5_1:    TypeQ8_1,
-	TypeQ8_0:    TypeQ8_0,
-	TypeQ8_1:    TypeQ8_1,
-	TypeQ2_K:    TypeQ8_K,
-	TypeQ3_K:    TypeQ8_K,
-	TypeQ4_K:    TypeQ8_K,
-	TypeQ5_K:    TypeQ8_K,
-	TypeQ6_K:    TypeQ8_K,
-	TypeIQ2_XXS: TypeQ8_K,
-	TypeIQ2_XS:  TypeQ8_K,
-	TypeIQ3_XXS: TypeQ8_K,
-	TypeIQ1_S:   TypeQ8_K,
-	TypeIQ4_NL:  TypeQ8_0,
-	TypeIQ3_S:   TypeQ8_K,
-	TypeIQ2_S:   TypeQ8_K,
-	TypeIQ4_XS:  TypeQ8_K,
-	TypeIQ1_M:   TypeQ8_K,
-	TypeTQ1_0:   TypeQ8_K,
-	TypeTQ2_0:   TypeQ8_K,
-	TypeMXFP4:   TypeQ8_0,
-	TypeNVFP4:   TypeQ8_0,
-	TypeQ1_0:    TypeQ8_0,
-	TypeQ2_0:    TypeQ8_0,
+var vecDotTypes = [...]experts.Type{
+	experts.TypeF32:     experts.TypeF32,
+	experts.TypeF16:     experts.TypeF16,
+	experts.TypeBF16:    experts.TypeBF16,
+	experts.TypeQ4_0:    experts.TypeQ8_0,
+	experts.TypeQ4_1:    experts.TypeQ8_1,
+	experts.TypeQ5_0:    experts.TypeQ8_0,
+	experts.TypeQ5_1:    experts.TypeQ8_1,
+	experts.TypeQ8_0:    experts.TypeQ8_0,
+	experts.TypeQ8_1:    experts.TypeQ8_1,
+	experts.TypeQ2_K:    experts.TypeQ8_K,
+	experts.TypeQ3_K:    experts.TypeQ8_K,
+	experts.TypeQ4_K:    experts.TypeQ8_K,
+	experts.TypeQ5_K:    experts.TypeQ8_K,
+	experts.TypeQ6_K:    experts.TypeQ8_K,
+	experts.TypeIQ2_XXS: experts.TypeQ8_K,
+	experts.TypeIQ2_XS:  experts.TypeQ8_K,
+	experts.TypeIQ3_XXS: experts.TypeQ8_K,
+	experts.TypeIQ1_S:   experts.TypeQ8_K,
+	experts.TypeIQ4_NL:  experts.TypeQ8_0,
+	experts.TypeIQ3_S:   experts.TypeQ8_K,
+	experts.TypeIQ2_S:   experts.TypeQ8_K,
+	experts.TypeIQ4_XS:  experts.TypeQ8_K,
+	experts.TypeIQ1_M:   experts.TypeQ8_K,
+	experts.TypeTQ1_0:   experts.TypeQ8_K,
+	experts.TypeTQ2_0:   experts.TypeQ8_K,
+	experts.TypeMXFP4:   experts.TypeQ8_0,
+	experts.TypeNVFP4:   experts.TypeQ8_0,
+	experts.TypeQ1_0:    experts.TypeQ8_0,
+	experts.TypeQ2_0:    experts.TypeQ8_0,
 }
 
 // dotKernels are the dot products this package implements. Each gets w and
 // act cut to exactly the blocks of one row.
 var dotKernels = [...]func(w, act []byte) float32{
-	TypeF32:    dotF32,
-	TypeF16:    dotF16,
-	TypeBF16:   dotBF16,
-	TypeQ4_0:   dotQ4_0,
-	TypeQ4_1:   dotQ4_1,
-	TypeQ5_0:   dotQ5_0,
-	TypeQ5_1:   dotQ5_1,
-	TypeQ8_0:   dotQ8_0,
-	TypeQ2_K:   dotQ2K,
-	TypeQ3_K:   dotQ3K,
-	TypeQ4_K:   dotQ4K,
-	TypeQ5_K:   dotQ5K,
-	TypeQ6_K:   dotQ6K,
-	TypeIQ4_NL: dotIQ4NL,
-	TypeIQ4_XS: dotIQ4XS,
-	TypeTQ1_0:  dotTQ1_0,
-	TypeTQ2_0:  dotTQ2_0,
-	TypeMXFP4:  dotMXFP4,
-	TypeNVFP4:  dotNVFP4,
-	TypeQ1_0:   dotQ1_0,
-	TypeQ2_0:   dotQ2_0,
+	experts.TypeF32:    dotF32,
+	experts.TypeF16:    dotF16,
+	experts.TypeBF16:   dotBF16,
+	experts.TypeQ4_0:   dotQ4_0,
+	experts.TypeQ4_1:   dotQ4_1,
+	experts.TypeQ5_0:   dotQ5_0,
+	experts.TypeQ5_1:   dotQ5_1,
+	experts.TypeQ8_0:   dotQ8_0,
+	experts.TypeQ2_K:   dotQ2K,
+	experts.TypeQ3_K:   dotQ3K,
+	experts.TypeQ4_K:   dotQ4K,
+	experts.TypeQ5_K:   dotQ5K,
+	experts.TypeQ6_K:   dotQ6K,
+	experts.TypeIQ4_NL: dotIQ4NL,
+	experts.TypeIQ4_XS: dotIQ4XS,
+	experts.TypeTQ1_0:  dotTQ1_0,
+	experts.TypeTQ2_0:  dotTQ2_0,
+	experts.TypeMXFP4:  dotMXFP4,
+	experts.TypeNVFP4:  dotNVFP4,
+	experts.TypeQ1_0:   dotQ1_0,
+	experts.TypeQ2_0:   dotQ2_0,
 }
 
 // dotPlan is what VecDot needs per weight type, gathered so that the per-row
@@ -93,8 +95,8 @@ type dotPlan struct {
 // dotPlans is indexed by Type, like dotKernels.
 var dotPlans = func() (plans [len(dotKernels)]dotPlan) {
 	for i, kernel := range dotKernels {
-		if t := Type(i); kernel != nil {
-			at := t.VecDotType()
+		if t := experts.Type(i); kernel != nil {
+			at := VecDotType(t)
 			plans[t] = dotPlan{kernel, t.BlockSize(), t.BlockBytes(), at.BlockSize(), at.BlockBytes()}
 		}
 	}
@@ -106,17 +108,17 @@ var dotPlans = func() (plans [len(dotKernels)]dotPlan) {
 // MXFP4; Q8_1 for Q4_1 and Q5_1; Q8_K for the K-quants and IQ4_XS; F16, BF16
 // and F32 for themselves). Types ggml cannot multiply report F32, the zero
 // value of ggml's table.
-func (t Type) VecDotType() Type {
+func VecDotType(t experts.Type) experts.Type {
 	return byType(vecDotTypes[:], t)
 }
 
 // CanVecDot reports whether VecDot supports weights of type t.
-func (t Type) CanVecDot() bool {
+func CanVecDot(t experts.Type) bool {
 	return byType(dotKernels[:], t) != nil
 }
 
 // VecDot returns the dot product of n weights of type t, stored in w, with n
-// activations stored in act as t.VecDotType() (see QuantizeActivations).
+// activations stored in act as VecDotType(t) (see QuantizeActivations).
 //
 // It is the inner loop of matrix-vector products and checks nothing beyond
 // what Go's bounds checks do: n must be a multiple of t.BlockSize(), w and
@@ -124,57 +126,57 @@ func (t Type) CanVecDot() bool {
 // CanVecDot. Violations panic (short slices, unsupported type) or, for an n
 // that is not a multiple of the block size, ignore the partial block. Callers
 // validate once per matrix, with VecDotChecked on its first row or by
-// comparing t.RowBytes(n) and t.VecDotType().RowBytes(n) with their buffers.
+// comparing t.RowBytes(n) and VecDotType(t).RowBytes(n) with their buffers.
 // VecDot does not allocate.
-func VecDot(t Type, n int, w, act []byte) float32 {
+func VecDot(t experts.Type, n int, w, act []byte) float32 {
 	p := byType(dotPlans[:], t)
 	if p.kernel == nil {
-		panic(fmt.Sprintf("experts: VecDot: no dot product for %v", t))
+		panic(fmt.Sprintf("quant: VecDot: no dot product for %v", t))
 	}
 	return p.kernel(w[:n/p.wBlockSize*p.wBlockBytes], act[:n/p.aBlockSize*p.aBlockBytes])
 }
 
 // VecDotChecked is VecDot with its arguments validated: w must be exactly
-// t.RowBytes(n) bytes and act exactly t.VecDotType().RowBytes(n). Errors wrap
+// t.RowBytes(n) bytes and act exactly VecDotType(t).RowBytes(n). Errors wrap
 // ErrUnknownType, ErrUnsupportedType or ErrQuantSize.
-func VecDotChecked(t Type, n int, w, act []byte) (float32, error) {
+func VecDotChecked(t experts.Type, n int, w, act []byte) (float32, error) {
 	if !t.Known() {
-		return 0, fmt.Errorf("%w: %v", ErrUnknownType, t)
+		return 0, fmt.Errorf("%w: %v", experts.ErrUnknownType, t)
 	}
-	if !t.CanVecDot() {
-		return 0, fmt.Errorf("%w: no dot product for %v", ErrUnsupportedType, t)
+	if !CanVecDot(t) {
+		return 0, fmt.Errorf("%w: no dot product for %v", experts.ErrUnsupportedType, t)
 	}
 	if n < 0 {
 		return 0, fmt.Errorf("%w: negative element count %d", ErrQuantSize, n)
 	}
 	if err := checkQuantSize(t, len(w), n); err != nil {
-		return 0, fmt.Errorf("experts: vec dot weights: %w", err)
+		return 0, fmt.Errorf("quant: vec dot weights: %w", err)
 	}
-	if err := checkQuantSize(t.VecDotType(), len(act), n); err != nil {
-		return 0, fmt.Errorf("experts: vec dot activations: %w", err)
+	if err := checkQuantSize(VecDotType(t), len(act), n); err != nil {
+		return 0, fmt.Errorf("quant: vec dot activations: %w", err)
 	}
 	return VecDot(t, n, w, act), nil
 }
 
 // MatVec multiplies len(out) rows of n weights of type t, stored back to back
-// in w, with one activation vector act in t.VecDotType():
+// in w, with one activation vector act in VecDotType(t):
 // out[r] = VecDot(t, n, row r, act). It validates the sizes once, so it suits
 // whole matrices or row ranges handed to parallel workers.
-func MatVec(t Type, n int, w, act []byte, out []float32) error {
+func MatVec(t experts.Type, n int, w, act []byte, out []float32) error {
 	if len(out) == 0 {
 		return nil
 	}
 	rowBytes, err := t.RowBytes(uint64(max(n, 0)))
 	if err != nil {
-		return fmt.Errorf("experts: mat vec: %w: %w", ErrQuantSize, err)
+		return fmt.Errorf("quant: mat vec: %w: %w", ErrQuantSize, err)
 	}
 	if uint64(len(w)) != rowBytes*uint64(len(out)) {
-		return fmt.Errorf("experts: mat vec: %w: %d rows of %d %v elements take %d bytes, got %d",
+		return fmt.Errorf("quant: mat vec: %w: %d rows of %d %v elements take %d bytes, got %d",
 			ErrQuantSize, len(out), n, t, rowBytes*uint64(len(out)), len(w))
 	}
 	row := int(rowBytes)
 	if _, err := VecDotChecked(t, n, w[:row], act); err != nil {
-		return fmt.Errorf("experts: mat vec: %w", err)
+		return fmt.Errorf("quant: mat vec: %w", err)
 	}
 	for r := range out {
 		out[r] = VecDot(t, n, w[r*row:(r+1)*row], act)

@@ -1,4 +1,4 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
@@ -7,55 +7,56 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
-func quantizeTypes() []Type { return typesWhere(Type.CanQuantize) }
+func quantizeTypes() []experts.Type { return typesWhere(CanQuantize) }
 
 // errorBound returns, per element of one block x, how far the dequantized
 // value may be from x for type t: half a quantization step (a whole step
 // where the format clamps its extreme code), plus what rounding the scale to
 // f16 moves the largest code by, plus float slack.
-func errorBound(t Type, x []float32) float64 {
+func errorBound(t experts.Type, x []float32) float64 {
 	amax := float64(absMax(x))
 	lo, hi := minMax(x)
 	// f16err is how far v moves when stored as f16 (subnormals included).
 	f16err := func(v float64) float64 { return math.Abs(v - float64(Float16ToFloat32(Float32ToFloat16(float32(v))))) }
 	const slack = 1e-5
 	switch t {
-	case TypeF32:
+	case experts.TypeF32:
 		return 0
-	case TypeF16:
+	case experts.TypeF16:
 		return amax*0x1p-11 + 0x1p-25
-	case TypeBF16:
+	case experts.TypeBF16:
 		return amax * 0x1p-8
-	case TypeQ8_0, TypeQ8_1:
+	case experts.TypeQ8_0, experts.TypeQ8_1:
 		d := amax / 127
 		return d/2 + 127*f16err(d) + slack*d
-	case TypeQ8_K:
+	case experts.TypeQ8_K:
 		return amax / 127 / 2 * (1 + slack)
-	case TypeQ4_0:
+	case experts.TypeQ4_0:
 		d := amax / 8
 		return d + 8*f16err(d) + slack*d
-	case TypeQ5_0:
+	case experts.TypeQ5_0:
 		d := amax / 16
 		return d + 16*f16err(d) + slack*d
-	case TypeQ4_1, TypeQ5_1:
+	case experts.TypeQ4_1, experts.TypeQ5_1:
 		levels := 15.0
-		if t == TypeQ5_1 {
+		if t == experts.TypeQ5_1 {
 			levels = 31
 		}
 		d := float64(hi-lo) / levels
 		return d/2 + levels*f16err(d) + f16err(float64(lo)) + slack*amax
-	case TypeTQ1_0, TypeTQ2_0, TypeQ2_0:
+	case experts.TypeTQ1_0, experts.TypeTQ2_0, experts.TypeQ2_0:
 		return amax/2 + 2*f16err(amax) + slack*amax
-	case TypeMXFP4:
+	case experts.TypeMXFP4:
 		if amax == 0 {
 			return 0
 		}
 		s := math.Ldexp(1, int(math.Floor(math.Log2(amax)))-2)
 		return 2 * s // top FP4 step (4→6) is 2s; values past 6s clamp to it, within 2s
-	case TypeNVFP4: // the loosest of the four 16-element sub-blocks
+	case experts.TypeNVFP4: // the loosest of the four 16-element sub-blocks
 		var bound float64
 		for s := 0; s < len(x); s += 16 {
 			amax := float64(absMax(x[s : s+16]))
@@ -71,9 +72,9 @@ func TestQuantizeRoundTripError(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, typ := range quantizeTypes() {
 		switch typ {
-		case TypeQ1_0: // stores signs and a mean magnitude: tested exactly below
+		case experts.TypeQ1_0: // stores signs and a mean magnitude: tested exactly below
 			continue
-		case TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K: // fitted scales: see TestQuantizeKQuants
+		case experts.TypeQ2_K, experts.TypeQ3_K, experts.TypeQ4_K, experts.TypeQ5_K, experts.TypeQ6_K: // fitted scales: see TestQuantizeKQuants
 			continue
 		}
 		t.Run(typ.String(), func(t *testing.T) {
@@ -112,12 +113,12 @@ func TestQuantizeExactValuesSurvive(t *testing.T) {
 	for i := range x {
 		x[i] = float32(int(i%255)-127) / 8 // -127/8 … 127/8: amax 127/8, step 1/8
 	}
-	for _, typ := range []Type{TypeQ8_0, TypeQ8_1, TypeQ8_K, TypeF16, TypeBF16, TypeF32} {
+	for _, typ := range []experts.Type{experts.TypeQ8_0, experts.TypeQ8_1, experts.TypeQ8_K, experts.TypeF16, experts.TypeBF16, experts.TypeF32} {
 		q := make([]byte, rowBytes(t, typ, len(x)))
 		require.NoError(t, Quantize(typ, x, q))
 		y := make([]float32, len(x))
 		require.NoError(t, Dequantize(typ, q, y))
-		if typ == TypeQ8_0 || typ == TypeQ8_1 {
+		if typ == experts.TypeQ8_0 || typ == experts.TypeQ8_1 {
 			// Blocks whose amax is not 127/8 have d = amax/127, not exact in f16.
 			for b := 0; b < len(x); b += 32 {
 				if absMax(x[b:b+32]) == 127.0/8 {
@@ -136,7 +137,7 @@ func TestQuantizeHandWorked(t *testing.T) {
 	x := make([]float32, 32)
 	x[3], x[5], x[20] = -4, 1.3, 4
 	q := make([]byte, 18)
-	require.NoError(t, Quantize(TypeQ4_0, x, q))
+	require.NoError(t, Quantize(experts.TypeQ4_0, x, q))
 	require.Equal(t, uint16(f16Half), binary.LittleEndian.Uint16(q))
 	require.Equal(t, byte(0x80), q[2+3], "element 3 code 0, element 19 code 8 (zero)")
 	require.Equal(t, byte(0x8b), q[2+5], "element 5 code 11")
@@ -147,7 +148,7 @@ func TestQuantizeHandWorked(t *testing.T) {
 	x = make([]float32, 256)
 	x[7], x[8], x[9] = 2, 1, -2
 	q = make([]byte, 292)
-	require.NoError(t, Quantize(TypeQ8_K, x, q))
+	require.NoError(t, Quantize(experts.TypeQ8_K, x, q))
 	require.Equal(t, float32(1/(-127.0/2)), math.Float32frombits(binary.LittleEndian.Uint32(q)))
 	require.Equal(t, []byte{0x81, 0xc0, 0x7f}, q[4+7:4+10]) // -127, -64, 127
 	require.Equal(t, int16(-127-64+127), int16(binary.LittleEndian.Uint16(q[260:])), "bsums[0]")
@@ -159,7 +160,7 @@ func TestQuantizeHandWorked(t *testing.T) {
 	}
 	x[126] = 0
 	q = make([]byte, 18)
-	require.NoError(t, Quantize(TypeQ1_0, x, q))
+	require.NoError(t, Quantize(experts.TypeQ1_0, x, q))
 	require.Equal(t, Float32ToFloat16(float32(126.0/128+1.5/128)), binary.LittleEndian.Uint16(q), "mean of |x| with one 1.5 replaced by 0")
 	require.Equal(t, byte(0xcc), q[2], "elements 2, 3, 6, 7 positive")
 	require.Equal(t, byte(0xcc|0x40), q[17], "element 126 (zero) positive")
@@ -172,8 +173,8 @@ func TestQuantizeActivationsRounding(t *testing.T) {
 	x[0], x[1], x[2] = 127, 2.5, -2.5 // amax 127: d = 1, and 2.5 is a tie
 	ref := make([]byte, 34)
 	act := make([]byte, 34)
-	require.NoError(t, Quantize(TypeQ8_0, x, ref))
-	require.NoError(t, QuantizeActivations(TypeQ8_0, x, act))
+	require.NoError(t, Quantize(experts.TypeQ8_0, x, ref))
+	require.NoError(t, QuantizeActivations(experts.TypeQ8_0, x, act))
 	require.Equal(t, []byte{127, 3, 0xfd}, ref[2:5], "reference: ties away from zero")
 	require.Equal(t, []byte{127, 2, 0xfe}, act[2:5], "x86: ties to even")
 
@@ -190,8 +191,8 @@ func TestQuantizeActivationsRounding(t *testing.T) {
 		for j := 1; j < 32; j++ {
 			x[j] = math.Float32frombits(math.Float32bits(mid) + uint32(j) - 16)
 		}
-		require.NoError(t, Quantize(TypeQ8_0, x, ref))
-		require.NoError(t, QuantizeActivations(TypeQ8_0, x, act))
+		require.NoError(t, Quantize(experts.TypeQ8_0, x, ref))
+		require.NoError(t, QuantizeActivations(experts.TypeQ8_0, x, act))
 		for j, v := range x {
 			wantRef := int8(math.Round(float64(v * idRef)))
 			wantX86 := int8(math.RoundToEven(float64(v * idX86)))
@@ -206,7 +207,7 @@ func TestQuantizeActivationsRounding(t *testing.T) {
 
 	rng := rand.New(rand.NewPCG(31, 32))
 	// Types without an x86 variant are quantized by the reference.
-	for _, typ := range []Type{TypeQ8_K, TypeF16, TypeBF16, TypeF32} {
+	for _, typ := range []experts.Type{experts.TypeQ8_K, experts.TypeF16, experts.TypeBF16, experts.TypeF32} {
 		x := randomActivations(256, rng)
 		r, a := make([]byte, rowBytes(t, typ, 256)), make([]byte, rowBytes(t, typ, 256))
 		require.NoError(t, Quantize(typ, x, r))
@@ -218,9 +219,9 @@ func TestQuantizeActivationsRounding(t *testing.T) {
 func TestQuantizeQ8Sums(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	x := randomActivations(512, rng)
-	for _, quantize := range []func(Type, []float32, []byte) error{Quantize, QuantizeActivations} {
+	for _, quantize := range []func(experts.Type, []float32, []byte) error{Quantize, QuantizeActivations} {
 		q1 := make([]byte, 16*36)
-		require.NoError(t, quantize(TypeQ8_1, x, q1))
+		require.NoError(t, quantize(experts.TypeQ8_1, x, q1))
 		for b := 0; b < 16; b++ {
 			blk := q1[36*b:]
 			var sum int
@@ -231,7 +232,7 @@ func TestQuantizeQ8Sums(t *testing.T) {
 			require.Equal(t, Float32ToFloat16(float32(sum)*d), binary.LittleEndian.Uint16(blk[2:]), "Q8_1 block %d: s = d·Σq", b)
 		}
 		qk := make([]byte, 2*292)
-		require.NoError(t, quantize(TypeQ8_K, x, qk))
+		require.NoError(t, quantize(experts.TypeQ8_K, x, qk))
 		for b := 0; b < 2; b++ {
 			blk := qk[292*b:]
 			for g := 0; g < 16; g++ {
@@ -248,26 +249,26 @@ func TestQuantizeQ8Sums(t *testing.T) {
 func TestQuantizeErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		typ    Type
+		typ    experts.Type
 		n, dst int
 		target error
 	}{
-		{"unknown type", Type(200), 32, 34, ErrUnknownType},
-		{"no quantizer", TypeIQ2_XS, 256, 74, ErrUnsupportedType},
-		{"partial block", TypeQ8_0, 33, 34, ErrQuantSize},
-		{"short destination", TypeQ8_0, 64, 67, ErrQuantSize},
-		{"long destination", TypeQ8_K, 256, 293, ErrQuantSize},
+		{"unknown type", experts.Type(200), 32, 34, experts.ErrUnknownType},
+		{"no quantizer", experts.TypeIQ2_XS, 256, 74, experts.ErrUnsupportedType},
+		{"partial block", experts.TypeQ8_0, 33, 34, ErrQuantSize},
+		{"short destination", experts.TypeQ8_0, 64, 67, ErrQuantSize},
+		{"long destination", experts.TypeQ8_K, 256, 293, ErrQuantSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, quantize := range []func(Type, []float32, []byte) error{Quantize, QuantizeActivations} {
+			for _, quantize := range []func(experts.Type, []float32, []byte) error{Quantize, QuantizeActivations} {
 				err := quantize(tc.typ, make([]float32, tc.n), make([]byte, tc.dst))
 				require.Error(t, err)
 				require.True(t, errors.Is(err, tc.target), "%v", err)
 			}
 		})
 	}
-	require.True(t, TypeQ8_K.CanQuantize())
-	require.False(t, TypeIQ2_XS.CanQuantize())
+	require.True(t, CanQuantize(experts.TypeQ8_K))
+	require.False(t, CanQuantize(experts.TypeIQ2_XS))
 }
 
 // TestQuantizeKQuants checks the K-quant reference quantizers by their error
@@ -277,8 +278,8 @@ func TestQuantizeErrors(t *testing.T) {
 // K-quant files come from F32 sources that are not shipped.
 func TestQuantizeKQuants(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
-	maxRelRMS := map[Type]float64{TypeQ2_K: 0.38, TypeQ3_K: 0.2, TypeQ4_K: 0.093, TypeQ5_K: 0.047, TypeQ6_K: 0.023}
-	for _, typ := range []Type{TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+	maxRelRMS := map[experts.Type]float64{experts.TypeQ2_K: 0.38, experts.TypeQ3_K: 0.2, experts.TypeQ4_K: 0.093, experts.TypeQ5_K: 0.047, experts.TypeQ6_K: 0.023}
+	for _, typ := range []experts.Type{experts.TypeQ2_K, experts.TypeQ3_K, experts.TypeQ4_K, experts.TypeQ5_K, experts.TypeQ6_K} {
 		t.Run(typ.String(), func(t *testing.T) {
 			const n = 256 * 64
 			x := make([]float32, n)

@@ -1,16 +1,17 @@
-package experts
+package synth
 
 import (
 	"bytes"
 	"context"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestShapeWriter(t *testing.T) {
-	s := ModelShape{Name: "shape", Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4,
+	s := Shape{Name: "shape", Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4,
 		Embedding: 256, ExpertFFN: 96, NonExpertBytes: 1 << 20}
 	w, err := ShapeWriter(s)
 	require.NoError(t, err)
@@ -28,12 +29,12 @@ func TestShapeWriter(t *testing.T) {
 	assert.Equal(t, w.Size(), m.File.Size())
 	el, ok := m.Experts(1)
 	require.True(t, ok)
-	var types []Type
+	var types []experts.Type
 	for _, p := range el.Parts {
 		types = append(types, p.Type)
 	}
 	// Gate and up rows of 256 take Q4_K; down rows of 96 only Q8_0.
-	assert.Equal(t, []Type{TypeQ4_K, TypeQ4_K, TypeQ8_0}, types)
+	assert.Equal(t, []experts.Type{experts.TypeQ4_K, experts.TypeQ4_K, experts.TypeQ8_0}, types)
 	assert.Len(t, m.ExpertTensors(), 6)
 	routers := int64(2 * 256 * 16 * 4)
 	assert.GreaterOrEqual(t, m.NonExpertBytes(), int64(1<<20)+routers)
@@ -45,21 +46,21 @@ func TestShapeWriter(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, whole.Bytes(), m.File.Mapping())
 
-	for _, bad := range []ModelShape{
+	for _, bad := range []Shape{
 		{Arch: "", Layers: 1, Experts: 4, TopK: 2, Embedding: 32, ExpertFFN: 32},
 		{Arch: "llama", Layers: 1, Experts: 4, TopK: 5, Embedding: 32, ExpertFFN: 32},
 		{Arch: "llama", Layers: 2, MoELayers: []int{2}, Experts: 4, TopK: 2, Embedding: 32, ExpertFFN: 32},
 		{Arch: "llama", Layers: 1, Experts: 4, TopK: 2, Embedding: 32, ExpertFFN: 32, NonExpertBytes: -1},
 	} {
 		_, err := ShapeWriter(bad)
-		assert.ErrorIs(t, err, ErrWriterInput, "%+v", bad)
+		assert.ErrorIs(t, err, experts.ErrWriterInput, "%+v", bad)
 	}
 }
 
 // TestOpenShapePreset opens the full-size Qwen3.5-35B-A3B preset without
 // generating its 20 GB of weights.
 func TestOpenShapePreset(t *testing.T) {
-	w, err := SyntheticWriter("qwen35moe-35b-a3b")
+	w, err := NewWriter("qwen35moe-35b-a3b")
 	require.NoError(t, err)
 	m, err := OpenShape(w, t.TempDir())
 	require.NoError(t, err)

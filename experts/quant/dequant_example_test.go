@@ -1,10 +1,11 @@
-package experts_test
+package quant_test
 
 import (
 	"encoding/binary"
 	"fmt"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 func ExampleDequantize() {
@@ -14,17 +15,17 @@ func ExampleDequantize() {
 	block[2], block[3] = 4, 0xfd // quants 4 and -3
 
 	values := make([]float32, experts.TypeQ8_0.BlockSize())
-	if err := experts.Dequantize(experts.TypeQ8_0, block, values); err != nil {
+	if err := quant.Dequantize(experts.TypeQ8_0, block, values); err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(values[:3])
 
 	// A buffer that does not match the element count is an error, not a panic.
-	fmt.Println(experts.Dequantize(experts.TypeQ8_0, block[:33], values))
+	fmt.Println(quant.Dequantize(experts.TypeQ8_0, block[:33], values))
 	// Output:
 	// [2 -1.5 0]
-	// experts: dequantize: experts: quantized data size mismatch: 32 elements of Q8_0 take 34 bytes, got 33
+	// quant: dequantize: quant: quantized data size mismatch: 32 elements of Q8_0 take 34 bytes, got 33
 }
 
 func ExampleQuantize() {
@@ -33,12 +34,12 @@ func ExampleQuantize() {
 		values[i] = float32(i) - 16
 	}
 	block := make([]byte, experts.TypeQ4_0.BlockBytes())
-	if err := experts.Quantize(experts.TypeQ4_0, values, block); err != nil {
+	if err := quant.Quantize(experts.TypeQ4_0, values, block); err != nil {
 		fmt.Println(err)
 		return
 	}
 	back := make([]float32, len(values))
-	if err := experts.Dequantize(experts.TypeQ4_0, block, back); err != nil {
+	if err := quant.Dequantize(experts.TypeQ4_0, block, back); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -1,4 +1,4 @@
-package experts
+package quant
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
@@ -46,9 +47,9 @@ type quantOracle struct {
 
 func loadQuantOracle(t testing.TB, name string) *quantOracle {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name+".tensors.json"))
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", name+".tensors.json"))
 	require.NoError(t, err)
-	o := &quantOracle{path: filepath.Join("testdata", name+".gguf")}
+	o := &quantOracle{path: filepath.Join("..", "testdata", name+".gguf")}
 	require.NoError(t, json.Unmarshal(raw, o))
 	require.NotEmpty(t, o.Tensors)
 	return o
@@ -78,13 +79,13 @@ func (o *quantOracle) tensor(t testing.TB, name string) quantOracleTensor {
 }
 
 func TestDequantizeMatchesOracle(t *testing.T) {
-	seen := map[Type]int{}
+	seen := map[experts.Type]int{}
 	for _, file := range quantOracleFiles {
 		o := loadQuantOracle(t, file)
 		for _, tt := range o.Tensors {
-			typ, ok := TypeByName(tt.Type)
+			typ, ok := experts.TypeByName(tt.Type)
 			require.True(t, ok, "%s: unknown type %s", tt.Name, tt.Type)
-			if typ == TypeF32 {
+			if typ == experts.TypeF32 {
 				continue
 			}
 			require.NotNil(t, tt.DequantCheck, "%s: %s has no dequant_check", file, tt.Name)
@@ -112,7 +113,7 @@ func TestDequantizeMatchesOracle(t *testing.T) {
 			seen[typ]++
 		}
 	}
-	for _, typ := range []Type{TypeQ8_0, TypeMXFP4, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+	for _, typ := range []experts.Type{experts.TypeQ8_0, experts.TypeMXFP4, experts.TypeQ4_K, experts.TypeQ5_K, experts.TypeQ6_K} {
 		require.NotZero(t, seen[typ], "oracle files exercised no %v tensor", typ)
 	}
 }
@@ -126,14 +127,14 @@ func TestVecDotOnOracleWeights(t *testing.T) {
 	for _, file := range quantOracleFiles {
 		o := loadQuantOracle(t, file)
 		for _, tt := range o.Tensors {
-			typ, _ := TypeByName(tt.Type)
-			if typ == TypeF32 {
+			typ, _ := experts.TypeByName(tt.Type)
+			if typ == experts.TypeF32 {
 				continue
 			}
 			n := int(tt.Ne[0])
 			row := rowBytes(t, typ, n)
 			data := o.read(t, tt)
-			at := typ.VecDotType()
+			at := VecDotType(typ)
 			x := randomActivations(n, rng)
 			act := make([]byte, rowBytes(t, at, n))
 			require.NoError(t, QuantizeActivations(at, x, act))

@@ -1,4 +1,4 @@
-package experts_test
+package synth_test
 
 import (
 	"context"
@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 )
 
-func ExampleWriteSynthetic() {
+func ExampleWrite() {
 	dir, err := os.MkdirTemp("", "synth-example")
 	if err != nil {
 		log.Fatal(err)
@@ -18,7 +19,7 @@ func ExampleWriteSynthetic() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "qwen35moe-tiny.gguf")
 
-	if err := experts.WriteSynthetic(context.Background(), path, "qwen35moe-tiny", experts.WithSeed(7)); err != nil {
+	if err := synth.Write(context.Background(), path, "qwen35moe-tiny", synth.WithSeed(7)); err != nil {
 		log.Fatal(err)
 	}
 	m, err := experts.OpenModel(path)
@@ -38,7 +39,7 @@ func ExampleWriteSynthetic() {
 }
 
 func ExamplePresets() {
-	for _, name := range experts.Presets() {
+	for _, name := range synth.Presets() {
 		fmt.Println(name)
 	}
 	// Output:

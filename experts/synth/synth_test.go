@@ -1,4 +1,4 @@
-package experts
+package synth
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -32,16 +34,16 @@ func synthSmallPresets() []string {
 	return names
 }
 
-func writeSynthTest(t testing.TB, preset string, opts ...WriteOption) string {
+func writeSynthTest(t testing.TB, preset string, opts ...Option) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), preset+".gguf")
-	require.NoError(t, WriteSynthetic(context.Background(), path, preset, opts...))
+	require.NoError(t, Write(context.Background(), path, preset, opts...))
 	return path
 }
 
-func synthOpenModel(t testing.TB, path string) *Model {
+func synthOpenModel(t testing.TB, path string) *experts.Model {
 	t.Helper()
-	m, err := OpenModel(path)
+	m, err := experts.OpenModel(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -54,7 +56,7 @@ func TestSyntheticPresets(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p, err := synthLookup(name)
 			require.NoError(t, err)
-			w, err := SyntheticWriter(name)
+			w, err := NewWriter(name)
 			require.NoError(t, err)
 			path := writeSynthTest(t, name)
 			st, err := os.Stat(path)
@@ -72,7 +74,7 @@ func TestSyntheticPresets(t *testing.T) {
 
 // synthCheckModel: the model view accepts the file, its hyper-parameters
 // are the preset's, and its tensors are the planned ones.
-func synthCheckModel(t *testing.T, p *synthPreset, m *Model) {
+func synthCheckModel(t *testing.T, p *synthPreset, m *experts.Model) {
 	h := m.Params
 	assert.Equal(t, p.arch, string(h.Arch))
 	assert.Equal(t, p.layers, h.NumLayers)
@@ -112,7 +114,7 @@ func synthCheckModel(t *testing.T, p *synthPreset, m *Model) {
 	// The expert tensors are the stacked ones, in the file's order, and the
 	// rest is what is not.
 	var expertBytes, otherBytes int64
-	var want []*TensorInfo
+	var want []*experts.TensorInfo
 	for _, ti := range got {
 		if strings.HasSuffix(ti.Name, "_exps.weight") {
 			want = append(want, ti)
@@ -141,10 +143,12 @@ var synthOracleTwins = map[string]string{
 // Q4_K_M): the same metadata keys in the same order with the same types and
 // values (the name and the tokenizer's strings aside), and the same tensors
 // in the same order with the same types, shapes, sizes and data offsets.
-func synthCheckOracle(t *testing.T, f *File, oracle string) {
-	want := openTest(t, oracle)
+func synthCheckOracle(t *testing.T, f *experts.File, oracle string) {
+	want, err := experts.Open(filepath.Join("..", "testdata", oracle+".gguf"))
+	require.NoError(t, err)
+	t.Cleanup(func() { want.Close() })
 	gotKVs, wantKVs := f.KVs(), want.KVs()
-	keys := func(kvs []KV) (ks []string) {
+	keys := func(kvs []experts.KV) (ks []string) {
 		for _, kv := range kvs {
 			ks = append(ks, kv.Key)
 		}
@@ -160,7 +164,7 @@ func synthCheckOracle(t *testing.T, f *File, oracle string) {
 		case "general.name", "tokenizer.ggml.tokens", "tokenizer.ggml.merges":
 		default:
 			assert.Equal(t, w.Value.String(), g.Value.String(), w.Key)
-			assert.Equal(t, w.Value.x, g.Value.x, w.Key)
+			assert.Equal(t, w.Value, g.Value, w.Key) // type and value, exactly
 		}
 	}
 
@@ -181,14 +185,14 @@ func synthCheckOracle(t *testing.T, f *File, oracle string) {
 // finite and of the planned scale: weights with mean about 0 and the planned
 // standard deviation, norms about 1, A negative, dt bias a softplus-inverted
 // step in [1e-3, 1e-1].
-func synthCheckValues(t *testing.T, p *synthPreset, m *Model) {
+func synthCheckValues(t *testing.T, p *synthPreset, m *experts.Model) {
 	for _, want := range synthPlan(p) {
 		ti, ok := m.File.Tensor(want.name)
 		require.True(t, ok, want.name)
 		data, err := m.File.TensorData(ti)
 		require.NoError(t, err)
 		values := make([]float32, ti.Elements())
-		require.NoError(t, Dequantize(ti.Type, data, values), want.name)
+		require.NoError(t, quant.Dequantize(ti.Type, data, values), want.name)
 		var sum, sumSq float64
 		nonFinite := 0
 		for _, v := range values {
@@ -233,7 +237,7 @@ func TestSyntheticRouting(t *testing.T) {
 		data, err := m.File.TensorData(ti)
 		require.NoError(t, err)
 		router := make([]float32, ti.Elements())
-		require.NoError(t, Dequantize(ti.Type, data, router))
+		require.NoError(t, quant.Dequantize(ti.Type, data, router))
 		topSets := map[string]bool{}
 		var topProb float64
 		const inputs = 64
@@ -278,9 +282,9 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
-func synthHash(t testing.TB, preset string, opts ...WriteOption) [32]byte {
+func synthHash(t testing.TB, preset string, opts ...Option) [32]byte {
 	t.Helper()
-	w, err := SyntheticWriter(preset, opts...)
+	w, err := NewWriter(preset, opts...)
 	require.NoError(t, err)
 	h := sha256.New()
 	n, err := w.WriteTo(context.Background(), h)
@@ -294,7 +298,7 @@ func synthHash(t testing.TB, preset string, opts ...WriteOption) [32]byte {
 func TestSyntheticDeterministic(t *testing.T) {
 	base := synthHash(t, "qwen35moe-tiny", WithWorkers(1))
 	assert.Equal(t, base, synthHash(t, "qwen35moe-tiny", WithWorkers(3)))
-	assert.Equal(t, base, synthHash(t, "qwen35moe-tiny", WithSeed(synthDefaultSeed), WithWorkers(8)))
+	assert.Equal(t, base, synthHash(t, "qwen35moe-tiny", WithSeed(defaultSeed), WithWorkers(8)))
 	assert.NotEqual(t, base, synthHash(t, "qwen35moe-tiny", WithSeed(2)))
 }
 
@@ -303,12 +307,12 @@ func TestSyntheticCancelLeavesNoFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var seen int64
-	err := WriteSynthetic(ctx, filepath.Join(dir, "m.gguf"), "qwen3moe-tiny", WithProgress(func(written, total int64) {
+	err := Write(ctx, filepath.Join(dir, "m.gguf"), "qwen3moe-tiny", WithWriteOptions(experts.WithProgress(func(written, total int64) {
 		seen = written
 		if written > total/3 {
 			cancel()
 		}
-	}))
+	})))
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Positive(t, seen)
 	entries, err := os.ReadDir(dir)
@@ -317,7 +321,7 @@ func TestSyntheticCancelLeavesNoFile(t *testing.T) {
 }
 
 func TestSyntheticUnknownPreset(t *testing.T) {
-	err := WriteSynthetic(context.Background(), filepath.Join(t.TempDir(), "m.gguf"), "qwen9-huge")
+	err := Write(context.Background(), filepath.Join(t.TempDir(), "m.gguf"), "qwen9-huge")
 	assert.ErrorIs(t, err, ErrUnknownPreset)
 	assert.Contains(t, err.Error(), "qwen35moe-tiny")
 }
@@ -366,7 +370,7 @@ func TestSyntheticTokenizer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p, err := synthLookup(name)
 			require.NoError(t, err)
-			v := synthBuildVocab(p, synthDefaultSeed)
+			v := synthBuildVocab(p, defaultSeed)
 			require.Len(t, v.tokens, p.vocab)
 			require.Len(t, v.types, p.vocab)
 			ids := make(map[string]int, len(v.tokens))
@@ -435,14 +439,14 @@ func TestSyntheticFullSizePlans(t *testing.T) {
 	cases := []struct {
 		preset             string
 		tensors            int
-		typeCounts         map[Type]int
+		typeCounts         map[experts.Type]int
 		minBytes, maxBytes int64
 	}{
 		// 3 global tensors; 30 Gated DeltaNet layers of 19 tensors, 10
 		// attention layers of 16.
-		{"qwen35moe-35b-a3b", 733, map[Type]int{TypeF32: 301, TypeQ4_K: 371, TypeQ6_K: 61}, 20e9, 22e9},
+		{"qwen35moe-35b-a3b", 733, map[experts.Type]int{experts.TypeF32: 301, experts.TypeQ4_K: 371, experts.TypeQ6_K: 61}, 20e9, 22e9},
 		// 3 global tensors; 48 layers of 12.
-		{"qwen3moe-30b-a3b", 579, map[Type]int{TypeF32: 241, TypeQ4_K: 289, TypeQ6_K: 49}, 18e9, 19e9},
+		{"qwen3moe-30b-a3b", 579, map[experts.Type]int{experts.TypeF32: 241, experts.TypeQ4_K: 289, experts.TypeQ6_K: 49}, 18e9, 19e9},
 	}
 	for _, c := range cases {
 		t.Run(c.preset, func(t *testing.T) {
@@ -450,28 +454,26 @@ func TestSyntheticFullSizePlans(t *testing.T) {
 			require.NoError(t, err)
 			plan := synthPlan(p)
 			assert.Len(t, plan, c.tensors)
-			counts := map[Type]int{}
+			counts := map[experts.Type]int{}
 			var size int64
 			for _, ts := range plan {
 				counts[ts.typ]++
-				n, err := writerTensorBytes(ts.typ, ts.dims)
-				require.NoError(t, err, ts.name)
-				size += n
+				size += tensorBytes(ts)
 				layer := synthLayerOf(ts.name)
 				wantMore := layer >= 0 && synthUseMoreBits(layer, p.layers)
 				switch {
 				case ts.name == "output.weight":
-					assert.Equal(t, TypeQ6_K, ts.typ)
+					assert.Equal(t, experts.TypeQ6_K, ts.typ)
 				case ts.name == "token_embd.weight":
-					assert.Equal(t, TypeQ4_K, ts.typ)
+					assert.Equal(t, experts.TypeQ4_K, ts.typ)
 				case strings.Contains(ts.name, "ffn_down"), strings.Contains(ts.name, "attn_v."), strings.Contains(ts.name, "attn_qkv"):
 					// One attn_v-like tensor per layer, so llama.cpp's running
 					// count equals the layer number.
-					assert.Equal(t, map[bool]Type{true: TypeQ6_K, false: TypeQ4_K}[wantMore], ts.typ, ts.name)
+					assert.Equal(t, map[bool]experts.Type{true: experts.TypeQ6_K, false: experts.TypeQ4_K}[wantMore], ts.typ, ts.name)
 				case len(ts.dims) == 1 || strings.HasSuffix(ts.name, "ffn_gate_inp.weight") || strings.Contains(ts.name, "ssm_conv1d"):
-					assert.Equal(t, TypeF32, ts.typ, ts.name)
+					assert.Equal(t, experts.TypeF32, ts.typ, ts.name)
 				default:
-					assert.Equal(t, TypeQ4_K, ts.typ, ts.name)
+					assert.Equal(t, experts.TypeQ4_K, ts.typ, ts.name)
 				}
 			}
 			assert.Equal(t, c.typeCounts, counts)
@@ -487,7 +489,7 @@ var (
 
 // BenchmarkSyntheticGenerate measures generation alone (to io.Discard).
 func BenchmarkSyntheticGenerate(b *testing.B) {
-	w, err := SyntheticWriter("qwen35moe-tiny")
+	w, err := NewWriter("qwen35moe-tiny")
 	require.NoError(b, err)
 	b.SetBytes(w.Size())
 	for b.Loop() {
@@ -516,7 +518,7 @@ func BenchmarkSyntheticFullSize(b *testing.B) {
 			var size int64
 			for b.Loop() {
 				start := time.Now()
-				require.NoError(b, WriteSynthetic(context.Background(), path, preset, WithProgress(func(_, total int64) { size = total })))
+				require.NoError(b, Write(context.Background(), path, preset, WithWriteOptions(experts.WithProgress(func(_, total int64) { size = total }))))
 				b.ReportMetric(float64(size)/1e6/time.Since(start).Seconds(), "MB/s")
 			}
 			b.SetBytes(size)
@@ -533,7 +535,7 @@ func BenchmarkOpenModel(b *testing.B) {
 		b.Skip("needs -synth.open")
 	}
 	for b.Loop() {
-		m, err := OpenModel(*synthBenchOpen)
+		m, err := experts.OpenModel(*synthBenchOpen)
 		require.NoError(b, err)
 		require.NoError(b, m.Close())
 	}

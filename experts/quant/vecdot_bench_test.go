@@ -1,8 +1,10 @@
-package experts
+package quant
 
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // benchRowLength is the row length of the benchmarks: Qwen3-30B-A3B's
@@ -21,8 +23,8 @@ func BenchmarkVecDot(b *testing.B) {
 		b.Run(typ.String(), func(b *testing.B) {
 			n := benchRowLength
 			w := randomWeights(typ, benchRows*n/typ.BlockSize(), rng)
-			act := make([]byte, rowBytes(b, typ.VecDotType(), n))
-			if err := QuantizeActivations(typ.VecDotType(), randomActivations(n, rng), act); err != nil {
+			act := make([]byte, rowBytes(b, VecDotType(typ), n))
+			if err := QuantizeActivations(VecDotType(typ), randomActivations(n, rng), act); err != nil {
 				b.Fatal(err)
 			}
 			out := make([]float32, benchRows)
@@ -42,7 +44,7 @@ func BenchmarkVecDot(b *testing.B) {
 func BenchmarkQuantizeActivations(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	x := randomActivations(benchRowLength, rng)
-	for _, typ := range []Type{TypeQ8_0, TypeQ8_1, TypeQ8_K, TypeF16, TypeBF16} {
+	for _, typ := range []experts.Type{experts.TypeQ8_0, experts.TypeQ8_1, experts.TypeQ8_K, experts.TypeF16, experts.TypeBF16} {
 		b.Run(typ.String(), func(b *testing.B) {
 			dst := make([]byte, rowBytes(b, typ, len(x)))
 			b.SetBytes(int64(4 * len(x)))

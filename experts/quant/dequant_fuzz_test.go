@@ -1,7 +1,9 @@
-package experts
+package quant
 
 import (
 	"testing"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // FuzzDequantize feeds arbitrary type ids, element counts and bytes to
@@ -17,7 +19,7 @@ func FuzzDequantize(f *testing.F) {
 				continue
 			}
 			seeded[tt.Type] = true
-			typ, _ := TypeByName(tt.Type)
+			typ, _ := experts.TypeByName(tt.Type)
 			data := o.read(f, tt)
 			n := 2 * typ.BlockSize()
 			size := min(len(data), 2*typ.BlockBytes())
@@ -29,11 +31,11 @@ func FuzzDequantize(f *testing.F) {
 		tc.block(block)
 		f.Add(uint32(tc.typ), tc.typ.BlockSize(), block)
 	}
-	f.Add(uint32(TypeQ4_K), 255, make([]byte, 144))
+	f.Add(uint32(experts.TypeQ4_K), 255, make([]byte, 144))
 	f.Add(uint32(1<<31), 32, make([]byte, 18))
 
 	f.Fuzz(func(t *testing.T, id uint32, n int, data []byte) {
-		typ := Type(id)
+		typ := experts.Type(id)
 		if n < 0 || n > 1<<16 {
 			n &= 0xffff
 		}
@@ -49,7 +51,7 @@ func FuzzDequantize(f *testing.F) {
 		for i, b := range data {
 			act[len(data)-1-i] = b
 		}
-		if _, err := VecDotChecked(typ, n, data, act); err == nil && !typ.CanVecDot() {
+		if _, err := VecDotChecked(typ, n, data, act); err == nil && !CanVecDot(typ) {
 			t.Fatalf("%v: VecDotChecked accepted a type without a kernel", typ)
 		}
 	})

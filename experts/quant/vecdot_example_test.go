@@ -1,9 +1,10 @@
-package experts_test
+package quant_test
 
 import (
 	"fmt"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 func ExampleVecDot() {
@@ -20,28 +21,28 @@ func ExampleVecDot() {
 	// Weights as stored in a model file, activations as ggml's CPU backend
 	// quantizes them for this weight type.
 	wt := experts.TypeQ4_K
-	at := wt.VecDotType()
+	at := quant.VecDotType(wt)
 	wSize, _ := wt.RowBytes(n)
 	aSize, _ := at.RowBytes(n)
 	w, act := make([]byte, wSize), make([]byte, aSize)
-	if err := experts.Quantize(wt, weights, w); err != nil {
+	if err := quant.Quantize(wt, weights, w); err != nil {
 		fmt.Println(err)
 		return
 	}
-	if err := experts.QuantizeActivations(at, x, act); err != nil {
+	if err := quant.QuantizeActivations(at, x, act); err != nil {
 		fmt.Println(err)
 		return
 	}
 
 	// VecDotChecked validates the buffers; a matrix-vector loop calls it (or
 	// compares the sizes itself) once, then VecDot for every row.
-	dot, err := experts.VecDotChecked(wt, n, w, act)
+	dot, err := quant.VecDotChecked(wt, n, w, act)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Printf("%v·%v: %.4f (float: %.4f)\n", wt, at, dot, exact)
-	fmt.Printf("%.4f\n", experts.VecDot(wt, n, w, act))
+	fmt.Printf("%.4f\n", quant.VecDot(wt, n, w, act))
 	// Output:
 	// Q4_K·Q8_K: -6.7922 (float: -6.7857)
 	// -6.7922

@@ -1,10 +1,12 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // Dequantization of ggml's storage formats to float32.
@@ -17,7 +19,7 @@ import (
 
 // ErrQuantSize means that a quantized buffer does not hold exactly the bytes
 // its element count needs.
-var ErrQuantSize = errors.New("experts: quantized data size mismatch")
+var ErrQuantSize = errors.New("quant: quantized data size mismatch")
 
 // kvaluesIQ4NL are the 16 non-linear levels of IQ4_NL and IQ4_XS.
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
@@ -33,7 +35,7 @@ var kvaluesMXFP4 = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, 
 
 // byType returns table[t], or the zero value (nil for a routine) when t is
 // past the table's end.
-func byType[E any](table []E, t Type) E {
+func byType[E any](table []E, t experts.Type) E {
 	if uint64(t) < uint64(len(table)) {
 		return table[t]
 	}
@@ -44,33 +46,33 @@ func byType[E any](table []E, t Type) E {
 // dequantizers holds, for each supported type, a routine that expands whole
 // blocks; src and dst have been checked to hold the same number of blocks.
 var dequantizers = [...]func(src []byte, dst []float32){
-	TypeF32:    dequantF32,
-	TypeF16:    dequantF16,
-	TypeBF16:   dequantBF16,
-	TypeQ4_0:   dequantQ4_0,
-	TypeQ4_1:   dequantQ4_1,
-	TypeQ5_0:   dequantQ5_0,
-	TypeQ5_1:   dequantQ5_1,
-	TypeQ8_0:   dequantQ8_0,
-	TypeQ8_1:   dequantQ8_1,
-	TypeQ2_K:   dequantQ2K,
-	TypeQ3_K:   dequantQ3K,
-	TypeQ4_K:   dequantQ4K,
-	TypeQ5_K:   dequantQ5K,
-	TypeQ6_K:   dequantQ6K,
-	TypeQ8_K:   dequantQ8K,
-	TypeIQ4_NL: dequantIQ4NL,
-	TypeIQ4_XS: dequantIQ4XS,
-	TypeTQ1_0:  dequantTQ1_0,
-	TypeTQ2_0:  dequantTQ2_0,
-	TypeMXFP4:  dequantMXFP4,
-	TypeNVFP4:  dequantNVFP4,
-	TypeQ1_0:   dequantQ1_0,
-	TypeQ2_0:   dequantQ2_0,
+	experts.TypeF32:    dequantF32,
+	experts.TypeF16:    dequantF16,
+	experts.TypeBF16:   dequantBF16,
+	experts.TypeQ4_0:   dequantQ4_0,
+	experts.TypeQ4_1:   dequantQ4_1,
+	experts.TypeQ5_0:   dequantQ5_0,
+	experts.TypeQ5_1:   dequantQ5_1,
+	experts.TypeQ8_0:   dequantQ8_0,
+	experts.TypeQ8_1:   dequantQ8_1,
+	experts.TypeQ2_K:   dequantQ2K,
+	experts.TypeQ3_K:   dequantQ3K,
+	experts.TypeQ4_K:   dequantQ4K,
+	experts.TypeQ5_K:   dequantQ5K,
+	experts.TypeQ6_K:   dequantQ6K,
+	experts.TypeQ8_K:   dequantQ8K,
+	experts.TypeIQ4_NL: dequantIQ4NL,
+	experts.TypeIQ4_XS: dequantIQ4XS,
+	experts.TypeTQ1_0:  dequantTQ1_0,
+	experts.TypeTQ2_0:  dequantTQ2_0,
+	experts.TypeMXFP4:  dequantMXFP4,
+	experts.TypeNVFP4:  dequantNVFP4,
+	experts.TypeQ1_0:   dequantQ1_0,
+	experts.TypeQ2_0:   dequantQ2_0,
 }
 
 // CanDequantize reports whether Dequantize supports t.
-func (t Type) CanDequantize() bool {
+func CanDequantize(t experts.Type) bool {
 	return byType(dequantizers[:], t) != nil
 }
 
@@ -80,23 +82,23 @@ func (t Type) CanDequantize() bool {
 // a quantized tensor are whole blocks laid end to end. An unknown type gives
 // an error wrapping ErrUnknownType, a known type without a dequantizer one
 // wrapping ErrUnsupportedType, and a size mismatch one wrapping ErrQuantSize.
-func Dequantize(t Type, src []byte, dst []float32) error {
+func Dequantize(t experts.Type, src []byte, dst []float32) error {
 	if !t.Known() {
-		return fmt.Errorf("%w: %v", ErrUnknownType, t)
+		return fmt.Errorf("%w: %v", experts.ErrUnknownType, t)
 	}
 	dequant := byType(dequantizers[:], t)
 	if dequant == nil {
-		return fmt.Errorf("%w: no dequantization for %v", ErrUnsupportedType, t)
+		return fmt.Errorf("%w: no dequantization for %v", experts.ErrUnsupportedType, t)
 	}
 	if err := checkQuantSize(t, len(src), len(dst)); err != nil {
-		return fmt.Errorf("experts: dequantize: %w", err)
+		return fmt.Errorf("quant: dequantize: %w", err)
 	}
 	dequant(src, dst)
 	return nil
 }
 
 // checkQuantSize verifies that n elements of type t take exactly size bytes.
-func checkQuantSize(t Type, size, n int) error {
+func checkQuantSize(t experts.Type, size, n int) error {
 	want, err := t.RowBytes(uint64(n))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrQuantSize, err)

@@ -1,9 +1,11 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
 	"math"
 	"testing"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // refVecDot is a deliberately plain implementation of the dot products: every
@@ -31,15 +33,15 @@ type refAct struct {
 	d, s float32 // s only for Q8_1
 }
 
-func refActivation(at Type, act []byte, i int) refAct {
+func refActivation(at experts.Type, act []byte, i int) refAct {
 	switch at {
-	case TypeQ8_0:
+	case experts.TypeQ8_0:
 		b := act[34*(i/32):]
 		return refAct{q: int(int8(b[2+i%32])), d: refF16(b, 0)}
-	case TypeQ8_1:
+	case experts.TypeQ8_1:
 		b := act[36*(i/32):]
 		return refAct{q: int(int8(b[4+i%32])), d: refF16(b, 0), s: refF16(b, 2)}
-	case TypeQ8_K:
+	case experts.TypeQ8_K:
 		b := act[292*(i/256):]
 		return refAct{q: int(int8(b[4+i%256])), d: math.Float32frombits(binary.LittleEndian.Uint32(b))}
 	}
@@ -73,24 +75,24 @@ func refTrit(b byte, n int) int {
 	return int(uint16(b*p)*3>>8) - 1
 }
 
-func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
+func refVecDot(t testing.TB, typ experts.Type, n int, w, act []byte) float32 {
 	t.Helper()
-	at := typ.VecDotType()
+	at := VecDotType(typ)
 	bs, bb := typ.BlockSize(), typ.BlockBytes()
 	a := func(i int) refAct { return refActivation(at, act, i) }
 	var sumf float32
 	switch typ {
-	case TypeF32, TypeF16, TypeBF16:
+	case experts.TypeF32, experts.TypeF16, experts.TypeBF16:
 		var s [4]float64
 		for i := 0; i < n; i++ {
 			var x, y float32
 			switch typ {
-			case TypeF32:
+			case experts.TypeF32:
 				x = math.Float32frombits(binary.LittleEndian.Uint32(w[4*i:]))
 				y = math.Float32frombits(binary.LittleEndian.Uint32(act[4*i:]))
-			case TypeF16:
+			case experts.TypeF16:
 				x, y = refF16(w, 2*i), refF16(act, 2*i)
-			case TypeBF16:
+			case experts.TypeBF16:
 				x = math.Float32frombits(uint32(binary.LittleEndian.Uint16(w[2*i:])) << 16)
 				y = math.Float32frombits(uint32(binary.LittleEndian.Uint16(act[2*i:])) << 16)
 			}
@@ -102,49 +104,49 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 		x := w[b*bb : (b+1)*bb]
 		first := b * bs
 		switch typ {
-		case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeMXFP4:
+		case experts.TypeQ4_0, experts.TypeQ5_0, experts.TypeQ8_0, experts.TypeIQ4_NL, experts.TypeMXFP4:
 			sumi := 0
 			for i := 0; i < 32; i++ {
 				var code int
 				switch typ {
-				case TypeQ4_0:
+				case experts.TypeQ4_0:
 					code = refNibble(x[2:], i) - 8
-				case TypeQ5_0:
+				case experts.TypeQ5_0:
 					code = refNibble(x[6:], i) + 16*int(binary.LittleEndian.Uint32(x[2:])>>i&1) - 16
-				case TypeQ8_0:
+				case experts.TypeQ8_0:
 					code = int(int8(x[2+i]))
-				case TypeIQ4_NL:
+				case experts.TypeIQ4_NL:
 					code = int(kvaluesIQ4NL[refNibble(x[2:], i)])
-				case TypeMXFP4:
+				case experts.TypeMXFP4:
 					code = int(kvaluesMXFP4[refNibble(x[1:], i)])
 				}
 				sumi += code * a(first+i).q
 			}
 			dy := a(first).d
 			switch typ {
-			case TypeQ4_0:
+			case experts.TypeQ4_0:
 				sumf += float32(float32(float32(sumi)*refF16(x, 0)) * dy)
-			case TypeQ5_0:
+			case experts.TypeQ5_0:
 				sumf += float32(float32(refF16(x, 0)*dy) * float32(sumi))
-			case TypeQ8_0:
+			case experts.TypeQ8_0:
 				sumf += float32(float32(sumi) * (refF16(x, 0) * dy))
-			case TypeIQ4_NL:
+			case experts.TypeIQ4_NL:
 				sumf += float32(float32(dy*refF16(x, 0)) * float32(sumi))
-			case TypeMXFP4:
+			case experts.TypeMXFP4:
 				sumf += float32(float32(dy*e8m0HalfToFloat32(x[0])) * float32(sumi))
 			}
-		case TypeQ4_1, TypeQ5_1:
+		case experts.TypeQ4_1, experts.TypeQ5_1:
 			sumi := 0
 			for i := 0; i < 32; i++ {
 				code := refNibble(x[4:], i)
-				if typ == TypeQ5_1 {
+				if typ == experts.TypeQ5_1 {
 					code = refNibble(x[8:], i) + 16*int(binary.LittleEndian.Uint32(x[4:])>>i&1)
 				}
 				sumi += code * a(first+i).q
 			}
 			y := a(first)
 			sumf += float32(float32(refF16(x, 0)*y.d)*float32(sumi)) + float32(refF16(x, 2)*y.s)
-		case TypeNVFP4:
+		case experts.TypeNVFP4:
 			for s := 0; s < 4; s++ {
 				sumi := 0
 				for j := 0; j < 16; j++ {
@@ -157,14 +159,14 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 				}
 				sumf += float32(float32(a(first+16*s).d*ue4m3HalfToFloat32(x[s])) * float32(sumi))
 			}
-		case TypeQ1_0, TypeQ2_0:
+		case experts.TypeQ1_0, experts.TypeQ2_0:
 			var partial float32
 			for k := 0; k < bs/32; k++ {
 				s := 0
 				for j := 0; j < 32; j++ {
 					i := 32*k + j
 					var code int
-					if typ == TypeQ1_0 {
+					if typ == experts.TypeQ1_0 {
 						code = 2*int(x[2+i/8]>>(i%8)&1) - 1
 					} else {
 						code = int(x[2+i/4]>>(2*(i%4))&3) - 1
@@ -174,11 +176,11 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 				partial += float32(a(first+32*k).d * float32(s))
 			}
 			sumf += float32(refF16(x, 0) * partial)
-		case TypeTQ1_0, TypeTQ2_0:
+		case experts.TypeTQ1_0, experts.TypeTQ2_0:
 			sum := 0
 			for i := 0; i < 256; i++ {
 				var code int
-				if typ == TypeTQ2_0 {
+				if typ == experts.TypeTQ2_0 {
 					code = refK2Bits(x, i) - 1
 				} else {
 					switch {
@@ -193,12 +195,12 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 				sum += code * a(first+i).q
 			}
 			dy := a(first).d
-			if typ == TypeTQ2_0 {
+			if typ == experts.TypeTQ2_0 {
 				sumf += float32(float32(sum) * (dy * refF16(x, 64)))
 			} else {
 				sumf += float32(float32(sum) * (refF16(x, 52) * dy))
 			}
-		case TypeQ2_K:
+		case experts.TypeQ2_K:
 			isum, summs := 0, 0
 			for i := 0; i < 256; i++ {
 				sc := x[i/16]
@@ -209,7 +211,7 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 			dy := a(first).d
 			dall, dmin := dy*refF16(x, 80), dy*refF16(x, 82)
 			sumf += float32(float32(dall*float32(isum)) - float32(dmin*float32(summs)))
-		case TypeQ3_K:
+		case experts.TypeQ3_K:
 			isum := 0
 			for i := 0; i < 256; i++ {
 				j := i / 16
@@ -218,12 +220,12 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 				isum += scale * code * a(first+i).q
 			}
 			sumf += float32(float32(refF16(x, 108)*a(first).d) * float32(isum))
-		case TypeQ4_K, TypeQ5_K:
+		case experts.TypeQ4_K, experts.TypeQ5_K:
 			isum, summ := 0, 0
 			for i := 0; i < 256; i++ {
 				scale, min := refK6(x[4:16], i/32)
 				var code int
-				if typ == TypeQ4_K {
+				if typ == experts.TypeQ4_K {
 					code = int(x[16+32*(i/64)+i%32]>>(4*((i%64)/32))) & 15
 				} else {
 					code = int(x[48+32*(i/64)+i%32]>>(4*((i%64)/32)))&15 + 16*int(x[16+i%32]>>(i/32)&1)
@@ -235,7 +237,7 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 			dy := a(first).d
 			d, dmin := refF16(x, 0)*dy, refF16(x, 2)*dy
 			sumf += float32(float32(d*float32(isum)) - float32(dmin*float32(summ)))
-		case TypeQ6_K:
+		case experts.TypeQ6_K:
 			isum := 0
 			for i := 0; i < 256; i++ {
 				half, l, quarter := i/128, i%32, (i%128)/32
@@ -249,7 +251,7 @@ func refVecDot(t testing.TB, typ Type, n int, w, act []byte) float32 {
 				isum += int(int8(x[192+i/16])) * code * a(first+i).q
 			}
 			sumf += float32(float32(refF16(x, 208)*a(first).d) * float32(isum))
-		case TypeIQ4_XS:
+		case experts.TypeIQ4_XS:
 			isum := 0
 			for i := 0; i < 256; i++ {
 				ib, j := i/32, i%32

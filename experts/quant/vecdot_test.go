@@ -1,4 +1,4 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
@@ -8,12 +8,13 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
 // randomWeights returns nblocks random but well-formed blocks of type t:
 // random quants, scales set to modest finite values.
-func randomWeights(t Type, nblocks int, rng *rand.Rand) []byte {
+func randomWeights(t experts.Type, nblocks int, rng *rand.Rand) []byte {
 	bs := t.BlockBytes()
 	b := make([]byte, nblocks*bs)
 	for i := range b {
@@ -31,37 +32,37 @@ func randomWeights(t Type, nblocks int, rng *rand.Rand) []byte {
 		blk := b[i*bs : (i+1)*bs]
 		put := func(off int, v uint16) { binary.LittleEndian.PutUint16(blk[off:], v) }
 		switch t {
-		case TypeF32:
+		case experts.TypeF32:
 			binary.LittleEndian.PutUint32(blk, math.Float32bits(float32(rng.NormFloat64())))
-		case TypeF16:
+		case experts.TypeF16:
 			put(0, Float32ToFloat16(float32(rng.NormFloat64())))
-		case TypeBF16:
+		case experts.TypeBF16:
 			put(0, Float32ToBF16(float32(rng.NormFloat64())))
-		case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeQ1_0, TypeQ2_0, TypeIQ4_XS:
+		case experts.TypeQ4_0, experts.TypeQ5_0, experts.TypeQ8_0, experts.TypeIQ4_NL, experts.TypeQ1_0, experts.TypeQ2_0, experts.TypeIQ4_XS:
 			put(0, signedScale())
-		case TypeQ4_1, TypeQ5_1:
+		case experts.TypeQ4_1, experts.TypeQ5_1:
 			put(0, scale())
 			put(2, signedScale())
-		case TypeQ2_K:
+		case experts.TypeQ2_K:
 			put(80, scale())
 			put(82, scale())
-		case TypeQ3_K:
+		case experts.TypeQ3_K:
 			put(108, signedScale())
-		case TypeQ4_K, TypeQ5_K:
+		case experts.TypeQ4_K, experts.TypeQ5_K:
 			put(0, scale())
 			put(2, scale())
-		case TypeQ6_K:
+		case experts.TypeQ6_K:
 			put(208, signedScale())
-		case TypeTQ1_0:
+		case experts.TypeTQ1_0:
 			put(52, scale())
 			for j := 0; j < 52; j++ { // valid packings only: 243 trits combinations
 				blk[j] = tq1Pack(byte(rng.IntN(243)))
 			}
-		case TypeTQ2_0:
+		case experts.TypeTQ2_0:
 			put(64, scale())
-		case TypeMXFP4:
+		case experts.TypeMXFP4:
 			blk[0] = byte(110 + rng.IntN(20))
-		case TypeNVFP4:
+		case experts.TypeNVFP4:
 			for s := 0; s < 4; s++ {
 				blk[s] = byte(rng.IntN(0x7f))
 			}
@@ -83,13 +84,14 @@ func randomActivations(n int, rng *rand.Rand) []float32 {
 	return x
 }
 
-func dotTypes() []Type { return typesWhere(Type.CanVecDot) }
+func dotTypes() []experts.Type { return typesWhere(CanVecDot) }
 
-// typesWhere lists, in id order, the types for which has is true.
-func typesWhere(has func(Type) bool) []Type {
-	var ts []Type
-	for t := range Type(len(typeTable)) {
-		if has(t) {
+// typesWhere lists, in id order, the known types for which has is true
+// (ggml's ids are below 256).
+func typesWhere(has func(experts.Type) bool) []experts.Type {
+	var ts []experts.Type
+	for t := range experts.Type(256) {
+		if t.Known() && has(t) {
 			ts = append(ts, t)
 		}
 	}
@@ -97,21 +99,21 @@ func typesWhere(has func(Type) bool) []Type {
 }
 
 func TestVecDotTypeMatchesGGML(t *testing.T) {
-	want := map[Type]Type{
-		TypeF32: TypeF32, TypeF16: TypeF16, TypeBF16: TypeBF16,
-		TypeQ4_0: TypeQ8_0, TypeQ5_0: TypeQ8_0, TypeQ8_0: TypeQ8_0, TypeIQ4_NL: TypeQ8_0, TypeMXFP4: TypeQ8_0, TypeNVFP4: TypeQ8_0,
-		TypeQ1_0: TypeQ8_0, TypeQ2_0: TypeQ8_0,
-		TypeQ4_1: TypeQ8_1, TypeQ5_1: TypeQ8_1, TypeQ8_1: TypeQ8_1,
-		TypeQ2_K: TypeQ8_K, TypeQ3_K: TypeQ8_K, TypeQ4_K: TypeQ8_K, TypeQ5_K: TypeQ8_K, TypeQ6_K: TypeQ8_K,
-		TypeIQ4_XS: TypeQ8_K, TypeIQ2_XXS: TypeQ8_K, TypeIQ1_M: TypeQ8_K, TypeTQ1_0: TypeQ8_K, TypeTQ2_0: TypeQ8_K,
-		TypeQ8_K: TypeF32, TypeI32: TypeF32,
+	want := map[experts.Type]experts.Type{
+		experts.TypeF32: experts.TypeF32, experts.TypeF16: experts.TypeF16, experts.TypeBF16: experts.TypeBF16,
+		experts.TypeQ4_0: experts.TypeQ8_0, experts.TypeQ5_0: experts.TypeQ8_0, experts.TypeQ8_0: experts.TypeQ8_0, experts.TypeIQ4_NL: experts.TypeQ8_0, experts.TypeMXFP4: experts.TypeQ8_0, experts.TypeNVFP4: experts.TypeQ8_0,
+		experts.TypeQ1_0: experts.TypeQ8_0, experts.TypeQ2_0: experts.TypeQ8_0,
+		experts.TypeQ4_1: experts.TypeQ8_1, experts.TypeQ5_1: experts.TypeQ8_1, experts.TypeQ8_1: experts.TypeQ8_1,
+		experts.TypeQ2_K: experts.TypeQ8_K, experts.TypeQ3_K: experts.TypeQ8_K, experts.TypeQ4_K: experts.TypeQ8_K, experts.TypeQ5_K: experts.TypeQ8_K, experts.TypeQ6_K: experts.TypeQ8_K,
+		experts.TypeIQ4_XS: experts.TypeQ8_K, experts.TypeIQ2_XXS: experts.TypeQ8_K, experts.TypeIQ1_M: experts.TypeQ8_K, experts.TypeTQ1_0: experts.TypeQ8_K, experts.TypeTQ2_0: experts.TypeQ8_K,
+		experts.TypeQ8_K: experts.TypeF32, experts.TypeI32: experts.TypeF32,
 	}
 	for typ, vt := range want {
-		require.Equal(t, vt, typ.VecDotType(), "%v", typ)
+		require.Equal(t, vt, VecDotType(typ), "%v", typ)
 	}
 	for _, typ := range dotTypes() {
-		require.True(t, typ.VecDotType().CanQuantize(), "%v: activations %v cannot be quantized", typ, typ.VecDotType())
-		require.Zero(t, typ.BlockSize()%typ.VecDotType().BlockSize(), "%v", typ)
+		require.True(t, CanQuantize(VecDotType(typ)), "%v: activations %v cannot be quantized", typ, VecDotType(typ))
+		require.Zero(t, typ.BlockSize()%VecDotType(typ).BlockSize(), "%v", typ)
 	}
 }
 
@@ -123,7 +125,7 @@ func TestVecDotAgreesWithFloatDot(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, typ := range dotTypes() {
 		t.Run(typ.String(), func(t *testing.T) {
-			at := typ.VecDotType()
+			at := VecDotType(typ)
 			n := 1024
 			for n%typ.BlockSize() != 0 || n%at.BlockSize() != 0 {
 				n += 256
@@ -147,7 +149,7 @@ func TestVecDotAgreesWithFloatDot(t *testing.T) {
 					magnitude += math.Abs(float64(wf[i]) * float64(xq[i]))
 					actErr += math.Abs(float64(wf[i])) * step[i]
 				}
-				if at == TypeQ8_1 {
+				if at == experts.TypeQ8_1 {
 					// Q4_1/Q5_1 apply their offset m through s = d·Σq,
 					// which Q8_1 stores as f16: allow its rounding.
 					for b := 0; b < n/32; b++ {
@@ -170,7 +172,7 @@ func TestVecDotAgreesWithFloatDot(t *testing.T) {
 	}
 }
 
-func rowBytes(t testing.TB, typ Type, n int) int {
+func rowBytes(t testing.TB, typ experts.Type, n int) int {
 	t.Helper()
 	size, err := typ.RowBytes(uint64(n))
 	require.NoError(t, err)
@@ -180,15 +182,15 @@ func rowBytes(t testing.TB, typ Type, n int) int {
 // activationSteps bounds |x - dequantized activation| per element: half a
 // quantization step, plus for f16 scales the scale's own rounding (at most
 // 2⁻¹¹ relative, times |q| ≤ 127), plus float slack.
-func activationSteps(at Type, x []float32) []float64 {
+func activationSteps(at experts.Type, x []float32) []float64 {
 	steps := make([]float64, len(x))
 	switch at {
-	case TypeF32:
-	case TypeF16:
+	case experts.TypeF32:
+	case experts.TypeF16:
 		for i, v := range x {
 			steps[i] = math.Abs(float64(v)) * 0x1p-11
 		}
-	case TypeBF16:
+	case experts.TypeBF16:
 		for i, v := range x {
 			steps[i] = math.Abs(float64(v)) * 0x1p-8
 		}
@@ -198,7 +200,7 @@ func activationSteps(at Type, x []float32) []float64 {
 			amax := float64(absMax(x[b : b+bs]))
 			d := amax / 127
 			e := d*0.5*(1+1e-6) + 127*d*0x1p-11
-			if at == TypeQ8_K {
+			if at == experts.TypeQ8_K {
 				e = d * 0.5 * (1 + 1e-6)
 			}
 			for i := b; i < b+bs; i++ {
@@ -217,7 +219,7 @@ func TestVecDotMatchesScalarReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, typ := range dotTypes() {
 		t.Run(typ.String(), func(t *testing.T) {
-			at := typ.VecDotType()
+			at := VecDotType(typ)
 			n := 2048
 			for trial := 0; trial < 10; trial++ {
 				w := randomWeights(typ, n/typ.BlockSize(), rng)
@@ -234,23 +236,23 @@ func TestVecDotMatchesScalarReference(t *testing.T) {
 func TestVecDotCheckedRejectsBadArguments(t *testing.T) {
 	w := make([]byte, 18*2)
 	act := make([]byte, 34*2)
-	_, err := VecDotChecked(TypeQ4_0, 64, w, act)
+	_, err := VecDotChecked(experts.TypeQ4_0, 64, w, act)
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
 		name   string
-		typ    Type
+		typ    experts.Type
 		n      int
 		w, act []byte
 		target error
 	}{
-		{"unknown type", Type(99), 64, w, act, ErrUnknownType},
-		{"no kernel", TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), ErrUnsupportedType},
-		{"partial block", TypeQ4_0, 48, w, act, ErrQuantSize},
-		{"negative n", TypeQ4_0, -32, w, act, ErrQuantSize},
-		{"short weights", TypeQ4_0, 64, w[:35], act, ErrQuantSize},
-		{"long activations", TypeQ4_0, 64, w, append(act, 0), ErrQuantSize},
-		{"activations of the wrong type", TypeQ4_0, 64, w, make([]byte, 36*2), ErrQuantSize},
+		{"unknown type", experts.Type(99), 64, w, act, experts.ErrUnknownType},
+		{"no kernel", experts.TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), experts.ErrUnsupportedType},
+		{"partial block", experts.TypeQ4_0, 48, w, act, ErrQuantSize},
+		{"negative n", experts.TypeQ4_0, -32, w, act, ErrQuantSize},
+		{"short weights", experts.TypeQ4_0, 64, w[:35], act, ErrQuantSize},
+		{"long activations", experts.TypeQ4_0, 64, w, append(act, 0), ErrQuantSize},
+		{"activations of the wrong type", experts.TypeQ4_0, 64, w, make([]byte, 36*2), ErrQuantSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := VecDotChecked(tc.typ, tc.n, tc.w, tc.act)
@@ -261,8 +263,8 @@ func TestVecDotCheckedRejectsBadArguments(t *testing.T) {
 }
 
 func TestVecDotPanicsOnShortInput(t *testing.T) {
-	require.Panics(t, func() { VecDot(TypeQ4_0, 64, make([]byte, 18), make([]byte, 68)) })
-	require.Panics(t, func() { VecDot(TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292)) })
+	require.Panics(t, func() { VecDot(experts.TypeQ4_0, 64, make([]byte, 18), make([]byte, 68)) })
+	require.Panics(t, func() { VecDot(experts.TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292)) })
 }
 
 func TestVecDotDoesNotAllocate(t *testing.T) {
@@ -270,8 +272,8 @@ func TestVecDotDoesNotAllocate(t *testing.T) {
 	for _, typ := range dotTypes() {
 		n := 512
 		w := randomWeights(typ, n/typ.BlockSize(), rng)
-		act := make([]byte, rowBytes(t, typ.VecDotType(), n))
-		require.NoError(t, QuantizeActivations(typ.VecDotType(), randomActivations(n, rng), act))
+		act := make([]byte, rowBytes(t, VecDotType(typ), n))
+		require.NoError(t, QuantizeActivations(VecDotType(typ), randomActivations(n, rng), act))
 		allocs := testing.AllocsPerRun(10, func() { VecDot(typ, n, w, act) })
 		require.Zero(t, allocs, "%v", typ)
 	}
@@ -323,8 +325,8 @@ func TestSwarDot8(t *testing.T) {
 func TestMatVec(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	const n, rows = 512, 7
-	for _, typ := range []Type{TypeQ4_K, TypeQ8_0, TypeF16} {
-		at := typ.VecDotType()
+	for _, typ := range []experts.Type{experts.TypeQ4_K, experts.TypeQ8_0, experts.TypeF16} {
+		at := VecDotType(typ)
 		row := rowBytes(t, typ, n)
 		w := randomWeights(typ, rows*n/typ.BlockSize(), rng)
 		act := make([]byte, rowBytes(t, at, n))
@@ -340,7 +342,7 @@ func TestMatVec(t *testing.T) {
 		require.ErrorIs(t, MatVec(typ, n+1, w, act, out), ErrQuantSize)
 		require.NoError(t, MatVec(typ, n, nil, nil, nil), "no rows, nothing to do")
 	}
-	require.ErrorIs(t, MatVec(TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), make([]float32, 1)), ErrUnsupportedType)
+	require.ErrorIs(t, MatVec(experts.TypeIQ2_XXS, 256, make([]byte, 66), make([]byte, 292), make([]float32, 1)), experts.ErrUnsupportedType)
 }
 
 func TestSpreadBits(t *testing.T) {

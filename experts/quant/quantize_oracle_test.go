@@ -1,10 +1,11 @@
-package experts
+package quant
 
 import (
 	"encoding/binary"
 	"math"
 	"testing"
 
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/stretchr/testify/require"
 )
 
@@ -14,13 +15,13 @@ import (
 // quantized tensor byte for byte.
 func TestQuantizeReproducesLlamaQuantize(t *testing.T) {
 	source := loadQuantOracle(t, "qwen3moe-tiny-f32")
-	seen := map[Type]int{}
+	seen := map[experts.Type]int{}
 	for _, file := range []string{"qwen3moe-tiny-q8_0", "qwen3moe-tiny-mxfp4_moe"} {
 		o := loadQuantOracle(t, file)
 		for _, tt := range o.Tensors {
-			typ, ok := TypeByName(tt.Type)
+			typ, ok := experts.TypeByName(tt.Type)
 			require.True(t, ok)
-			if typ == TypeF32 {
+			if typ == experts.TypeF32 {
 				continue
 			}
 			st := source.tensor(t, tt.Name)
@@ -41,8 +42,8 @@ func TestQuantizeReproducesLlamaQuantize(t *testing.T) {
 			seen[typ]++
 		}
 	}
-	require.NotZero(t, seen[TypeQ8_0])
-	require.NotZero(t, seen[TypeMXFP4])
+	require.NotZero(t, seen[experts.TypeQ8_0])
+	require.NotZero(t, seen[experts.TypeMXFP4])
 }
 
 func firstDiff(a, b []byte) int {

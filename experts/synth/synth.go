@@ -1,4 +1,4 @@
-package experts
+package synth
 
 import (
 	"context"
@@ -6,26 +6,55 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // ErrUnknownPreset means a synthetic-model preset name that Presets does not
 // list.
-var ErrUnknownPreset = errors.New("experts: unknown synthetic model preset")
+var ErrUnknownPreset = errors.New("synth: unknown synthetic model preset")
 
-// synthDefaultSeed seeds WriteSynthetic when WithSeed is not given.
-const synthDefaultSeed = 1
+// An Option configures Write and NewWriter.
+type Option interface{ apply(*config) }
 
-// WithSeed sets the seed of WriteSynthetic's weights and tokenizer: the same
-// preset and seed always give the same bytes.
-func WithSeed(seed uint64) WriteOption {
-	return writeOptionFunc(func(c *writeConfig) { c.seed = seed })
+type config struct {
+	seed    uint64
+	workers int
+	write   []experts.WriteOption
 }
 
-// WithWorkers sets how many goroutines WriteSynthetic uses to generate
-// tensor data (default: GOMAXPROCS, at most 8). The output does not depend
-// on it.
-func WithWorkers(n int) WriteOption {
-	return writeOptionFunc(func(c *writeConfig) { c.workers = n })
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// defaultSeed seeds Write when WithSeed is not given.
+const defaultSeed = 1
+
+// WithSeed sets the seed of the weights and tokenizer: the same preset and
+// seed always give the same bytes.
+func WithSeed(seed uint64) Option { return optionFunc(func(c *config) { c.seed = seed }) }
+
+// WithWorkers sets how many goroutines generate tensor data (default, and
+// for n <= 0: GOMAXPROCS, at most 8). The output does not depend on it.
+func WithWorkers(n int) Option { return optionFunc(func(c *config) { c.workers = n }) }
+
+// WithWriteOptions passes options to the underlying experts.Writer
+// (experts.WithAlignment, experts.WithProgress).
+func WithWriteOptions(opts ...experts.WriteOption) Option {
+	return optionFunc(func(c *config) { c.write = append(c.write, opts...) })
+}
+
+func newConfig(opts []Option) config {
+	c := config{seed: defaultSeed}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.workers <= 0 {
+		c.workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	return c
 }
 
 // synthFileType is how a preset stores its weights.
@@ -59,7 +88,7 @@ type synthPreset struct {
 	ssmTimeStepRank, ssmInner       int
 }
 
-// synthPresets are the models WriteSynthetic writes. The full-size ones have
+// synthPresets are the models Write writes. The full-size ones have
 // the shapes of the published checkpoints (Hugging Face config.json of
 // Qwen/Qwen3.5-35B-A3B and Qwen/Qwen3-30B-A3B as llama.cpp converts them);
 // the -small and -tiny-f32 ones have exactly the shapes of the llama.cpp
@@ -140,7 +169,7 @@ var synthPresets = []synthPreset{
 	},
 }
 
-// Presets lists the names WriteSynthetic accepts, sorted.
+// Presets lists the names Write accepts, sorted.
 func Presets() []string {
 	names := make([]string, len(synthPresets))
 	for i, p := range synthPresets {
@@ -159,32 +188,29 @@ func synthLookup(name string) (*synthPreset, error) {
 	return nil, fmt.Errorf("%w: %q (known: %v)", ErrUnknownPreset, name, Presets())
 }
 
-// WriteSynthetic writes a complete synthetic GGUF model of the named preset
+// Write writes a complete synthetic GGUF model of the named preset
 // to path: llama.cpp's metadata keys, a byte-level BPE tokenizer and every
 // tensor, with seeded random weights of sane scale. The data is generated
 // while it is written, in parallel, so memory use stays small whatever the
 // model's size. Like Writer.WriteFile, it never leaves a partial file at
 // path.
-func WriteSynthetic(ctx context.Context, path, preset string, opts ...WriteOption) error {
-	w, err := SyntheticWriter(preset, opts...)
+func Write(ctx context.Context, path, preset string, opts ...Option) error {
+	w, err := NewWriter(preset, opts...)
 	if err != nil {
 		return err
 	}
 	return w.WriteFile(ctx, path)
 }
 
-// SyntheticWriter returns the Writer that WriteSynthetic uses, for writing
-// the model somewhere other than a file or learning its Size first.
-func SyntheticWriter(preset string, opts ...WriteOption) (*Writer, error) {
+// NewWriter returns the Writer that Write uses, for writing the model
+// somewhere other than a file or learning its Size first.
+func NewWriter(preset string, opts ...Option) (*experts.Writer, error) {
 	p, err := synthLookup(preset)
 	if err != nil {
 		return nil, err
 	}
-	c := newWriteConfig(opts)
-	if c.workers <= 0 {
-		c.workers = min(runtime.GOMAXPROCS(0), 8)
-	}
-	w, err := NewWriter(opts...)
+	c := newConfig(opts)
+	w, err := experts.NewWriter(c.write...)
 	if err != nil {
 		return nil, err
 	}

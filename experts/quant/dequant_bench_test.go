@@ -1,8 +1,10 @@
-package experts
+package quant
 
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/rotary-moe/rotary/experts"
 )
 
 // BenchmarkDequantize expands 1 Mi elements per iteration and reports
@@ -26,6 +28,6 @@ func BenchmarkDequantize(b *testing.B) {
 
 // dequantTypes lists the types Dequantize supports, excluding the
 // activation-only formats (Q8_1, Q8_K) that randomWeights does not build.
-func dequantTypes() []Type {
-	return typesWhere(func(t Type) bool { return t.CanDequantize() && t != TypeQ8_1 && t != TypeQ8_K })
+func dequantTypes() []experts.Type {
+	return typesWhere(func(t experts.Type) bool { return CanDequantize(t) && t != experts.TypeQ8_1 && t != experts.TypeQ8_K })
 }
