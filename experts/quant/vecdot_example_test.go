@@ -47,3 +47,46 @@ func ExampleVecDot() {
 	// Q4_K·Q8_K: -6.7922 (float: -6.7857)
 	// -6.7922
 }
+
+func ExampleMatVec() {
+	const n = 32 // Q8_0 rows of one block
+	rows := [][]float32{make([]float32, n), make([]float32, n)}
+	x := make([]float32, n)
+	for i := range n {
+		rows[0][i], rows[1][i], x[i] = 1, float32(i%2), 0.5
+	}
+	row, _ := experts.TypeQ8_0.RowBytes(n)
+	w := make([]byte, 2*row)
+	for r, vals := range rows {
+		if err := quant.Quantize(experts.TypeQ8_0, vals, w[uint64(r)*row:uint64(r+1)*row]); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	at := quant.VecDotType(experts.TypeQ8_0)
+	aSize, _ := at.RowBytes(n)
+	act := make([]byte, aSize)
+	if err := quant.QuantizeActivations(at, x, act); err != nil {
+		fmt.Println(err)
+		return
+	}
+	out := make([]float32, 2)
+	if err := quant.MatVec(experts.TypeQ8_0, n, w, act, out); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%.3f\n", out) // 16 and 8 but for the fp16 scales' rounding
+	// Output: [15.998 7.999]
+}
+
+func ExampleFloat32ToFloat16() {
+	for _, f := range []float32{1, 0.1, 65504, 1e6} {
+		h := quant.Float32ToFloat16(f)
+		fmt.Printf("%v -> %#04x -> %v\n", f, h, quant.Float16ToFloat32(h))
+	}
+	// Output:
+	// 1 -> 0x3c00 -> 1
+	// 0.1 -> 0x2e66 -> 0.099975586
+	// 65504 -> 0x7bff -> 65504
+	// 1e+06 -> 0x7c00 -> +Inf
+}

@@ -52,3 +52,23 @@ func ExamplePresets() {
 	// qwen3moe-tiny
 	// qwen3moe-tiny-f32
 }
+
+func ExampleOpenShape() {
+	// A weightless model of 2 MoE layers of 16 experts, as a routing trace
+	// recorded on it would describe it: enough to plan and simulate.
+	w, err := synth.ShapeWriter(synth.Shape{Name: "tiny", Arch: "llama", Layers: 2, Experts: 16, TopK: 4,
+		Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := synth.OpenShape(w, "")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	fmt.Println("MoE layers", m.MoELayers(), "expert bytes", m.ExpertBytes(0), "non-expert bytes", m.NonExpertBytes())
+	// Output:
+	// MoE layers [0 1] expert bytes 127488 non-expert bytes 1081344
+}
