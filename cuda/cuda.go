@@ -39,10 +39,11 @@ var _ Device = (*cudaDevice)(nil)
 
 // Open opens CUDA device ordinal, loading the driver on first use. Without a
 // driver it fails with ErrNoDriver, naming the libraries it tried; without
-// such a device, with ErrNoDevice. Host-backend options fail with
-// ErrInvalidValue. NVRTC is loaded by the first Load.
+// such a device, with ErrNoDevice. It takes Options: the shared ones and
+// WithCacheDir (the host backend's own options do not compile here). NVRTC
+// is loaded by the first Load.
 func Open(ctx context.Context, ordinal int, opts ...Option) (Device, error) {
-	cfg, err := newConfig(BackendCUDA, opts)
+	cfg, err := newCUDAConfig(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,11 @@
 // copy links), keep accounts without bytes (WithoutData), and inject failures
 // (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 //
+// Options come in three kinds: Option for Open, HostOption for NewHost, and
+// SharedOption (WithCapacity, WithLogger, WithAllocFault), which is both. An
+// option of one backend handed to the other does not compile; values are
+// checked by the constructor (ErrInvalidValue).
+//
 // Misuse — a freed, foreign or zero handle, a range past a buffer's end, a
 // closed stream — is an error matching one of the package's sentinels on both
 // backends, never a crash; driver failures are *Error, which matches the

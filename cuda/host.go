@@ -61,10 +61,11 @@ const hostAlign = 256
 
 var _ Device = (*HostDevice)(nil)
 
-// NewHost creates a host backend device. Options for the CUDA backend only
-// (WithCacheDir) fail with ErrInvalidValue.
-func NewHost(opts ...Option) (*HostDevice, error) {
-	cfg, err := newConfig(BackendHost, opts)
+// NewHost creates a host backend device. It takes HostOptions: the shared
+// ones (WithCapacity, WithLogger, WithAllocFault) and the host backend's own;
+// a bad value (a negative capacity or cost) fails with ErrInvalidValue.
+func NewHost(opts ...HostOption) (*HostDevice, error) {
+	cfg, err := newHostConfig(opts)
 	if err != nil {
 		return nil, err
 	}

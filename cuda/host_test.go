@@ -23,7 +23,7 @@ var testTiming = Timing{
 
 const us = time.Microsecond
 
-func newHost(t *testing.T, opts ...Option) *HostDevice {
+func newHost(t *testing.T, opts ...HostOption) *HostDevice {
 	t.Helper()
 	h, err := NewHost(opts...)
 	require.NoError(t, err)
@@ -284,7 +284,7 @@ func TestCopyFaults(t *testing.T) {
 
 func TestHostKernelFailures(t *testing.T) {
 	for _, virtual := range []bool{false, true} {
-		var opts []Option
+		var opts []HostOption
 		if virtual {
 			opts = append(opts, WithVirtualClock())
 		}
@@ -381,17 +381,23 @@ func TestHostBytesAndClock(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidHandle, "an event never recorded has no time")
 }
 
-func TestOptionsApplyToTheirBackend(t *testing.T) {
-	_, err := NewHost(WithCacheDir(t.TempDir()))
-	assert.ErrorIs(t, err, ErrInvalidValue)
-	for _, o := range []Option{WithVirtualClock(), WithTiming(testTiming), WithoutData(), WithCopyFault(nil), WithAsyncCopyFault(nil)} {
-		_, err = Open(context.Background(), 0, o)
-		assert.ErrorIs(t, err, ErrInvalidValue, o.name())
-		assert.ErrorContains(t, err, o.name())
-	}
-	_, err = NewHost(WithCapacity(-1))
+// The option kinds, checked by the compiler: the shared options serve both
+// constructors, the others one (NewHost(WithCacheDir(dir)) or
+// Open(ctx, 0, WithVirtualClock()) does not compile).
+var (
+	_ SharedOption = WithCapacity(0)
+	_ SharedOption = WithLogger(nil)
+	_ SharedOption = WithAllocFault(nil)
+	_ Option       = WithCacheDir("")
+	_ HostOption   = WithVirtualClock()
+)
+
+func TestOptionValues(t *testing.T) {
+	_, err := NewHost(WithCapacity(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = NewHost(WithTiming(Timing{CopyLatency: -1}))
+	assert.ErrorIs(t, err, ErrInvalidValue)
+	_, err = newCUDAConfig([]Option{WithCapacity(-1)})
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	h, err := NewHost(nil, WithLogger(nil))
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func openTestModel(t testing.TB) *experts.Model {
 	return m
 }
 
-func newHost(t testing.TB, opts ...cuda.Option) *cuda.HostDevice {
+func newHost(t testing.TB, opts ...cuda.HostOption) *cuda.HostDevice {
 	t.Helper()
 	dev, err := cuda.NewHost(opts...)
 	require.NoError(t, err)
