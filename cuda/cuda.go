@@ -73,7 +73,7 @@ func openDevice(drv driver, loadCompiler func() (compiler, error), ordinal int, 
 	if d.dev, err = drv.deviceGet(ordinal); err != nil {
 		return nil, fmt.Errorf("cuda: Open(%d): %w", ordinal, err)
 	}
-	info := Info{Backend: BackendCUDA, Ordinal: ordinal}
+	info := Info{Kind: KindCUDA, Ordinal: ordinal}
 	if info.DriverVersion, err = drv.driverVersion(); err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 
 func TestCUDAOpen(t *testing.T) {
 	d, drv, _ := openFake(t)
-	assert.Equal(t, Info{Backend: BackendCUDA, Name: "Fake GPU", ComputeMajor: 9, TotalMemory: 1 << 30, DriverVersion: 13000}, d.Info())
+	assert.Equal(t, Info{Kind: KindCUDA, Name: "Fake GPU", ComputeMajor: 9, TotalMemory: 1 << 30, DriverVersion: 13000}, d.Info())
 	assert.Equal(t, 1, drv.retained)
 	require.NoError(t, d.Close())
 	assert.Equal(t, 0, drv.retained, "Close releases the primary context")

@@ -86,7 +86,7 @@ func NewHost(opts ...HostOption) (*HostDevice, error) {
 
 // Info implements Device.
 func (h *HostDevice) Info() Info {
-	return Info{Backend: BackendHost, Name: "host", TotalMemory: h.cfg.capacity}
+	return Info{Kind: KindHost, Name: "host", TotalMemory: h.cfg.capacity}
 }
 
 // MemInfo implements Device.

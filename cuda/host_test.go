@@ -401,7 +401,7 @@ func TestOptionValues(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	h, err := NewHost(nil, WithLogger(nil))
 	require.NoError(t, err)
-	assert.Equal(t, Info{Backend: BackendHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
+	assert.Equal(t, Info{Kind: KindHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
 	require.NoError(t, h.Close())
 }
 

@@ -296,7 +296,7 @@ func (t *rawTrace) trace(m ModelID) *Trace {
 	if weighted {
 		opts = append(opts, WithWeights())
 	}
-	tr, _ := NewTrace(m, append(opts, WithCapacity(tokens))...) // m was validated by NewRecorder
+	tr, _ := NewTrace(m, append(opts, WithTokenCapacity(tokens))...) // m was validated by NewRecorder
 	for range tokens {
 		tr.AddToken()
 	}

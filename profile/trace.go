@@ -56,8 +56,8 @@ func WithWeights() TraceOption {
 	return traceOptionFunc(func(c *traceConfig) { c.weights = true })
 }
 
-// WithCapacity reserves room for the given number of tokens.
-func WithCapacity(tokens int) TraceOption {
+// WithTokenCapacity reserves room for the given number of tokens.
+func WithTokenCapacity(tokens int) TraceOption {
 	return traceOptionFunc(func(c *traceConfig) { c.capacity = max(tokens, 0) })
 }
 

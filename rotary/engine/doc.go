@@ -6,7 +6,7 @@
 //
 // New opens an Engine over a GGUF model: a cuda.HostDevice whose capacity is
 // the VRAM budget, a rotary.Runtime planned for that budget (minus the
-// model's non-expert weights and the sequence state), and a model.Model whose
+// model's non-expert weights and the sequence state), and a model.Net whose
 // ExpertSource is a Source. A Source asks the runtime for the union of the
 // experts a forward step routes to, once per layer, waits for their copies,
 // and hands the model views of the slots' bytes; the model's micro-batch is

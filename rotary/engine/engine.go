@@ -27,7 +27,7 @@ type Engine struct {
 	backend *cpu.Backend
 	rt      *rotary.Runtime
 	src     *Source
-	model   *model.Model
+	model   *model.Net
 	batch   int
 	reserve int64
 }
@@ -166,7 +166,7 @@ func StateBytes(h experts.HParams, positions int) int64 {
 }
 
 // Model is the forward pass.
-func (e *Engine) Model() *model.Model { return e.model }
+func (e *Engine) Model() *model.Net { return e.model }
 
 // Runtime is the rotary runtime that holds the experts.
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }

@@ -52,7 +52,7 @@ func halfBudget(m *experts.Model, positions int) int64 {
 
 // run feeds prompt to md, then greedily decodes steps tokens, and returns
 // every logit it computed and the tokens it chose.
-func run(t *testing.T, md *model.Model, prompt []int32, steps int) (logits []float32, tokens []int32) {
+func run(t *testing.T, md *model.Net, prompt []int32, steps int) (logits []float32, tokens []int32) {
 	t.Helper()
 	ctx := context.Background()
 	s := md.NewState(64)

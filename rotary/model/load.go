@@ -117,7 +117,7 @@ func rowsOf(w Weight, heights ...int) []Weight {
 }
 
 // loadLayer reads layer il's resident weights.
-func (m *Model) loadLayer(l *loader, il int) layerWeights {
+func (m *Net) loadLayer(l *loader, il int) layerWeights {
 	c := &m.cfg
 	p := func(s string) string { return fmt.Sprintf("blk.%d.%s", il, s) }
 	var w layerWeights

@@ -16,7 +16,7 @@ import (
 
 var chatTokens = []int32{757, 84, 494, 198, 54, 71, 267, 334, 264, 685, 279, 683, 30, 758, 198, 757, 64, 82, 82, 711, 384, 198}
 
-func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertSource, opts ...model.Option) *model.Model {
+func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertSource, opts ...model.Option) *model.Net {
 	t.Helper()
 	em, err := experts.OpenModel(filepath.Join(modelDir, name+".gguf"))
 	require.NoError(t, err)

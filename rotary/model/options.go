@@ -1,6 +1,6 @@
 package model
 
-// Option configures a Model.
+// Option configures a Net.
 type Option interface{ apply(*options) }
 
 type options struct {
