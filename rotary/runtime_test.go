@@ -3,12 +3,15 @@ package rotary
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
@@ -766,4 +769,53 @@ func TestOpenCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
 	assert.Equal(t, cuda.Stats{}, dev.Stats())
+}
+
+func TestOpenWithPlan(t *testing.T) {
+	m := openTestModel(t)
+	plan, err := NewPlan(m, WithVRAM(4<<20), WithHostBudget(2<<20), WithHostChunk(200<<10))
+	require.NoError(t, err)
+	dev := newHost(t, cuda.WithCapacity(64<<20))
+	rt := openRuntime(t, m, dev, WithPlan(plan), WithPolicy(LFU), WithoutWarmup())
+	assert.Same(t, plan, rt.Plan(), "Open follows the plan it is given")
+	set, err := rt.Acquire(context.Background(), m.MoELayers()[0], []int{1, 2, 3, 4}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+
+	// A plan excludes the options that plan, and must be NewPlan's, for the
+	// same model.
+	for _, o := range []Option{WithVRAM(4 << 20), WithSlots(4), WithHostBudget(0), WithReserve(0), WithHotSet(nil), WithHostChunk(1 << 20)} {
+		_, err := Open(context.Background(), m, dev, WithPlan(plan), o)
+		assert.ErrorIs(t, err, ErrInvalid)
+		assert.ErrorContains(t, err, "the plan already holds the budgets")
+	}
+	_, err = Open(context.Background(), m, dev, WithPlan(nil))
+	assert.ErrorIs(t, err, ErrInvalid)
+	decoded := *plan
+	decoded.Host = HostPlan{Mode: plan.Host.Mode, Budget: plan.Host.Budget}
+	_, err = Open(context.Background(), m, dev, WithPlan(&decoded))
+	assert.ErrorContains(t, err, "not made by NewPlan")
+	other := *plan
+	other.TotalExpert++
+	_, err = Open(context.Background(), m, dev, WithPlan(&other))
+	assert.ErrorContains(t, err, "the plan is for model")
+}
+
+func TestWarmupFailureReachesStats(t *testing.T) {
+	// A copy of the model that shrinks once mapped: the warm-up's reads of
+	// the experts past the new end fail (experts.ErrFault).
+	path := filepath.Join(t.TempDir(), "shrinks.gguf")
+	data, err := os.ReadFile(testModelPath)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	m, err := experts.OpenModel(path)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, os.Truncate(path, m.ExpertTensors()[0].Offset))
+
+	core, logs := observer.New(zap.WarnLevel)
+	rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(8*m.ExpertBytes(1)), WithLogger(zap.New(core)))
+	require.Eventually(t, func() bool { return rt.Stats().WarmupErr != nil }, 10*time.Second, time.Millisecond)
+	assert.ErrorIs(t, rt.Stats().WarmupErr, experts.ErrFault)
+	assert.Equal(t, 1, logs.FilterMessageSnippet("warm-up stopped").Len())
 }

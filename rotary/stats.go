@@ -28,6 +28,11 @@ type Stats struct {
 	TransferTime, StallTime, HostWait time.Duration
 	// Layers are the MoE layers' shares, in layer order.
 	Layers []LayerStats
+	// WarmupErr is why the host LRU's background warm-up (see WithoutWarmup)
+	// stopped before the LRU was full: an expert could not be read from the
+	// file. The runtime still works; misses read their experts themselves.
+	// It is nil while the warm-up runs, after it completed, and without one.
+	WarmupErr error `json:"-"`
 }
 
 // TierStats are one tier's hits and misses and the bytes its misses moved.
@@ -120,6 +125,9 @@ func (r *Runtime) stats(reset bool) Stats {
 		s.HostWait += l.HostWait
 	}
 	s.Host = r.host.stats()
+	if err := r.warmErr.Load(); err != nil {
+		s.WarmupErr = *err
+	}
 	if reset {
 		r.host.reset()
 	}

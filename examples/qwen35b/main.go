@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			host = dh
 		}
 	}
-	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostMemory(host), engine.WithPositions(positions),
+	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
 	if c.hot != "" {
 		p, err := profile.LoadFor(c.hot, id)

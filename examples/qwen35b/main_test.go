@@ -203,9 +203,9 @@ func TestTrace(t *testing.T) {
 			e, err := engine.New(context.Background(), m, engine.WithPositions(64), engine.WithModelOptions(hook))
 			require.NoError(t, err)
 			defer e.Close()
-			s := e.Model().NewState(64)
+			s := e.Net().NewState(64)
 			for _, tok := range ran {
-				_, err := e.Model().Forward(context.Background(), s, []int32{tok}, model.LastLogits)
+				_, err := e.Net().Forward(context.Background(), s, []int32{tok}, model.LastLogits)
 				require.NoError(t, err)
 			}
 			for tok := range ran {

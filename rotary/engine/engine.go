@@ -57,9 +57,9 @@ const DefaultVRAM = 16 << 30
 // weights and the sequence state (default DefaultVRAM).
 func WithVRAM(bytes int64) Option { return optionFunc(func(c *config) { c.vram = bytes }) }
 
-// WithHostMemory sets rotary's pinned host budget (rotary.WithHostBudget);
+// WithHostBudget sets rotary's pinned host budget (rotary.WithHostBudget);
 // the default is unlimited: the model file's mapping serves every miss.
-func WithHostMemory(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
+func WithHostBudget(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
 
 // WithPositions sets how many positions a sequence holds at most, for the
 // state the VRAM budget reserves (default 4096, at most the model's context).
@@ -94,7 +94,7 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		o.apply(&c)
 	}
 	if c.vram <= 0 {
-		return nil, fmt.Errorf("engine: VRAM budget %d is not positive", c.vram)
+		return nil, fmt.Errorf("engine: WithVRAM(%d) is not positive", c.vram)
 	}
 	e := &Engine{experts: m, id: ModelID(m), reserve: StateBytes(m.Params, min(c.positions, m.Params.ContextLength))}
 	defer func() {
@@ -103,7 +103,7 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		}
 	}()
 
-	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve), rotary.WithLogger(c.log)}
+	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve)}
 	if c.host >= 0 {
 		ropts = append(ropts, rotary.WithHostBudget(c.host))
 	}
@@ -116,7 +116,8 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		ropts = append(ropts, rotary.WithHotProfile(c.hot, c.pinFraction))
 	}
 
-	// Plan first: the model's micro-batch depends on the slots.
+	// Plan first, once: the model's micro-batch depends on the slots, and the
+	// runtime follows the same plan.
 	plan, err := rotary.NewPlan(m, ropts...)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {
 		return nil, err
 	}
-	if e.rt, err = rotary.Open(ctx, m, e.dev, ropts...); err != nil {
+	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
 		return nil, err
 	}
 	if e.src, err = NewSource(e.rt, e.dev); err != nil {
@@ -165,8 +166,8 @@ func StateBytes(h experts.HParams, positions int) int64 {
 	return 4 * n
 }
 
-// Model is the forward pass.
-func (e *Engine) Model() *model.Net { return e.model }
+// Net is the forward pass.
+func (e *Engine) Net() *model.Net { return e.model }
 
 // Runtime is the rotary runtime that holds the experts.
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }

@@ -28,7 +28,7 @@ func Example() {
 	defer e.Close()
 
 	ctx := context.Background()
-	md := e.Model()
+	md := e.Net()
 	s := md.NewState(64)
 	prompt := []int32{757, 84, 494, 198, 54, 71, 267, 334} // "<|im_start|>user\nWhat is"
 	logits, err := md.Forward(ctx, s, prompt, model.LastLogits)

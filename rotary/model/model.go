@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -31,16 +30,22 @@ type Net struct {
 // mapping: m must stay open while the Net is used.
 func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Net, error) {
 	if backend == nil || src == nil {
-		return nil, errors.New("model: New needs a backend and an expert source")
+		return nil, fmt.Errorf("%w: New needs a backend and an expert source", ErrInvalid)
+	}
+	md := &Net{backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&md.opts)
+		}
+	}
+	if md.opts.maxBatch <= 0 {
+		return nil, fmt.Errorf("%w: WithMaxBatch(%d) is not positive", ErrInvalid, md.opts.maxBatch)
 	}
 	cfg, err := newConfig(m)
 	if err != nil {
 		return nil, err
 	}
-	md := &Net{cfg: cfg, backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
-	for _, o := range opts {
-		o.apply(&md.opts)
-	}
+	md.cfg = cfg
 	l := &loader{f: m.File}
 	md.tokenEmbd = l.matrix("token_embd.weight", cfg.vocab, cfg.embed)
 	md.outputNorm = l.vector("output_norm.weight", 1, cfg.embed)

@@ -250,3 +250,17 @@ func TestConcurrentStates(t *testing.T) {
 		assert.Equal(t, want, <-results)
 	}
 }
+
+func TestNewRejectsBadArguments(t *testing.T) {
+	em, err := experts.OpenModel(filepath.Join(modelDir, "qwen3moe-tiny-f32.gguf"))
+	require.NoError(t, err)
+	defer em.Close()
+	backend := cpu.New(1)
+	defer backend.Close()
+	for _, n := range []int{0, -1} {
+		_, err = model.New(em, backend, model.NewFileSource(em), model.WithMaxBatch(n))
+		assert.ErrorIs(t, err, model.ErrInvalid, "WithMaxBatch(%d)", n)
+	}
+	_, err = model.New(em, nil, model.NewFileSource(em))
+	assert.ErrorIs(t, err, model.ErrInvalid)
+}
