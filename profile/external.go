@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Model identities of the external traces (see /work/shared/traces and its
+// Model identities of the external traces (see shared/traces beside the repository and its
 // READMEs). Layers are numbered as in the model, so DeepSeek's dense layer 0
 // has no routing.
 var (

@@ -10,6 +10,7 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -114,23 +115,10 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 	}
 }
 
-// sharedTraces is the folder of the project's real routing traces, read in
-// place (never copied into the repository), by profile's rule:
-// ROTARY_TRACES, else shared/traces beside the repository, else
-// /work/shared/traces; "" if there is none.
-func sharedTraces() string {
-	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "shared", "traces"), "/work/shared/traces"} {
-		if st, err := os.Stat(dir); dir != "" && err == nil && st.IsDir() {
-			return dir
-		}
-	}
-	return ""
-}
-
 // tracePath returns a file or folder of the real traces, or skips.
 func tracePath(t testing.TB, elem ...string) string {
 	t.Helper()
-	dir := sharedTraces()
+	dir := shared.Traces()
 	if dir == "" {
 		t.Skip("real traces not present (set ROTARY_TRACES)")
 	}

@@ -3,7 +3,7 @@
 // policy, the hit rate, the bytes copied and the stall per token, and the
 // tokens per second they allow, with Belady's optimum as the bound.
 //
-//	go run ./examples/simulate -trace /work/shared/traces/deepseek-v2-lite-chat/puffin_prefill_csv -slots 8,16,32
+//	go run ./examples/simulate -trace ../shared/traces/deepseek-v2-lite-chat/puffin_prefill_csv -slots 8,16,32
 //	go run ./examples/simulate -model qwen35moe-35b-a3b -vram 6GiB,8GiB,12GiB,16GiB
 //
 // -trace reads any trace profile.OpenTrace knows (the DeepSeek CSV folder,
