@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/sample"
-	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
 )

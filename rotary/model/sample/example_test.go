@@ -3,7 +3,7 @@ package sample_test
 import (
 	"fmt"
 
-	"github.com/rotary-moe/rotary/examples/internal/sample"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
 )
 
 func Example() {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 )
 

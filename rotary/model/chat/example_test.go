@@ -3,7 +3,7 @@ package chat_test
 import (
 	"fmt"
 
-	"github.com/rotary-moe/rotary/examples/internal/chat"
+	"github.com/rotary-moe/rotary/rotary/model/chat"
 )
 
 func ExamplePrompt() {
