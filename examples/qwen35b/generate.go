@@ -6,10 +6,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rotary-moe/rotary/rotary/model/sample"
-	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 // generation is what a run produced and what it cost.

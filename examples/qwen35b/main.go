@@ -44,16 +44,16 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/rotary-moe/rotary/rotary/model/chat"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
-	"github.com/rotary-moe/rotary/rotary/model/sample"
-	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/profile/chart"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/chat"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 func main() {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 func Example() {
