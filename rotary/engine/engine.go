@@ -15,6 +15,7 @@ import (
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 // Engine is a model ready to run: its forward pass on the CPU, its experts
@@ -28,8 +29,12 @@ type Engine struct {
 	rt      *rotary.Runtime
 	src     *Source
 	model   *model.Net
+	tok     *tokenizer.Tokenizer
 	batch   int
 	reserve int64
+
+	positions int  // the sequence length Generate uses
+	ownsModel bool // Open opened experts: Close closes it
 }
 
 // Option configures New.
@@ -96,7 +101,11 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if c.vram <= 0 {
 		return nil, fmt.Errorf("engine: WithVRAM(%d) is not positive", c.vram)
 	}
-	e := &Engine{experts: m, id: ModelID(m), reserve: StateBytes(m.Params, min(c.positions, m.Params.ContextLength))}
+	if c.positions <= 0 {
+		return nil, fmt.Errorf("engine: WithPositions(%d) is not positive", c.positions)
+	}
+	positions := min(c.positions, m.Params.ContextLength)
+	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
@@ -142,6 +151,9 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		return nil, err
 	}
 	src.Source = e.src
+	if e.tok, err = tokenizer.FromGGUF(m.File); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -168,6 +180,13 @@ func StateBytes(h experts.HParams, positions int) int64 {
 
 // Net is the forward pass.
 func (e *Engine) Net() *model.Net { return e.model }
+
+// Tokenizer is the model's tokenizer, from its GGUF vocabulary.
+func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.tok }
+
+// Positions is the longest sequence the engine plans for (WithPositions,
+// capped at the model's context length): Generate's sequences hold as many.
+func (e *Engine) Positions() int { return e.positions }
 
 // Runtime is the rotary runtime that holds the experts.
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }
@@ -242,7 +261,7 @@ func (e *Engine) Stats() Stats {
 }
 
 // Close frees the runtime, the device and the backend; the model file is the
-// caller's.
+// caller's, unless Open opened it.
 func (e *Engine) Close() error {
 	var errs []error
 	if e.src != nil {
@@ -256,6 +275,9 @@ func (e *Engine) Close() error {
 	}
 	if e.backend != nil {
 		errs = append(errs, e.backend.Close())
+	}
+	if e.ownsModel {
+		errs = append(errs, e.experts.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -28,127 +28,83 @@ type config struct {
 	seed                  uint64
 }
 
-// Option configures a Sampler.
-type Option interface{ apply(*config) error }
+// Option configures a Sampler. Options only record their values; New
+// checks them (an error matching ErrInvalidOption).
+type Option interface{ apply(*config) }
 
-type optionFunc func(*config) error
+type optionFunc func(*config)
 
-func (f optionFunc) apply(c *config) error { return f(c) }
+func (f optionFunc) apply(c *config) { f(c) }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
 }
 
+// validate checks every value against its domain.
+func (c *config) validate() error {
+	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+	switch {
+	case !(c.temperature >= 0) || math.IsInf(float64(c.temperature), 1):
+		return invalid("temperature %v, want a finite t >= 0", c.temperature)
+	case c.topK < 0:
+		return invalid("top-k %d, want k >= 0", c.topK)
+	case !(c.topP > 0 && c.topP <= 1):
+		return invalid("top-p %v, want 0 < p <= 1", c.topP)
+	case !(c.minP >= 0 && c.minP < 1):
+		return invalid("min-p %v, want 0 <= p < 1", c.minP)
+	case !(c.repeat > 0) || math.IsInf(float64(c.repeat), 1):
+		return invalid("repeat penalty %v, want a finite penalty > 0", c.repeat)
+	case !finite(c.freq):
+		return invalid("frequency penalty %v", c.freq)
+	case !finite(c.present):
+		return invalid("presence penalty %v", c.present)
+	case c.window < -1:
+		return invalid("penalty window %d, want n >= -1", c.window)
+	}
+	return nil
+}
+
 // Temperature divides the logits of the surviving candidates by t before the
 // draw (default 0.8). Zero means greedy: the highest penalized logit wins and
 // no random number is drawn.
-func Temperature(t float32) Option {
-	return optionFunc(func(c *config) error {
-		if !(t >= 0) || math.IsInf(float64(t), 1) {
-			return invalid("temperature %v, want a finite t >= 0", t)
-		}
-		c.temperature = t
-		return nil
-	})
-}
+func Temperature(t float32) Option { return optionFunc(func(c *config) { c.temperature = t }) }
 
 // Greedy selects the arg-max token; the same as Temperature(0).
 func Greedy() Option { return Temperature(0) }
 
 // TopK keeps the k candidates with the highest logits (default 40); 0 keeps
 // all.
-func TopK(k int) Option {
-	return optionFunc(func(c *config) error {
-		if k < 0 {
-			return invalid("top-k %d, want k >= 0", k)
-		}
-		c.topK = k
-		return nil
-	})
-}
+func TopK(k int) Option { return optionFunc(func(c *config) { c.topK = k }) }
 
 // TopP keeps the smallest set of most likely candidates whose probabilities
 // sum to at least p (default 0.95); 1 keeps all.
-func TopP(p float32) Option {
-	return optionFunc(func(c *config) error {
-		if !(p > 0 && p <= 1) {
-			return invalid("top-p %v, want 0 < p <= 1", p)
-		}
-		c.topP = p
-		return nil
-	})
-}
+func TopP(p float32) Option { return optionFunc(func(c *config) { c.topP = p }) }
 
 // MinP keeps the candidates whose probability is at least p times that of
 // the most likely one (default 0.05); 0 keeps all.
-func MinP(p float32) Option {
-	return optionFunc(func(c *config) error {
-		if !(p >= 0 && p < 1) {
-			return invalid("min-p %v, want 0 <= p < 1", p)
-		}
-		c.minP = p
-		return nil
-	})
-}
+func MinP(p float32) Option { return optionFunc(func(c *config) { c.minP = p }) }
 
 // RepeatPenalty penalizes every token that occurs in the penalty window:
 // a positive logit is divided by penalty, a negative one multiplied by it
 // (default 1, off).
-func RepeatPenalty(penalty float32) Option {
-	return optionFunc(func(c *config) error {
-		if !(penalty > 0) || math.IsInf(float64(penalty), 1) {
-			return invalid("repeat penalty %v, want a finite penalty > 0", penalty)
-		}
-		c.repeat = penalty
-		return nil
-	})
-}
+func RepeatPenalty(penalty float32) Option { return optionFunc(func(c *config) { c.repeat = penalty }) }
 
 // FrequencyPenalty subtracts f times a token's count in the penalty window
 // from its logit (default 0, off).
-func FrequencyPenalty(f float32) Option {
-	return optionFunc(func(c *config) error {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return invalid("frequency penalty %v", f)
-		}
-		c.freq = f
-		return nil
-	})
-}
+func FrequencyPenalty(f float32) Option { return optionFunc(func(c *config) { c.freq = f }) }
 
 // PresencePenalty subtracts p from the logit of every token present in the
 // penalty window (default 0, off).
-func PresencePenalty(p float32) Option {
-	return optionFunc(func(c *config) error {
-		if math.IsNaN(float64(p)) || math.IsInf(float64(p), 0) {
-			return invalid("presence penalty %v", p)
-		}
-		c.present = p
-		return nil
-	})
-}
+func PresencePenalty(p float32) Option { return optionFunc(func(c *config) { c.present = p }) }
 
 // PenaltyWindow sets how many of the most recent history tokens the
 // penalties look at (default 64); 0 turns the penalties off, -1 uses the
 // whole history.
-func PenaltyWindow(n int) Option {
-	return optionFunc(func(c *config) error {
-		if n < -1 {
-			return invalid("penalty window %d, want n >= -1", n)
-		}
-		c.window = n
-		return nil
-	})
-}
+func PenaltyWindow(n int) Option { return optionFunc(func(c *config) { c.window = n }) }
 
 // Seed seeds the random draws (default 0). Two samplers with the same
 // options and seed choose the same tokens given the same inputs.
-func Seed(seed uint64) Option {
-	return optionFunc(func(c *config) error {
-		c.seed = seed
-		return nil
-	})
-}
+func Seed(seed uint64) Option { return optionFunc(func(c *config) { c.seed = seed }) }
 
 // candidate is a token and its logit as the filters change it.
 type candidate struct {
@@ -192,9 +148,12 @@ type Sampler struct {
 func New(opts ...Option) (*Sampler, error) {
 	c := config{temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeat: 1, window: 64}
 	for _, o := range opts {
-		if err := o.apply(&c); err != nil {
-			return nil, err
+		if o != nil {
+			o.apply(&c)
 		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 	return &Sampler{cfg: c, rng: rand.New(rand.NewPCG(c.seed, c.seed))}, nil
 }
