@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"sync"
 	"time"
 	"unsafe"
-
-	"go.uber.org/zap"
 )
 
 // HostDevice is the host backend: a Device whose memory is Go memory, whose
@@ -20,7 +19,7 @@ import (
 // inject failures (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 type HostDevice struct {
 	cfg   config
-	log   *zap.Logger
+	log   *slog.Logger
 	led   *ledger
 	start time.Time
 
@@ -427,7 +426,7 @@ func (h *HostDevice) Close() error {
 		m.mu.Unlock()
 	}
 	allocs, hosts := h.led.drain()
-	h.log.Debug("cuda: host device closed", zap.Int("buffers", len(allocs)), zap.Int("host buffers", len(hosts)),
-		zap.Int("streams", len(streams)), zap.Int("modules", len(modules)))
+	h.log.Debug("cuda: host device closed", slog.Int("buffers", len(allocs)), slog.Int("host_buffers", len(hosts)),
+		slog.Int("streams", len(streams)), slog.Int("modules", len(modules)))
 	return nil
 }

@@ -2,9 +2,8 @@ package cuda
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // Option configures Open, the CUDA backend.
@@ -37,7 +36,7 @@ func (f sharedOption) applyHost(c *config) { f(c) }
 
 // config collects the options of both backends.
 type config struct {
-	log        *zap.Logger
+	log        *slog.Logger
 	capacity   int64 // 0: the device's own size (CUDA) or defaultHostCapacity
 	allocFault func(AllocInfo) error
 
@@ -57,7 +56,7 @@ const defaultHostCapacity = 16 << 30
 
 // newCUDAConfig applies Open's options and checks the result.
 func newCUDAConfig(opts []Option) (config, error) {
-	c := config{log: zap.NewNop()}
+	var c config
 	for _, o := range opts {
 		if o != nil {
 			o.applyCUDA(&c)
@@ -68,7 +67,7 @@ func newCUDAConfig(opts []Option) (config, error) {
 
 // newHostConfig applies NewHost's options and checks the result.
 func newHostConfig(opts []HostOption) (config, error) {
-	c := config{log: zap.NewNop()}
+	var c config
 	for _, o := range opts {
 		if o != nil {
 			o.applyHost(&c)
@@ -87,13 +86,16 @@ func (c *config) validate() error {
 		return err
 	}
 	if c.log == nil {
-		c.log = zap.NewNop()
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
 
-// WithLogger sets the logger (default: none).
-func WithLogger(log *zap.Logger) SharedOption {
+// WithLogger sets the logger (default: none). The package logs through
+// log/slog, which keeps net/http (which package zap links) out of programs
+// that import it; a zap logger plugs in through zap's slog handler
+// (go.uber.org/zap/exp/zapslog: slog.New(zapslog.NewHandler(core))).
+func WithLogger(log *slog.Logger) SharedOption {
 	return sharedOption(func(c *config) { c.log = log })
 }
 

@@ -1,10 +1,15 @@
 package rotary
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -138,4 +143,36 @@ func shapeModel(t testing.TB, s synth.Shape) *experts.Model {
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// recordLogs returns a logger at level and a function that returns the
+// records logged so far with message msg, decoded from JSON.
+func recordLogs(level slog.Level) (*slog.Logger, func(msg string) []map[string]any) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: level}))
+	return log, func(msg string) []map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []map[string]any
+		for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == msg {
+				out = append(out, rec)
+			}
+		}
+		return out
+	}
+}
+
+// lockedWriter serializes writes from the runtime's goroutines.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

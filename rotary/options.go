@@ -2,9 +2,9 @@ package rotary
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/rotary-moe/rotary/profile"
-	"go.uber.org/zap"
 )
 
 // Option configures Open and NewPlan. Options only record their values;
@@ -30,7 +30,7 @@ type config struct {
 	hotFrac float64
 	plan    *Plan // WithPlan: follow it instead of planning
 	policy  Policy
-	log     *zap.Logger
+	log     *slog.Logger
 	warm    bool
 
 	// set holds the names of the options given, for the checks of values
@@ -39,14 +39,14 @@ type config struct {
 }
 
 func newConfig(opts []Option) (config, error) {
-	c := config{host: -1, chunk: defaultChunk, policy: LRU, log: zap.NewNop(), warm: true, set: map[string]bool{}}
+	c := config{host: -1, chunk: defaultChunk, policy: LRU, warm: true, set: map[string]bool{}}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
 		}
 	}
 	if c.log == nil {
-		c.log = zap.NewNop()
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	return c, c.validate()
 }
@@ -163,8 +163,10 @@ func WithPlan(p *Plan) Option { return record("WithPlan", func(c *config) { c.pl
 func WithPolicy(p Policy) Option { return optionFunc(func(c *config) { c.policy = p }) }
 
 // WithLogger sets the logger (default: none). Plans, fills and Stats go to it
-// at debug level, a failed background warm-up at warn level.
-func WithLogger(log *zap.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
+// at debug level, a failed background warm-up at warn level. A zap logger
+// plugs in through zap's slog handler (go.uber.org/zap/exp/zapslog), as for
+// cuda.WithLogger.
+func WithLogger(log *slog.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
 
 // WithHostChunk sets the size of the pinned allocations the host LRU is carved
 // from (default 256 MiB).

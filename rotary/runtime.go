@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
-	"go.uber.org/zap"
 )
 
 // Runtime keeps a model's experts in VRAM slots, pinned host memory and the
@@ -27,7 +27,7 @@ type Runtime struct {
 	model *experts.Model
 	dev   cuda.Device
 	plan  *Plan
-	log   *zap.Logger
+	log   *slog.Logger
 
 	layers []*layerState // by model layer; nil for a layer without experts
 	moe    []*layerState // the MoE layers in order
@@ -55,7 +55,7 @@ type layerState struct {
 	plane       cuda.Buffer
 	views       [][]Part // [slot]: the slot's parts
 	pinned      int      // slots [0, pinned) hold pinned experts
-	log         *zap.Logger
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	slotOf   []int32        // [expert]: its slot, -1 if not resident
@@ -221,7 +221,7 @@ func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
-	r.log.Debug("rotary: opened", zap.Stringer("plan", plan))
+	r.log.Debug("rotary: opened", slog.Any("plan", plan))
 	return r, nil
 }
 
@@ -355,7 +355,7 @@ func (r *Runtime) warm(t *lruTier) {
 		order, ids = append(order, ls), append(ids, all)
 	}
 	t.warm(order, ids, func(err error) {
-		r.log.Warn("rotary: the host LRU's warm-up stopped; misses read the file themselves", zap.Error(err))
+		r.log.Warn("rotary: the host LRU's warm-up stopped; misses read the file themselves", slog.Any("err", err))
 		r.warmErr.Store(&err)
 	})
 }
@@ -515,7 +515,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 			switch done, err := ls.ready[s].state(); {
 			case err != nil && ls.held[s] == 0:
 				// Its copy failed on the device: load it again.
-				ls.log.Debug("rotary: reloading an expert whose copy failed", zap.Int("layer", ls.index), zap.Int("expert", id), zap.Error(err))
+				ls.log.Debug("rotary: reloading an expert whose copy failed", slog.Int("layer", ls.index), slog.Int("expert", id), slog.Any("err", err))
 				ls.expertIn[s], ls.slotOf[id], ls.ready[s] = -1, -1, batchRef{}
 				s = -1
 			case done && err == nil:
@@ -915,8 +915,8 @@ func (r *Runtime) Close() error {
 	r.mu.Unlock()
 	r.bg.stop()
 	err := r.drain()
-	if ce := r.log.Check(zap.DebugLevel, "rotary: closing"); ce != nil {
-		ce.Write(zap.Object("stats", r.Stats()))
+	if r.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.log.Debug("rotary: closing", slog.Any("stats", r.Stats()))
 	}
 	return errors.Join(err, r.free())
 }

@@ -3,6 +3,7 @@ package rotary
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,8 +17,6 @@ import (
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 var bg = context.Background()
@@ -713,19 +712,19 @@ func TestCloseWakesBatchWait(t *testing.T) {
 
 func TestCloseLogsStats(t *testing.T) {
 	m := openTestModel(t)
-	core, logs := observer.New(zap.DebugLevel)
-	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
+	log, logs := recordLogs(slog.LevelDebug)
+	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(log))
 	require.NoError(t, err)
 	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
 	require.NoError(t, err)
 	require.NoError(t, rt.Release(set, nil))
 	require.NoError(t, rt.Close())
-	closing := logs.FilterMessage("rotary: closing").All()
+	closing := logs("rotary: closing")
 	require.Len(t, closing, 1)
-	stats, ok := closing[0].ContextMap()["stats"].(map[string]any)
-	require.True(t, ok, "%v", closing[0].ContextMap())
-	assert.Equal(t, uint64(2), stats["vram_misses"])
-	assert.Equal(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
+	stats, ok := closing[0]["stats"].(map[string]any)
+	require.True(t, ok, "%v", closing[0])
+	assert.EqualValues(t, 2, stats["vram_misses"])
+	assert.EqualValues(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
 }
 
 // TestOpenCancelled cancels Open while it pins host memory: it stops at the
@@ -813,9 +812,9 @@ func TestWarmupFailureReachesStats(t *testing.T) {
 	defer m.Close()
 	require.NoError(t, os.Truncate(path, m.ExpertTensors()[0].Offset))
 
-	core, logs := observer.New(zap.WarnLevel)
-	rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(8*m.ExpertBytes(1)), WithLogger(zap.New(core)))
+	log, logs := recordLogs(slog.LevelWarn)
+	rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(8*m.ExpertBytes(1)), WithLogger(log))
 	require.Eventually(t, func() bool { return rt.Stats().WarmupErr != nil }, 10*time.Second, time.Millisecond)
 	assert.ErrorIs(t, rt.Stats().WarmupErr, experts.ErrFault)
-	assert.Equal(t, 1, logs.FilterMessageSnippet("warm-up stopped").Len())
+	assert.Len(t, logs("rotary: the host LRU's warm-up stopped; misses read the file themselves"), 1)
 }

@@ -1,11 +1,9 @@
 package rotary
 
 import (
+	"log/slog"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Stats count what the runtime did since Open or the last ResetStats.
@@ -97,7 +95,7 @@ func (r *Runtime) Stats() Stats { return r.stats(false) }
 // debug level.
 func (r *Runtime) ResetStats() Stats {
 	s := r.stats(true)
-	r.log.Debug("rotary: stats", zap.Object("stats", s))
+	r.log.Debug("rotary: stats", slog.Any("stats", s))
 	return s
 }
 
@@ -134,18 +132,23 @@ func (r *Runtime) stats(reset bool) Stats {
 	return s
 }
 
-// MarshalLogObject logs the totals (not the layers).
-func (s Stats) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddUint64("vram_hits", s.VRAM.Hits)
-	enc.AddUint64("vram_misses", s.VRAM.Misses)
-	enc.AddUint64("pinned_hits", s.PinnedHits)
-	enc.AddInt64("bytes_to_device", s.VRAM.Bytes)
-	enc.AddUint64("host_hits", s.Host.Hits)
-	enc.AddUint64("host_misses", s.Host.Misses)
-	enc.AddInt64("bytes_from_file", s.Host.Bytes)
-	enc.AddUint64("prefetched", s.Prefetched)
-	enc.AddDuration("transfer", s.TransferTime)
-	enc.AddDuration("stall", s.StallTime)
-	enc.AddDuration("host_wait", s.HostWait)
-	return nil
+// LogValue logs the totals (not the layers).
+func (s Stats) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.Uint64("vram_hits", s.VRAM.Hits),
+		slog.Uint64("vram_misses", s.VRAM.Misses),
+		slog.Uint64("pinned_hits", s.PinnedHits),
+		slog.Int64("bytes_to_device", s.VRAM.Bytes),
+		slog.Uint64("host_hits", s.Host.Hits),
+		slog.Uint64("host_misses", s.Host.Misses),
+		slog.Int64("bytes_from_file", s.Host.Bytes),
+		slog.Uint64("prefetched", s.Prefetched),
+		slog.Duration("transfer", s.TransferTime),
+		slog.Duration("stall", s.StallTime),
+		slog.Duration("host_wait", s.HostWait),
+	}
+	if s.WarmupErr != nil {
+		attrs = append(attrs, slog.Any("warmup_err", s.WarmupErr))
+	}
+	return slog.GroupValue(attrs...)
 }

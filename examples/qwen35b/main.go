@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,9 +41,6 @@ import (
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/experts"
@@ -97,9 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.json {
 		human = stderr
 	}
-	log := zap.NewNop()
+	log := slog.New(slog.DiscardHandler)
 	if c.verbose {
-		log = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(stderr), zap.DebugLevel))
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if c.backend == "auto" {
 			fmt.Fprintln(stderr, "backend: host (auto: the forward pass exists for the CPU only; rotary runs on the host backend with the -vram budget as its capacity)")
 		}

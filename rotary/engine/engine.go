@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
@@ -50,7 +49,7 @@ type config struct {
 	threads     int
 	hot         *profile.Profile
 	pinFraction float64
-	log         *zap.Logger
+	log         *slog.Logger
 	modelOpts   []model.Option
 }
 
@@ -82,7 +81,7 @@ func WithHotProfile(p *profile.Profile, fraction float64) Option {
 }
 
 // WithLogger sets the logger of the runtime and the device (default: none).
-func WithLogger(log *zap.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
+func WithLogger(log *slog.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
 
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
@@ -94,7 +93,7 @@ func WithModelOptions(opts ...model.Option) Option {
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
 // model.ErrUnsupportedArch.
 func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
-	c := config{vram: DefaultVRAM, host: -1, positions: 4096, log: zap.NewNop()}
+	c := config{vram: DefaultVRAM, host: -1, positions: 4096}
 	for _, o := range opts {
 		o.apply(&c)
 	}
