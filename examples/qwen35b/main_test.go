@@ -280,6 +280,7 @@ func TestErrors(t *testing.T) {
 		{"missing prompt file", []string{"-prompt-file", filepath.Join(dir, "none.txt")}, 1, "-prompt-file"},
 		{"profile of another model", []string{"-hot", foreign}, 1, "-hot"},
 		{"prompt longer than the context", []string{"-ctx", "4"}, 1, "context"},
+		{"chart format", []string{"-heatmap", filepath.Join(dir, "h.gif")}, 2, "-heatmap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.args...)
