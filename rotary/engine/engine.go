@@ -69,7 +69,8 @@ func WithHostBudget(bytes int64) Option { return optionFunc(func(c *config) { c.
 // state the VRAM budget reserves (default 4096, at most the model's context).
 func WithPositions(n int) Option { return optionFunc(func(c *config) { c.positions = n }) }
 
-// WithThreads sets the CPU backend's goroutines (default: one per CPU).
+// WithThreads sets the CPU backend's goroutines (default, and 0: one per
+// CPU).
 func WithThreads(n int) Option { return optionFunc(func(c *config) { c.threads = n }) }
 
 // WithHotProfile pins the hot set of a router profile of this model in VRAM:
@@ -91,7 +92,9 @@ func WithModelOptions(opts ...model.Option) Option {
 // New opens an Engine over m, which must stay open until the Engine is
 // closed. A budget too small for the model fails with an error matching
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
-// model.ErrUnsupportedArch.
+// model.ErrUnsupportedArch; an option out of its range (WithVRAM,
+// WithPositions not positive, WithThreads negative) with an "engine:" error
+// naming it.
 func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
 	c := config{vram: DefaultVRAM, host: -1, positions: 4096}
 	for _, o := range opts {
@@ -102,6 +105,9 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	}
 	if c.positions <= 0 {
 		return nil, fmt.Errorf("engine: WithPositions(%d) is not positive", c.positions)
+	}
+	if c.threads < 0 {
+		return nil, fmt.Errorf("engine: WithThreads(%d) is negative", c.threads)
 	}
 	positions := min(c.positions, m.Params.ContextLength)
 	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions)}

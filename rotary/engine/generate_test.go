@@ -76,6 +76,14 @@ func TestGenerateStops(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestOptionValues(t *testing.T) {
+	m := openModel(t, "qwen3moe-tiny-f32")
+	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1)} {
+		_, err := engine.New(context.Background(), m, o)
+		assert.ErrorContains(t, err, "engine: With")
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	_, err := engine.Open(context.Background(), filepath.Join(t.TempDir(), "missing.gguf"))
 	assert.Error(t, err)
