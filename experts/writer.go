@@ -73,7 +73,9 @@ func WithProgress(fn func(written, total int64)) WriteOption {
 func newWriteConfig(opts []WriteOption) writeConfig {
 	c := writeConfig{alignment: DefaultAlignment}
 	for _, o := range opts {
-		o.applyWrite(&c)
+		if o != nil {
+			o.applyWrite(&c)
+		}
 	}
 	return c
 }

@@ -98,7 +98,9 @@ func WithModelOptions(opts ...model.Option) Option {
 func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
 	c := config{vram: DefaultVRAM, host: -1, positions: 4096}
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
 	}
 	if c.vram <= 0 {
 		return nil, fmt.Errorf("engine: WithVRAM(%d) is not positive", c.vram)
