@@ -132,29 +132,29 @@ type Program struct {
 	Host map[string]HostKernel
 }
 
-// Backend says which implementation a Device is.
-type Backend int
+// Kind says which implementation a Device is: the host backend or a GPU.
+type Kind int
 
 const (
-	// BackendHost is the CPU stand-in created by NewHost.
-	BackendHost Backend = iota + 1
-	// BackendCUDA is an NVIDIA GPU opened by Open.
-	BackendCUDA
+	// KindHost is the CPU stand-in created by NewHost.
+	KindHost Kind = iota + 1
+	// KindCUDA is an NVIDIA GPU opened by Open.
+	KindCUDA
 )
 
-func (b Backend) String() string {
+func (b Kind) String() string {
 	switch b {
-	case BackendHost:
+	case KindHost:
 		return "host"
-	case BackendCUDA:
+	case KindCUDA:
 		return "cuda"
 	}
-	return fmt.Sprintf("Backend(%d)", int(b))
+	return fmt.Sprintf("Kind(%d)", int(b))
 }
 
 // Info describes a device.
 type Info struct {
-	Backend Backend
+	Kind Kind
 	// Name is the GPU's name, or "host".
 	Name string
 	// Ordinal is the CUDA device number (0 on the host backend).

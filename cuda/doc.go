@@ -32,6 +32,11 @@
 // copy links), keep accounts without bytes (WithoutData), and inject failures
 // (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 //
+// Options come in three kinds: Option for Open, HostOption for NewHost, and
+// SharedOption (WithCapacity, WithLogger, WithAllocFault, WithCacheDir),
+// which is both. An option of one backend handed to the other does not
+// compile; values are checked by the constructor (ErrInvalidValue).
+//
 // # The emulator
 //
 // The host backend runs a program's CUDA C itself. Load compiles the source

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // emulatorHeader is the C++ the emulator compiles a program's source under.
@@ -208,7 +207,7 @@ var emuBuilds = struct {
 
 // loadEmulated compiles the kernels of p for the emulator (or finds them in
 // this process or the disk cache) and loads them.
-func loadEmulated(ctx context.Context, p *Program, kernels []string, cfg config, log *zap.Logger) (*emuLibrary, error) {
+func loadEmulated(ctx context.Context, p *Program, kernels []string, cfg config, log *slog.Logger) (*emuLibrary, error) {
 	if err := emuAvailable(); err != nil {
 		return nil, err
 	}
@@ -275,7 +274,7 @@ func emuCacheDir(cfg config) string {
 // buildEmulated loads the object for key from the disk cache, or compiles
 // it there (into a temporary directory without a cache, removed once the
 // object is loaded).
-func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []string, cfg config, log *zap.Logger) (*emuLibrary, error) {
+func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []string, cfg config, log *slog.Logger) (*emuLibrary, error) {
 	dir := emuCacheDir(cfg)
 	if dir != "" {
 		path := filepath.Join(dir, key+".so")
@@ -284,17 +283,17 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 			if err == nil {
 				return lib, nil
 			}
-			log.Warn("cuda: cached emulator object rejected; compiling", zap.String("program", name), zap.Error(err))
+			log.Warn("cuda: cached emulator object rejected; compiling", slog.String("program", name), slog.Any("err", err))
 			os.Remove(path)
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			log.Warn("cuda: emulator disk cache off", zap.String("dir", dir), zap.Error(err))
+			log.Warn("cuda: emulator disk cache off", slog.String("dir", dir), slog.Any("err", err))
 			dir = ""
 		}
 	}
 	work, err := os.MkdirTemp(dir, "build-*")
 	if err != nil && dir != "" {
-		log.Warn("cuda: emulator disk cache off", zap.String("dir", dir), zap.Error(err))
+		log.Warn("cuda: emulator disk cache off", slog.String("dir", dir), slog.Any("err", err))
 		dir = ""
 		work, err = os.MkdirTemp("", "rotary-emu-*")
 	}
@@ -322,8 +321,8 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 		}
 		return nil, &CompileError{Program: name, Arch: "host", Log: out.String(), Err: fmt.Errorf("%s %s: %w", filepath.Base(cxx), strings.Join(flags, " "), err)}
 	}
-	log.Debug("cuda: compiled for the emulator", zap.String("program", name), zap.String("cxx", cxx),
-		zap.Duration("took", time.Since(start)), zap.String("log", out.String()))
+	log.Debug("cuda: compiled for the emulator", slog.String("program", name), slog.String("cxx", cxx),
+		slog.Duration("took", time.Since(start)), slog.String("log", out.String()))
 	if dir != "" {
 		path := filepath.Join(dir, key+".so")
 		// The rename is atomic: a process that loads the object meanwhile
@@ -331,7 +330,7 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 		if err := os.Rename(obj, path); err == nil {
 			obj = path
 		} else {
-			log.Warn("cuda: emulator disk cache", zap.String("dir", dir), zap.Error(err))
+			log.Warn("cuda: emulator disk cache", slog.String("dir", dir), slog.Any("err", err))
 		}
 	}
 	return openEmulated(obj)

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"sync"
 	"time"
 	"unsafe"
-
-	"go.uber.org/zap"
 )
 
 // HostDevice is the host backend: a Device whose memory is Go memory, whose
@@ -21,7 +20,7 @@ import (
 // inject failures (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 type HostDevice struct {
 	cfg   config
-	log   *zap.Logger
+	log   *slog.Logger
 	led   *ledger
 	start time.Time
 
@@ -63,10 +62,11 @@ const hostAlign = 256
 
 var _ Device = (*HostDevice)(nil)
 
-// NewHost creates a host backend device. Options for the CUDA backend only
-// (WithCacheDir) fail with ErrInvalidValue.
-func NewHost(opts ...Option) (*HostDevice, error) {
-	cfg, err := newConfig(BackendHost, opts)
+// NewHost creates a host backend device. It takes HostOptions: the shared
+// ones (WithCapacity, WithLogger, WithAllocFault) and the host backend's own;
+// a bad value (a negative capacity or cost) fails with ErrInvalidValue.
+func NewHost(opts ...HostOption) (*HostDevice, error) {
+	cfg, err := newHostConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func NewHost(opts ...Option) (*HostDevice, error) {
 
 // Info implements Device.
 func (h *HostDevice) Info() Info {
-	return Info{Backend: BackendHost, Name: "host", TotalMemory: h.cfg.capacity}
+	return Info{Kind: KindHost, Name: "host", TotalMemory: h.cfg.capacity}
 }
 
 // MemInfo implements Device.
@@ -355,7 +355,7 @@ func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 		lib, err := loadEmulated(ctx, p, emulated, h.cfg, h.log)
 		switch {
 		case errors.Is(err, ErrNoEmulator) && len(p.Host) > 0:
-			h.log.Debug("cuda: no emulator; only the Go kernels run", zap.String("program", p.Name), zap.Error(err))
+			h.log.Debug("cuda: no emulator; only the Go kernels run", slog.String("program", p.Name), slog.Any("err", err))
 			m.noEmu = err
 		case err != nil:
 			return nil, err
@@ -485,7 +485,7 @@ func (h *HostDevice) Close() error {
 			a.mem.free()
 		}
 	}
-	h.log.Debug("cuda: host device closed", zap.Int("buffers", len(allocs)), zap.Int("host buffers", len(hosts)),
-		zap.Int("streams", len(streams)), zap.Int("modules", len(modules)))
+	h.log.Debug("cuda: host device closed", slog.Int("buffers", len(allocs)), slog.Int("host_buffers", len(hosts)),
+		slog.Int("streams", len(streams)), slog.Int("modules", len(modules)))
 	return nil
 }

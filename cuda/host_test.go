@@ -23,7 +23,7 @@ var testTiming = Timing{
 
 const us = time.Microsecond
 
-func newHost(t *testing.T, opts ...Option) *HostDevice {
+func newHost(t *testing.T, opts ...HostOption) *HostDevice {
 	t.Helper()
 	h, err := NewHost(opts...)
 	require.NoError(t, err)
@@ -284,7 +284,7 @@ func TestCopyFaults(t *testing.T) {
 
 func TestHostKernelFailures(t *testing.T) {
 	for _, virtual := range []bool{false, true} {
-		var opts []Option
+		var opts []HostOption
 		if virtual {
 			opts = append(opts, WithVirtualClock())
 		}
@@ -385,22 +385,31 @@ func TestHostBytesAndClock(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidHandle, "an event never recorded has no time")
 }
 
-func TestOptionsApplyToTheirBackend(t *testing.T) {
-	for _, o := range []Option{WithVirtualClock(), WithTiming(testTiming), WithoutData(), WithCopyFault(nil), WithAsyncCopyFault(nil),
-		WithSchedule(ScheduleReverse), WithEmulatorWorkers(2)} {
-		_, err := Open(context.Background(), 0, o)
-		assert.ErrorIs(t, err, ErrInvalidValue, o.name())
-		assert.ErrorContains(t, err, o.name())
-	}
+// The option kinds, checked by the compiler: the shared options serve both
+// constructors, the others one (Open(ctx, 0, WithVirtualClock()) does not
+// compile).
+var (
+	_ SharedOption = WithCapacity(0)
+	_ SharedOption = WithLogger(nil)
+	_ SharedOption = WithAllocFault(nil)
+	_ SharedOption = WithCacheDir("")
+	_ HostOption   = WithVirtualClock()
+	_ HostOption   = WithSchedule(ScheduleReverse)
+	_ HostOption   = WithEmulatorWorkers(2)
+)
+
+func TestOptionValues(t *testing.T) {
 	_, err := NewHost(WithCapacity(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = NewHost(WithEmulatorWorkers(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = NewHost(WithTiming(Timing{CopyLatency: -1}))
 	assert.ErrorIs(t, err, ErrInvalidValue)
+	_, err = newCUDAConfig([]Option{WithCapacity(-1)})
+	assert.ErrorIs(t, err, ErrInvalidValue)
 	h, err := NewHost(nil, WithLogger(nil))
 	require.NoError(t, err)
-	assert.Equal(t, Info{Backend: BackendHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
+	assert.Equal(t, Info{Kind: KindHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
 	require.NoError(t, h.Close())
 }
 

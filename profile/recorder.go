@@ -68,10 +68,10 @@ func WithCoActivation() Option {
 }
 
 // WithTrace makes the recorder keep the first maxRecords Record calls verbatim
-// (a record is one layer of one token); see Recorder.Trace. The storage is
-// allocated up front so Record never allocates.
+// (a record is one layer of one token; maxRecords >= 0); see Recorder.Trace.
+// The storage is allocated up front so Record never allocates.
 func WithTrace(maxRecords int) Option {
-	return optionFunc(func(c *recorderConfig) { c.traceRecords = max(maxRecords, 0) })
+	return optionFunc(func(c *recorderConfig) { c.traceRecords = maxRecords })
 }
 
 // WithWorkload sets the workload label of the profiles the recorder produces.
@@ -86,7 +86,12 @@ func NewRecorder(model ModelID, opts ...Option) (*Recorder, error) {
 	}
 	var c recorderConfig
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.traceRecords < 0 {
+		return nil, fmt.Errorf("%w: WithTrace(%d) is negative", ErrInvalid, c.traceRecords)
 	}
 	r := &Recorder{model: model, workload: c.workload, layers: make([]layerRecorder, model.Layers)}
 	for i := range r.layers {
@@ -296,7 +301,7 @@ func (t *rawTrace) trace(m ModelID) *Trace {
 	if weighted {
 		opts = append(opts, WithWeights())
 	}
-	tr, _ := NewTrace(m, append(opts, WithCapacity(tokens))...) // m was validated by NewRecorder
+	tr, _ := NewTrace(m, append(opts, WithTokenCapacity(tokens))...) // m was validated by NewRecorder
 	for range tokens {
 		tr.AddToken()
 	}

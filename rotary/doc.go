@@ -18,7 +18,8 @@
 // filled from the mapping in the background; copies to the GPU always come
 // from pinned memory.
 //
-// Open follows a plan on a cuda.Device. Acquire returns the device views of
+// Open plans and follows the plan on a cuda.Device, or follows the one
+// WithPlan hands it, so a program plans once. Acquire returns the device views of
 // a layer's requested experts: hits at once, misses copied in one batch on
 // the runtime's copy stream, with the caller's compute stream waiting on the
 // batch's event, so the host blocks only when every slot it could evict is
@@ -33,6 +34,6 @@
 // have given routing statistics, such as Qwen3Routing) through the same
 // runtime on the host backend in virtual time, for every budget and policy,
 // and reports hit rates, bytes per token, stalls and tokens per second, on a
-// model without weights (ShapeOf a trace, opened by experts.ShapeWriter and
-// experts.OpenShape).
+// model without weights (ShapeOf a trace, opened by synth.ShapeWriter and
+// synth.OpenShape).
 package rotary

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,7 +46,7 @@ func TestEvictors(t *testing.T) {
 }
 
 var deepSeek = sync.OnceValues(func() (*profile.Trace, error) {
-	return profile.OpenTrace(context.Background(), filepath.Join(sharedTraces(), "deepseek-v2-lite-chat", "puffin_prefill_csv"))
+	return profile.OpenTrace(context.Background(), filepath.Join(shared.Traces(), "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 })
 
 // loadDeepSeek returns the DeepSeek-V2-Lite trace, or skips.

@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestSimulateReport(t *testing.T) {
-	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
+	shape := synth.Shape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
 	full, err := SyntheticTrace(id, 600, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.1}, 1)

@@ -30,11 +30,11 @@ type Case struct {
 
 // Devices opens the host backend under each of Schedules (with opts added),
 // and GPU 0 when one opens; each is closed when the test ends.
-func Devices(t testing.TB, opts ...cuda.Option) []Case {
+func Devices(t testing.TB, opts ...cuda.HostOption) []Case {
 	t.Helper()
 	var cases []Case
 	for _, sc := range Schedules {
-		d, err := cuda.NewHost(append([]cuda.Option{cuda.WithSchedule(sc)}, opts...)...)
+		d, err := cuda.NewHost(append([]cuda.HostOption{cuda.WithSchedule(sc)}, opts...)...)
 		require.NoError(t, err)
 		cases = append(cases, newCase(t, "host/"+sc.String(), d))
 	}
@@ -53,7 +53,7 @@ func newCase(t testing.TB, name string, d cuda.Device) Case {
 }
 
 // Run runs fn as a subtest on each of Devices(t, opts...).
-func Run(t *testing.T, fn func(t *testing.T, c Case), opts ...cuda.Option) {
+func Run(t *testing.T, fn func(t *testing.T, c Case), opts ...cuda.HostOption) {
 	for _, c := range Devices(t, opts...) {
 		t.Run(c.Name, func(t *testing.T) { fn(t, c) })
 	}

@@ -85,7 +85,7 @@ func run(onHost bool, reps int, perPoint int64) error {
 	defer b.dev.Close()
 
 	info := b.dev.Info()
-	fmt.Printf("device      %s (%s), compute %d.%d, %.1f GiB, driver %d, Go %s\n", info.Name, info.Backend,
+	fmt.Printf("device      %s (%s), compute %d.%d, %.1f GiB, driver %d, Go %s\n", info.Name, info.Kind,
 		info.ComputeMajor, info.ComputeMinor, float64(info.TotalMemory)/(1<<30), info.DriverVersion, runtime.Version())
 	fmt.Printf("medians of %d runs; bandwidth: %d MiB per point, chunks cycling through a 64 MiB region\n\n", reps, perPoint>>20)
 
