@@ -10,6 +10,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,13 +18,13 @@ import (
 // testdata/kquants_test.cu on every device of cudatest (the emulator under
 // three thread schedules, and a GPU when one opens), and are checked against
 // the experts package:
-//   - rt_dequant32_T equals experts.Dequantize bit for bit;
+//   - rt_dequant32_T equals quant.Dequantize bit for bit;
 //   - rt_dot_T equals Σ w·x over the block in float64, with w the dequantized
 //     weights and x = q·d the values the rt_q8x32 activation blocks encode,
 //     within kqDotTol·M where M = Σ (|d·sc·code| + |dmin·m|)·|x| (= Σ|w·x| for
 //     formats without mins: the bound covers the cancellation between scale
 //     and min terms);
-//   - rt_dot_T agrees with experts.VecDot, which quantizes activations to
+//   - rt_dot_T agrees with quant.VecDot, which quantizes activations to
 //     ggml's Q8_K instead, within Σ|w|·|x₃₂ - x_K| (the two quantizations'
 //     differences) plus kqDotTol·M for each side's rounding.
 //
@@ -112,7 +113,7 @@ func kqFill(rng *rand.Rand, b []byte, v int) {
 func kqBlocks(t testing.TB, rng *rand.Rand, k kqType) []byte {
 	bb := k.typ.BlockBytes()
 	var out []byte
-	if k.typ.CanQuantize() {
+	if quant.CanQuantize(k.typ) {
 		const n = 48
 		x := make([]float32, n*kqQK)
 		for i := range x {
@@ -120,7 +121,7 @@ func kqBlocks(t testing.TB, rng *rand.Rand, k kqType) []byte {
 			x[i] = float32(rng.NormFloat64() * sigma)
 		}
 		q := make([]byte, n*bb)
-		require.NoError(t, experts.Quantize(k.typ, x, q))
+		require.NoError(t, quant.Quantize(k.typ, x, q))
 		out = append(out, q...)
 	}
 	fills := []int{-1, -1, 0, 0xff, 0x7f, 0x80}
@@ -203,7 +204,7 @@ func kqActValue(act []byte, i int) float64 {
 
 func kqDequant(t testing.TB, typ experts.Type, blocks []byte) []float32 {
 	out := make([]float32, len(blocks)/typ.BlockBytes()*kqQK)
-	require.NoError(t, experts.Dequantize(typ, blocks, out))
+	require.NoError(t, quant.Dequantize(typ, blocks, out))
 	return out
 }
 
@@ -226,7 +227,7 @@ func TestKQuantsDequant32(t *testing.T) { kqRun(t, kqCheckDequant) }
 
 func TestKQuantsDot(t *testing.T) { kqRun(t, kqCheckDot) }
 
-// kqCheckDequant compares rt_dequant32_T with experts.Dequantize, bit for bit.
+// kqCheckDequant compares rt_dequant32_T with quant.Dequantize, bit for bit.
 func kqCheckDequant(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	blocks := kqBlocks(t, rng, k)
@@ -237,16 +238,16 @@ func kqCheckDequant(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	for j := range want {
 		if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
 			if bad < 5 {
-				t.Errorf("block %d value %d: got %g (%#08x), experts.Dequantize %g (%#08x)",
+				t.Errorf("block %d value %d: got %g (%#08x), quant.Dequantize %g (%#08x)",
 					j/kqQK, j%kqQK, got[j], math.Float32bits(got[j]), want[j], math.Float32bits(want[j]))
 			}
 			bad++
 		}
 	}
-	require.Zero(t, bad, "values differing from experts.Dequantize")
+	require.Zero(t, bad, "values differing from quant.Dequantize")
 }
 
-// kqCheckDot compares rt_dot_T with the float64 reference and experts.VecDot.
+// kqCheckDot compares rt_dot_T with the float64 reference and quant.VecDot.
 func kqCheckDot(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	blocks := kqBlocks(t, rng, k)
@@ -295,19 +296,19 @@ func kqCheckDot(t *testing.T, d *kqDevice, k kqType, seed uint64) {
 				worstWX = max(worstWX, math.Abs(g-ref)/absWX)
 			}
 
-			// experts.VecDot with ggml's Q8_K activations.
-			require.NoError(t, experts.QuantizeActivations(experts.TypeQ8_K, acts.x[c], actK))
-			require.NoError(t, experts.Dequantize(experts.TypeQ8_K, actK, xK))
+			// quant.VecDot with ggml's Q8_K activations.
+			require.NoError(t, quant.QuantizeActivations(experts.TypeQ8_K, acts.x[c], actK))
+			require.NoError(t, quant.Dequantize(experts.TypeQ8_K, actK, xK))
 			var magK float64
 			for j := range kqQK {
 				wj, mj := float64(wf[r*kqQK+j]), float64(minTerms[r*kqQK+j])
 				diffK += math.Abs(wj) * math.Abs(kqActValue(acts.q8[c], j)-float64(xK[j]))
 				magK += (math.Abs(wj-mj) + math.Abs(mj)) * math.Abs(float64(xK[j]))
 			}
-			vd := float64(experts.VecDot(k.typ, kqQK, blocks[r*bb:(r+1)*bb], actK))
+			vd := float64(quant.VecDot(k.typ, kqQK, blocks[r*bb:(r+1)*bb], actK))
 			bound := diffK + kqDotTol*(mag+magK)
 			require.LessOrEqual(t, math.Abs(g-vd), bound,
-				"block %d activations %d: rt_dot %g, experts.VecDot %g", r, c, g, vd)
+				"block %d activations %d: rt_dot %g, quant.VecDot %g", r, c, g, vd)
 			if bound > 0 {
 				worstK = max(worstK, math.Abs(g-vd)/bound)
 			}
