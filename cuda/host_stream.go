@@ -99,10 +99,13 @@ func (s *hostStream) work() {
 				sleepUntil(s.dev.start.Add(end))
 			}
 		}
+		// The operation counts as done before its mark completes: whoever
+		// the mark wakes (Synchronize) may Query at once and must find the
+		// stream idle.
+		s.pending.Add(-1)
 		if op.mark != nil {
 			op.mark.complete(s.dev.Now(), s.failure())
 		}
-		s.pending.Add(-1)
 	}
 }
 
