@@ -251,3 +251,24 @@ func TestRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutesDiscard drops a token that only some layers routed (its
+// forward step was cancelled): the trace keeps whole tokens only.
+func TestRoutesDiscard(t *testing.T) {
+	id := profile.ModelID{Arch: "test", Layers: 3, Experts: 4, ExpertsUsed: 2}
+	var buf bytes.Buffer
+	tw, err := profile.NewTraceWriter(&buf, profile.JSONL, id)
+	require.NoError(t, err)
+	routes := engine.NewRoutes(id, nil, tw)
+	one := model.Routing{IDs: []int32{0, 1}, Weights: []float32{0.5, 0.5}, K: 2}
+	for l := range 3 {
+		routes.Hook(l, 0, one)
+	}
+	require.NoError(t, routes.Flush())
+	routes.Hook(0, 1, one) // the cancelled step's first layer
+	routes.Discard()
+	require.NoError(t, routes.Flush())
+	tr, err := profile.ReadTrace(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, 1, tr.Tokens())
+}
