@@ -33,20 +33,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
-	"github.com/rotary-moe/rotary/examples/internal/outfile"
-
-	"github.com/rotary-moe/rotary/examples/internal/synthetic"
-
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
 
 	"github.com/rotary-moe/rotary/examples/internal/chat"
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
+	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/examples/internal/sample"
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
@@ -56,21 +55,27 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // cli runs the program and turns its error into one line on stderr and an
-// exit status: 0, 1 for a failure, 2 for a bad command line.
+// exit status: 0, 1 for a failure, 2 for a bad command line, 130 or 143
+// when SIGINT or SIGTERM stopped it (after writing what it had gathered).
 func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, stdout, stderr)
+	if code := interrupt.ExitCode(ctx); code != 0 && (err == nil || errors.Is(err, context.Canceled)) {
+		msg := interrupt.Cause(ctx).Error()
+		if err == nil {
+			msg += ": stopped after the current token; the outputs hold the run so far"
+		}
+		fmt.Fprintln(stderr, "qwen35b:", msg)
+		return code
+	}
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		err = errors.New("interrupted")
 	}
 	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(err.Error()), " "))
 	var u *usageError
@@ -113,8 +118,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// Every output is checked before any work, against every input.
 	path := c.model
 	if path == "" {
+		if path, err = synthetic.CachePath(defaultPreset); err != nil {
+			return err
+		}
+	}
+	if err := outfile.Check([]outfile.Output{{Flag: "-trace", Path: c.trace}, {Flag: "-profile", Path: c.profile},
+		{Flag: "-heatmap", Path: c.heatmap}, {Flag: "-curves", Path: c.curves}}, path, c.hot, c.promptFile); err != nil {
+		return err
+	}
+	if c.model == "" {
 		if path, err = synthetic.Cached(ctx, defaultPreset, stderr); err != nil {
 			return err
 		}
@@ -126,6 +141,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer m.Close()
 	id := engine.ModelID(m)
 	positions := min(c.ctx, m.Params.ContextLength)
+	if positions < c.ctx && c.ctxSet {
+		fmt.Fprintf(stderr, "qwen35b: -ctx %d is capped at the model's context of %d tokens\n", c.ctx, positions)
+	}
 
 	// Budgets: the flags', or the default model's.
 	vram, host := c.vram.bytes, c.hostMem.bytes
@@ -153,12 +171,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if traceFile != nil {
-		defer traceFile.Close()
+		defer traceFile.Close() // a run that fails leaves the old trace, if any
 	}
 	routes := engine.NewRoutes(id, rec, tw)
-	if rec != nil || tw != nil {
-		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
-	}
+	prefill := &prefillProgress{moeLayers: len(m.MoELayers())}
+	opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
+		routes.Hook(layer, pos, rt)
+		prefill.hook(rt)
+	})))
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
@@ -200,34 +220,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !c.chat {
 		fmt.Fprint(human, text)
 	}
-	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, human)
+	out := human
+	if f, ok := human.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		out = newTerminalText(human)
+	}
+	prefill.start(stderr, len(prompt))
+	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, out, prefill.finish)
+	if tt, ok := out.(*terminalText); ok && err == nil {
+		err = tt.Flush()
+	}
 	if err != nil {
 		return err
 	}
+	// An interrupted run reports and writes what it gathered, like any.
 	fmt.Fprintln(human)
-	if err := report(human, g, plan.Host.Mode); err != nil {
-		return err
-	}
+	errs := []error{report(human, g, plan.Host.Mode)}
 	if rec != nil {
-		if err := writeProfile(human, c, rec.Profile()); err != nil {
-			return err
-		}
+		errs = append(errs, writeProfile(human, c, rec.Profile()))
 	}
 	if tw != nil {
-		if err := traceFile.Close(); err != nil {
-			return err
+		if err := traceFile.Commit(); err != nil {
+			errs = append(errs, fmt.Errorf("-trace: %w", err))
+		} else {
+			fmt.Fprintln(human, "wrote", c.trace)
 		}
-		fmt.Fprintln(human, "wrote", c.trace)
 	}
 	if c.json {
-		return writeJSON(stdout, newJSONResult(path, id, plan, g))
+		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g)))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // routingSinks creates what the flags ask the routing to be recorded in:
 // a profile recorder (-profile, -heatmap, -curves) and a trace (-trace).
-func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *os.File, error) {
+func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *outfile.File, error) {
 	var rec *profile.Recorder
 	if c.profile != "" || c.heatmap != "" || c.curves != "" {
 		var err error
@@ -238,9 +264,9 @@ func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.Tr
 	if c.trace == "" {
 		return rec, nil, nil, nil
 	}
-	f, err := os.Create(c.trace)
+	f, err := outfile.Create(c.trace)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("-trace: %w", err)
 	}
 	enc := profile.JSONL
 	if strings.HasSuffix(c.trace, ".bin") {
@@ -277,7 +303,10 @@ func promptText(c *config) (string, error) {
 			return "", fmt.Errorf("-prompt-file %s is empty", c.promptFile)
 		}
 		return string(b), nil
-	case c.prompt != "":
+	case c.promptSet:
+		if c.prompt == "" {
+			return "", usagef("-prompt is empty (without -prompt the default prompt runs)")
+		}
 		return c.prompt, nil
 	}
 	return defaultPrompt, nil
@@ -319,31 +348,32 @@ func workload(c *config) string {
 	if c.promptFile != "" {
 		return filepath.Base(c.promptFile)
 	}
-	if c.prompt != "" {
+	if c.promptSet {
 		return "prompt"
 	}
 	return "default prompt"
 }
 
-// writeProfile writes the -profile, -heatmap and -curves files.
+// writeProfile writes the -profile, -heatmap and -curves files: each one
+// it can, whichever fails.
 func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
-	if c.profile != "" {
-		if err := p.Save(c.profile); err != nil {
-			return err
-		}
-		fmt.Fprintln(w, "wrote", c.profile)
-	}
+	var errs []error
 	for _, out := range []struct {
-		path string
-		draw func(io.Writer, *profile.Profile, ...profile.ChartOption) error
-	}{{c.heatmap, profile.WriteHeatmap}, {c.curves, profile.WriteCurves}} {
+		flag, path string
+		write      func(io.Writer) error
+	}{
+		{"-profile", c.profile, p.Encode},
+		{"-heatmap", c.heatmap, func(f io.Writer) error { return profile.WriteHeatmap(f, p) }},
+		{"-curves", c.curves, func(f io.Writer) error { return profile.WriteCurves(f, p) }},
+	} {
 		if out.path == "" {
 			continue
 		}
-		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
-			return err
+		if err := outfile.Write(out.path, out.write); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", out.flag, err))
+			continue
 		}
 		fmt.Fprintln(w, "wrote", out.path)
 	}
-	return nil
+	return errors.Join(errs...)
 }

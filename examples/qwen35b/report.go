@@ -59,6 +59,8 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 		fmt.Fprintln(w, "        (the model ended the text before -n)")
 	case "context":
 		fmt.Fprintln(w, "        (the context is full: -ctx)")
+	case "interrupted":
+		fmt.Fprintln(w, "        (interrupted: the figures are the run's so far)")
 	}
 	s := total.Stats
 	fmt.Fprintf(w, "experts VRAM hit rate %s: %d hits (%d on pinned experts), %d misses copied in\n",
@@ -98,8 +100,10 @@ type jsonResult struct {
 	GeneratedTokens []int32         `json:"generated_tokens"`
 	Text            string          `json:"text"`
 	Stop            string          `json:"stop"`
-	Stats           jsonStats       `json:"stats"`
-	Plan            *rotary.Plan    `json:"plan"`
+	// Interrupted is a run a signal stopped: the figures are so far.
+	Interrupted bool         `json:"interrupted"`
+	Stats       jsonStats    `json:"stats"`
+	Plan        *rotary.Plan `json:"plan"`
 }
 
 type jsonStats struct {
@@ -139,8 +143,9 @@ func newJSONResult(path string, id profile.ModelID, plan *rotary.Plan, g *genera
 	return jsonResult{
 		Model: path, ModelID: id,
 		PromptTokens: g.Prompt, GeneratedTokens: nonNil(g.Generated), Text: string(g.Text), Stop: g.Stop,
-		Stats: jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(g.Total)},
-		Plan:  plan,
+		Interrupted: g.Stop == "interrupted",
+		Stats:       jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(g.Total)},
+		Plan:        plan,
 	}
 }
 
