@@ -16,14 +16,19 @@ func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{
 		"16GiB": 16 << 30, "16G": 16 << 30, "16 gib": 16 << 30, "16GB": 16e9, "1.5GiB": 3 << 29,
 		"512M": 512 << 20, "512MB": 512e6, "64KiB": 64 << 10, "4096": 4096, "4096B": 4096, "1TiB": 1 << 40, " 2g ": 2 << 30,
+		"1PiB": 1 << 50, "7EiB": 7 << 60, "1.0": 1, "2.0B": 2,
 	} {
 		got, err := ParseSize(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB", "1e3", "99999999T"} {
+	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB", "1e3", "99999999T", "1.5", "0.5B"} {
 		_, err := ParseSize(in)
 		assert.ErrorIs(t, err, ErrSize, in)
+	}
+	for _, in := range []string{"9EiB", "8EiB", "10000PB", "99999999T"} {
+		_, err := ParseSize(in)
+		assert.ErrorContains(t, err, "too large", in)
 	}
 }
 
