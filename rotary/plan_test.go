@@ -32,6 +32,16 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+func TestFormatSizeUp(t *testing.T) {
+	for _, n := range []int64{1, 1023, 1024, 1025, 2107000, 5_767_168 + 1, 1 << 40, 1<<40 + 1} {
+		s := formatSizeUp(n)
+		v, err := ParseSize(strings.ReplaceAll(s, " ", ""))
+		require.NoError(t, err, s)
+		assert.GreaterOrEqual(t, v, n, s)
+		assert.LessOrEqual(t, float64(v), float64(n)*1.01+1, "the next printed size: %s for %d", s, n)
+	}
+}
+
 func TestFormatSize(t *testing.T) {
 	for n, want := range map[int64]string{
 		0:             "0 B",
@@ -95,6 +105,19 @@ func TestPlanTooSmall(t *testing.T) {
 	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(3*m.ExpertBytes(1)))
 	require.ErrorIs(t, err, ErrBudget)
 	assert.Contains(t, err.Error(), "host budget too small")
+	require.True(t, errors.As(err, &be))
+	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(be.Least))
+	require.NoError(t, err, "the least host budget works")
+	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(be.Least-2))
+	require.ErrorIs(t, err, ErrBudget, "and is about the least")
+
+	// The least VRAM budget works, with a reserve too.
+	_, err = NewPlan(m, WithVRAM(need-1), WithReserve(1000))
+	require.True(t, errors.As(err, &be))
+	assert.Equal(t, need+1000, be.Least)
+	assert.Contains(t, err.Error(), "the least VRAM budget that works is")
+	_, err = NewPlan(m, WithVRAM(be.Least), WithReserve(1000))
+	require.NoError(t, err)
 
 	for _, opt := range []Option{WithVRAM(0), WithVRAM(-1), WithSlots(0), WithHostBudget(-1), WithReserve(-1), WithHostChunk(0), WithPolicy(nil)} {
 		_, err := NewPlan(m, WithVRAM(need), opt)

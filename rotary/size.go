@@ -70,3 +70,19 @@ func FormatSize(n int64) string {
 	}
 	return fmt.Sprintf("%.2f %ciB", v, names[i])
 }
+
+// formatSizeUp is FormatSize rounded up in its last digit, for a least size:
+// a budget of the size it prints is enough.
+func formatSizeUp(n int64) string {
+	s := FormatSize(n)
+	if v, err := ParseSize(strings.ReplaceAll(s, " ", "")); err == nil && v >= n {
+		return s
+	}
+	for step := int64(1); ; step *= 2 { // the next printed value above n
+		if t := FormatSize(n + step); t != s {
+			if v, err := ParseSize(strings.ReplaceAll(t, " ", "")); err == nil && v >= n {
+				return t
+			}
+		}
+	}
+}
