@@ -133,9 +133,12 @@ func TestMaxBatch(t *testing.T) {
 	for _, tc := range []struct {
 		slots int
 		hot   int // experts pinned per layer
+		host  int // host LRU entries (0: the mapping)
 		want  int
 	}{
 		{slots: 4, want: 1},
+		{slots: 16, host: 4, want: 1}, // the host LRU takes one token's misses at once
+		{slots: 15, host: 8, want: 2},
 		{slots: 8, want: 2},
 		{slots: 15, want: 3},
 		{slots: 16, want: 0}, // every expert has a slot
@@ -152,9 +155,12 @@ func TestMaxBatch(t *testing.T) {
 			}
 			opts = append(opts, rotary.WithHotSet(h))
 		}
+		if tc.host > 0 {
+			opts = append(opts, rotary.WithHostBudget(int64(tc.host)*m.ExpertBytes(0)))
+		}
 		p, err := rotary.NewPlan(m, opts...)
 		require.NoError(t, err)
-		assert.Equal(t, tc.want, engine.MaxBatch(p), "%d slots, %d pinned", tc.slots, tc.hot)
+		assert.Equal(t, tc.want, engine.MaxBatch(p), "%d slots, %d pinned, %d host", tc.slots, tc.hot, tc.host)
 	}
 }
 
