@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
-		return err
+		return budgetHint(err, m, positions)
 	}
 	defer e.Close()
 	tok, err := tokenizer.FromGGUF(m.File)
@@ -249,6 +249,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g)))
 	}
 	return errors.Join(errs...)
+}
+
+// budgetHint adds to a budget too small the flag that changes it: the
+// least -vram, and what of it -ctx decides; the least -host-mem, and the
+// size from which the file's mapping serves the experts instead.
+func budgetHint(err error, m *experts.Model, positions int) error {
+	var be *rotary.BudgetError
+	if !errors.As(err, &be) || be.Least == 0 {
+		return err
+	}
+	if be.Budget == "host" {
+		return fmt.Errorf("%w: -host-mem sets it; from %s (every expert) the file's mapping serves the experts instead",
+			err, rotary.FormatSize(m.TotalExpertBytes()))
+	}
+	return fmt.Errorf("%w: -vram sets it; the sequence state of -ctx %d takes %s of it, a smaller -ctx less",
+		err, positions, rotary.FormatSize(engine.StateBytes(m.Params, positions)))
 }
 
 // routingSinks creates what the flags ask the routing to be recorded in:

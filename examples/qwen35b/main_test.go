@@ -272,6 +272,8 @@ func TestErrors(t *testing.T) {
 		{"wrong architecture", []string{"-model", otherArch}, 1, "unsupported architecture"},
 		{"budget too small", []string{"-vram", "2MiB"}, 1, "VRAM budget too small"},
 		{"host budget too small", []string{"-host-mem", "1KiB"}, 1, "host budget too small"},
+		{"least VRAM", []string{"-vram", "1KiB"}, 1, "the least VRAM budget that works is 5.51 MiB: -vram sets it; the sequence state of -ctx 4096 takes 4.04 MiB"},
+		{"least host memory", []string{"-host-mem", "1KiB"}, 1, "the least host budget that works is 96.0 KiB: -host-mem sets it; from 1.50 MiB (every expert) the file's mapping"},
 		{"cuda backend", []string{"-backend", "cuda"}, 1, "CUDA forward pass is not implemented yet"},
 		{"unknown backend", []string{"-backend", "tpu"}, 2, "-backend"},
 		{"bad flag", []string{"-nope"}, 2, "flag provided but not defined: -nope"},
@@ -348,6 +350,12 @@ func writeOtherArch(t *testing.T, dir string) string {
 	path := filepath.Join(dir, "mixtral.gguf")
 	require.NoError(t, w.WriteFile(context.Background(), path))
 	return path
+}
+
+// TestLeastBudgetsWork runs with the least budgets the errors name.
+func TestLeastBudgetsWork(t *testing.T) {
+	code, _, stderr := runCLI(t, "-vram", "5.51MiB", "-host-mem", "96KiB", "-n", "4")
+	assert.Equal(t, 0, code, stderr)
 }
 
 // TestOutputsNeverDestroyInputs names the model, through a link too, as
