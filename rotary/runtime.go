@@ -332,6 +332,38 @@ func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) err
 	return nil
 }
 
+// WaitWarmup waits until the background warm-up that Open started has
+// filled the host LRU (at once with HostMapped, WithoutWarmup, or once it
+// ended), reporting the bytes read so far against the LRU's size to
+// progress (nil for none) every tenth of a second. Acquires that run during
+// the warm-up find some experts already read and others not, depending on
+// timing: a program that wants the same counts from the same run waits.
+func (r *Runtime) WaitWarmup(ctx context.Context, progress func(done, total int64)) error {
+	done := r.host.warmed()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	total := r.plan.Host.Bytes
+	report := func() {
+		if progress != nil {
+			s, _ := r.host.stats()
+			progress(min(s.Bytes, total), total)
+		}
+	}
+	for {
+		select {
+		case <-done:
+			report()
+			return nil
+		case <-tick.C:
+			report()
+		case <-ctx.Done():
+			return fmt.Errorf("rotary: waiting for the host warm-up: %w", ctx.Err())
+		case <-r.bg.ctx.Done():
+			return fmt.Errorf("rotary: waiting for the host warm-up: %w", ErrClosed)
+		}
+	}
+}
+
 // warm fills the host LRU in the background with every expert in layer
 // order, until it is full.
 func (r *Runtime) warm(t *lruTier) {

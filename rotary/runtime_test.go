@@ -3,6 +3,8 @@ package rotary
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -306,7 +308,7 @@ func TestPrefetch(t *testing.T) {
 		require.NoError(t, rt.Prefetch(1, []int{4, 5, 4}))
 		if host > 0 {
 			// Not in pinned memory yet: read in the background; wait for it.
-			require.Eventually(t, func() bool { return rt.host.stats().Bytes == 2*m.ExpertBytes(1) }, time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { s, _ := rt.host.stats(); return s.Bytes == 2*m.ExpertBytes(1) }, time.Second, time.Millisecond)
 			require.NoError(t, rt.Prefetch(1, []int{4, 5}))
 		}
 		require.NoError(t, dev.Synchronize(bg))
@@ -613,7 +615,7 @@ func TestCloseWakesHostWait(t *testing.T) {
 		}()
 	}
 	acquire(0, 8, 9, 10, 11) // holds all 4 entries, waiting for b's copies
-	require.Eventually(t, func() bool { return rt.host.stats().Misses == 12 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := rt.host.stats(); return s.Misses == 12 }, time.Second, time.Millisecond)
 	acquire(1, 0, 1, 2, 3) // waits for entries
 	time.Sleep(10 * time.Millisecond)
 	closed := make(chan error, 1)
@@ -766,4 +768,42 @@ func TestOpenCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
 	assert.Equal(t, cuda.Stats{}, dev.Stats())
+}
+
+// TestWaitWarmup waits for the host LRU's warm-up: it holds the first
+// experts in layer order, the same ones every time, and the bytes it read
+// are counted as read ahead, so Host.Bytes adds up.
+func TestWaitWarmup(t *testing.T) {
+	var first []expertKey
+	for range 3 {
+		m := openTestModel(t)
+		entries := 10
+		rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(int64(entries)*m.ExpertBytes(1)))
+		var calls int
+		require.NoError(t, rt.WaitWarmup(bg, func(done, total int64) { calls++; assert.LessOrEqual(t, done, total) }))
+		assert.Positive(t, calls, "the end is reported")
+		s := rt.Stats()
+		assert.Zero(t, s.Host.Misses+s.Host.Hits, "the warm-up is no demand")
+		assert.Positive(t, s.HostAhead)
+		var ahead int64
+		lt := rt.host.(*lruTier)
+		var keys []expertKey
+		lt.mu.Lock()
+		for _, size := range slices.Sorted(maps.Keys(lt.classes)) {
+			cl := lt.classes[size]
+			ahead += int64(cl.lru.Len()) * size
+			keys = append(keys, cl.lru.Keys()...)
+		}
+		lt.mu.Unlock()
+		assert.Equal(t, s.Host.Bytes, ahead, "every byte read is an entry the warm-up filled")
+		if first == nil {
+			first = keys
+		}
+		assert.Equal(t, first, keys, "the same experts in the same order")
+	}
+
+	// Without a warm-up there is nothing to wait for.
+	m := openTestModel(t)
+	rt := openRuntime(t, m, newHost(t), WithSlots(4))
+	require.NoError(t, rt.WaitWarmup(bg, nil))
 }

@@ -19,6 +19,10 @@ type Stats struct {
 	// from pinned memory, Misses read from the file first (Bytes read). With
 	// HostMapped every request is a hit.
 	Host TierStats
+	// HostAhead counts the experts the host tier read from the file ahead
+	// of a miss (its warm-up after Open, Prefetch's fills): Host.Bytes is
+	// what Host.Misses and HostAhead read.
+	HostAhead uint64
 	// Prefetched counts experts Prefetch copied.
 	Prefetched uint64
 	// TransferTime is the copy stream's time on the copies, StallTime the
@@ -119,7 +123,7 @@ func (r *Runtime) stats(reset bool) Stats {
 		s.StallTime += l.StallTime
 		s.HostWait += l.HostWait
 	}
-	s.Host = r.host.stats()
+	s.Host, s.HostAhead = r.host.stats()
 	if reset {
 		r.host.reset()
 	}
@@ -135,6 +139,7 @@ func (s Stats) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddUint64("host_hits", s.Host.Hits)
 	enc.AddUint64("host_misses", s.Host.Misses)
 	enc.AddInt64("bytes_from_file", s.Host.Bytes)
+	enc.AddUint64("host_ahead", s.HostAhead)
 	enc.AddUint64("prefetched", s.Prefetched)
 	enc.AddDuration("transfer", s.TransferTime)
 	enc.AddDuration("stall", s.StallTime)
