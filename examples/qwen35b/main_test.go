@@ -462,3 +462,20 @@ func TestInterrupted(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestSameRunSameCounts runs twice with the same seed: the text and every
+// count are the same (the host tier's warm-up ends before the prompt), and
+// the bytes read from the file are the misses' and the warm-up's.
+func TestSameRunSameCounts(t *testing.T) {
+	a, _ := runJSON(t, "-n", "30", "-seed", "3")
+	b, _ := runJSON(t, "-n", "30", "-seed", "3")
+	assert.Equal(t, a.GeneratedTokens, b.GeneratedTokens)
+	ax, bx := a.Stats.Experts, b.Stats.Experts
+	ax.WaitSeconds, ax.TransferSeconds, ax.StallSeconds, ax.HostWaitSeconds = 0, 0, 0, 0
+	bx.WaitSeconds, bx.TransferSeconds, bx.StallSeconds, bx.HostWaitSeconds = 0, 0, 0, 0
+	assert.Equal(t, ax, bx, "the counts do not depend on timing")
+	assert.Positive(t, ax.HostAhead)
+	const expert = 24 << 10 // the default model's experts
+	assert.Equal(t, int64(ax.Host.Misses+ax.HostAhead)*expert, ax.BytesFromFile)
+	assert.Equal(t, int64(ax.VRAM.Misses)*expert, ax.BytesToDevice)
+}
