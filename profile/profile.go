@@ -2,6 +2,7 @@ package profile
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,12 +217,25 @@ func Decode(r io.Reader) (*Profile, error) {
 	return decode(r, "")
 }
 
+// errIsTrace explains a routing trace given where a profile is read.
+const errIsTrace = "this is a routing trace, not a profile (examples/heatmap -profile turns a trace into one)"
+
 func decode(r io.Reader, source string) (*Profile, error) {
-	var p Profile
-	dec := json.NewDecoder(io.LimitReader(r, maxProfileBytes))
-	if err := dec.Decode(&p); err != nil {
+	br := bufio.NewReader(io.LimitReader(r, maxProfileBytes))
+	if magic, err := br.Peek(len(binaryMagic)); err == nil && bytes.Equal(magic, binaryMagic[:]) {
+		return nil, &FormatError{Format: "profile", Source: source, Msg: errIsTrace}
+	}
+	var v struct {
+		Profile
+		Format string `json:"format"` // a trace's header has one
+	}
+	if err := json.NewDecoder(br).Decode(&v); err != nil {
 		return nil, &FormatError{Format: "profile", Source: source, Msg: "bad JSON", Err: err}
 	}
+	if v.Format == traceFormat {
+		return nil, &FormatError{Format: "profile", Source: source, Msg: errIsTrace}
+	}
+	p := v.Profile
 	if p.Version != Version {
 		return nil, &FormatError{Format: "profile", Source: source,
 			Msg: fmt.Sprintf("version %d, this package reads %d", p.Version, Version), Err: ErrVersion}

@@ -297,3 +297,16 @@ func assertRoundTrips(t *testing.T, tr *Trace) {
 		assertSameTrace(t, tr, again)
 	}
 }
+
+// TestLoadATraceAsAProfile gives a trace where a profile is wanted: the
+// error says it is a trace.
+func TestLoadATraceAsAProfile(t *testing.T) {
+	dir := t.TempDir()
+	for _, enc := range []Encoding{JSONL, Binary} {
+		path := filepath.Join(dir, "t."+enc.String())
+		require.NoError(t, sampleTrace(t).Save(path, enc))
+		_, err := Load(path)
+		assert.ErrorIs(t, err, ErrFormat)
+		assert.ErrorContains(t, err, "this is a routing trace, not a profile")
+	}
+}
