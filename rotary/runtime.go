@@ -876,10 +876,17 @@ var noWait = func() context.Context {
 // reads them, guards them: their slots are not overwritten before it
 // completes (the copy stream waits for it), and the runtime keeps a reference
 // to it until then, so it must not be closed before the runtime is; re-recording
-// it only delays reuse. A nil event says the work is done already.
+// it only delays reuse. A nil event says the work is done already. A set
+// released twice, or never acquired, is ErrReleased; a nil set or one of
+// another Runtime, ErrInvalid.
 func (r *Runtime) Release(s *Set, event cuda.Event) error {
-	if s == nil || s.rt != r {
-		return fmt.Errorf("%w: not a Set of this Runtime", ErrReleased)
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: Release of a nil Set", ErrInvalid)
+	case s.rt == nil:
+		return fmt.Errorf("%w: the Set holds nothing (it was never acquired)", ErrReleased)
+	case s.rt != r:
+		return fmt.Errorf("%w: Release of a Set of another Runtime", ErrInvalid)
 	}
 	if !s.live.CompareAndSwap(true, false) {
 		return ErrReleased
