@@ -212,7 +212,11 @@ func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
-	r.log.Debug("rotary: opened", zap.Stringer("plan", plan))
+	// The plan's table is Plan.String, for a program to print; the log
+	// keeps to one line of figures.
+	r.log.Debug("rotary: opened", zap.Int64("vram", plan.VRAM), zap.Int64("non_expert", plan.NonExpert),
+		zap.Int64("reserve", plan.Reserve), zap.Int64("pinned", plan.Pinned), zap.Int64("slots", plan.Slots),
+		zap.Int64("unused", plan.Unused), zap.Stringer("host_mode", plan.Host.Mode), zap.Int64("host_bytes", plan.Host.Bytes))
 	return r, nil
 }
 
