@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 )
 
 // Version is the profile file format version written by Save and Encode.
@@ -284,37 +286,17 @@ func (p *Profile) validate() error {
 	return nil
 }
 
-// Save writes the profile to path (see Encode). If writing fails, the file is
-// removed.
+// Save writes the profile to path (see Encode). If writing fails, a file
+// already at path is left as it was.
 func (p *Profile) Save(path string) error {
 	return saveFile(path, p.Encode)
 }
 
-// saveFile creates path and writes it through a buffer with encode. A failed
-// encode, flush or close is returned, and then a regular file is removed, so
-// that no truncated profile or trace is left to be read as a shorter one.
-func saveFile(path string, encode func(io.Writer) error) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("profile: save: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("profile: save: %w", errors.Join(err, f.Close()))
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("profile: save: %w", cerr)
-		}
-		if err != nil && st.Mode().IsRegular() {
-			os.Remove(path)
-		}
-	}()
-	w := bufio.NewWriter(f)
-	if err := encode(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
+// saveFile writes path through atomicfile with a buffer: an existing file is
+// replaced only by a complete new one, and a failed encode leaves no
+// truncated profile or trace to be read as a shorter one.
+func saveFile(path string, encode func(io.Writer) error) error {
+	if err := atomicfile.Write(path, encode); err != nil {
 		return fmt.Errorf("profile: save: %w", err)
 	}
 	return nil

@@ -727,8 +727,8 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 	return t, nil
 }
 
-// Save writes the trace to path in the given encoding. If writing fails, the
-// file is removed.
+// Save writes the trace to path in the given encoding. If writing fails, a
+// file already at path is left as it was.
 func (t *Trace) Save(path string, enc Encoding) error {
 	return saveFile(path, func(w io.Writer) error { return t.Encode(w, enc) })
 }

@@ -143,10 +143,16 @@ func TestTraceSave(t *testing.T) {
 	require.NoError(t, err)
 	assertSameTrace(t, tr, got)
 
-	// A segment name too long to encode fails mid-file: nothing is left.
+	// A segment name too long to encode fails mid-file: the file saved
+	// before is left as it was, and nothing else.
 	tr.StartSegment(strings.Repeat("x", maxSegmentName+1), "")
 	assert.ErrorIs(t, tr.Save(path, Binary), ErrInvalid)
-	assert.NoFileExists(t, path)
+	again, err := OpenTrace(t.Context(), path)
+	require.NoError(t, err)
+	assertSameTrace(t, got, again)
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file is left")
 	assert.Error(t, tr.Save(filepath.Join(t.TempDir(), "missing", "t.bin"), Binary))
 }
 

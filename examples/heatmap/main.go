@@ -22,6 +22,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 )
@@ -154,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if out.Path == "" {
 			continue
 		}
-		if err := outfile.Write(out.Path, write); err != nil {
+		if err := atomicfile.Write(out.Path, write); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", out.Flag, err))
 			continue
 		}

@@ -48,6 +48,7 @@ import (
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
@@ -269,7 +270,7 @@ func budgetHint(err error, m *experts.Model, positions int) error {
 
 // routingSinks creates what the flags ask the routing to be recorded in:
 // a profile recorder (-profile, -heatmap, -curves) and a trace (-trace).
-func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *outfile.File, error) {
+func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *atomicfile.File, error) {
 	var rec *profile.Recorder
 	if c.profile != "" || c.heatmap != "" || c.curves != "" {
 		var err error
@@ -280,7 +281,7 @@ func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.Tr
 	if c.trace == "" {
 		return rec, nil, nil, nil
 	}
-	f, err := outfile.Create(c.trace)
+	f, err := atomicfile.Create(c.trace)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("-trace: %w", err)
 	}
@@ -385,7 +386,7 @@ func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
 		if out.path == "" {
 			continue
 		}
-		if err := outfile.Write(out.path, out.write); err != nil {
+		if err := atomicfile.Write(out.path, out.write); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", out.flag, err))
 			continue
 		}
