@@ -446,7 +446,7 @@ func TestInterrupted(t *testing.T) {
 		var out bytes.Buffer
 		code := cli(ctx, []string{"-json", "-n", "40", "-trace", trace, "-profile", prof}, &out, human)
 		assert.Equal(t, tc.code, code, human.String())
-		assert.Contains(t, human.String(), "interrupted (")
+		assert.Contains(t, human.String(), "qwen35b: interrupted by SIG")
 		assert.Contains(t, human.String(), "wrote "+trace)
 
 		var r result

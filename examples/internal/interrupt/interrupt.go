@@ -15,7 +15,15 @@ var Signals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 // Error is the cause of a context that a signal cancelled.
 type Error struct{ Signal os.Signal }
 
-func (e *Error) Error() string { return fmt.Sprintf("interrupted (%v)", e.Signal) }
+func (e *Error) Error() string {
+	switch e.Signal {
+	case os.Interrupt:
+		return "interrupted by SIGINT"
+	case syscall.SIGTERM:
+		return "interrupted by SIGTERM"
+	}
+	return fmt.Sprintf("interrupted by %v", e.Signal)
+}
 
 // Context returns a context cancelled at the first of Signals, with an
 // *Error as its cause (context.Cause). After that signal, the signals act

@@ -23,7 +23,7 @@ func TestSignalCancelsWithItsExitCode(t *testing.T) {
 		assert.Equal(t, tc.code, ExitCode(ctx))
 		require.NotNil(t, Cause(ctx))
 		assert.Equal(t, tc.sig, Cause(ctx).Signal)
-		assert.ErrorContains(t, context.Cause(ctx), "interrupted")
+		assert.ErrorContains(t, context.Cause(ctx), "interrupted by SIG")
 		stop()
 	}
 }
