@@ -14,7 +14,7 @@
 // Without -model it runs a tiny synthetic qwen35moe model, written once to
 // the user cache folder, with budgets that hold half its experts in VRAM.
 //
-// The forward pass runs on the CPU (examples/internal/cpu): -backend host,
+// The forward pass runs on the CPU (rotary/model/cpu): -backend host,
 // which auto selects, emulates a card of the -vram budget with the host
 // backend of package cuda, so expert rotation runs and is measured exactly as
 // it would be planned for that card. A CUDA forward pass does not exist yet;
@@ -23,7 +23,10 @@
 // -trace records the routing in profile's trace format (rotary's simulator
 // and examples/heatmap read it); -profile, -heatmap and -curves record a
 // router profile of the run and draw it; -hot pins the hot experts of such a
-// profile in VRAM.
+// profile in VRAM. Every output is checked before any work (never one of
+// the inputs) and written complete or not at all. Ctrl-C or SIGTERM stops
+// after the current token and still writes the stats and every output,
+// the JSON marked interrupted; the exit status is then 130 or 143.
 package main
 
 import (

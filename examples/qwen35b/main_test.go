@@ -431,6 +431,26 @@ func (w *cancelAfter) Write(p []byte) (int, error) {
 	return w.Buffer.Write(p)
 }
 
+// TestInterruptedPrefill stops a run in its prefill: no token, and the
+// outputs hold what there is.
+func TestInterruptedPrefill(t *testing.T) {
+	dir := t.TempDir()
+	trace, prof := filepath.Join(dir, "run.jsonl"), filepath.Join(dir, "p.json")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	human := &cancelAfter{n: 4, cancel: cancel, sig: syscall.SIGINT} // at the prompt's echo
+	var out bytes.Buffer
+	code := cli(ctx, []string{"-json", "-trace", trace, "-profile", prof}, &out, human)
+	assert.Equal(t, 130, code, human.String())
+	var r result
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+	assert.True(t, r.Interrupted)
+	assert.Empty(t, r.GeneratedTokens)
+	tr, err := profile.OpenTrace(context.Background(), trace)
+	require.NoError(t, err)
+	assert.Zero(t, tr.Tokens(), "a prefill cut short leaves no partial token")
+	assert.FileExists(t, prof)
+}
+
 // TestInterrupted stops a run after a few tokens, as SIGINT or SIGTERM
 // does: it writes every output, the JSON says so, the text ends in a
 // newline and the exit status is the shell's.
