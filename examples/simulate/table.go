@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/experts"
@@ -18,29 +21,46 @@ import (
 // diag receives the progress and warnings, never the results.
 var diag io.Writer = os.Stderr
 
-// simulate runs rotary.Simulate over the budgets a few at a time, enough
-// to keep every CPU busy with cfg's policies, showing the progress of a
-// long simulation on diag, and returns one report of every row.
+// simulate runs rotary.Simulate once per budget and policy, as many at once
+// as there are CPUs, showing the progress of a long simulation on diag, and
+// returns one report of every row in cfg's order.
 func simulate(ctx context.Context, m *experts.Model, tr *profile.Trace, cfg rotary.SimConfig) (*rotary.SimReport, error) {
-	budgets := cfg.Budgets
-	per := max(1, runtime.GOMAXPROCS(0)/max(len(cfg.Policies), 1))
+	budgets, policies := cfg.Budgets, cfg.Policies
+	n := len(budgets) * len(policies)
 	bar := progress.New(diag, "simulating", progress.Count("runs"))
 	defer bar.Finish()
-	var rep *rotary.SimReport
-	for lo := 0; lo < len(budgets); lo += per {
-		cfg.Budgets = budgets[lo:min(lo+per, len(budgets))]
-		part, err := rotary.Simulate(ctx, m, tr, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if rep == nil {
-			rep = part
-		} else {
-			rep.Rows = append(rep.Rows, part.Rows...)
-		}
-		bar.Update(int64(len(rep.Rows)), int64(len(budgets)*len(cfg.Policies)))
+	reps := make([]*rotary.SimReport, n)
+	var mu sync.Mutex
+	done := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range n {
+		one := cfg
+		one.Budgets = budgets[i/len(policies) : i/len(policies)+1]
+		one.Policies = policies[i%len(policies) : i%len(policies)+1]
+		one.Parallel = 1
+		g.Go(func() error {
+			rep, err := rotary.Simulate(gctx, m, tr, one)
+			if err != nil {
+				return err
+			}
+			reps[i] = rep
+			mu.Lock()
+			done++
+			bar.Update(int64(done), int64(n))
+			mu.Unlock()
+			return nil
+		})
 	}
-	return rep, nil
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	rep := *reps[0]
+	rep.Rows = nil
+	for _, r := range reps {
+		rep.Rows = append(rep.Rows, r.Rows...)
+	}
+	return &rep, nil
 }
 
 // computePerToken is the compute the simulation charges a token: each
