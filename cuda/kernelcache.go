@@ -194,14 +194,17 @@ func (d *cudaDevice) compile(ctx context.Context, p *Program) (image []byte, key
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	options := append([]string{"--gpu-architecture=" + arch}, p.Options...)
 	start := time.Now()
-	image, log, err := comp.compile(p.Name, p.Source, options, ptx)
+	out, err := compileProgram(comp, p, arch, !ptx)
 	if err != nil {
-		return nil, "", &CompileError{Program: p.Name, Arch: arch, Log: log, Err: err}
+		return nil, "", err
+	}
+	image = out.CUBIN
+	if ptx {
+		image = out.PTX
 	}
 	d.log.Debug("cuda: compiled", zap.String("program", p.Name), zap.String("arch", arch), zap.Int("nvrtc", comp.version()),
-		zap.Duration("took", time.Since(start)), zap.Int("bytes", len(image)), zap.String("log", log))
+		zap.Duration("took", time.Since(start)), zap.Int("bytes", len(image)), zap.String("log", out.Log))
 	if err := d.kernels.put(key, image); err != nil {
 		d.log.Warn("cuda: kernel disk cache", zap.String("dir", d.kernels.dir), zap.Error(err))
 	}

@@ -254,8 +254,8 @@ func TestAcquireWaitsForRelease(t *testing.T) {
 	require.NoError(t, <-got)
 	assert.Positive(t, rt.Stats().HostWait)
 
-	// Close wakes a blocked Acquire.
-	held, err = rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	// Close wakes a blocked Acquire (every slot held, never released).
+	_, err = rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
 	require.NoError(t, err)
 	go func() {
 		_, err := rt.Acquire(bg, 0, []int{9}, nil)

@@ -1,4 +1,4 @@
-// Kernels of the package's tests; each has a Go twin in kernels_test.go.
+// Kernels of package cuda's tests; each has a Go twin in cuda/kernels_test.go.
 
 // vadd: c[i] = a[i] + b[i] for i < n.
 extern "C" __global__ void vadd(const float *a, const float *b, float *c, unsigned int n) {
