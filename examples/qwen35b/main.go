@@ -81,7 +81,9 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(err.Error()), " "))
+	// One line: joined errors (every bad output) are separated by "; ".
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(msg), " "))
 	var u *usageError
 	if errors.As(err, &u) {
 		return 2

@@ -375,7 +375,7 @@ func TestOutputsNeverDestroyInputs(t *testing.T) {
 			assert.Equal(t, 1, code)
 			assert.Empty(t, stdout)
 			assert.Contains(t, stderr, flag+" "+out)
-			assert.Contains(t, stderr, "is an input")
+			assert.Contains(t, stderr, "would overwrite an input, "+model)
 		}
 	}
 	got, err := os.ReadFile(model)

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrIsInput is an output that is one of the program's inputs.
-var ErrIsInput = errors.New("outfile: the output is an input of the program")
+var ErrIsInput = errors.New("outfile: the output would overwrite an input")
 
 // ErrSameOutput is two outputs that are the same file.
 var ErrSameOutput = errors.New("outfile: two outputs are the same file")
@@ -50,7 +50,7 @@ func Check(outputs []Output, inputs ...string) error {
 func checkOne(path string, inputs []string) error {
 	for _, in := range inputs {
 		if in != "" && sameFile(in, path) {
-			return fmt.Errorf("%w (%s)", ErrIsInput, in)
+			return fmt.Errorf("%w, %s", ErrIsInput, in)
 		}
 	}
 	st, err := os.Stat(path)
