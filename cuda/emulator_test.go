@@ -449,7 +449,9 @@ func TestNoEmulator(t *testing.T) {
 	ctx := context.Background()
 	_, err := d.Load(ctx, emuTestProgram)
 	assert.ErrorIs(t, err, ErrNoEmulator)
-	assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+	if emuAvailable() == nil { // with cgo: the compiler is what is missing
+		assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+	}
 
 	// The Go twins of a program still run; its other kernels cannot.
 	m, err := d.Load(ctx, &Program{Name: "kernels.cu", Source: testKernelsSource, Host: map[string]HostKernel{"vadd": testProgram.Host["vadd"]}})
