@@ -38,8 +38,11 @@
 // math intrinsics, and rt_dynamic_shared(). The shared object is cached on
 // disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed
 // by the header, the source, the compiler's version and the flags; a process
-// compiles a program once however many devices load it. For each extern "C"
-// __global__ kernel the header's templates generate a trampoline that
+// compiles a program once however many devices load it. Kernels are found by
+// reading the source, so each extern "C" __global__ entry point is written
+// out (a macro that declares kernels fails Load with ErrInvalidValue);
+// templates are reached through such entry points. For each kernel the
+// header's templates generate a trampoline that
 // unpacks a cuLaunchKernel-style parameter array and reports each
 // parameter's size and kind, so Launch checks every Arg against the real
 // parameter (a wrong size is ErrInvalidValue naming the argument). A compile

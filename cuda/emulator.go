@@ -96,14 +96,33 @@ func globalKernels(src string) []string {
 	return names
 }
 
+// kernelMacro finds a #define (with its continuation lines) that mentions
+// __global__.
+var kernelMacro = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*define\b(?:[^\n]*\\\n)*[^\n]*\b__global__\b`)
+
+// checkKernelMacros rejects kernels declared through macros, whose names
+// only the preprocessor sees: the emulator, like the project's NVRTC check,
+// finds kernels by reading the source, so each extern "C" __global__ entry
+// point must be written out.
+func checkKernelMacros(name, src string) error {
+	code := stripComments(src)
+	loc := kernelMacro.FindStringIndex(code)
+	if loc == nil {
+		return nil
+	}
+	line := strings.Count(code[:loc[0]], "\n") + 1
+	return fmt.Errorf("cuda: Load %s: line %d: a macro declares __global__ functions; write each extern \"C\" __global__ entry point out: %w",
+		name, line, ErrInvalidValue)
+}
+
 var (
 	externGlobal = regexp.MustCompile(`extern\s*"C"\s*__global__\b`)
 	launchBounds = regexp.MustCompile(`__launch_bounds__\s*\([^)]*\)`)
 	kernelName   = regexp.MustCompile(`^[^(]*?\b([A-Za-z_]\w*)\s*\(`)
 )
 
-// stripComments blanks C comments out of src, leaving string and character
-// literals alone.
+// stripComments blanks C comments out of src, keeping its lines and leaving
+// string and character literals alone.
 func stripComments(src string) string {
 	var b strings.Builder
 	b.Grow(len(src))
@@ -131,6 +150,7 @@ func stripComments(src string) string {
 				return b.String()
 			}
 			b.WriteByte(' ')
+			b.WriteString(strings.Repeat("\n", strings.Count(src[i:i+end+2], "\n")))
 			i += end + 3
 		default:
 			b.WriteByte(c)
