@@ -342,13 +342,15 @@ func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 	for name, fn := range p.Host {
 		m.kernels[name] = fn
 	}
-	if err := checkKernelMacros(p.Name, p.Source); err != nil {
-		return nil, err
-	}
 	var emulated []string
 	for _, name := range globalKernels(p.Source) {
 		if p.Host[name] == nil {
 			emulated = append(emulated, name)
+		}
+	}
+	if len(emulated) > 0 || len(p.Host) == 0 {
+		if err := checkKernelMacros(p.Name, p.Source); err != nil {
+			return nil, err
 		}
 	}
 	if len(emulated) == 0 && len(p.Host) == 0 {
