@@ -52,7 +52,7 @@ func defaultEmuWorkers() int { return min(runtime.GOMAXPROCS(0), 8) }
 // it.
 type emuParam struct {
 	size int
-	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other
+	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other (a struct)
 }
 
 // emuKernel is a kernel of an emulated program.
@@ -72,7 +72,6 @@ type emuRun struct {
 
 // emuLibrary is a program compiled for the emulator and loaded.
 type emuLibrary struct {
-	path    string
 	kernels map[string]*emuKernel
 	syms    emuSymbols // the object's functions (emulator_cgo.go)
 }
@@ -357,7 +356,7 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 	return openEmulated(obj)
 }
 
-// argSize is the size of the parameter an Arg passes.
+// size is the size of the parameter an Arg passes.
 func (a Arg) size() int {
 	switch a.kind {
 	case argInt32, argUint32, argFloat32:
@@ -397,7 +396,7 @@ func (k *emuKernel) checkArgs(args []Arg) error {
 	return nil
 }
 
-var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct"}
+var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct or other type"}
 
 // emuArgs is the value of each argument, in the low bytes of 8: a device
 // pointer as the address of its bytes.
