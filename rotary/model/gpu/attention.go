@@ -95,6 +95,9 @@ func (ks *Kernels) Attend(s cuda.Stream, dst Matrix, a Attention) error {
 		return err
 	}
 	T, H, dim := a.Q.Rows, a.QHeads.Count, a.QHeads.Dim
+	if err := checkBatch(op, T); err != nil {
+		return err
+	}
 	if H == 0 || a.KVHeads <= 0 || H%a.KVHeads != 0 {
 		return fmt.Errorf("gpu: %s: %d query heads over %d KV heads: %w", op, H, a.KVHeads, ErrShape)
 	}

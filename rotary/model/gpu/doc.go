@@ -32,9 +32,10 @@
 //   - Add, SwiGLU, AddGated; Embed from F32, F16 and BF16 tables.
 //
 // A decode step of an attention layer takes NormRope, Attend (two launches
-// past a few hundred positions), AddNorm, Route, SwiGLU and AddNorm; a
-// DeltaNet layer ConvSiLU, DeltaNet, GatedRMSNorm, AddNorm, Route, SwiGLU and
-// AddNorm: seven launches beside the matrix products and the experts.
+// once the context outgrows one split of 128 positions), AddNorm, Route,
+// SwiGLU and AddNorm; a DeltaNet layer ConvSiLU, DeltaNet, GatedRMSNorm,
+// AddNorm, Route, SwiGLU and AddNorm: six or seven launches beside the matrix
+// products and the experts.
 //
 // Arithmetic follows the CPU backend (and so ggml) where it decides results:
 // the order of a norm's operations, rope angles reached by repeated float

@@ -130,3 +130,15 @@ func flag(b bool) cuda.Arg {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// maxGridY is the most blocks a launch's grid has along y and z, where
+// several kernels put the batch's rows.
+const maxGridY = 65535
+
+// checkBatch verifies that a batch of rows fits a grid's y dimension.
+func checkBatch(op string, rows int) error {
+	if rows > maxGridY {
+		return fmt.Errorf("gpu: %s: a batch of %d rows, at most %d: %w", op, rows, maxGridY, ErrShape)
+	}
+	return nil
+}

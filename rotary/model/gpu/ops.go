@@ -106,6 +106,9 @@ func (ks *Kernels) AddGated(s cuda.Stream, dst, a, b, gate Matrix) error {
 	if gate.Rows != a.Rows {
 		return fmt.Errorf("gpu: AddGated: %d gate rows for %d rows: %w", gate.Rows, a.Rows, ErrShape)
 	}
+	if err := checkBatch("AddGated", a.Rows); err != nil {
+		return err
+	}
 	return ks.launch(s, kAddGated, cuda.Dim3{X: elementwiseGrid(a.Cols), Y: uint32(a.Rows)}, rowThreads, 0,
 		cuda.Ptr(dst.Buf), cuda.Ptr(a.Buf), cuda.Ptr(b.Buf), cuda.Ptr(gate.Buf), i32(gate.Cols), i32(a.Cols))
 }
@@ -147,6 +150,9 @@ func (ks *Kernels) Embed(s cuda.Stream, dst Matrix, table Table, tokens cuda.Buf
 			table.Rows, table.Cols, table.Type, table.Buf.Size(), ErrShape)
 	}
 	if err := checkFloats("Embed", "tokens", tokens, dst.Rows); err != nil {
+		return err
+	}
+	if err := checkBatch("Embed", dst.Rows); err != nil {
 		return err
 	}
 	return ks.launch(s, name, cuda.Dim3{X: elementwiseGrid(dst.Cols), Y: uint32(dst.Rows)}, rowThreads, 0,
@@ -201,6 +207,9 @@ func (ks *Kernels) NormRope(s cuda.Stream, q QKNorm) error {
 		return err
 	}
 	dim, T := q.QHeads.Dim, q.Q.Rows
+	if err := checkBatch(op, T); err != nil {
+		return err
+	}
 	if q.Rope.Dims <= 0 || q.Rope.Dims%2 != 0 || q.Rope.Dims > dim {
 		return fmt.Errorf("gpu: %s: rope over %d of %d values: %w", op, q.Rope.Dims, dim, ErrShape)
 	}
