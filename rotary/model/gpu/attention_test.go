@@ -34,6 +34,7 @@ func TestAttend(t *testing.T) {
 			{17, 4, 2, 64, 40, false, 8, 32}, // prefill tiles over several splits
 			{17, 4, 2, 64, 40, false, 1, 64}, // the same with the decode kernel
 			{11, 2, 2, 32, 1023, true, 8, 1000},
+			{128, 2, 1, 32, 3, false, 0, 0}, // a long batch
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim

@@ -12,7 +12,7 @@ import (
 func TestConvSiLU(t *testing.T) {
 	forDevices(t, func(t *testing.T, e *env) {
 		r := rand.New(rand.NewPCG(15, 16))
-		for _, c := range [][3]int{{1, 1, 4}, {1, 300, 4}, {2, 77, 2}, {5, 257, 8}, {33, 64, 4}, {3, 40, 7}} {
+		for _, c := range [][3]int{{1, 1, 4}, {1, 300, 4}, {2, 77, 2}, {5, 257, 8}, {33, 64, 4}, {3, 40, 7}, {512, 48, 4}} {
 			T, C, K := c[0], c[1], c[2]
 			t.Run(name("T%d/C%d/K%d", T, C, K), func(t *testing.T) {
 				kernel, state := random(r, C*K, 1), random(r, (K-1)*C, 3)
@@ -41,7 +41,7 @@ func TestDeltaNet(t *testing.T) {
 	forDevices(t, func(t *testing.T, e *env) {
 		r := rand.New(rand.NewPCG(17, 18))
 		for _, c := range []struct{ T, Hk, Hv, S int }{
-			{1, 1, 1, 32}, {1, 2, 4, 128}, {3, 2, 2, 64}, {20, 1, 3, 96}, {1, 16, 32, 128},
+			{1, 1, 1, 32}, {1, 2, 4, 128}, {3, 2, 2, 64}, {20, 1, 3, 96}, {1, 16, 32, 128}, {128, 1, 2, 32},
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				cols := (2*c.Hk + c.Hv) * c.S

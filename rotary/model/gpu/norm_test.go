@@ -17,9 +17,12 @@ const normRel, normAbs = 1e-5, 1e-6
 func TestRMSNorm(t *testing.T) {
 	forDevices(t, func(t *testing.T, e *env) {
 		r := rand.New(rand.NewPCG(1, 2))
-		for _, rows := range []int{1, 3} {
+		for _, rows := range []int{1, 3, 512} {
 			for _, cols := range []int{1, 31, 257, 2048} {
 				for _, scale := range []float32{1, 1e15, 1e-15} {
+					if rows*cols > 1<<16 {
+						continue // the largest batch with narrow rows only
+					}
 					t.Run(name("%dx%d/%g", rows, cols, scale), func(t *testing.T) {
 						x, w := random(r, rows*cols, scale), random(r, cols, 2)
 						want := e.cpu.NewTensor(rows, cols)
@@ -114,7 +117,8 @@ func TestNormRope(t *testing.T) {
 			{1, 16, 2, 256, 64, 131071, true, false}, // qwen35moe: interleaved gate, partial rope, far position
 			{5, 3, 1, 128, 128, 7, false, false},
 			{9, 2, 2, 80, 32, 1000, true, true},
-			{2, 2, 0, 96, 96, 3, true, false}, // queries only
+			{2, 2, 0, 96, 96, 3, true, false},   // queries only
+			{512, 2, 1, 32, 32, 0, false, true}, // the largest batch
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim

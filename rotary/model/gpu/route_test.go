@@ -27,7 +27,7 @@ func TestRoute(t *testing.T) {
 			logits     string
 		}{
 			{1, 256, 8, "random"}, {7, 256, 10, "ties"}, {3, 128, 8, "ties"}, {64, 256, 8, "random"},
-			{2, 60, 4, "extreme"}, {5, 8, 8, "ties"}, {1, 33, 1, "extreme"}, {4, 256, 8, "equal"},
+			{2, 60, 4, "extreme"}, {5, 8, 8, "ties"}, {1, 33, 1, "extreme"}, {4, 256, 8, "equal"}, {256, 256, 8, "ties"},
 		} {
 			for _, normalize := range []bool{false, true} {
 				t.Run(name("%+v/norm=%v", c, normalize), func(t *testing.T) {
