@@ -1,10 +1,15 @@
 // Causal softmax attention over the KV cache, split over the sequence
-// (flash-decoding): block (s, h, z) attends query head h of the tokens
-// [z·QT, z·QT + QT) of the batch over the cache positions of split s,
+// (flash-decoding): a block attends a tile of up to QT queries that share a
+// KV head over the cache positions of split s = blockIdx.x,
 // [s·splitLen, (s+1)·splitLen), and leaves the split's maximum score m, its
 // sum of e^(score - m) and its unnormalised output Σ e^(score - m)·v for
 // rt_attn_combine. With one split the block normalises and gates the output
-// itself and no combine is needed.
+// itself and no combine is needed. Each key and value row of the split is
+// read once for the whole tile.
+//
+// Two tilings: HEADS (decode) tiles the query heads of one token that read
+// one KV head (grid y: KV head × head tile, z: token); otherwise (prefill)
+// QT consecutive tokens of one query head (grid y: head, z: token tile).
 //
 // Token t of the batch is at position pos + t and sees cache rows [0, pos+t];
 // the cache already holds the batch's keys and values. Rows of the cache hold
@@ -16,8 +21,9 @@
 // floats of per-query max and sum. dim <= 2·blockDim.x (RTM_ATTN_THREADS).
 
 #define RTM_ATTN_THREADS 128
+#define RTM_ATTN_TILE 8
 
-template <int QT>
+template <int QT, bool HEADS>
 __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float *partML, const float *q, int qCols,
                                                  int qStride, int qOffset, const float *gate, int gateCols,
                                                  int gateStride, int gateOffset, int hasGate, const float *cacheK,
@@ -27,21 +33,35 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 	float *sc = qs + QT * dim;
 	float *ml = sc + QT * splitLen;
 
-	int s = blockIdx.x, h = blockIdx.y, t0 = blockIdx.z * QT;
-	int nt = T - t0 < QT ? T - t0 : QT;
-	int kvh = h / (heads / kvHeads);
+	// The tile: query tt is token t0 + (HEADS ? 0 : tt) of head h0 + (HEADS ? tt : 0).
+	int group = heads / kvHeads;
+	int s = blockIdx.x, t0, h0, nq, kvh;
+	if (HEADS) {
+		int tiles = (group + QT - 1) / QT;
+		kvh = blockIdx.y / tiles;
+		int g0 = (blockIdx.y - kvh * tiles) * QT;
+		h0 = kvh * group + g0;
+		nq = group - g0 < QT ? group - g0 : QT;
+		t0 = blockIdx.z;
+	} else {
+		h0 = blockIdx.y;
+		kvh = h0 / group;
+		t0 = blockIdx.z * QT;
+		nq = T - t0 < QT ? T - t0 : QT;
+	}
 	i64 rowLen = (i64)kvHeads * dim;
 	int j0 = s * splitLen;
-	int jEnd = pos + t0 + nt; // one past the last position the tile sees
+	int jEnd = pos + t0 + (HEADS ? 0 : nq - 1) + 1; // one past the last position the tile sees
 	if (jEnd > j0 + splitLen) {
 		jEnd = j0 + splitLen;
 	}
 	int L = jEnd - j0; // positions of this split the tile sees (may be <= 0)
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
 
-	for (int i = threadIdx.x; i < nt * dim; i += blockDim.x) {
+	for (int i = threadIdx.x; i < nq * dim; i += blockDim.x) {
 		int tt = i / dim, d = i - tt * dim;
-		qs[i] = q[(i64)(t0 + tt) * qCols + qOffset + (i64)h * qStride + d];
+		int t = t0 + (HEADS ? 0 : tt), h = h0 + (HEADS ? tt : 0);
+		qs[i] = q[(i64)t * qCols + qOffset + (i64)h * qStride + d];
 	}
 	__syncthreads();
 
@@ -57,14 +77,14 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 			float kv = kr[d];
 #pragma unroll
 			for (int tt = 0; tt < QT; tt++) {
-				acc[tt] += kv * qs[(tt < nt ? tt : 0) * dim + d];
+				acc[tt] += kv * qs[(tt < nq ? tt : 0) * dim + d];
 			}
 		}
 #pragma unroll
 		for (int tt = 0; tt < QT; tt++) {
 			float dot = rtm_warp_sum(acc[tt]);
 			if (lane == 0) {
-				bool seen = tt < nt && j0 + j <= pos + t0 + tt;
+				bool seen = tt < nq && j0 + j <= pos + t0 + (HEADS ? 0 : tt);
 				sc[tt * splitLen + j] = seen ? dot * scale : RTM_NEG_INF;
 			}
 		}
@@ -73,7 +93,7 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 
 	// Per query (a warp each): the split's maximum, then e^(score - max) and
 	// their sum. A query that sees none of the split has max -inf and sum 0.
-	for (int tt = warp; tt < nt; tt += warps) {
+	for (int tt = warp; tt < nq; tt += warps) {
 		float *row = sc + tt * splitLen;
 		float m = RTM_NEG_INF;
 		for (int j = lane; j < L; j += 32) {
@@ -112,10 +132,10 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 		}
 #pragma unroll
 		for (int tt = 0; tt < QT; tt++) {
-			if (tt >= nt) {
+			if (tt >= nq) {
 				break;
 			}
-			int t = t0 + tt;
+			int t = t0 + (HEADS ? 0 : tt), h = h0 + (HEADS ? tt : 0);
 			if (single) {
 				float o = acc[tt] / ml[2 * tt + 1];
 				if (hasGate) {
@@ -127,31 +147,34 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 			}
 		}
 	}
-	if (!single && threadIdx.x < nt) {
+	if (!single && threadIdx.x < nq) {
 		int tt = threadIdx.x;
-		i64 at = (((i64)(t0 + tt) * heads + h) * gridDim.x + s) * 2;
+		int t = t0 + (HEADS ? 0 : tt), h = h0 + (HEADS ? tt : 0);
+		i64 at = (((i64)t * heads + h) * gridDim.x + s) * 2;
 		partML[at] = ml[2 * tt];
 		partML[at + 1] = ml[2 * tt + 1];
 	}
 }
 
-// rt_attn_decode: one query per block, for decode steps and short batches.
+// rt_attn_decode: a block per token and KV head (per 8 of the query heads
+// that read it), for decode steps and short batches.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
     rt_attn_decode(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                    const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
                    const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
-	rtm_attn_partial<1>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride, gateOffset,
-	                    hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen, scale);
+	rtm_attn_partial<RTM_ATTN_TILE, true>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
+	                                      gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen,
+	                                      scale);
 }
 
-// rt_attn_prefill: a tile of 8 consecutive queries per block, each key and
-// value row read once for the tile.
+// rt_attn_prefill: a block per query head and 8 consecutive tokens.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
     rt_attn_prefill(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                     const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
                     const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
-	rtm_attn_partial<8>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride, gateOffset,
-	                    hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen, scale);
+	rtm_attn_partial<RTM_ATTN_TILE, false>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
+	                                       gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen,
+	                                       scale);
 }
 
 // rt_attn_combine: block (h, t) merges the splits of query head h of token t:

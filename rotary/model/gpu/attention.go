@@ -12,12 +12,12 @@ const (
 	// MaxHeadDim is the largest attention head (two values per thread of a
 	// 128-thread block keep a decode block's accumulators in registers).
 	MaxHeadDim = 2 * headThreads
-	// prefillTile is rt_attn_prefill's queries per block.
-	prefillTile = 8
-	// maxDecodeSplit and maxPrefillSplit bound the positions of one split,
-	// so that its scores fit the default 48 KiB of shared memory.
-	maxDecodeSplit  = 4096
-	maxPrefillSplit = 1024
+	// attnTile is the queries of one block: query heads sharing a KV head
+	// (rt_attn_decode) or consecutive tokens (rt_attn_prefill).
+	attnTile = 8
+	// maxSplit bounds the positions of one split, so that a tile's scores
+	// fit the default 48 KiB of shared memory.
+	maxSplit = 1024
 	// minSplit is the shortest split worth a block of its own.
 	minSplit = 128
 	// targetBlocks is about two blocks per SM of the largest GPUs: with
@@ -43,40 +43,56 @@ type Attention struct {
 	// Workspace holds the partial results of a split sequence:
 	// WorkspaceBytes of it, or nothing when that is 0.
 	Workspace cuda.Buffer
-	// SplitLen and Tile fix the schedule: positions per split (0: chosen
-	// from the shape) and queries per block (0: chosen; 1: the decode
-	// kernel; 8: the prefill tile).
-	SplitLen, Tile int
+	// SplitLen and Kernel fix the schedule: positions per split (0: chosen
+	// from the shape) and the kernel (AttnAuto: rt_attn_decode for one or
+	// two tokens, rt_attn_prefill for more).
+	SplitLen int
+	Kernel   AttnKernel
 }
 
-// schedule returns the queries per block, the positions per split and the
-// number of splits for a's shape.
-func (a Attention) schedule() (tile, splitLen, splits int) {
+// AttnKernel chooses how Attend tiles the queries.
+type AttnKernel int
+
+const (
+	// AttnAuto tiles heads for batches of one or two tokens, tokens beyond.
+	AttnAuto AttnKernel = iota
+	// AttnHeads is rt_attn_decode: a block per token and KV head, its tile
+	// the query heads that read that KV head.
+	AttnHeads
+	// AttnTokens is rt_attn_prefill: a block per query head and tile of
+	// consecutive tokens.
+	AttnTokens
+)
+
+// schedule returns the kernel, its grid's y and z (the tiles), the positions
+// per split and the number of splits for a's shape.
+func (a Attention) schedule() (kernel AttnKernel, y, z, splitLen, splits int) {
 	T, n := a.Q.Rows, a.Pos+a.Q.Rows
-	tile = a.Tile
-	if tile == 0 {
-		tile = 1
+	kernel = a.Kernel
+	if kernel == AttnAuto {
+		kernel = AttnHeads
 		if T > 2 {
-			tile = prefillTile
+			kernel = AttnTokens
 		}
 	}
-	maxSplit := maxDecodeSplit
-	if tile > 1 {
-		maxSplit = maxPrefillSplit
+	if kernel == AttnHeads {
+		y, z = max(a.KVHeads, 1)*ceilDiv(a.QHeads.Count/max(a.KVHeads, 1), attnTile), T
+	} else {
+		y, z = a.QHeads.Count, ceilDiv(T, attnTile)
 	}
 	splitLen = a.SplitLen
 	if splitLen == 0 {
-		want := max(1, ceilDiv(targetBlocks, a.QHeads.Count*ceilDiv(T, tile)))
+		want := max(1, ceilDiv(targetBlocks, max(y*z, 1)))
 		splitLen = min(max(ceilDiv(n, want), minSplit), maxSplit)
 		splitLen = ceilDiv(splitLen, 32) * 32
 	}
-	return tile, splitLen, ceilDiv(n, splitLen)
+	return kernel, y, z, splitLen, ceilDiv(n, splitLen)
 }
 
 // WorkspaceBytes is the size of the workspace a's schedule needs: 0 when the
 // sequence is not split.
 func (a Attention) WorkspaceBytes() int64 {
-	_, _, splits := a.schedule()
+	_, _, _, _, splits := a.schedule()
 	if splits == 1 {
 		return 0
 	}
@@ -132,11 +148,11 @@ func (ks *Kernels) Attend(s cuda.Stream, dst Matrix, a Attention) error {
 		}
 		gate, gateHeads = a.Gate, a.GateHeads
 	}
-	tile, splitLen, splits := a.schedule()
-	if (tile != 1 && tile != prefillTile) || splitLen <= 0 {
-		return fmt.Errorf("gpu: %s: tile %d, split %d: %w", op, tile, splitLen, ErrShape)
+	kernel, y, z, splitLen, splits := a.schedule()
+	if (kernel != AttnHeads && kernel != AttnTokens) || splitLen <= 0 {
+		return fmt.Errorf("gpu: %s: kernel %d, split %d: %w", op, kernel, splitLen, ErrShape)
 	}
-	shared := 4 * (tile*dim + tile*splitLen + 2*tile)
+	shared := 4 * (attnTile*dim + attnTile*splitLen + 2*attnTile)
 	if shared > 48<<10 {
 		return fmt.Errorf("gpu: %s: splits of %d positions need %d bytes of shared memory: %w", op, splitLen, shared, ErrShape)
 	}
@@ -157,10 +173,10 @@ func (ks *Kernels) Attend(s cuda.Stream, dst Matrix, a Attention) error {
 		}
 	}
 	name := kAttnDecode
-	if tile > 1 {
+	if kernel == AttnTokens {
 		name = kAttnPrefill
 	}
-	grid := cuda.Dim3{X: uint32(splits), Y: uint32(H), Z: uint32(ceilDiv(T, tile))}
+	grid := cuda.Dim3{X: uint32(splits), Y: uint32(y), Z: uint32(z)}
 	err := ks.launch(s, name, grid, headThreads, uint32(shared),
 		cuda.Ptr(dst.Buf), cuda.Ptr(partO), cuda.Ptr(partML),
 		cuda.Ptr(a.Q.Buf), i32(a.Q.Cols), i32(a.QHeads.Stride), i32(a.QHeads.Offset),

@@ -22,19 +22,22 @@ func TestAttend(t *testing.T) {
 		for _, c := range []struct {
 			T, H, KV, dim, pos int
 			gated              bool
-			tile, split        int // 0: the kernels' choice
+			kernel             AttnKernel
+			split              int // 0: the kernels' choice
 		}{
-			{1, 4, 2, 64, 0, false, 0, 0},      // the first token
-			{1, 16, 2, 256, 300, true, 0, 0},   // qwen35moe decode, one split
-			{1, 16, 2, 256, 1500, true, 0, 96}, // splits that do not divide the context
-			{1, 8, 8, 128, 777, false, 1, 32},
-			{1, 4, 1, 80, 5000, false, 0, 0}, // the kernels split a long context
-			{3, 4, 2, 64, 10, false, 0, 0},   // a short batch: the prefill tile, one partial
-			{9, 2, 1, 128, 0, true, 8, 0},    // prefill from position 0
-			{17, 4, 2, 64, 40, false, 8, 32}, // prefill tiles over several splits
-			{17, 4, 2, 64, 40, false, 1, 64}, // the same with the decode kernel
-			{11, 2, 2, 32, 1023, true, 8, 1000},
-			{128, 2, 1, 32, 3, false, 0, 0}, // a long batch
+			{1, 4, 2, 64, 0, false, AttnAuto, 0},      // the first token
+			{1, 16, 2, 256, 300, true, AttnAuto, 0},   // qwen35moe decode, one split
+			{1, 16, 2, 256, 1500, true, AttnAuto, 96}, // splits that do not divide the context
+			{1, 8, 8, 128, 777, false, AttnHeads, 32},
+			{1, 4, 1, 80, 5000, false, AttnAuto, 0},   // the kernels split a long context
+			{3, 4, 2, 64, 10, false, AttnAuto, 0},     // a short batch: the prefill tile, one partial
+			{9, 2, 1, 128, 0, true, AttnTokens, 0},    // prefill from position 0
+			{17, 4, 2, 64, 40, false, AttnTokens, 32}, // prefill tiles over several splits
+			{17, 4, 2, 64, 40, false, AttnHeads, 64},  // the same with the decode kernel
+			{11, 2, 2, 32, 1023, true, AttnTokens, 1000},
+			{128, 2, 1, 32, 3, false, AttnAuto, 0},  // a long batch
+			{2, 20, 1, 64, 50, true, AttnHeads, 32}, // 20 query heads per KV head: three head tiles, the last partial
+			{1, 6, 2, 48, 200, false, AttnAuto, 0},  // three per KV head
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim
@@ -76,7 +79,7 @@ func TestAttend(t *testing.T) {
 						K: e.upload(append(append([]float32{}, prefix...), k...), rows, kvCols),
 						V: e.upload(append(append([]float32{}, prefixV...), v...), rows, kvCols),
 					},
-					Pos: c.pos, Scale: scale, Tile: c.tile, SplitLen: c.split,
+					Pos: c.pos, Scale: scale, Kernel: c.kernel, SplitLen: c.split,
 				}
 				if c.gated {
 					g.Gate, g.GateHeads = qd, gh
@@ -94,18 +97,24 @@ func TestAttend(t *testing.T) {
 
 func TestAttendSchedule(t *testing.T) {
 	for _, c := range []struct {
-		T, H, pos                  int
-		tile, splitLen, splits, ws int
+		T, H, KV, pos          int
+		kernel                 AttnKernel
+		y, z, splitLen, splits int
 	}{
-		{1, 16, 0, 1, 128, 1, 0}, // the first token: one block per head
-		{1, 16, 4095, 1, 256, 16, 16 * 16 * (256 + 2) * 4},
-		{1, 16, 262143, 1, 4096, 64, 16 * 64 * (256 + 2) * 4},
-		{512, 16, 0, 8, 512, 1, 0},                                // a prompt: tiles fill the GPU
-		{512, 16, 8000, 8, 1024, 9, 512 * 16 * 9 * (256 + 2) * 4}, // a prompt after a long context
+		{1, 16, 2, 0, AttnHeads, 2, 1, 128, 1},          // the first token: a block per KV head
+		{1, 16, 2, 4095, AttnHeads, 2, 1, 128, 32},      // decode: splits fill the GPU
+		{1, 16, 2, 262143, AttnHeads, 2, 1, 1024, 256},  // a long context: splits as long as shared memory allows
+		{1, 32, 2, 99, AttnHeads, 4, 1, 128, 1},         // 16 query heads per KV head: two tiles
+		{512, 16, 2, 0, AttnTokens, 16, 64, 512, 1},     // a prompt: tiles fill the GPU
+		{512, 16, 2, 8000, AttnTokens, 16, 64, 1024, 9}, // a prompt after a long context
 	} {
-		a := Attention{Q: Matrix{Rows: c.T, Cols: 16 * 256}, QHeads: model.Heads{Count: c.H, Dim: 256, Stride: 256}, Pos: c.pos}
-		tile, splitLen, splits := a.schedule()
-		require.Equal(t, []int{c.tile, c.splitLen, c.splits}, []int{tile, splitLen, splits}, "%+v", c)
-		require.EqualValues(t, c.ws, a.WorkspaceBytes(), "%+v", c)
+		a := Attention{Q: Matrix{Rows: c.T, Cols: c.H * 256}, QHeads: model.Heads{Count: c.H, Dim: 256, Stride: 256}, KVHeads: c.KV, Pos: c.pos}
+		kernel, y, z, splitLen, splits := a.schedule()
+		require.Equal(t, []int{int(c.kernel), c.y, c.z, c.splitLen, c.splits}, []int{int(kernel), y, z, splitLen, splits}, "%+v", c)
+		ws := 0
+		if c.splits > 1 {
+			ws = 4 * c.T * c.H * c.splits * (256 + 2)
+		}
+		require.EqualValues(t, ws, a.WorkspaceBytes(), "%+v", c)
 	}
 }

@@ -20,9 +20,11 @@
 //     interleaved query and gate), storing the keys and values into the KV
 //     cache;
 //   - Attend, causal softmax attention over the cache with grouped KV heads
-//     and an optional sigmoid output gate: one query per block for decode,
-//     tiles of eight queries for prefill, the sequence split so a long
-//     context fills the GPU (a partial softmax per split, then a combine);
+//     and an optional sigmoid output gate: for decode a block per KV head
+//     and its query heads, for prefill a block per head and eight tokens,
+//     each key and value row read once per block; the sequence split so a
+//     long context fills the GPU (a partial softmax per split, then a
+//     combine);
 //   - ConvSiLU, Gated DeltaNet's causal convolution continuing from its
 //     state; DeltaNet, the gated delta rule with the L2 norms of queries and
 //     keys fused in, the state kept in registers across the batch;
