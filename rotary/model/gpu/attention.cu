@@ -3,7 +3,7 @@
 // KV head over the cache positions of split s = blockIdx.x,
 // [s·splitLen, (s+1)·splitLen), and leaves the split's maximum score m, its
 // sum of e^(score - m) and its unnormalised output Σ e^(score - m)·v for
-// rt_attn_combine. With one split the block normalises and gates the output
+// rt_decode_attn_combine. With one split the block normalises and gates the output
 // itself and no combine is needed. Each key and value row of the split is
 // read once for the whole tile.
 //
@@ -156,10 +156,10 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 	}
 }
 
-// rt_attn_decode: a block per token and KV head (per 8 of the query heads
+// rt_decode_attn: a block per token and KV head (per 8 of the query heads
 // that read it), for decode steps and short batches.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
-    rt_attn_decode(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
+    rt_decode_attn(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                    const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
                    const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
 	rtm_attn_partial<RTM_ATTN_TILE, true>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
@@ -167,9 +167,9 @@ extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
 	                                      scale);
 }
 
-// rt_attn_prefill: a block per query head and 8 consecutive tokens.
+// rt_prefill_attn: a block per query head and 8 consecutive tokens.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
-    rt_attn_prefill(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
+    rt_prefill_attn(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                     const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
                     const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
 	rtm_attn_partial<RTM_ATTN_TILE, false>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
@@ -177,11 +177,11 @@ extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
 	                                       scale);
 }
 
-// rt_attn_combine: block (h, t) merges the splits of query head h of token t:
+// rt_decode_attn_combine: block (h, t) merges the splits of query head h of token t:
 // out = Σ e^(m_s - M)·o_s / Σ e^(m_s - M)·l_s with M the largest m_s, then the
 // optional sigmoid gate. Splits the token does not see have l_s = 0.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
-    rt_attn_combine(float *dst, const float *partO, const float *partML, int splits, const float *gate, int gateCols,
+    rt_decode_attn_combine(float *dst, const float *partO, const float *partML, int splits, const float *gate, int gateCols,
                     int gateStride, int gateOffset, int hasGate, int heads, int dim) {
 	int h = blockIdx.x, t = blockIdx.y;
 	i64 base = (i64)t * heads + h;

@@ -13,7 +13,7 @@ const (
 	// 128-thread block keep a decode block's accumulators in registers).
 	MaxHeadDim = 2 * headThreads
 	// attnTile is the queries of one block: query heads sharing a KV head
-	// (rt_attn_decode) or consecutive tokens (rt_attn_prefill).
+	// (rt_decode_attn) or consecutive tokens (rt_prefill_attn).
 	attnTile = 8
 	// maxSplit bounds the positions of one split, so that a tile's scores
 	// fit the default 48 KiB of shared memory.
@@ -44,8 +44,8 @@ type Attention struct {
 	// WorkspaceBytes of it, or nothing when that is 0.
 	Workspace cuda.Buffer
 	// SplitLen and Kernel fix the schedule: positions per split (0: chosen
-	// from the shape) and the kernel (AttnAuto: rt_attn_decode for one or
-	// two tokens, rt_attn_prefill for more).
+	// from the shape) and the kernel (AttnAuto: rt_decode_attn for one or
+	// two tokens, rt_prefill_attn for more).
 	SplitLen int
 	Kernel   AttnKernel
 }
@@ -56,10 +56,10 @@ type AttnKernel int
 const (
 	// AttnAuto tiles heads for batches of one or two tokens, tokens beyond.
 	AttnAuto AttnKernel = iota
-	// AttnHeads is rt_attn_decode: a block per token and KV head, its tile
+	// AttnHeads is rt_decode_attn: a block per token and KV head, its tile
 	// the query heads that read that KV head.
 	AttnHeads
-	// AttnTokens is rt_attn_prefill: a block per query head and tile of
+	// AttnTokens is rt_prefill_attn: a block per query head and tile of
 	// consecutive tokens.
 	AttnTokens
 )

@@ -3,11 +3,11 @@
 
 #define RTM_CONV_MAXK 8
 
-// rt_conv_silu: a thread per channel c of C. x holds T rows of C inputs, state
+// rt_decode_conv_silu: a thread per channel c of C. x holds T rows of C inputs, state
 // the K-1 inputs before them (oldest row first), kernel C rows of K taps.
 // dst[t][c] = SiLU(Σ_k kernel[c][k]·in[t-K+1+k]) summed from k = 0; state ends
 // holding the last K-1 inputs. The window lives in registers (K <= 8).
-extern "C" __global__ void __launch_bounds__(256) rt_conv_silu(float *dst, const float *x, float *state,
+extern "C" __global__ void __launch_bounds__(256) rt_decode_conv_silu(float *dst, const float *x, float *state,
                                                                const float *kernel, int T, int C, int K) {
 	int c = blockIdx.x * blockDim.x + threadIdx.x;
 	if (c >= C) {
@@ -61,7 +61,7 @@ extern "C" __global__ void __launch_bounds__(256) rt_conv_silu(float *dst, const
 #define RTM_DN_MAXS 128  // largest head dimension
 #define RTM_DN_PER (RTM_DN_MAXS / 32)
 
-// rt_deltanet: the gated delta rule of value head blockIdx.x over a batch of T
+// rt_decode_deltanet: the gated delta rule of value head blockIdx.x over a batch of T
 // tokens, token by token. The head's state M (S×S, stored by columns:
 // state[h][j·S + i] = M[i][j]) is split by columns over blockIdx.y: each warp
 // keeps RTM_DN_COLS columns in registers for the whole batch, so a decode step
@@ -74,7 +74,7 @@ extern "C" __global__ void __launch_bounds__(256) rt_conv_silu(float *dst, const
 // hold Hk query heads, Hk key heads, then Hv value heads of S values; alpha and
 // beta rows hold Hv values; dst rows Hv·S. S is a multiple of 32, at most 128.
 extern "C" __global__ void __launch_bounds__(RTM_DN_WARPS * 32)
-    rt_deltanet(float *dst, const float *qkv, const float *alpha, const float *beta, const float *dtBias,
+    rt_decode_deltanet(float *dst, const float *qkv, const float *alpha, const float *beta, const float *dtBias,
                 const float *A, float *state, int T, int Hk, int Hv, int S, float eps, float scale) {
 	__shared__ float qs[RTM_DN_MAXS], ks[RTM_DN_MAXS];
 	__shared__ float red[32];

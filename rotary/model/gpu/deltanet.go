@@ -14,7 +14,7 @@ const (
 	MaxConvKernel = 8
 	// MaxDeltaHeadDim is the largest DeltaNet head; heads are multiples of 32.
 	MaxDeltaHeadDim = 128
-	// deltaColumns are the state columns one block of rt_deltanet keeps.
+	// deltaColumns are the state columns one block of rt_decode_deltanet keeps.
 	deltaColumns = 16
 )
 

@@ -3,9 +3,9 @@
 // cache store), and the gated RMSNorm of Gated DeltaNet. One block per row
 // (or head, or group); sums of squares in float, scale 1/sqrt(mean + eps).
 
-// rt_rmsnorm: dst[r] = x[r] / rms(x[r]) · w, one block per row of cols
+// rt_decode_rmsnorm: dst[r] = x[r] / rms(x[r]) · w, one block per row of cols
 // values. dst may be x.
-extern "C" __global__ void __launch_bounds__(256) rt_rmsnorm(float *dst, const float *x, const float *w, int cols,
+extern "C" __global__ void __launch_bounds__(256) rt_decode_rmsnorm(float *dst, const float *x, const float *w, int cols,
                                                              float eps) {
 	__shared__ float red[32];
 	const float *xr = x + (i64)blockIdx.x * cols;
@@ -22,11 +22,11 @@ extern "C" __global__ void __launch_bounds__(256) rt_rmsnorm(float *dst, const f
 	}
 }
 
-// rt_add_norm: the residual sum of a layer and the RMSNorm that follows it.
+// rt_decode_add_norm: the residual sum of a layer and the RMSNorm that follows it.
 // sum[r] = a[r] + b[r]·sigmoid(gate[r·gateStride]) (+ b[r] alone without a
 // gate) (+ c[r] when hasC), rounded as separate adds; dst[r] = sum[r] /
 // rms(sum[r]) · w. sum may be a, b or c; dst is distinct. One block per row.
-extern "C" __global__ void __launch_bounds__(256) rt_add_norm(float *sum, float *dst, const float *a, const float *b,
+extern "C" __global__ void __launch_bounds__(256) rt_decode_add_norm(float *sum, float *dst, const float *a, const float *b,
                                                               const float *gate, int gateStride, int hasGate,
                                                               const float *c, int hasC, const float *w, int cols,
                                                               float eps) {
@@ -91,13 +91,13 @@ __device__ __forceinline__ void rtm_norm_rope_head(float *head, const float *w, 
 	}
 }
 
-// rt_norm_rope: per-head RMS norm and NEOX rope of the queries and keys of an
+// rt_decode_norm_rope: per-head RMS norm and NEOX rope of the queries and keys of an
 // attention layer in one launch, optionally storing the keys and values in the
 // KV cache. Grid (qHeads + kHeads + (store ? kHeads : 0), T): block x < qHeads
 // is query head x of row y, the next kHeads are key heads, the last kHeads copy
 // value heads. Row y is at position pos + y. Head h of a row of q starts at
 // qOffset + h·qStride (k likewise); the cache rows hold kHeads·dim values.
-extern "C" __global__ void __launch_bounds__(128) rt_norm_rope(
+extern "C" __global__ void __launch_bounds__(128) rt_decode_norm_rope(
     float *q, int qCols, int qHeads, int qStride, int qOffset, const float *qw, float *k, int kCols, int kHeads,
     int kStride, int kOffset, const float *kw, const float *v, float *cacheK, float *cacheV, int store, int dim,
     int ropeDims, float step, int pos, float eps) {
@@ -123,9 +123,9 @@ extern "C" __global__ void __launch_bounds__(128) rt_norm_rope(
 	}
 }
 
-// rt_gated_rmsnorm: Gated DeltaNet's output norm. x is a run of groups of n
+// rt_decode_gated_rmsnorm: Gated DeltaNet's output norm. x is a run of groups of n
 // values (one block each); dst = x / rms(x) · w · SiLU(z). dst may be x.
-extern "C" __global__ void __launch_bounds__(128) rt_gated_rmsnorm(float *dst, const float *x, const float *z,
+extern "C" __global__ void __launch_bounds__(128) rt_decode_gated_rmsnorm(float *dst, const float *x, const float *z,
                                                                    const float *w, int n, float eps) {
 	__shared__ float red[32];
 	i64 base = (i64)blockIdx.x * n;

@@ -11,8 +11,8 @@ import (
 
 // Block sizes of the launches (the kernels' __launch_bounds__).
 const (
-	rowThreads  = 256 // rt_rmsnorm, rt_add_norm, elementwise, embedding, conv
-	headThreads = 128 // rt_norm_rope, rt_gated_rmsnorm, attention, DeltaNet
+	rowThreads  = 256 // rt_decode_rmsnorm, rt_decode_add_norm, elementwise, embedding, conv
+	headThreads = 128 // rt_decode_norm_rope, rt_decode_gated_rmsnorm, attention, DeltaNet
 )
 
 // elementwiseGrid covers n values with blocks of rowThreads, capped where a

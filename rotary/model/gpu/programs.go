@@ -2,7 +2,6 @@ package gpu
 
 import (
 	_ "embed"
-	"slices"
 
 	"github.com/rotary-moe/rotary/cuda"
 )
@@ -31,8 +30,8 @@ type program struct {
 	kernels      []string
 }
 
-// programs are the package's kernel programs. Their order is the order
-// Programs returns them in.
+// programs are the package's kernel programs, in the order Programs returns
+// them.
 var programs = []program{
 	{"model/norm.cu", normSource, []string{kRMSNorm, kAddNorm, kNormRope, kGatedRMSNorm}},
 	{"model/elementwise.cu", elementwiseSource, []string{kAdd, kSwiGLU, kAddGated, kEmbedF32, kEmbedF16, kEmbedBF16}},
@@ -41,38 +40,34 @@ var programs = []program{
 	{"model/route.cu", routeSource, []string{kRoute}},
 }
 
-// Kernel names (the extern "C" entry points).
+// Kernel names (the extern "C" entry points). A name with "decode" among its
+// words marks a kernel that runs for every generated token (prefill runs most
+// of them too): the project's NVRTC check fails if one spills registers.
 const (
-	kRMSNorm      = "rt_rmsnorm"
-	kAddNorm      = "rt_add_norm"
-	kNormRope     = "rt_norm_rope"
-	kGatedRMSNorm = "rt_gated_rmsnorm"
-	kAdd          = "rt_add"
-	kSwiGLU       = "rt_swiglu"
-	kAddGated     = "rt_add_gated"
-	kEmbedF32     = "rt_embed_f32"
-	kEmbedF16     = "rt_embed_f16"
-	kEmbedBF16    = "rt_embed_bf16"
-	kAttnDecode   = "rt_attn_decode"
-	kAttnPrefill  = "rt_attn_prefill"
-	kAttnCombine  = "rt_attn_combine"
-	kConvSiLU     = "rt_conv_silu"
-	kDeltaNet     = "rt_deltanet"
-	kRoute        = "rt_route"
+	kRMSNorm      = "rt_decode_rmsnorm"
+	kAddNorm      = "rt_decode_add_norm"
+	kNormRope     = "rt_decode_norm_rope"
+	kGatedRMSNorm = "rt_decode_gated_rmsnorm"
+	kAdd          = "rt_decode_add"
+	kSwiGLU       = "rt_decode_swiglu"
+	kAddGated     = "rt_decode_add_gated"
+	kEmbedF32     = "rt_decode_embed_f32"
+	kEmbedF16     = "rt_decode_embed_f16"
+	kEmbedBF16    = "rt_decode_embed_bf16"
+	kAttnDecode   = "rt_decode_attn"
+	kAttnPrefill  = "rt_prefill_attn"
+	kAttnCombine  = "rt_decode_attn_combine"
+	kConvSiLU     = "rt_decode_conv_silu"
+	kDeltaNet     = "rt_decode_deltanet"
+	kRoute        = "rt_decode_route"
 )
-
-// decodeKernels are the kernels a decode step launches: they must compile
-// without spilling registers on every architecture. The prefill-only tile
-// (rt_attn_prefill) may spill where the compiler chooses to.
-var decodeKernels = []string{
-	kRMSNorm, kAddNorm, kNormRope, kGatedRMSNorm, kAdd, kSwiGLU, kAddGated,
-	kEmbedF32, kEmbedF16, kEmbedBF16, kAttnDecode, kAttnCombine, kConvSiLU, kDeltaNet, kRoute,
-}
 
 // Programs returns the package's kernel programs, each source cuda.Prelude
 // followed by the package's helpers and the program's own text, with no host
-// (Go) twins: the host backend emulates the CUDA C itself. A compile check
-// (NVRTC for every architecture) reads this list; Load loads it.
+// (Go) twins: the host backend emulates the CUDA C itself. Load loads this
+// list; the NVRTC check (cuda/gpucheck/nvrtc) compiles it for every
+// architecture. The kernels compute in double on purpose in one place:
+// routing's exp and softmax sum, so that expert choices match the CPU's.
 func Programs() []*cuda.Program {
 	out := make([]*cuda.Program, len(programs))
 	for i, p := range programs {
@@ -80,7 +75,3 @@ func Programs() []*cuda.Program {
 	}
 	return out
 }
-
-// DecodeKernels names the kernels a decode step launches, which a compile
-// check must find free of register spills on every architecture.
-func DecodeKernels() []string { return slices.Clone(decodeKernels) }

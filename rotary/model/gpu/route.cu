@@ -7,7 +7,7 @@
 // argsort, which rotary/model/cpu reproduces).
 __device__ __forceinline__ bool rtm_better(float p, int i, float q, int j) { return p > q || (p == q && i < j); }
 
-// rt_route: one block per token (row blockIdx.x of logits, E experts). The
+// rt_decode_route: one block per token (row blockIdx.x of logits, E experts). The
 // probabilities are softmax(logits) (sigmoid of each logit when useSigmoid),
 // computed bit for bit as the CPU backend does, so that expert choices are
 // identical: e^x as float(exp((double)x)) (the CPU rounds a float64 exp), the
@@ -16,7 +16,7 @@ __device__ __forceinline__ bool rtm_better(float p, int i, float q, int j) { ret
 // weights are divided by their sum (double, in rank order), kept from falling
 // below 2^-14. Dynamic shared memory: E floats.
 extern "C" __global__ void __launch_bounds__(RTM_ROUTE_THREADS)
-    rt_route(int *ids, float *weights, const float *logits, int E, int k, int normalize, int useSigmoid) {
+    rt_decode_route(int *ids, float *weights, const float *logits, int E, int k, int normalize, int useSigmoid) {
 	float *p = (float *)rt_dynamic_shared();
 	__shared__ float redf[32];
 	__shared__ int redi[32];

@@ -44,5 +44,5 @@ func (ks *Kernels) Route(s cuda.Stream, r Routing, logits Matrix) error {
 		cuda.Ptr(r.IDs), cuda.Ptr(r.Weights), cuda.Ptr(logits.Buf), i32(E), i32(r.K), flag(r.Normalize), flag(r.Sigmoid))
 }
 
-// routeThreads is rt_route's block.
+// routeThreads is rt_decode_route's block.
 const routeThreads = 256
