@@ -24,20 +24,21 @@ func TestAttend(t *testing.T) {
 			gated              bool
 			kernel             AttnKernel
 			split              int // 0: the kernels' choice
+			extreme            bool
 		}{
-			{1, 4, 2, 64, 0, false, AttnAuto, 0},      // the first token
-			{1, 16, 2, 256, 300, true, AttnAuto, 0},   // qwen35moe decode, one split
-			{1, 16, 2, 256, 1500, true, AttnAuto, 96}, // splits that do not divide the context
-			{1, 8, 8, 128, 777, false, AttnHeads, 32},
-			{1, 4, 1, 80, 5000, false, AttnAuto, 0},   // the kernels split a long context
-			{3, 4, 2, 64, 10, false, AttnAuto, 0},     // a short batch: the prefill tile, one partial
-			{9, 2, 1, 128, 0, true, AttnTokens, 0},    // prefill from position 0
-			{17, 4, 2, 64, 40, false, AttnTokens, 32}, // prefill tiles over several splits
-			{17, 4, 2, 64, 40, false, AttnHeads, 64},  // the same with the decode kernel
-			{11, 2, 2, 32, 1023, true, AttnTokens, 1000},
-			{128, 2, 1, 32, 3, false, AttnAuto, 0},  // a long batch
-			{2, 20, 1, 64, 50, true, AttnHeads, 32}, // 20 query heads per KV head: three head tiles, the last partial
-			{1, 6, 2, 48, 200, false, AttnAuto, 0},  // three per KV head
+			{1, 4, 2, 64, 0, false, AttnAuto, 0, false},      // the first token
+			{1, 16, 2, 256, 300, true, AttnAuto, 0, false},   // qwen35moe decode, one split
+			{1, 16, 2, 256, 1500, true, AttnAuto, 96, false}, // splits that do not divide the context
+			{1, 8, 8, 128, 777, false, AttnHeads, 32, false},
+			{1, 4, 1, 80, 5000, false, AttnAuto, 0, false},   // the kernels split a long context
+			{3, 4, 2, 64, 10, false, AttnAuto, 0, false},     // a short batch: the prefill tile, one partial
+			{9, 2, 1, 128, 0, true, AttnTokens, 0, false},    // prefill from position 0
+			{17, 4, 2, 64, 40, false, AttnTokens, 32, false}, // prefill tiles over several splits
+			{17, 4, 2, 64, 40, false, AttnHeads, 64, false},  // the same with the decode kernel
+			{11, 2, 2, 32, 1023, true, AttnTokens, 1000, false},
+			{128, 2, 1, 32, 3, false, AttnAuto, 0, false},  // a long batch
+			{2, 20, 1, 64, 50, true, AttnHeads, 32, false}, // 20 query heads per KV head: three head tiles, the last partial
+			{1, 6, 2, 48, 200, false, AttnAuto, 0, true},   // three per KV head, extreme scores
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim
@@ -46,6 +47,9 @@ func TestAttend(t *testing.T) {
 				}
 				qCols, kvCols, rows := c.H*stride, c.KV*c.dim, c.pos+c.T
 				q := random(r, c.T*qCols, 1)
+				if c.extreme {
+					q = random(r, c.T*qCols, 40) // scores in the hundreds: softmax all but one-hot
+				}
 				prefix := random(r, c.pos*kvCols, 1)
 				prefixV := random(r, c.pos*kvCols, 1)
 				k, v := random(r, c.T*kvCols, 1), random(r, c.T*kvCols, 1)
