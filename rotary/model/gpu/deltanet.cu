@@ -56,38 +56,41 @@ extern "C" __global__ void __launch_bounds__(256) rt_decode_conv_silu(float *dst
 	}
 }
 
-#define RTM_DN_WARPS 4   // warps per block
-#define RTM_DN_COLS 4    // state columns per warp
 #define RTM_DN_MAXS 128  // largest head dimension
 #define RTM_DN_PER (RTM_DN_MAXS / 32)
 
-// rt_decode_deltanet: the gated delta rule of value head blockIdx.x over a batch of T
-// tokens, token by token. The head's state M (S×S, stored by columns:
-// state[h][j·S + i] = M[i][j]) is split by columns over blockIdx.y: each warp
-// keeps RTM_DN_COLS columns in registers for the whole batch, so a decode step
-// and a prompt run the same kernel and the state is read and written once.
-// Per token, with q, k the L2-normalised query and key of key head h mod Hk:
+// rtm_deltanet is the gated delta rule of value head blockIdx.x over a batch
+// of T tokens, token by token. The head's state M (S×S, stored by columns:
+// state[h][j·S + i] = M[i][j]) is split by columns over blockIdx.y: each of
+// the block's WARPS warps keeps COLS columns in registers for the whole
+// batch, so a decode step and a prompt run the same code and the state is
+// read and written once. Per token, with q, k the L2-normalised query and key
+// of key head h mod Hk:
 //
 //   M ← decay·M;  δⱼ = β·(vⱼ − Σᵢ M[i][j]·kᵢ);  M[i][j] += kᵢ·δⱼ;  outⱼ = scale·Σᵢ M[i][j]·qᵢ
 //
 // decay = e^(softplus(alpha + dtBias[h])·A[h]), β = sigmoid(beta). qkv rows
 // hold Hk query heads, Hk key heads, then Hv value heads of S values; alpha and
 // beta rows hold Hv values; dst rows Hv·S. S is a multiple of 32, at most 128.
-extern "C" __global__ void __launch_bounds__(RTM_DN_WARPS * 32)
-    rt_decode_deltanet(float *dst, const float *qkv, const float *alpha, const float *beta, const float *dtBias,
-                const float *A, float *state, int T, int Hk, int Hv, int S, float eps, float scale) {
-	__shared__ float qs[RTM_DN_MAXS], ks[RTM_DN_MAXS];
+// With NORM a block holds a whole head (WARPS·COLS >= S) and applies Gated
+// DeltaNet's output norm before writing: out / rms(out) · w · SiLU(z), z laid
+// out as dst.
+template <int WARPS, int COLS, bool NORM>
+__device__ __forceinline__ void rtm_deltanet(float *dst, const float *qkv, const float *alpha, const float *beta,
+                                             const float *dtBias, const float *A, float *state, const float *z,
+                                             const float *w, int T, int Hk, int Hv, int S, float eps, float scale) {
+	__shared__ float qs[RTM_DN_MAXS], ks[RTM_DN_MAXS], outs[RTM_DN_MAXS];
 	__shared__ float red[32];
 	int h = blockIdx.x, kh = h % Hk;
 	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	int col0 = (blockIdx.y * RTM_DN_WARPS + warp) * RTM_DN_COLS;
+	int col0 = (blockIdx.y * WARPS + warp) * COLS;
 	int per = S / 32;
 	i64 qkvCols = (i64)(2 * Hk + Hv) * S;
 	float *st = state + (i64)h * S * S;
 
-	float m[RTM_DN_COLS][RTM_DN_PER];
+	float m[COLS][RTM_DN_PER];
 #pragma unroll
-	for (int c = 0; c < RTM_DN_COLS; c++) {
+	for (int c = 0; c < COLS; c++) {
 #pragma unroll
 		for (int r = 0; r < RTM_DN_PER; r++) {
 			m[c][r] = (r < per && col0 + c < S) ? st[(i64)(col0 + c) * S + lane + 32 * r] : 0.0f;
@@ -120,8 +123,9 @@ extern "C" __global__ void __launch_bounds__(RTM_DN_WARPS * 32)
 			kr[r] = r < per ? ks[lane + 32 * r] * kn : 0.0f;
 			qr[r] = r < per ? qs[lane + 32 * r] * qn : 0.0f;
 		}
+		i64 out = (i64)t * Hv * S + (i64)h * S;
 #pragma unroll
-		for (int c = 0; c < RTM_DN_COLS; c++) {
+		for (int c = 0; c < COLS; c++) {
 			int j = col0 + c;
 			float dot = 0.0f;
 #pragma unroll
@@ -140,14 +144,31 @@ extern "C" __global__ void __launch_bounds__(RTM_DN_WARPS * 32)
 			}
 			o = rtm_warp_sum(o);
 			if (lane == 0 && j < S) {
-				dst[(i64)t * Hv * S + (i64)h * S + j] = o * scale;
+				if (NORM) {
+					outs[j] = o * scale;
+				} else {
+					dst[out + j] = o * scale;
+				}
 			}
 		}
-		__syncthreads(); // qs and ks are rewritten for the next token
+		if (NORM) {
+			__syncthreads();
+			float ss = 0.0f;
+			for (int i = threadIdx.x; i < S; i += blockDim.x) {
+				ss += outs[i] * outs[i];
+			}
+			ss = rtm_block_sum(ss, red);
+			float ns = 1.0f / sqrtf(ss / (float)S + eps);
+			for (int i = threadIdx.x; i < S; i += blockDim.x) {
+				float y = outs[i] * ns * w[i];
+				dst[out + i] = y * rtm_silu(z[out + i]);
+			}
+		}
+		__syncthreads(); // qs, ks and outs are rewritten for the next token
 	}
 
 #pragma unroll
-	for (int c = 0; c < RTM_DN_COLS; c++) {
+	for (int c = 0; c < COLS; c++) {
 #pragma unroll
 		for (int r = 0; r < RTM_DN_PER; r++) {
 			if (r < per && col0 + c < S) {
@@ -155,4 +176,21 @@ extern "C" __global__ void __launch_bounds__(RTM_DN_WARPS * 32)
 			}
 		}
 	}
+}
+
+// rt_decode_deltanet: grid (Hv, S/16), 4 warps of 4 columns per block.
+extern "C" __global__ void __launch_bounds__(128)
+    rt_decode_deltanet(float *dst, const float *qkv, const float *alpha, const float *beta, const float *dtBias,
+                       const float *A, float *state, int T, int Hk, int Hv, int S, float eps, float scale) {
+	rtm_deltanet<4, 4, false>(dst, qkv, alpha, beta, dtBias, A, state, (const float *)0, (const float *)0, T, Hk, Hv,
+	                          S, eps, scale);
+}
+
+// rt_decode_deltanet_norm: the same with the gated output norm fused in: grid
+// (Hv), 8 warps of 16 columns, a whole head per block.
+extern "C" __global__ void __launch_bounds__(256)
+    rt_decode_deltanet_norm(float *dst, const float *qkv, const float *alpha, const float *beta, const float *dtBias,
+                            const float *A, float *state, const float *z, const float *w, int T, int Hk, int Hv,
+                            int S, float eps, float scale) {
+	rtm_deltanet<8, 16, true>(dst, qkv, alpha, beta, dtBias, A, state, z, w, T, Hk, Hv, S, eps, scale);
 }

@@ -58,11 +58,20 @@ type DeltaNet struct {
 	State                   Matrix
 	KHeads, VHeads, HeadDim int
 	Eps                     float32
+
+	// Z, when it has a buffer, fuses Gated DeltaNet's output norm into the
+	// launch: each head's output is written as out / rms(out) · NormWeight
+	// · SiLU(z), z laid out as the output (what GatedRMSNorm does with
+	// groups of HeadDim). A block then holds a whole head, so there are
+	// VHeads blocks rather than VHeads·HeadDim/16.
+	Z          Matrix
+	NormWeight cuda.Buffer
 }
 
 // DeltaNet runs the gated delta rule over the batch token by token, writing
 // VHeads outputs of HeadDim per row into dst and updating d.State: one
-// launch, the state read and written once whatever the batch.
+// launch (the output norm fused in when d.Z is set), the state read and
+// written once whatever the batch.
 func (ks *Kernels) DeltaNet(s cuda.Stream, dst Matrix, d DeltaNet) error {
 	const op = "DeltaNet"
 	S, Hk, Hv := d.HeadDim, d.KHeads, d.VHeads
@@ -96,6 +105,21 @@ func (ks *Kernels) DeltaNet(s cuda.Stream, dst Matrix, d DeltaNet) error {
 		return err
 	}
 	scale := 1 / float32(math.Sqrt(float64(float32(S))))
+	if !d.Z.Buf.IsZero() {
+		if err := d.Z.check(op, "Z"); err != nil {
+			return err
+		}
+		if d.Z.Rows != T || d.Z.Cols != Hv*S {
+			return fmt.Errorf("gpu: %s: Z is %d×%d, want %d×%d: %w", op, d.Z.Rows, d.Z.Cols, T, Hv*S, ErrShape)
+		}
+		if err := checkFloats(op, "norm weight", d.NormWeight, S); err != nil {
+			return err
+		}
+		return ks.launch(s, kDeltaNetNorm, cuda.Dim3{X: uint32(Hv)}, 2*headThreads, 0,
+			cuda.Ptr(dst.Buf), cuda.Ptr(d.QKV.Buf), cuda.Ptr(d.Alpha.Buf), cuda.Ptr(d.Beta.Buf),
+			cuda.Ptr(d.DTBias), cuda.Ptr(d.A), cuda.Ptr(d.State.Buf), cuda.Ptr(d.Z.Buf), cuda.Ptr(d.NormWeight),
+			i32(T), i32(Hk), i32(Hv), i32(S), cuda.F32(d.Eps), cuda.F32(scale))
+	}
 	return ks.launch(s, kDeltaNet, cuda.Dim3{X: uint32(Hv), Y: uint32(ceilDiv(S, deltaColumns))}, headThreads, 0,
 		cuda.Ptr(dst.Buf), cuda.Ptr(d.QKV.Buf), cuda.Ptr(d.Alpha.Buf), cuda.Ptr(d.Beta.Buf),
 		cuda.Ptr(d.DTBias), cuda.Ptr(d.A), cuda.Ptr(d.State.Buf),

@@ -54,6 +54,7 @@ func TestDeltaNet(t *testing.T) {
 				for call := range 2 {
 					qkv, alpha, beta := random(r, c.T*cols, 2), random(r, c.T*c.Hv, 30), random(r, c.T*c.Hv, 4)
 					alpha[0] = 25 // softplus above its threshold
+					before := e.read(cs)
 					want := e.cpu.NewTensor(c.T, c.Hv*c.S)
 					require.NoError(t, e.cpu.DeltaNet(want, model.DeltaNet{
 						QKV: e.tensor(qkv, c.T, cols), Alpha: e.tensor(alpha, c.T, c.Hv), Beta: e.tensor(beta, c.T, c.Hv),
@@ -68,6 +69,27 @@ func TestDeltaNet(t *testing.T) {
 					}))
 					assertClose(t, e.read(want), e.download(dst), deltaRel, deltaAbs, name("out %d", call))
 					assertClose(t, e.read(cs), e.download(gs), deltaRel, deltaAbs, name("state %d", call))
+
+					// The same step with the output norm fused, from the state
+					// before it, against DeltaNet then GatedRMSNorm.
+					z, w := random(r, c.T*c.Hv*c.S, 6), random(r, c.S, 2)
+					ref := e.tensor(before, c.Hv*c.S, c.S)
+					wantN := e.cpu.NewTensor(c.T, c.Hv*c.S)
+					require.NoError(t, e.cpu.DeltaNet(wantN, model.DeltaNet{
+						QKV: e.tensor(qkv, c.T, cols), Alpha: e.tensor(alpha, c.T, c.Hv), Beta: e.tensor(beta, c.T, c.Hv),
+						DTBias: weight(dtBias, 1, c.Hv), A: weight(A, 1, c.Hv), State: ref,
+						KHeads: c.Hk, VHeads: c.Hv, HeadDim: c.S, Eps: 1e-6,
+					}))
+					require.NoError(t, e.cpu.GatedRMSNorm(wantN, wantN, e.tensor(z, c.T, c.Hv*c.S), weight(w, 1, c.S), 1e-6))
+					gn := e.upload(before, c.Hv*c.S, c.S)
+					require.NoError(t, e.ks.DeltaNet(e.s, dst, DeltaNet{
+						QKV: e.upload(qkv, c.T, cols), Alpha: e.upload(alpha, c.T, c.Hv), Beta: e.upload(beta, c.T, c.Hv),
+						DTBias: e.upload(dtBias, 1, c.Hv).Buf, A: e.upload(A, 1, c.Hv).Buf, State: gn,
+						KHeads: c.Hk, VHeads: c.Hv, HeadDim: c.S, Eps: 1e-6,
+						Z: e.upload(z, c.T, c.Hv*c.S), NormWeight: e.upload(w, 1, c.S).Buf,
+					}))
+					assertClose(t, e.read(wantN), e.download(dst), deltaRel, deltaAbs, name("normed out %d", call))
+					assertClose(t, e.read(ref), e.download(gn), deltaRel, deltaAbs, name("normed state %d", call))
 				}
 			})
 		}

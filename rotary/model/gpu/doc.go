@@ -27,17 +27,17 @@
 //     combine);
 //   - ConvSiLU, Gated DeltaNet's causal convolution continuing from its
 //     state; DeltaNet, the gated delta rule with the L2 norms of queries and
-//     keys fused in, the state kept in registers across the batch;
-//     GatedRMSNorm;
+//     keys fused in, the state kept in registers across the batch, and
+//     optionally the gated output norm; GatedRMSNorm on its own;
 //   - Route, softmax (or sigmoid) of router logits, top-k and
 //     renormalisation, with expert choices identical to the CPU backend's;
 //   - Add, SwiGLU, AddGated; Embed from F32, F16 and BF16 tables.
 //
 // A decode step of an attention layer takes NormRope, Attend (two launches
 // once the context outgrows one split of 128 positions), AddNorm, Route,
-// SwiGLU and AddNorm; a DeltaNet layer ConvSiLU, DeltaNet, GatedRMSNorm,
-// AddNorm, Route, SwiGLU and AddNorm: six or seven launches beside the matrix
-// products and the experts.
+// SwiGLU and AddNorm; a DeltaNet layer ConvSiLU, DeltaNet (its output norm
+// fused), AddNorm, Route, SwiGLU and AddNorm: six launches (seven for
+// attention past one split) beside the matrix products and the experts.
 //
 // Arithmetic follows the CPU backend (and so ggml) where it decides results:
 // the order of a norm's operations, rope angles reached by repeated float

@@ -78,6 +78,10 @@ func TestBadArguments(t *testing.T) {
 			return ks.DeltaNet(s, mat(2, 32), DeltaNet{QKV: mat(2, 96), Alpha: mat(2, 2), Beta: mat(2, 1), State: mat(32, 32),
 				DTBias: w.Buf, A: w.Buf, KHeads: 1, VHeads: 1, HeadDim: 32})
 		}},
+		{"delta Z", ErrShape, func() error {
+			return ks.DeltaNet(s, mat(2, 32), DeltaNet{QKV: mat(2, 96), Alpha: mat(2, 1), Beta: mat(2, 1), State: mat(32, 32),
+				DTBias: w.Buf, A: w.Buf, KHeads: 1, VHeads: 1, HeadDim: 32, Z: mat(1, 32), NormWeight: w.Buf})
+		}},
 		{"top k over experts", ErrShape, func() error {
 			return ks.Route(s, Routing{IDs: x.Buf, Weights: x.Buf, K: 65}, x)
 		}},

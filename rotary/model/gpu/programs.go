@@ -36,7 +36,7 @@ var programs = []program{
 	{"model/norm.cu", normSource, []string{kRMSNorm, kAddNorm, kNormRope, kGatedRMSNorm}},
 	{"model/elementwise.cu", elementwiseSource, []string{kAdd, kSwiGLU, kAddGated, kEmbedF32, kEmbedF16, kEmbedBF16}},
 	{"model/attention.cu", attentionSource, []string{kAttnDecode, kAttnPrefill, kAttnCombine}},
-	{"model/deltanet.cu", deltanetSource, []string{kConvSiLU, kDeltaNet}},
+	{"model/deltanet.cu", deltanetSource, []string{kConvSiLU, kDeltaNet, kDeltaNetNorm}},
 	{"model/route.cu", routeSource, []string{kRoute}},
 }
 
@@ -59,6 +59,7 @@ const (
 	kAttnCombine  = "rt_decode_attn_combine"
 	kConvSiLU     = "rt_decode_conv_silu"
 	kDeltaNet     = "rt_decode_deltanet"
+	kDeltaNetNorm = "rt_decode_deltanet_norm"
 	kRoute        = "rt_decode_route"
 )
 
