@@ -83,15 +83,22 @@ func BenchmarkAttendDecode(b *testing.B) {
 }
 
 func BenchmarkDeltaNetDecode(b *testing.B) {
-	g := newGPUBench(b)
-	const Hk, Hv, S = 16, 32, 128
-	d := DeltaNet{
-		QKV: g.matrix(1, (2*Hk+Hv)*S), Alpha: g.matrix(1, Hv), Beta: g.matrix(1, Hv),
-		DTBias: g.matrix(1, Hv).Buf, A: g.matrix(1, Hv).Buf, State: g.matrix(Hv*S, S),
-		KHeads: Hk, VHeads: Hv, HeadDim: S, Eps: 1e-6,
+	for _, fused := range []bool{false, true} {
+		b.Run(name("norm=%v", fused), func(b *testing.B) {
+			g := newGPUBench(b)
+			const Hk, Hv, S = 16, 32, 128
+			d := DeltaNet{
+				QKV: g.matrix(1, (2*Hk+Hv)*S), Alpha: g.matrix(1, Hv), Beta: g.matrix(1, Hv),
+				DTBias: g.matrix(1, Hv).Buf, A: g.matrix(1, Hv).Buf, State: g.matrix(Hv*S, S),
+				KHeads: Hk, VHeads: Hv, HeadDim: S, Eps: 1e-6,
+			}
+			if fused {
+				d.Z, d.NormWeight = g.matrix(1, Hv*S), g.matrix(1, S).Buf
+			}
+			dst := g.matrix(1, Hv*S)
+			g.run(2*4*Hv*S*S, func() error { return g.ks.DeltaNet(g.s, dst, d) })
+		})
 	}
-	dst := g.matrix(1, Hv*S)
-	g.run(2*4*Hv*S*S, func() error { return g.ks.DeltaNet(g.s, dst, d) })
 }
 
 func BenchmarkConvSiLUDecode(b *testing.B) {
