@@ -8,6 +8,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 // Elementwise kernels: the CPU and the GPU round the same operations; only
@@ -56,7 +57,7 @@ func TestEmbed(t *testing.T) {
 				rb, err := typ.RowBytes(cols)
 				require.NoError(t, err)
 				data := make([]byte, rows*int(rb))
-				require.NoError(t, experts.Quantize(typ, vals, data))
+				require.NoError(t, quant.Quantize(typ, vals, data))
 				table := weight(vals, rows, cols)
 				table.Type, table.Data = typ, data
 				want := e.cpu.NewTensor(len(tokens), cols)
