@@ -62,14 +62,21 @@ type layerState struct {
 	held     []int32        // [slot]: unreleased Sets holding it
 	ready    []batchRef     // [slot]: the copies filling it, until known done
 	fences   [][]cuda.Event // [slot]: Release events that may not have completed
+	fetched  []bool         // [slot]: filled by Prefetch, not yet asked for
 	tick     uint64         // one per Acquire
 	evictor  Evictor
 	changed  chan struct{} // closed by Release, for Acquires waiting for slots
 	counts   layerCounts
 	timing   layerTiming
 
+	// The last Prefetch's prediction, until the next Acquire scores it:
+	// predicted[e] == predStamp for the predN experts it named.
+	predicted []uint64
+	predStamp uint64
+	predN     int
+
 	// scratch, reused under mu
-	mark      []uint64 // [expert]: stamp of the Acquire that asked for it
+	mark      []uint64 // [expert]: stamp of the Acquire (or Prefetch) that asked for it
 	stamp     uint64
 	cands     []Candidate
 	free      []int
@@ -265,14 +272,16 @@ func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
 	slots := len(lp.Pinned) + lp.Slots
 	ls := &layerState{
 		index: lp.Layer, experts: lp.Experts, expertBytes: lp.ExpertBytes, pinned: len(lp.Pinned), log: r.log,
-		slotOf:   make([]int32, lp.Experts),
-		expertIn: make([]int32, slots),
-		lastUse:  make([]uint64, slots),
-		held:     make([]int32, slots),
-		ready:    make([]batchRef, slots),
-		fences:   make([][]cuda.Event, slots),
-		mark:     make([]uint64, lp.Experts),
-		evictor:  policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
+		slotOf:    make([]int32, lp.Experts),
+		expertIn:  make([]int32, slots),
+		lastUse:   make([]uint64, slots),
+		held:      make([]int32, slots),
+		ready:     make([]batchRef, slots),
+		fences:    make([][]cuda.Event, slots),
+		fetched:   make([]bool, slots),
+		mark:      make([]uint64, lp.Experts),
+		predicted: make([]uint64, lp.Experts),
+		evictor:   policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
 	}
 	for i := range ls.slotOf {
 		ls.slotOf[i] = -1
@@ -489,6 +498,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		}
 	}
 	ls.counts.hostWait += waited
+	ls.scorePrediction(ids)
 
 	ls.tick++
 	tick := ls.tick
@@ -501,7 +511,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 			case err != nil && ls.held[s] == 0:
 				// Its copy failed on the device: load it again.
 				ls.log.Debug("rotary: reloading an expert whose copy failed", zap.Int("layer", ls.index), zap.Int("expert", id), zap.Error(err))
-				ls.expertIn[s], ls.slotOf[id], ls.ready[s] = -1, -1, batchRef{}
+				ls.expertIn[s], ls.slotOf[id], ls.ready[s], ls.fetched[s] = -1, -1, batchRef{}, false
 				s = -1
 			case done && err == nil:
 				ls.ready[s] = batchRef{}
@@ -512,6 +522,14 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		if s < 0 {
 			ls.misses = append(ls.misses, i)
 			continue
+		}
+		if ls.fetched[s] {
+			ls.fetched[s] = false
+			ls.counts.prefetch.Useful++
+			ls.counts.prefetch.UsefulBytes += ls.expertBytes
+			if ls.ready[s].b != nil {
+				ls.counts.prefetch.Late++
+			}
 		}
 		ls.held[s]++
 		ls.lastUse[s] = tick
@@ -601,6 +619,23 @@ func (ls *layerState) wake() {
 	}
 }
 
+// scorePrediction counts how well the last Prefetch predicted ids, the
+// Acquire that follows it. Called with ls.mu held.
+func (ls *layerState) scorePrediction(ids []int) {
+	if ls.predN == 0 {
+		return
+	}
+	p := &ls.counts.prefetch
+	for _, id := range ids {
+		if ls.predicted[id] == ls.predStamp {
+			p.Correct++
+		}
+	}
+	p.Requested += uint64(len(ids))
+	p.Predicted += uint64(ls.predN)
+	ls.predN = 0
+}
+
 // check rejects duplicate ids and requests the slots cannot hold at once.
 // Called with ls.mu held.
 func (ls *layerState) check(ids []int) error {
@@ -645,7 +680,8 @@ func (ls *layerState) fits(ids []int) bool {
 }
 
 // place assigns slots to ids (missing, distinct): empty slots first, lowest
-// first, then the policy's victims among the slots no Set holds. The evicted
+// first, then the policy's victims among the slots that no Set holds and
+// whose experts the call did not name (marked with ls.stamp). The evicted
 // experts leave the tables at once; their slots are overwritten by copies
 // queued after the Release events still pending on them. The slots are held
 // (for the Set, or until the copies are queued); place returns how many ids
@@ -659,7 +695,7 @@ func (ls *layerState) place(ids []int, tick uint64) int {
 		}
 		if e := ls.expertIn[s]; e < 0 {
 			ls.free = append(ls.free, s)
-		} else {
+		} else if ls.mark[e] != ls.stamp {
 			ls.cands = append(ls.cands, Candidate{Slot: s, Expert: int(e), LastUse: ls.lastUse[s]})
 		}
 	}
@@ -675,6 +711,11 @@ func (ls *layerState) place(ids []int, tick uint64) int {
 			ls.cands[j] = ls.cands[len(ls.cands)-1]
 			ls.cands = ls.cands[:len(ls.cands)-1]
 			ls.slotOf[ls.expertIn[s]] = -1
+			if ls.fetched[s] {
+				ls.fetched[s] = false
+				ls.counts.prefetch.Wasted++
+				ls.counts.prefetch.WastedBytes += ls.expertBytes
+			}
 		default:
 			return placed
 		}
@@ -797,40 +838,67 @@ copies:
 
 // Prefetch starts copying experts of layer ahead of their Acquire, without
 // blocking: into slots no Set holds (as many as there are), from pinned host
-// memory. Experts already resident are skipped; with the host LRU, experts
+// memory. Experts already resident are skipped, and never evicted to make
+// room for the others, nor are pinned experts; with the host LRU, experts
 // not in pinned memory are read into it in the background instead, ready for
 // a later Prefetch or Acquire. Prefetched experts count as used at the
 // layer's last Acquire, and are not counted as requests by the policy.
+//
+// ids is also a prediction of the layer's next Acquire, which Stats.Prefetch
+// scores (recall and precision).
 func (r *Runtime) Prefetch(layer int, ids []int) error {
+	_, err := r.PrefetchN(layer, ids, len(ids))
+	return err
+}
+
+// PrefetchN is Prefetch copying at most n experts: the first n of ids that
+// are not resident. It returns how many it copied, so that a caller can keep
+// to a budget of bytes. The prediction it scores is all of ids.
+func (r *Runtime) PrefetchN(layer int, ids []int, n int) (int, error) {
 	if err := r.enter(); err != nil {
-		return err
+		return 0, err
 	}
 	defer r.mu.RUnlock()
 	ls, err := r.layerFor(layer, ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	ls.stamp++
+	ls.predStamp++
+	ls.predN = 0
 	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
 	for _, id := range ids {
-		if ls.slotOf[id] < 0 && !slices.Contains(ls.missIDs, id) && r.host.prefetch(ls, id) {
+		if ls.mark[id] == ls.stamp {
+			continue // named twice
+		}
+		ls.mark[id] = ls.stamp
+		ls.predicted[id] = ls.predStamp
+		ls.predN++
+		if ls.slotOf[id] < 0 && len(ls.missIDs) < n && r.host.prefetch(ls, id) {
 			ls.missIDs = append(ls.missIDs, id)
 		}
 	}
 	if len(ls.missIDs) == 0 {
-		return nil
+		return 0, nil
 	}
-	n := ls.place(ls.missIDs, ls.tick)
-	_, queued, err := r.fill(noWait, ls, ls.missIDs[:n], ls.missSlots, ls.copyWaits, nil)
+	placed := ls.place(ls.missIDs, ls.tick)
+	if placed == 0 {
+		return 0, nil // every slot is held
+	}
+	_, queued, err := r.fill(noWait, ls, ls.missIDs[:placed], ls.missSlots, ls.copyWaits, nil)
 	ls.unplace(ls.missIDs, ls.missSlots, queued)
+	for _, s := range ls.missSlots[:queued] {
+		ls.fetched[s] = true
+	}
 	ls.wake()
 	ls.counts.prefetched += uint64(queued)
 	ls.counts.bytes += int64(queued) * ls.expertBytes
 	if err != nil && noWait.Err() != nil && errors.Is(err, noWait.Err()) {
-		return nil // it would have had to wait
+		return queued, nil // it would have had to wait
 	}
-	return err
+	return queued, err
 }
 
 // noWait is a context that is done: calls given it do not block.

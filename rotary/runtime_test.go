@@ -329,6 +329,54 @@ func TestPrefetch(t *testing.T) {
 	}
 }
 
+// TestPrefetchScoring checks what Stats.Prefetch counts, that PrefetchN keeps
+// to its limit, and that a prefetch never evicts an expert it names.
+func TestPrefetchScoring(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	acquire := func(ids ...int) {
+		t.Helper()
+		set, err := rt.Acquire(bg, 1, ids, nil)
+		require.NoError(t, err)
+		require.NoError(t, rt.Release(set, nil))
+	}
+	acquire(0, 1, 2, 3)
+	// LRU's victim would be expert 0 (all four last used together, lowest
+	// id first), but the prediction names it: expert 1 goes.
+	n, err := rt.PrefetchN(1, []int{0, 9, 10}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "one copy allowed")
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, r.SlotOf[0], int32(0))
+	assert.GreaterOrEqual(t, r.SlotOf[9], int32(0))
+	assert.Equal(t, int32(-1), r.SlotOf[1])
+	assert.Equal(t, int32(-1), r.SlotOf[10], "beyond the limit")
+	require.NoError(t, dev.Synchronize(bg))
+
+	acquire(9, 2) // 9 was predicted and prefetched, 2 neither
+	p := rt.Stats().Prefetch
+	assert.Equal(t, PrefetchStats{Useful: 1, UsefulBytes: m.ExpertBytes(1), Predicted: 3, Requested: 2, Correct: 1}, p)
+	assert.InDelta(t, 0.5, p.Recall(), 1e-9)
+	assert.InDelta(t, 1.0/3, p.Precision(), 1e-9)
+
+	// Two experts prefetched and evicted unused by the next Acquire's misses;
+	// the first prediction is replaced by the second, so only that one counts.
+	require.NoError(t, rt.Prefetch(1, []int{11}))
+	require.NoError(t, rt.Prefetch(1, []int{12}))
+	require.NoError(t, dev.Synchronize(bg))
+	acquire(4, 5, 6, 7)
+	p = rt.Stats().Prefetch
+	assert.Equal(t, uint64(2), p.Wasted)
+	assert.Equal(t, 2*m.ExpertBytes(1), p.WastedBytes)
+	assert.Equal(t, uint64(4), p.Predicted)
+	assert.Equal(t, uint64(6), p.Requested)
+	assert.Equal(t, uint64(1), p.Correct)
+	assert.Equal(t, uint64(3), rt.Stats().Prefetched)
+	checkTables(t, rt, 1, nil)
+}
+
 func TestCloseFreesEverything(t *testing.T) {
 	m := openTestModel(t)
 	for _, opts := range [][]Option{
