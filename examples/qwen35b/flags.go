@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/rotary-moe/rotary/examples/internal/engine"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
 )
 
 // config is what the flags ask for.

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/engine"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/examples/internal/sample"
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // generation is what a run produced and what it cost.

@@ -45,14 +45,14 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/rotary-moe/rotary/examples/internal/chat"
-	"github.com/rotary-moe/rotary/examples/internal/engine"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/examples/internal/sample"
 	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 func main() {

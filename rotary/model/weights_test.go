@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 func TestSetPart(t *testing.T) {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // Routes passes the routing the model computes (Hook, for

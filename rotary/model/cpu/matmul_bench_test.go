@@ -5,9 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/internal/cputime"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // randomWeight quantizes Gaussian values into a rows×cols weight of type t
@@ -60,7 +60,7 @@ func randomWeight(r *rand.Rand, t experts.Type, rows, cols int) model.Weight {
 // MB/cpu-s divides by the CPU time the process used instead of wall time:
 // the per-core figure, meaningful even on a machine shared with other work.
 //
-//	go test ./examples/internal/cpu -run '^$' -bench MatVec
+//	go test ./rotary/model/cpu -run '^$' -bench MatVec
 func BenchmarkMatVec(b *testing.B) {
 	const rows, cols = 2048, 2048 // e.g. a Qwen3.5-35B-A3B projection of the 2048-wide hidden state
 	r := rand.New(rand.NewPCG(1, 2))

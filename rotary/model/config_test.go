@@ -11,7 +11,7 @@ import (
 )
 
 func TestConfigRejectsWhatItCannotRun(t *testing.T) {
-	em, err := experts.OpenModel(filepath.Join("../../../experts/testdata", "qwen35moe-tiny-f32.gguf"))
+	em, err := experts.OpenModel(filepath.Join("../../experts/testdata", "qwen35moe-tiny-f32.gguf"))
 	require.NoError(t, err)
 	defer em.Close()
 	c, err := newConfig(em)
@@ -45,7 +45,7 @@ func TestConfigRejectsWhatItCannotRun(t *testing.T) {
 }
 
 func TestNewRejectsBadWeights(t *testing.T) {
-	em, err := experts.OpenModel(filepath.Join("../../../experts/testdata", "qwen3moe-tiny-f32.gguf"))
+	em, err := experts.OpenModel(filepath.Join("../../experts/testdata", "qwen3moe-tiny-f32.gguf"))
 	require.NoError(t, err)
 	defer em.Close()
 	// A model whose hyper-parameters disagree with its tensors.

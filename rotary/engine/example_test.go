@@ -6,16 +6,16 @@ import (
 	"log"
 	"slices"
 
-	"github.com/rotary-moe/rotary/examples/internal/engine"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // Greedy generation with half of the model's experts in (emulated) VRAM:
 // every expert a token routes to comes through rotary, and the text is the
 // same as with all of them resident (see the model package's example).
 func Example() {
-	m, err := experts.OpenModel("../../../experts/testdata/qwen35moe-tiny-f32.gguf")
+	m, err := experts.OpenModel("../../experts/testdata/qwen35moe-tiny-f32.gguf")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,15 +6,15 @@ import (
 	"log"
 	"slices"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // Greedy generation with the CPU backend, the experts served in place from
 // the mapped file.
 func Example() {
-	em, err := experts.OpenModel("../../../experts/testdata/qwen35moe-tiny-f32.gguf")
+	em, err := experts.OpenModel("../../experts/testdata/qwen35moe-tiny-f32.gguf")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,7 +9,7 @@
 // weights in which order, the per-sequence State (KV cache, convolution and
 // recurrent state) and the routing. The arithmetic is behind Backend, a small
 // set of operations on activations (Tensor) and stored weights (Weight); the
-// CPU implementation lives in examples/internal/cpu, and a GPU one can slot
+// CPU implementation lives in rotary/model/cpu, and a GPU one can slot
 // in beside it without touching this package.
 //
 // Routed experts do not come from the model file directly but from an

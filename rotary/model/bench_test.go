@@ -7,14 +7,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
-	"github.com/rotary-moe/rotary/examples/internal/model"
+	"github.com/rotary-moe/rotary/rotary/internal/cputime"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // BenchmarkDecode measures generation speed: one token per Forward call
 // after a short prompt, with the experts served from the mapped file.
 //
-//	go test ./examples/internal/model -run '^$' -bench Decode
+//	go test ./rotary/model -run '^$' -bench Decode
 func BenchmarkDecode(b *testing.B) {
 	for _, name := range []string{"qwen3moe-tiny-f32", "qwen35moe-tiny-f32", "qwen3moe-tiny-q8_0", "qwen3moe-small-q4_k_m", "qwen35moe-small-q4_k_m"} {
 		b.Run(name, func(b *testing.B) {

@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 var chatTokens = []int32{757, 84, 494, 198, 54, 71, 267, 334, 264, 685, 279, 683, 30, 758, 198, 757, 64, 82, 82, 711, 384, 198}

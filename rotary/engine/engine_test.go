@@ -11,19 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/engine"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The oracle models of experts/testdata (llama.cpp checked the forward pass
 // on them) and a synthetic Q4_K_M model with the full-size type mix.
-const testdata = "../../../experts/testdata"
+const testdata = "../../experts/testdata"
 
 func openModel(t testing.TB, name string) *experts.Model {
 	t.Helper()

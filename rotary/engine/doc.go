@@ -1,5 +1,5 @@
 // Package engine puts a Qwen MoE model together with the rotary runtime on
-// the host backend: the forward pass of examples/internal/model computes on
+// the host backend: the forward pass of rotary/model computes on
 // the CPU, and every routed expert it uses comes through rotary.Acquire, so
 // the expert-rotation path (slots, host tier, copies, eviction) runs end to
 // end on any machine.

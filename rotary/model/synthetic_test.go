@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/internal/cputime"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // The synthetic Q4_K_M presets have the full-size models' type mix (Q4_K,
@@ -56,7 +56,7 @@ func TestSyntheticModels(t *testing.T) {
 // the full-size synthetic qwen35moe-35b-a3b written by experts.WriteSynthetic)
 // and reports tokens/s and the weight bytes read per second.
 //
-//	ROTARY_MODEL=/tmp/q35.gguf go test ./examples/internal/model -run '^$' -bench DecodeFile -benchtime 5x
+//	ROTARY_MODEL=/tmp/q35.gguf go test ./rotary/model -run '^$' -bench DecodeFile -benchtime 5x
 func BenchmarkDecodeFile(b *testing.B) {
 	path := os.Getenv("ROTARY_MODEL")
 	if path == "" {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu/cputime"
+	"github.com/rotary-moe/rotary/rotary/internal/cputime"
 )
 
 // Busy work shows up as CPU time, however loaded the machine (the wall-time

@@ -10,11 +10,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // Engine is a model ready to run: its forward pass on the CPU, its experts

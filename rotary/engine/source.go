@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // Source is a model.ExpertSource that serves every expert through a rotary

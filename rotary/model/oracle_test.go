@@ -13,15 +13,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/rotary-moe/rotary/examples/internal/cpu"
-	"github.com/rotary-moe/rotary/examples/internal/model"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // The oracle: llama.cpp's outputs for the tiny models (see
-// /work/shared/testdata/oracle/README.md, copied here as JSON goldens and
+// ../shared/testdata/oracle/README.md, copied here as JSON goldens and
 // raw float32 arrays). The models themselves are in experts/testdata.
-const modelDir = "../../../experts/testdata"
+const modelDir = "../../experts/testdata"
 
 type golden struct {
 	Arch      string `json:"arch"`
