@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
@@ -113,33 +114,6 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 	}
 }
 
-// sharedTraces is the folder of the project's real routing traces, read in
-// place (never copied into the repository), by profile's rule:
-// ROTARY_TRACES, else shared/traces beside the repository, else
-// /work/shared/traces; "" if there is none.
-func sharedTraces() string {
-	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "shared", "traces"), "/work/shared/traces"} {
-		if st, err := os.Stat(dir); dir != "" && err == nil && st.IsDir() {
-			return dir
-		}
-	}
-	return ""
-}
-
-// tracePath returns a file or folder of the real traces, or skips.
-func tracePath(t testing.TB, elem ...string) string {
-	t.Helper()
-	dir := sharedTraces()
-	if dir == "" {
-		t.Skip("real traces not present (set ROTARY_TRACES)")
-	}
-	path := filepath.Join(append([]string{dir}, elem...)...)
-	if _, err := os.Stat(path); err != nil {
-		t.Skip("trace not present:", err)
-	}
-	return path
-}
-
 // shapeModel opens a shape-only model (no weights).
 func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
 	t.Helper()
@@ -150,3 +124,10 @@ func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// sleepProgram's kernel "compute" takes as long as its argument says, in
+// nanoseconds: work on a stream in virtual time.
+var sleepProgram = &cuda.Program{Name: "rotary-test-sleep", Host: map[string]cuda.HostKernel{"compute": func(l *cuda.HostLaunch) error {
+	l.SetDuration(time.Duration(l.Int64(0)))
+	return nil
+}}}

@@ -3,6 +3,8 @@ package rotary
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,15 +159,26 @@ func TestLayerRanges(t *testing.T) {
 	assert.True(t, strings.HasPrefix(layerRanges(ls[3:4]), "4"))
 }
 
-// testProfile profiles a synthetic trace of the test model's shape.
+// testProfile profiles 500 tokens of the test model's shape whose routing
+// favours low expert ids, as a real router favours some experts.
 func testProfile(t *testing.T, m *experts.Model) *profile.Profile {
 	t.Helper()
 	id := profile.ModelID{Arch: m.Arch, Layers: m.Params.NumLayers, Experts: m.Params.NumExperts, ExpertsUsed: m.Params.NumExpertsUsed}
-	tr, err := SyntheticTrace(id, 500, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.12}, 1)
-	require.NoError(t, err)
 	rec, err := profile.NewRecorder(id)
 	require.NoError(t, err)
-	require.NoError(t, rec.RecordTrace(tr))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 500 {
+		for l := range id.Layers {
+			var ids []int32
+			for len(ids) < id.ExpertsUsed {
+				e := int32(float64(id.Experts) * rng.Float64() * rng.Float64())
+				if !slices.Contains(ids, e) {
+					ids = append(ids, e)
+				}
+			}
+			require.NoError(t, rec.Record(l, ids, nil))
+		}
+	}
 	return rec.Profile()
 }
 

@@ -266,7 +266,7 @@ func TestReleaseEventGuardsSlot(t *testing.T) {
 	m := openTestModel(t)
 	dev := newHost(t, cuda.WithVirtualClock(), cuda.WithTiming(cuda.Timing{PinnedBandwidth: 1e9, CallOverhead: time.Microsecond}))
 	rt := openRuntime(t, m, dev, WithSlots(4))
-	mod, err := dev.Load(bg, simProgram)
+	mod, err := dev.Load(bg, sleepProgram)
 	require.NoError(t, err)
 	k, err := mod.Kernel("compute")
 	require.NoError(t, err)

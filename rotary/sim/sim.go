@@ -1,10 +1,12 @@
-package rotary
+package sim
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,16 +14,17 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary"
 	"golang.org/x/sync/errgroup"
 )
 
-// SimConfig describes a simulation: the budgets and policies to compare and
+// Config describes a simulation: the budgets and policies to compare and
 // the model of time.
-type SimConfig struct {
+type Config struct {
 	// Budgets are the VRAM configurations to compare.
-	Budgets []SimBudget
-	// Policies are the policies to compare (default: DefaultSimPolicies).
-	Policies []SimPolicy
+	Budgets []Budget
+	// Policies are the policies to compare (default: DefaultPolicies).
+	Policies []Policy
 	// Timing models the copies (default cuda.TimingH200: pinned 53 GB/s,
 	// 4.4 µs per copy, 4.3 µs per driver call).
 	Timing *cuda.Timing
@@ -54,68 +57,100 @@ type SimConfig struct {
 	Parallel int
 }
 
-// SimBudget is one VRAM configuration: Slots slots per layer (pinned and
+// Budget is one VRAM configuration: Slots slots per layer (pinned and
 // dynamic together), or a VRAM budget for the whole program.
-type SimBudget struct {
+type Budget struct {
 	Slots int
 	VRAM  int64
 }
 
-func (b SimBudget) String() string {
+func (b Budget) String() string {
 	if b.Slots > 0 {
 		return fmt.Sprintf("%d slots", b.Slots)
 	}
-	return FormatSize(b.VRAM)
+	return rotary.FormatSize(b.VRAM)
 }
 
-// SimPolicy is one policy compared in a simulation.
-type SimPolicy struct {
+// Policy is one policy compared in a simulation: an eviction policy, with
+// or without pinning and prefetch.
+type Policy struct {
 	Name   string
-	Policy Policy
-	// Pinned pins the hot set (SimConfig.PinFraction of the budget) and
+	Policy rotary.Policy
+	// Pinned pins the hot set (Config.PinFraction of the budget) and
 	// evicts the dynamic slots with Policy.
 	Pinned bool
+	// Prefetch names the prefetcher NewPrefetcher makes ("" for none).
+	Prefetch string
+	// NewPrefetcher, if set, makes a prefetcher for each run's runtime
+	// (prefetch.New does), told of each layer's experts right after their
+	// Acquire, while the layer computes.
+	NewPrefetcher func(rt *rotary.Runtime) (Prefetcher, error)
 }
 
-// DefaultSimPolicies are LRU, LFU, the profile's hot set pinned with LRU for
+// Prefetcher is what a simulation drives after each layer's Acquire: a
+// *prefetch.Prefetcher. Traces have no hidden states: hidden is nil.
+type Prefetcher interface {
+	Routed(layer int, ids []int, hidden []float32)
+	// Err returns the error that turned the prefetcher off, if any: a
+	// simulation with one fails.
+	Err() error
+}
+
+// DefaultPolicies are LRU, LFU, the profile's hot set pinned with LRU for
 // the rest, and Belady's optimum for the trace, the bound.
-func DefaultSimPolicies(t *profile.Trace) []SimPolicy {
-	return []SimPolicy{
-		{Name: "LRU", Policy: LRU},
-		{Name: "LFU", Policy: LFU},
-		{Name: "pinned+LRU", Policy: LRU, Pinned: true},
-		{Name: "Belady", Policy: Belady(t)},
+func DefaultPolicies(t *profile.Trace) []Policy {
+	return []Policy{
+		{Name: "LRU", Policy: rotary.LRU},
+		{Name: "LFU", Policy: rotary.LFU},
+		{Name: "pinned+LRU", Policy: rotary.LRU, Pinned: true},
+		{Name: "Belady", Policy: rotary.Belady(t)},
 	}
 }
 
-// SimReport is a simulation's results, one row per budget and policy.
-type SimReport struct {
+// Report is a simulation's results, one row per budget and policy.
+type Report struct {
 	Model     string        `json:"model"`
 	Tokens    int           `json:"tokens"` // counted, after Warmup
 	Warmup    int           `json:"warmup_tokens"`
 	Attention time.Duration `json:"attention_ns"`
 	Experts   time.Duration `json:"experts_ns"`
 	Timing    cuda.Timing   `json:"timing"`
-	Rows      []SimRow      `json:"rows"`
+	Rows      []Row         `json:"rows"`
 }
 
-// SimRow is one run: a budget and a policy.
-type SimRow struct {
-	Budget string `json:"budget"`
-	Policy string `json:"policy"`
+// Row is one run: a budget and a policy.
+type Row struct {
+	Budget   string `json:"budget"`
+	Policy   string `json:"policy"`
+	Prefetch string `json:"prefetch"`
 	// Slots is the mean number of slots per layer (pinned and dynamic),
 	// Pinned the mean pinned.
 	Slots  float64 `json:"slots"`
 	Pinned float64 `json:"pinned"`
 	// VRAM is the plan's budget.
-	VRAM     int64   `json:"vram"`
+	VRAM int64 `json:"vram"`
+	// Requests and Hits are the Acquires' experts: HitRate is the demand
+	// hit rate (prefetches are not requests).
 	Requests uint64  `json:"requests"`
 	Hits     uint64  `json:"hits"`
 	HitRate  float64 `json:"hit_rate"`
-	// BytesPerToken is what the copies moved per token.
-	BytesPerToken float64 `json:"bytes_per_token"`
+	// TransfersPerToken is how many experts were copied per token, misses
+	// and prefetches; BytesPerToken what the copies moved.
+	TransfersPerToken float64 `json:"transfers_per_token"`
+	BytesPerToken     float64 `json:"bytes_per_token"`
+	// PrefetchRecall and PrefetchPrecision score the prefetcher's
+	// predictions (rotary.PrefetchStats); PrefetchedPerToken,
+	// UsefulPerToken and WastedPerToken count its copies: asked for
+	// afterwards, evicted first (the rest were still resident, unused, at
+	// the end).
+	PrefetchRecall     float64 `json:"prefetch_recall"`
+	PrefetchPrecision  float64 `json:"prefetch_precision"`
+	PrefetchedPerToken float64 `json:"prefetched_per_token"`
+	UsefulPerToken     float64 `json:"prefetch_useful_per_token"`
+	WastedPerToken     float64 `json:"prefetch_wasted_per_token"`
 	// TimePerToken is the simulated time per token, StallPerToken the part
-	// the compute stream waited for copies.
+	// the compute stream was idle: waiting for copies (misses, and
+	// prefetches that had not arrived), or for the host.
 	TimePerToken    time.Duration `json:"time_per_token_ns"`
 	StallPerToken   time.Duration `json:"stall_per_token_ns"`
 	TokensPerSecond float64       `json:"tokens_per_second"`
@@ -129,7 +164,7 @@ type SimRow struct {
 // wait for the router's result (the readback), Acquire of the experts,
 // their compute, Release. m must have the trace's shape; ShapeOf and
 // experts.OpenShape make one.
-func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimConfig) (*SimReport, error) {
+func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg Config) (*Report, error) {
 	if err := checkTrace(m, t); err != nil {
 		return nil, err
 	}
@@ -145,7 +180,7 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 		return nil, fmt.Errorf("%w: warm-up of %d of the trace's %d tokens", ErrInvalid, cfg.Warmup, t.Tokens())
 	}
 	if cfg.Policies == nil {
-		cfg.Policies = DefaultSimPolicies(t)
+		cfg.Policies = DefaultPolicies(t)
 	}
 	timing := cuda.TimingH200
 	if cfg.Timing != nil {
@@ -180,8 +215,8 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 			prof = rec.Profile()
 		}
 	}
-	rep := &SimReport{Model: modelName(m), Tokens: t.Tokens() - cfg.Warmup, Warmup: cfg.Warmup, Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
-	rep.Rows = make([]SimRow, len(cfg.Budgets)*len(cfg.Policies))
+	rep := &Report{Model: modelName(m), Tokens: t.Tokens() - cfg.Warmup, Warmup: cfg.Warmup, Attention: cfg.Attention, Experts: cfg.Experts, Timing: timing}
+	rep.Rows = make([]Row, len(cfg.Budgets)*len(cfg.Policies))
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = runtime.GOMAXPROCS(0)
@@ -210,7 +245,7 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg SimCo
 // and experts.OpenShape to make a model without weights to simulate on.
 func ShapeOf(t *profile.Trace, embedding, expertFFN int, nonExpert int64) experts.ModelShape {
 	id := t.Model()
-	return experts.ModelShape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: routedLayers(t),
+	return experts.ModelShape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: t.RoutedLayers(),
 		Experts: id.Experts, TopK: id.ExpertsUsed, Embedding: embedding, ExpertFFN: expertFFN, NonExpertBytes: nonExpert}
 }
 
@@ -247,9 +282,9 @@ func simKernel(l *cuda.HostLaunch) error {
 
 // pinning returns the options with which a pinning policy pins the
 // profile's hot set under a budget.
-func pinning(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudget) []Option {
+func pinning(m *experts.Model, prof *profile.Profile, cfg *Config, b Budget) []rotary.Option {
 	if b.Slots <= 0 {
-		return []Option{WithHotProfile(prof, cfg.PinFraction)}
+		return []rotary.Option{rotary.WithHotProfile(prof, cfg.PinFraction)}
 	}
 	// The same number of pinned slots in every layer: its most selected
 	// experts.
@@ -263,50 +298,56 @@ func pinning(m *experts.Model, prof *profile.Profile, cfg *SimConfig, b SimBudge
 			}
 		}
 	}
-	return []Option{WithHotSet(h), WithSlots(max(b.Slots-n, 1))}
+	return []rotary.Option{rotary.WithHotSet(h), rotary.WithSlots(max(b.Slots-n, 1))}
 }
 
-func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimConfig, timing cuda.Timing, b SimBudget, p SimPolicy, prof *profile.Profile) (SimRow, error) {
-	opts := []Option{WithPolicy(p.Policy), WithReserve(cfg.Reserve), WithoutWarmup()}
+func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Config, timing cuda.Timing, b Budget, p Policy, prof *profile.Profile) (Row, error) {
+	opts := []rotary.Option{rotary.WithPolicy(p.Policy), rotary.WithReserve(cfg.Reserve), rotary.WithoutWarmup()}
 	capacity := int64(1) << 50 // slots: as much as they need
 	switch {
 	case b.Slots > 0 && !p.Pinned:
-		opts = append(opts, WithSlots(b.Slots))
+		opts = append(opts, rotary.WithSlots(b.Slots))
 	case b.Slots <= 0:
-		opts = append(opts, WithVRAM(b.VRAM))
+		opts = append(opts, rotary.WithVRAM(b.VRAM))
 		capacity = b.VRAM
 	}
 	if p.Pinned {
 		opts = append(opts, pinning(m, prof, cfg, b)...)
 	}
 	if cfg.HostBudget > 0 {
-		opts = append(opts, WithHostBudget(cfg.HostBudget))
+		opts = append(opts, rotary.WithHostBudget(cfg.HostBudget))
 	}
 	dev, err := cuda.NewHost(cuda.WithVirtualClock(), cuda.WithTiming(timing), cuda.WithoutData(), cuda.WithCapacity(capacity))
 	if err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	defer dev.Close()
-	rt, err := Open(ctx, m, dev, opts...)
+	rt, err := rotary.Open(ctx, m, dev, opts...)
 	if err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	defer rt.Close()
+	var pf Prefetcher
+	if p.NewPrefetcher != nil {
+		if pf, err = p.NewPrefetcher(rt); err != nil {
+			return Row{}, fmt.Errorf("making the prefetcher %s: %w", p.Prefetch, err)
+		}
+	}
 	mod, err := dev.Load(ctx, simProgram)
 	if err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	kernel, err := mod.Kernel("compute")
 	if err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	compute, err := dev.NewStream()
 	if err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	// Wait for the pinned experts, then measure from there.
 	if err := dev.Synchronize(ctx); err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	rt.ResetStats()
 	one := cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}
@@ -314,22 +355,23 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	expertsThenAttention := []cuda.Arg{cuda.I64(int64(cfg.Experts + cfg.Attention))}
 	start := dev.Now()
 	if err := compute.Launch(kernel, one, attention...); err != nil {
-		return SimRow{}, err
+		return Row{}, err
 	}
 	var ids32 []int32
 	var ids []int
-	var set Set
-	routed := routedLayers(t)
+	var set rotary.Set
+	var layers int // MoE layers computed since start
+	routed := t.RoutedLayers()
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
-			return SimRow{}, ctx.Err()
+			return Row{}, ctx.Err()
 		}
 		if tok == cfg.Warmup && tok > 0 {
 			if err := compute.Synchronize(ctx); err != nil {
-				return SimRow{}, err
+				return Row{}, err
 			}
 			rt.ResetStats()
-			start = dev.Now()
+			start, layers = dev.Now(), 0
 		}
 		for _, l := range routed {
 			ids32 = t.AppendExperts(ids32[:0], tok, l)
@@ -343,30 +385,43 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 			// The host waits for the layer's router (attention included)
 			// to read its top-k back.
 			if err := compute.Synchronize(ctx); err != nil {
-				return SimRow{}, err
+				return Row{}, err
 			}
 			if err := rt.AcquireInto(ctx, l, ids, compute, &set); err != nil {
-				return SimRow{}, err
+				return Row{}, err
 			}
 			// This layer's experts, then the next layer's attention and
 			// router, in one launch: the host next waits for both.
 			if err := compute.Launch(kernel, one, expertsThenAttention...); err != nil {
-				return SimRow{}, err
+				return Row{}, err
+			}
+			layers++
+			// The next layer's experts are copied while this one computes,
+			// behind this one's misses.
+			if pf != nil {
+				pf.Routed(l, ids, nil)
 			}
 			// Released before the kernel is done, with no event: the next
 			// Acquire of any layer comes after the next Synchronize.
 			if err := rt.Release(&set, nil); err != nil {
-				return SimRow{}, err
+				return Row{}, err
 			}
 		}
 	}
 	if err := compute.Synchronize(ctx); err != nil {
-		return SimRow{}, err
+		return Row{}, err
+	}
+	if pf != nil && pf.Err() != nil {
+		return Row{}, pf.Err()
 	}
 	elapsed := dev.Now() - start
+	busy := cfg.Attention + time.Duration(layers)*(cfg.Experts+cfg.Attention)
+	if tok := cfg.Warmup; tok > 0 {
+		busy -= cfg.Attention // the warm-up's last launch ran before start
+	}
 	s := rt.Stats()
 	plan := rt.Plan()
-	row := SimRow{Budget: b.String(), Policy: p.Name, VRAM: plan.VRAM}
+	row := Row{Budget: b.String(), Policy: p.Name, Prefetch: p.Prefetch, VRAM: plan.VRAM}
 	for _, l := range plan.Layers {
 		row.Slots += float64(len(l.Pinned) + l.Slots)
 		row.Pinned += float64(len(l.Pinned))
@@ -377,34 +432,25 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *SimC
 	row.Requests = s.VRAM.Hits + s.VRAM.Misses
 	row.Hits = s.VRAM.Hits
 	row.HitRate = s.VRAM.HitRate()
+	row.TransfersPerToken = float64(s.VRAM.Misses+s.Prefetched) / tokens
 	row.BytesPerToken = float64(s.VRAM.Bytes) / tokens
+	row.PrefetchRecall, row.PrefetchPrecision = s.Prefetch.Recall(), s.Prefetch.Precision()
+	row.PrefetchedPerToken = float64(s.Prefetched) / tokens
+	row.UsefulPerToken = float64(s.Prefetch.Useful) / tokens
+	row.WastedPerToken = float64(s.Prefetch.Wasted) / tokens
 	row.TimePerToken = time.Duration(float64(elapsed) / tokens)
-	row.StallPerToken = time.Duration(float64(s.StallTime) / tokens)
+	row.StallPerToken = time.Duration(float64(max(elapsed-busy, 0)) / tokens)
 	if elapsed > 0 {
 		row.TokensPerSecond = tokens / elapsed.Seconds()
 	}
 	return row, nil
 }
 
-// routedLayers lists the layers the trace routes any token through.
-func routedLayers(t *profile.Trace) []int {
-	var out []int
-	for l := range t.Model().Layers {
-		for tok := range t.Tokens() {
-			if t.Len(tok, l) > 0 {
-				out = append(out, l)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // JSON returns the report as indented JSON.
-func (r *SimReport) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
+func (r *Report) JSON() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
 
 // String prints the report as a table, one row per budget and policy.
-func (r *SimReport) String() string {
+func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s, %d tokens", r.Model, r.Tokens)
 	if r.Warmup > 0 {
@@ -412,12 +458,37 @@ func (r *SimReport) String() string {
 	}
 	fmt.Fprintf(&b, "; per MoE layer: attention %v, experts %v; copies %.1f GB/s pinned, %v each, %v per call\n",
 		r.Attention, r.Experts, r.Timing.PinnedBandwidth/1e9, r.Timing.CopyLatency, r.Timing.CallOverhead)
+	prefetch := slices.ContainsFunc(r.Rows, func(row Row) bool { return row.Prefetch != "" })
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
+	if prefetch {
+		fmt.Fprintln(tw, "budget\tpolicy\tprefetch\tslots/layer\tpinned\thit rate\tcopies/token\trecall\tprecision\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
+	} else {
+		fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tcopies/token\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
+	}
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.2f%%\t%.2f\t%v\t%v\t%.1f\t\n", row.Budget, row.Policy, row.Slots, row.Pinned,
-			100*row.HitRate, row.BytesPerToken/(1<<20), row.StallPerToken.Round(time.Microsecond), row.TimePerToken.Round(time.Microsecond), row.TokensPerSecond)
+		fmt.Fprintf(tw, "%s\t%s\t", row.Budget, row.Policy)
+		if prefetch {
+			fmt.Fprintf(tw, "%s\t", cmp.Or(row.Prefetch, "-"))
+		}
+		fmt.Fprintf(tw, "%.1f\t%.1f\t%.2f%%\t%.2f\t", row.Slots, row.Pinned, 100*row.HitRate, row.TransfersPerToken)
+		if prefetch {
+			if row.Prefetch != "" {
+				fmt.Fprintf(tw, "%.1f%%\t%.1f%%\t", 100*row.PrefetchRecall, 100*row.PrefetchPrecision)
+			} else {
+				fmt.Fprint(tw, "-\t-\t")
+			}
+		}
+		fmt.Fprintf(tw, "%.2f\t%v\t%v\t%.1f\t\n", row.BytesPerToken/(1<<20), row.StallPerToken.Round(time.Microsecond),
+			row.TimePerToken.Round(time.Microsecond), row.TokensPerSecond)
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// modelName names a model in reports: its name, else its architecture.
+func modelName(m *experts.Model) string {
+	if m.Params.Name != "" {
+		return m.Params.Name
+	}
+	return m.Arch
 }
