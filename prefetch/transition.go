@@ -17,7 +17,8 @@ import (
 // = 1, 2; weights 1 and 0.5), with a bonus r = 2 for recency. The
 // conditional probabilities are counted over a router profile's tokens
 // (LayerStats.Transitions): a table of experts² floats per routed layer and
-// depth. On the DeepSeek-V2-Lite trace, fitted on half the prompts, the
+// depth. Predict only reads them: one Transition serves concurrent users.
+// On the DeepSeek-V2-Lite trace, fitted on half the prompts, the
 // product recalls 50.7% of the next layer's top-6 in its top 6, the plain
 // best-weighted sum Σ_d w_d Σ_i P_d(j | i) with recency 49.7%.
 type Transition struct {

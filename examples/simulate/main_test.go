@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
@@ -79,4 +81,92 @@ func TestSimulateProfileOfAnotherModel(t *testing.T) {
 	other := writeProfile(t, profile.ModelID{Arch: "qwen3moe", Layers: h.NumLayers, Experts: h.NumExperts / 2, ExpertsUsed: h.NumExpertsUsed})
 	err = run(ctx, append(args, other), &bytes.Buffer{})
 	assert.ErrorIs(t, err, profile.ErrModelMismatch)
+}
+
+func TestSimulatePrefetch(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, []string{"-model", "qwen3moe-tiny", "-slots", "8", "-tokens", "300", "-policies", "lru,belady",
+		"-prefetch", "transition,transition:6", "-prefetch-budget", "1MiB", "-json"}, &out))
+	var rep struct {
+		Rows []struct {
+			Policy            string  `json:"policy"`
+			Prefetch          string  `json:"prefetch"`
+			HitRate           float64 `json:"hit_rate"`
+			Recall            float64 `json:"prefetch_recall"`
+			Precision         float64 `json:"prefetch_precision"`
+			TransfersPerToken float64 `json:"transfers_per_token"`
+			TokensPerSecond   float64 `json:"tokens_per_second"`
+		} `json:"rows"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+	require.Len(t, rep.Rows, 4)
+	for i, want := range []string{"", "", "transition", "transition:6"} {
+		row := rep.Rows[i]
+		assert.Equal(t, want, row.Prefetch)
+		assert.Positive(t, row.TransfersPerToken)
+		assert.Positive(t, row.TokensPerSecond)
+		if want != "" {
+			assert.Equal(t, "LRU", row.Policy)
+			assert.Positive(t, row.Recall)
+			assert.Positive(t, row.Precision)
+		}
+	}
+
+	out.Reset()
+	require.NoError(t, run(ctx, []string{"-model", "qwen3moe-tiny", "-slots", "8", "-tokens", "200", "-policies", "lru", "-prefetch", "transition"}, &out))
+	for _, want := range []string{"prefetch statistics from 200 tokens, replaying 200 others", "prefetch", "recall", "precision", "transition"} {
+		assert.Contains(t, out.String(), want)
+	}
+}
+
+// saveTrace writes tr to a file and returns its path.
+func saveTrace(t *testing.T, tr *profile.Trace) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "trace.bin")
+	require.NoError(t, tr.Save(path, profile.Binary))
+	return path
+}
+
+// TestSimulateFit fits on another trace, or on half of one trace's prompts,
+// and rejects a trace of another model naming both.
+func TestSimulateFit(t *testing.T) {
+	ctx := context.Background()
+	id := profile.ModelID{Arch: "deepseek2", Layers: 3, Experts: 16, ExpertsUsed: 2}
+	tr, err := profile.NewTrace(id)
+	require.NoError(t, err)
+	for p := range 4 {
+		tr.StartSegment(fmt.Sprintf("prompt %d", p), "prefill")
+		for range 50 {
+			tok := tr.AddToken()
+			for l := 1; l < 3; l++ {
+				require.NoError(t, tr.Set(tok, l, []int32{int32((tok + l) % 16), int32((tok + 5*l) % 16)}, nil))
+			}
+		}
+	}
+	path := saveTrace(t, tr)
+	args := []string{"-trace", path, "-slots", "4", "-policies", "lru", "-prefetch", "transition"}
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, args, &out))
+	assert.Contains(t, out.String(), "prefetch statistics from 100 tokens, replaying 100 others")
+	out.Reset()
+	require.NoError(t, run(ctx, append(args, "-fit", path), &out))
+	assert.Contains(t, out.String(), "prefetch statistics from 200 tokens, replaying 200 others")
+
+	for _, bad := range [][]string{{"-fit-split", "1"}, {"-fit-split", "0.1"}, {"-prefetch", "gate-ahead"}, {"-prefetch", "oracle"}, {"-prefetch", "transition:0"}, {"-prefetch-budget", "x"}} {
+		assert.Error(t, run(ctx, append(slices.Clone(args), bad...), &bytes.Buffer{}), "%q", bad)
+	}
+	other := otherModelTrace(t)
+	err = run(ctx, append(args, "-fit", saveTrace(t, other)), &bytes.Buffer{})
+	assert.ErrorIs(t, err, profile.ErrModelMismatch)
+	assert.ErrorContains(t, err, "deepseek2 (3 layers, top-2 of 8) to fit a trace of deepseek2 (3 layers, top-2 of 16)")
+}
+
+// otherModelTrace is a trace of a model with half the experts.
+func otherModelTrace(t *testing.T) *profile.Trace {
+	tr, err := profile.NewTrace(profile.ModelID{Arch: "deepseek2", Layers: 3, Experts: 8, ExpertsUsed: 2})
+	require.NoError(t, err)
+	tok := tr.AddToken()
+	require.NoError(t, tr.Set(tok, 1, []int32{0, 1}, nil))
+	return tr
 }
