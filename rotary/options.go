@@ -2,6 +2,7 @@ package rotary
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/rotary-moe/rotary/profile"
 	"go.uber.org/zap"
@@ -22,6 +23,7 @@ type config struct {
 	host    int64 // -1: unlimited
 	reserve int64
 	slots   int // dynamic slots per layer; 0: as many as the budget allows
+	shares  map[int]float64
 	chunk   int64
 	hot     *profile.HotSet
 	hotProf *profile.Profile // WithHotProfile: hot is chosen from it
@@ -102,6 +104,32 @@ func WithSlots(n int) Option {
 		c.slots = n
 		if n <= 0 {
 			return fmt.Errorf("%w: WithSlots(%d) is not positive", ErrInvalid, n)
+		}
+		return nil
+	})
+}
+
+// WithSlotShares sizes the layers' dynamic slots in proportion to shares (by
+// model layer), for example each layer's misses measured in a run
+// (Stats.Layers), instead of giving every layer the same number: each layer
+// keeps its working set (top-k slots), and the slots beyond go one at a time
+// to the layer with the largest share per slot it would then have (at most
+// its experts). With WithSlots(n) the layers share n slots per layer on
+// average; otherwise the VRAM budget. A layer without a share gets its
+// working set only. Shares must be finite and non-negative, one at least
+// positive.
+func WithSlotShares(shares map[int]float64) Option {
+	return optionFunc(func(c *config) error {
+		c.shares = shares
+		positive := false
+		for l, v := range shares {
+			if !(v >= 0) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: WithSlotShares: layer %d's share %v", ErrInvalid, l, v)
+			}
+			positive = positive || v > 0
+		}
+		if !positive {
+			return fmt.Errorf("%w: WithSlotShares without a positive share", ErrInvalid)
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package rotary
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -255,4 +256,31 @@ func TestPlanFullSizePreset(t *testing.T) {
 	assert.Equal(t, p.VRAM, p.NonExpert+p.Slots+p.Unused)
 	assert.Less(t, p.Unused, m.ExpertBytes(0))
 	assert.Equal(t, HostMapped, p.Host.Mode)
+}
+
+// TestPlanSlotShares sizes the layers' slots by shares, with WithSlots' total
+// and with a VRAM budget.
+func TestPlanSlotShares(t *testing.T) {
+	m := openTestModel(t)
+	shares := map[int]float64{0: 3, 1: 1}
+	p, err := NewPlan(m, WithSlots(8), WithSlotShares(shares))
+	require.NoError(t, err)
+	assert.Equal(t, 12, p.Layers[0].Slots, "the working set of 4, then 3 of every 4 slots beyond")
+	assert.Equal(t, 4, p.Layers[1].Slots)
+
+	e0, e1 := m.ExpertBytes(0), m.ExpertBytes(1)
+	vram := m.NonExpertBytes() + 8*(e0+e1)
+	even, err := NewPlan(m, WithVRAM(vram))
+	require.NoError(t, err)
+	assert.Equal(t, 8, even.Layers[0].Slots)
+	p, err = NewPlan(m, WithVRAM(vram), WithSlotShares(map[int]float64{1: 1}))
+	require.NoError(t, err)
+	assert.Equal(t, 4, p.Layers[0].Slots, "no share: the working set only")
+	assert.Equal(t, int((8*(e0+e1)-4*e0)/e1), p.Layers[1].Slots, "the rest of the budget")
+	assert.Less(t, p.Unused, e1)
+
+	for _, bad := range []map[int]float64{nil, {0: 0}, {0: -1, 1: 1}, {0: math.Inf(1)}} {
+		_, err := NewPlan(m, WithSlots(8), WithSlotShares(bad))
+		assert.ErrorIs(t, err, ErrInvalid, "%v", bad)
+	}
 }

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(experts.Presets(), ", ")+") or GGUF file")
 		slotsFlag  = flag.String("slots", "", "slots per layer to compare, e.g. 8,16,32")
 		vramFlag   = flag.String("vram", "", "VRAM budgets to compare, e.g. 6GiB,8GiB,16GiB")
-		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare")
+		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare (and lru-by-misses: each layer's slots sized by its misses)")
 		tokens     = flag.Int("tokens", 2000, "tokens of the synthetic trace (without -trace)")
 		seed       = flag.Uint64("seed", 1, "seed of the synthetic trace")
 		dims       = flag.String("expert-dims", "", "embedding,expert-FFN of a trace's model (known traces have defaults)")
@@ -291,12 +291,12 @@ func budgets(slots, vram string) ([]sim.Budget, error) {
 }
 
 func pickPolicies(list string, tr *profile.Trace) ([]sim.Policy, error) {
-	all := sim.DefaultPolicies(tr)
+	all := append(sim.DefaultPolicies(tr), sim.Policy{Name: "LRU-by-misses", Policy: rotary.LRU, SlotsByMisses: true})
 	var out []sim.Policy
 	for name := range strings.SplitSeq(list, ",") {
 		i := slices.IndexFunc(all, func(p sim.Policy) bool { return strings.EqualFold(p.Name, strings.TrimSpace(name)) })
 		if i < 0 {
-			return nil, fmt.Errorf("-policies: unknown policy %q (lru, lfu, pinned+lru, belady)", name)
+			return nil, fmt.Errorf("-policies: unknown policy %q (lru, lfu, pinned+lru, belady, lru-by-misses)", name)
 		}
 		out = append(out, all[i])
 	}

@@ -79,6 +79,11 @@ type Policy struct {
 	// Pinned pins the hot set (Config.PinFraction of the budget) and
 	// evicts the dynamic slots with Policy.
 	Pinned bool
+	// SlotsByMisses sizes each layer's slots by its misses
+	// (rotary.WithSlotShares), measured in a first run of the policy with
+	// the same number of slots in every layer, on the same trace: an
+	// in-sample bound, as a run would size them from its own recent misses.
+	SlotsByMisses bool
 	// Prefetch names the prefetcher NewPrefetcher makes ("" for none).
 	Prefetch string
 	// NewPrefetcher, if set, makes a prefetcher for each run's runtime
@@ -225,7 +230,16 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg Confi
 	for i, b := range cfg.Budgets {
 		for j, p := range cfg.Policies {
 			g.Go(func() error {
-				row, err := simulate(gctx, m, t, &cfg, timing, b, p, prof)
+				row, s, err := simulate(gctx, m, t, &cfg, timing, b, p, prof, nil)
+				if err == nil && p.SlotsByMisses {
+					shares := make(map[int]float64, len(s.Layers))
+					for _, l := range s.Layers {
+						shares[l.Layer] = float64(l.Misses)
+					}
+					if s.VRAM.Misses > 0 { // else every layer has all it needs
+						row, _, err = simulate(gctx, m, t, &cfg, timing, b, p, prof, shares)
+					}
+				}
 				if err != nil {
 					return fmt.Errorf("rotary: simulating %s with %s: %w", p.Name, b, err)
 				}
@@ -301,8 +315,13 @@ func pinning(m *experts.Model, prof *profile.Profile, cfg *Config, b Budget) []r
 	return []rotary.Option{rotary.WithHotSet(h), rotary.WithSlots(max(b.Slots-n, 1))}
 }
 
-func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Config, timing cuda.Timing, b Budget, p Policy, prof *profile.Profile) (Row, error) {
+// simulate runs one budget and policy, with the layers' slots sized by
+// shares if not nil, and returns its row and the runtime's stats.
+func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Config, timing cuda.Timing, b Budget, p Policy, prof *profile.Profile, shares map[int]float64) (Row, rotary.Stats, error) {
 	opts := []rotary.Option{rotary.WithPolicy(p.Policy), rotary.WithReserve(cfg.Reserve), rotary.WithoutWarmup()}
+	if shares != nil {
+		opts = append(opts, rotary.WithSlotShares(shares))
+	}
 	capacity := int64(1) << 50 // slots: as much as they need
 	switch {
 	case b.Slots > 0 && !p.Pinned:
@@ -319,35 +338,35 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	}
 	dev, err := cuda.NewHost(cuda.WithVirtualClock(), cuda.WithTiming(timing), cuda.WithoutData(), cuda.WithCapacity(capacity))
 	if err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	defer dev.Close()
 	rt, err := rotary.Open(ctx, m, dev, opts...)
 	if err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	defer rt.Close()
 	var pf Prefetcher
 	if p.NewPrefetcher != nil {
 		if pf, err = p.NewPrefetcher(rt); err != nil {
-			return Row{}, fmt.Errorf("making the prefetcher %s: %w", p.Prefetch, err)
+			return Row{}, rotary.Stats{}, fmt.Errorf("making the prefetcher %s: %w", p.Prefetch, err)
 		}
 	}
 	mod, err := dev.Load(ctx, simProgram)
 	if err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	kernel, err := mod.Kernel("compute")
 	if err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	compute, err := dev.NewStream()
 	if err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	// Wait for the pinned experts, then measure from there.
 	if err := dev.Synchronize(ctx); err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	rt.ResetStats()
 	one := cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 1}}
@@ -355,7 +374,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	expertsThenAttention := []cuda.Arg{cuda.I64(int64(cfg.Experts + cfg.Attention))}
 	start := dev.Now()
 	if err := compute.Launch(kernel, one, attention...); err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	var ids32 []int32
 	var ids []int
@@ -364,11 +383,11 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	routed := t.RoutedLayers()
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
-			return Row{}, ctx.Err()
+			return Row{}, rotary.Stats{}, ctx.Err()
 		}
 		if tok == cfg.Warmup && tok > 0 {
 			if err := compute.Synchronize(ctx); err != nil {
-				return Row{}, err
+				return Row{}, rotary.Stats{}, err
 			}
 			rt.ResetStats()
 			start, layers = dev.Now(), 0
@@ -385,15 +404,15 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 			// The host waits for the layer's router (attention included)
 			// to read its top-k back.
 			if err := compute.Synchronize(ctx); err != nil {
-				return Row{}, err
+				return Row{}, rotary.Stats{}, err
 			}
 			if err := rt.AcquireInto(ctx, l, ids, compute, &set); err != nil {
-				return Row{}, err
+				return Row{}, rotary.Stats{}, err
 			}
 			// This layer's experts, then the next layer's attention and
 			// router, in one launch: the host next waits for both.
 			if err := compute.Launch(kernel, one, expertsThenAttention...); err != nil {
-				return Row{}, err
+				return Row{}, rotary.Stats{}, err
 			}
 			layers++
 			// The next layer's experts are copied while this one computes,
@@ -404,15 +423,15 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 			// Released before the kernel is done, with no event: the next
 			// Acquire of any layer comes after the next Synchronize.
 			if err := rt.Release(&set, nil); err != nil {
-				return Row{}, err
+				return Row{}, rotary.Stats{}, err
 			}
 		}
 	}
 	if err := compute.Synchronize(ctx); err != nil {
-		return Row{}, err
+		return Row{}, rotary.Stats{}, err
 	}
 	if pf != nil && pf.Err() != nil {
-		return Row{}, pf.Err()
+		return Row{}, rotary.Stats{}, pf.Err()
 	}
 	elapsed := dev.Now() - start
 	busy := cfg.Attention + time.Duration(layers)*(cfg.Experts+cfg.Attention)
@@ -443,7 +462,7 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	if elapsed > 0 {
 		row.TokensPerSecond = tokens / elapsed.Seconds()
 	}
-	return row, nil
+	return row, s, nil
 }
 
 // JSON returns the report as indented JSON.

@@ -156,3 +156,28 @@ func TestSimulatePrefetch(t *testing.T) {
 	_, err = Simulate(bg, m, tr, Config{Budgets: []Budget{{Slots: 8}}, Policies: []Policy{failing}})
 	assert.ErrorContains(t, err, "broken")
 }
+
+// TestSimulateSlotsByMisses gives the slots to the layer that misses: layer
+// 1 routes over 16 experts, layer 2 always to its first 4. (Were layer 2 to
+// route over 5, its working set of 4 slots would miss where the even split's
+// 8 did not: misses measured at one size do not say what another costs.)
+func TestSimulateSlotsByMisses(t *testing.T) {
+	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256}
+	m := shapeModel(t, shape)
+	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
+	wide, err := SyntheticTrace(id, 400, Routing{RepeatNext: 0.3, RepeatWithin8: 0.6, Coverage90: 0.8, TopShare: 0.1}, 1)
+	require.NoError(t, err)
+	tr, err := profile.NewTrace(id)
+	require.NoError(t, err)
+	for tok := range wide.Tokens() {
+		require.Equal(t, tok, tr.AddToken())
+		require.NoError(t, tr.Set(tok, 1, wide.AppendExperts(nil, tok, 1), nil))
+		require.NoError(t, tr.Set(tok, 2, []int32{0, 1, 2, 3}, nil))
+	}
+	rep, err := Simulate(bg, m, tr, Config{Budgets: []Budget{{Slots: 8}}, Policies: []Policy{
+		{Name: "LRU", Policy: rotary.LRU}, {Name: "LRU by misses", Policy: rotary.LRU, SlotsByMisses: true}}})
+	require.NoError(t, err)
+	even, byMisses := rep.Rows[0], rep.Rows[1]
+	assert.Equal(t, 8.0, byMisses.Slots, "the same slots in all")
+	assert.Greater(t, byMisses.HitRate, even.HitRate+0.05)
+}
