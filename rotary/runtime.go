@@ -11,6 +11,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
 	"go.uber.org/zap"
 )
 
@@ -901,6 +902,113 @@ func (r *Runtime) PrefetchN(layer int, ids []int, n int) (int, error) {
 	return queued, err
 }
 
+// Repin changes the pinned experts to hot's, keeping each layer's number of
+// pinned slots: a layer pins the first of hot's experts for it (as many as
+// it has pinned slots), those already pinned staying in place. Each new one
+// is copied from pinned host memory into the slot of an expert that leaves,
+// after the work reading that slot (Release events), on the copy stream;
+// Acquires of it wait for the copy. An expert that is held by a Set, or
+// leaves a dynamic slot a Set holds, stays as it is until a later Repin. It
+// returns how many experts it moved. A layer hot names no experts for keeps
+// its pinned set.
+//
+// It lets a run re-pin its hot set from a live profile.Recorder instead of
+// keeping the one chosen at Open.
+func (r *Runtime) Repin(ctx context.Context, hot *profile.HotSet) (int, error) {
+	if err := r.enter(); err != nil {
+		return 0, err
+	}
+	defer r.mu.RUnlock()
+	if hot == nil || len(hot.Layers) != len(r.layers) {
+		return 0, fmt.Errorf("%w: a hot set of %d layers for a model of %d", ErrInvalid, hotLayers(hot), len(r.layers))
+	}
+	moved := 0
+	for _, ls := range r.moe {
+		n, err := r.repin(ctx, ls, hot.Layers[ls.index].Experts)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+func hotLayers(h *profile.HotSet) int {
+	if h == nil {
+		return 0
+	}
+	return len(h.Layers)
+}
+
+func (r *Runtime) repin(ctx context.Context, ls *layerState, want []int) (int, error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, e := range want {
+		if e < 0 || e >= ls.experts {
+			return 0, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, e, ls.index, ls.experts)
+		}
+	}
+	want = want[:min(len(want), ls.pinned)]
+	ls.stamp++
+	for _, e := range want {
+		ls.mark[e] = ls.stamp
+	}
+	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
+	next := 0 // the next of want to consider
+	for s := 0; s < ls.pinned && next < len(want); s++ {
+		if old := ls.expertIn[s]; old >= 0 && ls.mark[old] == ls.stamp || ls.held[s] > 0 {
+			continue // stays pinned, or in use
+		}
+		for ; next < len(want); next++ {
+			e := want[next]
+			d := int(ls.slotOf[e])
+			if d >= 0 && d < ls.pinned || d >= 0 && ls.held[d] > 0 {
+				continue // pinned already, or held in a dynamic slot
+			}
+			if d >= 0 { // leaves its dynamic slot, empty now
+				ls.expertIn[d], ls.slotOf[e], ls.ready[d], ls.fetched[d] = -1, -1, batchRef{}, false
+			}
+			break
+		}
+		if next == len(want) {
+			break
+		}
+		if old := ls.expertIn[s]; old >= 0 {
+			ls.slotOf[old] = -1
+		}
+		e := want[next]
+		next++
+		ls.expertIn[s], ls.slotOf[e] = int32(e), int32(s)
+		ls.missIDs, ls.missSlots = append(ls.missIDs, e), append(ls.missSlots, s)
+	}
+	if len(ls.missIDs) == 0 {
+		return 0, nil
+	}
+	ls.copyWaits = ls.copyWaits[:0]
+	for _, s := range ls.missSlots {
+		for _, f := range ls.fences[s] {
+			if done, err := f.Query(); !done && err == nil {
+				ls.copyWaits = append(ls.copyWaits, f)
+			}
+		}
+		ls.fences[s] = ls.fences[s][:0]
+		ls.held[s]++
+	}
+	_, queued, err := r.fill(ctx, ls, ls.missIDs, ls.missSlots, ls.copyWaits, nil)
+	for i, s := range ls.missSlots {
+		ls.held[s]--
+		if i >= queued { // not copied: the slot is empty
+			ls.expertIn[s], ls.slotOf[ls.missIDs[i]], ls.ready[s] = -1, -1, batchRef{}
+		}
+	}
+	ls.wake()
+	ls.counts.bytes += int64(queued) * ls.expertBytes
+	if err != nil {
+		return queued, fmt.Errorf("rotary: re-pinning layer %d: %w", ls.index, err)
+	}
+	return queued, nil
+}
+
 // noWait is a context that is done: calls given it do not block.
 var noWait = func() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -925,8 +1033,8 @@ func (r *Runtime) Release(s *Set, event cuda.Event) error {
 	defer ls.mu.Unlock()
 	for _, v := range s.Experts {
 		ls.held[v.Slot]--
-		if event != nil && v.Slot >= ls.pinned {
-			ls.fence(v.Slot, event)
+		if event != nil {
+			ls.fence(v.Slot, event) // pinned slots too: Repin overwrites them
 		}
 	}
 	ls.wake()

@@ -815,3 +815,48 @@ func TestOpenCancelled(t *testing.T) {
 	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
 	assert.Equal(t, cuda.Stats{}, dev.Stats())
 }
+
+// TestRepin changes the pinned experts of a running runtime: one moves from
+// a dynamic slot into a pinned one with its bytes, one stays, a held one
+// waits for a later Repin.
+func TestRepin(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	hot := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{0, 1}}}}
+	rt := openRuntime(t, m, dev, WithSlots(4), WithHotSet(hot))
+	set, err := rt.Acquire(bg, 1, []int{2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+
+	again := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{3, 0, 7}}}}
+	n, err := rt.Repin(bg, again)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "3 replaces 1; 0 stays; 7 is one too many")
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 3}, r.ExpertIn[:2])
+	assert.Equal(t, int32(-1), r.SlotOf[1])
+	assert.Equal(t, int32(-1), r.SlotOf[7])
+	checkTables(t, rt, 1, []int{0, 3})
+	require.NoError(t, dev.Synchronize(bg))
+	set, err = rt.Acquire(bg, 1, []int{3}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, set.Experts[0].Slot)
+	assert.Equal(t, fileBytes(t, m, 1, 3), viewBytes(t, dev, set.Experts[0]))
+
+	// 3 is held: 5 cannot take its slot yet.
+	back := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{0, 5}}}}
+	n, err = rt.Repin(bg, back)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	require.NoError(t, rt.Release(set, nil))
+	n, err = rt.Repin(bg, back)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	checkTables(t, rt, 1, []int{0, 5})
+
+	_, err = rt.Repin(bg, &profile.HotSet{Layers: []profile.LayerHotSet{{}}})
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = rt.Repin(bg, &profile.HotSet{Layers: []profile.LayerHotSet{{}, {Experts: []int{99}}}})
+	assert.ErrorIs(t, err, ErrExpertRange)
+}

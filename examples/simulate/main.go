@@ -80,7 +80,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(experts.Presets(), ", ")+") or GGUF file")
 		slotsFlag  = flag.String("slots", "", "slots per layer to compare, e.g. 8,16,32")
 		vramFlag   = flag.String("vram", "", "VRAM budgets to compare, e.g. 6GiB,8GiB,16GiB")
-		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare (and lru-by-misses: each layer's slots sized by its misses)")
+		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare (also lru-by-misses: each layer's slots sized by its misses; pinned+lru-live: re-pinned every -repin tokens)")
+		repin      = flag.Int("repin", 256, "tokens between re-pins of pinned+lru-live, from the run's own routing")
 		tokens     = flag.Int("tokens", 2000, "tokens of the synthetic trace (without -trace)")
 		seed       = flag.Uint64("seed", 1, "seed of the synthetic trace")
 		dims       = flag.String("expert-dims", "", "embedding,expert-FFN of a trace's model (known traces have defaults)")
@@ -163,7 +164,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.Budgets, err = budgets(*slotsFlag, *vramFlag); err != nil {
 		return err
 	}
-	if cfg.Policies, err = pickPolicies(*policies, tr); err != nil {
+	if *repin <= 0 {
+		return fmt.Errorf("-repin %d is not positive", *repin)
+	}
+	if cfg.Policies, err = pickPolicies(*policies, tr, *repin); err != nil {
 		return err
 	}
 	if *prefetches != "" {
@@ -290,13 +294,14 @@ func budgets(slots, vram string) ([]sim.Budget, error) {
 	return out, nil
 }
 
-func pickPolicies(list string, tr *profile.Trace) ([]sim.Policy, error) {
-	all := append(sim.DefaultPolicies(tr), sim.Policy{Name: "LRU-by-misses", Policy: rotary.LRU, SlotsByMisses: true})
+func pickPolicies(list string, tr *profile.Trace, repin int) ([]sim.Policy, error) {
+	all := append(sim.DefaultPolicies(tr), sim.Policy{Name: "LRU-by-misses", Policy: rotary.LRU, SlotsByMisses: true},
+		sim.Policy{Name: "pinned+LRU-live", Policy: rotary.LRU, Pinned: true, RepinEvery: repin})
 	var out []sim.Policy
 	for name := range strings.SplitSeq(list, ",") {
 		i := slices.IndexFunc(all, func(p sim.Policy) bool { return strings.EqualFold(p.Name, strings.TrimSpace(name)) })
 		if i < 0 {
-			return nil, fmt.Errorf("-policies: unknown policy %q (lru, lfu, pinned+lru, belady, lru-by-misses)", name)
+			return nil, fmt.Errorf("-policies: unknown policy %q (lru, lfu, pinned+lru, belady, lru-by-misses, pinned+lru-live)", name)
 		}
 		out = append(out, all[i])
 	}

@@ -79,6 +79,11 @@ type Policy struct {
 	// Pinned pins the hot set (Config.PinFraction of the budget) and
 	// evicts the dynamic slots with Policy.
 	Pinned bool
+	// RepinEvery, with Pinned, re-pins the hot set every so many tokens
+	// from a profile.Recorder fed by the run itself (rotary.Runtime.Repin):
+	// each layer pins its most selected experts over those tokens, as many
+	// as it has pinned slots. 0: the hot set chosen at the start stays.
+	RepinEvery int
 	// SlotsByMisses sizes each layer's slots by its misses
 	// (rotary.WithSlotShares), measured in a first run of the policy with
 	// the same number of slots in every layer, on the same trace: an
@@ -381,9 +386,23 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	var set rotary.Set
 	var layers int // MoE layers computed since start
 	routed := t.RoutedLayers()
+	var live *profile.Recorder
+	if p.Pinned && p.RepinEvery > 0 {
+		if live, err = profile.NewRecorder(t.Model()); err != nil {
+			return Row{}, rotary.Stats{}, err
+		}
+	}
 	for tok := range t.Tokens() {
 		if tok%1024 == 0 && ctx.Err() != nil {
 			return Row{}, rotary.Stats{}, ctx.Err()
+		}
+		if live != nil && tok > 0 && tok%p.RepinEvery == 0 {
+			if _, err := rt.Repin(ctx, hotSetOf(rt.Plan(), live.Profile())); err != nil {
+				return Row{}, rotary.Stats{}, err
+			}
+			if live, err = profile.NewRecorder(t.Model()); err != nil {
+				return Row{}, rotary.Stats{}, err
+			}
 		}
 		if tok == cfg.Warmup && tok > 0 {
 			if err := compute.Synchronize(ctx); err != nil {
@@ -408,6 +427,11 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 			}
 			if err := rt.AcquireInto(ctx, l, ids, compute, &set); err != nil {
 				return Row{}, rotary.Stats{}, err
+			}
+			if live != nil {
+				if err := live.Record(l, ids32, nil); err != nil {
+					return Row{}, rotary.Stats{}, err
+				}
 			}
 			// This layer's experts, then the next layer's attention and
 			// router, in one launch: the host next waits for both.
@@ -502,6 +526,17 @@ func (r *Report) String() string {
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// hotSetOf returns, for each layer of plan, its most selected experts in
+// prof, as many as the layer has pinned.
+func hotSetOf(plan *rotary.Plan, prof *profile.Profile) *profile.HotSet {
+	h := &profile.HotSet{Mode: profile.PerLayer, Layers: make([]profile.LayerHotSet, len(prof.Layers))}
+	for _, lp := range plan.Layers {
+		ranked := prof.Layers[lp.Layer].Ranked()
+		h.Layers[lp.Layer].Experts = ranked[:min(len(lp.Pinned), len(ranked))]
+	}
+	return h
 }
 
 // modelName names a model in reports: its name, else its architecture.

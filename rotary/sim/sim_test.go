@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -180,4 +181,39 @@ func TestSimulateSlotsByMisses(t *testing.T) {
 	even, byMisses := rep.Rows[0], rep.Rows[1]
 	assert.Equal(t, 8.0, byMisses.Slots, "the same slots in all")
 	assert.Greater(t, byMisses.HitRate, even.HitRate+0.05)
+}
+
+// TestSimulateRepin re-pins from the run's own routing: in a trace whose
+// three hot experts change halfway, beside cold ones drawn at random, it
+// beats the hot set fixed on the first half.
+func TestSimulateRepin(t *testing.T) {
+	shape := experts.ModelShape{Arch: "llama", Layers: 2, MoELayers: []int{0, 1}, Experts: 32, TopK: 2, Embedding: 256, ExpertFFN: 256}
+	m := shapeModel(t, shape)
+	id := profile.ModelID{Arch: "llama", Layers: 2, Experts: 32, ExpertsUsed: 2}
+	tr, err := profile.NewTrace(id)
+	require.NoError(t, err)
+	rec, err := profile.NewRecorder(id)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for tok := range 1000 {
+		require.Equal(t, tok, tr.AddToken())
+		hot := int32(tok % 3)
+		if tok >= 500 {
+			hot += 16
+		}
+		for l := range 2 {
+			ids := []int32{hot, int32(3 + rng.IntN(13))}
+			require.NoError(t, tr.Set(tok, l, ids, nil))
+			if tok < 500 {
+				require.NoError(t, rec.Record(l, ids, nil))
+			}
+		}
+	}
+	rep, err := Simulate(bg, m, tr, Config{Budgets: []Budget{{Slots: 6}}, Profile: rec.Profile(), Policies: []Policy{
+		{Name: "pinned+LRU", Policy: rotary.LRU, Pinned: true},
+		{Name: "pinned+LRU live", Policy: rotary.LRU, Pinned: true, RepinEvery: 50}}})
+	require.NoError(t, err)
+	fixed, live := rep.Rows[0], rep.Rows[1]
+	assert.Equal(t, 3.0, live.Pinned)
+	assert.Greater(t, live.HitRate, fixed.HitRate+0.1)
 }
