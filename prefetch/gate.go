@@ -3,6 +3,8 @@ package prefetch
 import (
 	"fmt"
 	"math"
+
+	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
 
 // A Gate applies a layer's router to a hidden state. On the CPU it is a
@@ -89,25 +91,7 @@ func (g *MatrixGate) Logits(layer int, x []float32, logits []float32) error {
 	}
 	w := g.w[layer]
 	for e := range logits {
-		logits[e] = dot(w[e*g.dim:(e+1)*g.dim], x)
+		logits[e] = cpu.Dot(w[e*g.dim:(e+1)*g.dim], x)
 	}
 	return nil
-}
-
-// dot is a dot product with four accumulators, which lets the CPU overlap
-// the adds.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return s0 + s1 + s2 + s3
 }
