@@ -105,6 +105,9 @@ func New(rt *rotary.Runtime, p Predictor, opts ...Option) (*Prefetcher, error) {
 		}
 	}
 	plan := rt.Plan()
+	if len(plan.Layers) == 0 {
+		return nil, fmt.Errorf("%w: the runtime's model routes no layer", ErrInvalid)
+	}
 	var layers []int
 	last := plan.Layers[len(plan.Layers)-1].Layer
 	f := &Prefetcher{rt: rt, pred: p, log: c.log, m: c.m, budget: c.budget,
