@@ -2,9 +2,10 @@ package prefetch
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/rotary-moe/rotary/rotary"
-	"go.uber.org/zap"
 )
 
 // Prefetcher moves the experts a predictor expects the next layer to route
@@ -24,7 +25,7 @@ type Prefetcher struct {
 	rt     *rotary.Runtime
 	pred   Predictor
 	hist   *History
-	log    *zap.Logger
+	log    *slog.Logger
 	m      int
 	budget int64   // bytes per token, 0: no limit
 	share  int64   // budget per routed layer
@@ -42,7 +43,7 @@ type Option func(*config) error
 type config struct {
 	m      int
 	budget int64
-	log    *zap.Logger
+	log    *slog.Logger
 }
 
 // WithCandidates sets how many experts each prediction names (default: the
@@ -83,7 +84,7 @@ func WithBudget(bytesPerToken int64) Option {
 
 // WithLogger sets the logger the error that turns prefetching off goes to
 // (default: none).
-func WithLogger(log *zap.Logger) Option {
+func WithLogger(log *slog.Logger) Option {
 	return func(c *config) error {
 		if log == nil {
 			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
@@ -98,7 +99,7 @@ func New(rt *rotary.Runtime, p Predictor, opts ...Option) (*Prefetcher, error) {
 	if rt == nil || p == nil {
 		return nil, fmt.Errorf("%w: New needs a runtime and a predictor", ErrInvalid)
 	}
-	c := config{log: zap.NewNop()}
+	c := config{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
@@ -144,7 +145,7 @@ func (f *Prefetcher) Routed(layer int, ids []int, hidden []float32) {
 	}
 	if err := f.routed(layer, ids, hidden); err != nil {
 		f.err = fmt.Errorf("prefetch: after layer %d: %w", layer, err)
-		f.log.Warn("prefetch: turned off", zap.Error(f.err))
+		f.log.Warn("prefetch: turned off", "err", f.err)
 	}
 }
 

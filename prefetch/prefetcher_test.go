@@ -1,15 +1,16 @@
 package prefetch
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 // decode replays tr through rt as a host-driven decoder would, calling the
@@ -97,14 +98,15 @@ func (f *failing) Predict(_ *History, _, _ int, scores []float32) error {
 func TestPrefetcherTurnsOff(t *testing.T) {
 	m := chainModel(t)
 	rt := openRuntime(t, m, rotary.WithSlots(4))
-	core, logs := observer.New(zap.WarnLevel)
+	var logs bytes.Buffer
 	pred := &failing{n: 5}
-	f, err := New(rt, pred, WithLogger(zap.New(core)))
+	f, err := New(rt, pred, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	s := decode(t, rt, chainTrace(t, 20, 0, 1), f)
 	assert.ErrorIs(t, f.Err(), errPredict)
 	assert.Equal(t, 5, pred.calls, "no call after the failure")
-	assert.Equal(t, 1, logs.Len(), "logged once")
+	assert.Equal(t, 1, strings.Count(logs.String(), "prefetch: turned off"), "logged once")
+	assert.Contains(t, logs.String(), "predictor broke")
 	assert.Equal(t, uint64(20*4*2), s.VRAM.Hits+s.VRAM.Misses, "decoding went on")
 
 	_, err = New(nil, pred)
