@@ -144,17 +144,13 @@ func (t *Transition) Predict(h *History, layer, next int, scores []float32) erro
 		if probs == nil || w == 0 {
 			continue
 		}
-		for _, i := range h.Current(h.Before(next, d+1)) {
+		ids := h.Current(h.Before(next, d+1))
+		for _, i := range ids {
 			if i < 0 || i >= n {
 				return fmt.Errorf("%w: expert %d of %d", ErrInvalid, i, n)
 			}
-			row := probs[i*n : (i+1)*n]
-			s := scores[:len(row)] // one bounds check, not one per expert
-			c := w * float32(logStep)
-			for j, q := range row {
-				s[j] += c * float32(q)
-			}
 		}
+		addRows(scores, w*float32(logStep), probs, ids)
 	}
 	if t.recency > 0 {
 		for _, j := range h.Previous(next) {
@@ -171,6 +167,25 @@ func (t *Transition) Predict(h *History, layer, next int, scores []float32) erro
 		scores[j] = expNeg(x - top)
 	}
 	return nil
+}
+
+// addRows adds c times rows ids of the table tab (len(s) bytes each) to s,
+// four rows at a time: one integer sum, conversion and pass over s for
+// four rows instead of four.
+func addRows(s []float32, c float32, tab []uint8, ids []int) {
+	n := len(s)
+	for ; len(ids) >= 4; ids = ids[4:] {
+		r0, r1, r2, r3 := tab[ids[0]*n:][:n], tab[ids[1]*n:][:n], tab[ids[2]*n:][:n], tab[ids[3]*n:][:n]
+		for j := range s {
+			s[j] += c * float32(int32(r0[j])+int32(r1[j])+int32(r2[j])+int32(r3[j]))
+		}
+	}
+	for _, i := range ids {
+		r := tab[i*n:][:n]
+		for j := range s {
+			s[j] += c * float32(r[j])
+		}
+	}
 }
 
 // expNeg approximates e^x for x <= 0 within 6%, monotonically, by writing
