@@ -30,19 +30,21 @@ func TestMain(m *testing.M) {
 type backend struct {
 	name    string
 	kernels bool // whether launched kernels run and change memory
-	open    func(t *testing.T, opts ...Option) Device
+	open    func(t *testing.T, opts ...SharedOption) Device
 }
 
 var testBackends = []backend{
-	{name: "host", kernels: true, open: openHost},
-	{name: "host-virtual", kernels: true, open: func(t *testing.T, opts ...Option) Device {
-		return openHost(t, append(opts, WithVirtualClock(), WithTiming(TimingH200))...)
+	{name: "host", kernels: true, open: func(t *testing.T, opts ...SharedOption) Device {
+		return openHost(t, hostOptions(opts)...)
 	}},
-	{name: "cuda-fake", open: func(t *testing.T, opts ...Option) Device {
-		d, _, _ := openFake(t, opts...)
+	{name: "host-virtual", kernels: true, open: func(t *testing.T, opts ...SharedOption) Device {
+		return openHost(t, append(hostOptions(opts), WithVirtualClock(), WithTiming(TimingH200))...)
+	}},
+	{name: "cuda-fake", open: func(t *testing.T, opts ...SharedOption) Device {
+		d, _, _ := openFake(t, asOptions(opts)...)
 		return d
 	}},
-	{name: "cuda", kernels: true, open: openGPU},
+	{name: "cuda", kernels: true, open: func(t *testing.T, opts ...SharedOption) Device { return openGPU(t, asOptions(opts)...) }},
 }
 
 func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
@@ -51,7 +53,24 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 	}
 }
 
-func openHost(t *testing.T, opts ...Option) Device {
+// asOptions and hostOptions hand shared options to Open and NewHost.
+func asOptions(opts []SharedOption) []Option {
+	out := make([]Option, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
+
+func hostOptions(opts []SharedOption) []HostOption {
+	out := make([]HostOption, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
+
+func openHost(t *testing.T, opts ...HostOption) Device {
 	d, err := NewHost(opts...)
 	require.NoError(t, err)
 	return d
@@ -62,7 +81,7 @@ func openHost(t *testing.T, opts ...Option) Device {
 // that closing the device left nothing behind in the driver.
 func openFake(t *testing.T, opts ...Option) (*cudaDevice, *fakeDriver, *fakeCompiler) {
 	drv, comp := newFakeDriver(), &fakeCompiler{supports: []int{75, 80, 90}}
-	cfg, err := newConfig(BackendCUDA, append([]Option{WithCacheDir(t.TempDir())}, opts...))
+	cfg, err := newCUDAConfig(append([]Option{WithCacheDir(t.TempDir())}, opts...))
 	require.NoError(t, err)
 	d, err := openDevice(drv, func() (compiler, error) { return comp, nil }, 0, cfg)
 	require.NoError(t, err)

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
-
-	"go.uber.org/zap"
 )
 
 // cudaDevice is a Device on a GPU, using the device's primary context: it is
@@ -16,7 +15,7 @@ type cudaDevice struct {
 	drv      driver
 	compiler func() (compiler, error)
 	cfg      config
-	log      *zap.Logger
+	log      *slog.Logger
 	dev      cuDevice
 	ctx      cuContext
 	info     Info
@@ -39,10 +38,11 @@ var _ Device = (*cudaDevice)(nil)
 
 // Open opens CUDA device ordinal, loading the driver on first use. Without a
 // driver it fails with ErrNoDriver, naming the libraries it tried; without
-// such a device, with ErrNoDevice. Host-backend options fail with
-// ErrInvalidValue. NVRTC is loaded by the first Load.
+// such a device, with ErrNoDevice. It takes Options: the shared ones and
+// WithCacheDir (the host backend's own options do not compile here). NVRTC
+// is loaded by the first Load.
 func Open(ctx context.Context, ordinal int, opts ...Option) (Device, error) {
-	cfg, err := newConfig(BackendCUDA, opts)
+	cfg, err := newCUDAConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func openDevice(drv driver, loadCompiler func() (compiler, error), ordinal int, 
 	if d.dev, err = drv.deviceGet(ordinal); err != nil {
 		return nil, fmt.Errorf("cuda: Open(%d): %w", ordinal, err)
 	}
-	info := Info{Backend: BackendCUDA, Ordinal: ordinal}
+	info := Info{Kind: KindCUDA, Ordinal: ordinal}
 	if info.DriverVersion, err = drv.driverVersion(); err != nil {
 		return nil, err
 	}
@@ -97,15 +97,15 @@ func openDevice(drv driver, loadCompiler func() (compiler, error), ordinal int, 
 	d.led = newLedger(capacity, cfg.allocFault)
 	dir, err := cacheDir(cfg)
 	if err != nil {
-		d.log.Warn("cuda: kernel disk cache off", zap.Error(err))
+		d.log.Warn("cuda: kernel disk cache off", slog.Any("err", err))
 	}
 	d.kernels = newKernelCache(dir)
 	if d.ctx, err = drv.primaryCtxRetain(d.dev); err != nil {
 		return nil, fmt.Errorf("cuda: Open(%d): %w", ordinal, err)
 	}
-	d.log.Info("cuda: device opened", zap.Int("ordinal", ordinal), zap.String("name", info.Name),
-		zap.Int("cc_major", info.ComputeMajor), zap.Int("cc_minor", info.ComputeMinor),
-		zap.Int64("memory", info.TotalMemory), zap.Int("driver", info.DriverVersion), zap.String("kernel_cache", dir))
+	d.log.Info("cuda: device opened", slog.Int("ordinal", ordinal), slog.String("name", info.Name),
+		slog.Int("cc_major", info.ComputeMajor), slog.Int("cc_minor", info.ComputeMinor),
+		slog.Int64("memory", info.TotalMemory), slog.Int("driver", info.DriverVersion), slog.String("kernel_cache", dir))
 	return d, nil
 }
 
@@ -377,8 +377,8 @@ func (d *cudaDevice) Close() error {
 		}
 	}
 	errs = append(errs, d.drv.primaryCtxRelease(d.dev))
-	d.log.Info("cuda: device closed", zap.Int("buffers", len(allocs)), zap.Int("host_buffers", len(hosts)),
-		zap.Int("streams", nStreams), zap.Int("events", nEvents), zap.Int("modules", nModules))
+	d.log.Info("cuda: device closed", slog.Int("buffers", len(allocs)), slog.Int("host_buffers", len(hosts)),
+		slog.Int("streams", nStreams), slog.Int("events", nEvents), slog.Int("modules", nModules))
 	return errors.Join(errs...)
 }
 

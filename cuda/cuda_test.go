@@ -18,7 +18,7 @@ import (
 
 func TestCUDAOpen(t *testing.T) {
 	d, drv, _ := openFake(t)
-	assert.Equal(t, Info{Backend: BackendCUDA, Name: "Fake GPU", ComputeMajor: 9, TotalMemory: 1 << 30, DriverVersion: 13000}, d.Info())
+	assert.Equal(t, Info{Kind: KindCUDA, Name: "Fake GPU", ComputeMajor: 9, TotalMemory: 1 << 30, DriverVersion: 13000}, d.Info())
 	assert.Equal(t, 1, drv.retained)
 	require.NoError(t, d.Close())
 	assert.Equal(t, 0, drv.retained, "Close releases the primary context")
@@ -30,7 +30,7 @@ func TestCUDAOpen(t *testing.T) {
 	assert.Equal(t, int64(1<<30), large.Info().TotalMemory, "a capacity beyond the device is the device")
 	require.NoError(t, large.Close())
 
-	cfg, err := newConfig(BackendCUDA, nil)
+	cfg, err := newCUDAConfig(nil)
 	require.NoError(t, err)
 	_, err = openDevice(newFakeDriver(), nil, 1, cfg)
 	assert.ErrorIs(t, err, ErrNoDevice)
@@ -177,7 +177,7 @@ func TestCUDALoadCompilesAndCaches(t *testing.T) {
 	require.NoError(t, err)
 
 	// No NVRTC: a cached program still loads, a new one cannot.
-	cfg, err := newConfig(BackendCUDA, []Option{WithCacheDir(dir)})
+	cfg, err := newCUDAConfig([]Option{WithCacheDir(dir)})
 	require.NoError(t, err)
 	drv := newFakeDriver()
 	d5, err := openDevice(drv, func() (compiler, error) { return nil, ErrNoNVRTC }, 0, cfg)

@@ -83,8 +83,11 @@ type compiler interface {
 	version() int
 	// archs are the SM architectures it compiles for, e.g. 75, 80, 90.
 	archs() []int
+	// library is the file it was loaded from, e.g. "libnvrtc.so.11.2".
+	library() string
 	// compile compiles source with options (which name the architecture) and
-	// returns a CUBIN, or PTX when ptx is set, and the compiler's log. A
-	// rejected program is an error with the log beside it.
-	compile(name, source string, options []string, ptx bool) (image []byte, log string, err error)
+	// returns the PTX (NUL-terminated, as the driver loads it), the CUBIN when
+	// cubin is set (the architecture must then be a real one, sm_XX) and the
+	// compiler's log. A rejected program is an error with the log beside it.
+	compile(name, source string, options []string, cubin bool) (ptx, image []byte, log string, err error)
 }

@@ -78,7 +78,7 @@ func TestCheckRange(t *testing.T) {
 }
 
 func TestBackendString(t *testing.T) {
-	assert.Equal(t, "host", BackendHost.String())
-	assert.Equal(t, "cuda", BackendCUDA.String())
-	assert.Equal(t, "Backend(7)", Backend(7).String())
+	assert.Equal(t, "host", KindHost.String())
+	assert.Equal(t, "cuda", KindCUDA.String())
+	assert.Equal(t, "Kind(7)", Kind(7).String())
 }

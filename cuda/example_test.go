@@ -84,7 +84,7 @@ func ExampleOpen() {
 		log.Fatal(err)
 	}
 	defer dev.Close()
-	fmt.Println(dev.Info().Backend)
+	fmt.Println(dev.Info().Kind)
 }
 
 // Simulate in virtual time how a copy on one stream overlaps a kernel on

@@ -507,16 +507,20 @@ type fakeCompiler struct {
 	options  [][]string
 }
 
-func (c *fakeCompiler) version() int { return 13000 }
-func (c *fakeCompiler) archs() []int { return c.supports }
+func (c *fakeCompiler) version() int    { return 13000 }
+func (c *fakeCompiler) archs() []int    { return c.supports }
+func (c *fakeCompiler) library() string { return "fake" }
 
-func (c *fakeCompiler) compile(name, source string, options []string, _ bool) ([]byte, string, error) {
+func (c *fakeCompiler) compile(name, source string, options []string, cubin bool) (ptx, image []byte, log string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.compiles++
 	c.options = append(c.options, options)
 	if i := strings.Index(source, "#error"); i >= 0 {
-		return nil, name + "(1): error: " + source[i:], fmt.Errorf("cuda: nvrtcCompileProgram: NVRTC_ERROR_COMPILATION (6)")
+		return nil, nil, name + "(1): error: " + source[i:], fmt.Errorf("cuda: nvrtcCompileProgram: NVRTC_ERROR_COMPILATION (6)")
 	}
-	return []byte(source), "", nil
+	if cubin {
+		image = []byte(source)
+	}
+	return []byte(source), image, "", nil
 }

@@ -23,7 +23,7 @@ var testTiming = Timing{
 
 const us = time.Microsecond
 
-func newHost(t *testing.T, opts ...Option) *HostDevice {
+func newHost(t *testing.T, opts ...HostOption) *HostDevice {
 	t.Helper()
 	h, err := NewHost(opts...)
 	require.NoError(t, err)
@@ -284,7 +284,7 @@ func TestCopyFaults(t *testing.T) {
 
 func TestHostKernelFailures(t *testing.T) {
 	for _, virtual := range []bool{false, true} {
-		var opts []Option
+		var opts []HostOption
 		if virtual {
 			opts = append(opts, WithVirtualClock())
 		}
@@ -333,14 +333,18 @@ func TestSynchronizeHonoursContext(t *testing.T) {
 func TestHostLoadChecksNames(t *testing.T) {
 	h := newHost(t)
 	ctx := context.Background()
+	// shift is not extern "C": no GPU module exports it by name, so the
+	// emulator does not run it either.
 	src := `extern "C" __global__ void __launch_bounds__(256) scale(float *x, float k, int n) {}
-extern "C" __global__ void shift(float *x) {}`
+__global__ void shift(float *x) {}`
 	ok := func(*HostLaunch) error { return nil }
 
 	_, err := h.Load(ctx, &Program{Name: "p", Source: src, Host: map[string]HostKernel{"scale": ok, "scal": ok}})
 	assert.ErrorIs(t, err, ErrNotFound, "a Go kernel the source does not declare")
-	_, err = h.Load(ctx, &Program{Name: "p", Source: src})
-	assert.ErrorIs(t, err, ErrInvalidValue, "no Go kernels")
+	_, err = h.Load(ctx, &Program{Name: "p"})
+	assert.ErrorIs(t, err, ErrInvalidValue, "no kernels at all")
+	_, err = h.Load(ctx, &Program{Name: "p", Source: "__global__ void shift(float *x) {}"})
+	assert.ErrorIs(t, err, ErrInvalidValue, "no extern \"C\" kernel to emulate")
 	_, err = h.Load(ctx, nil)
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = h.Load(ctx, &Program{Name: "p", Host: map[string]HostKernel{"x": nil}})
@@ -350,7 +354,7 @@ extern "C" __global__ void shift(float *x) {}`
 	require.NoError(t, err)
 	_, err = m.Kernel("shift")
 	assert.ErrorIs(t, err, ErrNotFound)
-	assert.ErrorContains(t, err, "without a Go implementation")
+	assert.ErrorContains(t, err, "not extern \"C\"")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -381,21 +385,31 @@ func TestHostBytesAndClock(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidHandle, "an event never recorded has no time")
 }
 
-func TestOptionsApplyToTheirBackend(t *testing.T) {
-	_, err := NewHost(WithCacheDir(t.TempDir()))
+// The option kinds, checked by the compiler: the shared options serve both
+// constructors, the others one (Open(ctx, 0, WithVirtualClock()) does not
+// compile).
+var (
+	_ SharedOption = WithCapacity(0)
+	_ SharedOption = WithLogger(nil)
+	_ SharedOption = WithAllocFault(nil)
+	_ SharedOption = WithCacheDir("")
+	_ HostOption   = WithVirtualClock()
+	_ HostOption   = WithSchedule(ScheduleReverse)
+	_ HostOption   = WithEmulatorWorkers(2)
+)
+
+func TestOptionValues(t *testing.T) {
+	_, err := NewHost(WithCapacity(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
-	for _, o := range []Option{WithVirtualClock(), WithTiming(testTiming), WithoutData(), WithCopyFault(nil), WithAsyncCopyFault(nil)} {
-		_, err = Open(context.Background(), 0, o)
-		assert.ErrorIs(t, err, ErrInvalidValue, o.name())
-		assert.ErrorContains(t, err, o.name())
-	}
-	_, err = NewHost(WithCapacity(-1))
+	_, err = NewHost(WithEmulatorWorkers(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = NewHost(WithTiming(Timing{CopyLatency: -1}))
 	assert.ErrorIs(t, err, ErrInvalidValue)
+	_, err = newCUDAConfig([]Option{WithCapacity(-1)})
+	assert.ErrorIs(t, err, ErrInvalidValue)
 	h, err := NewHost(nil, WithLogger(nil))
 	require.NoError(t, err)
-	assert.Equal(t, Info{Backend: BackendHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
+	assert.Equal(t, Info{Kind: KindHost, Name: "host", TotalMemory: defaultHostCapacity}, h.Info())
 	require.NoError(t, h.Close())
 }
 

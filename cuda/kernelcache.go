@@ -8,13 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // kernelCache keeps compiled images by key, in memory and, when it has a
@@ -170,7 +169,7 @@ func (d *cudaDevice) Load(ctx context.Context, p *Program) (Module, error) {
 		}
 		// A cached image the driver rejects (a driver update the key did
 		// not capture, say) is compiled afresh, once.
-		d.log.Warn("cuda: cached kernel image rejected; compiling", zap.String("program", p.Name), zap.Error(err))
+		d.log.Warn("cuda: cached kernel image rejected; compiling", slog.String("program", p.Name), slog.Any("err", err))
 		d.kernels.drop(key)
 		cached = false
 	}
@@ -194,16 +193,19 @@ func (d *cudaDevice) compile(ctx context.Context, p *Program) (image []byte, key
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	options := append([]string{"--gpu-architecture=" + arch}, p.Options...)
 	start := time.Now()
-	image, log, err := comp.compile(p.Name, p.Source, options, ptx)
+	out, err := compileProgram(comp, p, arch, !ptx)
 	if err != nil {
-		return nil, "", &CompileError{Program: p.Name, Arch: arch, Log: log, Err: err}
+		return nil, "", err
 	}
-	d.log.Debug("cuda: compiled", zap.String("program", p.Name), zap.String("arch", arch), zap.Int("nvrtc", comp.version()),
-		zap.Duration("took", time.Since(start)), zap.Int("bytes", len(image)), zap.String("log", log))
+	image = out.CUBIN
+	if ptx {
+		image = out.PTX
+	}
+	d.log.Debug("cuda: compiled", slog.String("program", p.Name), slog.String("arch", arch), slog.Int("nvrtc", comp.version()),
+		slog.Duration("took", time.Since(start)), slog.Int("bytes", len(image)), slog.String("log", out.Log))
 	if err := d.kernels.put(key, image); err != nil {
-		d.log.Warn("cuda: kernel disk cache", zap.String("dir", d.kernels.dir), zap.Error(err))
+		d.log.Warn("cuda: kernel disk cache", slog.String("dir", d.kernels.dir), slog.Any("err", err))
 	}
 	return image, key, nil
 }

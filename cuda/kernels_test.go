@@ -1,13 +1,14 @@
 package cuda
 
 import (
-	_ "embed"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
 )
 
-//go:embed testdata/kernels.cu
-var testKernelsSource string
+// testKernelsSource is kernels.cu, which the NVRTC check compiles too.
+var testKernelsSource = testkernels.Source
 
 // threads is the number of threads a launch runs, which bounds what a Go
 // twin may touch as the CUDA kernel's "if (i < n)" does.
@@ -16,7 +17,7 @@ func threads(l *HostLaunch) uint64 {
 	return uint64(g.X) * uint64(g.Y) * uint64(g.Z) * uint64(b.X) * uint64(b.Y) * uint64(b.Z)
 }
 
-// testProgram is testdata/kernels.cu with its Go twins.
+// testProgram is testkernels' kernels.cu with its Go twins.
 var testProgram = &Program{
 	Name:   "kernels.cu",
 	Source: testKernelsSource,

@@ -74,6 +74,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -176,13 +177,15 @@ func (n *cgoNVRTC) check(call string, r C.nvrtcResult) error {
 func (n *cgoNVRTC) version() int { return n.ver }
 func (n *cgoNVRTC) archs() []int { return n.supported }
 
-func (n *cgoNVRTC) compile(name, source string, options []string, ptx bool) ([]byte, string, error) {
+func (n *cgoNVRTC) library() string { return n.lib }
+
+func (n *cgoNVRTC) compile(name, source string, options []string, cubin bool) (ptx, image []byte, log string, err error) {
 	csrc, cname := C.CString(source), C.CString(name)
 	defer C.free(unsafe.Pointer(csrc))
 	defer C.free(unsafe.Pointer(cname))
 	var prog C.uintptr_t
 	if err := n.check("nvrtcCreateProgram", C.nv_create(&prog, csrc, cname)); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer C.nv_destroy(prog)
 
@@ -195,30 +198,44 @@ func (n *cgoNVRTC) compile(name, source string, options []string, ptx bool) ([]b
 	}
 	compileErr := n.check("nvrtcCompileProgram", C.nv_compile(prog, C.int(len(options)), copts))
 
-	var log string
 	var size C.size_t
 	if C.nv_logSize(prog, &size) == 0 && size > 1 {
 		buf := make([]byte, size)
 		if C.nv_log(prog, (*C.char)(unsafe.Pointer(&buf[0]))) == 0 {
-			log = string(buf[:size-1])
+			// NVRTC 11.8 counts a NUL of its own ahead of the terminator.
+			log, _, _ = strings.Cut(string(buf), "\x00")
 		}
 	}
 	if compileErr != nil {
-		return nil, log, compileErr
+		return nil, nil, log, compileErr
 	}
+	if ptx, err = n.output(prog, true); err != nil {
+		return nil, nil, log, err
+	}
+	// PTX comes with every compile; a CUBIN only for a real architecture.
+	if cubin {
+		if image, err = n.output(prog, false); err != nil {
+			return nil, nil, log, err
+		}
+	}
+	return ptx, image, log, nil
+}
 
+// output copies a compiled program's PTX (ptx set) or CUBIN.
+func (n *cgoNVRTC) output(prog C.uintptr_t, ptx bool) ([]byte, error) {
 	isPTX, sizeCall, getCall := C.int(0), "nvrtcGetCUBINSize", "nvrtcGetCUBIN"
 	if ptx {
 		isPTX, sizeCall, getCall = 1, "nvrtcGetPTXSize", "nvrtcGetPTX"
 	}
+	var size C.size_t
 	if err := n.check(sizeCall, C.nv_outputSize(prog, isPTX, &size)); err != nil {
-		return nil, log, err
+		return nil, err
 	}
-	image := make([]byte, size)
+	out := make([]byte, size)
 	if size > 0 {
-		if err := n.check(getCall, C.nv_output(prog, isPTX, (*C.char)(unsafe.Pointer(&image[0])))); err != nil {
-			return nil, log, err
+		if err := n.check(getCall, C.nv_output(prog, isPTX, (*C.char)(unsafe.Pointer(&out[0])))); err != nil {
+			return nil, err
 		}
 	}
-	return image, log, nil
+	return out, nil
 }

@@ -2,40 +2,41 @@ package cuda
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
-
-	"go.uber.org/zap"
 )
 
-// Option configures Open or NewHost. Some options apply to one backend only;
-// the other backend's constructor rejects them with ErrInvalidValue.
-type Option interface {
-	apply(*config)
-	scope() optionScope
-	name() string
+// Option configures Open, the CUDA backend.
+type Option interface{ applyCUDA(*config) }
+
+// HostOption configures NewHost, the host backend. Options that only the host
+// backend understands (virtual time, timing, fault injection into copies,
+// memory without data) are HostOptions only, so handing one to Open does not
+// compile.
+type HostOption interface{ applyHost(*config) }
+
+// SharedOption configures either backend: it is an Option and a HostOption.
+type SharedOption interface {
+	Option
+	HostOption
 }
 
-type optionScope int
-
-const (
-	scopeBoth optionScope = iota
-	scopeHost
-	scopeCUDA
+// cudaOption, hostOption and sharedOption are the three kinds of option: a
+// new option is one of them around a func that sets its field of config.
+type (
+	cudaOption   func(*config)
+	hostOption   func(*config)
+	sharedOption func(*config)
 )
 
-type option struct {
-	n  string
-	sc optionScope
-	fn func(*config)
-}
-
-func (o option) apply(c *config)    { o.fn(c) }
-func (o option) scope() optionScope { return o.sc }
-func (o option) name() string       { return o.n }
+func (f cudaOption) applyCUDA(c *config)   { f(c) }
+func (f hostOption) applyHost(c *config)   { f(c) }
+func (f sharedOption) applyCUDA(c *config) { f(c) }
+func (f sharedOption) applyHost(c *config) { f(c) }
 
 // config collects the options of both backends.
 type config struct {
-	log        *zap.Logger
+	log        *slog.Logger
 	capacity   int64 // 0: the device's own size (CUDA) or defaultHostCapacity
 	allocFault func(AllocInfo) error
 
@@ -47,46 +48,69 @@ type config struct {
 	noData     bool
 	copyFault  func(CopyInfo) error
 	asyncFault func(CopyInfo) error
+
+	schedule   Schedule
+	emuWorkers int // 0: defaultEmuWorkers
 }
 
 // defaultHostCapacity is the host backend's device memory without
 // WithCapacity: the 16 GB card rotary targets.
 const defaultHostCapacity = 16 << 30
 
-func newConfig(backend Backend, opts []Option) (config, error) {
-	c := config{log: zap.NewNop()}
+// newCUDAConfig applies Open's options and checks the result.
+func newCUDAConfig(opts []Option) (config, error) {
+	var c config
 	for _, o := range opts {
-		if o == nil {
-			continue
+		if o != nil {
+			o.applyCUDA(&c)
 		}
-		if (o.scope() == scopeHost && backend != BackendHost) || (o.scope() == scopeCUDA && backend != BackendCUDA) {
-			return c, fmt.Errorf("cuda: option %s does not apply to the %s backend: %w", o.name(), backend, ErrInvalidValue)
-		}
-		o.apply(&c)
 	}
-	if c.capacity < 0 {
-		return c, fmt.Errorf("cuda: WithCapacity(%d): %w", c.capacity, ErrInvalidValue)
-	}
-	if err := c.timing.validate(); err != nil {
-		return c, err
-	}
-	if c.log == nil {
-		c.log = zap.NewNop()
-	}
-	return c, nil
+	return c, c.validate()
 }
 
-// WithLogger sets the logger (default: none).
-func WithLogger(log *zap.Logger) Option {
-	return option{"WithLogger", scopeBoth, func(c *config) { c.log = log }}
+// newHostConfig applies NewHost's options and checks the result.
+func newHostConfig(opts []HostOption) (config, error) {
+	var c config
+	for _, o := range opts {
+		if o != nil {
+			o.applyHost(&c)
+		}
+	}
+	return c, c.validate()
+}
+
+// validate checks the values the options set (options report nothing
+// themselves, so that every constructor reports one error for all).
+func (c *config) validate() error {
+	if c.capacity < 0 {
+		return fmt.Errorf("cuda: WithCapacity(%d): %w", c.capacity, ErrInvalidValue)
+	}
+	if err := c.timing.validate(); err != nil {
+		return err
+	}
+	if c.emuWorkers < 0 {
+		return fmt.Errorf("cuda: WithEmulatorWorkers(%d): %w", c.emuWorkers, ErrInvalidValue)
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// WithLogger sets the logger (default: none). The package logs through
+// log/slog, which keeps net/http (which package zap links) out of programs
+// that import it; a zap logger plugs in through zap's slog handler
+// (go.uber.org/zap/exp/zapslog: slog.New(zapslog.NewHandler(core))).
+func WithLogger(log *slog.Logger) SharedOption {
+	return sharedOption(func(c *config) { c.log = log })
 }
 
 // WithCapacity limits the device memory Alloc may use to bytes, so a large
 // GPU, or the host backend, behaves like a smaller card: an allocation past it
 // fails with ErrOutOfMemory and MemInfo reports it as the total. The host
 // backend's default is 16 GiB.
-func WithCapacity(bytes int64) Option {
-	return option{"WithCapacity", scopeBoth, func(c *config) { c.capacity = bytes }}
+func WithCapacity(bytes int64) SharedOption {
+	return sharedOption(func(c *config) { c.capacity = bytes })
 }
 
 // AllocKind says what an allocation is for.
@@ -122,14 +146,16 @@ type AllocInfo struct {
 // WithAllocFault calls fail before each allocation, pinned allocation and
 // registration; a non-nil error fails it, wrapped (return ErrOutOfMemory to
 // emulate a full card). For tests of code that must survive failures.
-func WithAllocFault(fail func(AllocInfo) error) Option {
-	return option{"WithAllocFault", scopeBoth, func(c *config) { c.allocFault = fail }}
+func WithAllocFault(fail func(AllocInfo) error) SharedOption {
+	return sharedOption(func(c *config) { c.allocFault = fail })
 }
 
-// WithCacheDir sets the directory of the compiled-kernel cache; "" turns the
-// disk cache off. The default is rotary/cuda/kernels under os.UserCacheDir.
-func WithCacheDir(dir string) Option {
-	return option{"WithCacheDir", scopeCUDA, func(c *config) { c.cacheDir, c.cacheDirSet = dir, true }}
+// WithCacheDir sets the directory of the compiled-kernel cache: NVRTC's
+// images on a GPU, the emulator's shared objects on the host backend; ""
+// turns the disk cache off. The defaults are rotary/cuda/kernels and
+// rotary/cuda/emulator under os.UserCacheDir.
+func WithCacheDir(dir string) SharedOption {
+	return sharedOption(func(c *config) { c.cacheDir, c.cacheDirSet = dir, true })
 }
 
 // Timing models how long the host backend's work takes, so CPU runs and
@@ -178,8 +204,8 @@ func (t Timing) validate() error {
 // WithTiming makes the host backend's copies and kernels take modeled time:
 // sleeping, or advancing the virtual clock under WithVirtualClock. Copies in
 // one direction share one link, as on a GPU with one copy engine each way.
-func WithTiming(t Timing) Option {
-	return option{"WithTiming", scopeHost, func(c *config) { c.timing = t }}
+func WithTiming(t Timing) HostOption {
+	return hostOption(func(c *config) { c.timing = t })
 }
 
 // WithVirtualClock runs the host backend in virtual time: each operation runs
@@ -190,16 +216,16 @@ func WithTiming(t Timing) Option {
 // moves by Timing.CallOverhead per call, by Synchronize to the time waited for,
 // and by HostDevice.Advance. A long trace simulates in the time its bookkeeping
 // takes.
-func WithVirtualClock() Option {
-	return option{"WithVirtualClock", scopeHost, func(c *config) { c.virtual = true }}
+func WithVirtualClock() HostOption {
+	return hostOption(func(c *config) { c.virtual = true })
 }
 
 // WithoutData makes the host backend's device memory accounting only: buffers
 // have addresses and sizes but no bytes, copies and memsets are checked and
 // timed but move nothing, and HostDevice.Bytes fails. For simulations whose
 // buffers would not fit in RAM.
-func WithoutData() Option {
-	return option{"WithoutData", scopeHost, func(c *config) { c.noData = true }}
+func WithoutData() HostOption {
+	return hostOption(func(c *config) { c.noData = true })
 }
 
 // CopyKind is the direction of a copy.
@@ -242,14 +268,67 @@ type CopyInfo struct {
 
 // WithCopyFault calls fail for each copy queued on the host backend; a
 // non-nil error is returned by the copy call, wrapped, and nothing is queued.
-func WithCopyFault(fail func(CopyInfo) error) Option {
-	return option{"WithCopyFault", scopeHost, func(c *config) { c.copyFault = fail }}
+func WithCopyFault(fail func(CopyInfo) error) HostOption {
+	return hostOption(func(c *config) { c.copyFault = fail })
 }
 
 // WithAsyncCopyFault calls fail for each copy queued on the host backend; a
 // non-nil error makes the copy fail when it runs, as a device fault would: the
 // call succeeds, the copy moves nothing, and the stream's Synchronize and
 // Query, and the events recorded on it from then on, report the error.
-func WithAsyncCopyFault(fail func(CopyInfo) error) Option {
-	return option{"WithAsyncCopyFault", scopeHost, func(c *config) { c.asyncFault = fail }}
+func WithAsyncCopyFault(fail func(CopyInfo) error) HostOption {
+	return hostOption(func(c *config) { c.asyncFault = fail })
+}
+
+// Schedule is the order in which the emulator resumes a block's threads at
+// each step (see WithSchedule). Code that is right only in one order — a
+// missing __syncthreads, warp-synchronous code without __syncwarp — gives
+// different answers under different schedules.
+type Schedule struct {
+	order scheduleOrder
+	seed  uint64
+}
+
+type scheduleOrder int
+
+// The orders, as the emulator's C side numbers them.
+const (
+	orderForward scheduleOrder = iota
+	orderReverse
+	orderRandom
+)
+
+var (
+	// ScheduleForward resumes threads in the order of their linear index
+	// (threadIdx.x fastest). It is the default.
+	ScheduleForward = Schedule{order: orderForward}
+	// ScheduleReverse resumes threads from the highest index down.
+	ScheduleReverse = Schedule{order: orderReverse}
+)
+
+// ScheduleRandom resumes threads in an order shuffled afresh at every step
+// from seed (and the block's index), the same for the same seed.
+func ScheduleRandom(seed uint64) Schedule { return Schedule{order: orderRandom, seed: seed} }
+
+func (s Schedule) String() string {
+	switch s.order {
+	case orderForward:
+		return "forward"
+	case orderReverse:
+		return "reverse"
+	}
+	return fmt.Sprintf("random(%d)", s.seed)
+}
+
+// WithSchedule sets the order in which the host backend's emulator runs the
+// threads of a block (default ScheduleForward). Run kernel tests under
+// several schedules.
+func WithSchedule(s Schedule) HostOption {
+	return hostOption(func(c *config) { c.schedule = s })
+}
+
+// WithEmulatorWorkers sets how many OS threads run the blocks of an
+// emulated grid at once (default: GOMAXPROCS, at most 8).
+func WithEmulatorWorkers(n int) HostOption {
+	return hostOption(func(c *config) { c.emuWorkers = n })
 }

@@ -26,15 +26,12 @@
 // file offsets, ready to be copied or registered.
 //
 // The package also describes the ggml element types (Type: block sizes and
-// byte sizes) and computes with them on the CPU: Dequantize, Quantize, and
-// VecDot, which multiplies stored rows with activations quantized the way
-// ggml's CPU backend quantizes them, so results match llama.cpp's.
+// byte sizes). Writer streams a GGUF file to disk, one tensor at a time.
 //
-// Writer streams a GGUF file to disk, one tensor at a time, and
-// WriteSynthetic uses it to write complete synthetic models (tokenizer,
-// metadata, every tensor) with the shapes and quantization mix of real ones
-// (Presets): the 20 GB qwen35moe-35b-a3b for benchmarks, tiny ones for tests.
-// ShapeWriter and OpenShape give a weightless model of a given shape (a
-// sparse file: the real header, zeros after it), for planning and
-// simulation without writing gigabytes.
+// Two subpackages hold what a program that only places experts does not
+// need: quant computes with the ggml types on the CPU (Dequantize, Quantize,
+// VecDot, fp16 and bf16 conversions), matching llama.cpp's CPU backend, and
+// synth writes synthetic models (complete ones of real shapes for tests and
+// benchmarks, and weightless ones of a given Shape for planning and
+// simulation).
 package experts

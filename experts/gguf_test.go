@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The oracle models (see /work/shared/testdata/oracle/README.md), each with
+// The oracle models (see shared/testdata/oracle/README.md beside the repository), each with
 // its llama.cpp-made listing <name>.tensors.json.
 var testModels = []string{
 	"qwen3moe-tiny-f32",

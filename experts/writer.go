@@ -41,7 +41,8 @@ const writerBufferSize = 1 << 20
 // to WriteTo is done; a filler should return the first write error it gets.
 type TensorFiller func(w io.Writer) error
 
-// WriteOption configures NewWriter and WriteSynthetic.
+// WriteOption configures NewWriter, and the writers of the synth package
+// (which build on it).
 type WriteOption interface {
 	applyWrite(*writeConfig)
 }
@@ -49,8 +50,6 @@ type WriteOption interface {
 type writeConfig struct {
 	alignment int
 	progress  func(written, total int64)
-	seed      uint64
-	workers   int
 }
 
 type writeOptionFunc func(*writeConfig)
@@ -72,9 +71,11 @@ func WithProgress(fn func(written, total int64)) WriteOption {
 }
 
 func newWriteConfig(opts []WriteOption) writeConfig {
-	c := writeConfig{alignment: DefaultAlignment, seed: synthDefaultSeed}
+	c := writeConfig{alignment: DefaultAlignment}
 	for _, o := range opts {
-		o.applyWrite(&c)
+		if o != nil {
+			o.applyWrite(&c)
+		}
 	}
 	return c
 }
@@ -192,6 +193,27 @@ func (w *Writer) AddTensor(name string, typ Type, dims []uint64, fill TensorFill
 		size: size, offset: offset, fill: fill,
 	})
 	return nil
+}
+
+// AddZeros declares a tensor whose data is all zeros (see AddTensor): a
+// placeholder for weights that do not matter, such as those of a model
+// written only to be planned or simulated.
+func (w *Writer) AddZeros(name string, typ Type, dims []uint64) error {
+	var size int64 // known once declared
+	err := w.AddTensor(name, typ, dims, func(dst io.Writer) error {
+		for left := size; left > 0; {
+			k := min(left, int64(len(writerZeros)))
+			if _, err := dst.Write(writerZeros[:k]); err != nil {
+				return err
+			}
+			left -= k
+		}
+		return nil
+	})
+	if err == nil {
+		size = w.tensors[len(w.tensors)-1].size
+	}
+	return err
 }
 
 // writerTensorBytes is the storage size of a tensor, checked for shapes

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/require"
@@ -14,13 +14,13 @@ import (
 // benchShapes are the shapes the prefetcher runs on: DeepSeek-V2-Lite (26
 // routed layers, top-6 of 64, embedding 2048) and Qwen3.5-35B-A3B (40, top-8
 // of 256, 2048).
-var benchShapes = []experts.ModelShape{
+var benchShapes = []synth.Shape{
 	{Name: "deepseek-v2-lite", Arch: "deepseek2", Layers: 27, Experts: 64, TopK: 6, Embedding: 2048, ExpertFFN: 1408},
 	{Name: "qwen35moe-35b-a3b", Arch: "qwen3moe", Layers: 40, Experts: 256, TopK: 8, Embedding: 2048, ExpertFFN: 512},
 }
 
 // routedLayers are a shape's MoE layers: DeepSeek's first layer is dense.
-func routedLayers(s experts.ModelShape) []int {
+func routedLayers(s synth.Shape) []int {
 	var out []int
 	for l := range s.Layers {
 		if s.Arch != "deepseek2" || l > 0 {
@@ -32,7 +32,7 @@ func routedLayers(s experts.ModelShape) []int {
 
 // randomTrace routes tokens uniformly at random: what the statistics say
 // does not change what a prediction costs.
-func randomTrace(t testing.TB, s experts.ModelShape, tokens int) *profile.Trace {
+func randomTrace(t testing.TB, s synth.Shape, tokens int) *profile.Trace {
 	id := profile.ModelID{Arch: s.Arch, Layers: s.Layers, Experts: s.Experts, ExpertsUsed: s.TopK}
 	tr, err := profile.NewTrace(id)
 	require.NoError(t, err)
@@ -106,7 +106,7 @@ func BenchmarkPredict(b *testing.B) {
 // prefetcher's own cost and the runtime's bookkeeping, without the copies.
 func BenchmarkRouted(b *testing.B) {
 	for _, c := range []struct {
-		s     experts.ModelShape
+		s     synth.Shape
 		name  string
 		slots int
 	}{
@@ -116,9 +116,9 @@ func BenchmarkRouted(b *testing.B) {
 		s := c.s
 		b.Run(s.Name+"/"+c.name, func(b *testing.B) {
 			s.MoELayers = routedLayers(s)
-			w, err := experts.ShapeWriter(s)
+			w, err := synth.ShapeWriter(s)
 			require.NoError(b, err)
-			m, err := experts.OpenShape(w, b.TempDir())
+			m, err := synth.OpenShape(w, b.TempDir())
 			require.NoError(b, err)
 			defer m.Close()
 			rt := openRuntime(b, m, rotary.WithSlots(c.slots))

@@ -6,7 +6,7 @@ import (
 	"log"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/prefetch"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
@@ -53,11 +53,11 @@ func ExampleRecall() {
 
 func ExamplePrefetcher() {
 	ctx := context.Background()
-	w, err := experts.ShapeWriter(experts.ModelShape{Arch: "llama", Layers: 4, Experts: 16, TopK: 2, Embedding: 64, ExpertFFN: 64})
+	w, err := synth.ShapeWriter(synth.Shape{Arch: "llama", Layers: 4, Experts: 16, TopK: 2, Embedding: 64, ExpertFFN: 64})
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := experts.OpenShape(w, "")
+	m, err := synth.OpenShape(w, "")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/require"
@@ -55,10 +57,10 @@ func chainTrace(t testing.TB, tokens int, noise float64, seed uint64) *profile.T
 // chainModel is a model of chainID's shape without weights.
 func chainModel(t testing.TB) *experts.Model {
 	t.Helper()
-	w, err := experts.ShapeWriter(experts.ModelShape{Arch: "llama", Layers: 5, MoELayers: []int{1, 2, 3, 4}, Experts: 16, TopK: 2,
+	w, err := synth.ShapeWriter(synth.Shape{Arch: "llama", Layers: 5, MoELayers: []int{1, 2, 3, 4}, Experts: 16, TopK: 2,
 		Embedding: 64, ExpertFFN: 64})
 	require.NoError(t, err)
-	m, err := experts.OpenShape(w, t.TempDir())
+	m, err := synth.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -76,16 +78,16 @@ func openRuntime(t testing.TB, m *experts.Model, opts ...rotary.Option) *rotary.
 	return rt
 }
 
-// sharedTrace returns a real trace under ROTARY_TRACES (or shared/traces
-// beside the repository), or skips.
+// sharedTrace returns a real trace (see internal/shared), or skips.
 func sharedTrace(t testing.TB, elem ...string) string {
 	t.Helper()
-	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "shared", "traces")} {
-		path := filepath.Join(append([]string{dir}, elem...)...)
-		if _, err := os.Stat(path); dir != "" && err == nil {
-			return path
-		}
+	dir := shared.Traces()
+	if dir == "" {
+		t.Skip("real traces not present (set ROTARY_TRACES)")
 	}
-	t.Skip("real traces not present (set ROTARY_TRACES)")
-	return ""
+	path := filepath.Join(append([]string{dir}, elem...)...)
+	if _, err := os.Stat(path); err != nil {
+		t.Skip("trace not present:", err)
+	}
+	return path
 }

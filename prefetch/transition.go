@@ -16,7 +16,7 @@ import (
 // over the experts i the token selected at the d-th routed layer before (d
 // = 1, 2; weights 1 and 0.5), with a bonus r = 2 for recency. The
 // conditional probabilities are counted over a router profile's tokens
-// (LayerStats.Transitions): a table of experts² floats per routed layer and
+// (profile.Layer.Transitions): a table of experts² bytes per routed layer and
 // depth. Predict only reads them: one Transition serves concurrent users.
 // On the DeepSeek-V2-Lite trace, fitted on half the prompts, the
 // product recalls 50.7% of the next layer's top-6 in its top 6, the plain

@@ -1,6 +1,6 @@
 // Package profile counts which experts a Mixture-of-Experts model routes to,
-// chooses the hot ones to pin, draws them, and defines the project's routing
-// trace formats. It is a leaf: it imports nothing else of this module, and the
+// chooses the hot ones to pin, and defines the project's routing trace
+// formats; its subpackage chart draws profiles. It is a leaf: it imports nothing else of this module, and the
 // model is identified by a plain ModelID the caller fills from its GGUF.
 //
 //   - A Recorder takes one Record call per layer per token (lock per layer, no
@@ -15,9 +15,9 @@
 //   - SelectHotSet chooses experts to pin within a byte budget, per layer or
 //     globally, maximising the expected hits; global selection is an exact
 //     knapsack over the layers' size classes (see its doc).
-//   - Heatmap, Curves and WriteCSV draw a profile: a layers × experts heatmap in
-//     viridis on a linear or log scale, the per-layer popularity curves, and the
-//     numbers behind both.
+//   - WriteCSV writes the numbers behind the charts of package chart (a
+//     layers × experts heatmap and the per-layer popularity curves), which
+//     keeps the image and font code out of programs that only count.
 //   - A Trace is a recorded routing sequence (per token, per layer, the experts
 //     and optionally their weights). It has two encodings, JSON lines and a
 //     compact binary form, with streaming writers and readers (TRACE.md gives

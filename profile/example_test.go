@@ -95,3 +95,19 @@ func ExampleLoadFor() {
 	// true
 	// differs in tensor_hash
 }
+
+func ExampleWriteCSV() {
+	model := profile.ModelID{Arch: "toy", Layers: 1, Experts: 3, ExpertsUsed: 1}
+	rec, _ := profile.NewRecorder(model)
+	for _, e := range []int32{2, 2, 0, 2} {
+		_ = rec.Record(0, []int32{e}, []float32{1})
+	}
+	if err := profile.WriteCSV(os.Stdout, rec.Profile()); err != nil {
+		panic(err)
+	}
+	// Output:
+	// layer,expert,rank,count,share,coverage,weight_mass
+	// 0,0,2,1,0.25,1,1
+	// 0,1,3,0,0,1,0
+	// 0,2,1,3,0.75,0.75,3
+}

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Model identities of the external traces (see /work/shared/traces and its
+// Model identities of the external traces (see shared/traces beside the repository and its
 // READMEs). Layers are numbered as in the model, so DeepSeek's dense layer 0
 // has no routing.
 var (
@@ -221,7 +221,7 @@ func LoadDeepSeek(ctx context.Context, path string) (*Trace, error) {
 	if err := checkGrowth(DeepSeekV2Lite, false, tokens, input); err != nil {
 		return nil, &FormatError{Format: "deepseek-csv", Source: path, Msg: "trace would outgrow its input", Err: err}
 	}
-	t, err := NewTrace(DeepSeekV2Lite, WithCapacity(tokens))
+	t, err := NewTrace(DeepSeekV2Lite, WithTokenCapacity(tokens))
 	if err != nil {
 		return nil, err
 	}

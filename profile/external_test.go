@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -221,21 +222,15 @@ func TestLoadDeepSeekStopsWhenCanceled(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
-// sharedTraces returns the directory of the project's real traces, or skips.
-// They are read in place (never copied): ROTARY_TRACES, else shared/traces
-// beside the repository, else /work/shared/traces.
+// sharedTraces returns the directory of the project's real traces
+// (shared.Traces), or skips.
 func sharedTraces(t *testing.T) string {
 	t.Helper()
-	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "shared", "traces"), "/work/shared/traces"} {
-		if dir == "" {
-			continue
-		}
-		if st, err := os.Stat(dir); err == nil && st.IsDir() {
-			return dir
-		}
+	dir := shared.Traces()
+	if dir == "" {
+		t.Skip("real traces not present (set ROTARY_TRACES or ROTARY_SHARED)")
 	}
-	t.Skip("real traces not present (set ROTARY_TRACES)")
-	return ""
+	return dir
 }
 
 // lruHitRate replays t through one LRU cache of capacity experts per layer: a

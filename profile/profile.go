@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the profile file format version written by Save and Encode.
-// Version 2 added the cross-layer transition counts (LayerStats.Transitions);
+// Version 2 added the cross-layer transition counts (Layer.Transitions);
 // Decode reads versions 1 and 2, and a reader of version 1 rejects version 2
 // files with an error naming both versions.
 const Version = 2
@@ -21,7 +21,7 @@ const Version = 2
 // files without transition counts.
 const minVersion = 1
 
-// TransitionDepth is how many routed layers back LayerStats.Transitions
+// TransitionDepth is how many routed layers back Layer.Transitions
 // reach: from the routed layer before and from the one before that.
 const TransitionDepth = 2
 
@@ -46,12 +46,12 @@ type Profile struct {
 	Tokens int64 `json:"tokens"`
 	// Layers holds one entry per model layer, indexed by layer number; dense
 	// layers have no tokens.
-	Layers []LayerStats `json:"layers"`
+	Layers []Layer `json:"layers"`
 }
 
-// LayerStats are one layer's statistics. A token of a layer is one Record call
+// Layer holds one layer's statistics. A token of a layer is one Record call
 // for that layer: tokens are counted per layer.
-type LayerStats struct {
+type Layer struct {
 	// Tokens is the number of tokens routed through this layer.
 	Tokens int64 `json:"tokens"`
 	// WeightedTokens is how many of them came with routing weights (Mass covers
@@ -102,7 +102,7 @@ func (p *Profile) HasTransitions() bool {
 
 // Selections returns the number of routed selections of the layer (the sum of
 // its Counts): with a fixed top-k, Tokens × k.
-func (l *LayerStats) Selections() uint64 {
+func (l *Layer) Selections() uint64 {
 	var n uint64
 	for _, c := range l.Counts {
 		n += c
@@ -112,7 +112,7 @@ func (l *LayerStats) Selections() uint64 {
 
 // Ranked returns the layer's expert ids ordered by selection count, most
 // selected first; ties keep id order.
-func (l *LayerStats) Ranked() []int {
+func (l *Layer) Ranked() []int {
 	ids := make([]int, len(l.Counts))
 	for i := range ids {
 		ids[i] = i
@@ -132,7 +132,7 @@ func (l *LayerStats) Ranked() []int {
 // Coverage returns, for n = 1..experts, the share of the layer's selections
 // that go to its n most selected experts (the layer's popularity curve). It is
 // nil for a layer with no selections.
-func (l *LayerStats) Coverage() []float64 {
+func (l *Layer) Coverage() []float64 {
 	total := l.Selections()
 	if total == 0 {
 		return nil
@@ -148,7 +148,7 @@ func (l *LayerStats) Coverage() []float64 {
 
 // newProfile returns an empty profile for m with all per-layer slices allocated.
 func newProfile(m ModelID, coActivation bool) *Profile {
-	p := &Profile{Version: Version, Model: m, Layers: make([]LayerStats, m.Layers)}
+	p := &Profile{Version: Version, Model: m, Layers: make([]Layer, m.Layers)}
 	for i := range p.Layers {
 		l := &p.Layers[i]
 		l.Counts = make([]uint64, m.Experts)
@@ -197,7 +197,7 @@ func (p *Profile) Merge(other *Profile) error {
 	if err := p.Model.Check(other.Model); err != nil {
 		return err
 	}
-	if err := other.validate(); err != nil {
+	if err := other.Validate(); err != nil {
 		return err
 	}
 	if p.Model.TensorHash == "" {
@@ -246,7 +246,7 @@ func addCounts(dst, src []uint64) {
 }
 
 // Encode writes the profile as indented JSON: the profile file format. Fields
-// are those of Profile and LayerStats under their json tags; "version" is Version.
+// are those of Profile and Layer under their json tags; "version" is Version.
 func (p *Profile) Encode(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", " ")
@@ -272,7 +272,7 @@ func decode(r io.Reader, source string) (*Profile, error) {
 			Msg: fmt.Sprintf("version %d, this package reads %d to %d", p.Version, minVersion, Version), Err: ErrVersion}
 	}
 	p.Version = Version // what it is now: version 1 is version 2 without transitions
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) {
 			fe.Source = source
@@ -282,8 +282,9 @@ func decode(r io.Reader, source string) (*Profile, error) {
 	return &p, nil
 }
 
-// validate checks that every slice has the length the model implies.
-func (p *Profile) validate() error {
+// Validate checks that every slice has the length the model implies: what
+// Decode checks of a file, for a profile built or changed in memory.
+func (p *Profile) Validate() error {
 	bad := func(where, format string, args ...any) error {
 		return &FormatError{Format: "profile", Where: where, Msg: fmt.Sprintf(format, args...)}
 	}

@@ -35,7 +35,7 @@ type layerRecorder struct {
 	experts  []expertStat
 	reuse    [ReuseBuckets]uint64
 	pairs    []uint32 // co-activation upper triangle, nil if off
-	// With WithTransitions: trans[d-1][i*E+j] (see LayerStats.Transitions),
+	// With WithTransitions: trans[d-1][i*E+j] (see Layer.Transitions),
 	// and the last token's selection, for the layers after this one.
 	trans   [TransitionDepth][]uint32
 	lastIDs []int32
@@ -75,7 +75,7 @@ func WithCoActivation() Option {
 
 // WithTransitions makes the recorder count, per layer, how often each expert
 // of the routed layer before (and of the one before that) is followed by each
-// expert of this one in the same token (LayerStats.Transitions), which
+// expert of this one in the same token (Layer.Transitions), which
 // predicting the next layer's experts needs. A token is the n-th Record call
 // of each layer, as an inference loop walking the layers in order makes them.
 // It costs two more uncontended locks and 2k² increments per call, and
@@ -85,10 +85,10 @@ func WithTransitions() Option {
 }
 
 // WithTrace makes the recorder keep the first maxRecords Record calls verbatim
-// (a record is one layer of one token); see Recorder.Trace. The storage is
-// allocated up front so Record never allocates.
+// (a record is one layer of one token; maxRecords >= 0); see Recorder.Trace.
+// The storage is allocated up front so Record never allocates.
 func WithTrace(maxRecords int) Option {
-	return optionFunc(func(c *recorderConfig) { c.traceRecords = max(maxRecords, 0) })
+	return optionFunc(func(c *recorderConfig) { c.traceRecords = maxRecords })
 }
 
 // WithWorkload sets the workload label of the profiles the recorder produces.
@@ -103,7 +103,12 @@ func NewRecorder(model ModelID, opts ...Option) (*Recorder, error) {
 	}
 	var c recorderConfig
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.traceRecords < 0 {
+		return nil, fmt.Errorf("%w: WithTrace(%d) is negative", ErrInvalid, c.traceRecords)
 	}
 	r := &Recorder{model: model, workload: c.workload, layers: make([]layerRecorder, model.Layers)}
 	for i := range r.layers {
@@ -376,7 +381,7 @@ func (t *rawTrace) trace(m ModelID) *Trace {
 	if weighted {
 		opts = append(opts, WithWeights())
 	}
-	tr, _ := NewTrace(m, append(opts, WithCapacity(tokens))...) // m was validated by NewRecorder
+	tr, _ := NewTrace(m, append(opts, WithTokenCapacity(tokens))...) // m was validated by NewRecorder
 	for range tokens {
 		tr.AddToken()
 	}

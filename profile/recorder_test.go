@@ -186,3 +186,13 @@ func TestRecordTrace(t *testing.T) {
 	assert.Equal(t, "arch", mm.Field)
 	assert.True(t, errors.Is(err, ErrModelMismatch))
 }
+
+func TestOptionValues(t *testing.T) {
+	m := ModelID{Arch: "toy", Layers: 1, Experts: 4, ExpertsUsed: 1}
+	_, err := NewRecorder(m, WithTrace(-1))
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = NewTrace(m, WithTokenCapacity(-1))
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = NewRecorder(m, nil, WithTrace(0))
+	assert.NoError(t, err)
+}

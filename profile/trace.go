@@ -56,9 +56,9 @@ func WithWeights() TraceOption {
 	return traceOptionFunc(func(c *traceConfig) { c.weights = true })
 }
 
-// WithCapacity reserves room for the given number of tokens.
-func WithCapacity(tokens int) TraceOption {
-	return traceOptionFunc(func(c *traceConfig) { c.capacity = max(tokens, 0) })
+// WithTokenCapacity reserves room for the given number of tokens (>= 0).
+func WithTokenCapacity(tokens int) TraceOption {
+	return traceOptionFunc(func(c *traceConfig) { c.capacity = tokens })
 }
 
 // NewTrace returns an empty trace of model, which must pass ModelID.Validate.
@@ -68,7 +68,12 @@ func NewTrace(model ModelID, opts ...TraceOption) (*Trace, error) {
 	}
 	var c traceConfig
 	for _, o := range opts {
-		o.applyTrace(&c)
+		if o != nil {
+			o.applyTrace(&c)
+		}
+	}
+	if c.capacity < 0 {
+		return nil, fmt.Errorf("%w: WithTokenCapacity(%d) is negative", ErrInvalid, c.capacity)
 	}
 	t := &Trace{model: model, weights: c.weights}
 	if c.capacity > 0 && c.capacity <= 1<<28/(model.Layers*model.ExpertsUsed) {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,7 +38,7 @@ func (nopDevice) NewEvent(cuda.EventFlag) (cuda.Event, error) { return &nopEvent
 // benchRuntime opens a shape-only model like Qwen3.5-35B-A3B's layers (256
 // experts, top-8) on the host backend without data.
 func benchRuntime(b *testing.B, dev cuda.Device, slots int) *Runtime {
-	m := shapeModel(b, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 256, TopK: 8, Embedding: 2048, ExpertFFN: 512})
+	m := shapeModel(b, synth.Shape{Arch: "llama", Layers: 2, Experts: 256, TopK: 8, Embedding: 2048, ExpertFFN: 512})
 	return openRuntime(b, m, dev, WithSlots(slots))
 }
 

@@ -18,7 +18,8 @@
 // filled from the mapping in the background; copies to the GPU always come
 // from pinned memory.
 //
-// Open follows a plan on a cuda.Device. Acquire returns the device views of
+// Open plans and follows the plan on a cuda.Device, or follows the one
+// WithPlan hands it, so a program plans once. Acquire returns the device views of
 // a layer's requested experts: hits at once, misses copied in one batch on
 // the runtime's copy stream, with the caller's compute stream waiting on the
 // batch's event, so the host blocks only when every slot it could evict is

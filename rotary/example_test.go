@@ -8,19 +8,20 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
 // tinyModel opens a model of 2 MoE layers with 16 experts each, top-4,
 // without weights.
 func tinyModel() *experts.Model {
-	shape := experts.ModelShape{Name: "tiny", Arch: "llama", Layers: 2, Experts: 16, TopK: 4,
+	shape := synth.Shape{Name: "tiny", Arch: "llama", Layers: 2, Experts: 16, TopK: 4,
 		Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
-	w, err := experts.ShapeWriter(shape)
+	w, err := synth.ShapeWriter(shape)
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := experts.OpenShape(w, "")
+	m, err := synth.OpenShape(w, "")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,8 +34,8 @@ func openGPU(b *testing.B) cuda.Device {
 
 // gpuModel has Qwen3-30B-A3B's experts (2048×768, Q4_K gate and up, Q6_K
 // down: 2.9 MiB) in 4 layers of 64 (784 MB), without weights.
-func gpuModel() experts.ModelShape {
-	return experts.ModelShape{Arch: "llama", Layers: 4, Experts: 64, TopK: 8, Embedding: 2048, ExpertFFN: 768}
+func gpuModel() synth.Shape {
+	return synth.Shape{Arch: "llama", Layers: 4, Experts: 64, TopK: 8, Embedding: 2048, ExpertFFN: 768}
 }
 
 // pinnedBandwidth measures host-to-device copies of 8 MiB chunks from pinned

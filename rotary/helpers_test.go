@@ -1,15 +1,21 @@
 package rotary
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -26,7 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testModelPath = filepath.Join(dir, "qwen3moe-tiny.gguf")
-	if err := experts.WriteSynthetic(context.Background(), testModelPath, "qwen3moe-tiny"); err != nil {
+	if err := synth.Write(context.Background(), testModelPath, "qwen3moe-tiny"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -49,7 +55,7 @@ func openTestModel(t testing.TB) *experts.Model {
 	return m
 }
 
-func newHost(t testing.TB, opts ...cuda.Option) *cuda.HostDevice {
+func newHost(t testing.TB, opts ...cuda.HostOption) *cuda.HostDevice {
 	t.Helper()
 	dev, err := cuda.NewHost(opts...)
 	require.NoError(t, err)
@@ -115,11 +121,11 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 }
 
 // shapeModel opens a shape-only model (no weights).
-func shapeModel(t testing.TB, s experts.ModelShape) *experts.Model {
+func shapeModel(t testing.TB, s synth.Shape) *experts.Model {
 	t.Helper()
-	w, err := experts.ShapeWriter(s)
+	w, err := synth.ShapeWriter(s)
 	require.NoError(t, err)
-	m, err := experts.OpenShape(w, t.TempDir())
+	m, err := synth.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -131,3 +137,35 @@ var sleepProgram = &cuda.Program{Name: "rotary-test-sleep", Host: map[string]cud
 	l.SetDuration(time.Duration(l.Int64(0)))
 	return nil
 }}}
+
+// recordLogs returns a logger at level and a function that returns the
+// records logged so far with message msg, decoded from JSON.
+func recordLogs(level slog.Level) (*slog.Logger, func(msg string) []map[string]any) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: level}))
+	return log, func(msg string) []map[string]any {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []map[string]any
+		for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == msg {
+				out = append(out, rec)
+			}
+		}
+		return out
+	}
+}
+
+// lockedWriter serializes writes from the runtime's goroutines.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -454,8 +454,9 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 }
 
 // warm fills the LRU in the background with experts in the given order until
-// it is full.
-func (t *lruTier) warm(order []*layerState, ids [][]int) {
+// it is full. If reading the file fails, the warm-up stops and failed gets
+// the error (not when it stops because the runtime closes).
+func (t *lruTier) warm(order []*layerState, ids [][]int, failed func(error)) {
 	t.bg.run(func(ctx context.Context) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(fillers)
@@ -484,7 +485,9 @@ func (t *lruTier) warm(order []*layerState, ids [][]int) {
 				})
 			}
 		}
-		_ = g.Wait()
+		if err := g.Wait(); err != nil && ctx.Err() == nil {
+			failed(err)
+		}
 	})
 }
 

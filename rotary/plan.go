@@ -188,6 +188,29 @@ func modelName(m *experts.Model) string {
 	return m.Arch
 }
 
+// check reports whether p is a plan NewPlan made for m's layout, which
+// WithPlan requires: the same model name, expert bytes and MoE layers, and
+// the host tier's layout, which only NewPlan computes (a Plan read back from
+// JSON lacks it).
+func (p *Plan) check(m *experts.Model) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: WithPlan: "+format, append([]any{ErrInvalid}, args...)...)
+	}
+	if p.Model != modelName(m) || p.TotalExpert != m.TotalExpertBytes() || len(p.Layers) != len(m.MoELayers()) {
+		return bad("the plan is for model %s (%s of experts in %d layers), not %s (%s in %d)",
+			p.Model, FormatSize(p.TotalExpert), len(p.Layers), modelName(m), FormatSize(m.TotalExpertBytes()), len(m.MoELayers()))
+	}
+	for i, l := range p.Layers {
+		if l.Layer != m.MoELayers()[i] || l.ExpertBytes != m.ExpertBytes(l.Layer) {
+			return bad("layer %d of the plan (%s experts) does not match the model's", l.Layer, FormatSize(l.ExpertBytes))
+		}
+	}
+	if p.Host.ranges == nil && p.Host.classes == nil {
+		return bad("the plan was not made by NewPlan (its host tier layout is missing)")
+	}
+	return nil
+}
+
 // minSlots is the fewest dynamic slots that serve any request of top-k
 // experts: k, or all the experts that are not pinned.
 func (l LayerPlan) minSlots() int { return min(l.TopK, l.Experts-len(l.Pinned)) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -242,9 +243,9 @@ func TestPlanHotProfile(t *testing.T) {
 // TestPlanFullSizePreset plans Qwen3.5-35B-A3B (18 GiB of experts in 40
 // layers of two expert sizes) on a 16 GiB card, opened without its weights.
 func TestPlanFullSizePreset(t *testing.T) {
-	w, err := experts.SyntheticWriter("qwen35moe-35b-a3b")
+	w, err := synth.NewWriter("qwen35moe-35b-a3b")
 	require.NoError(t, err)
-	m, err := experts.OpenShape(w, t.TempDir())
+	m, err := synth.OpenShape(w, t.TempDir())
 	require.NoError(t, err)
 	defer m.Close()
 	p, err := NewPlan(m, WithVRAM(16<<30))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,7 +13,6 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
-	"go.uber.org/zap"
 )
 
 // Runtime keeps a model's experts in VRAM slots, pinned host memory and the
@@ -28,7 +28,7 @@ type Runtime struct {
 	model *experts.Model
 	dev   cuda.Device
 	plan  *Plan
-	log   *zap.Logger
+	log   *slog.Logger
 
 	layers []*layerState // by model layer; nil for a layer without experts
 	moe    []*layerState // the MoE layers in order
@@ -41,6 +41,8 @@ type Runtime struct {
 
 	mu     sync.RWMutex // held for reading by every call, for writing by Close
 	closed bool
+
+	warmErr atomic.Pointer[error] // why the background warm-up stopped early
 }
 
 // layerState is one MoE layer: its plane of slots and the residency tables,
@@ -54,7 +56,7 @@ type layerState struct {
 	plane       cuda.Buffer
 	views       [][]Part // [slot]: the slot's parts
 	pinned      int      // slots [0, pinned) hold pinned experts
-	log         *zap.Logger
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	slotOf   []int32        // [expert]: its slot, -1 if not resident
@@ -188,8 +190,9 @@ func (b *background) stop() {
 }
 
 // Open plans the residency of m's experts on dev (NewPlan; without WithVRAM
-// the budget is the device's free memory), allocates each layer's plane of
-// slots and the host tier, and starts copying the pinned experts. That can
+// the budget is the device's free memory), or follows the plan WithPlan
+// gives, allocates each layer's plane of slots and the host tier, and starts
+// copying the pinned experts. That can
 // take a while on a GPU (pinning host memory costs about 0.6 s per GiB, and
 // the pinned experts are read from the file): ctx bounds it, between
 // allocations. Open frees what it allocated if it fails.
@@ -198,16 +201,22 @@ func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	if c.vram == 0 && c.slots == 0 {
-		free, _, err := dev.MemInfo()
-		if err != nil {
-			return nil, fmt.Errorf("rotary: asking the device for its free memory: %w", err)
+	plan := c.plan
+	if plan != nil {
+		if err := plan.check(m); err != nil {
+			return nil, err
 		}
-		c.vram = free
-	}
-	plan, err := newPlan(m, &c)
-	if err != nil {
-		return nil, err
+	} else {
+		if c.vram == 0 && c.slots == 0 {
+			free, _, err := dev.MemInfo()
+			if err != nil {
+				return nil, fmt.Errorf("rotary: asking the device for its free memory: %w", err)
+			}
+			c.vram = free
+		}
+		if plan, err = newPlan(m, &c); err != nil {
+			return nil, err
+		}
 	}
 	bctx, cancel := context.WithCancel(context.Background())
 	r := &Runtime{
@@ -220,7 +229,7 @@ func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
-	r.log.Debug("rotary: opened", zap.Stringer("plan", plan))
+	r.log.Debug("rotary: opened", slog.Any("plan", plan))
 	return r, nil
 }
 
@@ -342,8 +351,9 @@ func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) err
 	return nil
 }
 
-// warm fills the host LRU in the background with every expert in layer
-// order, until it is full.
+// warm fills the host LRU in the background with every expert, layer by
+// layer in expert order, until it is full. A failure stops it; Stats reports
+// it (WarmupErr) and the log warns.
 func (r *Runtime) warm(t *lruTier) {
 	var order []*layerState
 	var ids [][]int
@@ -354,7 +364,10 @@ func (r *Runtime) warm(t *lruTier) {
 		}
 		order, ids = append(order, ls), append(ids, all)
 	}
-	t.warm(order, ids)
+	t.warm(order, ids, func(err error) {
+		r.log.Warn("rotary: the host LRU's warm-up stopped; misses read the file themselves", slog.Any("err", err))
+		r.warmErr.Store(&err)
+	})
 }
 
 // Plan returns the plan the runtime follows.
@@ -419,7 +432,9 @@ func (r *Runtime) enter() error {
 }
 
 // Acquire makes experts ids of layer resident and returns their views, held
-// until Release. Resident experts return at once. Missing ones are copied on
+// until Release. layer is the model's layer index (as in LayerPlan.Layer and
+// experts.Model.MoELayers), not the layer's ordinal among the MoE layers: on
+// a model whose layer 0 is dense, the first MoE layer is 1. Resident experts return at once. Missing ones are copied on
 // the runtime's copy stream, all in one batch, and stream waits for the
 // batch's event, so the host does not block; with a nil stream, Acquire waits
 // for the copies itself. The host blocks only when it must: while every slot
@@ -511,7 +526,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 			switch done, err := ls.ready[s].state(); {
 			case err != nil && ls.held[s] == 0:
 				// Its copy failed on the device: load it again.
-				ls.log.Debug("rotary: reloading an expert whose copy failed", zap.Int("layer", ls.index), zap.Int("expert", id), zap.Error(err))
+				ls.log.Debug("rotary: reloading an expert whose copy failed", slog.Int("layer", ls.index), slog.Int("expert", id), slog.Any("err", err))
 				ls.expertIn[s], ls.slotOf[id], ls.ready[s], ls.fetched[s] = -1, -1, batchRef{}, false
 				s = -1
 			case done && err == nil:
@@ -1018,9 +1033,12 @@ var noWait = func() context.Context {
 
 // Release gives back the experts of s. event, recorded after the work that
 // reads them, guards them: their slots are not overwritten before it
-// completes (the copy stream waits for it), and the runtime keeps a reference
-// to it until then, so it must not be closed before the runtime is; re-recording
-// it only delays reuse. A nil event says the work is done already.
+// completes (the copy stream waits for it). The runtime keeps the event until
+// a later copy into those slots has waited for it, which can be any time
+// before Close: the event must outlive the runtime (destroy it after Close),
+// and re-recording it only delays reuse. A nil event says the work is
+// complete now, as for host code that has finished reading the experts, or a
+// caller that synchronized its stream.
 func (r *Runtime) Release(s *Set, event cuda.Event) error {
 	if s == nil || s.rt != r {
 		return fmt.Errorf("%w: not a Set of this Runtime", ErrReleased)
@@ -1073,8 +1091,8 @@ func (r *Runtime) Close() error {
 	r.mu.Unlock()
 	r.bg.stop()
 	err := r.drain()
-	if ce := r.log.Check(zap.DebugLevel, "rotary: closing"); ce != nil {
-		ce.Write(zap.Object("stats", r.Stats()))
+	if r.log.Enabled(context.Background(), slog.LevelDebug) {
+		r.log.Debug("rotary: closing", slog.Any("stats", r.Stats()))
 	}
 	return errors.Join(err, r.free())
 }

@@ -3,6 +3,9 @@ package rotary
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,11 +13,10 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 var bg = context.Background()
@@ -250,8 +252,8 @@ func TestAcquireWaitsForRelease(t *testing.T) {
 	require.NoError(t, <-got)
 	assert.Positive(t, rt.Stats().HostWait)
 
-	// Close wakes a blocked Acquire.
-	held, err = rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
+	// Close wakes a blocked Acquire (every slot held, never released).
+	_, err = rt.Acquire(bg, 0, []int{0, 1, 2, 3}, nil)
 	require.NoError(t, err)
 	go func() {
 		_, err := rt.Acquire(bg, 0, []int{9}, nil)
@@ -637,7 +639,7 @@ func blockedEvent(t *testing.T, dev cuda.Device) (ev cuda.Event, unblock func())
 // returns ErrClosed at once.
 func TestCloseWakesHostWait(t *testing.T) {
 	// Two layers of one expert size share one host class of 4 entries.
-	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	m := shapeModel(t, synth.Shape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := newHost(t, cuda.WithoutData())
 	rt, err := Open(bg, m, dev, WithSlots(4), WithHostBudget(4*m.ExpertBytes(0)), WithoutWarmup())
 	require.NoError(t, err)
@@ -721,7 +723,7 @@ func (e *gatedEvent) Close() error                            { return nil }
 // is full, an Acquire waits for the oldest batch, and Close makes it return
 // ErrClosed.
 func TestCloseWakesBatchWait(t *testing.T) {
-	m := shapeModel(t, experts.ModelShape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
+	m := shapeModel(t, synth.Shape{Arch: "llama", Layers: 2, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256})
 	dev := gatedDevice{newHost(t, cuda.WithoutData()), make(chan struct{})}
 	rt, err := Open(bg, m, dev, WithSlots(4))
 	require.NoError(t, err)
@@ -758,19 +760,19 @@ func TestCloseWakesBatchWait(t *testing.T) {
 
 func TestCloseLogsStats(t *testing.T) {
 	m := openTestModel(t)
-	core, logs := observer.New(zap.DebugLevel)
-	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(zap.New(core)))
+	log, logs := recordLogs(slog.LevelDebug)
+	rt, err := Open(bg, m, newHost(t), WithSlots(4), WithLogger(log))
 	require.NoError(t, err)
 	set, err := rt.Acquire(bg, 0, []int{1, 2}, nil)
 	require.NoError(t, err)
 	require.NoError(t, rt.Release(set, nil))
 	require.NoError(t, rt.Close())
-	closing := logs.FilterMessage("rotary: closing").All()
+	closing := logs("rotary: closing")
 	require.Len(t, closing, 1)
-	stats, ok := closing[0].ContextMap()["stats"].(map[string]any)
-	require.True(t, ok, "%v", closing[0].ContextMap())
-	assert.Equal(t, uint64(2), stats["vram_misses"])
-	assert.Equal(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
+	stats, ok := closing[0]["stats"].(map[string]any)
+	require.True(t, ok, "%v", closing[0])
+	assert.EqualValues(t, 2, stats["vram_misses"])
+	assert.EqualValues(t, 2*m.ExpertBytes(0), stats["bytes_to_device"])
 }
 
 // TestOpenCancelled cancels Open while it pins host memory: it stops at the
@@ -859,4 +861,53 @@ func TestRepin(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalid)
 	_, err = rt.Repin(bg, &profile.HotSet{Layers: []profile.LayerHotSet{{}, {Experts: []int{99}}}})
 	assert.ErrorIs(t, err, ErrExpertRange)
+}
+
+func TestOpenWithPlan(t *testing.T) {
+	m := openTestModel(t)
+	plan, err := NewPlan(m, WithVRAM(4<<20), WithHostBudget(2<<20), WithHostChunk(200<<10))
+	require.NoError(t, err)
+	dev := newHost(t, cuda.WithCapacity(64<<20))
+	rt := openRuntime(t, m, dev, WithPlan(plan), WithPolicy(LFU), WithoutWarmup())
+	assert.Same(t, plan, rt.Plan(), "Open follows the plan it is given")
+	set, err := rt.Acquire(context.Background(), m.MoELayers()[0], []int{1, 2, 3, 4}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+
+	// A plan excludes the options that plan, and must be NewPlan's, for the
+	// same model.
+	for _, o := range []Option{WithVRAM(4 << 20), WithSlots(4), WithHostBudget(0), WithReserve(0), WithHotSet(nil), WithHostChunk(1 << 20)} {
+		_, err := Open(context.Background(), m, dev, WithPlan(plan), o)
+		assert.ErrorIs(t, err, ErrInvalid)
+		assert.ErrorContains(t, err, "the plan already holds the budgets")
+	}
+	_, err = Open(context.Background(), m, dev, WithPlan(nil))
+	assert.ErrorIs(t, err, ErrInvalid)
+	decoded := *plan
+	decoded.Host = HostPlan{Mode: plan.Host.Mode, Budget: plan.Host.Budget}
+	_, err = Open(context.Background(), m, dev, WithPlan(&decoded))
+	assert.ErrorContains(t, err, "not made by NewPlan")
+	other := *plan
+	other.TotalExpert++
+	_, err = Open(context.Background(), m, dev, WithPlan(&other))
+	assert.ErrorContains(t, err, "the plan is for model")
+}
+
+func TestWarmupFailureReachesStats(t *testing.T) {
+	// A copy of the model that shrinks once mapped: the warm-up's reads of
+	// the experts past the new end fail (experts.ErrFault).
+	path := filepath.Join(t.TempDir(), "shrinks.gguf")
+	data, err := os.ReadFile(testModelPath)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	m, err := experts.OpenModel(path)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, os.Truncate(path, m.ExpertTensors()[0].Offset))
+
+	log, logs := recordLogs(slog.LevelWarn)
+	rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(8*m.ExpertBytes(1)), WithLogger(log))
+	require.Eventually(t, func() bool { return rt.Stats().WarmupErr != nil }, 10*time.Second, time.Millisecond)
+	assert.ErrorIs(t, rt.Stats().WarmupErr, experts.ErrFault)
+	assert.Len(t, logs("rotary: the host LRU's warm-up stopped; misses read the file themselves"), 1)
 }

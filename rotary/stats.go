@@ -1,11 +1,9 @@
 package rotary
 
 import (
+	"log/slog"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Stats count what the runtime did since Open or the last ResetStats.
@@ -31,6 +29,11 @@ type Stats struct {
 	TransferTime, StallTime, HostWait time.Duration
 	// Layers are the MoE layers' shares, in layer order.
 	Layers []LayerStats
+	// WarmupErr is why the host LRU's background warm-up (see WithoutWarmup)
+	// stopped before the LRU was full: an expert could not be read from the
+	// file. The runtime still works; misses read their experts themselves.
+	// It is nil while the warm-up runs, after it completed, and without one.
+	WarmupErr error `json:"-"`
 }
 
 // TierStats are one tier's hits and misses and the bytes its misses moved.
@@ -132,7 +135,7 @@ func (r *Runtime) Stats() Stats { return r.stats(false) }
 // debug level.
 func (r *Runtime) ResetStats() Stats {
 	s := r.stats(true)
-	r.log.Debug("rotary: stats", zap.Object("stats", s))
+	r.log.Debug("rotary: stats", slog.Any("stats", s))
 	return s
 }
 
@@ -161,28 +164,36 @@ func (r *Runtime) stats(reset bool) Stats {
 		s.HostWait += l.HostWait
 	}
 	s.Host = r.host.stats()
+	if err := r.warmErr.Load(); err != nil {
+		s.WarmupErr = *err
+	}
 	if reset {
 		r.host.reset()
 	}
 	return s
 }
 
-// MarshalLogObject logs the totals (not the layers).
-func (s Stats) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddUint64("vram_hits", s.VRAM.Hits)
-	enc.AddUint64("vram_misses", s.VRAM.Misses)
-	enc.AddUint64("pinned_hits", s.PinnedHits)
-	enc.AddInt64("bytes_to_device", s.VRAM.Bytes)
-	enc.AddUint64("host_hits", s.Host.Hits)
-	enc.AddUint64("host_misses", s.Host.Misses)
-	enc.AddInt64("bytes_from_file", s.Host.Bytes)
-	enc.AddUint64("prefetched", s.Prefetched)
-	enc.AddUint64("prefetch_useful", s.Prefetch.Useful)
-	enc.AddUint64("prefetch_wasted", s.Prefetch.Wasted)
-	enc.AddFloat64("prefetch_recall", s.Prefetch.Recall())
-	enc.AddFloat64("prefetch_precision", s.Prefetch.Precision())
-	enc.AddDuration("transfer", s.TransferTime)
-	enc.AddDuration("stall", s.StallTime)
-	enc.AddDuration("host_wait", s.HostWait)
-	return nil
+// LogValue logs the totals (not the layers).
+func (s Stats) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.Uint64("vram_hits", s.VRAM.Hits),
+		slog.Uint64("vram_misses", s.VRAM.Misses),
+		slog.Uint64("pinned_hits", s.PinnedHits),
+		slog.Int64("bytes_to_device", s.VRAM.Bytes),
+		slog.Uint64("host_hits", s.Host.Hits),
+		slog.Uint64("host_misses", s.Host.Misses),
+		slog.Int64("bytes_from_file", s.Host.Bytes),
+		slog.Uint64("prefetched", s.Prefetched),
+		slog.Uint64("prefetch_useful", s.Prefetch.Useful),
+		slog.Uint64("prefetch_wasted", s.Prefetch.Wasted),
+		slog.Float64("prefetch_recall", s.Prefetch.Recall()),
+		slog.Float64("prefetch_precision", s.Prefetch.Precision()),
+		slog.Duration("transfer", s.TransferTime),
+		slog.Duration("stall", s.StallTime),
+		slog.Duration("host_wait", s.HostWait),
+	}
+	if s.WarmupErr != nil {
+		attrs = append(attrs, slog.Any("warmup_err", s.WarmupErr))
+	}
+	return slog.GroupValue(attrs...)
 }

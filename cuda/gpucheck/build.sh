@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the project's GPU check on a machine without a GPU or CUDA toolkit:
-# the cuda and rotary test binaries and the benchmark, into gpu/ (ignored by
-# git) or the directory given. They link against libc alone (the driver and NVRTC are
+# the cuda and rotary test binaries, the kernel packages' test binaries, the
+# benchmark and the NVRTC compile check, into gpu/ (ignored by git) or the
+# directory given. They link against libc alone (the driver and NVRTC are
 # dlopen'd at run time), which this script checks, and it shows that here,
 # without a driver, they say so. Then, on the GPU machine, run
 # cuda/gpucheck/run.sh from the repository root.
@@ -11,12 +12,34 @@ out=${1:-$root/gpu}
 mkdir -p "$out"
 cd "$root"
 
+# Kernel packages: packages whose tests run CUDA C kernels against the Go CPU
+# reference. On a GPU those tests run on the device as well, so run.sh runs
+# each one's test binary there, in the package's directory (as go test
+# would). Add a package here when it lands, one directory per line, e.g.
+#   ./rotary/moe          quantized GEMV/GEMM and the slot-plane MoE kernels
+#   (the model's GPU backend, rotary/model/gpu, wherever it lives)
+kernel_packages=(
+)
+
 export CGO_ENABLED=1
 go test -c -o "$out/cuda.test" ./cuda
 go test -c -o "$out/rotary.test" ./rotary
 go build -o "$out/bench" ./cuda/gpucheck/bench
+go build -o "$out/nvrtc" ./cuda/gpucheck/nvrtc
+bins=("$out/cuda.test" "$out/rotary.test" "$out/bench" "$out/nvrtc")
 
-for bin in "$out/cuda.test" "$out/rotary.test" "$out/bench"; do
+# kernels.list: one line per kernel package, its directory and its test
+# binary, for run.sh.
+mkdir -p "$out/kernels"
+: >"$out/kernels.list"
+for pkg in "${kernel_packages[@]}"; do
+	name=$(echo "${pkg#./}" | tr / -).test
+	go test -c -o "$out/kernels/$name" "$pkg"
+	echo "${pkg#./} kernels/$name" >>"$out/kernels.list"
+	bins+=("$out/kernels/$name")
+done
+
+for bin in "${bins[@]}"; do
 	# Anything beyond the C library and the dynamic loader would have to be
 	# on the GPU machine too.
 	extra=$(ldd "$bin" | awk '{print $1}' | grep -vE '^(linux-vdso\.so|/lib64/ld-linux|libc\.so|libdl\.so|libpthread\.so)' || true)
@@ -35,3 +58,18 @@ if [ "$status" -ne 2 ]; then
 	echo "build.sh: bench exited with $status, not 2 (no driver)" >&2
 	exit 1
 fi
+
+# The compile check runs here too when this machine has NVRTC (3: it has
+# none); on the GPU machine run.sh runs it with the device's NVRTC.
+echo "the NVRTC check, for sm_90 here:"
+status=0
+log=$("$out/nvrtc" -arch sm_90 2>&1) || status=$?
+case $status in
+0) echo "$log" | tail -1 ;;
+3) echo "$log" ;;
+*)
+	echo "$log" >&2
+	echo "build.sh: nvrtc exited with $status" >&2
+	exit 1
+	;;
+esac

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (CUDA driver, no Go needed) what build.sh built
-# elsewhere, every GPU check of the project in one call: the cuda package's
-# tests, which then run on the GPU as well as on the host backend, rotary's
-# GPU benchmarks (misses streamed as a share of pinned bandwidth, copies
-# hidden behind compute), and the benchmark table, last. Logs go to $OUT when it is
+# elsewhere, every GPU check of the project in one call: the NVRTC compile
+# check with the machine's own NVRTC (the table for the GPU's architecture,
+# then every architecture), the cuda package's tests, which then run on the
+# GPU as well as on the host backend, the kernel packages' tests (their
+# kernels on the device against the Go CPU reference), rotary's GPU
+# benchmarks (misses streamed as a share of pinned bandwidth, copies hidden
+# behind compute), and the benchmark table, last. Logs go to $OUT when it is
 # set, else to the binaries' directory.
 #
 #   cuda/gpucheck/run.sh [binary-dir]     (default: gpu/ in the repository)
@@ -11,7 +14,8 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/gpu}
 logs=${OUT:-$bin}
-if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/rotary.test" ] || [ ! -x "$bin/bench" ]; then
+if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/rotary.test" ] || [ ! -x "$bin/bench" ] || [ ! -x "$bin/nvrtc" ] ||
+	[ ! -f "$bin/kernels.list" ]; then
 	echo "run.sh: no binaries in $bin: run cuda/gpucheck/build.sh first" >&2
 	exit 2
 fi
@@ -22,12 +26,40 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pc
 	echo "(nvidia-smi not available)"
 ls /usr/local/cuda*/lib64/libnvrtc.so* 2>/dev/null | head -3
 
+echo "== NVRTC: every kernel for this GPU's architecture, with this machine's NVRTC"
+# Exit 3: no NVRTC here (it names what it tried), which is no failure of the
+# kernels; the cuda tests below then say the same.
+"$bin/nvrtc" -arch device 2>&1 | tee "$logs/gpucheck-nvrtc.log"
+nvrtc=${PIPESTATUS[0]}
+if [ "$nvrtc" -ne 3 ]; then
+	echo "== NVRTC: every architecture (sm_75 ... sm_90), with this machine's NVRTC"
+	"$bin/nvrtc" -j "$(nproc)" >"$logs/gpucheck-nvrtc-all.log" 2>&1
+	all=$?
+	sed -n '1p;/^\(ok\|FAIL\)/,$p' "$logs/gpucheck-nvrtc-all.log"
+	[ "$all" -eq 0 ] || nvrtc=$all
+else
+	nvrtc=0
+fi
+
 echo "== tests"
 work=$(mktemp -d)
 (cd "$work" && "$bin/cuda.test" -test.v -test.count=1 -test.timeout=5m) 2>&1 | tee "$logs/gpucheck-tests.log" |
 	grep -E '^(=== RUN|--- |    --- |ok|FAIL|PASS|panic)|no GPU|skip' | grep -vE '^=== RUN'
 tests=${PIPESTATUS[0]}
 rm -rf "$work"
+
+echo "== kernel tests on the device (the kernel packages of build.sh)"
+kernels=0
+while read -r -u 3 dir test; do
+	# In the package's directory, as go test runs it, for its testdata.
+	(cd "$root/$dir" && "$bin/$test" -test.v -test.count=1 -test.timeout=10m) 2>&1 |
+		tee "$logs/gpucheck-$(basename "$test" .test).log" |
+		grep -E '^(--- |    --- |ok|FAIL|PASS|panic)|no GPU|skip'
+	status=${PIPESTATUS[0]}
+	echo "$dir: exit $status"
+	[ "$status" -eq 0 ] || kernels=$status
+done 3<"$bin/kernels.list"
+[ -s "$bin/kernels.list" ] || echo "(none yet)"
 
 echo "== rotary: expert misses on the GPU (targets: %pinned >= 85, %hidden near 100)"
 work=$(mktemp -d)
@@ -40,5 +72,5 @@ echo "== benchmark"
 "$bin/bench" 2>&1 | tee "$logs/gpucheck-bench.log"
 bench=${PIPESTATUS[0]}
 
-echo "== result: cuda tests exit $tests, rotary benchmarks exit $rotary, bench exit $bench (logs in $logs)"
-[ "$tests" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "== result: nvrtc exit $nvrtc, cuda tests exit $tests, kernel tests exit $kernels, rotary benchmarks exit $rotary, bench exit $bench (logs in $logs)"
+[ "$nvrtc" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$kernels" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$bench" -eq 0 ]

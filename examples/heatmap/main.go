@@ -23,6 +23,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/profile/chart"
 )
 
 func main() {
@@ -56,27 +57,52 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *profilePath == "" && *heatmapPath == "" && *curvesPath == "" && *csvPath == "" {
 		return errors.New("nothing to write: give -profile, -heatmap, -curves or -csv")
 	}
-	var chartOpts []profile.ChartOption
+	var chartOpts []chart.Option
 	switch *sortBy {
 	case "id":
-		chartOpts = append(chartOpts, profile.SortBy(profile.ByID))
+		chartOpts = append(chartOpts, chart.SortBy(chart.ByID))
 	case "popularity":
-		chartOpts = append(chartOpts, profile.SortBy(profile.ByPopularity))
+		chartOpts = append(chartOpts, chart.SortBy(chart.ByPopularity))
 	default:
 		return fmt.Errorf("-sort %q: want id or popularity", *sortBy)
 	}
 	switch *scale {
 	case "linear":
-		chartOpts = append(chartOpts, profile.WithScale(profile.Linear))
+		chartOpts = append(chartOpts, chart.WithScale(chart.Linear))
 	case "log":
-		chartOpts = append(chartOpts, profile.WithScale(profile.Log))
+		chartOpts = append(chartOpts, chart.WithScale(chart.Log))
 	default:
 		return fmt.Errorf("-scale %q: want linear or log", *scale)
 	}
 
+	// The image format follows each file's extension; refuse others before
+	// any work.
+	formatOf := func(flag, path string) (chart.Option, error) {
+		if path == "" {
+			return nil, nil
+		}
+		format, err := chart.FormatOf(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return chart.WithFormat(format), nil
+	}
+	heatmapFormat, err := formatOf("-heatmap", *heatmapPath)
+	if err != nil {
+		return err
+	}
+	curvesFormat, err := formatOf("-curves", *curvesPath)
+	if err != nil {
+		return err
+	}
+	chartOpts = append(chartOpts, heatmapFormat)
+
 	tr, err := profile.OpenTrace(ctx, *tracePath)
 	if err != nil {
 		return err
+	}
+	if tr.Tokens() == 0 {
+		return fmt.Errorf("%s: the trace has no tokens: nothing to profile or draw", *tracePath)
 	}
 	if *phase != "" {
 		tr = tr.Subset(func(s profile.Segment) bool { return s.Phase == *phase })
@@ -107,8 +133,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		write func(io.Writer) error
 	}{
 		{*profilePath, p.Encode},
-		{*heatmapPath, func(w io.Writer) error { return profile.WriteHeatmap(w, p, chartOpts...) }},
-		{*curvesPath, func(w io.Writer) error { return profile.WriteCurves(w, p) }},
+		{*heatmapPath, func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) }},
+		{*curvesPath, func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) }},
 		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
 	} {
 		if out.path == "" {

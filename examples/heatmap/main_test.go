@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"image"
+	_ "image/jpeg" // TestRunWritesJPEG decodes JPEG
 	"image/png"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/profile/chart"
 )
 
 func TestRun(t *testing.T) {
@@ -51,4 +54,40 @@ func TestRunErrors(t *testing.T) {
 	} {
 		assert.Error(t, run(t.Context(), args, &bytes.Buffer{}), "%q", args)
 	}
+}
+
+func TestRunRefusesUnknownImageFormat(t *testing.T) {
+	dir := t.TempDir()
+	err := run(t.Context(), []string{"-trace", filepath.Join("..", "..", "profile", "testdata", "granite_tiny.json"),
+		"-heatmap", filepath.Join(dir, "h.gif")}, &bytes.Buffer{})
+	assert.ErrorIs(t, err, chart.ErrFormat)
+	assert.Contains(t, err.Error(), "-heatmap")
+	assert.NoFileExists(t, filepath.Join(dir, "h.gif"))
+}
+
+func TestRunWritesJPEG(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.jpg")
+	require.NoError(t, run(t.Context(), []string{"-trace", filepath.Join("..", "..", "profile", "testdata", "granite_tiny.json"),
+		"-heatmap", path}, &bytes.Buffer{}))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	_, kind, err := image.Decode(f)
+	require.NoError(t, err)
+	assert.Equal(t, "jpeg", kind)
+}
+
+func TestRunRejectsEmptyTrace(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := profile.NewTrace(profile.ModelID{Name: "empty", Arch: "test", Layers: 2, Experts: 4, ExpertsUsed: 1})
+	require.NoError(t, err)
+	trace := filepath.Join(dir, "empty.jsonl")
+	f, err := os.Create(trace)
+	require.NoError(t, err)
+	require.NoError(t, tr.Encode(f, profile.JSONL))
+	require.NoError(t, f.Close())
+	err = run(t.Context(), []string{"-trace", trace, "-heatmap", filepath.Join(dir, "h.png")}, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no tokens")
+	assert.NoFileExists(t, filepath.Join(dir, "h.png"))
 }

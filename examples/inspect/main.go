@@ -28,6 +28,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	vram := flags.String("vram", "16GiB", "GPU memory to plan for, e.g. 16GiB, 512MiB or 20GB")
 	reserve := flags.String("reserve", "0", "of that, GPU memory to leave for the KV cache, activations and buffers")
-	preset := flags.String("synth", "", "write this synthetic model first, one of: "+strings.Join(experts.Presets(), ", "))
+	preset := flags.String("synth", "", "write this synthetic model first, one of: "+strings.Join(synth.Presets(), ", "))
 	out := flags.String("o", "", "where -synth writes the model (default: the user cache folder)")
 	flags.Usage = func() {
 		fmt.Fprintln(stderr, "usage: inspect [-vram SIZE] [-reserve SIZE] [MODEL.gguf]\n       inspect -synth PRESET [-o PATH] [-vram SIZE] [-reserve SIZE]")

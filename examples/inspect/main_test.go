@@ -12,6 +12,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -87,7 +88,7 @@ func TestInspectErrors(t *testing.T) {
 // rotary makes for the budget, and the runtime's reason when it is too small.
 func TestInspectPrintsTheRuntimesPlan(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.gguf")
-	require.NoError(t, experts.WriteSynthetic(t.Context(), path, "qwen3moe-tiny"))
+	require.NoError(t, synth.Write(t.Context(), path, "qwen3moe-tiny"))
 	m, err := experts.OpenModel(path)
 	require.NoError(t, err)
 	defer m.Close()

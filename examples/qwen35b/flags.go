@@ -9,6 +9,8 @@ import (
 
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
+
+	"github.com/rotary-moe/rotary/profile/chart"
 )
 
 // config is what the flags ask for.
@@ -126,6 +128,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case "auto", "host", "cuda":
 	default:
 		return nil, usagef("-backend %q: want auto, cuda or host", c.backend)
+	}
+	for flag, path := range map[string]string{"-heatmap": c.heatmap, "-curves": c.curves} {
+		if path == "" {
+			continue
+		}
+		if _, err := chart.FormatOf(path); err != nil {
+			return nil, usagef("%s: %v", flag, err)
+		}
 	}
 	return c, nil
 }

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rotary-moe/rotary/examples/internal/sample"
-	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 // generation is what a run produced and what it cost.
@@ -45,7 +45,7 @@ func (p phase) TokensPerSecond() float64 {
 // to out as it is decoded. Every forward step's routing is flushed to routes.
 func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, smp *sample.Sampler, routes *engine.Routes,
 	prompt []int32, n, positions int, out io.Writer) (*generation, error) {
-	md := e.Model()
+	md := e.Net()
 	g := &generation{Prompt: prompt, Stop: "length"}
 	s := md.NewState(positions)
 

@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,18 +42,16 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-
-	"github.com/rotary-moe/rotary/examples/internal/chat"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
-	"github.com/rotary-moe/rotary/examples/internal/sample"
-	"github.com/rotary-moe/rotary/examples/internal/tokenizer"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/profile/chart"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/chat"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 func main() {
@@ -96,9 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.json {
 		human = stderr
 	}
-	log := zap.NewNop()
+	log := slog.New(slog.DiscardHandler)
 	if c.verbose {
-		log = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(stderr), zap.DebugLevel))
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if c.backend == "auto" {
 			fmt.Fprintln(stderr, "backend: host (auto: the forward pass exists for the CPU only; rotary runs on the host backend with the -vram budget as its capacity)")
 		}
@@ -138,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			host = dh
 		}
 	}
-	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostMemory(host), engine.WithPositions(positions),
+	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
 	if c.hot != "" {
 		p, err := profile.LoadFor(c.hot, id)
@@ -335,12 +334,16 @@ func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
 	}
 	for _, out := range []struct {
 		path string
-		draw func(io.Writer, *profile.Profile, ...profile.ChartOption) error
-	}{{c.heatmap, profile.WriteHeatmap}, {c.curves, profile.WriteCurves}} {
+		draw func(io.Writer, *profile.Profile, ...chart.Option) error
+	}{{c.heatmap, chart.WriteHeatmap}, {c.curves, chart.WriteCurves}} {
 		if out.path == "" {
 			continue
 		}
-		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p) }); err != nil {
+		format, err := chart.FormatOf(out.path) // checked with the flags
+		if err != nil {
+			return err
+		}
+		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p, chart.WithFormat(format)) }); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, "wrote", out.path)

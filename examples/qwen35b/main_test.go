@@ -203,9 +203,9 @@ func TestTrace(t *testing.T) {
 			e, err := engine.New(context.Background(), m, engine.WithPositions(64), engine.WithModelOptions(hook))
 			require.NoError(t, err)
 			defer e.Close()
-			s := e.Model().NewState(64)
+			s := e.Net().NewState(64)
 			for _, tok := range ran {
-				_, err := e.Model().Forward(context.Background(), s, []int32{tok}, model.LastLogits)
+				_, err := e.Net().Forward(context.Background(), s, []int32{tok}, model.LastLogits)
 				require.NoError(t, err)
 			}
 			for tok := range ran {
@@ -280,6 +280,7 @@ func TestErrors(t *testing.T) {
 		{"missing prompt file", []string{"-prompt-file", filepath.Join(dir, "none.txt")}, 1, "-prompt-file"},
 		{"profile of another model", []string{"-hot", foreign}, 1, "-hot"},
 		{"prompt longer than the context", []string{"-ctx", "4"}, 1, "context"},
+		{"chart format", []string{"-heatmap", filepath.Join(dir, "h.gif")}, 2, "-heatmap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.args...)

@@ -43,6 +43,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/prefetch"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	flag := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	var (
 		tracePath  = flag.String("trace", "", "routing trace to replay")
-		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(experts.Presets(), ", ")+") or GGUF file")
+		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(synth.Presets(), ", ")+") or GGUF file")
 		slotsFlag  = flag.String("slots", "", "slots per layer to compare, e.g. 8,16,32")
 		vramFlag   = flag.String("vram", "", "VRAM budgets to compare, e.g. 6GiB,8GiB,16GiB")
 		policies   = flag.String("policies", "lru,lfu,pinned+lru,belady", "policies to compare (also lru-by-misses: each layer's slots sized by its misses; pinned+lru-live: re-pinned every -repin tokens)")
@@ -224,12 +225,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // shape.
 func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExpert string) (*experts.Model, error) {
 	switch {
-	case name != "" && slices.Contains(experts.Presets(), name):
-		w, err := experts.SyntheticWriter(name)
+	case name != "" && slices.Contains(synth.Presets(), name):
+		w, err := synth.NewWriter(name)
 		if err != nil {
 			return nil, err
 		}
-		return experts.OpenShape(w, "")
+		return synth.OpenShape(w, "")
 	case name != "":
 		return experts.OpenModel(name)
 	}
@@ -259,11 +260,11 @@ func openModel(ctx context.Context, name string, tr *profile.Trace, dims, nonExp
 	if err != nil {
 		return nil, err
 	}
-	w, err := experts.ShapeWriter(sim.ShapeOf(tr, d[0], d[1], ne))
+	w, err := synth.ShapeWriter(sim.ShapeOf(tr, d[0], d[1], ne))
 	if err != nil {
 		return nil, err
 	}
-	return experts.OpenShape(w, "")
+	return synth.OpenShape(w, "")
 }
 
 func budgets(slots, vram string) ([]sim.Budget, error) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -189,15 +190,8 @@ func TestPrefetchTargets(t *testing.T) {
 	if os.Getenv("ROTARY_FULL_TRACES") == "" {
 		t.Skip("set ROTARY_FULL_TRACES=1 to replay the whole DeepSeek trace")
 	}
-	var path string
-	for _, dir := range []string{os.Getenv("ROTARY_TRACES"), filepath.Join("..", "..", "..", "shared", "traces")} {
-		if p := filepath.Join(dir, "deepseek-v2-lite-chat", "puffin_prefill_csv"); dir != "" && path == "" {
-			if _, err := os.Stat(p); err == nil {
-				path = p
-			}
-		}
-	}
-	if path == "" {
+	path := filepath.Join(shared.Traces(), "deepseek-v2-lite-chat", "puffin_prefill_csv")
+	if _, err := os.Stat(path); shared.Traces() == "" || err != nil {
 		t.Skip("real traces not present (set ROTARY_TRACES)")
 	}
 	var out bytes.Buffer

@@ -4,9 +4,22 @@
 // the expert-rotation path (slots, host tier, copies, eviction) runs end to
 // end on any machine.
 //
+// In a few lines:
+//
+//	e, err := engine.Open(ctx, "model.gguf", engine.WithVRAM(16<<30))
+//	...
+//	defer e.Close()
+//	g, err := e.Generate(ctx, prompt, 100, engine.WithStream(print))
+//
+// Generate tokenizes the prompt (rotary/model/tokenizer, from the GGUF
+// vocabulary), runs it, and samples (greedily, or with a rotary/model/sample
+// Sampler) until an end-of-generation token, the token limit or a full
+// sequence; rotary/model/chat renders conversations into prompts. For
+// control of each step, Net gives the forward pass itself.
+//
 // New opens an Engine over a GGUF model: a cuda.HostDevice whose capacity is
 // the VRAM budget, a rotary.Runtime planned for that budget (minus the
-// model's non-expert weights and the sequence state), and a model.Model whose
+// model's non-expert weights and the sequence state), and a model.Net whose
 // ExpertSource is a Source. A Source asks the runtime for the union of the
 // experts a forward step routes to, once per layer, waits for their copies,
 // and hands the model views of the slots' bytes; the model's micro-batch is

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
@@ -15,6 +14,7 @@ import (
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
+	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 // Engine is a model ready to run: its forward pass on the CPU, its experts
@@ -27,9 +27,13 @@ type Engine struct {
 	backend *cpu.Backend
 	rt      *rotary.Runtime
 	src     *Source
-	model   *model.Model
+	model   *model.Net
+	tok     *tokenizer.Tokenizer
 	batch   int
 	reserve int64
+
+	positions int  // the sequence length Generate uses
+	ownsModel bool // Open opened experts: Close closes it
 }
 
 // Option configures New.
@@ -45,7 +49,7 @@ type config struct {
 	threads     int
 	hot         *profile.Profile
 	pinFraction float64
-	log         *zap.Logger
+	log         *slog.Logger
 	modelOpts   []model.Option
 }
 
@@ -57,15 +61,16 @@ const DefaultVRAM = 16 << 30
 // weights and the sequence state (default DefaultVRAM).
 func WithVRAM(bytes int64) Option { return optionFunc(func(c *config) { c.vram = bytes }) }
 
-// WithHostMemory sets rotary's pinned host budget (rotary.WithHostBudget);
+// WithHostBudget sets rotary's pinned host budget (rotary.WithHostBudget);
 // the default is unlimited: the model file's mapping serves every miss.
-func WithHostMemory(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
+func WithHostBudget(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
 
 // WithPositions sets how many positions a sequence holds at most, for the
 // state the VRAM budget reserves (default 4096, at most the model's context).
 func WithPositions(n int) Option { return optionFunc(func(c *config) { c.positions = n }) }
 
-// WithThreads sets the CPU backend's goroutines (default: one per CPU).
+// WithThreads sets the CPU backend's goroutines (default, and 0: one per
+// CPU).
 func WithThreads(n int) Option { return optionFunc(func(c *config) { c.threads = n }) }
 
 // WithHotProfile pins the hot set of a router profile of this model in VRAM:
@@ -77,7 +82,7 @@ func WithHotProfile(p *profile.Profile, fraction float64) Option {
 }
 
 // WithLogger sets the logger of the runtime and the device (default: none).
-func WithLogger(log *zap.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
+func WithLogger(log *slog.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
 
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
@@ -87,23 +92,34 @@ func WithModelOptions(opts ...model.Option) Option {
 // New opens an Engine over m, which must stay open until the Engine is
 // closed. A budget too small for the model fails with an error matching
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
-// model.ErrUnsupportedArch.
+// model.ErrUnsupportedArch; an option out of its range (WithVRAM,
+// WithPositions not positive, WithThreads negative) with an "engine:" error
+// naming it.
 func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
-	c := config{vram: DefaultVRAM, host: -1, positions: 4096, log: zap.NewNop()}
+	c := config{vram: DefaultVRAM, host: -1, positions: 4096}
 	for _, o := range opts {
-		o.apply(&c)
+		if o != nil {
+			o.apply(&c)
+		}
 	}
 	if c.vram <= 0 {
-		return nil, fmt.Errorf("engine: VRAM budget %d is not positive", c.vram)
+		return nil, fmt.Errorf("engine: WithVRAM(%d) is not positive", c.vram)
 	}
-	e := &Engine{experts: m, id: ModelID(m), reserve: StateBytes(m.Params, min(c.positions, m.Params.ContextLength))}
+	if c.positions <= 0 {
+		return nil, fmt.Errorf("engine: WithPositions(%d) is not positive", c.positions)
+	}
+	if c.threads < 0 {
+		return nil, fmt.Errorf("engine: WithThreads(%d) is negative", c.threads)
+	}
+	positions := min(c.positions, m.Params.ContextLength)
+	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
 		}
 	}()
 
-	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve), rotary.WithLogger(c.log)}
+	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve)}
 	if c.host >= 0 {
 		ropts = append(ropts, rotary.WithHostBudget(c.host))
 	}
@@ -116,7 +132,8 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		ropts = append(ropts, rotary.WithHotProfile(c.hot, c.pinFraction))
 	}
 
-	// Plan first: the model's micro-batch depends on the slots.
+	// Plan first, once: the model's micro-batch depends on the slots, and the
+	// runtime follows the same plan.
 	plan, err := rotary.NewPlan(m, ropts...)
 	if err != nil {
 		return nil, err
@@ -134,13 +151,16 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {
 		return nil, err
 	}
-	if e.rt, err = rotary.Open(ctx, m, e.dev, ropts...); err != nil {
+	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
 		return nil, err
 	}
 	if e.src, err = NewSource(e.rt, e.dev); err != nil {
 		return nil, err
 	}
 	src.Source = e.src
+	if e.tok, err = tokenizer.FromGGUF(m.File); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -165,8 +185,15 @@ func StateBytes(h experts.HParams, positions int) int64 {
 	return 4 * n
 }
 
-// Model is the forward pass.
-func (e *Engine) Model() *model.Model { return e.model }
+// Net is the forward pass.
+func (e *Engine) Net() *model.Net { return e.model }
+
+// Tokenizer is the model's tokenizer, from its GGUF vocabulary.
+func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.tok }
+
+// Positions is the longest sequence the engine plans for (WithPositions,
+// capped at the model's context length): Generate's sequences hold as many.
+func (e *Engine) Positions() int { return e.positions }
 
 // Runtime is the rotary runtime that holds the experts.
 func (e *Engine) Runtime() *rotary.Runtime { return e.rt }
@@ -241,7 +268,7 @@ func (e *Engine) Stats() Stats {
 }
 
 // Close frees the runtime, the device and the backend; the model file is the
-// caller's.
+// caller's, unless Open opened it.
 func (e *Engine) Close() error {
 	var errs []error
 	if e.src != nil {
@@ -255,6 +282,9 @@ func (e *Engine) Close() error {
 	}
 	if e.backend != nil {
 		errs = append(errs, e.backend.Close())
+	}
+	if e.ownsModel {
+		errs = append(errs, e.experts.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
@@ -36,7 +37,7 @@ func openModel(t testing.TB, name string) *experts.Model {
 func syntheticModel(t testing.TB, preset string) *experts.Model {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), preset+".gguf")
-	require.NoError(t, experts.WriteSynthetic(context.Background(), path, preset))
+	require.NoError(t, synth.Write(context.Background(), path, preset))
 	m, err := experts.OpenModel(path)
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
@@ -51,7 +52,7 @@ func halfBudget(m *experts.Model, positions int) int64 {
 
 // run feeds prompt to md, then greedily decodes steps tokens, and returns
 // every logit it computed and the tokens it chose.
-func run(t *testing.T, md *model.Model, prompt []int32, steps int) (logits []float32, tokens []int32) {
+func run(t *testing.T, md *model.Net, prompt []int32, steps int) (logits []float32, tokens []int32) {
 	t.Helper()
 	ctx := context.Background()
 	s := md.NewState(64)
@@ -102,19 +103,19 @@ func TestRotationKeepsLogits(t *testing.T) {
 			all, err := engine.New(context.Background(), m, engine.WithVRAM(1<<30), engine.WithPositions(64), engine.WithModelOptions(hook))
 			require.NoError(t, err)
 			defer all.Close()
-			got, tokens := run(t, all.Model(), prompt, 12)
+			got, tokens := run(t, all.Net(), prompt, 12)
 			require.Equal(t, want, got, "all experts resident")
 			require.Equal(t, wantTokens, tokens)
 			s := all.Stats()
 			assert.Equal(t, uint64(len(used)), s.VRAM.Misses, "every expert used is copied in once and stays")
 			assert.Zero(t, all.MaxBatch())
 
-			half, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithHostMemory(m.TotalExpertBytes()*3/4),
+			half, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithHostBudget(m.TotalExpertBytes()*3/4),
 				engine.WithPositions(64))
 			require.NoError(t, err)
 			defer half.Close()
 			require.Less(t, half.Runtime().Plan().Slots, m.TotalExpertBytes(), "the slots do not hold every expert")
-			got, tokens = run(t, half.Model(), prompt, 12)
+			got, tokens = run(t, half.Net(), prompt, 12)
 			require.Equal(t, want, got, "half the experts in VRAM")
 			require.Equal(t, wantTokens, tokens)
 			s = half.Stats()
@@ -181,7 +182,7 @@ func TestBudgetTooSmall(t *testing.T) {
 	m := openModel(t, "qwen35moe-tiny-f32")
 	_, err := engine.New(context.Background(), m, engine.WithVRAM(m.NonExpertBytes()), engine.WithPositions(64))
 	assert.ErrorIs(t, err, rotary.ErrBudget)
-	_, err = engine.New(context.Background(), m, engine.WithVRAM(1<<30), engine.WithHostMemory(1), engine.WithPositions(64))
+	_, err = engine.New(context.Background(), m, engine.WithVRAM(1<<30), engine.WithHostBudget(1), engine.WithPositions(64))
 	assert.ErrorIs(t, err, rotary.ErrBudget)
 }
 
@@ -216,14 +217,14 @@ func TestRoutes(t *testing.T) {
 			defer e.Close()
 
 			ctx := context.Background()
-			s := e.Model().NewState(64)
+			s := e.Net().NewState(64)
 			prompt := []int32{5, 6, 7, 8, 9}
 			require.NoError(t, routes.StartSegment("prompt", "prefill"))
-			_, err = e.Model().Forward(ctx, s, prompt, model.LastLogits)
+			_, err = e.Net().Forward(ctx, s, prompt, model.LastLogits)
 			require.NoError(t, err)
 			require.NoError(t, routes.StartSegment("generation", "decode"))
 			for _, tok := range []int32{10, 11, 12} {
-				_, err = e.Model().Forward(ctx, s, []int32{tok}, model.LastLogits)
+				_, err = e.Net().Forward(ctx, s, []int32{tok}, model.LastLogits)
 				require.NoError(t, err)
 				require.NoError(t, routes.Flush())
 			}

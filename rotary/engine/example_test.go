@@ -11,10 +11,36 @@ import (
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
-// Greedy generation with half of the model's experts in (emulated) VRAM:
-// every expert a token routes to comes through rotary, and the text is the
-// same as with all of them resident (see the model package's example).
+// Running a Qwen MoE model through rotary: open the GGUF file with a VRAM
+// budget (here on the host backend, which emulates a card of that size) and
+// generate. Half of the tiny test model's experts fit; every expert a token
+// routes to comes through rotary's slots.
 func Example() {
+	ctx := context.Background()
+	e, err := engine.Open(ctx, "../../experts/testdata/qwen35moe-tiny-f32.gguf",
+		engine.WithVRAM(3<<20), engine.WithPositions(64))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+
+	g, err := e.Generate(ctx, "<|im_start|>user\nWhat is", 6)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The model's weights are random: its text is not meant to make sense.
+	fmt.Printf("%d prompt tokens, then %v (%s): %q\n", len(g.Prompt), g.Tokens, g.Stop, g.Text)
+	st := e.Stats()
+	fmt.Printf("experts: %d VRAM hits, %d misses copied in\n", st.VRAM.Hits, st.VRAM.Misses)
+	// Output:
+	// 8 prompt tokens, then [216 483 483 483 483 483] (length): "\x1cversionversionversionversionversion"
+	// experts: 76 VRAM hits, 60 misses copied in
+}
+
+// The forward pass step by step, greedy, with half of the model's experts in
+// (emulated) VRAM: the text is the same as with all of them resident (see
+// the model package's example).
+func ExampleEngine_Net() {
 	m, err := experts.OpenModel("../../experts/testdata/qwen35moe-tiny-f32.gguf")
 	if err != nil {
 		log.Fatal(err)
@@ -28,7 +54,7 @@ func Example() {
 	defer e.Close()
 
 	ctx := context.Background()
-	md := e.Model()
+	md := e.Net()
 	s := md.NewState(64)
 	prompt := []int32{757, 84, 494, 198, 54, 71, 267, 334} // "<|im_start|>user\nWhat is"
 	logits, err := md.Forward(ctx, s, prompt, model.LastLogits)

@@ -18,4 +18,9 @@
 // supply them and know when they are no longer in use. FileSource, every
 // expert read in place from the mapped file, is the reference such a
 // runtime must match bit for bit.
+//
+// Around the forward pass, subpackages hold what text generation with these
+// models needs: tokenizer (llama.cpp's byte-level BPE from the GGUF
+// vocabulary), sample (llama.cpp's default samplers) and chat (the models'
+// ChatML prompt format). rotary/engine puts them together.
 package model

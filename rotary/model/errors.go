@@ -12,6 +12,8 @@ var (
 	ErrContextFull = errors.New("model: context full")
 	// ErrBadToken: a token id is outside the vocabulary.
 	ErrBadToken = errors.New("model: token out of range")
+	// ErrInvalid: an argument or option of New is unusable.
+	ErrInvalid = errors.New("model: invalid argument")
 	// ErrExpertSource: the expert source returned unusable weights.
 	ErrExpertSource = errors.New("model: expert source")
 )

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 // layerWeights are the resident (non-expert) weights of one layer. Which
@@ -90,7 +91,7 @@ func (l *loader) vector(name string, rows, cols int) Weight {
 		return w
 	}
 	vals := make([]float32, rows*cols)
-	if err := experts.Dequantize(w.Type, w.Data, vals); err != nil {
+	if err := quant.Dequantize(w.Type, w.Data, vals); err != nil {
 		l.fail("%s: %v", name, err)
 		return w
 	}
@@ -116,7 +117,7 @@ func rowsOf(w Weight, heights ...int) []Weight {
 }
 
 // loadLayer reads layer il's resident weights.
-func (m *Model) loadLayer(l *loader, il int) layerWeights {
+func (m *Net) loadLayer(l *loader, il int) layerWeights {
 	c := &m.cfg
 	p := func(s string) string { return fmt.Sprintf("blk.%d.%s", il, s) }
 	var w layerWeights

@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -11,11 +10,12 @@ import (
 	"github.com/rotary-moe/rotary/experts"
 )
 
-// Model is a loaded qwen3moe or qwen35moe model: resident weights viewed in
-// the mapped file, a Backend to compute with and an ExpertSource for the
-// routed experts. It is safe for concurrent use; Forward calls run one at a
+// Net is the forward pass of a loaded qwen3moe or qwen35moe model (named
+// apart from experts.Model, the file it is built over): resident weights
+// viewed in the mapped file, a Backend to compute with and an ExpertSource
+// for the routed experts. It is safe for concurrent use; Forward calls run one at a
 // time (they share the backend).
-type Model struct {
+type Net struct {
 	mu      sync.Mutex // serialises Forward
 	cfg     config
 	backend Backend
@@ -26,20 +26,26 @@ type Model struct {
 	layers                        []layerWeights
 }
 
-// New builds a Model over m's weights. The model keeps views into m's
-// mapping: m must stay open while the Model is used.
-func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Model, error) {
+// New builds a Net over m's weights. The model keeps views into m's
+// mapping: m must stay open while the Net is used.
+func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Net, error) {
 	if backend == nil || src == nil {
-		return nil, errors.New("model: New needs a backend and an expert source")
+		return nil, fmt.Errorf("%w: New needs a backend and an expert source", ErrInvalid)
+	}
+	md := &Net{backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&md.opts)
+		}
+	}
+	if md.opts.maxBatch <= 0 {
+		return nil, fmt.Errorf("%w: WithMaxBatch(%d) is not positive", ErrInvalid, md.opts.maxBatch)
 	}
 	cfg, err := newConfig(m)
 	if err != nil {
 		return nil, err
 	}
-	md := &Model{cfg: cfg, backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
-	for _, o := range opts {
-		o.apply(&md.opts)
-	}
+	md.cfg = cfg
 	l := &loader{f: m.File}
 	md.tokenEmbd = l.matrix("token_embd.weight", cfg.vocab, cfg.embed)
 	md.outputNorm = l.vector("output_norm.weight", 1, cfg.embed)
@@ -64,15 +70,15 @@ func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*
 }
 
 // VocabSize is the number of logits per position.
-func (m *Model) VocabSize() int { return m.cfg.vocab }
+func (m *Net) VocabSize() int { return m.cfg.vocab }
 
 // Layers is the number of decoder layers the forward pass runs.
-func (m *Model) Layers() int { return m.cfg.layers }
+func (m *Net) Layers() int { return m.cfg.layers }
 
 // State is one sequence's memory: the KV cache of attention layers and the
 // convolution and recurrent state of Gated DeltaNet layers.
 type State struct {
-	model    *Model
+	model    *Net
 	pos      int
 	capacity int
 	layers   []layerState
@@ -86,7 +92,7 @@ type layerState struct {
 // NewState allocates an empty sequence holding up to maxTokens positions,
 // capped at the model's trained context length; maxTokens <= 0 means the
 // context length.
-func (m *Model) NewState(maxTokens int) *State {
+func (m *Net) NewState(maxTokens int) *State {
 	capacity := m.cfg.contextLength
 	if maxTokens > 0 {
 		capacity = min(capacity, maxTokens)
@@ -140,7 +146,7 @@ const (
 // micro-batch (WithMaxBatch) run in several passes. On error the state is
 // left as it was only if the error came before the first layer ran;
 // otherwise Reset it.
-func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+func (m *Net) Forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := &m.cfg
@@ -182,7 +188,7 @@ func (m *Model) Forward(ctx context.Context, s *State, tokens []int32, which Log
 const noLogits Logits = -1
 
 // forward runs one micro-batch.
-func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
 	x := b.NewTensor(T, c.embed)
@@ -222,7 +228,7 @@ func (m *Model) forward(ctx context.Context, s *State, tokens []int32, which Log
 
 // layer runs decoder layer il on the hidden states x and returns the new
 // ones.
-func (m *Model) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, error) {
+func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := x.Rows()
 	h := b.NewTensor(T, c.embed)
@@ -259,7 +265,7 @@ func (m *Model) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, 
 }
 
 // attention is the (gated) full-attention block of layer il.
-func (m *Model) attention(s *State, il int, h Tensor) (Tensor, error) {
+func (m *Net) attention(s *State, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T, H, KV, Dh := h.Rows(), c.heads, c.kvHeads, c.headDim
 	q := b.NewTensor(T, w.q.Rows)
@@ -299,7 +305,7 @@ func (m *Model) attention(s *State, il int, h Tensor) (Tensor, error) {
 }
 
 // deltaNet is the Gated DeltaNet block of layer il.
-func (m *Model) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
+func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T, S, Hv := h.Rows(), c.ssmHeadDim, c.ssmVHeads
 	qkv := b.NewTensor(T, w.qkv.Rows)
@@ -336,7 +342,7 @@ func (m *Model) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 
 // moe is the mixture-of-experts block of layer il on the normalised
 // hidden states h of positions pos, pos+1, ...
-func (m *Model) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
+func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := h.Rows()
 	logits := b.NewTensor(T, c.experts)
@@ -403,7 +409,7 @@ func routedExperts(ids []int32) []int {
 
 // checkExperts verifies that an expert source returned what was asked for
 // with the shapes this model needs: what Backend.MoE relies on.
-func (m *Model) checkExperts(il int, ids []int, ew []ExpertWeights) error {
+func (m *Net) checkExperts(il int, ids []int, ew []ExpertWeights) error {
 	if len(ew) != len(ids) {
 		return fmt.Errorf("%w: %d weights for %d experts of layer %d", ErrExpertSource, len(ew), len(ids), il)
 	}
@@ -428,7 +434,7 @@ func sizeOK(w Weight) bool {
 }
 
 // observe hands an activation to the activation hook, if any.
-func (m *Model) observe(name string, layer int, t Tensor) {
+func (m *Net) observe(name string, layer int, t Tensor) {
 	if m.opts.onActivation == nil {
 		return
 	}

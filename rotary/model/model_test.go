@@ -16,7 +16,7 @@ import (
 
 var chatTokens = []int32{757, 84, 494, 198, 54, 71, 267, 334, 264, 685, 279, 683, 30, 758, 198, 757, 64, 82, 82, 711, 384, 198}
 
-func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertSource, opts ...model.Option) *model.Model {
+func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertSource, opts ...model.Option) *model.Net {
 	t.Helper()
 	em, err := experts.OpenModel(filepath.Join(modelDir, name+".gguf"))
 	require.NoError(t, err)
@@ -249,4 +249,18 @@ func TestConcurrentStates(t *testing.T) {
 	for range 3 {
 		assert.Equal(t, want, <-results)
 	}
+}
+
+func TestNewRejectsBadArguments(t *testing.T) {
+	em, err := experts.OpenModel(filepath.Join(modelDir, "qwen3moe-tiny-f32.gguf"))
+	require.NoError(t, err)
+	defer em.Close()
+	backend := cpu.New(1)
+	defer backend.Close()
+	for _, n := range []int{0, -1} {
+		_, err = model.New(em, backend, model.NewFileSource(em), model.WithMaxBatch(n))
+		assert.ErrorIs(t, err, model.ErrInvalid, "WithMaxBatch(%d)", n)
+	}
+	_, err = model.New(em, nil, model.NewFileSource(em))
+	assert.ErrorIs(t, err, model.ErrInvalid)
 }

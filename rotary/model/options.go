@@ -1,6 +1,7 @@
 package model
 
-// Option configures a Model.
+// Option configures a Net. Options only record their values; New checks
+// them (an error matching ErrInvalid).
 type Option interface{ apply(*options) }
 
 type options struct {
@@ -15,15 +16,10 @@ const defaultMaxBatch = 512
 type optionFunc func(*options)
 
 // WithMaxBatch sets how many tokens one pass through the layers takes at
-// most (default 512); Forward splits longer inputs. Larger batches read each
-// weight once for more tokens but need more activation memory.
-func WithMaxBatch(n int) Option {
-	return optionFunc(func(o *options) {
-		if n > 0 {
-			o.maxBatch = n
-		}
-	})
-}
+// most (default 512; n must be positive); Forward splits longer inputs.
+// Larger batches read each weight once for more tokens but need more
+// activation memory.
+func WithMaxBatch(n int) Option { return optionFunc(func(o *options) { o.maxBatch = n }) }
 
 func (f optionFunc) apply(o *options) { f(o) }
 

@@ -165,7 +165,7 @@ var oracleCases = []oracleCase{
 }
 
 type runner struct {
-	model  *model.Model
+	model  *model.Net
 	routes *routes
 	acts   map[string][]float32
 	src    *fileSource

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary/internal/cputime"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
@@ -24,7 +25,7 @@ func TestSyntheticModels(t *testing.T) {
 	for _, preset := range []string{"qwen35moe-tiny", "qwen3moe-tiny"} {
 		t.Run(preset, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), preset+".gguf")
-			require.NoError(t, experts.WriteSynthetic(context.Background(), path, preset))
+			require.NoError(t, synth.Write(context.Background(), path, preset))
 			em, err := experts.OpenModel(path)
 			require.NoError(t, err)
 			defer em.Close()
@@ -53,7 +54,7 @@ func TestSyntheticModels(t *testing.T) {
 }
 
 // BenchmarkDecodeFile decodes with the model named by $ROTARY_MODEL (e.g.
-// the full-size synthetic qwen35moe-35b-a3b written by experts.WriteSynthetic)
+// the full-size synthetic qwen35moe-35b-a3b written by synth.Write)
 // and reports tokens/s and the weight bytes read per second.
 //
 //	ROTARY_MODEL=/tmp/q35.gguf go test ./rotary/model -run '^$' -bench DecodeFile -benchtime 5x

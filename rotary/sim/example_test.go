@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/sim"
@@ -18,11 +18,11 @@ func ExampleSimulate() {
 		log.Fatal(err)
 	}
 	// A model of the trace's shape, without weights.
-	w, err := experts.ShapeWriter(sim.ShapeOf(trace, 256, 256, 1<<20))
+	w, err := synth.ShapeWriter(sim.ShapeOf(trace, 256, 256, 1<<20))
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := experts.OpenShape(w, "")
+	m, err := synth.OpenShape(w, "")
 	if err != nil {
 		log.Fatal(err)
 	}

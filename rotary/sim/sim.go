@@ -13,6 +13,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"golang.org/x/sync/errgroup"
@@ -173,7 +174,7 @@ type Row struct {
 // decoder runs: the layer's attention and router on the compute stream, a
 // wait for the router's result (the readback), Acquire of the experts,
 // their compute, Release. m must have the trace's shape; ShapeOf and
-// experts.OpenShape make one.
+// synth.OpenShape make one.
 func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg Config) (*Report, error) {
 	if err := checkTrace(m, t); err != nil {
 		return nil, err
@@ -260,11 +261,11 @@ func Simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg Confi
 }
 
 // ShapeOf returns the shape of a trace's model, its layers that route
-// tokens having experts of the given dimensions, for experts.ShapeWriter
-// and experts.OpenShape to make a model without weights to simulate on.
-func ShapeOf(t *profile.Trace, embedding, expertFFN int, nonExpert int64) experts.ModelShape {
+// tokens having experts of the given dimensions, for synth.ShapeWriter
+// and synth.OpenShape to make a model without weights to simulate on.
+func ShapeOf(t *profile.Trace, embedding, expertFFN int, nonExpert int64) synth.Shape {
 	id := t.Model()
-	return experts.ModelShape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: t.RoutedLayers(),
+	return synth.Shape{Name: id.Name, Arch: id.Arch, Layers: id.Layers, MoELayers: t.RoutedLayers(),
 		Experts: id.Experts, TopK: id.ExpertsUsed, Embedding: embedding, ExpertFFN: expertFFN, NonExpertBytes: nonExpert}
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/assert"
@@ -16,7 +16,7 @@ import (
 )
 
 func TestSimulateReport(t *testing.T) {
-	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
+	shape := synth.Shape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
 	full, err := SyntheticTrace(id, 600, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.1}, 1)
@@ -116,7 +116,7 @@ func (o *oracle) Err() error { return o.err }
 // layer but the first hits, with the copies overlapped when PCIe is fast
 // and stalling when it is slow; a failing prefetcher fails the simulation.
 func TestSimulatePrefetch(t *testing.T) {
-	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{0, 1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
+	shape := synth.Shape{Arch: "llama", Layers: 3, MoELayers: []int{0, 1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256, NonExpertBytes: 1 << 20}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
 	tr, err := SyntheticTrace(id, 300, Routing{RepeatNext: 0.2, RepeatWithin8: 0.5, Coverage90: 0.8, TopShare: 0.1}, 1)
@@ -163,7 +163,7 @@ func TestSimulatePrefetch(t *testing.T) {
 // route over 5, its working set of 4 slots would miss where the even split's
 // 8 did not: misses measured at one size do not say what another costs.)
 func TestSimulateSlotsByMisses(t *testing.T) {
-	shape := experts.ModelShape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256}
+	shape := synth.Shape{Arch: "llama", Layers: 3, MoELayers: []int{1, 2}, Experts: 16, TopK: 4, Embedding: 256, ExpertFFN: 256}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 3, Experts: 16, ExpertsUsed: 4}
 	wide, err := SyntheticTrace(id, 400, Routing{RepeatNext: 0.3, RepeatWithin8: 0.6, Coverage90: 0.8, TopShare: 0.1}, 1)
@@ -187,7 +187,7 @@ func TestSimulateSlotsByMisses(t *testing.T) {
 // three hot experts change halfway, beside cold ones drawn at random, it
 // beats the hot set fixed on the first half.
 func TestSimulateRepin(t *testing.T) {
-	shape := experts.ModelShape{Arch: "llama", Layers: 2, MoELayers: []int{0, 1}, Experts: 32, TopK: 2, Embedding: 256, ExpertFFN: 256}
+	shape := synth.Shape{Arch: "llama", Layers: 2, MoELayers: []int{0, 1}, Experts: 32, TopK: 2, Embedding: 256, ExpertFFN: 256}
 	m := shapeModel(t, shape)
 	id := profile.ModelID{Arch: "llama", Layers: 2, Experts: 32, ExpertsUsed: 2}
 	tr, err := profile.NewTrace(id)

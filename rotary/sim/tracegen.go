@@ -60,7 +60,7 @@ func SyntheticTrace(m profile.ModelID, tokens int, r Routing, seed uint64) (*pro
 	}
 	g := &generator{k: m.ExpertsUsed}
 	g.fit(r, m.Experts, seed)
-	t, err := profile.NewTrace(m, profile.WithCapacity(tokens))
+	t, err := profile.NewTrace(m, profile.WithTokenCapacity(tokens))
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package synthetic writes the synthetic models the example programs run
 // without a model argument, with a progress bar, into the user cache folder
-// (experts.WriteSynthetic does the writing; this package picks the place and
+// (synth.Write does the writing; this package picks the place and
 // shows the progress).
 package synthetic

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
@@ -48,10 +49,10 @@ func Write(ctx context.Context, path, preset string, log io.Writer) error {
 	bar := progress.New(log, "writing "+filepath.Base(path))
 	var size int64
 	start := time.Now()
-	err := experts.WriteSynthetic(ctx, path, preset, experts.WithProgress(func(written, total int64) {
+	err := synth.Write(ctx, path, preset, synth.WithWriteOptions(experts.WithProgress(func(written, total int64) {
 		size = total
 		bar.Update(written, total)
-	}))
+	})))
 	bar.Finish()
 	if err != nil {
 		return fmt.Errorf("synthetic: writing %s: %w", preset, err)

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -98,7 +99,7 @@ func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) er
 	}
 	for i, tok := range tokens {
 		src := table.Data[int(tok)*int(rb) : (int(tok)+1)*int(rb)]
-		if err := experts.Dequantize(table.Type, src, d.row(i)); err != nil {
+		if err := quant.Dequantize(table.Type, src, d.row(i)); err != nil {
 			return fmt.Errorf("cpu: %s: row %d: %w", table.Name, tok, err)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package cpu is the CPU implementation of model.Backend, and the kernels
 // it is made of: a fixed worker pool, matrix products over weights in their
-// stored ggml formats (experts.VecDot on activations converted once per
+// stored ggml formats (quant.VecDot on activations converted once per
 // batch, every weight row read once per batch), and the small numeric
 // kernels of a Qwen MoE layer (RMS and L2 norms, NEOX rotary embedding,
 // causal softmax attention, the causal convolution and the gated delta rule

@@ -5,6 +5,7 @@ import (
 	"log"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
 )
@@ -61,7 +62,7 @@ func weight(t experts.Type, rows, cols int, f func(r, c int) float32) model.Weig
 		log.Fatal(err)
 	}
 	data := make([]byte, rows*int(rb))
-	if err := experts.Quantize(t, vals, data); err != nil {
+	if err := quant.Quantize(t, vals, data); err != nil {
 		log.Fatal(err)
 	}
 	return model.Weight{Data: data, Type: t, Rows: rows, Cols: cols}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -316,7 +317,7 @@ func TestMatMulAgainstDequantized(t *testing.T) {
 		w := randomWeight(r, typ, rows, cols)
 		w.Name = "w"
 		deq := make([]float32, rows*cols)
-		require.NoError(t, experts.Dequantize(typ, w.Data, deq))
+		require.NoError(t, quant.Dequantize(typ, w.Data, deq))
 		x := b.NewTensor(T, cols).(*tensor)
 		copy(x.data, randVec(r, T*cols, 1))
 		dst := b.NewTensor(T, rows).(*tensor)
@@ -361,7 +362,7 @@ func TestMoE(t *testing.T) {
 	f32 := func(rows, cols int) (model.Weight, []float32) {
 		w := randomWeight(r, experts.TypeF32, rows, cols)
 		vals := make([]float32, rows*cols)
-		require.NoError(t, experts.Dequantize(experts.TypeF32, w.Data, vals))
+		require.NoError(t, quant.Dequantize(experts.TypeF32, w.Data, vals))
 		return w, vals
 	}
 	ids := []int{1, 4, 6}

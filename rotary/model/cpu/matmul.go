@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -13,7 +14,7 @@ import (
 // CPU backend does: the activations are converted once to the weight
 // type's dot-product partner (8-bit blocks for quantized weights, F16 for
 // F16, ...), then every weight row is dotted with every activation row by
-// experts.VecDot. A weight row is read once per batch, not once per token.
+// quant.VecDot. A weight row is read once per batch, not once per token.
 
 // chunkBytes is about how many weight bytes one pool task reads: enough to
 // amortise claiming the task, small enough to balance the workers.
@@ -41,13 +42,13 @@ func (b *Backend) convert(a *activations, vt experts.Type, x []float32, rows, co
 	if rows == 0 {
 		return nil
 	}
-	if err := experts.QuantizeActivations(vt, x[:cols], a.row(0)); err != nil {
+	if err := quant.QuantizeActivations(vt, x[:cols], a.row(0)); err != nil {
 		return fmt.Errorf("activations as %v: %w", vt, err)
 	}
 	if rows > 1 {
 		b.pool.Run(rows-1, max(1, 4096/cols), func(lo, hi int) {
 			for i := lo + 1; i < hi+1; i++ {
-				_ = experts.QuantizeActivations(vt, x[i*cols:(i+1)*cols], a.row(i))
+				_ = quant.QuantizeActivations(vt, x[i*cols:(i+1)*cols], a.row(i))
 			}
 		})
 	}
@@ -79,10 +80,10 @@ func (b *Backend) activations(c *conversions, wt experts.Type, x []float32, rows
 			return m.acts, nil
 		}
 	}
-	if !wt.CanVecDot() {
+	if !quant.CanVecDot(wt) {
 		return nil, fmt.Errorf("no dot product for %v weights: %w", wt, experts.ErrUnsupportedType)
 	}
-	vt := wt.VecDotType()
+	vt := quant.VecDotType(wt)
 	var a *activations
 	for _, buf := range c.bufs[:c.used] {
 		if buf.typ == vt {
@@ -128,7 +129,7 @@ func grow[T any](buf *[]T, n int) []T {
 
 // checkWeight validates a weight for products with cols-long activations.
 func checkWeight(w model.Weight, cols int) (rowBytes int, err error) {
-	if !w.Type.CanVecDot() {
+	if !quant.CanVecDot(w.Type) {
 		return 0, fmt.Errorf("cpu: %s: no dot product for %v weights: %w", w.Name, w.Type, experts.ErrUnsupportedType)
 	}
 	rb, err := w.Type.RowBytes(uint64(w.Cols))
@@ -164,7 +165,7 @@ func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 		for r := lo; r < hi; r++ {
 			wr := w.Data[r*wrb : (r+1)*wrb]
 			for t := range T {
-				d.data[t*d.cols+r] = experts.VecDot(w.Type, n, wr, acts.row(t))
+				d.data[t*d.cols+r] = quant.VecDot(w.Type, n, wr, acts.row(t))
 			}
 		}
 	})
@@ -238,8 +239,8 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 			gw, uw := e.gate.row(row), e.up.row(row)
 			for _, p := range pairs[start[i]:start[i+1]] {
 				t := p / K
-				gate[p*ffn+row] = experts.VecDot(e.gate.typ, D, gw, e.gate.acts.row(t))
-				up[p*ffn+row] = experts.VecDot(e.up.typ, D, uw, e.up.acts.row(t))
+				gate[p*ffn+row] = quant.VecDot(e.gate.typ, D, gw, e.gate.acts.row(t))
+				up[p*ffn+row] = quant.VecDot(e.up.typ, D, uw, e.up.acts.row(t))
 			}
 		}
 	})
@@ -259,7 +260,7 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 			e := &exps[i]
 			dw := e.down.row(row)
 			for _, p := range pairs[start[i]:start[i+1]] {
-				out[p*D+row] = experts.VecDot(e.down.typ, ffn, dw, e.down.acts.row(p))
+				out[p*D+row] = quant.VecDot(e.down.typ, ffn, dw, e.down.acts.row(p))
 			}
 		}
 	})

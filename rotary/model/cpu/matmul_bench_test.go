@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/internal/cputime"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
@@ -19,12 +20,12 @@ func randomWeight(r *rand.Rand, t experts.Type, rows, cols int) model.Weight {
 		panic(err)
 	}
 	data := make([]byte, int(rb)*rows)
-	if t.CanQuantize() {
+	if quant.CanQuantize(t) {
 		vals := make([]float32, rows*cols)
 		for i := range vals {
 			vals[i] = float32(r.NormFloat64())
 		}
-		if err := experts.Quantize(t, vals, data); err != nil {
+		if err := quant.Quantize(t, vals, data); err != nil {
 			panic(err)
 		}
 		return model.Weight{Data: data, Type: t, Rows: rows, Cols: cols}

@@ -1,0 +1,92 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/model/sample"
+)
+
+// TestGenerateMatchesForward checks Generate against the greedy loop over
+// the forward pass that the model tests check against llama.cpp.
+func TestGenerateMatchesForward(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen3moe-tiny-f32")
+	e, err := engine.New(ctx, m, engine.WithVRAM(halfBudget(m, 64)), engine.WithPositions(64))
+	require.NoError(t, err)
+	defer e.Close()
+
+	const prompt = "<|im_start|>user\nHello"
+	tokens := e.Tokenizer().Encode(prompt)
+	_, want := run(t, e.Net(), tokens, 5)
+
+	var streamed []byte
+	g, err := e.Generate(ctx, prompt, 5, engine.WithStream(func(text []byte) error {
+		streamed = append(streamed, text...)
+		return nil
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, tokens, g.Prompt)
+	assert.Equal(t, want[:5], g.Tokens)
+	assert.Equal(t, "length", g.Stop)
+	text, err := e.Tokenizer().Decode(g.Tokens)
+	require.NoError(t, err)
+	assert.Equal(t, string(text), g.Text)
+	assert.Equal(t, g.Text, string(streamed), "the stream is the text")
+
+	g, err = e.Generate(ctx, prompt, 0)
+	require.NoError(t, err)
+	assert.Empty(t, g.Tokens)
+}
+
+func TestGenerateStops(t *testing.T) {
+	ctx := context.Background()
+	e, err := engine.Open(ctx, filepath.Join(testdata, "qwen3moe-tiny-f32.gguf"), engine.WithPositions(12))
+	require.NoError(t, err)
+	defer e.Close()
+	prompt := "<|im_start|>user\nHello" // 8 tokens of the 12 positions
+	require.Len(t, e.Tokenizer().Encode(prompt), 8)
+
+	g, err := e.Generate(ctx, prompt, 100)
+	require.NoError(t, err)
+	assert.Equal(t, "context", g.Stop)
+	assert.Len(t, g.Tokens, 5, "the last position's logits give one more token")
+
+	smp, err := sample.New(sample.Seed(3), sample.Temperature(1))
+	require.NoError(t, err)
+	_, err = e.Generate(ctx, prompt, 2, engine.WithSampler(smp))
+	require.NoError(t, err)
+
+	boom := errors.New("reader went away")
+	_, err = e.Generate(ctx, prompt, 3, engine.WithStream(func([]byte) error { return boom }))
+	assert.ErrorIs(t, err, boom)
+
+	_, err = e.Generate(ctx, "", 3)
+	assert.ErrorIs(t, err, engine.ErrEmptyPrompt)
+	_, err = e.Generate(ctx, "a longer prompt than twelve positions can hold, by far, surely", 3)
+	assert.ErrorIs(t, err, model.ErrContextFull)
+	_, err = e.Generate(ctx, prompt, -1)
+	assert.Error(t, err)
+}
+
+func TestOptionValues(t *testing.T) {
+	m := openModel(t, "qwen3moe-tiny-f32")
+	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1)} {
+		_, err := engine.New(context.Background(), m, o)
+		assert.ErrorContains(t, err, "engine: With")
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	_, err := engine.Open(context.Background(), filepath.Join(t.TempDir(), "missing.gguf"))
+	assert.Error(t, err)
+	_, err = engine.Open(context.Background(), filepath.Join(testdata, "qwen3moe-tiny-f32.gguf"), engine.WithVRAM(1))
+	assert.Error(t, err, "the model is closed again (goleak and the mapping's finalizer would tell)")
+}
