@@ -130,10 +130,13 @@ func (s *hostStream) work() {
 			}
 		}
 		op.done()
+		// The operation counts as done before its mark completes: whoever
+		// the mark wakes (Synchronize) may Query at once and must find the
+		// stream idle.
+		s.pending.Add(-1)
 		if op.mark != nil {
 			op.mark.complete(s.dev.Now(), s.failure())
 		}
-		s.pending.Add(-1)
 	}
 }
 

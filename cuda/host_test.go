@@ -422,3 +422,26 @@ func TestView(t *testing.T) {
 	assert.Nil(t, View[uint64](b[:7]))
 	assert.Panics(t, func() { View[uint32](b[1:]) })
 }
+
+// TestStressSynchronizeThenQuery repeats what TestCopies ends with: after
+// Synchronize returns, Query must report the stream idle. The worker once
+// completed the Synchronize mark before it counted the operation done, so
+// Query could still see it pending; a couple of thousand rounds under -race
+// caught that in nearly every run.
+func TestStressSynchronizeThenQuery(t *testing.T) {
+	h := newHost(t)
+	s := mustStream(t, h)
+	x := mustAlloc(t, h, 64)
+	src, dst := make([]byte, 64), make([]byte, 64)
+	ctx := context.Background()
+	for i := range 2000 {
+		src[0] = byte(i)
+		require.NoError(t, s.CopyHtoD(x, 0, src))
+		require.NoError(t, s.CopyDtoH(dst, x, 0))
+		require.NoError(t, s.Synchronize(ctx))
+		done, err := s.Query()
+		require.NoError(t, err)
+		require.True(t, done, "round %d: Query reports work pending right after Synchronize", i)
+		require.Equal(t, byte(i), dst[0])
+	}
+}

@@ -9,9 +9,9 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
-	"path/filepath"
 	"unicode/utf8"
+
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 )
 
 var (
@@ -362,44 +362,20 @@ func (w *Writer) writeHeader(out *writerCounter) error {
 // folder that is synced and renamed into place only when everything was
 // written: on any error or cancellation no file is left under path (an
 // existing file there stays as it was) and the temporary file is removed.
-func (w *Writer) WriteFile(ctx context.Context, path string) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+func (w *Writer) WriteFile(ctx context.Context, path string) error {
+	f, err := atomicfile.Create(path)
 	if err != nil {
-		return fmt.Errorf("experts: creating %s: %w", path, err)
+		return fmt.Errorf("experts: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = w.WriteTo(ctx, f); err != nil {
+	defer f.Close() // abandons the temporary file unless committed
+	if _, err := w.WriteTo(ctx, f); err != nil {
 		return fmt.Errorf("experts: writing %s: %w", path, err)
 	}
-	if err = f.Chmod(0o644); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("experts: writing %s: %w", path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("experts: syncing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("experts: closing %s: %w", path, err)
-	}
-	if err = ctx.Err(); err != nil {
-		return fmt.Errorf("experts: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("experts: renaming %s into place: %w", path, err)
-	}
-	// Make the rename durable too; not every platform can sync a folder.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("experts: %w", err)
 	}
 	return nil
 }

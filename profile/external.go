@@ -195,7 +195,7 @@ func LoadDeepSeek(ctx context.Context, path string) (*Trace, error) {
 			}
 		}
 		if len(files) == 0 {
-			return nil, fmt.Errorf("%w: no prompt_N_data.csv[.gz] files in %s", ErrFormat, path)
+			return nil, fmt.Errorf("%w: %s is a folder without prompt_N_data.csv[.gz] files (a folder is read as the DeepSeek CSV trace)", ErrFormat, path)
 		}
 		slices.SortFunc(files, func(a, b string) int { return promptNumber(a) - promptNumber(b) })
 	}

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 )
 
 // Version is the profile file format version written by Save and Encode.
@@ -261,12 +264,25 @@ func Decode(r io.Reader) (*Profile, error) {
 	return decode(r, "")
 }
 
+// errIsTrace explains a routing trace given where a profile is read.
+const errIsTrace = "this is a routing trace, not a profile (examples/heatmap -profile turns a trace into one)"
+
 func decode(r io.Reader, source string) (*Profile, error) {
-	var p Profile
-	dec := json.NewDecoder(io.LimitReader(r, maxProfileBytes))
-	if err := dec.Decode(&p); err != nil {
+	br := bufio.NewReader(io.LimitReader(r, maxProfileBytes))
+	if magic, err := br.Peek(len(binaryMagic)); err == nil && bytes.Equal(magic, binaryMagic[:]) {
+		return nil, &FormatError{Format: "profile", Source: source, Msg: errIsTrace}
+	}
+	var v struct {
+		Profile
+		Format string `json:"format"` // a trace's header has one
+	}
+	if err := json.NewDecoder(br).Decode(&v); err != nil {
 		return nil, &FormatError{Format: "profile", Source: source, Msg: "bad JSON", Err: err}
 	}
+	if v.Format == traceFormat {
+		return nil, &FormatError{Format: "profile", Source: source, Msg: errIsTrace}
+	}
+	p := v.Profile
 	if p.Version < minVersion || p.Version > Version {
 		return nil, &FormatError{Format: "profile", Source: source,
 			Msg: fmt.Sprintf("version %d, this package reads %d to %d", p.Version, minVersion, Version), Err: ErrVersion}
@@ -324,37 +340,17 @@ func (p *Profile) Validate() error {
 	return nil
 }
 
-// Save writes the profile to path (see Encode). If writing fails, the file is
-// removed.
+// Save writes the profile to path (see Encode). If writing fails, a file
+// already at path is left as it was.
 func (p *Profile) Save(path string) error {
 	return saveFile(path, p.Encode)
 }
 
-// saveFile creates path and writes it through a buffer with encode. A failed
-// encode, flush or close is returned, and then a regular file is removed, so
-// that no truncated profile or trace is left to be read as a shorter one.
-func saveFile(path string, encode func(io.Writer) error) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("profile: save: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("profile: save: %w", errors.Join(err, f.Close()))
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("profile: save: %w", cerr)
-		}
-		if err != nil && st.Mode().IsRegular() {
-			os.Remove(path)
-		}
-	}()
-	w := bufio.NewWriter(f)
-	if err := encode(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
+// saveFile writes path through atomicfile with a buffer: an existing file is
+// replaced only by a complete new one, and a failed encode leaves no
+// truncated profile or trace to be read as a shorter one.
+func saveFile(path string, encode func(io.Writer) error) error {
+	if err := atomicfile.Write(path, encode); err != nil {
 		return fmt.Errorf("profile: save: %w", err)
 	}
 	return nil

@@ -30,6 +30,7 @@ type Trace struct {
 	counts   []uint8   // [token][layer]: number of selected experts
 	ids      []uint16  // [token][layer][k]: expert ids, noExpert past counts
 	wts      []float32 // [token][layer][k], nil without weights
+	dropped  int64     // bytes of a cut-off last record ReadTrace dropped
 }
 
 // A Segment names a run of consecutive tokens of a trace.
@@ -89,6 +90,12 @@ func NewTrace(model ModelID, opts ...TraceOption) (*Trace, error) {
 
 // Model returns the identity of the traced model.
 func (t *Trace) Model() ModelID { return t.model }
+
+// Dropped returns how many bytes at the end of the input ReadTrace (or
+// OpenTrace) dropped because they did not form a complete record: a trace
+// whose writer was killed mid-record. It is 0 for a complete trace and for
+// a trace built in memory.
+func (t *Trace) Dropped() int64 { return t.dropped }
 
 // Tokens returns the number of tokens.
 func (t *Trace) Tokens() int { return t.tokens }

@@ -280,9 +280,14 @@ type TraceReader struct {
 	tokens   int
 	line     int   // JSONL: lines read
 	offset   int64 // bytes read
-	record   []byte
-	experts  [][]int32
-	wts      [][]float32
+	dropped  int64 // bytes of a last record cut short, not read as one
+	// JSONL: the last line read, as it was in the input (length, and
+	// whether a newline ended it or the input did).
+	lastLen      int
+	lastComplete bool
+	record       []byte
+	experts      [][]int32
+	wts          [][]float32
 }
 
 // NewTraceReader reads the header of a trace and detects its encoding.
@@ -320,10 +325,30 @@ func (tr *TraceReader) HasWeights() bool { return tr.weights }
 // Segments returns the segments started so far (Start counts tokens read).
 func (tr *TraceReader) Segments() []Segment { return tr.segments }
 
+// Dropped returns how many bytes at the end of the input did not form a
+// complete record and were not read as one: 0 for a trace written to the
+// end.
+func (tr *TraceReader) Dropped() int64 { return tr.dropped }
+
+// cutOff ends the trace at a record that starts at byte start and that the
+// input cut short.
+func (tr *TraceReader) cutOff(start int64) error {
+	tr.dropped = tr.offset - start
+	tr.offset = start
+	return io.EOF
+}
+
+// isCut reports whether err is the input ending inside a record.
+func isCut(err error) bool {
+	return err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // Next reads the next token, skipping past segment starts (see Segments). It
 // returns per layer the selected experts and, if the trace has them, the
 // weights (else nil); both stay valid until the next call. At the end of the
-// trace it returns io.EOF.
+// trace it returns io.EOF. A last record cut short by the end of the input
+// (a writer killed mid-record) ends the trace too: Dropped says how many
+// bytes it had.
 func (tr *TraceReader) Next() (experts [][]int32, weights [][]float32, err error) {
 	if tr.enc == Binary {
 		err = tr.nextBinary()
@@ -370,6 +395,7 @@ func (tr *TraceReader) readLine() ([]byte, error) {
 		}
 		tr.line++
 		tr.offset += int64(len(line))
+		tr.lastLen, tr.lastComplete = len(line), line[len(line)-1] == '\n'
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			return line, nil
 		}
@@ -409,6 +435,10 @@ func (tr *TraceReader) nextJSONL() error {
 		}
 		var v jsonlLine
 		if err := json.Unmarshal(line, &v); err != nil {
+			if !tr.lastComplete {
+				// The input ended inside the line: a writer stopped mid-line.
+				return tr.cutOff(tr.offset - int64(tr.lastLen))
+			}
 			return tr.formatError("bad JSON", err)
 		}
 		if v.Segment != nil {
@@ -558,8 +588,11 @@ func (tr *TraceReader) nextBinary() error {
 				phase, err = tr.readString(1)
 			}
 			if err != nil {
+				if isCut(err) {
+					return tr.cutOff(start)
+				}
 				tr.offset = start
-				return tr.formatError("bad segment record", noEOF(err))
+				return tr.formatError("bad segment record", err)
 			}
 			tr.segments = append(tr.segments, Segment{Name: name, Phase: phase, Start: tr.tokens})
 			continue
@@ -569,8 +602,11 @@ func (tr *TraceReader) nextBinary() error {
 			return tr.formatError(fmt.Sprintf("unknown record tag %#x", tag), nil)
 		}
 		if err := tr.readRecord(int(tokenBytes(m, tr.weights))); err != nil {
+			if isCut(err) {
+				return tr.cutOff(start)
+			}
 			tr.offset = start
-			return tr.formatError("truncated token record", noEOF(err))
+			return tr.formatError("bad token record", err)
 		}
 		b := tr.record
 		for l := range m.Layers {
@@ -649,7 +685,8 @@ func (t *Trace) Encode(w io.Writer, enc Encoding) error {
 }
 
 // ReadTrace reads a whole trace written by Encode or a TraceWriter, in either
-// encoding.
+// encoding. A last record cut short (the writer was killed) is dropped, and
+// the trace's Dropped says how many bytes it had.
 func ReadTrace(r io.Reader) (*Trace, error) {
 	tr, err := NewTraceReader(r)
 	if err != nil {
@@ -686,11 +723,12 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 		}
 	}
 	t.segments = append([]Segment(nil), tr.Segments()...)
+	t.dropped = tr.Dropped()
 	return t, nil
 }
 
-// Save writes the trace to path in the given encoding. If writing fails, the
-// file is removed.
+// Save writes the trace to path in the given encoding. If writing fails, a
+// file already at path is left as it was.
 func (t *Trace) Save(path string, enc Encoding) error {
 	return saveFile(path, func(w io.Writer) error { return t.Encode(w, enc) })
 }

@@ -143,10 +143,16 @@ func TestTraceSave(t *testing.T) {
 	require.NoError(t, err)
 	assertSameTrace(t, tr, got)
 
-	// A segment name too long to encode fails mid-file: nothing is left.
+	// A segment name too long to encode fails mid-file: the file saved
+	// before is left as it was, and nothing else.
 	tr.StartSegment(strings.Repeat("x", maxSegmentName+1), "")
 	assert.ErrorIs(t, tr.Save(path, Binary), ErrInvalid)
-	assert.NoFileExists(t, path)
+	again, err := OpenTrace(t.Context(), path)
+	require.NoError(t, err)
+	assertSameTrace(t, got, again)
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file is left")
 	assert.Error(t, tr.Save(filepath.Join(t.TempDir(), "missing", "t.bin"), Binary))
 }
 
@@ -201,7 +207,6 @@ func TestTraceReaderErrors(t *testing.T) {
 		"expert range":       {header + `{"experts":[[4]]}`, ErrOutOfRange},
 		"unexpected weights": {header + `{"experts":[[1]],"weights":[[1]]}`, ErrFormat},
 		"bin truncated head": {string(full[:10]), ErrFormat},
-		"bin truncated rec":  {string(full[:len(full)-3]), ErrFormat},
 		"bin bad tag":        {string(full) + "X", ErrFormat},
 		"bin future version": {string(full[:4]) + "\x09\x00" + string(full[6:]), ErrVersion},
 		"bin huge layers":    {string(full[:8]) + "\xff\xff\xff\xff" + string(full[12:]), ErrFormat},
@@ -212,6 +217,57 @@ func TestTraceReaderErrors(t *testing.T) {
 			assert.ErrorIs(t, err, tc.want)
 		})
 	}
+}
+
+// TestTraceReaderRecoversCutOffRecords cuts an encoded trace at every byte
+// past its header, as a writer killed mid-record leaves it: the complete
+// records are read, and Dropped counts the rest.
+func TestTraceReaderRecoversCutOffRecords(t *testing.T) {
+	for _, enc := range []Encoding{JSONL, Binary} {
+		var buf bytes.Buffer
+		require.NoError(t, sampleTrace(t).Encode(&buf, enc))
+		full := buf.Bytes()
+		var hdr bytes.Buffer
+		empty, err := NewTrace(sampleTrace(t).Model(), WithWeights())
+		require.NoError(t, err)
+		require.NoError(t, empty.Encode(&hdr, enc))
+		for cut := hdr.Len(); cut <= len(full); cut++ {
+			got, err := ReadTrace(bytes.NewReader(full[:cut]))
+			require.NoError(t, err, "%v cut at %d of %d", enc, cut, len(full))
+			var again bytes.Buffer
+			require.NoError(t, got.Encode(&again, enc))
+			kept := cut - int(got.Dropped())
+			if enc == JSONL && cut < len(full) && full[cut] == '\n' && got.Dropped() == 0 {
+				kept++ // a last line complete but for its newline is read
+			}
+			require.Equal(t, string(full[:kept]), again.String(), "%v cut at %d: dropped %d", enc, cut, got.Dropped())
+		}
+		got, err := ReadTrace(bytes.NewReader(full))
+		require.NoError(t, err)
+		assert.Zero(t, got.Dropped())
+	}
+}
+
+func TestTraceReaderDropped(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, sampleTrace(t).Encode(&buf, Binary))
+	full := buf.Bytes()
+	const trailingSegment = 1 + 2 + len("trailing") + 1 + len("decode")           // tag, name, phase
+	r, err := NewTraceReader(bytes.NewReader(full[:len(full)-trailingSegment-3])) // into the last token
+	require.NoError(t, err)
+	n := 0
+	for {
+		_, _, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		n++
+	}
+	assert.Equal(t, 2, n, "the third token's record is cut short")
+	assert.Positive(t, r.Dropped())
+	_, _, err = r.Next()
+	assert.Equal(t, io.EOF, err, "the end stays the end")
 }
 
 // fuzzSeeds adds the testdata traces to a fuzz corpus.
@@ -245,5 +301,18 @@ func assertRoundTrips(t *testing.T, tr *Trace) {
 		again, err := ReadTrace(&buf)
 		require.NoError(t, err)
 		assertSameTrace(t, tr, again)
+	}
+}
+
+// TestLoadATraceAsAProfile gives a trace where a profile is wanted: the
+// error says it is a trace.
+func TestLoadATraceAsAProfile(t *testing.T) {
+	dir := t.TempDir()
+	for _, enc := range []Encoding{JSONL, Binary} {
+		path := filepath.Join(dir, "t."+enc.String())
+		require.NoError(t, sampleTrace(t).Save(path, enc))
+		_, err := Load(path)
+		assert.ErrorIs(t, err, ErrFormat)
+		assert.ErrorContains(t, err, "this is a routing trace, not a profile")
 	}
 }

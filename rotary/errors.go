@@ -31,13 +31,15 @@ var (
 )
 
 // BudgetError is a budget that cannot hold what it must: Need bytes of What,
-// Have bytes left for it. Parts explain how Need or Have came about.
+// Have bytes left for it. Parts explain how Need or Have came about; Least
+// is the smallest budget that works, all other options equal.
 type BudgetError struct {
 	Budget string // "VRAM" or "host"
 	What   string // what does not fit, e.g. "working set (top-8 experts of 40 layers)"
 	Need   int64
 	Have   int64
 	Parts  []string // e.g. "16.0 GiB budget", "- 2.1 GiB non-expert weights"
+	Least  int64
 }
 
 func (e *BudgetError) Error() string {
@@ -45,6 +47,9 @@ func (e *BudgetError) Error() string {
 	fmt.Fprintf(&b, "rotary: %s budget too small: %s needs %s, %s left", e.Budget, e.What, FormatSize(e.Need), FormatSize(e.Have))
 	if len(e.Parts) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(e.Parts, " "))
+	}
+	if e.Least > 0 {
+		fmt.Fprintf(&b, "; the least %s budget that works is %s", e.Budget, formatSizeUp(e.Least))
 	}
 	return b.String()
 }

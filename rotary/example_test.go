@@ -46,7 +46,7 @@ func ExampleNewPlan() {
 	// host  pinned-lru: 8 expert copies in 996 KiB of pinned memory in 1 allocation (pinning ~0.0 s on a GPU)
 	//   experts  top-k  expert size  pinned  slots    plane layers
 	//        16      4      124 KiB       0      8  996 KiB 0-1
-	// rotary: VRAM budget too small: the working set (top-4 experts of each of 2 layers, one plane per layer) needs 996 KiB, 0 B left (1.00 MiB budget - 1.03 MiB non-expert weights)
+	// rotary: VRAM budget too small: the working set (top-4 experts of each of 2 layers, one plane per layer) needs 996 KiB, 0 B left (1.00 MiB budget - 1.03 MiB non-expert weights); the least VRAM budget that works is 2.01 MiB
 }
 
 func ExampleRuntime_Acquire() {

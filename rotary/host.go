@@ -42,10 +42,22 @@ type hostTier interface {
 	// there is a goroutine to spare; it reports whether the expert is there
 	// already.
 	prefetch(ls *layerState, id int) bool
-	stats() TierStats
+	// stats returns the tier's counters and how many experts it read ahead
+	// of a miss (the warm-up, prefetches).
+	stats() (TierStats, uint64)
 	reset()
+	// warmed is closed when the background warm-up has ended (or at once
+	// without one).
+	warmed() <-chan struct{}
 	close() error
 }
+
+// closedChan is a channel closed from the start: a warm-up that is over.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // mappedTier is HostMapped: the expert tensors of the mapping, registered.
 type mappedTier struct {
@@ -94,11 +106,13 @@ func (t *mappedTier) sources(_ context.Context, ls *layerState, ids []int, srcs 
 func (t *mappedTier) release([]source, batchRef)     {}
 func (t *mappedTier) prefetch(*layerState, int) bool { return true }
 
-func (t *mappedTier) stats() TierStats {
+func (t *mappedTier) stats() (TierStats, uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TierStats{Hits: t.hits}
+	return TierStats{Hits: t.hits}, 0
 }
+
+func (t *mappedTier) warmed() <-chan struct{} { return closedChan }
 
 func (t *mappedTier) reset() {
 	t.mu.Lock()
@@ -151,8 +165,10 @@ type lruTier struct {
 	changed chan struct{} // closed when refs drop or fills end, for waiters
 	hits    uint64
 	misses  uint64
+	ahead   uint64 // entries filled ahead of a miss: warm-up, prefetch
 	bytes   int64
-	busy    int // background fills running
+	busy    int           // background fills running
+	warmEnd chan struct{} // closed when the warm-up ends
 }
 
 // fillers is how many goroutines read experts from the file into the host
@@ -161,7 +177,7 @@ type lruTier struct {
 const fillers = 4
 
 func newLRUTier(ctx context.Context, dev cuda.Device, m *experts.Model, hp *HostPlan, bg *background) (*lruTier, error) {
-	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}}
+	t := &lruTier{dev: dev, file: m.File, bg: bg, classes: map[int64]*lruClass{}, warmEnd: closedChan}
 	for _, c := range hp.classes {
 		cl := &lruClass{entries: c.entries}
 		lru, err := simplelru.NewLRU[expertKey, *hostEntry](c.entries, nil)
@@ -263,6 +279,9 @@ func (t *lruTier) hold(ctx context.Context, ls *layerState, ids []int, srcs []so
 		fresh = append(fresh, e)
 		srcs[i].entry = e
 		srcs[i].add(e.mem, 0)
+	}
+	if !demand {
+		t.ahead += uint64(len(fresh))
 	}
 	t.mu.Unlock()
 
@@ -454,52 +473,55 @@ func (t *lruTier) prefetch(ls *layerState, id int) bool {
 }
 
 // warm fills the LRU in the background with experts in the given order until
-// it is full. If reading the file fails, the warm-up stops and failed gets
-// the error (not when it stops because the runtime closes).
+// it is full. Each layer's share is held at once, so the experts enter the
+// LRU in the given order whatever order their reads end in: the same run
+// finds the same experts in the same places. If reading the file fails, the
+// warm-up stops and failed gets the error (not when it stops because the
+// runtime closes).
 func (t *lruTier) warm(order []*layerState, ids [][]int, failed func(error)) {
+	t.warmEnd = make(chan struct{})
+	done := t.warmEnd
 	t.bg.run(func(ctx context.Context) {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(fillers)
+		defer close(done)
 		for i, ls := range order {
 			t.mu.Lock()
 			cl := t.classes[ls.expertBytes]
-			full := len(cl.free) == 0
+			var take []int
+			for _, id := range ids[i] {
+				if len(take) == len(cl.free) {
+					break
+				}
+				if !cl.lru.Contains(expertKey{int32(ls.index), int32(id)}) {
+					take = append(take, id)
+				}
+			}
 			t.mu.Unlock()
-			if full || gctx.Err() != nil {
+			if len(take) == 0 {
 				continue
 			}
-			for _, id := range ids[i] {
-				g.Go(func() error {
-					t.mu.Lock()
-					full := len(cl.free) == 0 || cl.lru.Contains(expertKey{int32(ls.index), int32(id)})
-					t.mu.Unlock()
-					if full {
-						return nil
-					}
-					var src [1]source
-					if err := t.hold(gctx, ls, []int{id}, src[:], false); err != nil {
-						return err
-					}
-					t.release(src[:], batchRef{})
-					return nil
-				})
+			src := make([]source, len(take))
+			if err := t.hold(ctx, ls, take, src, false); err != nil {
+				if ctx.Err() == nil {
+					failed(err)
+				}
+				return
 			}
-		}
-		if err := g.Wait(); err != nil && ctx.Err() == nil {
-			failed(err)
+			t.release(src, batchRef{})
 		}
 	})
 }
 
-func (t *lruTier) stats() TierStats {
+func (t *lruTier) warmed() <-chan struct{} { return t.warmEnd }
+
+func (t *lruTier) stats() (TierStats, uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TierStats{Hits: t.hits, Misses: t.misses, Bytes: t.bytes}
+	return TierStats{Hits: t.hits, Misses: t.misses, Bytes: t.bytes}, t.ahead
 }
 
 func (t *lruTier) reset() {
 	t.mu.Lock()
-	t.hits, t.misses, t.bytes = 0, 0, 0
+	t.hits, t.misses, t.ahead, t.bytes = 0, 0, 0, 0
 	t.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -121,6 +122,18 @@ type HostPlan struct {
 
 	ranges  []span      // HostMapped: file ranges to register
 	classes []hostClass // HostLRU: one per expert size
+}
+
+// EntriesFor is how many experts of expertBytes each the host LRU holds at
+// once (HostLRU), so how many of a layer's misses one Acquire can take; 0
+// with HostMapped, whose mapping holds them all.
+func (h *HostPlan) EntriesFor(expertBytes int64) int {
+	for _, c := range h.classes {
+		if c.size == expertBytes {
+			return c.entries
+		}
+	}
+	return 0
 }
 
 // span is a byte range [off, off+n).
@@ -334,7 +347,8 @@ func (p *Plan) planSlots(c *config) error {
 				what += fmt.Sprintf(" with %s of pinned experts", FormatSize(p.Pinned))
 			}
 		}
-		return &BudgetError{Budget: "VRAM", What: what, Need: used, Have: max(have, 0), Parts: parts}
+		return &BudgetError{Budget: "VRAM", What: what, Need: used, Have: max(have, 0), Parts: parts,
+			Least: p.NonExpert + p.Reserve + used}
 	}
 	if c.slots == 0 && c.shares != nil {
 		for {
@@ -409,6 +423,15 @@ func (p *Plan) planHost(m *experts.Model, c *config) error {
 	for _, l := range p.Layers {
 		bySize[l.ExpertBytes] += int64(l.Experts) * l.ExpertBytes
 	}
+	// The least budget gives every class its top-k.
+	var least int64
+	for s, n := range bySize {
+		b := int64(math.Ceil(float64(int64(p.topK())*s) * float64(p.TotalExpert) / float64(n)))
+		for int64(float64(b)*float64(n)/float64(p.TotalExpert)) < int64(p.topK())*s { // as the shares round
+			b++
+		}
+		least = max(least, b)
+	}
 	for _, s := range slices.Sorted(maps.Keys(bySize)) {
 		share := int64(float64(c.host) * float64(bySize[s]) / float64(p.TotalExpert))
 		cl := hostClass{size: s, entries: int(share / s), perChunk: int(max(c.chunk/s, 1))}
@@ -416,7 +439,8 @@ func (p *Plan) planHost(m *experts.Model, c *config) error {
 			return &BudgetError{Budget: "host",
 				What: fmt.Sprintf("the host LRU's share for %s experts (%d of them, one layer's top-k)", FormatSize(s), p.topK()),
 				Need: int64(p.topK()) * s, Have: share,
-				Parts: []string{fmt.Sprintf("%s budget split by expert size in proportion to their bytes", FormatSize(c.host))}}
+				Parts: []string{fmt.Sprintf("%s budget split by expert size in proportion to their bytes", FormatSize(c.host))},
+				Least: least}
 		}
 		hp.classes = append(hp.classes, cl)
 		hp.Entries += cl.entries

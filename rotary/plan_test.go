@@ -20,14 +20,29 @@ func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{
 		"16GiB": 16 << 30, "16G": 16 << 30, "16 gib": 16 << 30, "16GB": 16e9, "1.5GiB": 3 << 29,
 		"512M": 512 << 20, "512MB": 512e6, "64KiB": 64 << 10, "4096": 4096, "4096B": 4096, "1TiB": 1 << 40, " 2g ": 2 << 30,
+		"1PiB": 1 << 50, "7EiB": 7 << 60, "1.0": 1, "2.0B": 2,
 	} {
 		got, err := ParseSize(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB", "1e3", "99999999T"} {
+	for _, in := range []string{"", "GiB", "16 GiBs", "-1G", "1.2.3G", "16X", "1e30TB", "1e3", "99999999T", "1.5", "0.5B"} {
 		_, err := ParseSize(in)
 		assert.ErrorIs(t, err, ErrSize, in)
+	}
+	for _, in := range []string{"9EiB", "8EiB", "10000PB", "99999999T"} {
+		_, err := ParseSize(in)
+		assert.ErrorContains(t, err, "too large", in)
+	}
+}
+
+func TestFormatSizeUp(t *testing.T) {
+	for _, n := range []int64{1, 1023, 1024, 1025, 2107000, 5_767_168 + 1, 1 << 40, 1<<40 + 1} {
+		s := formatSizeUp(n)
+		v, err := ParseSize(strings.ReplaceAll(s, " ", ""))
+		require.NoError(t, err, s)
+		assert.GreaterOrEqual(t, v, n, s)
+		assert.LessOrEqual(t, float64(v), float64(n)*1.01+1, "the next printed size: %s for %d", s, n)
 	}
 }
 
@@ -94,6 +109,19 @@ func TestPlanTooSmall(t *testing.T) {
 	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(3*m.ExpertBytes(1)))
 	require.ErrorIs(t, err, ErrBudget)
 	assert.Contains(t, err.Error(), "host budget too small")
+	require.True(t, errors.As(err, &be))
+	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(be.Least))
+	require.NoError(t, err, "the least host budget works")
+	_, err = NewPlan(m, WithVRAM(need), WithHostBudget(be.Least-2))
+	require.ErrorIs(t, err, ErrBudget, "and is about the least")
+
+	// The least VRAM budget works, with a reserve too.
+	_, err = NewPlan(m, WithVRAM(need-1), WithReserve(1000))
+	require.True(t, errors.As(err, &be))
+	assert.Equal(t, need+1000, be.Least)
+	assert.Contains(t, err.Error(), "the least VRAM budget that works is")
+	_, err = NewPlan(m, WithVRAM(be.Least), WithReserve(1000))
+	require.NoError(t, err)
 
 	for _, opt := range []Option{WithVRAM(0), WithVRAM(-1), WithSlots(0), WithHostBudget(-1), WithReserve(-1), WithHostChunk(0), WithPolicy(nil)} {
 		_, err := NewPlan(m, WithVRAM(need), opt)

@@ -229,7 +229,11 @@ func Open(ctx context.Context, m *experts.Model, dev cuda.Device, opts ...Option
 		r.bg.stop()
 		return nil, errors.Join(err, r.free())
 	}
-	r.log.Debug("rotary: opened", slog.Any("plan", plan))
+	// The plan's table is Plan.String, for a program to print; the log
+	// keeps to one line of figures.
+	r.log.Debug("rotary: opened", slog.Int64("vram", plan.VRAM), slog.Int64("non_expert", plan.NonExpert),
+		slog.Int64("reserve", plan.Reserve), slog.Int64("pinned", plan.Pinned), slog.Int64("slots", plan.Slots),
+		slog.Int64("unused", plan.Unused), slog.String("host_mode", plan.Host.Mode.String()), slog.Int64("host_bytes", plan.Host.Bytes))
 	return r, nil
 }
 
@@ -349,6 +353,38 @@ func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) err
 		}
 	}
 	return nil
+}
+
+// WaitWarmup waits until the background warm-up that Open started has
+// filled the host LRU (at once with HostMapped, WithoutWarmup, or once it
+// ended), reporting the bytes read so far against the LRU's size to
+// progress (nil for none) every tenth of a second. Acquires that run during
+// the warm-up find some experts already read and others not, depending on
+// timing: a program that wants the same counts from the same run waits.
+func (r *Runtime) WaitWarmup(ctx context.Context, progress func(done, total int64)) error {
+	done := r.host.warmed()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	total := r.plan.Host.Bytes
+	report := func() {
+		if progress != nil {
+			s, _ := r.host.stats()
+			progress(min(s.Bytes, total), total)
+		}
+	}
+	for {
+		select {
+		case <-done:
+			report()
+			return nil
+		case <-tick.C:
+			report()
+		case <-ctx.Done():
+			return fmt.Errorf("rotary: waiting for the host warm-up: %w", ctx.Err())
+		case <-r.bg.ctx.Done():
+			return fmt.Errorf("rotary: waiting for the host warm-up: %w", ErrClosed)
+		}
+	}
 }
 
 // warm fills the host LRU in the background with every expert, layer by
@@ -1038,10 +1074,16 @@ var noWait = func() context.Context {
 // before Close: the event must outlive the runtime (destroy it after Close),
 // and re-recording it only delays reuse. A nil event says the work is
 // complete now, as for host code that has finished reading the experts, or a
-// caller that synchronized its stream.
+// caller that synchronized its stream. A set released twice, or never
+// acquired, is ErrReleased; a nil set or one of another Runtime, ErrInvalid.
 func (r *Runtime) Release(s *Set, event cuda.Event) error {
-	if s == nil || s.rt != r {
-		return fmt.Errorf("%w: not a Set of this Runtime", ErrReleased)
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: Release of a nil Set", ErrInvalid)
+	case s.rt == nil:
+		return fmt.Errorf("%w: the Set holds nothing (it was never acquired)", ErrReleased)
+	case s.rt != r:
+		return fmt.Errorf("%w: Release of a Set of another Runtime", ErrInvalid)
 	}
 	if !s.live.CompareAndSwap(true, false) {
 		return ErrReleased

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,7 +140,9 @@ func TestAcquireBadRequests(t *testing.T) {
 	assert.Empty(t, set.Experts)
 	require.NoError(t, rt.Release(set, nil))
 	assert.ErrorIs(t, rt.Release(set, nil), ErrReleased)
-	assert.ErrorIs(t, rt.Release(nil, nil), ErrReleased)
+	assert.ErrorIs(t, rt.Release(nil, nil), ErrInvalid)
+	assert.ErrorContains(t, rt.Release(nil, nil), "nil Set")
+	assert.ErrorIs(t, rt.Release(&Set{}, nil), ErrReleased)
 	checkTables(t, rt, 0, nil)
 	require.NoError(t, rt.Close())
 	_, err = rt.Acquire(bg, 0, []int{1}, nil)
@@ -308,7 +312,7 @@ func TestPrefetch(t *testing.T) {
 		require.NoError(t, rt.Prefetch(1, []int{4, 5, 4}))
 		if host > 0 {
 			// Not in pinned memory yet: read in the background; wait for it.
-			require.Eventually(t, func() bool { return rt.host.stats().Bytes == 2*m.ExpertBytes(1) }, time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { s, _ := rt.host.stats(); return s.Bytes == 2*m.ExpertBytes(1) }, time.Second, time.Millisecond)
 			require.NoError(t, rt.Prefetch(1, []int{4, 5}))
 		}
 		require.NoError(t, dev.Synchronize(bg))
@@ -663,7 +667,7 @@ func TestCloseWakesHostWait(t *testing.T) {
 		}()
 	}
 	acquire(0, 8, 9, 10, 11) // holds all 4 entries, waiting for b's copies
-	require.Eventually(t, func() bool { return rt.host.stats().Misses == 12 }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := rt.host.stats(); return s.Misses == 12 }, time.Second, time.Millisecond)
 	acquire(1, 0, 1, 2, 3) // waits for entries
 	time.Sleep(10 * time.Millisecond)
 	closed := make(chan error, 1)
@@ -910,4 +914,42 @@ func TestWarmupFailureReachesStats(t *testing.T) {
 	require.Eventually(t, func() bool { return rt.Stats().WarmupErr != nil }, 10*time.Second, time.Millisecond)
 	assert.ErrorIs(t, rt.Stats().WarmupErr, experts.ErrFault)
 	assert.Len(t, logs("rotary: the host LRU's warm-up stopped; misses read the file themselves"), 1)
+}
+
+// TestWaitWarmup waits for the host LRU's warm-up: it holds the first
+// experts in layer order, the same ones every time, and the bytes it read
+// are counted as read ahead, so Host.Bytes adds up.
+func TestWaitWarmup(t *testing.T) {
+	var first []expertKey
+	for range 3 {
+		m := openTestModel(t)
+		entries := 10
+		rt := openRuntime(t, m, newHost(t), WithSlots(4), WithHostBudget(int64(entries)*m.ExpertBytes(1)))
+		var calls int
+		require.NoError(t, rt.WaitWarmup(bg, func(done, total int64) { calls++; assert.LessOrEqual(t, done, total) }))
+		assert.Positive(t, calls, "the end is reported")
+		s := rt.Stats()
+		assert.Zero(t, s.Host.Misses+s.Host.Hits, "the warm-up is no demand")
+		assert.Positive(t, s.HostAhead)
+		var ahead int64
+		lt := rt.host.(*lruTier)
+		var keys []expertKey
+		lt.mu.Lock()
+		for _, size := range slices.Sorted(maps.Keys(lt.classes)) {
+			cl := lt.classes[size]
+			ahead += int64(cl.lru.Len()) * size
+			keys = append(keys, cl.lru.Keys()...)
+		}
+		lt.mu.Unlock()
+		assert.Equal(t, s.Host.Bytes, ahead, "every byte read is an entry the warm-up filled")
+		if first == nil {
+			first = keys
+		}
+		assert.Equal(t, first, keys, "the same experts in the same order")
+	}
+
+	// Without a warm-up there is nothing to wait for.
+	m := openTestModel(t)
+	rt := openRuntime(t, m, newHost(t), WithSlots(4))
+	require.NoError(t, rt.WaitWarmup(bg, nil))
 }

@@ -17,6 +17,10 @@ type Stats struct {
 	// from pinned memory, Misses read from the file first (Bytes read). With
 	// HostMapped every request is a hit.
 	Host TierStats
+	// HostAhead counts the experts the host tier read from the file ahead
+	// of a miss (its warm-up after Open, Prefetch's fills): Host.Bytes is
+	// what Host.Misses and HostAhead read.
+	HostAhead uint64
 	// Prefetched counts experts Prefetch copied.
 	Prefetched uint64
 	// Prefetch says how useful those copies and the predictions behind
@@ -163,7 +167,7 @@ func (r *Runtime) stats(reset bool) Stats {
 		s.StallTime += l.StallTime
 		s.HostWait += l.HostWait
 	}
-	s.Host = r.host.stats()
+	s.Host, s.HostAhead = r.host.stats()
 	if err := r.warmErr.Load(); err != nil {
 		s.WarmupErr = *err
 	}
@@ -183,6 +187,7 @@ func (s Stats) LogValue() slog.Value {
 		slog.Uint64("host_hits", s.Host.Hits),
 		slog.Uint64("host_misses", s.Host.Misses),
 		slog.Int64("bytes_from_file", s.Host.Bytes),
+		slog.Uint64("host_ahead", s.HostAhead),
 		slog.Uint64("prefetched", s.Prefetched),
 		slog.Uint64("prefetch_useful", s.Prefetch.Useful),
 		slog.Uint64("prefetch_wasted", s.Prefetch.Wasted),

@@ -17,27 +17,55 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/profile/chart"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	ctx, stop := interrupt.Context(context.Background())
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	switch {
+	case interrupt.ExitCode(ctx) != 0:
+		fmt.Fprintln(os.Stderr, "heatmap:", interrupt.Cause(ctx))
+		os.Exit(interrupt.ExitCode(ctx))
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "heatmap:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+// errUsage is a bad command line, which the flag package has explained.
+var errUsage = errors.New("usage")
+
+const usage = `usage: heatmap -trace TRACE [-profile P.json] [-heatmap H.png] [-curves C.png] [-csv P.csv] [flags]
+
+Reads a routing trace (rotary's JSON lines or binary trace, the DeepSeek CSV
+folder, the Mixtral or granite files), counts how often each layer picks each
+expert (a router profile) and writes the profile, its charts and its numbers.
+A trace cut off mid-record, as a killed writer leaves it, is read up to its
+last complete record.
+
+flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("heatmap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
 	tracePath := fs.String("trace", "", "routing trace to read (required)")
 	profilePath := fs.String("profile", "", "write the profile (JSON) here")
 	heatmapPath := fs.String("heatmap", "", "write the layers × experts heatmap (PNG) here")
@@ -48,14 +76,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	phase := fs.String("phase", "", "keep only segments of this phase (prefill or decode)")
 	workload := fs.String("workload", "", "workload label (default: the trace's file name)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
 	}
-	if *tracePath == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return errors.New("-trace is required and there are no positional arguments")
-	}
-	if *profilePath == "" && *heatmapPath == "" && *curvesPath == "" && *csvPath == "" {
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q: the trace is given with -trace", fs.Arg(0))
+	case *tracePath == "":
+		return errors.New("-trace is required (run with -h for the flags)")
+	case *profilePath == "" && *heatmapPath == "" && *curvesPath == "" && *csvPath == "":
 		return errors.New("nothing to write: give -profile, -heatmap, -curves or -csv")
+	}
+	outputs := []outfile.Output{{Flag: "-profile", Path: *profilePath}, {Flag: "-heatmap", Path: *heatmapPath},
+		{Flag: "-curves", Path: *curvesPath}, {Flag: "-csv", Path: *csvPath}}
+	if err := outfile.Check(outputs, *tracePath); err != nil {
+		return err
 	}
 	var chartOpts []chart.Option
 	switch *sortBy {
@@ -101,6 +138,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if n := tr.Dropped(); n > 0 {
+		fmt.Fprintf(stderr, "heatmap: %s ends in a cut-off record (its writer stopped mid-write): read up to it, dropped its %s\n",
+			*tracePath, rotary.FormatSize(n))
+	}
 	if tr.Tokens() == 0 {
 		return fmt.Errorf("%s: the trace has no tokens: nothing to profile or draw", *tracePath)
 	}
@@ -128,22 +169,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d tokens, %d segments, %d layers × %d experts (top-%d)\n",
 		p.Model, tr.Tokens(), len(tr.Segments()), p.Model.Layers, p.Model.Experts, p.Model.ExpertsUsed)
 
-	for _, out := range []struct {
-		path  string
-		write func(io.Writer) error
-	}{
-		{*profilePath, p.Encode},
-		{*heatmapPath, func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) }},
-		{*curvesPath, func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) }},
-		{*csvPath, func(w io.Writer) error { return profile.WriteCSV(w, p) }},
+	// Every output that can be written is, whichever fails.
+	var errs []error
+	for i, write := range []func(io.Writer) error{
+		p.Encode,
+		func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) },
+		func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) },
+		func(w io.Writer) error { return profile.WriteCSV(w, p) },
 	} {
-		if out.path == "" {
+		out := outputs[i]
+		if out.Path == "" {
 			continue
 		}
-		if err := outfile.Write(out.path, out.write); err != nil {
-			return err
+		if err := atomicfile.Write(out.Path, write); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", out.Flag, err))
+			continue
 		}
-		fmt.Fprintln(stdout, "wrote", out.path)
+		fmt.Fprintln(stdout, "wrote", out.Path)
 	}
-	return nil
+	return errors.Join(errs...)
 }

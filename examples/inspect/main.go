@@ -21,25 +21,31 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
+	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
-// defaultPreset is what inspect shows without a model.
-const defaultPreset = "qwen35moe-tiny"
+// defaultPreset is what inspect shows without a model: the model qwen35b
+// runs without one.
+const defaultPreset = synthetic.DefaultPreset
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	switch {
+	case interrupt.ExitCode(ctx) != 0:
+		fmt.Fprintln(os.Stderr, "inspect:", interrupt.Cause(ctx))
+		os.Exit(interrupt.ExitCode(ctx))
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage):
 		os.Exit(2)
@@ -49,7 +55,8 @@ func main() {
 	}
 }
 
-// errUsage means bad flags or arguments; the flag package has printed why.
+// errUsage means bad flags or arguments; the usage and why have been
+// printed.
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -77,9 +84,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-reserve: %w", err)
 	}
-	if flags.NArg() > 1 || flags.NArg() == 1 && (*preset != "" || *out != "") || *out != "" && *preset == "" {
+	var why string
+	switch {
+	case flags.NArg() > 1:
+		why = fmt.Sprintf("one model at a time, got %d: %s", flags.NArg(), strings.Join(flags.Args(), " "))
+	case flags.NArg() == 1 && *preset != "":
+		why = "a model file and -synth are exclusive"
+	case *out != "" && *preset == "":
+		why = "-o names where -synth writes: it needs -synth"
+	}
+	if why != "" {
+		fmt.Fprintln(stderr, "inspect:", why)
 		flags.Usage()
 		return errUsage
+	}
+	if err := outfile.Check([]outfile.Output{{Flag: "-o", Path: *out}}); err != nil {
+		return err
 	}
 
 	path := flags.Arg(0)
@@ -91,11 +111,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch {
 		case *preset == "": // the default model is written once
 			path, err = synthetic.Cached(ctx, name, stderr)
-		case *out != "":
+		case *out != "": // the folder must exist, as for the other programs' outputs
 			path, err = *out, synthetic.Write(ctx, *out, name, stderr)
 		default:
 			if path, err = synthetic.CachePath(name); err == nil {
-				err = synthetic.Write(ctx, path, name, stderr)
+				if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+					err = synthetic.Write(ctx, path, name, stderr)
+				}
 			}
 		}
 		if err != nil {

@@ -55,6 +55,7 @@ func TestInspectDefaultModelIsWrittenOnce(t *testing.T) {
 	out, errOut, err := runInspect(t)
 	require.NoError(t, err)
 	assert.Contains(t, errOut, "wrote synthetic "+defaultPreset)
+	assert.Equal(t, synthetic.DefaultPreset, defaultPreset, "the model qwen35b runs")
 	assert.Regexp(t, `architecture\s+qwen35moe`, out)
 	path, err := synthetic.CachePath(defaultPreset)
 	require.NoError(t, err)
@@ -82,6 +83,22 @@ func TestInspectErrors(t *testing.T) {
 	}
 	_, _, err = runInspect(t, "-h")
 	assert.ErrorIs(t, err, flag.ErrHelp)
+
+	_, errOut, err := runInspect(t, "a.gguf", "b.gguf")
+	assert.ErrorIs(t, err, errUsage)
+	assert.Contains(t, errOut, "inspect: one model at a time, got 2: a.gguf b.gguf")
+	_, errOut, _ = runInspect(t, "-o", "x.gguf")
+	assert.Contains(t, errOut, "-o names where -synth writes")
+}
+
+// TestInspectSynthCreatesOnlyTheFile gives -o in a folder that does not
+// exist: an error naming -o, and no folder made.
+func TestInspectSynthCreatesOnlyTheFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	_, _, err := runInspect(t, "-synth", "qwen3moe-tiny", "-o", filepath.Join(dir, "m.gguf"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.ErrorContains(t, err, "-o "+filepath.Join(dir, "m.gguf"))
+	assert.NoDirExists(t, filepath.Dir(dir))
 }
 
 // TestInspectPrintsTheRuntimesPlan checks that inspect shows exactly the plan

@@ -1,14 +1,15 @@
 package main
 
 import (
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
 )
 
-// defaultPreset is the model the program runs without -model: the smallest
-// synthetic qwen35moe with several layers (4: Gated DeltaNet and gated
-// attention) and 16 experts per layer, top-4, 24 KiB each, so a budget of
-// half of them makes experts rotate within a few tokens.
-const defaultPreset = "qwen35moe-tiny-f32"
+// defaultPreset is the model the program runs without -model (the one
+// inspect shows without a model): 4 layers, 16 experts per layer, top-4,
+// 24 KiB each, so a budget of half of them makes experts rotate within a few
+// tokens.
+const defaultPreset = synthetic.DefaultPreset
 
 // defaultPrompt is the prompt without -prompt: English that the synthetic
 // tokenizer, trained on a short English text, cuts into whole words.

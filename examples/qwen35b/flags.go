@@ -17,6 +17,7 @@ import (
 type config struct {
 	model      string
 	prompt     string
+	promptSet  bool // -prompt was given, even empty
 	promptFile string
 	n          int
 	chat       bool
@@ -26,6 +27,7 @@ type config struct {
 	topK                            int
 	seed                            uint64
 	ctx                             int
+	ctxSet                          bool
 
 	vram, hostMem size
 	backend       string
@@ -41,8 +43,10 @@ type size struct {
 	set   bool
 }
 
+// String is the size given, "" for the default, which the flag's usage
+// text states (it depends on the model).
 func (s *size) String() string {
-	if s == nil || s.bytes < 0 {
+	if s == nil || !s.set {
 		return ""
 	}
 	return rotary.FormatSize(s.bytes)
@@ -110,10 +114,18 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 		return nil, usagef("%v", err)
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "prompt":
+			c.promptSet = true
+		case "ctx":
+			c.ctxSet = true
+		}
+	})
 	switch {
 	case fs.NArg() > 0:
 		return nil, usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
-	case c.prompt != "" && c.promptFile != "":
+	case c.promptSet && c.promptFile != "":
 		return nil, usagef("-prompt and -prompt-file are exclusive")
 	case c.n < 0:
 		return nil, usagef("-n %d: want 0 or more", c.n)
@@ -153,6 +165,14 @@ usage: qwen35b [flags]
 Generates text with a Qwen MoE model whose experts rotate through a VRAM
 budget (rotary), then prints tokens/s and the experts' hit rates. Without
 -model it runs a tiny synthetic model, written once to the user cache folder.
+
+Memory: besides -vram and -host-mem, the process holds the non-expert
+weights (read through the file's mapping, so they count in its resident set
+as page cache the kernel can take back) and the sequence state (-ctx). With
+-backend host the card is emulated in host memory, so the -vram budget is
+host memory too: expect about -vram + -host-mem + the non-expert weights.
+Experts copied into the pinned host tier release their pages of the mapping.
+Ctrl-C or SIGTERM stops after the current token and writes every output.
 
 flags:
 `

@@ -17,7 +17,10 @@ type generation struct {
 	Prompt    []int32
 	Generated []int32
 	Text      []byte
-	Stop      string // "length", "end" (an end-of-generation token) or "context"
+	// Stop is why generation stopped: "length" (-n), "end" (an
+	// end-of-generation token), "context" (the context is full) or
+	// "interrupted" (a signal, or the run failed mid-way).
+	Stop string
 
 	Prefill, Decode phase
 	// Total are the runtime's counters since the engine was opened.
@@ -42,9 +45,14 @@ func (p phase) TokensPerSecond() float64 {
 }
 
 // generate runs the prompt, then samples up to n tokens, writing their text
-// to out as it is decoded. Every forward step's routing is flushed to routes.
+// to out as it is decoded. Every forward step's routing is flushed to routes;
+// prefilled is called when the prompt has run.
+//
+// When ctx is done, generation stops after the token in hand (a prefill is
+// cut short, a decode step finishes) and generate returns what it has, with
+// Stop "interrupted" and no error.
 func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, smp *sample.Sampler, routes *engine.Routes,
-	prompt []int32, n, positions int, out io.Writer) (*generation, error) {
+	prompt []int32, n, positions int, out io.Writer, prefilled func()) (*generation, error) {
 	md := e.Net()
 	g := &generation{Prompt: prompt, Stop: "length"}
 	s := md.NewState(positions)
@@ -54,10 +62,20 @@ func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, s
 	}
 	start := time.Now()
 	logits, err := md.Forward(ctx, s, prompt, model.LastLogits)
+	prefilled()
+	g.Prefill = phase{Elapsed: time.Since(start)}
 	if err != nil {
-		return nil, err
+		if ctx.Err() == nil {
+			return nil, err
+		}
+		// Tokens the cancelled step routed in part stay out of the trace.
+		routes.Discard()
+		g.Stop = "interrupted"
+		g.Total = e.Stats()
+		g.Prefill.Experts = g.Total
+		return g, nil
 	}
-	g.Prefill = phase{Tokens: len(prompt), Elapsed: time.Since(start), Experts: e.Stats()}
+	g.Prefill.Tokens, g.Prefill.Experts = len(prompt), e.Stats()
 	if err := routes.StartSegment("generation", "decode"); err != nil {
 		return nil, err
 	}
@@ -65,6 +83,11 @@ func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, s
 	history := slices.Clip(slices.Clone(prompt))
 	dec := tok.NewDecoder()
 	var decode time.Duration
+	defer func() {
+		g.Total = e.Stats()
+		g.Decode.Elapsed = decode
+		g.Decode.Experts = g.Total.Sub(g.Prefill.Experts)
+	}()
 	for len(g.Generated) < n {
 		next, err := smp.Sample(logits, history)
 		if err != nil {
@@ -91,8 +114,14 @@ func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, s
 			g.Stop = "context"
 			break
 		}
+		if ctx.Err() != nil {
+			g.Stop = "interrupted"
+			break
+		}
+		// The step runs to its end even if ctx is done meanwhile: its token
+		// is the one in hand, and the trace and profile keep whole tokens.
 		start := time.Now()
-		if logits, err = md.Forward(ctx, s, []int32{next}, model.LastLogits); err != nil {
+		if logits, err = md.Forward(context.WithoutCancel(ctx), s, []int32{next}, model.LastLogits); err != nil {
 			return nil, err
 		}
 		decode += time.Since(start)
@@ -109,8 +138,5 @@ func generate(ctx context.Context, e *engine.Engine, tok *tokenizer.Tokenizer, s
 	if err := routes.Flush(); err != nil {
 		return nil, err
 	}
-	g.Total = e.Stats()
-	g.Decode.Elapsed = decode
-	g.Decode.Experts = g.Total.Sub(g.Prefill.Experts)
 	return g, nil
 }

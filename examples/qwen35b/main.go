@@ -14,7 +14,7 @@
 // Without -model it runs a tiny synthetic qwen35moe model, written once to
 // the user cache folder, with budgets that hold half its experts in VRAM.
 //
-// The forward pass runs on the CPU (examples/internal/cpu): -backend host,
+// The forward pass runs on the CPU (rotary/model/cpu): -backend host,
 // which auto selects, emulates a card of the -vram budget with the host
 // backend of package cuda, so expert rotation runs and is measured exactly as
 // it would be planned for that card. A CUDA forward pass does not exist yet;
@@ -23,7 +23,10 @@
 // -trace records the routing in profile's trace format (rotary's simulator
 // and examples/heatmap read it); -profile, -heatmap and -curves record a
 // router profile of the run and draw it; -hot pins the hot experts of such a
-// profile in VRAM.
+// profile in VRAM. Every output is checked before any work (never one of
+// the inputs) and written complete or not at all. Ctrl-C or SIGTERM stops
+// after the current token and still writes the stats and every output,
+// the JSON marked interrupted; the exit status is then 130 or 143.
 package main
 
 import (
@@ -34,16 +37,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/term"
+
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
-
-	"github.com/rotary-moe/rotary/examples/internal/synthetic"
-
 	"github.com/rotary-moe/rotary/examples/internal/progress"
+	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/profile/chart"
 	"github.com/rotary-moe/rotary/rotary"
@@ -55,23 +59,31 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interrupt.Context(context.Background())
 	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // cli runs the program and turns its error into one line on stderr and an
-// exit status: 0, 1 for a failure, 2 for a bad command line.
+// exit status: 0, 1 for a failure, 2 for a bad command line, 130 or 143
+// when SIGINT or SIGTERM stopped it (after writing what it had gathered).
 func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, stdout, stderr)
+	if code := interrupt.ExitCode(ctx); code != 0 && (err == nil || errors.Is(err, context.Canceled)) {
+		msg := interrupt.Cause(ctx).Error()
+		if err == nil {
+			msg += ": stopped after the current token; the outputs hold the run so far"
+		}
+		fmt.Fprintln(stderr, "qwen35b:", msg)
+		return code
+	}
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		err = errors.New("interrupted")
-	}
-	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(err.Error()), " "))
+	// One line: joined errors (every bad output) are separated by "; ".
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(msg), " "))
 	var u *usageError
 	if errors.As(err, &u) {
 		return 2
@@ -112,8 +124,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// Every output is checked before any work, against every input.
 	path := c.model
 	if path == "" {
+		if path, err = synthetic.CachePath(defaultPreset); err != nil {
+			return err
+		}
+	}
+	if err := outfile.Check([]outfile.Output{{Flag: "-trace", Path: c.trace}, {Flag: "-profile", Path: c.profile},
+		{Flag: "-heatmap", Path: c.heatmap}, {Flag: "-curves", Path: c.curves}}, path, c.hot, c.promptFile); err != nil {
+		return err
+	}
+	if c.model == "" {
 		if path, err = synthetic.Cached(ctx, defaultPreset, stderr); err != nil {
 			return err
 		}
@@ -125,6 +147,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer m.Close()
 	id := engine.ModelID(m)
 	positions := min(c.ctx, m.Params.ContextLength)
+	if positions < c.ctx && c.ctxSet {
+		fmt.Fprintf(stderr, "qwen35b: -ctx %d is capped at the model's context of %d tokens\n", c.ctx, positions)
+	}
 
 	// Budgets: the flags', or the default model's.
 	vram, host := c.vram.bytes, c.hostMem.bytes
@@ -152,16 +177,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if traceFile != nil {
-		defer traceFile.Close()
+		defer traceFile.Close() // a run that fails leaves the old trace, if any
 	}
 	routes := engine.NewRoutes(id, rec, tw)
-	if rec != nil || tw != nil {
-		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
-	}
+	prefill := &prefillProgress{moeLayers: len(m.MoELayers())}
+	opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
+		routes.Hook(layer, pos, rt)
+		prefill.hook(rt)
+	})))
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
-		return err
+		return budgetHint(err, m, positions)
 	}
 	defer e.Close()
 	tok, err := tokenizer.FromGGUF(m.File)
@@ -199,34 +226,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !c.chat {
 		fmt.Fprint(human, text)
 	}
-	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, human)
+	out := human
+	if f, ok := human.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		out = newTerminalText(human)
+	}
+	prefill.start(stderr, len(prompt))
+	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, out, prefill.finish)
+	if tt, ok := out.(*terminalText); ok && err == nil {
+		err = tt.Flush()
+	}
 	if err != nil {
 		return err
 	}
+	// An interrupted run reports and writes what it gathered, like any.
 	fmt.Fprintln(human)
-	if err := report(human, g, plan.Host.Mode); err != nil {
-		return err
-	}
+	errs := []error{report(human, g, plan.Host.Mode)}
 	if rec != nil {
-		if err := writeProfile(human, c, rec.Profile()); err != nil {
-			return err
-		}
+		errs = append(errs, writeProfile(human, c, rec.Profile()))
 	}
 	if tw != nil {
-		if err := traceFile.Close(); err != nil {
-			return err
+		if err := traceFile.Commit(); err != nil {
+			errs = append(errs, fmt.Errorf("-trace: %w", err))
+		} else {
+			fmt.Fprintln(human, "wrote", c.trace)
 		}
-		fmt.Fprintln(human, "wrote", c.trace)
 	}
 	if c.json {
-		return writeJSON(stdout, newJSONResult(path, id, plan, g))
+		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g)))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// budgetHint adds to a budget too small the flag that changes it: the
+// least -vram, and what of it -ctx decides; the least -host-mem, and the
+// size from which the file's mapping serves the experts instead.
+func budgetHint(err error, m *experts.Model, positions int) error {
+	var be *rotary.BudgetError
+	if !errors.As(err, &be) || be.Least == 0 {
+		return err
+	}
+	if be.Budget == "host" {
+		return fmt.Errorf("%w: -host-mem sets it; from %s (every expert) the file's mapping serves the experts instead",
+			err, rotary.FormatSize(m.TotalExpertBytes()))
+	}
+	return fmt.Errorf("%w: -vram sets it; the sequence state of -ctx %d takes %s of it, a smaller -ctx less",
+		err, positions, rotary.FormatSize(engine.StateBytes(m.Params, positions)))
 }
 
 // routingSinks creates what the flags ask the routing to be recorded in:
 // a profile recorder (-profile, -heatmap, -curves) and a trace (-trace).
-func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *os.File, error) {
+func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.TraceWriter, *atomicfile.File, error) {
 	var rec *profile.Recorder
 	if c.profile != "" || c.heatmap != "" || c.curves != "" {
 		var err error
@@ -237,9 +286,9 @@ func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.Tr
 	if c.trace == "" {
 		return rec, nil, nil, nil
 	}
-	f, err := os.Create(c.trace)
+	f, err := atomicfile.Create(c.trace)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("-trace: %w", err)
 	}
 	enc := profile.JSONL
 	if strings.HasSuffix(c.trace, ".bin") {
@@ -276,7 +325,10 @@ func promptText(c *config) (string, error) {
 			return "", fmt.Errorf("-prompt-file %s is empty", c.promptFile)
 		}
 		return string(b), nil
-	case c.prompt != "":
+	case c.promptSet:
+		if c.prompt == "" {
+			return "", usagef("-prompt is empty (without -prompt the default prompt runs)")
+		}
 		return c.prompt, nil
 	}
 	return defaultPrompt, nil
@@ -318,35 +370,44 @@ func workload(c *config) string {
 	if c.promptFile != "" {
 		return filepath.Base(c.promptFile)
 	}
-	if c.prompt != "" {
+	if c.promptSet {
 		return "prompt"
 	}
 	return "default prompt"
 }
 
-// writeProfile writes the -profile, -heatmap and -curves files.
+// writeProfile writes the -profile, -heatmap and -curves files: each one
+// it can, whichever fails.
 func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
-	if c.profile != "" {
-		if err := p.Save(c.profile); err != nil {
-			return err
-		}
-		fmt.Fprintln(w, "wrote", c.profile)
-	}
+	var errs []error
 	for _, out := range []struct {
-		path string
-		draw func(io.Writer, *profile.Profile, ...chart.Option) error
-	}{{c.heatmap, chart.WriteHeatmap}, {c.curves, chart.WriteCurves}} {
+		flag, path string
+		write      func(io.Writer) error
+	}{
+		{"-profile", c.profile, p.Encode},
+		{"-heatmap", c.heatmap, chartWriter(c.heatmap, p, chart.WriteHeatmap)},
+		{"-curves", c.curves, chartWriter(c.curves, p, chart.WriteCurves)},
+	} {
 		if out.path == "" {
 			continue
 		}
-		format, err := chart.FormatOf(out.path) // checked with the flags
-		if err != nil {
-			return err
-		}
-		if err := outfile.Write(out.path, func(f io.Writer) error { return out.draw(f, p, chart.WithFormat(format)) }); err != nil {
-			return err
+		if err := atomicfile.Write(out.path, out.write); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", out.flag, err))
+			continue
 		}
 		fmt.Fprintln(w, "wrote", out.path)
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// chartWriter draws p with draw in the image format path's name asks for
+// (the flags were checked, so the name has one).
+func chartWriter(path string, p *profile.Profile, draw func(io.Writer, *profile.Profile, ...chart.Option) error) func(io.Writer) error {
+	return func(w io.Writer) error {
+		format, err := chart.FormatOf(path)
+		if err != nil {
+			return err
+		}
+		return draw(w, p, chart.WithFormat(format))
+	}
 }

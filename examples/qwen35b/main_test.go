@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary/engine"
@@ -270,6 +272,8 @@ func TestErrors(t *testing.T) {
 		{"wrong architecture", []string{"-model", otherArch}, 1, "unsupported architecture"},
 		{"budget too small", []string{"-vram", "2MiB"}, 1, "VRAM budget too small"},
 		{"host budget too small", []string{"-host-mem", "1KiB"}, 1, "host budget too small"},
+		{"least VRAM", []string{"-vram", "1KiB"}, 1, "the least VRAM budget that works is 5.51 MiB: -vram sets it; the sequence state of -ctx 4096 takes 4.04 MiB"},
+		{"least host memory", []string{"-host-mem", "1KiB"}, 1, "the least host budget that works is 96.0 KiB: -host-mem sets it; from 1.50 MiB (every expert) the file's mapping"},
 		{"cuda backend", []string{"-backend", "cuda"}, 1, "CUDA forward pass is not implemented yet"},
 		{"unknown backend", []string{"-backend", "tpu"}, 2, "-backend"},
 		{"bad flag", []string{"-nope"}, 2, "flag provided but not defined: -nope"},
@@ -277,6 +281,7 @@ func TestErrors(t *testing.T) {
 		{"bad sampler", []string{"-top-p", "2"}, 2, "top-p"},
 		{"argument", []string{"model.gguf"}, 2, "unexpected argument"},
 		{"both prompts", []string{"-prompt", "a", "-prompt-file", "b"}, 2, "exclusive"},
+		{"empty prompt", []string{"-prompt", ""}, 2, "-prompt is empty"},
 		{"missing prompt file", []string{"-prompt-file", filepath.Join(dir, "none.txt")}, 1, "-prompt-file"},
 		{"profile of another model", []string{"-hot", foreign}, 1, "-hot"},
 		{"prompt longer than the context", []string{"-ctx", "4"}, 1, "context"},
@@ -346,4 +351,162 @@ func writeOtherArch(t *testing.T, dir string) string {
 	path := filepath.Join(dir, "mixtral.gguf")
 	require.NoError(t, w.WriteFile(context.Background(), path))
 	return path
+}
+
+// TestLeastBudgetsWork runs with the least budgets the errors name.
+func TestLeastBudgetsWork(t *testing.T) {
+	code, _, stderr := runCLI(t, "-vram", "5.51MiB", "-host-mem", "96KiB", "-n", "4")
+	assert.Equal(t, 0, code, stderr)
+}
+
+// TestOutputsNeverDestroyInputs names the model, through a link too, as
+// every output: each run fails before any work, naming the flag, and the
+// model is intact.
+func TestOutputsNeverDestroyInputs(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.gguf")
+	orig, err := os.ReadFile(oracleModel)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(model, orig, 0o644))
+	link := filepath.Join(dir, "link.gguf")
+	require.NoError(t, os.Symlink(model, link))
+	// The charts' flags refuse a name without an image extension first; a
+	// link with one still leads to the model.
+	pngLink := filepath.Join(dir, "link.png")
+	require.NoError(t, os.Symlink(model, pngLink))
+	for _, flag := range []string{"-trace", "-heatmap", "-profile", "-curves"} {
+		for _, out := range []string{model, link, pngLink} {
+			code, stdout, stderr := runCLI(t, "-model", model, "-n", "2", flag, out)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, flag)
+			if (flag == "-heatmap" || flag == "-curves") && out != pngLink {
+				assert.Equal(t, 2, code, stderr)
+				assert.Contains(t, stderr, "unsupported image format")
+				continue
+			}
+			assert.Equal(t, 1, code, stderr)
+			assert.Contains(t, stderr, flag+" "+out)
+			assert.Contains(t, stderr, "would overwrite an input, "+model)
+		}
+	}
+	got, err := os.ReadFile(model)
+	require.NoError(t, err)
+	assert.Equal(t, orig, got, "the model is untouched")
+}
+
+// TestOutputsCheckedFirst gives one output in a missing folder: the run
+// stops at once, naming the flag, and writes none of the others.
+func TestOutputsCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	heat, prof := filepath.Join(dir, "h.png"), filepath.Join(dir, "p.json")
+	bad := filepath.Join(dir, "missing", "c.png")
+	code, stdout, stderr := runCLI(t, "-n", "2", "-heatmap", heat, "-profile", prof, "-curves", bad)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, "-curves "+bad)
+	assert.Contains(t, stderr, "no such file")
+	assert.NotContains(t, stderr, "prefill", "no work was done")
+	assert.NoFileExists(t, heat)
+	assert.NoFileExists(t, prof)
+}
+
+// TestFailedRunKeepsTheOldTrace fails at setup: an existing trace is left
+// as it was, and no temporary file stays.
+func TestFailedRunKeepsTheOldTrace(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "run.jsonl")
+	require.NoError(t, os.WriteFile(trace, []byte("an older trace\n"), 0o644))
+	code, _, stderr := runCLI(t, "-vram", "1KiB", "-trace", trace)
+	assert.Equal(t, 1, code, stderr)
+	got, err := os.ReadFile(trace)
+	require.NoError(t, err)
+	assert.Equal(t, "an older trace\n", string(got))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file left")
+}
+
+// cancelAfter cancels a run, as a signal would, once the program has
+// written n times to it (the plan, the prompt, then a token a write).
+type cancelAfter struct {
+	bytes.Buffer
+	n      int
+	cancel context.CancelCauseFunc
+	sig    os.Signal
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	if w.n--; w.n == 0 {
+		w.cancel(&interrupt.Error{Signal: w.sig})
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestInterruptedPrefill stops a run in its prefill: no token, and the
+// outputs hold what there is.
+func TestInterruptedPrefill(t *testing.T) {
+	dir := t.TempDir()
+	trace, prof := filepath.Join(dir, "run.jsonl"), filepath.Join(dir, "p.json")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	human := &cancelAfter{n: 4, cancel: cancel, sig: syscall.SIGINT} // at the prompt's echo
+	var out bytes.Buffer
+	code := cli(ctx, []string{"-json", "-trace", trace, "-profile", prof}, &out, human)
+	assert.Equal(t, 130, code, human.String())
+	var r result
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+	assert.True(t, r.Interrupted)
+	assert.Empty(t, r.GeneratedTokens)
+	tr, err := profile.OpenTrace(context.Background(), trace)
+	require.NoError(t, err)
+	assert.Zero(t, tr.Tokens(), "a prefill cut short leaves no partial token")
+	assert.FileExists(t, prof)
+}
+
+// TestInterrupted stops a run after a few tokens, as SIGINT or SIGTERM
+// does: it writes every output, the JSON says so, the text ends in a
+// newline and the exit status is the shell's.
+func TestInterrupted(t *testing.T) {
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		dir := t.TempDir()
+		trace, prof := filepath.Join(dir, "run.bin"), filepath.Join(dir, "p.json")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		human := &cancelAfter{n: 4 + 5, cancel: cancel, sig: tc.sig} // 3 writes of the plan, the prompt, then 5 tokens
+		var out bytes.Buffer
+		code := cli(ctx, []string{"-json", "-n", "40", "-trace", trace, "-profile", prof}, &out, human)
+		assert.Equal(t, tc.code, code, human.String())
+		assert.Contains(t, human.String(), "qwen35b: interrupted by SIG")
+		assert.Contains(t, human.String(), "wrote "+trace)
+
+		var r result
+		require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+		assert.True(t, r.Interrupted)
+		assert.Equal(t, "interrupted", r.Stop)
+		require.Len(t, r.GeneratedTokens, 5, "stopped after the token in hand")
+		tr, err := profile.OpenTrace(context.Background(), trace)
+		require.NoError(t, err)
+		assert.Equal(t, len(r.PromptTokens)+len(r.GeneratedTokens)-1, tr.Tokens(), "whole tokens: all but the last sampled have run")
+		assert.Zero(t, tr.Dropped())
+		_, err = profile.LoadFor(prof, r.ModelID)
+		require.NoError(t, err)
+	}
+}
+
+// TestSameRunSameCounts runs twice with the same seed: the text and every
+// count are the same (the host tier's warm-up ends before the prompt), and
+// the bytes read from the file are the misses' and the warm-up's.
+func TestSameRunSameCounts(t *testing.T) {
+	a, _ := runJSON(t, "-n", "30", "-seed", "3")
+	b, _ := runJSON(t, "-n", "30", "-seed", "3")
+	assert.Equal(t, a.GeneratedTokens, b.GeneratedTokens)
+	ax, bx := a.Stats.Experts, b.Stats.Experts
+	ax.WaitSeconds, ax.TransferSeconds, ax.StallSeconds, ax.HostWaitSeconds = 0, 0, 0, 0
+	bx.WaitSeconds, bx.TransferSeconds, bx.StallSeconds, bx.HostWaitSeconds = 0, 0, 0, 0
+	assert.Equal(t, ax, bx, "the counts do not depend on timing")
+	assert.Positive(t, ax.HostAhead)
+	const expert = 24 << 10 // the default model's experts
+	assert.Equal(t, int64(ax.Host.Misses+ax.HostAhead)*expert, ax.BytesFromFile)
+	assert.Equal(t, int64(ax.VRAM.Misses)*expert, ax.BytesToDevice)
 }

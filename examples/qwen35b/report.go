@@ -59,6 +59,8 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 		fmt.Fprintln(w, "        (the model ended the text before -n)")
 	case "context":
 		fmt.Fprintln(w, "        (the context is full: -ctx)")
+	case "interrupted":
+		fmt.Fprintln(w, "        (interrupted: the figures are the run's so far)")
 	}
 	s := total.Stats
 	fmt.Fprintf(w, "experts VRAM hit rate %s: %d hits (%d on pinned experts), %d misses copied in\n",
@@ -66,11 +68,12 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 	if mode == rotary.HostLRU {
 		fmt.Fprintf(w, "        host hit rate %s: %d misses served from pinned copies, %d read from the file first\n",
 			percent(s.Host), s.Host.Hits, s.Host.Misses)
+		fmt.Fprintf(w, "moved   %s to the device in %d copies; %s read from the file into host memory: %d misses + %d experts of the warm-up\n",
+			rotary.FormatSize(s.VRAM.Bytes), s.VRAM.Misses, rotary.FormatSize(s.Host.Bytes), s.Host.Misses, s.HostAhead)
 	} else {
 		fmt.Fprintf(w, "        host: all %d misses served from the file's mapping\n", s.Host.Hits)
+		fmt.Fprintf(w, "moved   %s to the device in %d copies\n", rotary.FormatSize(s.VRAM.Bytes), s.VRAM.Misses)
 	}
-	fmt.Fprintf(w, "moved   %s to the device, %s read from the file into host memory\n",
-		rotary.FormatSize(s.VRAM.Bytes), rotary.FormatSize(s.Host.Bytes))
 	fmt.Fprintf(w, "waited  %s for experts in %d acquires (copies %s, compute stalled %s, host blocked %s)\n",
 		seconds(total.Wait), total.Acquires, seconds(s.TransferTime), seconds(s.StallTime), seconds(s.HostWait))
 	return nil
@@ -98,8 +101,10 @@ type jsonResult struct {
 	GeneratedTokens []int32         `json:"generated_tokens"`
 	Text            string          `json:"text"`
 	Stop            string          `json:"stop"`
-	Stats           jsonStats       `json:"stats"`
-	Plan            *rotary.Plan    `json:"plan"`
+	// Interrupted is a run a signal stopped: the figures are so far.
+	Interrupted bool         `json:"interrupted"`
+	Stats       jsonStats    `json:"stats"`
+	Plan        *rotary.Plan `json:"plan"`
 }
 
 type jsonStats struct {
@@ -120,6 +125,7 @@ type jsonTiers struct {
 	PinnedHits      uint64   `json:"pinned_hits"`
 	Host            jsonTier `json:"host"`
 	Prefetched      uint64   `json:"prefetched"`
+	HostAhead       uint64   `json:"host_ahead"`
 	Acquires        int      `json:"acquires"`
 	WaitSeconds     float64  `json:"wait_seconds"`
 	TransferSeconds float64  `json:"transfer_seconds"`
@@ -139,8 +145,9 @@ func newJSONResult(path string, id profile.ModelID, plan *rotary.Plan, g *genera
 	return jsonResult{
 		Model: path, ModelID: id,
 		PromptTokens: g.Prompt, GeneratedTokens: nonNil(g.Generated), Text: string(g.Text), Stop: g.Stop,
-		Stats: jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(g.Total)},
-		Plan:  plan,
+		Interrupted: g.Stop == "interrupted",
+		Stats:       jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(g.Total)},
+		Plan:        plan,
 	}
 }
 
@@ -160,7 +167,7 @@ func newJSONTiers(s engine.Stats) jsonTiers {
 		VRAM:       jsonTier{Hits: s.VRAM.Hits, Misses: s.VRAM.Misses, HitRate: s.VRAM.HitRate()},
 		PinnedHits: s.PinnedHits,
 		Host:       jsonTier{Hits: s.Host.Hits, Misses: s.Host.Misses, HitRate: s.Host.HitRate()},
-		Prefetched: s.Prefetched, Acquires: s.Acquires,
+		Prefetched: s.Prefetched, HostAhead: s.HostAhead, Acquires: s.Acquires,
 		WaitSeconds: s.Wait.Seconds(), TransferSeconds: s.TransferTime.Seconds(),
 		StallSeconds: s.StallTime.Seconds(), HostWaitSeconds: s.HostWait.Seconds(),
 		BytesToDevice: s.VRAM.Bytes, BytesFromFile: s.Host.Bytes,

@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -42,6 +41,7 @@ import (
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
 	"github.com/rotary-moe/rotary/prefetch"
@@ -66,16 +66,47 @@ func main() {
 	// The host backend allocates per queued operation; a long trace runs
 	// faster with fewer collections.
 	debug.SetGCPercent(400)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := interrupt.Context(context.Background())
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	switch {
+	case interrupt.ExitCode(ctx) != 0:
+		fmt.Fprintln(os.Stderr, "simulate:", interrupt.Cause(ctx))
+		os.Exit(interrupt.ExitCode(ctx))
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "simulate:", err)
 		os.Exit(1)
 	}
 }
 
+// errUsage is a bad command line, which the flag package has explained.
+var errUsage = errors.New("usage")
+
+// errHelp is flag.ErrHelp, for run, whose flag set hides the package.
+var errHelp = flag.ErrHelp
+
+const usage = `usage: simulate [-trace TRACE] [-model PRESET|FILE] [-slots N,N,...] [-vram SIZE,SIZE,...] [flags]
+
+Replays a routing trace through rotary's residency runtime in virtual time on
+an emulated H200 and prints, for each VRAM budget and eviction policy, the hit
+rate, the bytes copied, the time per token split into compute, stall for
+copies and the host's own part, and the tokens per second, with Belady's
+optimum as the bound. Without -trace the trace is synthetic, with Qwen3's
+routing statistics; without -model the model has the trace's shape.
+
+flags:
+`
+
 func run(ctx context.Context, args []string, out io.Writer) error {
 	flag := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	flag.SetOutput(diag)
+	flag.Usage = func() {
+		fmt.Fprint(diag, usage)
+		flag.PrintDefaults()
+	}
 	var (
 		tracePath  = flag.String("trace", "", "routing trace to replay")
 		modelName  = flag.String("model", "", "synthetic preset ("+strings.Join(synth.Presets(), ", ")+") or GGUF file")
@@ -104,7 +135,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		showPlan   = flag.Bool("plan", false, "print the plan of each VRAM budget")
 	)
 	if err := flag.Parse(args); err != nil {
-		return err
+		if errors.Is(err, errHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: give the trace with -trace and the model with -model", flag.Arg(0))
 	}
 
 	if *tracePath == "" && *modelName == "" {
@@ -115,6 +152,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *tracePath != "" {
 		if tr, err = profile.OpenTrace(ctx, *tracePath); err != nil {
 			return err
+		}
+		if n := tr.Dropped(); n > 0 {
+			fmt.Fprintf(diag, "simulate: %s ends in a cut-off record (its writer stopped mid-write): read up to it, dropped its %s\n",
+				*tracePath, rotary.FormatSize(n))
 		}
 	}
 	m, err := openModel(ctx, *modelName, tr, *dims, *nonExpert)
@@ -194,7 +235,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	start := time.Now()
-	rep, err := sim.Simulate(ctx, m, tr, cfg)
+	rep, err := simulate(ctx, m, tr, cfg)
 	if err != nil {
 		return err
 	}
@@ -213,7 +254,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "routing: %.1f%% of selections repeat at the next token, %.1f%% within 8; %.1f%% of experts cover 90%%; top expert %.1f%%\n",
 			100*r.RepeatNext, 100*r.RepeatWithin8, 100*r.Coverage90, 100*r.TopShare)
 	}
-	fmt.Fprint(out, rep)
+	if err := writeTable(out, tr, rep); err != nil {
+		return err
+	}
 	if *profPath == "" && slices.ContainsFunc(cfg.Policies, func(p sim.Policy) bool { return p.Pinned }) {
 		fmt.Fprintln(out, "pinned+LRU pins the trace's own hot set (in-sample) and starts with it resident; the other policies start empty.")
 	}

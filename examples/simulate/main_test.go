@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rotary-moe/rotary/internal/shared"
@@ -213,4 +216,39 @@ func TestPrefetchTargets(t *testing.T) {
 	assert.GreaterOrEqual(t, top6.Recall, 0.50)
 	assert.GreaterOrEqual(t, top8.HitRate, belady.HitRate)
 	assert.LessOrEqual(t, top8.TransfersPerToken, 2*lru.TransfersPerToken)
+}
+
+// TestColumnsAddUp checks on a tiny model, where the host's part dominates,
+// that compute, stall and host make the time per token, all in one unit.
+func TestColumnsAddUp(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-trace", filepath.Join("..", "..", "profile", "testdata", "mixtral_tiny.jsonl"), "-slots", "8"}, &out))
+	rows := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 12 || f[1] != "slots" {
+			continue
+		}
+		rows++
+		var v [4]float64
+		for i := range v {
+			var err error
+			v[i], err = strconv.ParseFloat(f[7+i], 64)
+			require.NoError(t, err, line)
+			assert.Len(t, strings.SplitAfter(f[7+i], ".")[1], 3, "three decimals: %s", line)
+		}
+		assert.InDelta(t, v[3], v[0]+v[1]+v[2], 0.0015, line)
+	}
+	assert.Equal(t, 4, rows, out.String())
+	assert.Contains(t, out.String(), "ms/token")
+}
+
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	diag = &stderr
+	defer func() { diag = os.Stderr }()
+	err := run(context.Background(), []string{"-h"}, &bytes.Buffer{})
+	assert.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, stderr.String(), "usage: simulate")
+	assert.Contains(t, stderr.String(), "virtual time")
 }

@@ -213,9 +213,11 @@ func (e *Engine) Threads() int { return e.backend.Threads() }
 
 // Preload reads the weights every forward step uses (the non-expert
 // tensors, except an embedding table that is only gathered from) into the
-// page cache and the process, reporting progress, so the first tokens do not
-// pay for the disk. The reads go through experts.File.ReadAt: a file that
-// was truncated is an error, not a crash.
+// page cache and the process, then waits for the runtime's warm-up of the
+// host tier (rotary.Runtime.WaitWarmup), reporting the progress of both, so
+// the first tokens do not pay for the disk and a run's counts do not depend
+// on how far a background warm-up had got. The reads go through
+// experts.File.ReadAt: a file that was truncated is an error, not a crash.
 func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) error {
 	f := e.experts.File
 	routed := map[*experts.TensorInfo]bool{}
@@ -231,6 +233,10 @@ func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) 
 		}
 		ts = append(ts, t)
 		total += t.Size
+	}
+	warm := e.rt.Plan().Host
+	if warm.Mode == rotary.HostLRU {
+		total += warm.Bytes
 	}
 	buf := make([]byte, 4<<20)
 	var done int64
@@ -249,7 +255,11 @@ func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) 
 			}
 		}
 	}
-	return nil
+	var warmProgress func(int64, int64)
+	if progress != nil {
+		warmProgress = func(d, _ int64) { progress(done+d, total) }
+	}
+	return e.rt.WaitWarmup(ctx, warmProgress)
 }
 
 // Stats are the runtime's counters and the forward pass's wait for experts.
@@ -297,6 +307,7 @@ func (s Stats) Sub(old Stats) Stats {
 	d.Host = subTier(s.Host, old.Host)
 	d.PinnedHits -= old.PinnedHits
 	d.Prefetched -= old.Prefetched
+	d.HostAhead -= old.HostAhead
 	d.TransferTime -= old.TransferTime
 	d.StallTime -= old.StallTime
 	d.HostWait -= old.HostWait

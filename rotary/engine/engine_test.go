@@ -134,9 +134,12 @@ func TestMaxBatch(t *testing.T) {
 	for _, tc := range []struct {
 		slots int
 		hot   int // experts pinned per layer
+		host  int // host LRU entries (0: the mapping)
 		want  int
 	}{
 		{slots: 4, want: 1},
+		{slots: 16, host: 4, want: 1}, // the host LRU takes one token's misses at once
+		{slots: 15, host: 8, want: 2},
 		{slots: 8, want: 2},
 		{slots: 15, want: 3},
 		{slots: 16, want: 0}, // every expert has a slot
@@ -153,9 +156,12 @@ func TestMaxBatch(t *testing.T) {
 			}
 			opts = append(opts, rotary.WithHotSet(h))
 		}
+		if tc.host > 0 {
+			opts = append(opts, rotary.WithHostBudget(int64(tc.host)*m.ExpertBytes(0)))
+		}
 		p, err := rotary.NewPlan(m, opts...)
 		require.NoError(t, err)
-		assert.Equal(t, tc.want, engine.MaxBatch(p), "%d slots, %d pinned", tc.slots, tc.hot)
+		assert.Equal(t, tc.want, engine.MaxBatch(p), "%d slots, %d pinned, %d host", tc.slots, tc.hot, tc.host)
 	}
 }
 
@@ -251,4 +257,25 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRoutesDiscard drops a token that only some layers routed (its
+// forward step was cancelled): the trace keeps whole tokens only.
+func TestRoutesDiscard(t *testing.T) {
+	id := profile.ModelID{Arch: "test", Layers: 3, Experts: 4, ExpertsUsed: 2}
+	var buf bytes.Buffer
+	tw, err := profile.NewTraceWriter(&buf, profile.JSONL, id)
+	require.NoError(t, err)
+	routes := engine.NewRoutes(id, nil, tw)
+	one := model.Routing{IDs: []int32{0, 1}, Weights: []float32{0.5, 0.5}, K: 2}
+	for l := range 3 {
+		routes.Hook(l, 0, one)
+	}
+	require.NoError(t, routes.Flush())
+	routes.Hook(0, 1, one) // the cancelled step's first layer
+	routes.Discard()
+	require.NoError(t, routes.Flush())
+	tr, err := profile.ReadTrace(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, 1, tr.Tokens())
 }

@@ -76,6 +76,14 @@ func (r *Routes) StartSegment(name, phase string) error {
 	return r.trace.StartSegment(name, phase)
 }
 
+// Discard drops the buffered tokens of a forward step that did not complete
+// (its context was cancelled): some of their layers were never routed, so
+// they must not reach the trace. The recorder has counted the layers that
+// were.
+func (r *Routes) Discard() {
+	r.ids, r.weights = r.ids[:0], r.weights[:0]
+}
+
 // Flush writes the buffered tokens to the trace and flushes it, and reports
 // the first error of the hook.
 func (r *Routes) Flush() error {

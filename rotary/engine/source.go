@@ -139,18 +139,24 @@ func (l *lease) Release() {
 }
 
 // MaxBatch is the most tokens one forward pass may take so that the experts
-// they route to always fit the slots of every layer: a layer whose dynamic
-// slots cannot hold all its experts that are not pinned holds slots/top-k
-// tokens' worth. It returns 0 when any batch fits.
+// they route to always fit the slots of every layer, and their misses the
+// host LRU: a layer whose dynamic slots (or host entries for its expert
+// size) cannot hold all its experts that are not pinned holds slots/top-k
+// (entries/top-k) tokens' worth. It returns 0 when any batch fits.
 func MaxBatch(p *rotary.Plan) int {
 	n := 0
-	for _, l := range p.Layers {
-		if l.Slots >= l.Experts-len(l.Pinned) || l.TopK == 0 {
-			continue
+	limit := func(room int, l rotary.LayerPlan) {
+		if room >= l.Experts-len(l.Pinned) || l.TopK == 0 {
+			return
 		}
-		b := max(l.Slots/l.TopK, 1)
-		if n == 0 || b < n {
+		if b := max(room/l.TopK, 1); n == 0 || b < n {
 			n = b
+		}
+	}
+	for _, l := range p.Layers {
+		limit(l.Slots, l)
+		if p.Host.Mode == rotary.HostLRU {
+			limit(p.Host.EntriesFor(l.ExpertBytes), l)
 		}
 	}
 	return n

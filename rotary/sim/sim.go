@@ -159,10 +159,13 @@ type Row struct {
 	PrefetchedPerToken float64 `json:"prefetched_per_token"`
 	UsefulPerToken     float64 `json:"prefetch_useful_per_token"`
 	WastedPerToken     float64 `json:"prefetch_wasted_per_token"`
-	// TimePerToken is the simulated time per token, StallPerToken the part
-	// the compute stream was idle: waiting for copies (misses, and
-	// prefetches that had not arrived), or for the host.
+	// TimePerToken is the simulated time per token; StallPerToken the part
+	// the compute stream waited for the misses' copies (measured by the
+	// runtime's events); IdlePerToken all the time it did not compute:
+	// the stall, the prefetches that had not arrived when their layer came,
+	// and the host's side (the router's readback, driver calls).
 	TimePerToken    time.Duration `json:"time_per_token_ns"`
+	IdlePerToken    time.Duration `json:"idle_per_token_ns"`
 	StallPerToken   time.Duration `json:"stall_per_token_ns"`
 	TokensPerSecond float64       `json:"tokens_per_second"`
 }
@@ -483,7 +486,8 @@ func simulate(ctx context.Context, m *experts.Model, t *profile.Trace, cfg *Conf
 	row.UsefulPerToken = float64(s.Prefetch.Useful) / tokens
 	row.WastedPerToken = float64(s.Prefetch.Wasted) / tokens
 	row.TimePerToken = time.Duration(float64(elapsed) / tokens)
-	row.StallPerToken = time.Duration(float64(max(elapsed-busy, 0)) / tokens)
+	row.StallPerToken = time.Duration(float64(s.StallTime) / tokens)
+	row.IdlePerToken = time.Duration(float64(max(elapsed-busy, 0)) / tokens)
 	if elapsed > 0 {
 		row.TokensPerSecond = tokens / elapsed.Seconds()
 	}
@@ -505,9 +509,9 @@ func (r *Report) String() string {
 	prefetch := slices.ContainsFunc(r.Rows, func(row Row) bool { return row.Prefetch != "" })
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if prefetch {
-		fmt.Fprintln(tw, "budget\tpolicy\tprefetch\tslots/layer\tpinned\thit rate\tcopies/token\trecall\tprecision\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
+		fmt.Fprintln(tw, "budget\tpolicy\tprefetch\tslots/layer\tpinned\thit rate\tcopies/token\trecall\tprecision\tMiB/token\tstall/token\tidle/token\ttime/token\ttokens/s\t")
 	} else {
-		fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tcopies/token\tMiB/token\tstall/token\ttime/token\ttokens/s\t")
+		fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tcopies/token\tMiB/token\tstall/token\tidle/token\ttime/token\ttokens/s\t")
 	}
 	for _, row := range r.Rows {
 		fmt.Fprintf(tw, "%s\t%s\t", row.Budget, row.Policy)
@@ -522,7 +526,7 @@ func (r *Report) String() string {
 				fmt.Fprint(tw, "-\t-\t")
 			}
 		}
-		fmt.Fprintf(tw, "%.2f\t%v\t%v\t%.1f\t\n", row.BytesPerToken/(1<<20), row.StallPerToken.Round(time.Microsecond),
+		fmt.Fprintf(tw, "%.2f\t%v\t%v\t%v\t%.1f\t\n", row.BytesPerToken/(1<<20), row.StallPerToken.Round(time.Microsecond), row.IdlePerToken.Round(time.Microsecond),
 			row.TimePerToken.Round(time.Microsecond), row.TokensPerSecond)
 	}
 	tw.Flush()

@@ -1,5 +1,7 @@
-// Package outfile writes the example programs' output files (profiles,
-// charts, tables) in one way: through a buffer, with a failed flush or close
-// reported like any write error, and no partial file left behind when
-// writing fails.
+// Package outfile checks the example programs' output files before any
+// work: every output a command line names is validated up front — its
+// folder takes a new file, it is not one of the inputs (the same file, also
+// through a link or another name) and no two outputs are the same file —
+// and each problem names its flag. The outputs are then written through
+// internal/atomicfile, complete or not at all.
 package outfile

@@ -1,28 +1,28 @@
 package outfile_test
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 )
 
-func ExampleWrite() {
+func ExampleCheck() {
 	dir, err := os.MkdirTemp("", "outfile")
 	if err != nil {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "hello.csv")
-	if err := outfile.Write(path, func(w io.Writer) error {
-		_, err := fmt.Fprintln(w, "layer,expert,count")
-		return err
-	}); err != nil {
+	model := filepath.Join(dir, "m.gguf")
+	if err := os.WriteFile(model, []byte("GGUF"), 0o644); err != nil {
 		panic(err)
 	}
-	b, _ := os.ReadFile(path)
-	fmt.Print(string(b))
-	// Output: layer,expert,count
+	err = outfile.Check([]outfile.Output{
+		{Flag: "-heatmap", Path: filepath.Join(dir, "h.png")},
+		{Flag: "-trace", Path: model},
+	}, model)
+	fmt.Println(errors.Is(err, outfile.ErrIsInput))
+	// Output: true
 }

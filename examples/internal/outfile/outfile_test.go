@@ -1,43 +1,78 @@
 package outfile
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestWrite(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.txt")
-	big := strings.Repeat("x", 1<<20) // beyond the buffer: written in several flushes
-	require.NoError(t, Write(path, func(w io.Writer) error {
-		_, err := io.WriteString(w, big)
-		return err
-	}))
-	got, err := os.ReadFile(path)
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.gguf")
+	require.NoError(t, os.WriteFile(model, []byte("GGUF"), 0o644))
+	link := filepath.Join(dir, "link.gguf")
+	require.NoError(t, os.Symlink(model, link))
+	hard := filepath.Join(dir, "hard.gguf")
+	require.NoError(t, os.Link(model, hard))
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+
+	require.NoError(t, Check([]Output{{"-heatmap", filepath.Join(dir, "h.png")}, {"-trace", ""}}, model))
+
+	for _, tc := range []struct {
+		out  Output
+		want error
+		msg  string
+	}{
+		{Output{"-trace", model}, ErrIsInput, "-trace " + model},
+		{Output{"-heatmap", link}, ErrIsInput, "-heatmap " + link},
+		{Output{"-curves", hard}, ErrIsInput, "-curves"},
+		{Output{"-profile", dir + "/./m.gguf"}, ErrIsInput, "-profile"},
+		{Output{"-heatmap", filepath.Join(dir, "missing", "x.png")}, os.ErrNotExist, "-heatmap"},
+		{Output{"-curves", filepath.Join(file, "c.png")}, nil, "-curves"},
+		{Output{"-csv", dir}, nil, "is a folder"},
+	} {
+		err := Check([]Output{tc.out}, model)
+		require.Error(t, err, tc.out)
+		if tc.want != nil {
+			assert.ErrorIs(t, err, tc.want, tc.out)
+		}
+		assert.ErrorContains(t, err, tc.msg)
+		assert.NotContains(t, err.Error(), ".outfile-check", "the probe's name is not the user's concern")
+	}
+	got, err := os.ReadFile(model)
 	require.NoError(t, err)
-	assert.Equal(t, big, string(got))
+	assert.Equal(t, "GGUF", string(got))
+	assertOnly(t, dir, "m.gguf", "link.gguf", "hard.gguf", "file")
 }
 
-func TestWriteFailureLeavesNoFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.txt")
-	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644))
-	boom := errors.New("boom")
-	err := Write(path, func(w io.Writer) error {
-		fmt.Fprint(w, "partial")
-		return boom
+func TestCheckReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.png")
+	err := Check([]Output{
+		{"-heatmap", out},
+		{"-curves", out},
+		{"-profile", filepath.Join(dir, "missing", "p.json")},
 	})
-	assert.ErrorIs(t, err, boom)
-	assert.NoFileExists(t, path)
+	assert.ErrorIs(t, err, ErrSameOutput)
+	assert.ErrorContains(t, err, "-curves "+out)
+	assert.ErrorContains(t, err, "as -heatmap")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.ErrorContains(t, err, "-profile")
 }
 
-func TestWriteReportsCreateError(t *testing.T) {
-	err := Write(filepath.Join(t.TempDir(), "missing", "out.txt"), func(io.Writer) error { return nil })
-	assert.ErrorIs(t, err, os.ErrNotExist)
+// assertOnly checks that dir holds just the named files: no temporary file
+// is left behind.
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	assert.ElementsMatch(t, names, got)
 }

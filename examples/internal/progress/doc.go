@@ -1,4 +1,6 @@
-// Package progress draws a one-line progress bar for long writes and loads
-// on a terminal. When its output is not a terminal (a pipe, a log file, CI)
-// it draws nothing, so programs can use it unconditionally.
+// Package progress shows the progress of long work — writes, loads, a
+// prefill, a simulation — on stderr. On a terminal it draws a one-line bar;
+// elsewhere (a pipe, a log file, CI) it writes a plain line every so often
+// once the work has run that long, so short work stays silent and long work
+// never looks hung. Programs can use it unconditionally.
 package progress

@@ -48,7 +48,7 @@ func TestBarThrottles(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(out.String(), "\r"), "redrawn more often than every %v", redrawEvery)
 }
 
-func TestBarSilentWhenNotATerminal(t *testing.T) {
+func TestBarSilentForShortWorkWhenNotATerminal(t *testing.T) {
 	f, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +65,29 @@ func TestBarSilentWhenNotATerminal(t *testing.T) {
 	assert.Zero(t, st.Size())
 }
 
-func TestBarSilentOnAWriter(t *testing.T) {
+func TestBarWritesLinesWhenNotATerminal(t *testing.T) {
 	var out bytes.Buffer
-	b := New(&out, "writing")
-	b.Update(1, 2)
+	clock := &fakeClock{t: time.Unix(0, 0), step: 3 * time.Second}
+	b := newBar(&out, "prefill", false, 0, clock.now, Count("tokens"))
+	for i := range 10 { // 30 s of work, a reading every 3 s
+		b.Update(int64(10*(i+1)), 100)
+	}
 	b.Finish()
-	assert.Zero(t, out.Len())
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	assert.Equal(t, []string{
+		"prefill:  40% 40/100 tokens, 3.3/s ETA 18s",
+		"prefill:  80% 80/100 tokens, 3.3/s ETA 6s",
+		"prefill: 100 tokens in 33s",
+	}, lines)
+	assert.NotContains(t, out.String(), "\r", "no bar off a terminal")
+}
+
+func TestBarCounts(t *testing.T) {
+	var out bytes.Buffer
+	clock := &fakeClock{t: time.Unix(0, 0), step: time.Second}
+	b := newBar(&out, "simulating", true, 80, clock.now, Count("runs"))
+	b.Update(3, 12)
+	assert.Contains(t, out.String(), " 25% 3/12 runs")
 }
 
 func TestBarNarrowTerminal(t *testing.T) {
