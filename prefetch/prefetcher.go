@@ -2,7 +2,6 @@ package prefetch
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 
 	"github.com/rotary-moe/rotary/rotary"
@@ -37,25 +36,21 @@ type Prefetcher struct {
 	err    error
 }
 
-// Option configures a Prefetcher.
-type Option func(*config) error
+// Option configures a Prefetcher. Options record their values; New checks
+// them (ErrInvalid, naming the option).
+type Option func(*config)
 
 type config struct {
 	m      int
 	budget int64
 	log    *slog.Logger
+	set    map[string]bool // the options given
 }
 
 // WithCandidates sets how many experts each prediction names (default: the
 // layer's top-k). More raise recall at the price of precision and bytes.
 func WithCandidates(m int) Option {
-	return func(c *config) error {
-		c.m = m
-		if m <= 0 {
-			return fmt.Errorf("%w: WithCandidates(%d) is not positive", ErrInvalid, m)
-		}
-		return nil
-	}
+	return func(c *config) { c.m, c.set["WithCandidates"] = m, true }
 }
 
 // WithBudget bounds the bytes prefetched per token (default: no bound but
@@ -73,25 +68,13 @@ func WithCandidates(m int) Option {
 // 68 tokens/s to 51; a budget of one expert per layer gives 54% and 74
 // tokens/s.
 func WithBudget(bytesPerToken int64) Option {
-	return func(c *config) error {
-		c.budget = bytesPerToken
-		if bytesPerToken < 0 {
-			return fmt.Errorf("%w: WithBudget(%d) is negative", ErrInvalid, bytesPerToken)
-		}
-		return nil
-	}
+	return func(c *config) { c.budget = bytesPerToken }
 }
 
 // WithLogger sets the logger the error that turns prefetching off goes to
 // (default: none).
 func WithLogger(log *slog.Logger) Option {
-	return func(c *config) error {
-		if log == nil {
-			return fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
-		}
-		c.log = log
-		return nil
-	}
+	return func(c *config) { c.log, c.set["WithLogger"] = log, true }
 }
 
 // New returns a prefetcher that drives rt's prefetches with p's predictions.
@@ -99,11 +82,19 @@ func New(rt *rotary.Runtime, p Predictor, opts ...Option) (*Prefetcher, error) {
 	if rt == nil || p == nil {
 		return nil, fmt.Errorf("%w: New needs a runtime and a predictor", ErrInvalid)
 	}
-	c := config{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := config{log: slog.New(slog.DiscardHandler), set: map[string]bool{}}
 	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
+		if o != nil {
+			o(&c)
 		}
+	}
+	switch {
+	case c.set["WithCandidates"] && c.m <= 0:
+		return nil, fmt.Errorf("%w: WithCandidates(%d) is not positive", ErrInvalid, c.m)
+	case c.budget < 0:
+		return nil, fmt.Errorf("%w: WithBudget(%d) is negative", ErrInvalid, c.budget)
+	case c.set["WithLogger"] && c.log == nil:
+		return nil, fmt.Errorf("%w: WithLogger(nil)", ErrInvalid)
 	}
 	plan := rt.Plan()
 	if len(plan.Layers) == 0 {

@@ -34,27 +34,23 @@ type Transition struct {
 	recency float32
 }
 
-// TransitionOption configures a Transition.
-type TransitionOption func(*Transition) error
+// TransitionOption configures a Transition. Options record their values;
+// NewTransition checks them (ErrInvalid).
+type TransitionOption func(*Transition)
 
 // WithDepthWeights sets the weight of the layer before (default 1) and of
 // the one before that (default 0.5).
 func WithDepthWeights(before, second float32) TransitionOption {
-	return func(t *Transition) error {
-		t.weights = [profile.TransitionDepth]float32{before, second}
-		return finite("depth weight", before, second)
-	}
+	return func(t *Transition) { t.weights = [profile.TransitionDepth]float32{before, second} }
 }
 
 // WithRecency sets the log-score added to the experts the previous token
 // selected at the layer (default 2: e² times likelier).
 func WithRecency(w float32) TransitionOption {
-	return func(t *Transition) error {
-		t.recency = w
-		return finite("recency", w)
-	}
+	return func(t *Transition) { t.recency = w }
 }
 
+// finite checks that the weights are finite and non-negative.
 func finite(what string, ws ...float32) error {
 	for _, w := range ws {
 		if !(w >= 0) || math.IsInf(float64(w), 0) {
@@ -74,9 +70,15 @@ func NewTransition(p *profile.Profile, opts ...TransitionOption) (*Transition, e
 	n := p.Model.Experts
 	t := &Transition{model: p.Model, experts: n, weights: [profile.TransitionDepth]float32{1, 0.5}, recency: 2}
 	for _, o := range opts {
-		if err := o(t); err != nil {
-			return nil, err
+		if o != nil {
+			o(t)
 		}
+	}
+	if err := finite("WithDepthWeights", t.weights[:]...); err != nil {
+		return nil, err
+	}
+	if err := finite("WithRecency", t.recency); err != nil {
+		return nil, err
 	}
 	for d := range t.p {
 		t.p[d] = make([][]uint8, len(p.Layers))
