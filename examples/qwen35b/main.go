@@ -191,11 +191,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return budgetHint(err, m, positions)
 	}
 	defer e.Close()
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		return err
-	}
-	prompt, err := encodePrompt(c, m, tok, text)
+	prompt, err := encodePrompt(c, m, e.Tokenizer(), text)
 	if err != nil {
 		return err
 	}
@@ -231,16 +227,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out = newTerminalText(human)
 	}
 	prefill.start(stderr, len(prompt))
-	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, out, prefill.finish)
+	g, err := e.GenerateTokens(ctx, prompt, c.n, engine.WithSampler(smp), engine.WithRoutes(routes),
+		engine.WithPrefilled(prefill.finish), engine.WithStream(func(text []byte) error {
+			_, err := out.Write(text)
+			return err
+		}))
 	if tt, ok := out.(*terminalText); ok && err == nil {
 		err = tt.Flush()
 	}
 	if err != nil {
 		return err
 	}
+	total := e.Stats()
 	// An interrupted run reports and writes what it gathered, like any.
 	fmt.Fprintln(human)
-	errs := []error{report(human, g, plan.Host.Mode)}
+	errs := []error{report(human, g, total, plan.Host.Mode)}
 	if rec != nil {
 		errs = append(errs, writeProfile(human, c, rec.Profile()))
 	}
@@ -252,7 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.json {
-		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g)))
+		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g, total)))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/sample"
@@ -89,4 +91,53 @@ func TestOpenErrors(t *testing.T) {
 	assert.Error(t, err)
 	_, err = engine.Open(context.Background(), filepath.Join(testdata, "qwen3moe-tiny-f32.gguf"), engine.WithVRAM(1))
 	assert.Error(t, err, "the model is closed again (goleak and the mapping's finalizer would tell)")
+}
+
+// TestGenerateInterrupted cancels ctx in the stream, after the third token,
+// and before the prompt: Generate returns what it has, Stop "interrupted",
+// and the trace of WithRoutes holds the whole tokens that ran.
+func TestGenerateInterrupted(t *testing.T) {
+	m := openModel(t, "qwen35moe-tiny-f32")
+	id := engine.ModelID(m)
+	var buf bytes.Buffer
+	tw, err := profile.NewTraceWriter(&buf, profile.JSONL, id)
+	require.NoError(t, err)
+	routes := engine.NewRoutes(id, nil, tw)
+	e, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithPositions(64),
+		engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
+	require.NoError(t, err)
+	defer e.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prefilled, pieces := 0, 0
+	g, err := e.Generate(ctx, "<|im_start|>user\nHello", 20, engine.WithRoutes(routes),
+		engine.WithPrefilled(func() { prefilled++ }),
+		engine.WithStream(func([]byte) error {
+			if pieces++; pieces == 3 {
+				cancel()
+			}
+			return nil
+		}))
+	require.NoError(t, err)
+	assert.Equal(t, "interrupted", g.Stop)
+	assert.Equal(t, 1, prefilled)
+	require.Len(t, g.Tokens, 3, "stopped after the token in hand")
+	assert.Equal(t, len(g.Prompt), g.Prefill.Tokens)
+	assert.Equal(t, 2, g.Decode.Tokens, "the last token is sampled, not run")
+	assert.Positive(t, g.Prefill.Stats.Acquires)
+	assert.Equal(t, 2*len(m.MoELayers()), g.Decode.Stats.Acquires, "one acquire per MoE layer and step")
+	tr, err := profile.ReadTrace(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, len(g.Prompt)+2, tr.Tokens())
+	require.Len(t, tr.Segments(), 2)
+	assert.Equal(t, "prefill", tr.Segments()[0].Phase)
+	assert.Equal(t, "decode", tr.Segments()[1].Phase)
+
+	g, err = e.Generate(ctx, "<|im_start|>user\nHello", 20, engine.WithPrefilled(func() { prefilled++ }))
+	require.NoError(t, err, "a prefill cut short is a stop, not a failure")
+	assert.Equal(t, "interrupted", g.Stop)
+	assert.Empty(t, g.Tokens)
+	assert.Zero(t, g.Prefill.Tokens)
+	assert.Equal(t, 2, prefilled)
 }
