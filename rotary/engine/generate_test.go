@@ -80,7 +80,8 @@ func TestGenerateStops(t *testing.T) {
 
 func TestOptionValues(t *testing.T) {
 	m := openModel(t, "qwen3moe-tiny-f32")
-	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1)} {
+	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1), engine.WithHostBudget(-1),
+		engine.WithHotProfile(nil, 0.5)} {
 		_, err := engine.New(context.Background(), m, o)
 		assert.ErrorContains(t, err, "engine: With")
 	}
