@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary/engine"
@@ -141,4 +142,31 @@ func TestGenerateInterrupted(t *testing.T) {
 	assert.Empty(t, g.Tokens)
 	assert.Zero(t, g.Prefill.Tokens)
 	assert.Equal(t, 2, prefilled)
+}
+
+// TestGenerateConcurrent runs two generations at once (under -race, the
+// counters each reads between its steps while the other computes): each
+// gets the tokens it gets alone.
+func TestGenerateConcurrent(t *testing.T) {
+	ctx := context.Background()
+	e, err := engine.Open(ctx, filepath.Join(testdata, "qwen35moe-tiny-f32.gguf"), engine.WithPositions(64))
+	require.NoError(t, err)
+	defer e.Close()
+	const prompt = "<|im_start|>user\nHello"
+	alone, err := e.Generate(ctx, prompt, 6)
+	require.NoError(t, err)
+
+	var g errgroup.Group
+	var got [2]*engine.Generation
+	for i := range got {
+		g.Go(func() (err error) {
+			got[i], err = e.Generate(ctx, prompt, 6)
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
+	for _, r := range got {
+		assert.Equal(t, alone.Tokens, r.Tokens)
+		assert.Positive(t, r.Decode.Stats.Acquires)
+	}
 }
