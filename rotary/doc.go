@@ -19,16 +19,16 @@
 // from pinned memory.
 //
 // Open plans and follows the plan on a cuda.Device, or follows the one
-// WithPlan hands it, so a program plans once. Acquire returns the device views of
-// a layer's requested experts: hits at once, misses copied in one batch on
+// WithPlan hands it, so a program plans once. Acquire returns the device views
+// of a layer's requested experts: hits at once, misses copied in one batch on
 // the runtime's copy stream, with the caller's compute stream waiting on the
 // batch's event, so the host blocks only when every slot it could evict is
 // held; AcquireInto reuses a released Set, so hits allocate nothing. Release
 // gives a Set back with an event after the work that reads it; the slots are
 // not overwritten before the event completes. Prefetch starts copies ahead
 // without blocking. Eviction follows a Policy: LRU, LFU, or Belady's offline
-// optimum for simulations. Stats count hits, misses, bytes, transfer and
-// stall times per tier and layer.
+// optimum for simulations. Stats count hits, misses, bytes, transfer and stall
+// times per tier and layer.
 //
 // Simulate replays routing traces (profile.Trace, or SyntheticTrace's, which
 // have given routing statistics, such as Qwen3Routing) through the same
