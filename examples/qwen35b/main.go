@@ -380,25 +380,10 @@ func workload(c *config) string {
 // writeProfile writes the -profile, -heatmap and -curves files: each one
 // it can, whichever fails.
 func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
-	var errs []error
-	for _, out := range []struct {
-		flag, path string
-		write      func(io.Writer) error
-	}{
-		{"-profile", c.profile, p.Encode},
-		{"-heatmap", c.heatmap, chartWriter(c.heatmap, p, chart.WriteHeatmap)},
-		{"-curves", c.curves, chartWriter(c.curves, p, chart.WriteCurves)},
-	} {
-		if out.path == "" {
-			continue
-		}
-		if err := atomicfile.Write(out.path, out.write); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", out.flag, err))
-			continue
-		}
-		fmt.Fprintln(w, "wrote", out.path)
-	}
-	return errors.Join(errs...)
+	return outfile.Write(w,
+		outfile.Output{Flag: "-profile", Path: c.profile, Write: p.Encode},
+		outfile.Output{Flag: "-heatmap", Path: c.heatmap, Write: chartWriter(c.heatmap, p, chart.WriteHeatmap)},
+		outfile.Output{Flag: "-curves", Path: c.curves, Write: chartWriter(c.curves, p, chart.WriteCurves)})
 }
 
 // chartWriter draws p with draw in the image format path's name asks for
