@@ -43,6 +43,28 @@ type TierStats struct {
 	Bytes        int64
 }
 
+// Sub returns the counts of s since an earlier snapshot old of the same
+// runtime (Stats taken twice, without ResetStats between), without the
+// layers' shares (Layers is nil); WarmupErr is s's.
+func (s Stats) Sub(old Stats) Stats {
+	d := s
+	d.VRAM = s.VRAM.Sub(old.VRAM)
+	d.Host = s.Host.Sub(old.Host)
+	d.PinnedHits -= old.PinnedHits
+	d.HostAhead -= old.HostAhead
+	d.Prefetched -= old.Prefetched
+	d.TransferTime -= old.TransferTime
+	d.StallTime -= old.StallTime
+	d.HostWait -= old.HostWait
+	d.Layers = nil
+	return d
+}
+
+// Sub returns the counts of t since an earlier snapshot old.
+func (t TierStats) Sub(old TierStats) TierStats {
+	return TierStats{Hits: t.Hits - old.Hits, Misses: t.Misses - old.Misses, Bytes: t.Bytes - old.Bytes}
+}
+
 // HitRate is Hits / (Hits + Misses), 0 without requests.
 func (t TierStats) HitRate() float64 {
 	if n := t.Hits + t.Misses; n > 0 {

@@ -310,24 +310,8 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// Sub returns the totals of s since an earlier snapshot old, without the
-// layers' shares.
+// Sub returns the counts of s since an earlier snapshot old, without the
+// layers' shares (rotary.Stats.Sub).
 func (s Stats) Sub(old Stats) Stats {
-	d := s
-	d.VRAM = subTier(s.VRAM, old.VRAM)
-	d.Host = subTier(s.Host, old.Host)
-	d.PinnedHits -= old.PinnedHits
-	d.Prefetched -= old.Prefetched
-	d.HostAhead -= old.HostAhead
-	d.TransferTime -= old.TransferTime
-	d.StallTime -= old.StallTime
-	d.HostWait -= old.HostWait
-	d.Acquires -= old.Acquires
-	d.Wait -= old.Wait
-	d.Layers = nil
-	return d
-}
-
-func subTier(a, b rotary.TierStats) rotary.TierStats {
-	return rotary.TierStats{Hits: a.Hits - b.Hits, Misses: a.Misses - b.Misses, Bytes: a.Bytes - b.Bytes}
+	return Stats{Stats: s.Stats.Sub(old.Stats), Acquires: s.Acquires - old.Acquires, Wait: s.Wait - old.Wait}
 }
