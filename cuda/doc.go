@@ -25,11 +25,12 @@
 // handles (mapped outside the Go heap, at the address Buffer.Addr reports),
 // each stream is a goroutine working through a FIFO queue, events are real.
 // Kernels with a Go twin in Program.Host run it; every other extern "C"
-// kernel of Program.Source runs in the emulator (see below). It can emulate a card of a given size (WithCapacity), model the
-// time transfers and kernels take (WithTiming), run in virtual time for trace
-// simulations (WithVirtualClock: operations run as they are queued and are
-// placed on a virtual timeline that keeps stream order, event waits and shared
-// copy links), keep accounts without bytes (WithoutData), and inject failures
+// kernel of Program.Source runs in the emulator (see below). It can emulate a
+// card of a given size (WithCapacity), model the time transfers and kernels
+// take (WithTiming), run in virtual time for trace simulations
+// (WithVirtualClock: operations run as they are queued and are placed on a
+// virtual timeline that keeps stream order, event waits and shared copy
+// links), keep accounts without bytes (WithoutData), and inject failures
 // (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 //
 // Options come in three kinds: Option for Open, HostOption for NewHost, and
