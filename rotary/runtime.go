@@ -819,7 +819,11 @@ func (r *Runtime) queue(b *batch, ls *layerState, slots []int, srcs []source, wa
 		}
 		old := r.copy
 		r.copy = s
-		_ = old.Close()
+		// A failed stream may report its failure again on Close: the
+		// batch that failed has reported it already.
+		if err := old.Close(); err != nil {
+			r.log.Debug("rotary: closing the failed copy stream", slog.Any("err", err))
+		}
 	}
 	b.layer, b.waited = ls, false
 	if err := r.copy.Record(b.start); err != nil {
