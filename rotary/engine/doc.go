@@ -9,7 +9,10 @@
 //	e, err := engine.Open(ctx, "model.gguf", engine.WithVRAM(16<<30))
 //	...
 //	defer e.Close()
-//	g, err := e.Generate(ctx, prompt, 100, engine.WithStream(print))
+//	g, err := e.Generate(ctx, prompt, 100, engine.WithStream(func(text []byte) error {
+//		_, err := os.Stdout.Write(text)
+//		return err
+//	}))
 //
 // Generate tokenizes the prompt (rotary/model/tokenizer, from the GGUF
 // vocabulary), runs it, and samples (greedily, or with a rotary/model/sample
