@@ -12,8 +12,14 @@ import (
 	"github.com/rotary-moe/rotary/rotary/model/sample"
 )
 
-// ErrEmptyPrompt: Generate was given a prompt that encodes to no tokens.
-var ErrEmptyPrompt = errors.New("engine: empty prompt")
+var (
+	// ErrEmptyPrompt: Generate was given a prompt that encodes to no tokens.
+	ErrEmptyPrompt = errors.New("engine: empty prompt")
+	// ErrRoutesNotHooked: Generate was given WithRoutes(r), but the prompt
+	// ran without calling r.Hook: the engine's model was not opened with
+	// it as its routing hook, and the trace would stay empty.
+	ErrRoutesNotHooked = errors.New("engine: WithRoutes: the model's routing hook does not feed these Routes")
+)
 
 // Open opens the GGUF model at path and an Engine over it (see New). The
 // Engine's Close closes the model too.
@@ -63,7 +69,8 @@ func WithStream(fn func(text []byte) error) GenerateOption {
 // ("prompt", "prefill" and "generation", "decode"), every step's tokens
 // flushed as it ends, and a prefill that ctx cut short discarded. r must be
 // fed by the engine's model (WithModelOptions(model.WithRoutingHook(r.Hook))
-// at New), and used by one Generate at a time.
+// at New; otherwise Generate fails with ErrRoutesNotHooked), and used by one
+// Generate at a time.
 func WithRoutes(r *Routes) GenerateOption {
 	return generateOptionFunc(func(c *generateConfig) { c.routes = r })
 }
@@ -151,6 +158,10 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, maxTokens i
 	if err := c.routes.StartSegment("prompt", "prefill"); err != nil {
 		return nil, err
 	}
+	var hooked int
+	if c.routes != nil {
+		hooked = c.routes.calls
+	}
 	before := e.Stats()
 	start := time.Now()
 	logits, err := e.model.Forward(ctx, s, prompt, model.LastLogits)
@@ -170,6 +181,9 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, maxTokens i
 		return g, nil
 	}
 	g.Prefill.Tokens = len(prompt)
+	if c.routes != nil && c.routes.calls == hooked {
+		return nil, ErrRoutesNotHooked
+	}
 	if err := c.routes.StartSegment("generation", "decode"); err != nil {
 		return nil, err
 	}

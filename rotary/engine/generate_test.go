@@ -136,6 +136,10 @@ func TestGenerateInterrupted(t *testing.T) {
 	assert.Equal(t, "prefill", tr.Segments()[0].Phase)
 	assert.Equal(t, "decode", tr.Segments()[1].Phase)
 
+	other := engine.NewRoutes(id, nil, nil) // not the model's hook
+	_, err = e.Generate(context.Background(), "<|im_start|>user\nHello", 2, engine.WithRoutes(other))
+	assert.ErrorIs(t, err, engine.ErrRoutesNotHooked)
+
 	g, err = e.Generate(ctx, "<|im_start|>user\nHello", 20, engine.WithPrefilled(func() { prefilled++ }))
 	require.NoError(t, err, "a prefill cut short is a stop, not a failure")
 	assert.Equal(t, "interrupted", g.Stop)

@@ -23,6 +23,7 @@ type Routes struct {
 	ids     [][][]int32   // [token - next][layer]
 	weights [][][]float32 // [token - next][layer]
 	err     error
+	calls   int // Hook's, so that Generate can tell Routes the model does not feed
 }
 
 // NewRoutes returns Routes for a model of id's shape feeding rec and trace.
@@ -33,6 +34,7 @@ func NewRoutes(id profile.ModelID, rec *profile.Recorder, trace *profile.TraceWr
 // Hook is the model's routing hook: layer's routing of the tokens at
 // positions pos, pos+1, ...
 func (r *Routes) Hook(layer, pos int, rt model.Routing) {
+	r.calls++
 	if r.err != nil {
 		return
 	}
