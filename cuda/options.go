@@ -21,10 +21,10 @@ type SharedOption interface {
 	HostOption
 }
 
-// hostOption and sharedOption are the kinds of option there are today: a new
-// option is one of them around a func that sets its field of config. (Every
-// option of Open is also the host backend's; one that is not would be a
-// third kind with applyCUDA alone.)
+// hostOption and sharedOption are the kinds of option there are: a new
+// option is one of them around a func that sets its field of config. (An
+// option for Open alone would be a third, func(*config) with applyCUDA
+// only; there is none yet.)
 type (
 	hostOption   func(*config)
 	sharedOption func(*config)
