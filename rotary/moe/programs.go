@@ -1,0 +1,92 @@
+package moe
+
+import (
+	_ "embed"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
+)
+
+// The device code, in the order programs concatenate it.
+var (
+	//go:embed quant_common.cuh
+	quantCommon string
+	//go:embed quant_types.cuh
+	quantTypes string
+	//go:embed kernels.cuh
+	kernelTemplates string
+	//go:embed common.cu
+	commonKernels string
+)
+
+// format is how the device code names a weight type.
+type format struct {
+	name  string // the suffix of its functions and kernels, e.g. "q4_0"
+	float bool   // F32, F16, BF16: float activations, no quantization
+}
+
+// formats are the weight types the kernels multiply.
+var formats = map[experts.Type]format{
+	experts.TypeF32:    {name: "f32", float: true},
+	experts.TypeF16:    {name: "f16", float: true},
+	experts.TypeBF16:   {name: "bf16", float: true},
+	experts.TypeQ8_0:   {name: "q8_0"},
+	experts.TypeQ4_0:   {name: "q4_0"},
+	experts.TypeQ4_1:   {name: "q4_1"},
+	experts.TypeQ5_0:   {name: "q5_0"},
+	experts.TypeQ5_1:   {name: "q5_1"},
+	experts.TypeIQ4_NL: {name: "iq4_nl"},
+	experts.TypeMXFP4:  {name: "mxfp4"},
+}
+
+// commonProgram is the name of the program of the type-independent kernels.
+const commonProgram = "moe_common.cu"
+
+// programName is the name of the program of one weight type's kernels.
+func programName(t experts.Type) string { return "moe_" + formats[t].name + ".cu" }
+
+// types lists the supported types in a fixed order.
+func types() []experts.Type {
+	ts := make([]experts.Type, 0, len(formats))
+	for t := range formats {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// deviceCode is the source every program starts with: the prelude, the
+// activation format, the weight formats and the kernel templates.
+func deviceCode() string {
+	return cuda.Prelude + quantCommon + quantTypes + kernelTemplates
+}
+
+// typeProgram is the program of one weight type's kernels.
+func typeProgram(t experts.Type) *cuda.Program {
+	f := formats[t]
+	var b strings.Builder
+	b.WriteString(deviceCode())
+	if f.float {
+		fmt.Fprintf(&b, "\nRT_FLOAT_FORMAT_TRAITS(%s, %d)\n", f.name, t.BlockBytes())
+	} else {
+		fmt.Fprintf(&b, "\nRT_QUANT_FORMAT(%s, %d, %d)\n", f.name, t.BlockSize(), t.BlockBytes())
+	}
+	fmt.Fprintf(&b, "RT_KERNELS(%s)\n", f.name)
+	return &cuda.Program{Name: programName(t), Source: b.String()}
+}
+
+// Programs returns every program the package loads, as Load loads them: the
+// type-independent kernels, then one program per weight type. Kernels whose
+// names contain "_decode_" run once per generated token (GEMV, the decode
+// MoE kernels and the activation quantizer) and must not spill registers;
+// the "_prefill_" ones are the batched GEMMs and their helpers.
+func Programs() []*cuda.Program {
+	ps := []*cuda.Program{{Name: commonProgram, Source: deviceCode() + commonKernels}}
+	for _, t := range types() {
+		ps = append(ps, typeProgram(t))
+	}
+	return ps
+}
