@@ -158,8 +158,8 @@ func (m Matrix) rowBytes() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if m.Rows < 1 || m.Off < 0 || m.Off%4 != 0 {
-		return 0, fmt.Errorf("%w: %d×%d %v matrix at offset %d (rows ≥ 1, offset a multiple of 4)", ErrShape, m.Rows, m.Cols, m.Type, m.Off)
+	if a := formats[m.Type].align; m.Rows < 1 || m.Off < 0 || m.Off%a != 0 {
+		return 0, fmt.Errorf("%w: %d×%d %v matrix at offset %d (rows ≥ 1, offset a multiple of %d)", ErrShape, m.Rows, m.Cols, m.Type, m.Off, a)
 	}
 	if need := m.Off + int64(m.Rows)*rb; need > m.Buf.Size() {
 		return 0, fmt.Errorf("%w: %d×%d %v matrix at offset %d needs %d bytes, buffer has %d", ErrShape, m.Rows, m.Cols, m.Type, m.Off, need, m.Buf.Size())

@@ -57,11 +57,13 @@ func (p Plane) check() (planeShape, error) {
 	}
 	for _, part := range []struct {
 		name string
-		off  int64
+		Part
 		size int64
-	}{{"gate", p.Gate.Off, int64(p.FF) * gr}, {"up", p.Up.Off, int64(p.FF) * gr}, {"down", p.Down.Off, int64(p.Embd) * dr}} {
-		if part.off < 0 || part.off%4 != 0 || part.off+part.size > p.SlotBytes {
-			return planeShape{}, fmt.Errorf("%w: %s part at %d, %d bytes, in a %d-byte slot (offsets multiples of 4)", ErrShape, part.name, part.off, part.size, p.SlotBytes)
+	}{{"gate", p.Gate, int64(p.FF) * gr}, {"up", p.Up, int64(p.FF) * gr}, {"down", p.Down, int64(p.Embd) * dr}} {
+		a := formats[part.Type].align
+		if part.Off < 0 || part.Off%a != 0 || p.SlotBytes%a != 0 || part.Off+part.size > p.SlotBytes {
+			return planeShape{}, fmt.Errorf("%w: %s part at %d, %d bytes, in a %d-byte slot (offset and slot size multiples of %d for %v)",
+				ErrShape, part.name, part.Off, part.size, p.SlotBytes, a, part.Type)
 		}
 	}
 	slots := p.Buf.Size() / p.SlotBytes

@@ -16,6 +16,8 @@ var (
 	quantCommon string
 	//go:embed quant_types.cuh
 	quantTypes string
+	//go:embed kquants.cuh
+	kquants string
 	//go:embed kernels.cuh
 	kernelTemplates string
 	//go:embed common.cu
@@ -26,20 +28,27 @@ var (
 type format struct {
 	name  string // the suffix of its functions and kernels, e.g. "q4_0"
 	float bool   // F32, F16, BF16: float activations, no quantization
+	align int64  // the alignment its blocks must start at, in bytes
 }
 
 // formats are the weight types the kernels multiply.
 var formats = map[experts.Type]format{
-	experts.TypeF32:    {name: "f32", float: true},
-	experts.TypeF16:    {name: "f16", float: true},
-	experts.TypeBF16:   {name: "bf16", float: true},
-	experts.TypeQ8_0:   {name: "q8_0"},
-	experts.TypeQ4_0:   {name: "q4_0"},
-	experts.TypeQ4_1:   {name: "q4_1"},
-	experts.TypeQ5_0:   {name: "q5_0"},
-	experts.TypeQ5_1:   {name: "q5_1"},
-	experts.TypeIQ4_NL: {name: "iq4_nl"},
-	experts.TypeMXFP4:  {name: "mxfp4"},
+	experts.TypeF32:    {name: "f32", float: true, align: 4},
+	experts.TypeF16:    {name: "f16", float: true, align: 2},
+	experts.TypeBF16:   {name: "bf16", float: true, align: 2},
+	experts.TypeQ8_0:   {name: "q8_0", align: 2},
+	experts.TypeQ4_0:   {name: "q4_0", align: 2},
+	experts.TypeQ4_1:   {name: "q4_1", align: 2},
+	experts.TypeQ5_0:   {name: "q5_0", align: 2},
+	experts.TypeQ5_1:   {name: "q5_1", align: 2},
+	experts.TypeIQ4_NL: {name: "iq4_nl", align: 2},
+	experts.TypeMXFP4:  {name: "mxfp4", align: 1},
+	experts.TypeQ2_K:   {name: "q2_K", align: 4},
+	experts.TypeQ3_K:   {name: "q3_K", align: 2},
+	experts.TypeQ4_K:   {name: "q4_K", align: 4},
+	experts.TypeQ5_K:   {name: "q5_K", align: 4},
+	experts.TypeQ6_K:   {name: "q6_K", align: 2},
+	experts.TypeIQ4_XS: {name: "iq4_xs", align: 4},
 }
 
 // commonProgram is the name of the program of the type-independent kernels.
@@ -61,7 +70,7 @@ func types() []experts.Type {
 // deviceCode is the source every program starts with: the prelude, the
 // activation format, the weight formats and the kernel templates.
 func deviceCode() string {
-	return cuda.Prelude + quantCommon + quantTypes + kernelTemplates
+	return cuda.Prelude + quantCommon + quantTypes + kquants + kernelTemplates
 }
 
 // typeProgram is the program of one weight type's kernels.
