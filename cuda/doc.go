@@ -18,14 +18,73 @@
 // nor a GPU to start: without a driver, Open fails with ErrNoDriver naming
 // what it tried, and a build without cgo behaves the same.
 //
-// NewHost creates the host backend: device memory is Go memory behind
-// handles, each stream is a goroutine working through a FIFO queue, events
-// are real. It can emulate a card of a given size (WithCapacity), model the
+// NewHost creates the host backend: device memory is host memory behind
+// handles (mapped outside the Go heap, at the address Buffer.Addr reports),
+// each stream is a goroutine working through a FIFO queue, events are real.
+// Kernels with a Go twin in Program.Host run it; every other extern "C"
+// kernel of Program.Source runs in the emulator (see below). It can emulate a card of a given size (WithCapacity), model the
 // time transfers and kernels take (WithTiming), run in virtual time for trace
 // simulations (WithVirtualClock: operations run as they are queued and are
 // placed on a virtual timeline that keeps stream order, event waits and shared
 // copy links), keep accounts without bytes (WithoutData), and inject failures
 // (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
+//
+// # The emulator
+//
+// The host backend runs a program's CUDA C itself. Load compiles the source
+// with the host's C++ compiler ($CXX, else g++, else c++; C++17, -O2) under
+// emulator.h, a header that defines CUDA's qualifiers, built-in variables,
+// barriers, warp shuffles and votes (a warp is 32 threads), atomics, bit and
+// math intrinsics, and rt_dynamic_shared(). The shared object is cached on
+// disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed
+// by the header, the source, the compiler's version and the flags; a process
+// compiles a program once however many devices load it. For each extern "C"
+// __global__ kernel the header's templates generate a trampoline that
+// unpacks a cuLaunchKernel-style parameter array and reports each
+// parameter's size and kind, so Launch checks every Arg against the real
+// parameter (a wrong size is ErrInvalidValue naming the argument). A compile
+// failure is a *CompileError with the compiler's log, lines named after the
+// program; without cgo or a C++ compiler Load fails with ErrNoEmulator (a
+// program that also has Go twins loads, and only its emulated kernels fail).
+// The environment variable ROTARY_EMU_CXXFLAGS adds compiler flags, e.g.
+// "-fsanitize=address,undefined" (then run the binary with the sanitizer's
+// runtime preloaded) or "-O0 -g".
+//
+// Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
+// page; a block's fibers run on one OS thread, which switches between them
+// (a hand-written switch of the callee-saved registers on x86-64, about
+// 40 ns; ucontext elsewhere) at every __syncthreads and warp operation. A
+// warp operation completes when every lane its mask names has arrived; a
+// barrier when every thread that has not exited has (threads that returned
+// no longer count, as on the hardware). __shared__ variables are static
+// storage per OS thread, valid because a block runs to completion before its
+// thread starts the next. The blocks of a grid are shared out between
+// worker threads (WithEmulatorWorkers; default GOMAXPROCS up to 8), and a
+// launch is complete when its grid is. WithSchedule sets the order in which
+// a block's runnable threads are resumed: forward, reverse or seeded random.
+// Run kernel tests under several: code missing a __syncthreads or a
+// __syncwarp is often right in one order and wrong in another (package
+// cudatest runs a test under each, and on a GPU when there is one).
+//
+// The emulator fails a launch with ErrLaunchFailed and a message naming the
+// file, line, thread and block for: __trap(), a failed assert, threads
+// waiting at different __syncthreads, a warp operation whose mask leaves out
+// the caller, names a lane that has exited or does not exist, or whose lanes
+// wait at different operations, a shuffle reading a lane outside the mask,
+// and a deadlock (no thread can run). A wild pointer is not caught: it
+// corrupts or crashes the process, as it would fault the GPU (build with
+// -fsanitize=address to find it).
+//
+// What the emulator cannot show: memory ordering and races between blocks
+// (blocks run concurrently on a few threads, not in the GPU's order), the
+// lockstep of a warp (lanes of a warp run one after another; __activemask
+// is every lane not exited), timing and occupancy, tensor cores, cp.async
+// and cooperative groups, and inline PTX (keep it under #ifdef __CUDA_ARCH__
+// with a C fallback, as the Prelude does). Arithmetic is the CPU's: the fast
+// intrinsics (__expf, __fdividef, ...) are exact and nothing is contracted
+// into FMAs, so compare with the GPU under tolerances. Stale __shared__
+// values left by an earlier block are whatever that block wrote, not the
+// GPU's.
 //
 // Misuse — a freed, foreign or zero handle, a range past a buffer's end, a
 // closed stream — is an error matching one of the package's sentinels on both

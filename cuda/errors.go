@@ -36,8 +36,12 @@ var (
 	// ErrLaunchFailed means a kernel failed while running (an illegal
 	// address, a trap, a host kernel's error or panic).
 	ErrLaunchFailed = errors.New("cuda: kernel launch failed")
-	// ErrCompile means NVRTC rejected a program; the error is a *CompileError.
+	// ErrCompile means NVRTC, or the emulator's C++ compiler, rejected a
+	// program; the error is a *CompileError.
 	ErrCompile = errors.New("cuda: compilation failed")
+	// ErrNoEmulator means the host backend cannot run CUDA C: the binary was
+	// built without cgo, or there is no C++ compiler.
+	ErrNoEmulator = errors.New("cuda: no kernel emulator")
 )
 
 // Result is a CUDA driver result code (CUresult).
@@ -188,12 +192,13 @@ func resultError(call string, code Result, name, message string) error {
 	return &Error{Call: call, Code: code, Name: name, Message: message}
 }
 
-// CompileError is NVRTC's rejection of a program, with the compiler's log.
+// CompileError is NVRTC's (or the emulator's C++ compiler's) rejection of a
+// program, with the compiler's log.
 type CompileError struct {
 	Program string // Program.Name
-	Arch    string // the target, e.g. "sm_90"
-	Log     string // NVRTC's program log
-	Err     error  // the NVRTC failure
+	Arch    string // the target, e.g. "sm_90", or "host" for the emulator
+	Log     string // the compiler's log
+	Err     error  // the compiler's failure
 }
 
 func (e *CompileError) Error() string {

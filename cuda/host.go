@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -52,11 +53,13 @@ const (
 	linkNone link = -1
 )
 
-// hostAddrBase is where the host backend's synthetic device addresses start,
-// far from 0 so a zero address is never valid.
+// hostAddrBase is where the host backend's synthetic device addresses (under
+// WithoutData) start, far from 0 so a zero address is never valid. Buffers
+// with bytes have the address of their bytes.
 const hostAddrBase = 1 << 40
 
-// hostAlign is the alignment of the host backend's buffers, as cuMemAlloc's.
+// hostAlign is the alignment of the host backend's synthetic addresses, as
+// cuMemAlloc's; buffers with bytes are page-aligned.
 const hostAlign = 256
 
 var _ Device = (*HostDevice)(nil)
@@ -70,6 +73,9 @@ func NewHost(opts ...Option) (*HostDevice, error) {
 	}
 	if cfg.capacity == 0 {
 		cfg.capacity = defaultHostCapacity
+	}
+	if cfg.emuWorkers == 0 {
+		cfg.emuWorkers = defaultEmuWorkers()
 	}
 	return &HostDevice{
 		cfg:      cfg,
@@ -113,15 +119,23 @@ func (h *HostDevice) Alloc(size int64) (Buffer, error) {
 	if err := h.led.admit(AllocDevice, size); err != nil {
 		return Buffer{}, err
 	}
-	var data []byte
-	if !h.cfg.noData {
-		data = make([]byte, size)
+	if h.cfg.noData {
+		h.mu.Lock()
+		addr := h.nextAddr
+		h.nextAddr += (uint64(size) + hostAlign - 1) / hostAlign * hostAlign
+		h.mu.Unlock()
+		return h.led.addDevice(addr, size, nil)
 	}
-	h.mu.Lock()
-	addr := h.nextAddr
-	h.nextAddr += (uint64(size) + hostAlign - 1) / hostAlign * hostAlign
-	h.mu.Unlock()
-	return h.led.addDevice(addr, size, data)
+	mem, err := newDeviceMemory(size)
+	if err != nil {
+		h.led.unreserve(size)
+		return Buffer{}, err
+	}
+	b, err := h.led.addDevice(uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem.data)))), size, mem)
+	if err != nil {
+		mem.free()
+	}
+	return b, err
 }
 
 // Free implements Device.
@@ -129,8 +143,14 @@ func (h *HostDevice) Free(b Buffer) error {
 	if err := h.check("Free"); err != nil {
 		return err
 	}
-	_, err := h.led.removeDevice(b)
-	return err
+	a, err := h.led.removeDevice(b)
+	if err != nil {
+		return err
+	}
+	if a.mem != nil {
+		a.mem.free()
+	}
+	return nil
 }
 
 // AllocHost implements Device. The memory is ordinary Go memory that the
@@ -281,6 +301,8 @@ type hostModule struct {
 	name    string
 	source  string
 	kernels map[string]HostKernel
+	emu     *emuLibrary // the emulated kernels, nil when there are none
+	noEmu   error       // why kernels without Go twins cannot run, when they cannot
 
 	mu     sync.Mutex
 	closed bool
@@ -289,20 +311,25 @@ type hostModule struct {
 type hostKernel struct {
 	mod  *hostModule
 	name string
-	fn   HostKernel
+	fn   HostKernel // the Go twin, or nil
+	emu  *emuKernel // the emulated kernel, when there is no Go twin
 }
 
 func (k *hostKernel) Name() string { return k.name }
 
-// Load implements Device. Each Go kernel must be declared __global__ in the
-// program's Source (when it has one), so the two backends cannot drift apart
-// by a name.
+// Load implements Device. A kernel with a Go twin in Program.Host runs it;
+// every other extern "C" __global__ kernel of Program.Source runs in the
+// emulator, compiled by the host's C++ compiler (or found in the cache).
+// Each Go kernel must be declared __global__ in the source (when there is
+// one), so the two cannot drift apart by a name. Without an emulator (no cgo,
+// no C++ compiler) a program with Go twins still loads, and its other
+// kernels fail with ErrNoEmulator; one with none fails to load.
 func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if p == nil || len(p.Host) == 0 {
-		return nil, fmt.Errorf("cuda: Load: program without host kernels: %w", ErrInvalidValue)
+	if p == nil || (len(p.Host) == 0 && p.Source == "") {
+		return nil, fmt.Errorf("cuda: Load: program without kernels: %w", ErrInvalidValue)
 	}
 	for name, fn := range p.Host {
 		if fn == nil {
@@ -315,6 +342,27 @@ func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 	m := &hostModule{dev: h, name: p.Name, source: p.Source, kernels: make(map[string]HostKernel, len(p.Host))}
 	for name, fn := range p.Host {
 		m.kernels[name] = fn
+	}
+	var emulated []string
+	for _, name := range globalKernels(p.Source) {
+		if p.Host[name] == nil {
+			emulated = append(emulated, name)
+		}
+	}
+	if len(emulated) == 0 && len(p.Host) == 0 {
+		return nil, fmt.Errorf("cuda: Load %s: no extern \"C\" __global__ kernel in the source: %w", p.Name, ErrInvalidValue)
+	}
+	if len(emulated) > 0 {
+		lib, err := loadEmulated(ctx, p, emulated, h.cfg, h.log)
+		switch {
+		case errors.Is(err, ErrNoEmulator) && len(p.Host) > 0:
+			h.log.Debug("cuda: no emulator; only the Go kernels run", zap.String("program", p.Name), zap.Error(err))
+			m.noEmu = err
+		case err != nil:
+			return nil, err
+		default:
+			m.emu = lib
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -338,15 +386,22 @@ func (m *hostModule) Kernel(name string) (Kernel, error) {
 	if m.closed {
 		return nil, fmt.Errorf("cuda: Kernel(%s): module %s: %w", name, m.name, ErrClosed)
 	}
-	fn, ok := m.kernels[name]
-	if !ok {
-		why := "no such kernel"
-		if declaresKernel(m.source, name) {
-			why = "declared in the source but without a Go implementation in Program.Host"
-		}
-		return nil, fmt.Errorf("cuda: Kernel(%s): module %s: %s: %w", name, m.name, why, ErrNotFound)
+	if fn, ok := m.kernels[name]; ok {
+		return &hostKernel{mod: m, name: name, fn: fn}, nil
 	}
-	return &hostKernel{mod: m, name: name, fn: fn}, nil
+	if m.emu != nil {
+		if k, ok := m.emu.kernels[name]; ok {
+			return &hostKernel{mod: m, name: name, emu: k}, nil
+		}
+	}
+	if m.noEmu != nil && slices.Contains(globalKernels(m.source), name) {
+		return nil, fmt.Errorf("cuda: Kernel(%s): module %s: no Go twin, and %w", name, m.name, m.noEmu)
+	}
+	why := "no such kernel"
+	if declaresKernel(m.source, name) {
+		why = "declared in the source, but not extern \"C\" and without a Go twin in Program.Host"
+	}
+	return nil, fmt.Errorf("cuda: Kernel(%s): module %s: %s: %w", name, m.name, why, ErrNotFound)
 }
 
 // Close implements Module.
@@ -426,6 +481,11 @@ func (h *HostDevice) Close() error {
 		m.mu.Unlock()
 	}
 	allocs, hosts := h.led.drain()
+	for _, a := range allocs {
+		if a.mem != nil {
+			a.mem.free()
+		}
+	}
 	h.log.Debug("cuda: host device closed", zap.Int("buffers", len(allocs)), zap.Int("host buffers", len(hosts)),
 		zap.Int("streams", len(streams)), zap.Int("modules", len(modules)))
 	return nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // completion is the outcome of one Record (or of a Synchronize marker): when
@@ -45,6 +46,35 @@ type hostOp struct {
 	run  func() (time.Duration, error)
 	link link
 	mark *completion // completed after run, with the stream's error
+	// held is the device memory run touches, kept mapped until the
+	// operation is done.
+	held []*deviceMemory
+}
+
+// done releases what op held.
+func (op *hostOp) done() {
+	for _, m := range op.held {
+		m.release()
+	}
+}
+
+// hold keeps the memory of allocs mapped for an operation; it fails for an
+// allocation freed since it was looked up.
+func hold(allocs ...*allocation) ([]*deviceMemory, error) {
+	var held []*deviceMemory
+	for _, a := range allocs {
+		if a.mem == nil {
+			continue
+		}
+		if !a.mem.hold() {
+			for _, m := range held {
+				m.release()
+			}
+			return nil, fmt.Errorf("buffer at %#x freed: %w", a.addr, ErrInvalidHandle)
+		}
+		held = append(held, a.mem)
+	}
+	return held, nil
 }
 
 // hostStream is a Stream of the host backend: without a virtual clock, a
@@ -99,6 +129,7 @@ func (s *hostStream) work() {
 				sleepUntil(s.dev.start.Add(end))
 			}
 		}
+		op.done()
 		if op.mark != nil {
 			op.mark.complete(s.dev.Now(), s.failure())
 		}
@@ -147,10 +178,20 @@ func (h *HostDevice) reserve(l link, earliest, d time.Duration) (start, end time
 }
 
 // submit queues op, or under WithVirtualClock runs it now in virtual time.
+// Once it returns, what op held is released or will be when op is done.
 func (s *hostStream) submit(op hostOp) error {
 	if s.dev.cfg.virtual {
+		defer op.done()
 		return s.runVirtual(op)
 	}
+	if err := s.enqueue(op); err != nil {
+		op.done()
+		return err
+	}
+	return nil
+}
+
+func (s *hostStream) enqueue(op hostOp) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -241,7 +282,7 @@ func (h *HostDevice) copyCost(kind CopyKind, n int64, pinned bool) time.Duration
 
 // queueCopy counts a copy, consults the fault injectors, and queues move,
 // which does the copy when the stream reaches it.
-func (s *hostStream) queueCopy(info CopyInfo, l link, cost time.Duration, move func()) error {
+func (s *hostStream) queueCopy(info CopyInfo, l link, cost time.Duration, allocs []*allocation, move func()) error {
 	h := s.dev
 	h.timeMu.Lock()
 	h.copies++
@@ -259,7 +300,11 @@ func (s *hostStream) queueCopy(info CopyInfo, l link, cost time.Duration, move f
 			async = fmt.Errorf("cuda: %s on stream %d: injected fault: %w", info.Kind, s.num, err)
 		}
 	}
-	return s.submit(hostOp{link: l, run: func() (time.Duration, error) {
+	held, err := hold(allocs...)
+	if err != nil {
+		return fmt.Errorf("cuda: %s on stream %d: %w", info.Kind, s.num, err)
+	}
+	return s.submit(hostOp{link: l, held: held, run: func() (time.Duration, error) {
 		if async != nil {
 			return 0, async
 		}
@@ -278,7 +323,7 @@ func (s *hostStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 	}
 	info := CopyInfo{Kind: CopyHtoD, Size: int64(len(src)), Dst: dst, DstOff: dstOff}
 	cost := s.dev.copyCost(CopyHtoD, info.Size, s.dev.led.isPinned(src))
-	return s.queueCopy(info, linkHtoD, cost, func() { copy(a.data[off:], src) })
+	return s.queueCopy(info, linkHtoD, cost, []*allocation{a}, func() { copy(a.data[off:], src) })
 }
 
 // CopyDtoH implements Stream.
@@ -289,7 +334,7 @@ func (s *hostStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 	}
 	info := CopyInfo{Kind: CopyDtoH, Size: int64(len(dst)), Src: src, SrcOff: srcOff}
 	cost := s.dev.copyCost(CopyDtoH, info.Size, s.dev.led.isPinned(dst))
-	return s.queueCopy(info, linkDtoH, cost, func() { copy(dst, a.data[off:off+info.Size]) })
+	return s.queueCopy(info, linkDtoH, cost, []*allocation{a}, func() { copy(dst, a.data[off:off+info.Size]) })
 }
 
 // CopyDtoD implements Stream.
@@ -304,7 +349,7 @@ func (s *hostStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n in
 	}
 	info := CopyInfo{Kind: CopyDtoD, Size: n, Dst: dst, DstOff: dstOff, Src: src, SrcOff: srcOff}
 	cost := s.dev.copyCost(CopyDtoD, n, true)
-	return s.queueCopy(info, linkDevice, cost, func() { copy(da.data[doff:doff+n], sa.data[soff:soff+n]) })
+	return s.queueCopy(info, linkDevice, cost, []*allocation{da, sa}, func() { copy(da.data[doff:doff+n], sa.data[soff:soff+n]) })
 }
 
 // Memset implements Stream.
@@ -315,7 +360,7 @@ func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
 	}
 	info := CopyInfo{Kind: CopyMemset, Size: n, Dst: dst, DstOff: off}
 	cost := s.dev.copyCost(CopyMemset, n, true)
-	return s.queueCopy(info, linkDevice, cost, func() {
+	return s.queueCopy(info, linkDevice, cost, []*allocation{a}, func() {
 		b := a.data[aoff : aoff+n]
 		for i := range b {
 			b[i] = value
@@ -358,9 +403,19 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 	if err := checkLaunch(&cfg); err != nil {
 		return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
 	}
+	if hk.emu != nil {
+		if err := hk.emu.checkArgs(args); err != nil {
+			return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
+		}
+		if s.dev.cfg.noData {
+			return fmt.Errorf("cuda: Launch %s: an emulated kernel needs device memory with bytes, not WithoutData: %w", hk.name, ErrInvalidValue)
+		}
+	}
 	// The arguments are copied: the caller may reuse its slice before the
 	// kernel runs.
 	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: slices.Clone(args), mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
+	var allocs []*allocation
+	var hosts []*hostRecord
 	for i, a := range args {
 		switch a.kind {
 		case argBuffer:
@@ -368,6 +423,7 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 			if err != nil {
 				return fmt.Errorf("cuda: Launch %s: argument %d: %w", hk.name, i, err)
 			}
+			allocs = append(allocs, al)
 			if !l.noData {
 				end := off + a.buf.size - a.off
 				l.mem[i] = al.data[off:end:end]
@@ -380,13 +436,33 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 			if err := checkHostPtr(r, a.off); err != nil {
 				return fmt.Errorf("cuda: Launch %s: argument %d: %w", hk.name, i, err)
 			}
+			hosts = append(hosts, r)
 			l.mem[i] = r.mem[a.off:]
 		case 0:
 			return fmt.Errorf("cuda: Launch %s: argument %d is a zero Arg: %w", hk.name, i, ErrInvalidValue)
 		}
 	}
+	held, err := hold(allocs...)
+	if err != nil {
+		return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
+	}
 	latency := s.dev.cfg.timing.LaunchLatency
-	return s.submit(hostOp{link: linkCompute, run: func() (time.Duration, error) {
+	if hk.emu != nil {
+		run := emuRun{cfg: cfg, args: emuArgs(args), schedule: s.dev.cfg.schedule, workers: s.dev.cfg.emuWorkers}
+		return s.submit(hostOp{link: linkCompute, held: held, run: func() (time.Duration, error) {
+			// Host memory may be Go memory: pinned, C may use it.
+			var pin runtime.Pinner
+			defer pin.Unpin()
+			for _, r := range hosts {
+				pin.Pin(unsafe.SliceData(r.mem))
+			}
+			if _, err := hk.emu.run(run); err != nil {
+				return 0, fmt.Errorf("cuda: kernel %s: %v: %w", hk.name, err, ErrLaunchFailed)
+			}
+			return latency, nil
+		}})
+	}
+	return s.submit(hostOp{link: linkCompute, held: held, run: func() (time.Duration, error) {
 		if err := hk.fn(l); err != nil {
 			return 0, fmt.Errorf("cuda: kernel %s: %w: %w", hk.name, err, ErrLaunchFailed)
 		}

@@ -333,14 +333,18 @@ func TestSynchronizeHonoursContext(t *testing.T) {
 func TestHostLoadChecksNames(t *testing.T) {
 	h := newHost(t)
 	ctx := context.Background()
+	// shift is not extern "C": no GPU module exports it by name, so the
+	// emulator does not run it either.
 	src := `extern "C" __global__ void __launch_bounds__(256) scale(float *x, float k, int n) {}
-extern "C" __global__ void shift(float *x) {}`
+__global__ void shift(float *x) {}`
 	ok := func(*HostLaunch) error { return nil }
 
 	_, err := h.Load(ctx, &Program{Name: "p", Source: src, Host: map[string]HostKernel{"scale": ok, "scal": ok}})
 	assert.ErrorIs(t, err, ErrNotFound, "a Go kernel the source does not declare")
-	_, err = h.Load(ctx, &Program{Name: "p", Source: src})
-	assert.ErrorIs(t, err, ErrInvalidValue, "no Go kernels")
+	_, err = h.Load(ctx, &Program{Name: "p"})
+	assert.ErrorIs(t, err, ErrInvalidValue, "no kernels at all")
+	_, err = h.Load(ctx, &Program{Name: "p", Source: "__global__ void shift(float *x) {}"})
+	assert.ErrorIs(t, err, ErrInvalidValue, "no extern \"C\" kernel to emulate")
 	_, err = h.Load(ctx, nil)
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = h.Load(ctx, &Program{Name: "p", Host: map[string]HostKernel{"x": nil}})
@@ -350,7 +354,7 @@ extern "C" __global__ void shift(float *x) {}`
 	require.NoError(t, err)
 	_, err = m.Kernel("shift")
 	assert.ErrorIs(t, err, ErrNotFound)
-	assert.ErrorContains(t, err, "without a Go implementation")
+	assert.ErrorContains(t, err, "not extern \"C\"")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -382,14 +386,15 @@ func TestHostBytesAndClock(t *testing.T) {
 }
 
 func TestOptionsApplyToTheirBackend(t *testing.T) {
-	_, err := NewHost(WithCacheDir(t.TempDir()))
-	assert.ErrorIs(t, err, ErrInvalidValue)
-	for _, o := range []Option{WithVirtualClock(), WithTiming(testTiming), WithoutData(), WithCopyFault(nil), WithAsyncCopyFault(nil)} {
-		_, err = Open(context.Background(), 0, o)
+	for _, o := range []Option{WithVirtualClock(), WithTiming(testTiming), WithoutData(), WithCopyFault(nil), WithAsyncCopyFault(nil),
+		WithSchedule(ScheduleReverse), WithEmulatorWorkers(2)} {
+		_, err := Open(context.Background(), 0, o)
 		assert.ErrorIs(t, err, ErrInvalidValue, o.name())
 		assert.ErrorContains(t, err, o.name())
 	}
-	_, err = NewHost(WithCapacity(-1))
+	_, err := NewHost(WithCapacity(-1))
+	assert.ErrorIs(t, err, ErrInvalidValue)
+	_, err = NewHost(WithEmulatorWorkers(-1))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	_, err = NewHost(WithTiming(Timing{CopyLatency: -1}))
 	assert.ErrorIs(t, err, ErrInvalidValue)

@@ -17,7 +17,8 @@ var handleIDs atomic.Uint64
 type allocation struct {
 	addr uint64
 	size int64
-	data []byte // the bytes on the host backend (nil under WithoutData and on CUDA)
+	data []byte        // the bytes on the host backend (nil under WithoutData and on CUDA)
+	mem  *deviceMemory // the mapping behind data
 }
 
 // hostRecord is one AllocHost or Register.
@@ -102,16 +103,22 @@ func (l *ledger) available() int64 {
 	return l.capacity - l.used
 }
 
-// addDevice records an allocation admitted earlier. It fails if the device
-// was closed since, and the caller then frees what it allocated.
-func (l *ledger) addDevice(addr uint64, size int64, data []byte) (Buffer, error) {
+// addDevice records an allocation admitted earlier, with the host backend's
+// memory behind it (nil on CUDA and under WithoutData). It fails if the
+// device was closed since, and the caller then frees what it allocated.
+func (l *ledger) addDevice(addr uint64, size int64, mem *deviceMemory) (Buffer, error) {
 	id := handleIDs.Add(1)
+	a := &allocation{addr: addr, size: size, mem: mem}
+	if mem != nil {
+		a.data = mem.data
+		mem.track(a)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return Buffer{}, fmt.Errorf("cuda: Alloc: device: %w", ErrClosed)
 	}
-	l.device[id] = &allocation{addr: addr, size: size, data: data}
+	l.device[id] = a
 	return Buffer{addr: addr, size: size, id: id}, nil
 }
 

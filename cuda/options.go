@@ -47,6 +47,9 @@ type config struct {
 	noData     bool
 	copyFault  func(CopyInfo) error
 	asyncFault func(CopyInfo) error
+
+	schedule   Schedule
+	emuWorkers int // 0: defaultEmuWorkers
 }
 
 // defaultHostCapacity is the host backend's device memory without
@@ -69,6 +72,9 @@ func newConfig(backend Backend, opts []Option) (config, error) {
 	}
 	if err := c.timing.validate(); err != nil {
 		return c, err
+	}
+	if c.emuWorkers < 0 {
+		return c, fmt.Errorf("cuda: WithEmulatorWorkers(%d): %w", c.emuWorkers, ErrInvalidValue)
 	}
 	if c.log == nil {
 		c.log = zap.NewNop()
@@ -126,10 +132,12 @@ func WithAllocFault(fail func(AllocInfo) error) Option {
 	return option{"WithAllocFault", scopeBoth, func(c *config) { c.allocFault = fail }}
 }
 
-// WithCacheDir sets the directory of the compiled-kernel cache; "" turns the
-// disk cache off. The default is rotary/cuda/kernels under os.UserCacheDir.
+// WithCacheDir sets the directory of the compiled-kernel cache: NVRTC's
+// images on a GPU, the emulator's shared objects on the host backend; ""
+// turns the disk cache off. The defaults are rotary/cuda/kernels and
+// rotary/cuda/emulator under os.UserCacheDir.
 func WithCacheDir(dir string) Option {
-	return option{"WithCacheDir", scopeCUDA, func(c *config) { c.cacheDir, c.cacheDirSet = dir, true }}
+	return option{"WithCacheDir", scopeBoth, func(c *config) { c.cacheDir, c.cacheDirSet = dir, true }}
 }
 
 // Timing models how long the host backend's work takes, so CPU runs and
@@ -252,4 +260,57 @@ func WithCopyFault(fail func(CopyInfo) error) Option {
 // Query, and the events recorded on it from then on, report the error.
 func WithAsyncCopyFault(fail func(CopyInfo) error) Option {
 	return option{"WithAsyncCopyFault", scopeHost, func(c *config) { c.asyncFault = fail }}
+}
+
+// Schedule is the order in which the emulator resumes a block's threads at
+// each step (see WithSchedule). Code that is right only in one order — a
+// missing __syncthreads, warp-synchronous code without __syncwarp — gives
+// different answers under different schedules.
+type Schedule struct {
+	order scheduleOrder
+	seed  uint64
+}
+
+type scheduleOrder int
+
+// The orders, as the emulator's C side numbers them.
+const (
+	orderForward scheduleOrder = iota
+	orderReverse
+	orderRandom
+)
+
+var (
+	// ScheduleForward resumes threads in the order of their linear index
+	// (threadIdx.x fastest). It is the default.
+	ScheduleForward = Schedule{order: orderForward}
+	// ScheduleReverse resumes threads from the highest index down.
+	ScheduleReverse = Schedule{order: orderReverse}
+)
+
+// ScheduleRandom resumes threads in an order shuffled afresh at every step
+// from seed (and the block's index), the same for the same seed.
+func ScheduleRandom(seed uint64) Schedule { return Schedule{order: orderRandom, seed: seed} }
+
+func (s Schedule) String() string {
+	switch s.order {
+	case orderForward:
+		return "forward"
+	case orderReverse:
+		return "reverse"
+	}
+	return fmt.Sprintf("random(%d)", s.seed)
+}
+
+// WithSchedule sets the order in which the host backend's emulator runs the
+// threads of a block (default ScheduleForward). Run kernel tests under
+// several schedules.
+func WithSchedule(s Schedule) Option {
+	return option{"WithSchedule", scopeHost, func(c *config) { c.schedule = s }}
+}
+
+// WithEmulatorWorkers sets how many OS threads run the blocks of an
+// emulated grid at once (default: GOMAXPROCS, at most 8).
+func WithEmulatorWorkers(n int) Option {
+	return option{"WithEmulatorWorkers", scopeHost, func(c *config) { c.emuWorkers = n }}
 }
