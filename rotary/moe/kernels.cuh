@@ -1,6 +1,6 @@
 // The matrix and MoE kernels, written once as templates over a weight
-// format and stamped out per type by RT_KERNELS (kernels_<type>.cu), and the
-// type-independent kernels (common.cu).
+// format, whose entry points entries.cu declares per type, and the helpers of
+// the type-independent kernels (common.cu).
 //
 // A format is a struct with the block geometry and the device functions:
 //   act        the activations it meets: rt_q8x32 blocks, or floats
@@ -321,37 +321,3 @@ __device__ __forceinline__ void rt_moe_down_gemm(const u8 *plane, i64 slot_bytes
 	const u8 *w = plane + (i64)slot * slot_bytes + down_off;
 	rt_gemm_tile<T, 1>(w, w, row_bytes, embd, ff, h, pair, ncol, y, pair, embd, 0);
 }
-
-// RT_KERNELS stamps out the entry points of one weight format.
-#define RT_KERNELS(T)                                                                                              \
-	extern "C" __global__ void rt_decode_gemv_##T(const u8 *w, i64 row_bytes, const void *x, float *dst, int rows, int nb, \
-	                                       int L, int accumulate) {                                                \
-		rt_gemv<rt_format_##T>(w, row_bytes, x, dst, rows, nb, L, accumulate);                                     \
-	}                                                                                                              \
-	extern "C" __global__ void rt_prefill_gemm_##T(const u8 *w, i64 row_bytes, const float *x, float *dst, int rows,       \
-	                                       int cols, int tokens, int accumulate) {                                 \
-		rt_gemm<rt_format_##T>(w, row_bytes, x, dst, rows, cols, tokens, accumulate);                              \
-	}                                                                                                              \
-	extern "C" __global__ void rt_decode_moe_gate_up_##T(const u8 *plane, i64 slot_bytes, i64 gate_off, i64 up_off,       \
-	                                              i64 row_bytes, int nslots, const int *slots, const void *x, int k,   \
-	                                              int ff, int nb, int L, float *h, rt_q8x32 *hq) {                   \
-		rt_moe_gate_up<rt_format_##T>(plane, slot_bytes, gate_off, up_off, row_bytes, nslots, slots, x, k, ff, nb, \
-		                              L, h, hq);                                                                   \
-	}                                                                                                              \
-	extern "C" __global__ void rt_decode_moe_down_##T(const u8 *plane, i64 slot_bytes, i64 down_off, i64 row_bytes,       \
-	                                           int nslots, const int *slots, const float *weights, const void *h,  \
-	                                           int k, int rows, int nb, int L, float *dst, int accumulate) {       \
-		rt_moe_down<rt_format_##T>(plane, slot_bytes, down_off, row_bytes, nslots, slots, weights, h, k, rows, nb, \
-		                           L, dst, accumulate);                                                            \
-	}                                                                                                              \
-	extern "C" __global__ void rt_prefill_moe_gate_up_##T(const u8 *plane, i64 slot_bytes, i64 gate_off, i64 up_off,  \
-	                                                   i64 row_bytes, const int *tiles, const int *order,          \
-	                                                   const float *x, int k, int ff, int embd, float *h) {        \
-		rt_moe_gate_up_gemm<rt_format_##T>(plane, slot_bytes, gate_off, up_off, row_bytes, tiles, order, x, k, ff, \
-		                                   embd, h);                                                               \
-	}                                                                                                              \
-	extern "C" __global__ void rt_prefill_moe_down_##T(const u8 *plane, i64 slot_bytes, i64 down_off, i64 row_bytes,  \
-	                                                const int *tiles, const int *order, const float *h, int embd,  \
-	                                                int ff, float *y) {                                            \
-		rt_moe_down_gemm<rt_format_##T>(plane, slot_bytes, down_off, row_bytes, tiles, order, h, embd, ff, y);     \
-	}

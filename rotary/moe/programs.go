@@ -22,6 +22,8 @@ var (
 	kernelTemplates string
 	//go:embed common.cu
 	commonKernels string
+	//go:embed entries.cu
+	typeEntries string
 )
 
 // format is how the device code names a weight type.
@@ -83,7 +85,7 @@ func typeProgram(t experts.Type) *cuda.Program {
 	} else {
 		fmt.Fprintf(&b, "\nRT_QUANT_FORMAT(%s, %d, %d)\n", f.name, t.BlockSize(), t.BlockBytes())
 	}
-	fmt.Fprintf(&b, "RT_KERNELS(%s)\n", f.name)
+	b.WriteString(strings.ReplaceAll(typeEntries, "RT_TYPE", f.name))
 	return &cuda.Program{Name: programName(t), Source: b.String()}
 }
 
