@@ -152,34 +152,45 @@ __device__ __forceinline__ void rt_moe_gate_up(const u8 *plane, i64 slot_bytes, 
 }
 
 // rt_moe_down (decode): dst[t] (+)= Σ_j weights[t·k+j]·down_j·h[t·k+j] over
-// token t = blockIdx.y's k experts, in routing order. A token routed to a
-// slot outside the plane gets NaN, so the error shows.
+// token t = blockIdx.y's k experts, for the block's 32/L rows. The warps
+// share out the experts (warp w takes j = w, w + warps, ...), so one
+// token's experts are read in parallel; each warp leaves weight·dot per
+// expert and row in shared memory (k·32/L floats, dynamic) and the first
+// threads add them up in routing order. A token routed to a slot outside
+// the plane gets NaN, so the error shows.
 template <class T>
 __device__ __forceinline__ void rt_moe_down(const u8 *plane, i64 slot_bytes, i64 down_off, i64 row_bytes, int nslots,
                                             const int *slots, const float *weights, const void *hv, int k, int rows,
                                             int nb, int L, float *dst, int accumulate) {
+	float *part = (float *)rt_dynamic_shared(); // [k][32/L]
 	int t = blockIdx.y;
-	int lane = threadIdx.x & 31;
-	int row = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * (32 / L) + lane / L;
-	float acc = 0.0f;
-	bool bad = false;
-	for (int j = 0; j < k; j++) {
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+	int rpw = 32 / L;
+	int r = lane / L;
+	int row = blockIdx.x * rpw + r;
+	for (int j = warp; j < k; j += warps) {
 		int p = t * k + j;
 		int slot = slots[p];
-		if (slot < 0 || slot >= nslots) {
-			bad = true;
-			continue;
-		}
-		if (row < rows) {
+		bool ok = slot >= 0 && slot < nslots;
+		float acc = 0.0f;
+		if (ok && row < rows) {
 			const u8 *w = plane + (i64)slot * slot_bytes + down_off + (i64)row * row_bytes;
 			const typename T::act *x = (const typename T::act *)hv + (i64)p * nb * T::ASTRIDE;
-			acc += weights[p] * rt_row_dot<T>(w, x, nb, lane % L, L);
+			acc = rt_row_dot<T>(w, x, nb, lane % L, L);
+		}
+		acc = rt_group_sum(acc, L);
+		if (lane % L == 0) {
+			part[j * rpw + r] = ok ? weights[p] * acc : rt_nan();
 		}
 	}
-	acc = rt_group_sum(acc, L);
-	if (row < rows && lane % L == 0) {
-		float *o = dst + (i64)t * rows + row;
-		*o = bad ? rt_nan() : accumulate ? *o + acc : acc;
+	__syncthreads();
+	if (threadIdx.x < rpw && blockIdx.x * rpw + threadIdx.x < rows) {
+		float acc = 0.0f;
+		for (int j = 0; j < k; j++) {
+			acc += part[j * rpw + threadIdx.x];
+		}
+		float *o = dst + (i64)t * rows + blockIdx.x * rpw + threadIdx.x;
+		*o = accumulate ? *o + acc : acc;
 	}
 }
 

@@ -20,15 +20,18 @@ const DecodeTokens = 8
 
 // Launch shapes, as the device code assumes them (kernels.cuh).
 const (
-	gemvThreads  = 128 // four warps
-	gemmThreads  = 256
-	gemmRows     = 64 // RT_TM
-	gemmCols     = 64 // RT_TN
-	groupThreads = 256
-	sumThreads   = 256
-	maxGridY     = 65535
-	q8x32Bytes   = 40 // sizeof(rt_q8x32)
-	scratchAlign = 256
+	gemvThreads   = 128 // four warps
+	gateUpThreads = 256 // eight warps over the 32 rows of one activation block
+	downWarps     = 8   // experts a decode down block reads at once
+	maxTopK       = 256 // experts per token: their partial sums fit shared memory
+	gemmThreads   = 256
+	gemmRows      = 64 // RT_TM
+	gemmCols      = 64 // RT_TN
+	groupThreads  = 256
+	sumThreads    = 256
+	maxGridY      = 65535
+	q8x32Bytes    = 40 // sizeof(rt_q8x32)
+	scratchAlign  = 256
 )
 
 // Kernels are the package's programs loaded on one device. Their methods

@@ -140,7 +140,7 @@ func (k *Kernels) MoE(s cuda.Stream, dst, x cuda.Buffer, tokens, topK int, slots
 	if err != nil {
 		return fmt.Errorf("moe: MoE: %w", err)
 	}
-	if tokens < 1 || topK < 1 || tokens*topK > maxGridY {
+	if tokens < 1 || topK < 1 || topK > maxTopK || tokens*topK > maxGridY {
 		return fmt.Errorf("moe: MoE: %w: %d tokens × %d experts", ErrShape, tokens, topK)
 	}
 	P := int64(tokens) * int64(topK)
@@ -186,7 +186,7 @@ func (k *Kernels) moeDecode(s cuda.Stream, dst, x cuda.Buffer, tokens, topK int,
 	}
 	P := tokens * topK
 	gnb := rowBlocks(p.Gate.Type, p.Embd)
-	if err := s.Launch(gateUp, cuda.LaunchConfig{Grid: cuda.Dim3{X: uint32(p.FF / 32), Y: uint32(P)}, Block: cuda.Dim3{X: gemvThreads}},
+	if err := s.Launch(gateUp, cuda.LaunchConfig{Grid: cuda.Dim3{X: uint32(p.FF / 32), Y: uint32(P)}, Block: cuda.Dim3{X: gateUpThreads}},
 		cuda.Ptr(p.Buf), cuda.I64(p.SlotBytes), cuda.I64(p.Gate.Off), cuda.I64(p.Up.Off), cuda.I64(sh.gateRow),
 		cuda.I32(int32(sh.slots)), cuda.Ptr(slots), xa, cuda.I32(int32(topK)), cuda.I32(int32(p.FF)),
 		cuda.I32(int32(gnb)), cuda.I32(int32(lanes(gnb))), cuda.PtrAt(m.buf, m.h), cuda.PtrAt(m.buf, m.hq)); err != nil {
@@ -198,8 +198,12 @@ func (k *Kernels) moeDecode(s cuda.Stream, dst, x cuda.Buffer, tokens, topK int,
 	}
 	dnb := rowBlocks(p.Down.Type, p.FF)
 	L := lanes(dnb)
-	return s.Launch(down, cuda.LaunchConfig{Grid: cuda.Dim3{X: uint32(ceilDiv(p.Embd, gemvRowsPerBlock(L))), Y: uint32(tokens)}, Block: cuda.Dim3{X: gemvThreads}},
-		cuda.Ptr(p.Buf), cuda.I64(p.SlotBytes), cuda.I64(p.Down.Off), cuda.I64(sh.downRow), cuda.I32(int32(sh.slots)),
+	rpw := 32 / L // rows per block: one warp's
+	return s.Launch(down, cuda.LaunchConfig{
+		Grid:      cuda.Dim3{X: uint32(ceilDiv(p.Embd, rpw)), Y: uint32(tokens)},
+		Block:     cuda.Dim3{X: uint32(32 * min(topK, downWarps))},
+		SharedMem: uint32(4 * topK * rpw),
+	}, cuda.Ptr(p.Buf), cuda.I64(p.SlotBytes), cuda.I64(p.Down.Off), cuda.I64(sh.downRow), cuda.I32(int32(sh.slots)),
 		cuda.Ptr(slots), cuda.Ptr(weights), ha, cuda.I32(int32(topK)), cuda.I32(int32(p.Embd)), cuda.I32(int32(dnb)),
 		cuda.I32(int32(L)), cuda.Ptr(dst), boolArg(c.accumulate))
 }
