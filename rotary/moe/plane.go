@@ -6,6 +6,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
 )
 
 // Part is one projection of every expert in a plane: its offset within a
@@ -249,4 +250,53 @@ func (k *Kernels) moePrefill(s cuda.Stream, dst, x cuda.Buffer, tokens, topK int
 	return s.Launch(sum, cuda.LaunchConfig{Grid: cuda.Dim3{X: uint32(ceilDiv(p.Embd, sumThreads)), Y: uint32(tokens)}, Block: cuda.Dim3{X: sumThreads}},
 		cuda.PtrAt(m.buf, m.y), cuda.Ptr(slots), cuda.Ptr(weights), cuda.I32(int32(topK)), cuda.I32(int32(p.Embd)),
 		cuda.I32(int32(sh.slots)), cuda.Ptr(dst), boolArg(c.accumulate))
+}
+
+// PlaneOf describes a layer's plane of rotary's device tier for MoE: its
+// gate, up and down parts by role, or a merged gate_up part whose first
+// half of rows is the gate. A plane without those parts, or whose parts
+// disagree on FF and Embd, is an error wrapping ErrShape; the types are
+// checked by MoE (and Plane.Check).
+func PlaneOf(p rotary.Plane) (Plane, error) {
+	out := Plane{Buf: p.Buf, SlotBytes: p.SlotBytes}
+	var have [4]bool
+	var gateRows, gateCols, downRows, downCols uint64
+	for _, part := range p.Parts {
+		if int(part.Role) >= len(have) || have[part.Role] {
+			return Plane{}, fmt.Errorf("moe: PlaneOf layer %d: %w: unexpected %v part", p.Layer, ErrShape, part.Role)
+		}
+		have[part.Role] = true
+		switch part.Role {
+		case experts.PartGate, experts.PartUp:
+			if part.Role == experts.PartGate {
+				out.Gate = Part{Off: part.Offset, Type: part.Type}
+			} else {
+				out.Up = Part{Off: part.Offset, Type: part.Type}
+			}
+			if gateRows != 0 && (gateRows != part.Rows || gateCols != part.Cols) {
+				return Plane{}, fmt.Errorf("moe: PlaneOf layer %d: %w: gate and up shapes differ", p.Layer, ErrShape)
+			}
+			gateRows, gateCols = part.Rows, part.Cols
+		case experts.PartGateUp:
+			if part.Rows%2 != 0 {
+				return Plane{}, fmt.Errorf("moe: PlaneOf layer %d: %w: gate_up of %d rows", p.Layer, ErrShape, part.Rows)
+			}
+			gateRows, gateCols = part.Rows/2, part.Cols
+			half := part.Size / 2
+			out.Gate = Part{Off: part.Offset, Type: part.Type}
+			out.Up = Part{Off: part.Offset + half, Type: part.Type}
+		case experts.PartDown:
+			out.Down = Part{Off: part.Offset, Type: part.Type}
+			downRows, downCols = part.Rows, part.Cols
+		}
+	}
+	gated := have[experts.PartGateUp] || (have[experts.PartGate] && have[experts.PartUp])
+	if !gated || !have[experts.PartDown] || have[experts.PartGateUp] && (have[experts.PartGate] || have[experts.PartUp]) {
+		return Plane{}, fmt.Errorf("moe: PlaneOf layer %d: %w: want gate, up and down parts (or gate_up and down)", p.Layer, ErrShape)
+	}
+	if downRows != gateCols || downCols != gateRows || gateRows > 1<<31-1 || gateCols > 1<<31-1 {
+		return Plane{}, fmt.Errorf("moe: PlaneOf layer %d: %w: gate %d×%d and down %d×%d do not chain", p.Layer, ErrShape, gateRows, gateCols, downRows, downCols)
+	}
+	out.FF, out.Embd = int(gateRows), int(gateCols)
+	return out, nil
 }
