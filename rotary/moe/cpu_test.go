@@ -35,10 +35,15 @@ func cpuTensor(t *testing.T, b *cpu.Backend, x []float32, rows, cols int) model.
 // (rotary/model/cpu), which quantizes activations its own way (ggml's Q8_0,
 // Q8_1 and Q8_K; F16 and BF16 for those weights): they agree within the sum
 // of this package's tolerance and the rounding of the CPU's activations.
+// The kernels' schedules are covered by the other tests: this one runs on
+// the first device only (the emulator in forward order, or a GPU).
 func TestAgainstCPUBackend(t *testing.T) {
 	b := cpu.New(1)
 	defer b.Close()
-	cudatest.Run(t, func(t *testing.T, c cudatest.Case) {
+	func(fn func(t *testing.T, c cudatest.Case)) {
+		c := cudatest.Devices(t)[0]
+		t.Run(c.Name, func(t *testing.T) { fn(t, c) })
+	}(func(t *testing.T, c cudatest.Case) {
 		for _, typ := range allTypes {
 			t.Run(typ.String(), func(t *testing.T) {
 				k := kernelsFor(t, c, typ)
