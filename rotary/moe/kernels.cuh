@@ -10,9 +10,11 @@
 //   dequant32(w, chunk, out)  32 values of one weight block as floats
 //
 // Decode (GEMV) kernels give each weight row L lanes of a warp (L a power of
-// two, about the row's block count, chosen by the host), 32/L rows per warp
-// and four warps per block; a lane walks its row's blocks L apart and the L
-// lanes of a row meet in a butterfly of shuffles. Every lane reaches every
+// two at or above the row's block count, at most 32, chosen by the host),
+// 32/L rows per warp; a lane walks its row's blocks L apart and the L lanes
+// of a row meet in a butterfly of shuffles. A GEMV block has four warps on
+// as many row groups; the MoE gate/up block eight warps on the 32 rows of
+// one activation block; the MoE down block one warp per expert of a token. Every lane reaches every
 // shuffle: rows past the end compute nothing but still take part.
 //
 // Prefill (GEMM) kernels dequantize a 64-row × 32-column tile of weights

@@ -221,9 +221,8 @@ func lanes(nb int) int {
 // gemvRowsPerBlock is how many rows a decode block of four warps covers.
 func gemvRowsPerBlock(L int) int { return gemvThreads / 32 * (32 / L) }
 
-// actBlocks is the number of activation blocks (or, for float types, of
-// 32-float runs) in cols values, and the block count the decode kernels
-// walk per row.
+// rowBlocks is the number of weight blocks (for float types, of 32-value
+// runs) in a row of cols values: what the decode kernels walk per row.
 func rowBlocks(t experts.Type, cols int) int {
 	if formats[t].float {
 		return cols / 32
