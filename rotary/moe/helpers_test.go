@@ -119,6 +119,15 @@ func upload(t *testing.T, c cudatest.Case, b []byte) cuda.Buffer {
 	return cudatest.Upload(t, c, b)
 }
 
+// bytesOf is v's little-endian bytes.
+func bytesOf[T int32 | float32](v []T) []byte {
+	raw, err := binary.Append(nil, binary.LittleEndian, v)
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
 // check compares got with want within tol·mag per element.
 func check(t *testing.T, got []float32, want, mag []float64, tol float64) {
 	t.Helper()
