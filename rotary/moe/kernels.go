@@ -41,7 +41,6 @@ type Kernels struct {
 	closed  bool
 	mods    []cuda.Module
 	kernels map[string]cuda.Kernel
-	types   map[experts.Type]bool
 }
 
 // Option configures Load.
@@ -69,17 +68,18 @@ func Load(ctx context.Context, dev cuda.Device, opts ...Option) (*Kernels, error
 	if cfg.types == nil {
 		cfg.types = types()
 	}
-	progs := []*cuda.Program{{Name: commonProgram, Source: deviceCode() + commonKernels}}
-	k := &Kernels{kernels: make(map[string]cuda.Kernel), types: make(map[experts.Type]bool)}
+	progs := []*cuda.Program{sharedProgram()}
+	seen := make(map[experts.Type]bool)
 	for _, t := range cfg.types {
 		if err := Supported(t); err != nil {
 			return nil, fmt.Errorf("moe: Load: %w", err)
 		}
-		if !k.types[t] {
-			k.types[t] = true
+		if !seen[t] {
+			seen[t] = true
 			progs = append(progs, typeProgram(t))
 		}
 	}
+	k := &Kernels{kernels: make(map[string]cuda.Kernel)}
 	for _, p := range progs {
 		m, err := dev.Load(ctx, p)
 		if err != nil {

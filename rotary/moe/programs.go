@@ -75,6 +75,11 @@ func deviceCode() string {
 	return cuda.Prelude + quantCommon + quantTypes + kquants + kernelTemplates
 }
 
+// sharedProgram is the program of the type-independent kernels.
+func sharedProgram() *cuda.Program {
+	return &cuda.Program{Name: commonProgram, Source: deviceCode() + commonKernels}
+}
+
 // typeProgram is the program of one weight type's kernels.
 func typeProgram(t experts.Type) *cuda.Program {
 	f := formats[t]
@@ -95,7 +100,7 @@ func typeProgram(t experts.Type) *cuda.Program {
 // MoE kernels and the activation quantizer) and must not spill registers;
 // the "_prefill_" ones are the batched GEMMs and their helpers.
 func Programs() []*cuda.Program {
-	ps := []*cuda.Program{{Name: commonProgram, Source: deviceCode() + commonKernels}}
+	ps := []*cuda.Program{sharedProgram()}
 	for _, t := range types() {
 		ps = append(ps, typeProgram(t))
 	}
