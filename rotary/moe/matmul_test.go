@@ -44,8 +44,9 @@ func runMatMul(t *testing.T, c cudatest.Case, k *moe.Kernels, wBytes []byte, typ
 
 // TestMatMul compares every type's decode and prefill products with the
 // float64 product of the dequantized weights: rows that are not a multiple
-// of any block's rows, the fewest columns a type takes and a few blocks
-// more, one token, DecodeTokens, and batches over one and two GEMM tiles.
+// of any block's rows, the fewest columns a type takes, a few blocks more
+// and 33 blocks (a full warp per row, one lane taking two), one token,
+// DecodeTokens, and batches over one and two GEMM tiles.
 func TestMatMul(t *testing.T) {
 	cudatest.Run(t, func(t *testing.T, c cudatest.Case) {
 		for _, typ := range allTypes {
@@ -53,7 +54,7 @@ func TestMatMul(t *testing.T) {
 				k := kernelsFor(t, c, typ)
 				r := rand.New(rand.NewPCG(uint64(typ), 1))
 				for _, sh := range []struct{ rows, colBlocks, tokens int }{
-					{37, 1, 1}, {5, 3, moe.DecodeTokens}, {70, 2, moe.DecodeTokens + 1}, {3, 1, 70},
+					{37, 1, 1}, {5, 3, moe.DecodeTokens}, {3, 33, 2}, {70, 2, moe.DecodeTokens + 1}, {3, 1, 70},
 				} {
 					cols := sh.colBlocks * minCols(typ)
 					t.Run(fmt.Sprintf("%dx%d/T%d", sh.rows, cols, sh.tokens), func(t *testing.T) {

@@ -118,9 +118,10 @@ func runMoE(t *testing.T, c cudatest.Case, k *moe.Kernels, p *testPlane, x []flo
 // moeCase is one routing shape.
 type moeCase struct{ tokens, k, nslots int }
 
-// moeCases: decode with one expert and with eight, DecodeTokens tokens,
-// and prefill batches whose groups span one and several 64-pair tiles.
-var moeCases = []moeCase{{1, 1, 3}, {1, 8, 9}, {moe.DecodeTokens, 2, 5}, {12, 8, 9}, {70, 2, 3}}
+// moeCases: decode with one expert, with eight and with ten (more experts
+// than a down block has warps), DecodeTokens tokens, and prefill batches
+// whose groups span one and several 64-pair tiles.
+var moeCases = []moeCase{{1, 1, 3}, {1, 8, 9}, {2, 10, 11}, {moe.DecodeTokens, 2, 5}, {12, 8, 9}, {70, 2, 3}}
 
 func moeTolerance(gt, dt experts.Type, tokens int) float64 {
 	return max(tolerance(gt, tokens), tolerance(dt, tokens))
