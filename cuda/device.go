@@ -44,7 +44,7 @@ type Device interface {
 	NewEvent(flags EventFlag) (Event, error)
 	// Load compiles a program for this device (or finds it in the kernel
 	// cache) and loads it. On the host backend, it binds the program's Go
-	// kernels.
+	// kernels and compiles the rest for the emulator (HostDevice.Load).
 	Load(ctx context.Context, p *Program) (Module, error)
 
 	// Synchronize waits for all work queued on the device's streams.
@@ -114,7 +114,8 @@ type Kernel interface {
 }
 
 // Program is the source of kernels, written once for both backends: CUDA C
-// compiled by NVRTC on a GPU, and Go functions under the same names on the host.
+// compiled by NVRTC on a GPU and by the emulator on the host, where Go
+// functions under the same names, when given, run instead.
 // Kernels in Source must be declared extern "C" so their names survive
 // compilation. Source usually comes from a //go:embed'ed .cu file.
 type Program struct {
@@ -126,7 +127,8 @@ type Program struct {
 	// Options are extra NVRTC options, e.g. "--use_fast_math"; the target
 	// architecture is added by the device.
 	Options []string
-	// Host holds the host backend's implementation of each kernel, by name.
+	// Host holds Go twins of kernels, by name, which the host backend runs
+	// instead of emulating the CUDA C (optional).
 	Host map[string]HostKernel
 }
 

@@ -19,15 +19,17 @@
 // what it tried, and a build without cgo behaves the same.
 //
 // NewHost creates the host backend: device memory is host memory behind
-// handles (mapped outside the Go heap, at the address Buffer.Addr reports),
-// each stream is a goroutine working through a FIFO queue, events are real.
-// Kernels with a Go twin in Program.Host run it; every other extern "C"
-// kernel of Program.Source runs in the emulator (see below). It can emulate a card of a given size (WithCapacity), model the
-// time transfers and kernels take (WithTiming), run in virtual time for trace
-// simulations (WithVirtualClock: operations run as they are queued and are
-// placed on a virtual timeline that keeps stream order, event waits and shared
-// copy links), keep accounts without bytes (WithoutData), and inject failures
-// (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
+// handles (mapped outside the Go heap, at the address Buffer.Addr reports;
+// HostDevice.Bytes of a buffer is valid until it is freed), each stream is a
+// goroutine working through a FIFO queue, events are real. Kernels with a Go
+// twin in Program.Host run it; every other extern "C" kernel of Program.Source
+// runs in the emulator (see below). It can emulate a card of a given size
+// (WithCapacity), model the time transfers and kernels take (WithTiming), run
+// in virtual time for trace simulations (WithVirtualClock: operations run as
+// they are queued and are placed on a virtual timeline that keeps stream
+// order, event waits and shared copy links), keep accounts without bytes
+// (WithoutData), and inject failures (WithAllocFault, WithCopyFault,
+// WithAsyncCopyFault).
 //
 // # The emulator
 //
@@ -35,35 +37,42 @@
 // with the host's C++ compiler ($CXX, else g++, else c++; C++17, -O2) under
 // emulator.h, a header that defines CUDA's qualifiers, built-in variables,
 // barriers, warp shuffles and votes (a warp is 32 threads), atomics, bit and
-// math intrinsics, and rt_dynamic_shared(). The shared object is cached on
-// disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed
-// by the header, the source, the compiler's version and the flags; a process
-// compiles a program once however many devices load it. For each extern "C"
-// __global__ kernel the header's templates generate a trampoline that
-// unpacks a cuLaunchKernel-style parameter array and reports each
-// parameter's size and kind, so Launch checks every Arg against the real
-// parameter (a wrong size is ErrInvalidValue naming the argument). A compile
-// failure is a *CompileError with the compiler's log, lines named after the
-// program; without cgo or a C++ compiler Load fails with ErrNoEmulator (a
-// program that also has Go twins loads, and only its emulated kernels fail).
-// The environment variable ROTARY_EMU_CXXFLAGS adds compiler flags, e.g.
-// "-fsanitize=address,undefined" (then run the binary with the sanitizer's
-// runtime preloaded) or "-O0 -g".
+// math intrinsics, and rt_dynamic_shared() (up to 48 KiB a launch, as a GPU
+// gives without opting in; it starts as all ones bytes, NaN as floats, so a
+// kernel that reads it unwritten shows it). The shared object is cached on
+// disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed by
+// the header, the source, the compiler's version and the flags; a process
+// compiles a program once however many devices load it. Kernels are found by
+// reading the source, so each extern "C" __global__ entry point is written out
+// (a macro that declares kernels fails Load with ErrInvalidValue); templates
+// are reached through such entry points. For each kernel the header's
+// templates generate a trampoline that unpacks a cuLaunchKernel-style
+// parameter array and reports each parameter's size and kind, so Launch checks
+// every Arg against the real parameter (a wrong size is ErrInvalidValue naming
+// the argument). A compile failure is a *CompileError with the compiler's log,
+// lines named after the program; without cgo or a C++ compiler Load fails with
+// ErrNoEmulator (a program that also has Go twins loads, and only its emulated
+// kernels fail). The environment variable ROTARY_EMU_CXXFLAGS adds compiler
+// flags, e.g. "-fsanitize=alignment,shift,bounds
+// -fsanitize-undefined-trap-on-error", which makes undefined behaviour (a
+// misaligned load: silent on x86, a fault on a GPU) fail the launch, or "-O0
+// -g" to step through a kernel in a debugger.
 //
 // Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
-// page; a block's fibers run on one OS thread, which switches between them
-// (a hand-written switch of the callee-saved registers on x86-64, about
-// 40 ns; ucontext elsewhere) at every __syncthreads and warp operation. A
-// warp operation completes when every lane its mask names has arrived; a
-// barrier when every thread that has not exited has (threads that returned
-// no longer count, as on the hardware). __shared__ variables are static
-// storage per OS thread, valid because a block runs to completion before its
-// thread starts the next. The blocks of a grid are shared out between
-// worker threads (WithEmulatorWorkers; default GOMAXPROCS up to 8), and a
-// launch is complete when its grid is. WithSchedule sets the order in which
-// a block's runnable threads are resumed: forward, reverse or seeded random.
-// Run kernel tests under several: code missing a __syncthreads or a
-// __syncwarp is often right in one order and wrong in another (package
+// page; a block's fibers run on one OS thread, which switches between them (a
+// hand-written switch of the callee-saved registers on x86-64, tens of
+// nanoseconds; glibc's ucontext elsewhere, or with -DRT_EMU_UCONTEXT, which
+// costs a system call per switch: BenchmarkEmulatorSwitch) at every
+// __syncthreads and warp operation. A warp operation completes when every lane
+// its mask names has arrived; a barrier when every thread that has not exited
+// has (threads that returned no longer count, as on the hardware). __shared__
+// variables are static storage per OS thread, valid because a block runs to
+// completion before its thread starts the next. The blocks of a grid are
+// shared out between worker threads (WithEmulatorWorkers; default GOMAXPROCS
+// up to 8), and a launch is complete when its grid is. WithSchedule sets the
+// order in which a block's runnable threads are resumed: forward, reverse or
+// seeded random. Run kernel tests under several: code missing a __syncthreads
+// or a __syncwarp is often right in one order and wrong in another (package
 // cudatest runs a test under each, and on a GPU when there is one).
 //
 // The emulator fails a launch with ErrLaunchFailed and a message naming the
@@ -71,9 +80,17 @@
 // waiting at different __syncthreads, a warp operation whose mask leaves out
 // the caller, names a lane that has exited or does not exist, or whose lanes
 // wait at different operations, a shuffle reading a lane outside the mask,
-// and a deadlock (no thread can run). A wild pointer is not caught: it
-// corrupts or crashes the process, as it would fault the GPU (build with
-// -fsanitize=address to find it).
+// and a deadlock (no thread can run). On x86-64 Linux it also turns a
+// thread's hardware fault into a failed launch, as a GPU reports an illegal
+// address, naming the thread, the address and the code's offset for
+// addr2line: every buffer ends at an inaccessible guard page, so reading or
+// writing past its end (beyond the 256-byte rounding) faults at once; so do a
+// stack overflow (each thread has 64 KiB) and an integer division by zero.
+// A wild pointer into other memory is not caught: build with
+// ROTARY_EMU_CXXFLAGS=-fsanitize=address and run the test binary with
+// LD_PRELOAD=$(g++ -print-file-name=libasan.so) to check the kernels' own
+// memory (their stacks, shared memory); device buffers are mapped memory,
+// which only the guard pages watch.
 //
 // What the emulator cannot show: memory ordering and races between blocks
 // (blocks run concurrently on a few threads, not in the GPU's order), the

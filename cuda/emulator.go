@@ -28,17 +28,20 @@ var emulatorHeader string
 
 // EmulatorFlagsEnv names the environment variable whose flags the emulator
 // adds to the C++ compiler's command line, after its own: e.g.
-// "-fsanitize=address,undefined" to check emulated kernels' memory accesses,
-// or "-O0 -g" to debug them. The flags are part of the cache key.
+// "-fsanitize=alignment,shift,bounds -fsanitize-undefined-trap-on-error" to
+// make undefined behaviour in a kernel fail its launch, or "-O0 -g" to step
+// through one in a debugger. The flags are part of the cache key.
 const EmulatorFlagsEnv = "ROTARY_EMU_CXXFLAGS"
 
 // emuFlags are the compiler flags of every emulated program. Strict aliasing
 // is off because kernels read quantized blocks through casts of byte
 // pointers, which NVCC compiles as meant; contraction is off so that CPU
-// results do not depend on the host's FMA.
+// results do not depend on the host's FMA; stack clash protection makes a
+// large frame touch each page of the stack, so an overflow hits the guard
+// page below a fiber's stack instead of the fiber under it.
 var emuFlags = []string{
 	"-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-	"-fno-strict-aliasing", "-ffp-contract=off", "-Wno-unknown-pragmas",
+	"-fno-strict-aliasing", "-ffp-contract=off", "-fstack-clash-protection", "-Wno-unknown-pragmas",
 }
 
 // defaultEmuWorkers is how many threads run an emulated grid's blocks
@@ -49,7 +52,7 @@ func defaultEmuWorkers() int { return min(runtime.GOMAXPROCS(0), 8) }
 // it.
 type emuParam struct {
 	size int
-	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other
+	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other (a struct)
 }
 
 // emuKernel is a kernel of an emulated program.
@@ -69,7 +72,6 @@ type emuRun struct {
 
 // emuLibrary is a program compiled for the emulator and loaded.
 type emuLibrary struct {
-	path    string
 	kernels map[string]*emuKernel
 	syms    emuSymbols // the object's functions (emulator_cgo.go)
 }
@@ -93,14 +95,33 @@ func globalKernels(src string) []string {
 	return names
 }
 
+// kernelMacro finds a #define (with its continuation lines) that mentions
+// __global__.
+var kernelMacro = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*define\b(?:[^\n]*\\\n)*[^\n]*\b__global__\b`)
+
+// checkKernelMacros rejects kernels declared through macros, whose names
+// only the preprocessor sees: the emulator, like the project's NVRTC check,
+// finds kernels by reading the source, so each extern "C" __global__ entry
+// point must be written out.
+func checkKernelMacros(name, src string) error {
+	code := stripComments(src)
+	loc := kernelMacro.FindStringIndex(code)
+	if loc == nil {
+		return nil
+	}
+	line := strings.Count(code[:loc[0]], "\n") + 1
+	return fmt.Errorf("cuda: Load %s: line %d: a macro declares __global__ functions; write each extern \"C\" __global__ entry point out: %w",
+		name, line, ErrInvalidValue)
+}
+
 var (
 	externGlobal = regexp.MustCompile(`extern\s*"C"\s*__global__\b`)
 	launchBounds = regexp.MustCompile(`__launch_bounds__\s*\([^)]*\)`)
 	kernelName   = regexp.MustCompile(`^[^(]*?\b([A-Za-z_]\w*)\s*\(`)
 )
 
-// stripComments blanks C comments out of src, leaving string and character
-// literals alone.
+// stripComments blanks C comments out of src, keeping its lines and leaving
+// string and character literals alone.
 func stripComments(src string) string {
 	var b strings.Builder
 	b.Grow(len(src))
@@ -128,6 +149,7 @@ func stripComments(src string) string {
 				return b.String()
 			}
 			b.WriteByte(' ')
+			b.WriteString(strings.Repeat("\n", strings.Count(src[i:i+end+2], "\n")))
 			i += end + 3
 		default:
 			b.WriteByte(c)
@@ -153,37 +175,40 @@ func emuSource(p *Program, kernels []string) string {
 	return b.String()
 }
 
-// cxxCompiler finds the C++ compiler: $CXX, else g++, else c++.
-func cxxCompiler() (string, error) {
+// cxxCompiler finds the C++ compiler: $CXX (which may carry arguments, as
+// in "ccache g++"), else g++, else c++. It returns the program's path and
+// its arguments.
+func cxxCompiler() (string, []string, error) {
 	var tried []string
-	if cxx := os.Getenv("CXX"); cxx != "" {
-		if path, err := exec.LookPath(cxx); err == nil {
-			return path, nil
+	if cxx := strings.Fields(os.Getenv("CXX")); len(cxx) > 0 {
+		if path, err := exec.LookPath(cxx[0]); err == nil {
+			return path, cxx[1:], nil
 		}
-		tried = append(tried, "$CXX="+cxx)
+		tried = append(tried, "$CXX="+os.Getenv("CXX"))
 	}
 	for _, name := range []string{"g++", "c++"} {
 		if path, err := exec.LookPath(name); err == nil {
-			return path, nil
+			return path, nil, nil
 		}
 		tried = append(tried, name)
 	}
-	return "", fmt.Errorf("%w: no C++ compiler (tried %s)", ErrNoEmulator, strings.Join(tried, ", "))
+	return "", nil, fmt.Errorf("%w: no C++ compiler (tried %s)", ErrNoEmulator, strings.Join(tried, ", "))
 }
 
 // cxxVersions caches each compiler's --version, part of the cache key.
-var cxxVersions sync.Map // path -> string
+var cxxVersions sync.Map // command line -> first line of --version
 
-func cxxVersion(ctx context.Context, cxx string) (string, error) {
-	if v, ok := cxxVersions.Load(cxx); ok {
+func cxxVersion(ctx context.Context, cxx string, prefix []string) (string, error) {
+	key := strings.Join(append([]string{cxx}, prefix...), " ")
+	if v, ok := cxxVersions.Load(key); ok {
 		return v.(string), nil
 	}
-	out, err := exec.CommandContext(ctx, cxx, "--version").Output()
+	out, err := exec.CommandContext(ctx, cxx, append(slices.Clone(prefix), "--version")...).Output()
 	if err != nil {
 		return "", fmt.Errorf("%w: %s --version: %v", ErrNoEmulator, cxx, err)
 	}
 	v, _, _ := strings.Cut(string(out), "\n")
-	cxxVersions.Store(cxx, v)
+	cxxVersions.Store(key, v)
 	return v, nil
 }
 
@@ -206,15 +231,16 @@ func loadEmulated(ctx context.Context, p *Program, kernels []string, cfg config,
 	if err := emuAvailable(); err != nil {
 		return nil, err
 	}
-	cxx, err := cxxCompiler()
+	cxx, prefix, err := cxxCompiler()
 	if err != nil {
 		return nil, err
 	}
-	version, err := cxxVersion(ctx, cxx)
+	version, err := cxxVersion(ctx, cxx, prefix)
 	if err != nil {
 		return nil, err
 	}
-	flags := append(slices.Clone(emuFlags), strings.Fields(os.Getenv(EmulatorFlagsEnv))...)
+	flags := append(slices.Clone(prefix), emuFlags...)
+	flags = append(flags, strings.Fields(os.Getenv(EmulatorFlagsEnv))...)
 	src := emuSource(p, kernels)
 	key := emuKey(src, cxx, version, flags)
 
@@ -286,6 +312,11 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 		}
 	}
 	work, err := os.MkdirTemp(dir, "build-*")
+	if err != nil && dir != "" {
+		log.Warn("cuda: emulator disk cache off", zap.String("dir", dir), zap.Error(err))
+		dir = ""
+		work, err = os.MkdirTemp("", "rotary-emu-*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cuda: Load %s: emulator: %w", name, err)
 	}
@@ -325,7 +356,7 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 	return openEmulated(obj)
 }
 
-// argSize is the size of the parameter an Arg passes.
+// size is the size of the parameter an Arg passes.
 func (a Arg) size() int {
 	switch a.kind {
 	case argInt32, argUint32, argFloat32:
@@ -365,7 +396,7 @@ func (k *emuKernel) checkArgs(args []Arg) error {
 	return nil
 }
 
-var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct"}
+var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct or other type"}
 
 // emuArgs is the value of each argument, in the low bytes of 8: a device
 // pointer as the address of its bytes.

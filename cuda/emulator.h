@@ -27,11 +27,32 @@
 #include <utility>
 #include <vector>
 
-#if !defined(__x86_64__)
+#include <dlfcn.h>
+#include <signal.h>
 #include <ucontext.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer must be told when the stack changes, or it takes a
+// fiber's frames for overflows of the thread's stack.
+extern "C" void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#define RT_EMU_ASAN 1
+#else
+#define RT_EMU_ASAN 0
 #endif
 
 #define ROTARY_EMULATOR 1
+
+// RT_EMU_ASM_SWITCH selects the hand-written context switch (x86-64);
+// elsewhere, or built with -DRT_EMU_UCONTEXT, fibers switch with glibc's
+// ucontext, about ten times slower (it saves the signal mask by a system
+// call).
+#if defined(__x86_64__) && !defined(RT_EMU_UCONTEXT)
+#define RT_EMU_ASM_SWITCH 1
+#else
+#define RT_EMU_ASM_SWITCH 0
+#endif
 
 // ---- Qualifiers ------------------------------------------------------------
 
@@ -50,6 +71,10 @@
 // next, so each block sees its own copy (holding whatever the worker's
 // previous block left there, as on a GPU).
 #define __shared__ static thread_local
+// NVRTC knows __builtin_assume; GCC does not.
+#if !defined(__clang__)
+#define __builtin_assume(c) ((void)sizeof((c) ? 1 : 0))
+#endif
 
 // ---- Vector and index types ------------------------------------------------
 
@@ -106,11 +131,11 @@ static const char *const op_names[] = {
 
 struct Fiber {
 	void *sp; // saved stack pointer (x86-64)
-#if !defined(__x86_64__)
+#if !RT_EMU_ASM_SWITCH
 	ucontext_t uc;
 #endif
 	uint3 tid;
-	unsigned linear, warp, lane;
+	unsigned warp, lane;
 	State state;
 	// The warp operation or barrier the fiber waits at.
 	WarpOp op;
@@ -120,7 +145,18 @@ struct Fiber {
 	const char *file;
 	int line;
 	uint64_t result;
-	char *stack;
+	char *stack; // the top (highest address) of its stack
+	void *asan_fake;
+	// A hardware fault taken while the fiber ran (see on_signal).
+	int fault_sig;
+	void *fault_addr, *fault_pc;
+};
+
+// Warp is what the lanes of one warp know of each other, as bit masks.
+struct Warp {
+	unsigned present; // lanes the block has
+	unsigned exited;  // lanes that returned
+	unsigned waiting; // lanes waiting at a warp operation
 };
 
 struct Launch;
@@ -137,12 +173,17 @@ struct Block {
 	const char *bar_file;
 	int bar_line;
 	Fiber *fibers;
+	Warp *warps;
 	unsigned char *dyn_smem;
 	bool failed;
+	volatile bool in_fiber; // a fiber runs (not the scheduler), for on_signal
 	void *sched_sp;
-#if !defined(__x86_64__)
+#if !RT_EMU_ASM_SWITCH
 	ucontext_t sched_uc;
 #endif
+	void *asan_fake;
+	const void *sched_bottom; // the scheduler's stack, for AddressSanitizer
+	size_t sched_size;
 	uint64_t switches;
 };
 
@@ -199,12 +240,13 @@ struct StackPool {
 
 static thread_local StackPool t_stacks;
 static thread_local std::vector<Fiber> t_fibers;
+static thread_local std::vector<Warp> t_warps;
 static thread_local std::vector<unsigned char> t_dyn_smem;
 static thread_local std::vector<unsigned> t_order;
 
 // ---- Context switch ----------------------------------------------------------
 
-#if defined(__x86_64__)
+#if RT_EMU_ASM_SWITCH
 // rt_emu_switch saves the callee-saved registers of the System V ABI on the
 // current stack, stores the stack pointer in *save, loads next and restores
 // its registers. The FPU control words are shared by the fibers of a thread
@@ -239,7 +281,7 @@ rt_emu_switch:
 
 static void fiber_main();
 
-#if defined(__x86_64__)
+#if RT_EMU_ASM_SWITCH
 extern "C" void rt_emu_fiber_start() { fiber_main(); }
 
 static inline void prepare(Fiber *f, char *top) {
@@ -251,8 +293,8 @@ static inline void prepare(Fiber *f, char *top) {
 	f->sp = sp;
 }
 
-static inline void to_fiber(Block *b, Fiber *f) { rt_emu_switch(&b->sched_sp, f->sp); }
-static inline void to_scheduler(Block *b, Fiber *f) { rt_emu_switch(&f->sp, b->sched_sp); }
+static inline void switch_to_fiber(Block *b, Fiber *f) { rt_emu_switch(&b->sched_sp, f->sp); }
+static inline void switch_to_scheduler(Block *b, Fiber *f) { rt_emu_switch(&f->sp, b->sched_sp); }
 #else
 static void uc_start() { fiber_main(); }
 
@@ -264,16 +306,52 @@ static inline void prepare(Fiber *f, char *top) {
 	makecontext(&f->uc, uc_start, 0);
 }
 
-static inline void to_fiber(Block *b, Fiber *f) { swapcontext(&b->sched_uc, &f->uc); }
-static inline void to_scheduler(Block *b, Fiber *f) { swapcontext(&f->uc, &b->sched_uc); }
+static inline void switch_to_fiber(Block *b, Fiber *f) { swapcontext(&b->sched_uc, &f->uc); }
+static inline void switch_to_scheduler(Block *b, Fiber *f) { swapcontext(&f->uc, &b->sched_uc); }
 #endif
+
+// to_fiber runs f until it switches back.
+static inline void to_fiber(Block *b, Fiber *f) {
+#if RT_EMU_ASAN
+	__sanitizer_start_switch_fiber(&b->asan_fake, f->stack - kStackSize, kStackSize);
+#endif
+	b->in_fiber = true;
+	switch_to_fiber(b, f);
+	b->in_fiber = false;
+#if RT_EMU_ASAN
+	__sanitizer_finish_switch_fiber(b->asan_fake, nullptr, nullptr);
+#endif
+}
+
+// fiber_entered tells AddressSanitizer a fiber runs, and learns the
+// scheduler's stack on the way.
+static inline void fiber_entered(Block *b, Fiber *f) {
+#if RT_EMU_ASAN
+	__sanitizer_finish_switch_fiber(f->asan_fake, &b->sched_bottom, &b->sched_size);
+#else
+	(void)b, (void)f;
+#endif
+}
+
+// to_scheduler switches from f back to the scheduler; an exited f is never
+// resumed.
+static inline void to_scheduler(Block *b, Fiber *f) {
+#if RT_EMU_ASAN
+	__sanitizer_start_switch_fiber(f->state == st_exited ? nullptr : &f->asan_fake, b->sched_bottom, b->sched_size);
+#endif
+	switch_to_scheduler(b, f);
+	fiber_entered(b, f);
+}
 
 // ---- Faults ------------------------------------------------------------------
 
-// describe writes "file:line: thread (x,y,z) of block (x,y,z)".
+// where writes "file:line: thread (x,y,z) of block (x,y,z)", without the
+// file for a null one.
 static int where(char *buf, size_t n, const char *file, int line, const Fiber *f, const Block *b) {
-	return snprintf(buf, n, "%s:%d: thread (%u,%u,%u) of block (%u,%u,%u)", file, line, f->tid.x, f->tid.y, f->tid.z,
-	                b->idx.x, b->idx.y, b->idx.z);
+	int k = file != nullptr ? snprintf(buf, n, "%s:%d: ", file, line) : 0;
+	if (k < 0 || (size_t)k >= n) return k;
+	return k + snprintf(buf + k, n - k, "thread (%u,%u,%u) of block (%u,%u,%u)", f->tid.x, f->tid.y, f->tid.z, b->idx.x,
+	                    b->idx.y, b->idx.z);
 }
 
 // fail records the launch's first fault; the block is abandoned.
@@ -287,8 +365,8 @@ static void record(Block *b, const char *msg) {
 	}
 }
 
-// fault reports a fault of the current fiber at file:line and leaves it for
-// good.
+// fault reports a fault of the current fiber at file:line (none for a null
+// file) and leaves it for good.
 [[noreturn]] static void fault(const char *file, int line, const char *fmt, ...) {
 	Fiber *f = t_cur;
 	Block *b = t_block;
@@ -306,6 +384,94 @@ static void record(Block *b, const char *msg) {
 	to_scheduler(b, f);
 	__builtin_unreachable();
 }
+
+// ---- Hardware faults -----------------------------------------------------------
+// A kernel that reads past a buffer (into the guard page after it), overflows
+// its stack (into the guard page below it), divides an integer by zero or
+// executes a trap takes a signal. On x86-64 Linux, on_signal turns that into
+// a fault of the launch, as a GPU reports an illegal address: it points the
+// fiber, on a fresh stack, at fault_trampoline, which records the fault and
+// leaves the fiber for good. A signal taken elsewhere goes to the handler
+// installed before (the Go runtime's).
+
+#if defined(__x86_64__) && defined(__linux__)
+static const int caught_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+static struct sigaction prev_actions[4];
+
+static const char *signal_name(int sig) {
+	switch (sig) {
+	case SIGSEGV: return "SIGSEGV";
+	case SIGBUS: return "SIGBUS";
+	case SIGFPE: return "SIGFPE";
+	}
+	return "SIGILL";
+}
+
+static void fault_trampoline() {
+	Fiber *f = t_cur;
+	Dl_info info;
+	const char *obj = "?";
+	uintptr_t off = (uintptr_t)f->fault_pc;
+	if (dladdr(f->fault_pc, &info) != 0 && info.dli_fname != nullptr) {
+		obj = info.dli_fname;
+		off -= (uintptr_t)info.dli_fbase;
+	}
+	const char *what = "illegal address";
+	char *bottom = f->stack - kStackSize;
+	if ((char *)f->fault_addr < bottom && (char *)f->fault_addr >= bottom - t_stacks.page) {
+		what = "stack overflow (64 KiB per thread) at";
+	} else if (f->fault_sig == SIGFPE) {
+		what = "arithmetic fault (integer division by zero?) at";
+	} else if (f->fault_sig == SIGILL) {
+		what = "illegal instruction (a trap of -fsanitize-undefined-trap-on-error?) at";
+	}
+	fault(nullptr, 0, "%s %p (%s), pc %s+%#lx (addr2line -Cfe %s %#lx)", what, f->fault_addr, signal_name(f->fault_sig),
+	      obj, (unsigned long)off, obj, (unsigned long)off);
+}
+
+static void on_signal(int sig, siginfo_t *si, void *ctx) {
+	Block *b = t_block;
+	Fiber *f = t_cur;
+	if (b != nullptr && f != nullptr && b->in_fiber) {
+		ucontext_t *uc = (ucontext_t *)ctx;
+		f->fault_sig = sig;
+		f->fault_addr = si->si_addr;
+		f->fault_pc = (void *)uc->uc_mcontext.gregs[REG_RIP];
+		// The fiber's stack from the top, as if fault_trampoline were called
+		// there: whatever the fiber had on it is abandoned.
+		uc->uc_mcontext.gregs[REG_RSP] = (greg_t)(((uintptr_t)f->stack & ~(uintptr_t)15) - 8);
+		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)&fault_trampoline;
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (caught_signals[i] != sig) continue;
+		struct sigaction *p = &prev_actions[i];
+		if (p->sa_flags & SA_SIGINFO) {
+			p->sa_sigaction(sig, si, ctx);
+		} else if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
+			// Back to the default: the faulting instruction runs again and
+			// takes it.
+			sigaction(sig, p, nullptr);
+		} else {
+			p->sa_handler(sig);
+		}
+	}
+}
+
+static void catch_faults() {
+	static std::once_flag once;
+	std::call_once(once, [] {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_signal;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		for (int i = 0; i < 4; i++) sigaction(caught_signals[i], &sa, &prev_actions[i]);
+	});
+}
+#else
+static void catch_faults() {}
+#endif
 
 // ---- Scheduling points -------------------------------------------------------
 
@@ -336,7 +502,7 @@ static unsigned syncthreads(const char *file, int line, int pred) {
 	if (b->at_barrier == 0) {
 		b->bar_file = file;
 		b->bar_line = line;
-	} else if (b->bar_line != line || strcmp(b->bar_file, file) != 0) {
+	} else if (b->bar_line != line || (b->bar_file != file && strcmp(b->bar_file, file) != 0)) {
 		fault(file, line, "divergent __syncthreads: other threads wait at the one at %s:%d", b->bar_file, b->bar_line);
 	}
 	f->state = st_barrier;
@@ -351,92 +517,89 @@ static unsigned syncthreads(const char *file, int line, int pred) {
 	return (unsigned)f->result;
 }
 
-static inline Fiber *lane_fiber(Block *b, const Fiber *f, unsigned lane) {
-	unsigned i = f->warp * 32 + lane;
-	return i < b->n ? &b->fibers[i] : nullptr;
-}
+// lowest is the lowest lane of a non-zero mask.
+static inline unsigned lowest(unsigned m) { return (unsigned)__builtin_ctz(m); }
 
 // complete_warp_op computes the results of the warp operation whose lanes
-// (f's mask) have all arrived, and makes them runnable.
-static void complete_warp_op(Block *b, Fiber *f) {
-	unsigned mask = f->mask;
+// (f's mask) have all arrived, and makes them runnable. It reports false
+// after a fault.
+static bool complete_warp_op(Block *b, Fiber *f) {
+	const unsigned mask = f->mask;
+	const WarpOp op = f->op;
+	Fiber *lanes = &b->fibers[f->warp * 32];
 	uint64_t acc = 0;
-	switch (f->op) {
-	case op_ballot:
-	case op_any:
-	case op_all:
-		for (unsigned l = 0; l < 32; l++)
-			if ((mask >> l & 1) && lane_fiber(b, f, l)->val) acc |= 1ull << l;
-		break;
-	case op_reduce_add:
-		for (unsigned l = 0; l < 32; l++)
-			if (mask >> l & 1) acc += (uint32_t)lane_fiber(b, f, l)->val;
-		acc = (uint32_t)acc;
-		break;
-	case op_reduce_min:
-	case op_reduce_max:
-	case op_reduce_min_signed:
-	case op_reduce_max_signed: {
-		bool first = true;
-		for (unsigned l = 0; l < 32; l++) {
-			if (!(mask >> l & 1)) continue;
-			uint32_t v = (uint32_t)lane_fiber(b, f, l)->val;
-			bool take = first;
-			switch (f->op) {
-			case op_reduce_min: take = take || v < (uint32_t)acc; break;
-			case op_reduce_max: take = take || v > (uint32_t)acc; break;
-			case op_reduce_min_signed: take = take || (int32_t)v < (int32_t)acc; break;
-			default: take = take || (int32_t)v > (int32_t)acc; break;
-			}
-			if (take) acc = v;
-			first = false;
+	bool first = true;
+	for (unsigned m = mask; m; m &= m - 1) {
+		Fiber *p = &lanes[lowest(m)];
+		if (p->op != op || p->mask != mask) {
+			char msg[512];
+			int n = where(msg, sizeof msg, f->file, f->line, f, b);
+			snprintf(msg + n, sizeof msg - n, ": %s with mask %#x while lane %u waits at %s with mask %#x (%s:%d)", op_names[op],
+			         mask, p->lane, op_names[p->op], p->mask, p->file, p->line);
+			record(b, msg);
+			return false;
 		}
-		break;
+		uint32_t v = (uint32_t)p->val;
+		switch (op) {
+		case op_ballot:
+		case op_any:
+		case op_all:
+			if (p->val) acc |= 1ull << p->lane;
+			break;
+		case op_reduce_add: acc = (uint32_t)(acc + v); break;
+		case op_reduce_min: acc = first || v < (uint32_t)acc ? v : acc; break;
+		case op_reduce_max: acc = first || v > (uint32_t)acc ? v : acc; break;
+		case op_reduce_min_signed: acc = first || (int32_t)v < (int32_t)acc ? v : acc; break;
+		case op_reduce_max_signed: acc = first || (int32_t)v > (int32_t)acc ? v : acc; break;
+		default: break;
+		}
+		first = false;
 	}
-	default:
-		break;
-	}
-	for (unsigned l = 0; l < 32; l++) {
-		if (!(mask >> l & 1)) continue;
-		Fiber *p = lane_fiber(b, f, l);
+	for (unsigned m = mask; m; m &= m - 1) {
+		const unsigned l = lowest(m);
+		Fiber *p = &lanes[l];
 		uint64_t r = acc;
-		switch (f->op) {
+		switch (op) {
 		case op_shfl:
 		case op_shfl_up:
 		case op_shfl_down:
 		case op_shfl_xor: {
-			unsigned w = (unsigned)p->width;
-			unsigned base = l & ~(w - 1);
-			int src = (int)l;
-			switch (f->op) {
-			case op_shfl: src = (int)(base + ((unsigned)p->arg & (w - 1))); break;
-			case op_shfl_up: src = (l - base) >= (unsigned)p->arg ? (int)l - p->arg : (int)l; break;
-			case op_shfl_down: src = (l - base) + (unsigned)p->arg < w ? (int)l + p->arg : (int)l; break;
-			default: src = (int)(l ^ (unsigned)p->arg); if ((unsigned)src >= base + w) src = (int)l; break;
+			const unsigned w = (unsigned)p->width;
+			const unsigned base = l & ~(w - 1);
+			unsigned src;
+			switch (op) {
+			case op_shfl: src = base + ((unsigned)p->arg & (w - 1)); break;
+			case op_shfl_up: src = l - base >= (unsigned)p->arg ? l - (unsigned)p->arg : l; break;
+			case op_shfl_down: src = l - base + (unsigned)p->arg < w ? l + (unsigned)p->arg : l; break;
+			default:
+				src = l ^ (unsigned)p->arg;
+				if (src >= base + w) src = l;
+				break;
 			}
-			if (src < 0 || src > 31 || !(mask >> src & 1)) {
+			if (src > 31 || !(mask >> src & 1)) {
 				char msg[512];
 				int n = where(msg, sizeof msg, p->file, p->line, p, b);
-				snprintf(msg + n, sizeof msg - n, ": %s reads lane %d, outside the mask %#x", op_names[f->op], src, mask);
+				snprintf(msg + n, sizeof msg - n, ": %s reads lane %u, outside the mask %#x", op_names[op], src, mask);
 				record(b, msg);
-				return;
+				return false;
 			}
-			r = lane_fiber(b, f, (unsigned)src)->val;
+			r = lanes[src].val;
 			break;
 		}
 		case op_any: r = acc != 0; break;
 		case op_all: r = acc == (uint64_t)mask; break;
-		case op_match_any: {
+		case op_match_any:
 			r = 0;
-			for (unsigned m = 0; m < 32; m++)
-				if ((mask >> m & 1) && lane_fiber(b, f, m)->val == p->val) r |= 1ull << m;
+			for (unsigned q = mask; q; q &= q - 1)
+				if (lanes[lowest(q)].val == p->val) r |= 1ull << lowest(q);
 			break;
-		}
 		default: break;
 		}
 		p->result = r;
 		p->state = st_runnable;
 	}
+	b->warps[f->warp].waiting &= ~mask;
+	return true;
 }
 
 // warp_op is every warp-synchronous intrinsic: the lane waits until all
@@ -445,13 +608,20 @@ static void complete_warp_op(Block *b, Fiber *f) {
 static uint64_t warp_op(const char *file, int line, WarpOp op, unsigned mask, uint64_t val, int arg, int width) {
 	Fiber *f = t_cur;
 	Block *b = t_block;
+	Warp *w = &b->warps[f->warp];
 	if (!(mask >> f->lane & 1)) fault(file, line, "%s with mask %#x, which leaves out the calling lane %u", op_names[op], mask, f->lane);
 	if (width <= 0 || width > 32 || (width & (width - 1)) != 0) fault(file, line, "%s with width %d, not a power of 2 up to 32", op_names[op], width);
-	for (unsigned l = 0; l < 32; l++) {
-		if (!(mask >> l & 1)) continue;
-		Fiber *p = lane_fiber(b, f, l);
-		if (p == nullptr) fault(file, line, "%s with mask %#x names lane %u, which the block of %u threads does not have", op_names[op], mask, l, b->n);
-		if (p->state == st_exited) fault(file, line, "%s with mask %#x names lane %u, which has exited", op_names[op], mask, l);
+	if (mask & ~w->present) {
+		fault(file, line, "%s with mask %#x names lane %u, which the block of %u threads does not have", op_names[op], mask,
+		      lowest(mask & ~w->present), b->n);
+	}
+	if (mask & w->exited) fault(file, line, "%s with mask %#x names lane %u, which has exited", op_names[op], mask, lowest(mask & w->exited));
+	if (unsigned other = w->waiting & mask) {
+		Fiber *p = &b->fibers[f->warp * 32 + lowest(other)];
+		if (p->op != op || p->mask != mask) {
+			fault(file, line, "%s with mask %#x while lane %u waits at %s with mask %#x (%s:%d)", op_names[op], mask, p->lane,
+			      op_names[p->op], p->mask, p->file, p->line);
+		}
 	}
 	f->op = op;
 	f->mask = mask;
@@ -461,22 +631,9 @@ static uint64_t warp_op(const char *file, int line, WarpOp op, unsigned mask, ui
 	f->file = file;
 	f->line = line;
 	f->state = st_warp;
-	bool all = true;
-	for (unsigned l = 0; l < 32; l++) {
-		if (!(mask >> l & 1)) continue;
-		Fiber *p = lane_fiber(b, f, l);
-		if (p->state != st_warp) {
-			all = false;
-			continue;
-		}
-		if (p->op != op || p->mask != mask) {
-			fault(file, line, "%s with mask %#x while lane %u waits at %s with mask %#x (%s:%d)", op_names[op], mask, l,
-			      op_names[p->op], p->mask, p->file, p->line);
-		}
-	}
-	if (all) {
-		complete_warp_op(b, f);
-		if (b->failed) to_scheduler(b, f);
+	w->waiting |= 1u << f->lane;
+	if ((w->waiting & mask) == mask) {
+		if (!complete_warp_op(b, f)) to_scheduler(b, f);
 		return f->result;
 	}
 	yield_to_scheduler();
@@ -487,17 +644,20 @@ static uint64_t warp_op(const char *file, int line, WarpOp op, unsigned mask, ui
 [[noreturn]] static void exit_fiber() {
 	Fiber *f = t_cur;
 	Block *b = t_block;
+	Warp *w = &b->warps[f->warp];
 	f->state = st_exited;
 	b->live--;
+	w->exited |= 1u << f->lane;
 	// A lane waiting at a warp operation whose mask names this one would
 	// wait for ever.
-	for (unsigned l = 0; l < 32 && !b->failed; l++) {
-		Fiber *p = lane_fiber(b, f, l);
-		if (p != nullptr && p->state == st_warp && (p->mask >> f->lane & 1)) {
+	for (unsigned m = w->waiting; m; m &= m - 1) {
+		Fiber *p = &b->fibers[f->warp * 32 + lowest(m)];
+		if (p->mask >> f->lane & 1) {
 			char msg[512];
 			int n = where(msg, sizeof msg, p->file, p->line, p, b);
 			snprintf(msg + n, sizeof msg - n, ": %s with mask %#x waits for lane %u, which has exited", op_names[p->op], p->mask, f->lane);
 			record(b, msg);
+			break;
 		}
 	}
 	if (!b->failed && b->at_barrier > 0 && b->at_barrier == b->live) release_barrier(b);
@@ -507,6 +667,7 @@ static uint64_t warp_op(const char *file, int line, WarpOp op, unsigned mask, ui
 
 static void fiber_main() {
 	Block *b = t_block;
+	fiber_entered(b, t_cur);
 	b->L->k->invoke(b->L->params.data());
 	exit_fiber();
 }
@@ -554,6 +715,7 @@ static bool run_block(Launch *L, uint64_t id) {
 		return false;
 	}
 	if (t_fibers.size() < n) t_fibers.resize(n);
+	if (t_warps.size() < (n + 31) / 32) t_warps.resize((n + 31) / 32);
 	if (t_dyn_smem.size() < (size_t)L->smem + 16) t_dyn_smem.resize((size_t)L->smem + 16);
 	if (t_order.size() < n) t_order.resize(n);
 
@@ -564,16 +726,28 @@ static bool run_block(Launch *L, uint64_t id) {
 	b.gdim = uint3{L->grid[0], L->grid[1], L->grid[2]};
 	b.n = b.live = n;
 	b.fibers = t_fibers.data();
+	b.warps = t_warps.data();
+	for (unsigned i = 0; i < (n + 31) / 32; i++) {
+		unsigned lanes = n - i * 32 < 32 ? n - i * 32 : 32;
+		b.warps[i] = Warp{lanes == 32 ? ~0u : (1u << lanes) - 1, 0, 0};
+	}
 	b.dyn_smem = (unsigned char *)(((uintptr_t)t_dyn_smem.data() + 15) & ~(uintptr_t)15);
+	// Dynamic shared memory starts as all ones bytes (NaN as floats, -1 as
+	// integers), so a kernel that reads it before writing it sees values
+	// it cannot mistake for data.
+	memset(b.dyn_smem, 0xff, L->smem);
 	for (unsigned i = 0; i < n; i++) {
 		Fiber *f = &b.fibers[i];
 		*f = Fiber{};
 		f->tid = uint3{i % b.bdim.x, i / b.bdim.x % b.bdim.y, i / b.bdim.x / b.bdim.y};
-		f->linear = i;
 		f->warp = i / 32;
 		f->lane = i % 32;
 		f->state = st_runnable;
 		f->stack = t_stacks.top(i);
+#if RT_EMU_ASAN
+		// A fiber abandoned after a fault left its frames' redzones behind.
+		__asan_unpoison_memory_region(f->stack - kStackSize, kStackSize);
+#endif
 		prepare(f, f->stack);
 	}
 	Block *saved_block = t_block;
@@ -722,14 +896,8 @@ static inline int reduce_minmax(const char *file, int line, bool mx, unsigned ma
 // __activemask is the lanes of the caller's warp that have not exited: the
 // emulator has no lockstep, so lanes in divergent branches count as active.
 static inline unsigned __activemask() {
-	rt_emu::Block *b = rt_emu::t_block;
-	rt_emu::Fiber *f = rt_emu::t_cur;
-	unsigned m = 0;
-	for (unsigned l = 0; l < 32; l++) {
-		rt_emu::Fiber *p = rt_emu::lane_fiber(b, f, l);
-		if (p != nullptr && p->state != rt_emu::st_exited) m |= 1u << l;
-	}
-	return m;
+	const rt_emu::Warp *w = &rt_emu::t_block->warps[rt_emu::t_cur->warp];
+	return w->present & ~w->exited;
 }
 
 static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -864,7 +1032,7 @@ static inline long long __mul64hi(long long a, long long b) { return (long long)
 static inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
 	return (unsigned long long)(((unsigned __int128)a * b) >> 64);
 }
-static inline int __sad(int a, int b, unsigned c) { return (int)(c + (unsigned)(a > b ? a - b : b - a)); }
+static inline unsigned __sad(int a, int b, unsigned c) { return c + (unsigned)(a > b ? (int64_t)a - b : (int64_t)b - a); }
 static inline unsigned __usad(unsigned a, unsigned b, unsigned c) { return c + (a > b ? a - b : b - a); }
 
 // Byte-wise SIMD: __vsubss4 and friends on four signed or unsigned bytes.
@@ -983,6 +1151,7 @@ __attribute__((visibility("default"))) int rt_emu_kernel_param_kind(int i, int j
 // x, y, z.
 __attribute__((visibility("default"))) void *rt_emu_launch_new(int k, const unsigned long long *args, int nargs, const unsigned *dims,
                                                                 unsigned smem, int order, unsigned long long seed) {
+	rt_emu::catch_faults();
 	rt_emu::Launch *L = new rt_emu::Launch();
 	L->k = &rt_emu_table[k];
 	L->values.assign(args, args + nargs);

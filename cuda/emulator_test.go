@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -22,6 +23,15 @@ var emulatorTestSource string
 
 // emuTestProgram is testdata/emulator.cu: kernels without Go twins.
 var emuTestProgram = &Program{Name: "emulator.cu", Source: Prelude + emulatorTestSource}
+
+//go:embed testdata/intrinsics.cu
+var intrinsicsTestSource string
+
+//go:embed testdata/faults.cu
+var faultsTestSource string
+
+// faultsProgram is testdata/faults.cu: kernels that fault on purpose.
+var faultsProgram = &Program{Name: "faults.cu", Source: Prelude + faultsTestSource}
 
 var testSchedules = []Schedule{ScheduleForward, ScheduleReverse, ScheduleRandom(1), ScheduleRandom(2)}
 
@@ -84,6 +94,14 @@ extern "C" __device__ int helper(int x) { return x; }
 extern "C" __global__ void third(unsigned long long n) {}`
 	assert.Equal(t, []string{"first", "second", "third"}, globalKernels(src))
 	assert.Equal(t, []string{"vadd", "axpy", "addk", "bytesum"}, globalKernels(testKernelsSource))
+
+	assert.NoError(t, checkKernelMacros("ok.cu", src+"\n#define TWICE(x) (2 * (x)) // __global__ in a comment\n"))
+	macro := "// kernels\n#define ENTRY(T) \\\n\textern \"C\" __global__ void scale_##T(T *x) { x[0] *= 2; }\nENTRY(float)\n"
+	err := checkKernelMacros("macro.cu", macro)
+	assert.ErrorIs(t, err, ErrInvalidValue)
+	assert.ErrorContains(t, err, "cuda: Load macro.cu: line 2: a macro declares __global__ functions")
+	_, err = newHost(t).Load(context.Background(), &Program{Name: "macro.cu", Source: macro})
+	assert.ErrorIs(t, err, ErrInvalidValue)
 }
 
 // TestEmulatorRunsTestKernels runs the package's test kernels from their
@@ -271,6 +289,132 @@ func TestEmulatorReportsFaults(t *testing.T) {
 	})
 }
 
+// TestEmulatorCatchesHardwareFaults reads past a buffer's end, overflows a
+// thread's stack and divides by zero: each fails its launch, as an illegal
+// address fails a GPU's, and the process carries on.
+func TestEmulatorCatchesHardwareFaults(t *testing.T) {
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
+	const n = 256
+	s := mustStream(t, d)
+	x, out := upload(t, d, s, make([]float32, n)), mustAlloc(t, d, 4*n)
+	require.NoError(t, s.Synchronize(context.Background()))
+	launch := func(name string, cfg LaunchConfig, args ...Arg) error {
+		s := mustStream(t, d)
+		require.NoError(t, s.Launch(kernel(name), cfg, args...))
+		err := s.Synchronize(context.Background())
+		assert.ErrorIs(t, err, ErrLaunchFailed, name)
+		assert.ErrorContains(t, err, "cuda: kernel "+name, name)
+		return err
+	}
+	err := launch("off_by_one", LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: n / 2}}, Ptr(x), Ptr(out), I32(n))
+	assert.ErrorContains(t, err, "thread (127,0,0) of block (1,0,0): illegal address")
+	assert.ErrorContains(t, err, fmt.Sprintf("%#x (SIGSEGV)", x.Addr()+4*n))
+	err = launch("deep", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(out))
+	assert.ErrorContains(t, err, "stack overflow")
+	zeros := upload(t, d, s, []int32{1, 2, 0, 4})
+	require.NoError(t, s.Synchronize(context.Background()))
+	err = launch("divide", LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(zeros), Ptr(out))
+	assert.ErrorContains(t, err, "thread (2,0,0) of block (0,0,0): arithmetic fault")
+
+	// Faults outside kernels still reach the Go runtime.
+	assert.Panics(t, func() {
+		var p *int
+		_ = *p
+	}, "a nil dereference in Go panics")
+
+	// Within the buffer all is well.
+	require.NoError(t, s.Launch(kernel("off_by_one"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(x), Ptr(out), I32(n-1)))
+	require.NoError(t, s.Synchronize(context.Background()))
+}
+
+// TestEmulatorIntrinsics checks the bit and conversion intrinsics against
+// their definitions in CUDA's documentation, written in Go.
+func TestEmulatorIntrinsics(t *testing.T) {
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, &Program{Name: "intrinsics.cu", Source: Prelude + intrinsicsTestSource})
+	s := mustStream(t, d)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 64
+	in := make([]uint32, 2*n)
+	for i := range in {
+		in[i] = rng.Uint32()
+	}
+	in[0], in[1] = 0, 0 // __clz(0), __ffs(0)
+	in[2], in[3] = 0x80000000, 0x7f7f7f80
+	din, dout := upload(t, d, s, in), mustAlloc(t, d, 4*16*n)
+	require.NoError(t, s.Launch(kernel("intrinsics"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: n}}, Ptr(din), Ptr(dout)))
+	got := download[uint32](t, s, dout, 16*n)
+	for i := range n {
+		a, b := in[2*i], in[2*i+1]
+		hilo := uint64(b)<<32 | uint64(a)
+		perm := uint32(0)
+		for k := range 4 {
+			perm |= uint32(hilo>>(8*(b>>(4*k)&7))&0xff) << (8 * k)
+		}
+		var vsub uint32
+		for k := 0; k < 32; k += 8 {
+			v := max(-128, min(127, int(int8(a>>k))-int(int8(b>>k))))
+			vsub |= uint32(uint8(int8(v))) << k
+		}
+		sat := math.Float32frombits(b)
+		switch {
+		case sat != sat || sat < 0:
+			sat = 0
+		case sat > 1:
+			sat = 1
+		}
+		want := []uint32{
+			uint32(bits.OnesCount32(a)),
+			uint32(bits.LeadingZeros32(a)),
+			uint32(bits.TrailingZeros32(b)+1) % 33,
+			bits.Reverse32(a),
+			perm,
+			uint32(hilo << (b & 31) >> 32),
+			uint32(hilo >> (b & 31)),
+			uint32(hilo << min(b&63, 32) >> 32),
+			uint32(hilo >> min(b&63, 32)),
+			uint32(uint64(a) * uint64(b) >> 32),
+			uint32(int64(int32(a)) * int64(int32(b)) >> 32),
+			vsub,
+			uint32(int32(math.RoundToEven(float64(math.Float32frombits(a&0x807fffff | 0x4a000000))))),
+			max(a, b) - uint32(min(int32(a), int32(b))),
+			math.Float32bits(sat),
+			in[2*((i+1)%n)],
+		}
+		require.Equal(t, want, got[16*i:16*i+16], "thread %d: a=%#x b=%#x", i, a, b)
+	}
+}
+
+// TestEmulatorUcontext runs kernels with the portable context switch that
+// other architectures use.
+func TestEmulatorUcontext(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-DRT_EMU_UCONTEXT")
+	d := newHost(t, WithSchedule(ScheduleRandom(5)))
+	kernel := loadEmulatedKernels(t, d, emuTestProgram)
+	s := mustStream(t, d)
+	out := mustAlloc(t, d, 4*6*64)
+	require.NoError(t, s.Launch(kernel("votes"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 64}}, Ptr(out)))
+	got := download[uint32](t, s, out, 6*64)
+	assert.Equal(t, []uint32{0xaaaaaaaa, 1, 0, 31 * 32 / 2, 4, 7}, got[6*37:6*38], "thread 37, lane 5")
+	require.NoError(t, s.Launch(kernel("trap_at"), LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: 64}}, Ptr(out)))
+	assert.ErrorContains(t, s.Synchronize(context.Background()), "__trap()")
+}
+
+// TestEmulatorUndefinedBehaviour builds the kernels with UBSan in trap mode:
+// a misaligned load, silent on x86, fails the launch as it faults a GPU.
+func TestEmulatorUndefinedBehaviour(t *testing.T) {
+	t.Setenv(EmulatorFlagsEnv, "-fsanitize=alignment -fsanitize-undefined-trap-on-error")
+	d := newHost(t)
+	kernel := loadEmulatedKernels(t, d, faultsProgram)
+	s := mustStream(t, d)
+	blk, out := mustAlloc(t, d, 34*4), mustAlloc(t, d, 16)
+	require.NoError(t, s.Launch(kernel("misaligned"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 4}}, Ptr(blk), Ptr(out)))
+	err := s.Synchronize(context.Background())
+	assert.ErrorIs(t, err, ErrLaunchFailed)
+	assert.ErrorContains(t, err, "thread (0,0,0) of block (0,0,0): illegal instruction")
+}
+
 func TestEmulatorArgChecks(t *testing.T) {
 	d := newHost(t)
 	kernel := loadEmulatedKernels(t, d, emuTestProgram)
@@ -304,6 +448,27 @@ func TestEmulatorArgChecks(t *testing.T) {
 	err := mustStream(t, nodata).Launch(kernel("gemv_q8"), cfg, Ptr(y), Ptr(y), Ptr(y), I32(0))
 	assert.ErrorIs(t, err, ErrInvalidValue)
 	assert.ErrorContains(t, err, "WithoutData")
+}
+
+func TestNoEmulator(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CXX", "no-such-c++")
+	d := newHost(t)
+	ctx := context.Background()
+	_, err := d.Load(ctx, emuTestProgram)
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	if emuAvailable() == nil { // with cgo: the compiler is what is missing
+		assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+	}
+
+	// The Go twins of a program still run; its other kernels cannot.
+	m, err := d.Load(ctx, &Program{Name: "kernels.cu", Source: testKernelsSource, Host: map[string]HostKernel{"vadd": testProgram.Host["vadd"]}})
+	require.NoError(t, err)
+	_, err = m.Kernel("vadd")
+	require.NoError(t, err)
+	_, err = m.Kernel("axpy")
+	assert.ErrorIs(t, err, ErrNoEmulator)
+	assert.ErrorContains(t, err, "cuda: Kernel(axpy): module kernels.cu: no Go twin, and cuda: no kernel emulator")
 }
 
 func TestEmulatorCompileError(t *testing.T) {
@@ -431,6 +596,9 @@ func TestEmulatorDynamicSharedAndPointerTables(t *testing.T) {
 			}
 		}
 
+		err := s.Launch(kernel("dyn_shared"), LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 32}, SharedMem: 48<<10 + 1}, Ptr(din), Ptr(dout), I32(n))
+		assert.ErrorIs(t, err, ErrInvalidValue, "over 48 KiB of dynamic shared memory")
+
 		// Device addresses stored in device memory lead to the buffers.
 		var addrs []uint64
 		for i := range 8 {
@@ -471,4 +639,84 @@ func TestEmulatorLoadsOnce(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, "build-*"))
 	require.NoError(t, err)
 	assert.Empty(t, left, "build directories are removed")
+}
+
+// BenchmarkEmulatorGEMV is a 2048×2048 Q8_0-like matrix times a vector:
+// 2048 blocks of 128 threads, 5 warp shuffles and a barrier each.
+func BenchmarkEmulatorGEMV(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			d, err := NewHost(WithEmulatorWorkers(workers))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("gemv_q8")
+			require.NoError(b, err)
+			s, err := d.NewStream()
+			require.NoError(b, err)
+			const rows, cols = 2048, 2048
+			w, _ := q8Matrix(rand.New(rand.NewPCG(1, 1)), rows, cols)
+			dw, err := d.Alloc(int64(len(w)))
+			require.NoError(b, err)
+			require.NoError(b, s.CopyHtoD(dw, 0, w))
+			dx, err := d.Alloc(4 * cols)
+			require.NoError(b, err)
+			dy, err := d.Alloc(4 * rows)
+			require.NoError(b, err)
+			cfg := LaunchConfig{Grid: Dim3{X: rows}, Block: Dim3{X: 128}}
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				require.NoError(b, s.Launch(k, cfg, Ptr(dw), Ptr(dx), Ptr(dy), I32(cols)))
+				require.NoError(b, s.Synchronize(context.Background()))
+			}
+		})
+	}
+}
+
+// BenchmarkEmulatorSwitch measures a context switch into a fiber and back:
+// one block of 256 threads passing 1000 barriers, on one worker, with the
+// hand-written switch and with ucontext.
+func BenchmarkEmulatorSwitch(b *testing.B) {
+	for _, sw := range []struct{ name, flags string }{{"asm", ""}, {"ucontext", "-DRT_EMU_UCONTEXT"}} {
+		b.Run(sw.name, func(b *testing.B) {
+			b.Setenv(EmulatorFlagsEnv, sw.flags)
+			d, err := NewHost(WithEmulatorWorkers(1))
+			require.NoError(b, err)
+			defer d.Close()
+			m, err := d.Load(context.Background(), emuTestProgram)
+			requireEmulator(b, err)
+			k, err := m.Kernel("sync_loop")
+			require.NoError(b, err)
+			out, err := d.Alloc(4)
+			require.NoError(b, err)
+			ek := k.(*hostKernel).emu
+			run := emuRun{
+				cfg:     LaunchConfig{Grid: Dim3{X: 1, Y: 1, Z: 1}, Block: Dim3{X: 256, Y: 1, Z: 1}},
+				args:    emuArgs([]Arg{I32(1000), Ptr(out)}),
+				workers: 1,
+			}
+			var switches uint64
+			for b.Loop() {
+				n, err := ek.run(run)
+				require.NoError(b, err)
+				switches += n
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(switches), "ns/switch")
+		})
+	}
+}
+
+// BenchmarkEmulatorCompile compiles the test kernels afresh (no cache).
+func BenchmarkEmulatorCompile(b *testing.B) {
+	i := 0
+	for b.Loop() {
+		d, err := NewHost(WithCacheDir(""))
+		require.NoError(b, err)
+		i++
+		p := &Program{Name: "emulator.cu", Source: fmt.Sprintf("%s\n// %s %d\n", emuTestProgram.Source, b.Name(), i)}
+		_, err = d.Load(context.Background(), p)
+		requireEmulator(b, err)
+		require.NoError(b, d.Close())
+	}
 }

@@ -58,8 +58,7 @@ const (
 // with bytes have the address of their bytes.
 const hostAddrBase = 1 << 40
 
-// hostAlign is the alignment of the host backend's synthetic addresses, as
-// cuMemAlloc's; buffers with bytes are page-aligned.
+// hostAlign is the alignment of the host backend's buffers, as cuMemAlloc's.
 const hostAlign = 256
 
 var _ Device = (*HostDevice)(nil)
@@ -347,6 +346,11 @@ func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 	for _, name := range globalKernels(p.Source) {
 		if p.Host[name] == nil {
 			emulated = append(emulated, name)
+		}
+	}
+	if len(emulated) > 0 || len(p.Host) == 0 {
+		if err := checkKernelMacros(p.Name, p.Source); err != nil {
+			return nil, err
 		}
 	}
 	if len(emulated) == 0 && len(p.Host) == 0 {

@@ -130,10 +130,13 @@ func (s *hostStream) work() {
 			}
 		}
 		op.done()
+		// The operation counts as done before its mark completes: whoever
+		// the mark wakes (Synchronize) may Query at once and must find the
+		// stream idle.
+		s.pending.Add(-1)
 		if op.mark != nil {
 			op.mark.complete(s.dev.Now(), s.failure())
 		}
-		s.pending.Add(-1)
 	}
 }
 
@@ -371,6 +374,11 @@ func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
 // maxThreadsPerBlock is CUDA's limit on a block's size.
 const maxThreadsPerBlock = 1024
 
+// maxDynamicShared is the dynamic shared memory a launch may ask for without
+// raising the kernel's limit (cuFuncSetAttribute, which this package does
+// not call): more fails on a GPU, so it fails in the emulator.
+const maxDynamicShared = 48 << 10
+
 // checkLaunch checks a launch's shape as the driver would, filling zero Y and
 // Z with 1.
 func checkLaunch(cfg *LaunchConfig) error {
@@ -409,6 +417,10 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 		}
 		if s.dev.cfg.noData {
 			return fmt.Errorf("cuda: Launch %s: an emulated kernel needs device memory with bytes, not WithoutData: %w", hk.name, ErrInvalidValue)
+		}
+		if cfg.SharedMem > maxDynamicShared {
+			return fmt.Errorf("cuda: Launch %s: %d bytes of dynamic shared memory, over the %d a launch gets: %w",
+				hk.name, cfg.SharedMem, maxDynamicShared, ErrInvalidValue)
 		}
 	}
 	// The arguments are copied: the caller may reuse its slice before the

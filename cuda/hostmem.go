@@ -10,20 +10,21 @@ import (
 // bytes from under them, so each queued operation holds the memory it
 // touches, and the mapping goes once it is freed and no longer held.
 type deviceMemory struct {
-	mu    sync.Mutex
-	data  []byte
-	holds int
-	freed bool
+	mu      sync.Mutex
+	mapping []byte // what mapDeviceMemory returned
+	data    []byte // the buffer's bytes within it
+	holds   int
+	freed   bool
 }
 
 // newDeviceMemory maps size bytes. Should the device be dropped without
 // Close, the mapping goes with its allocation's record.
 func newDeviceMemory(size int64) (*deviceMemory, error) {
-	data, err := mapDeviceMemory(size)
+	mapping, data, err := mapDeviceMemory(size)
 	if err != nil {
 		return nil, err
 	}
-	return &deviceMemory{data: data}, nil
+	return &deviceMemory{mapping: mapping, data: data}, nil
 }
 
 // track ties m's lifetime to a, its record in the ledger.
@@ -58,8 +59,8 @@ func (m *deviceMemory) free() {
 }
 
 func (m *deviceMemory) unmapIfDone() {
-	if m.freed && m.holds == 0 && m.data != nil {
-		unmapDeviceMemory(m.data)
-		m.data = nil
+	if m.freed && m.holds == 0 && m.mapping != nil {
+		unmapDeviceMemory(m.mapping)
+		m.mapping, m.data = nil, nil
 	}
 }
