@@ -47,10 +47,10 @@ var formats = map[experts.Type]format{
 	experts.TypeMXFP4:  {name: "mxfp4", align: 1},
 	experts.TypeQ2_K:   {name: "q2_K", align: 4},
 	experts.TypeQ3_K:   {name: "q3_K", align: 2},
-	experts.TypeQ4_K:   {name: "q4_K", align: 4},
-	experts.TypeQ5_K:   {name: "q5_K", align: 4},
+	experts.TypeQ4_K:   {name: "q4_K", align: 16},
+	experts.TypeQ5_K:   {name: "q5_K", align: 16},
 	experts.TypeQ6_K:   {name: "q6_K", align: 2},
-	experts.TypeIQ4_XS: {name: "iq4_xs", align: 4},
+	experts.TypeIQ4_XS: {name: "iq4_xs", align: 8},
 }
 
 // commonProgram is the name of the program of the type-independent kernels.
