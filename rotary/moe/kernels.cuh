@@ -133,11 +133,11 @@ __device__ __forceinline__ void rt_moe_gate_up(const u8 *plane, i64 slot_bytes, 
 		int r = r0 + warp * rpw + lane / L;
 		float g = 0.0f, u = 0.0f;
 		if (ok && r < 32) {
-			for (int b = lane % L; b < nb; b += L) {
-				const typename T::act *xb = x + (i64)b * T::ASTRIDE;
-				g += T::dot(gate + (i64)r * row_bytes + (i64)b * T::BYTES, xb);
-				u += T::dot(up + (i64)r * row_bytes + (i64)b * T::BYTES, xb);
-			}
+			// Two passes rather than one loop over both: a K-quant block
+			// is read whole into registers, and two at once would double
+			// the registers a thread holds, and halve the warps an SM runs.
+			g = rt_row_dot<T>(gate + (i64)r * row_bytes, x, nb, lane % L, L);
+			u = rt_row_dot<T>(up + (i64)r * row_bytes, x, nb, lane % L, L);
 		}
 		g = rt_group_sum(g, L);
 		u = rt_group_sum(u, L);
