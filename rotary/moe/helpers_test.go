@@ -11,6 +11,7 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/cuda/cudatest"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/experts/quant"
 	"github.com/rotary-moe/rotary/rotary/moe"
 	"github.com/stretchr/testify/require"
 )
@@ -63,8 +64,8 @@ func randomWeights(t *testing.T, r *rand.Rand, typ experts.Type, rows, cols int)
 	rb, err := typ.RowBytes(uint64(cols))
 	require.NoError(t, err)
 	w := make([]byte, int(rb)*rows)
-	if typ.CanQuantize() {
-		require.NoError(t, experts.Quantize(typ, randomFloats(r, rows*cols), w))
+	if quant.CanQuantize(typ) {
+		require.NoError(t, quant.Quantize(typ, randomFloats(r, rows*cols), w))
 		return w
 	}
 	for i := range w {
@@ -72,7 +73,7 @@ func randomWeights(t *testing.T, r *rand.Rand, typ experts.Type, rows, cols int)
 	}
 	bs := typ.BlockBytes()
 	for b := 0; b < len(w); b += bs {
-		binary.LittleEndian.PutUint16(w[b:], experts.Float32ToFloat16(float32(0.01+0.02*r.Float64())))
+		binary.LittleEndian.PutUint16(w[b:], quant.Float32ToFloat16(float32(0.01+0.02*r.Float64())))
 	}
 	return w
 }
@@ -80,7 +81,7 @@ func randomWeights(t *testing.T, r *rand.Rand, typ experts.Type, rows, cols int)
 // dequantize expands rows×cols weights to float64.
 func dequantize(t *testing.T, typ experts.Type, w []byte, rows, cols int) []float64 {
 	f := make([]float32, rows*cols)
-	require.NoError(t, experts.Dequantize(typ, w, f))
+	require.NoError(t, quant.Dequantize(typ, w, f))
 	d := make([]float64, len(f))
 	for i, v := range f {
 		d[i] = float64(v)
