@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // cudaDevice is a Device on a GPU, using the device's primary context: it is
@@ -31,7 +32,11 @@ type cudaDevice struct {
 	streams  map[*cudaStream]struct{}
 	events   map[*cudaEvent]struct{}
 	modules  map[*cudaModule]struct{}
+	graphs   map[*cudaGraph]struct{}
+	execs    map[*cudaGraphExec]struct{}
 	nStreams int
+
+	captures atomic.Int32 // streams capturing
 }
 
 var _ Device = (*cudaDevice)(nil)
@@ -67,6 +72,8 @@ func openDevice(drv driver, loadCompiler func() (compiler, error), ordinal int, 
 		streams:  make(map[*cudaStream]struct{}),
 		events:   make(map[*cudaEvent]struct{}),
 		modules:  make(map[*cudaModule]struct{}),
+		graphs:   make(map[*cudaGraph]struct{}),
+		execs:    make(map[*cudaGraphExec]struct{}),
 	}
 	var err error
 	if d.dev, err = drv.deviceGet(ordinal); err != nil {
@@ -296,6 +303,9 @@ func (d *cudaDevice) NewEvent(flags EventFlag) (Event, error) {
 
 // Synchronize implements Device.
 func (d *cudaDevice) Synchronize(ctx context.Context) error {
+	if d.captures.Load() > 0 {
+		return fmt.Errorf("cuda: Synchronize: a stream is capturing: %w", ErrCapture)
+	}
 	return d.wait(ctx, "Synchronize", nil, func() error {
 		if err := d.enter("Synchronize"); err != nil {
 			return err
@@ -338,6 +348,7 @@ func (d *cudaDevice) Stats() Stats {
 	d.led.stats(&s)
 	d.mu.Lock()
 	s.Streams, s.Events, s.Modules = len(d.streams), len(d.events), len(d.modules)
+	s.Graphs, s.GraphExecs = len(d.graphs), len(d.execs)
 	d.mu.Unlock()
 	return s
 }
@@ -351,8 +362,23 @@ func (d *cudaDevice) Close() error {
 		return fmt.Errorf("cuda: Close: device: %w", ErrClosed)
 	}
 	d.closed = true
-	errs := []error{d.drv.ctxSynchronize(d.ctx)}
+	// A capture under way would make the synchronization fail (global
+	// mode): it ends first.
+	var errs []error
 	d.mu.Lock()
+	for s := range d.streams {
+		errs = append(errs, s.dropCapture())
+	}
+	d.mu.Unlock()
+	errs = append(errs, d.drv.ctxSynchronize(d.ctx))
+	d.mu.Lock()
+	for x := range d.execs {
+		errs = append(errs, d.drv.graphExecDestroy(d.ctx, x.h))
+	}
+	for g := range d.graphs {
+		errs = append(errs, d.drv.graphDestroy(d.ctx, g.h))
+	}
+	d.graphs, d.execs = nil, nil
 	for m := range d.modules {
 		errs = append(errs, d.drv.moduleUnload(d.ctx, m.h))
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -37,7 +38,11 @@ type HostDevice struct {
 	streams  map[*hostStream]struct{}
 	events   map[*hostEvent]struct{}
 	modules  map[*hostModule]struct{}
+	graphs   map[*hostGraph]struct{}
+	execs    map[*hostGraphExec]struct{}
 	nStreams int
+
+	captures atomic.Int32 // streams capturing
 }
 
 // link is a resource operations queue for, in modeled time.
@@ -85,6 +90,8 @@ func NewHost(opts ...HostOption) (*HostDevice, error) {
 		streams:  make(map[*hostStream]struct{}),
 		events:   make(map[*hostEvent]struct{}),
 		modules:  make(map[*hostModule]struct{}),
+		graphs:   make(map[*hostGraph]struct{}),
+		execs:    make(map[*hostGraphExec]struct{}),
 	}, nil
 }
 
@@ -431,6 +438,10 @@ func (h *HostDevice) Synchronize(ctx context.Context) error {
 		h.mu.Unlock()
 		return fmt.Errorf("cuda: Synchronize: device: %w", ErrClosed)
 	}
+	if h.captures.Load() > 0 {
+		h.mu.Unlock()
+		return fmt.Errorf("cuda: Synchronize: a stream is capturing: %w", ErrCapture)
+	}
 	streams := make([]*hostStream, 0, len(h.streams))
 	for s := range h.streams {
 		streams = append(streams, s)
@@ -451,6 +462,7 @@ func (h *HostDevice) Stats() Stats {
 	h.led.stats(&s)
 	h.mu.Lock()
 	s.Streams, s.Events, s.Modules = len(h.streams), len(h.events), len(h.modules)
+	s.Graphs, s.GraphExecs = len(h.graphs), len(h.execs)
 	h.mu.Unlock()
 	return s
 }
@@ -469,7 +481,20 @@ func (h *HostDevice) Close() error {
 	h.events = make(map[*hostEvent]struct{})
 	modules := h.modules
 	h.modules = make(map[*hostModule]struct{})
+	graphs, execs := h.graphs, h.execs
+	h.graphs, h.execs = make(map[*hostGraph]struct{}), make(map[*hostGraphExec]struct{})
 	h.mu.Unlock()
+
+	for g := range graphs {
+		g.mu.Lock()
+		g.closed, g.nodes = true, nil
+		g.mu.Unlock()
+	}
+	for x := range execs {
+		x.mu.Lock()
+		x.closed, x.nodes = true, nil
+		x.mu.Unlock()
+	}
 
 	for s := range streams {
 		s.shutdown()

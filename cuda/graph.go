@@ -1,0 +1,71 @@
+package cuda
+
+import "fmt"
+
+// Graph is work captured from a stream (Stream.BeginCapture, EndCapture):
+// the copies, memsets, kernel launches and event records and waits queued
+// on the stream while it captured, in their order, not run. Instantiate
+// turns it into a GraphExec, which replays the whole sequence on a stream at
+// the cost of one call; that is what makes a decode step of hundreds of
+// launches cheap (each launch through cgo costs ~4 µs, a graph launch about
+// the same for all of them).
+//
+// A graph refers to the buffers, kernels and events it captured, not to
+// copies of them: they must stay alive while it, or a GraphExec made from
+// it, may run. A captured host-to-device or device-to-host copy reads or
+// writes its host memory at every replay, so that memory must be pinned or
+// registered (capturing a copy from pageable memory is ErrCapture). A
+// captured Record makes its event complete at each replay, and a captured
+// Wait waits, at each replay, for the most recent Record of its event then
+// (CU_EVENT_RECORD_EXTERNAL and CU_EVENT_WAIT_EXTERNAL on a GPU), so a
+// replayed step can signal a copy stream and wait for one.
+type Graph interface {
+	// Launches is the number of kernel launches captured. GraphExec's
+	// SetKernelArgs numbers them from 0 in the order they were queued.
+	Launches() int
+	// Instantiate makes an executable copy of the graph. The graph may be
+	// closed afterwards; the GraphExec stays valid.
+	Instantiate() (GraphExec, error)
+	// Close releases the graph.
+	Close() error
+}
+
+// GraphExec is an instantiated Graph, ready to be launched.
+type GraphExec interface {
+	// Launch queues the graph's work on s, as one operation in s's order.
+	// s must not be capturing (graphs within graphs are not supported).
+	Launch(s Stream) error
+	// SetKernelArgs replaces the arguments of kernel launch number launch
+	// (in capture order) for the launches of this GraphExec queued from now
+	// on. The kernel and its shape stay; the new arguments must be as many
+	// and of the same kinds as the captured ones (a pointer may become
+	// another pointer, Ptr or HostPtr).
+	SetKernelArgs(launch int, args ...Arg) error
+	// Close releases the GraphExec once its queued launches complete.
+	Close() error
+}
+
+// checkArgUpdate checks that args may replace old in a captured launch.
+func checkArgUpdate(old, args []Arg) error {
+	if len(args) != len(old) {
+		return fmt.Errorf("%d arguments for a launch captured with %d: %w", len(args), len(old), ErrInvalidValue)
+	}
+	for i, a := range args {
+		if a.kind != old[i].kind && !(a.isPointer() && old[i].isPointer()) {
+			return fmt.Errorf("argument %d is %v, captured as %v: %w", i, a.kind, old[i].kind, ErrInvalidValue)
+		}
+	}
+	return nil
+}
+
+func (a Arg) isPointer() bool { return a.kind == argBuffer || a.kind == argHost }
+
+// argSize is the size in bytes of the kernel parameter an argument stands
+// for.
+func (a Arg) argSize() int {
+	switch a.kind {
+	case argInt32, argUint32, argFloat32:
+		return 4
+	}
+	return 8
+}
