@@ -373,10 +373,13 @@ func (d *cudaDevice) Close() error {
 	errs = append(errs, d.drv.ctxSynchronize(d.ctx))
 	d.mu.Lock()
 	for x := range d.execs {
-		errs = append(errs, d.drv.graphExecDestroy(d.ctx, x.h))
+		errs = append(errs, d.drv.graphExecDestroy(d.ctx, x.h), x.graph.dropExec())
 	}
 	for g := range d.graphs {
-		errs = append(errs, d.drv.graphDestroy(d.ctx, g.h))
+		g.mu.Lock()
+		g.closed = true
+		errs = append(errs, g.release())
+		g.mu.Unlock()
 	}
 	d.graphs, d.execs = nil, nil
 	for m := range d.modules {

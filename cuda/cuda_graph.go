@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -172,15 +173,28 @@ func paramsEqual(ptrs unsafe.Pointer, args []Arg, packed []uint64) bool {
 	return true
 }
 
-// cudaGraph is a Graph on a GPU.
+// cudaGraph is a Graph on a GPU. The driver's graph lives until it is
+// closed and its GraphExecs are: cuGraphExecKernelNodeSetParams names a
+// node of the graph the GraphExec came from.
 type cudaGraph struct {
 	dev      *cudaDevice
 	h        cuGraph
 	launches []cudaLaunch
 	bufs     []Buffer
 
-	mu     sync.Mutex
-	closed bool
+	mu        sync.Mutex
+	closed    bool
+	execs     int // GraphExecs not closed
+	destroyed bool
+}
+
+// release destroys the driver's graph once nothing needs it; g.mu is held.
+func (g *cudaGraph) release() error {
+	if !g.closed || g.execs > 0 || g.destroyed {
+		return nil
+	}
+	g.destroyed = true
+	return g.dev.drv.graphDestroy(g.dev.ctx, g.h)
 }
 
 // Launches implements Graph.
@@ -201,7 +215,8 @@ func (g *cudaGraph) Instantiate() (GraphExec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cuda: Graph.Instantiate: %w", err)
 	}
-	x := &cudaGraphExec{dev: g.dev, h: h, launches: slices.Clone(g.launches), bufs: g.bufs}
+	g.execs++
+	x := &cudaGraphExec{dev: g.dev, h: h, graph: g, launches: slices.Clone(g.launches), bufs: g.bufs}
 	g.dev.mu.Lock()
 	g.dev.execs[x] = struct{}{}
 	g.dev.mu.Unlock()
@@ -223,14 +238,15 @@ func (g *cudaGraph) Close() error {
 	g.dev.mu.Lock()
 	delete(g.dev.graphs, g)
 	g.dev.mu.Unlock()
-	return g.dev.drv.graphDestroy(g.dev.ctx, g.h)
+	return g.release()
 }
 
 // cudaGraphExec is a GraphExec on a GPU.
 type cudaGraphExec struct {
-	dev  *cudaDevice
-	h    cuGraphExec
-	bufs []Buffer // the buffers of the captured work (never changed)
+	dev   *cudaDevice
+	h     cuGraphExec
+	graph *cudaGraph // kept until this closes
+	bufs  []Buffer   // the buffers of the captured work (never changed)
 
 	mu       sync.Mutex
 	launches []cudaLaunch // with the arguments set last
@@ -317,7 +333,16 @@ func (x *cudaGraphExec) Close() error {
 	x.dev.mu.Lock()
 	delete(x.dev.execs, x)
 	x.dev.mu.Unlock()
-	return x.dev.drv.graphExecDestroy(x.dev.ctx, x.h)
+	err := x.dev.drv.graphExecDestroy(x.dev.ctx, x.h)
+	return errors.Join(err, x.graph.dropExec())
+}
+
+// dropExec forgets a closed GraphExec of g.
+func (g *cudaGraph) dropExec() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.execs--
+	return g.release()
 }
 
 // alive fails for an unloaded module.

@@ -9,11 +9,11 @@ import "unsafe"
 
 // Driver handles, as the driver returns them.
 type (
-	cuDevice   int32
-	cuContext  uintptr
-	cuStream   uintptr
-	cuEvent    uintptr
-	cuModule   uintptr
+	cuDevice    int32
+	cuContext   uintptr
+	cuStream    uintptr
+	cuEvent     uintptr
+	cuModule    uintptr
 	cuFunction  uintptr
 	cuGraph     uintptr
 	cuGraphExec uintptr

@@ -61,12 +61,13 @@ func TestGraphs(t *testing.T) {
 		require.NoError(t, err)
 		done, err := d.NewEvent(0)
 		require.NoError(t, err)
+		copy(out.Bytes(), pattern(4*n, 3))
 
 		g := captureStep(t, d, s, addk, in, out, x, y, done, n)
 		assert.Equal(t, 2, g.Launches())
 		assert.Equal(t, 1, d.Stats().Graphs)
 		require.NoError(t, s.Synchronize(ctx))
-		assert.Equal(t, make([]byte, 4*n), out.Bytes(), "captured work does not run")
+		assert.Equal(t, pattern(4*n, 3), out.Bytes(), "captured work does not run")
 
 		exec, err := g.Instantiate()
 		require.NoError(t, err)
