@@ -2,8 +2,8 @@ package cuda
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -30,6 +30,7 @@ type cudaLaunch struct {
 	args   []Arg
 	params []uint64
 	node   cuGraphNode
+	twin   bool // identical to another launch of the capture
 }
 
 // cudaCapture is what a capturing stream remembers beside the driver: the
@@ -121,10 +122,17 @@ func (s *cudaStream) EndCapture() (Graph, error) {
 
 // matchNodes finds each captured launch's node among the graph's kernel
 // nodes, which the driver lists in no documented order: the node of the
-// same function, shape and parameter values. Launches that match the same
-// nodes are alike in everything but their place, and take them in the
-// driver's order (creation order, in practice).
+// same function, shape and parameter values. Identical launches (twins)
+// take their nodes in the driver's order, which may not be theirs, so
+// SetKernelArgs refuses them.
 func matchNodes(launches []cudaLaunch, nodes []kernelNode) error {
+	tw := twins(len(launches), func(i, j int) bool {
+		a, b := &launches[i], &launches[j]
+		return a.k == b.k && a.cfg == b.cfg && sameArgs(a.args, b.args)
+	})
+	for i := range launches {
+		launches[i].twin = tw[i]
+	}
 	if len(nodes) != len(launches) {
 		return fmt.Errorf("%d kernel nodes for %d captured launches: %w", len(nodes), len(launches), ErrCapture)
 	}
@@ -304,6 +312,9 @@ func (x *cudaGraphExec) SetKernelArgs(launch int, args ...Arg) error {
 		return fmt.Errorf("cuda: GraphExec.SetKernelArgs: launch %d of %d: %w", launch, len(x.launches), ErrInvalidValue)
 	}
 	l := &x.launches[launch]
+	if l.twin {
+		return errTwin(launch)
+	}
 	if err := checkArgUpdate(l.args, args); err != nil {
 		return fmt.Errorf("cuda: GraphExec.SetKernelArgs %s: %w", l.k.name, err)
 	}

@@ -39,7 +39,11 @@ type GraphExec interface {
 	// (in capture order) for the launches of this GraphExec queued from now
 	// on. The kernel and its shape stay; the new arguments must be as many
 	// and of the same kinds as the captured ones (a pointer may become
-	// another pointer, Ptr or HostPtr).
+	// another pointer, Ptr or HostPtr). A launch identical to another of
+	// the capture (kernel, shape and arguments) cannot be updated
+	// (ErrInvalidValue): a GPU lists a graph's nodes in no documented order,
+	// and the two nodes cannot be told apart; capture such launches with an
+	// argument that differs if one is to change.
 	SetKernelArgs(launch int, args ...Arg) error
 	// Close releases the GraphExec once its queued launches complete.
 	Close() error
@@ -68,4 +72,37 @@ func (a Arg) argSize() int {
 		return 4
 	}
 	return 8
+}
+
+// sameArgs reports whether two argument lists pass the same values.
+func sameArgs(a, b []Arg) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.kind != y.kind || x.bits != y.bits || x.buf != y.buf || x.off != y.off || x.host.id != y.host.id {
+			return false
+		}
+	}
+	return true
+}
+
+// twins reports, for each of n captured launches, whether another is
+// identical to it; same(i, j) compares two.
+func twins(n int, same func(i, j int) bool) []bool {
+	t := make([]bool, n)
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			if same(i, j) {
+				t[i], t[j] = true, true
+			}
+		}
+	}
+	return t
+}
+
+// errTwin is SetKernelArgs' refusal to update a launch with a twin.
+func errTwin(launch int) error {
+	return fmt.Errorf("cuda: GraphExec.SetKernelArgs: launch %d is identical to another launch of the capture: %w", launch, ErrInvalidValue)
 }

@@ -32,7 +32,8 @@ type hostGraph struct {
 
 	mu       sync.Mutex
 	nodes    []hostNode
-	launches []int // indices in nodes of the launches, in capture order
+	launches []int  // indices in nodes of the launches, in capture order
+	twins    []bool // by launch: identical to another launch (set by EndCapture)
 	closed   bool
 }
 
@@ -63,7 +64,7 @@ func (g *hostGraph) Instantiate() (GraphExec, error) {
 	if g.closed {
 		return nil, fmt.Errorf("cuda: Graph.Instantiate: graph: %w", ErrClosed)
 	}
-	x := &hostGraphExec{dev: g.dev, nodes: slices.Clone(g.nodes), launches: slices.Clone(g.launches)}
+	x := &hostGraphExec{dev: g.dev, nodes: slices.Clone(g.nodes), launches: g.launches, twins: g.twins}
 	for i := range x.nodes {
 		x.nodes[i].args = slices.Clone(x.nodes[i].args)
 	}
@@ -98,6 +99,7 @@ type hostGraphExec struct {
 	mu       sync.Mutex
 	nodes    []hostNode
 	launches []int
+	twins    []bool
 	closed   bool
 }
 
@@ -134,6 +136,9 @@ func (x *hostGraphExec) SetKernelArgs(launch int, args ...Arg) error {
 	}
 	if launch < 0 || launch >= len(x.launches) {
 		return fmt.Errorf("cuda: GraphExec.SetKernelArgs: launch %d of %d: %w", launch, len(x.launches), ErrInvalidValue)
+	}
+	if x.twins[launch] {
+		return errTwin(launch)
 	}
 	n := &x.nodes[x.launches[launch]]
 	if err := checkArgUpdate(n.args, args); err != nil {
@@ -205,6 +210,11 @@ func (s *hostStream) EndCapture() (Graph, error) {
 		return nil, fmt.Errorf("cuda: EndCapture: stream %d is not capturing: %w", s.num, ErrCapture)
 	}
 	s.dev.captures.Add(-1)
+	// The same rule as on a GPU, though the host could tell them apart.
+	g.twins = twins(len(g.launches), func(i, j int) bool {
+		a, b := &g.nodes[g.launches[i]], &g.nodes[g.launches[j]]
+		return a.kernel == b.kernel && a.cfg == b.cfg && sameArgs(a.args, b.args)
+	})
 	s.dev.mu.Lock()
 	defer s.dev.mu.Unlock()
 	if s.dev.closed {

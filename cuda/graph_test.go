@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// graphStep is the work TestGraphs captures: x = in + 1 (addk), a memset and
+// captureStep captures: x = in + 1 (addk), a memset and
 // a device copy, y = x + k (addk), out = y, and an event record.
 func captureStep(t *testing.T, d Device, s Stream, addk Kernel, in, out HostBuffer, x, y Buffer, done Event, n int) Graph {
 	t.Helper()
@@ -163,13 +163,106 @@ func TestGraphReplaysEmulatedKernels(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, exec.SetKernelArgs(0, Ptr(x), I64(1), U64(n)), ErrInvalidValue, "an argument of the wrong kind")
 	require.NoError(t, exec.SetKernelArgs(1, Ptr(y), I32(3), U64(n)))
-	for i, v := range View[int32](in.Bytes()) {
-		_ = v
-		View[int32](in.Bytes())[i] = int32(i)
+	v := View[int32](in.Bytes())
+	for i := range v {
+		v[i] = int32(i)
 	}
 	require.NoError(t, exec.Launch(s))
 	require.NoError(t, s.Synchronize(ctx))
 	for i, v := range View[int32](out.Bytes()) {
 		require.Equal(t, int32(i)+1+3, v, "element %d", i)
 	}
+}
+
+func TestGraphTwinLaunches(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		d := b.open(t)
+		defer closeDevice(t, d)
+		ctx := context.Background()
+		m, err := d.Load(ctx, testProgram)
+		require.NoError(t, err)
+		addk, err := m.Kernel("addk")
+		require.NoError(t, err)
+		s, err := d.NewStream()
+		require.NoError(t, err)
+		x, err := d.Alloc(64)
+		require.NoError(t, err)
+		require.NoError(t, s.Memset(x, 0, 64, 0))
+		cfg := LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 16}}
+		require.NoError(t, s.BeginCapture())
+		require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(1), U64(16)))
+		require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(2), U64(16)))
+		require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(1), U64(16)))
+		g, err := s.EndCapture()
+		require.NoError(t, err)
+		defer g.Close()
+		exec, err := g.Instantiate()
+		require.NoError(t, err)
+		defer exec.Close()
+		assert.ErrorIs(t, exec.SetKernelArgs(0, Ptr(x), I32(5), U64(16)), ErrInvalidValue, "launch 0 has a twin, launch 2")
+		assert.ErrorIs(t, exec.SetKernelArgs(2, Ptr(x), I32(5), U64(16)), ErrInvalidValue, "launch 2 has a twin, launch 0")
+		require.NoError(t, exec.SetKernelArgs(1, Ptr(x), I32(40), U64(16)))
+		require.NoError(t, exec.Launch(s))
+		got := make([]int32, 16)
+		require.NoError(t, s.CopyDtoH(asBytes(got), x, 0))
+		require.NoError(t, s.Synchronize(ctx))
+		if b.kernels {
+			assert.Equal(t, int32(42), got[15])
+		}
+	})
+}
+
+// TestCUDAGraphNodes checks, on the fake driver, which lists a graph's
+// nodes last first, that each launch finds its own node, and that a driver
+// without the graph API says so.
+func TestCUDAGraphNodes(t *testing.T) {
+	d, drv, _ := openFake(t)
+	defer closeDevice(t, d)
+	ctx := context.Background()
+	m, err := d.Load(ctx, testProgram)
+	require.NoError(t, err)
+	addk, err := m.Kernel("addk")
+	require.NoError(t, err)
+	vadd, err := m.Kernel("vadd")
+	require.NoError(t, err)
+	s, err := d.NewStream()
+	require.NoError(t, err)
+	x, err := d.Alloc(64)
+	require.NoError(t, err)
+	cfg := LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 16}}
+	require.NoError(t, s.BeginCapture())
+	require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(1), U64(16)))
+	require.NoError(t, s.Launch(vadd, cfg, Ptr(x), Ptr(x), Ptr(x), U32(16)))
+	// Launch 0 again but for its grid: a node of its own.
+	require.NoError(t, s.Launch(addk, LaunchConfig{Grid: Dim3{X: 2}, Block: Dim3{X: 16}}, Ptr(x), I32(1), U64(16)))
+	require.NoError(t, s.Launch(addk, cfg, PtrAt(x, 4), I32(-1), U64(15)))
+	assert.Empty(t, drv.launches, "captured launches do not run")
+	g, err := s.EndCapture()
+	require.NoError(t, err)
+	exec, err := g.Instantiate()
+	require.NoError(t, err)
+	require.NoError(t, exec.SetKernelArgs(3, Ptr(x), I32(7), U64(3)))
+	require.NoError(t, exec.SetKernelArgs(0, PtrAt(x, 8), I32(9), U64(2)))
+	require.NoError(t, exec.Launch(s))
+	require.Len(t, drv.launches, 4)
+	addr := x.Addr()
+	assert.Equal(t, []uint64{addr + 8, 9, 2}, drv.launches[0].params)
+	assert.Equal(t, "vadd", drv.launches[1].name)
+	assert.Equal(t, uint32(2), drv.launches[2].cfg.Grid.X)
+	assert.Equal(t, []uint64{addr, 1, 16}, drv.launches[2].params)
+	assert.Equal(t, []uint64{addr, 7, 3}, drv.launches[3].params)
+	require.NoError(t, exec.Close())
+	require.NoError(t, g.Close())
+
+	drv.fail["cuStreamBeginCapture_v2"] = resultNotSupported
+	assert.ErrorIs(t, s.BeginCapture(), ErrNotSupported)
+	delete(drv.fail, "cuStreamBeginCapture_v2")
+	drv.fail["cuStreamEndCapture"] = resultCaptureInvalidated
+	require.NoError(t, s.BeginCapture())
+	_, err = s.EndCapture()
+	assert.ErrorIs(t, err, ErrCapture, "an invalidated capture")
+	delete(drv.fail, "cuStreamEndCapture")
+	drv.mu.Lock()
+	delete(drv.capturing, cuStream(s.(*cudaStream).h)) // the driver ended the invalidated capture
+	drv.mu.Unlock()
 }
