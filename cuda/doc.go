@@ -22,15 +22,17 @@
 // project with it).
 //
 // NewHost creates the host backend: device memory is host memory behind
-// handles (mapped outside the Go heap, at the address Buffer.Addr reports),
-// each stream is a goroutine working through a FIFO queue, events are real.
-// Kernels with a Go twin in Program.Host run it; every other extern "C"
-// kernel of Program.Source runs in the emulator (see below). It can emulate a card of a given size (WithCapacity), model the
-// time transfers and kernels take (WithTiming), run in virtual time for trace
-// simulations (WithVirtualClock: operations run as they are queued and are
-// placed on a virtual timeline that keeps stream order, event waits and shared
-// copy links), keep accounts without bytes (WithoutData), and inject failures
-// (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
+// handles (mapped outside the Go heap, at the address Buffer.Addr reports;
+// HostDevice.Bytes of a buffer is valid until it is freed), each stream is a
+// goroutine working through a FIFO queue, events are real. Kernels with a Go
+// twin in Program.Host run it; every other extern "C" kernel of Program.Source
+// runs in the emulator (see below). It can emulate a card of a given size
+// (WithCapacity), model the time transfers and kernels take (WithTiming), run
+// in virtual time for trace simulations (WithVirtualClock: operations run as
+// they are queued and are placed on a virtual timeline that keeps stream
+// order, event waits and shared copy links), keep accounts without bytes
+// (WithoutData), and inject failures (WithAllocFault, WithCopyFault,
+// WithAsyncCopyFault).
 //
 // Options come in three kinds: Option for Open, HostOption for NewHost, and
 // SharedOption (WithCapacity, WithLogger, WithAllocFault, WithCacheDir),
@@ -43,38 +45,42 @@
 // with the host's C++ compiler ($CXX, else g++, else c++; C++17, -O2) under
 // emulator.h, a header that defines CUDA's qualifiers, built-in variables,
 // barriers, warp shuffles and votes (a warp is 32 threads), atomics, bit and
-// math intrinsics, and rt_dynamic_shared(). The shared object is cached on
-// disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed
-// by the header, the source, the compiler's version and the flags; a process
-// compiles a program once however many devices load it. For each extern "C"
-// __global__ kernel the header's templates generate a trampoline that
-// unpacks a cuLaunchKernel-style parameter array and reports each
-// parameter's size and kind, so Launch checks every Arg against the real
-// parameter (a wrong size is ErrInvalidValue naming the argument). A compile
-// failure is a *CompileError with the compiler's log, lines named after the
-// program; without cgo or a C++ compiler Load fails with ErrNoEmulator (a
-// program that also has Go twins loads, and only its emulated kernels fail).
-// The environment variable ROTARY_EMU_CXXFLAGS adds compiler flags, e.g.
-// "-fsanitize=alignment,shift,bounds -fsanitize-undefined-trap-on-error",
-// which makes undefined behaviour (a misaligned load: silent on x86, a fault
-// on a GPU) fail the launch, or "-O0 -g" to step through a kernel in a
-// debugger.
+// math intrinsics, and rt_dynamic_shared() (up to 48 KiB a launch, as a GPU
+// gives without opting in; it starts as all ones bytes, NaN as floats, so a
+// kernel that reads it unwritten shows it). The shared object is cached on
+// disk (rotary/cuda/emulator under os.UserCacheDir, or WithCacheDir), keyed by
+// the header, the source, the compiler's version and the flags; a process
+// compiles a program once however many devices load it. Kernels are found by
+// reading the source, so each extern "C" __global__ entry point is written out
+// (a macro that declares kernels fails Load with ErrInvalidValue); templates
+// are reached through such entry points. For each kernel the header's
+// templates generate a trampoline that unpacks a cuLaunchKernel-style
+// parameter array and reports each parameter's size and kind, so Launch checks
+// every Arg against the real parameter (a wrong size is ErrInvalidValue naming
+// the argument). A compile failure is a *CompileError with the compiler's log,
+// lines named after the program; without cgo or a C++ compiler Load fails with
+// ErrNoEmulator (a program that also has Go twins loads, and only its emulated
+// kernels fail). The environment variable ROTARY_EMU_CXXFLAGS adds compiler
+// flags, e.g. "-fsanitize=alignment,shift,bounds
+// -fsanitize-undefined-trap-on-error", which makes undefined behaviour (a
+// misaligned load: silent on x86, a fault on a GPU) fail the launch, or "-O0
+// -g" to step through a kernel in a debugger.
 //
 // Each CUDA thread runs as a fiber with its own 64 KiB stack above a guard
-// page; a block's fibers run on one OS thread, which switches between them
-// (a hand-written switch of the callee-saved registers on x86-64, tens of
+// page; a block's fibers run on one OS thread, which switches between them (a
+// hand-written switch of the callee-saved registers on x86-64, tens of
 // nanoseconds; glibc's ucontext elsewhere, or with -DRT_EMU_UCONTEXT, which
-// costs a system call per switch: BenchmarkEmulatorSwitch) at every __syncthreads and warp operation. A
-// warp operation completes when every lane its mask names has arrived; a
-// barrier when every thread that has not exited has (threads that returned
-// no longer count, as on the hardware). __shared__ variables are static
-// storage per OS thread, valid because a block runs to completion before its
-// thread starts the next. The blocks of a grid are shared out between
-// worker threads (WithEmulatorWorkers; default GOMAXPROCS up to 8), and a
-// launch is complete when its grid is. WithSchedule sets the order in which
-// a block's runnable threads are resumed: forward, reverse or seeded random.
-// Run kernel tests under several: code missing a __syncthreads or a
-// __syncwarp is often right in one order and wrong in another (package
+// costs a system call per switch: BenchmarkEmulatorSwitch) at every
+// __syncthreads and warp operation. A warp operation completes when every lane
+// its mask names has arrived; a barrier when every thread that has not exited
+// has (threads that returned no longer count, as on the hardware). __shared__
+// variables are static storage per OS thread, valid because a block runs to
+// completion before its thread starts the next. The blocks of a grid are
+// shared out between worker threads (WithEmulatorWorkers; default GOMAXPROCS
+// up to 8), and a launch is complete when its grid is. WithSchedule sets the
+// order in which a block's runnable threads are resumed: forward, reverse or
+// seeded random. Run kernel tests under several: code missing a __syncthreads
+// or a __syncwarp is often right in one order and wrong in another (package
 // cudatest runs a test under each, and on a GPU when there is one).
 //
 // The emulator fails a launch with ErrLaunchFailed and a message naming the

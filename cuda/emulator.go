@@ -51,7 +51,7 @@ func defaultEmuWorkers() int { return min(runtime.GOMAXPROCS(0), 8) }
 // it.
 type emuParam struct {
 	size int
-	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other
+	kind byte // 'p' pointer, 'f' floating point, 'i' signed, 'u' unsigned integer, 'o' other (a struct)
 }
 
 // emuKernel is a kernel of an emulated program.
@@ -71,7 +71,6 @@ type emuRun struct {
 
 // emuLibrary is a program compiled for the emulator and loaded.
 type emuLibrary struct {
-	path    string
 	kernels map[string]*emuKernel
 	syms    emuSymbols // the object's functions (emulator_cgo.go)
 }
@@ -95,14 +94,33 @@ func globalKernels(src string) []string {
 	return names
 }
 
+// kernelMacro finds a #define (with its continuation lines) that mentions
+// __global__.
+var kernelMacro = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*define\b(?:[^\n]*\\\n)*[^\n]*\b__global__\b`)
+
+// checkKernelMacros rejects kernels declared through macros, whose names
+// only the preprocessor sees: the emulator, like the project's NVRTC check,
+// finds kernels by reading the source, so each extern "C" __global__ entry
+// point must be written out.
+func checkKernelMacros(name, src string) error {
+	code := stripComments(src)
+	loc := kernelMacro.FindStringIndex(code)
+	if loc == nil {
+		return nil
+	}
+	line := strings.Count(code[:loc[0]], "\n") + 1
+	return fmt.Errorf("cuda: Load %s: line %d: a macro declares __global__ functions; write each extern \"C\" __global__ entry point out: %w",
+		name, line, ErrInvalidValue)
+}
+
 var (
 	externGlobal = regexp.MustCompile(`extern\s*"C"\s*__global__\b`)
 	launchBounds = regexp.MustCompile(`__launch_bounds__\s*\([^)]*\)`)
 	kernelName   = regexp.MustCompile(`^[^(]*?\b([A-Za-z_]\w*)\s*\(`)
 )
 
-// stripComments blanks C comments out of src, leaving string and character
-// literals alone.
+// stripComments blanks C comments out of src, keeping its lines and leaving
+// string and character literals alone.
 func stripComments(src string) string {
 	var b strings.Builder
 	b.Grow(len(src))
@@ -130,6 +148,7 @@ func stripComments(src string) string {
 				return b.String()
 			}
 			b.WriteByte(' ')
+			b.WriteString(strings.Repeat("\n", strings.Count(src[i:i+end+2], "\n")))
 			i += end + 3
 		default:
 			b.WriteByte(c)
@@ -336,7 +355,7 @@ func buildEmulated(ctx context.Context, name, src, key, cxx string, flags []stri
 	return openEmulated(obj)
 }
 
-// argSize is the size of the parameter an Arg passes.
+// size is the size of the parameter an Arg passes.
 func (a Arg) size() int {
 	switch a.kind {
 	case argInt32, argUint32, argFloat32:
@@ -376,7 +395,7 @@ func (k *emuKernel) checkArgs(args []Arg) error {
 	return nil
 }
 
-var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct"}
+var paramKinds = map[byte]string{'p': "a pointer", 'f': "floating point", 'i': "a signed integer", 'u': "an unsigned integer", 'o': "a struct or other type"}
 
 // emuArgs is the value of each argument, in the low bytes of 8: a device
 // pointer as the address of its bytes.

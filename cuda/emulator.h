@@ -135,7 +135,7 @@ struct Fiber {
 	ucontext_t uc;
 #endif
 	uint3 tid;
-	unsigned linear, warp, lane;
+	unsigned warp, lane;
 	State state;
 	// The warp operation or barrier the fiber waits at.
 	WarpOp op;
@@ -740,7 +740,6 @@ static bool run_block(Launch *L, uint64_t id) {
 		Fiber *f = &b.fibers[i];
 		*f = Fiber{};
 		f->tid = uint3{i % b.bdim.x, i / b.bdim.x % b.bdim.y, i / b.bdim.x / b.bdim.y};
-		f->linear = i;
 		f->warp = i / 32;
 		f->lane = i % 32;
 		f->state = st_runnable;

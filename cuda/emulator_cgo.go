@@ -80,7 +80,7 @@ func openEmulated(path string) (*emuLibrary, error) {
 	if err != nil {
 		return nil, err
 	}
-	lib := &emuLibrary{path: path, kernels: make(map[string]*emuKernel)}
+	lib := &emuLibrary{kernels: make(map[string]*emuKernel)}
 	if err := bindSymbols(h, emuSymbolNames[:], func(i int, p unsafe.Pointer) { lib.syms[i] = p }); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", errEmuObject, path, err)
 	}

@@ -96,6 +96,14 @@ extern "C" __device__ int helper(int x) { return x; }
 extern "C" __global__ void third(unsigned long long n) {}`
 	assert.Equal(t, []string{"first", "second", "third"}, globalKernels(src))
 	assert.Equal(t, []string{"vadd", "axpy", "addk", "bytesum"}, globalKernels(testKernelsSource))
+
+	assert.NoError(t, checkKernelMacros("ok.cu", src+"\n#define TWICE(x) (2 * (x)) // __global__ in a comment\n"))
+	macro := "// kernels\n#define ENTRY(T) \\\n\textern \"C\" __global__ void scale_##T(T *x) { x[0] *= 2; }\nENTRY(float)\n"
+	err := checkKernelMacros("macro.cu", macro)
+	assert.ErrorIs(t, err, ErrInvalidValue)
+	assert.ErrorContains(t, err, "cuda: Load macro.cu: line 2: a macro declares __global__ functions")
+	_, err = newHost(t).Load(context.Background(), &Program{Name: "macro.cu", Source: macro})
+	assert.ErrorIs(t, err, ErrInvalidValue)
 }
 
 // TestEmulatorRunsTestKernels runs the package's test kernels from their
@@ -451,7 +459,9 @@ func TestNoEmulator(t *testing.T) {
 	ctx := context.Background()
 	_, err := d.Load(ctx, emuTestProgram)
 	assert.ErrorIs(t, err, ErrNoEmulator)
-	assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+	if emuAvailable() == nil { // with cgo: the compiler is what is missing
+		assert.ErrorContains(t, err, "tried $CXX=no-such-c++, g++, c++")
+	}
 
 	// The Go twins of a program still run; its other kernels cannot.
 	m, err := d.Load(ctx, &Program{Name: "kernels.cu", Source: testKernelsSource, Host: map[string]HostKernel{"vadd": testProgram.Host["vadd"]}})

@@ -355,6 +355,11 @@ func (h *HostDevice) Load(ctx context.Context, p *Program) (Module, error) {
 			emulated = append(emulated, name)
 		}
 	}
+	if len(emulated) > 0 || len(p.Host) == 0 {
+		if err := checkKernelMacros(p.Name, p.Source); err != nil {
+			return nil, err
+		}
+	}
 	if len(emulated) == 0 && len(p.Host) == 0 {
 		return nil, fmt.Errorf("cuda: Load %s: no extern \"C\" __global__ kernel in the source: %w", p.Name, ErrInvalidValue)
 	}

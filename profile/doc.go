@@ -6,8 +6,9 @@
 //   - A Recorder takes one Record call per layer per token (lock per layer, no
 //     allocation) and produces a Profile: per layer and expert the selection
 //     count and routing-weight mass, a histogram of reuse distances (tokens
-//     since the layer last selected the expert), optionally co-activation counts
-//     and a bounded raw trace.
+//     since the layer last selected the expert), optionally co-activation counts,
+//     cross-layer transition counts (what prefetch.Transition learns from) and a
+//     bounded raw trace.
 //   - A Profile is saved as versioned JSON with the model's identity; Load
 //     validates it, LoadFor also checks the model (ErrModelMismatch), Merge adds
 //     profiles of one model.

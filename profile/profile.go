@@ -15,7 +15,18 @@ import (
 )
 
 // Version is the profile file format version written by Save and Encode.
-const Version = 1
+// Version 2 added the cross-layer transition counts (Layer.Transitions);
+// Decode reads versions 1 and 2, and a reader of version 1 rejects version 2
+// files with an error naming both versions.
+const Version = 2
+
+// minVersion is the oldest version Decode reads: version 1 files are version 2
+// files without transition counts.
+const minVersion = 1
+
+// TransitionDepth is how many routed layers back Layer.Transitions
+// reach: from the routed layer before and from the one before that.
+const TransitionDepth = 2
 
 // ReuseBuckets is the number of buckets of a reuse-distance histogram. Bucket b
 // counts reuses at distance d with 2^b <= d < 2^(b+1); the last bucket is open.
@@ -63,6 +74,33 @@ type Layer struct {
 	// both; nil unless the recorder was made WithCoActivation. Index with
 	// Profile.CoActivation.
 	CoActivation []uint64 `json:"co_activation,omitempty"`
+	// Transitions[d-1][i*Experts+j] counts the tokens that selected expert i
+	// at the d-th routed layer before this one and expert j at this one (d =
+	// 1..TransitionDepth): what predicting a layer's experts from the layers
+	// before needs. Nil unless the recorder was made WithTransitions; zero
+	// where there is no such layer (the first routed layers).
+	Transitions [][]uint64 `json:"transitions,omitempty"`
+}
+
+// Transition returns how many tokens selected expert i at the d-th routed
+// layer before layer and expert j at layer, or 0 when transitions were not
+// recorded or an argument is out of range.
+func (p *Profile) Transition(layer, d, i, j int) uint64 {
+	n := p.Model.Experts
+	if layer < 0 || layer >= len(p.Layers) || d < 1 || d > len(p.Layers[layer].Transitions) || i < 0 || j < 0 || i >= n || j >= n {
+		return 0
+	}
+	return p.Layers[layer].Transitions[d-1][i*n+j]
+}
+
+// HasTransitions reports whether the profile holds transition counts.
+func (p *Profile) HasTransitions() bool {
+	for _, l := range p.Layers {
+		if l.Transitions != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Selections returns the number of routed selections of the layer (the sum of
@@ -155,8 +193,8 @@ func (p *Profile) CoActivation(layer, i, j int) uint64 {
 func (p *Profile) Check(model ModelID) error { return model.Check(p.Model) }
 
 // Merge adds other's statistics to p. Both must describe the same model
-// (ErrModelMismatch otherwise). Co-activation counts survive only if both
-// profiles have them. Workload labels are joined with "+", each label once.
+// (ErrModelMismatch otherwise). Co-activation and transition counts survive
+// only where both profiles have them. Workload labels are joined with "+", each label once.
 // Reuse distances are not recomputed across the two: other's first uses stay first uses.
 func (p *Profile) Merge(other *Profile) error {
 	if err := p.Model.Check(other.Model); err != nil {
@@ -192,6 +230,13 @@ func (p *Profile) Merge(other *Profile) error {
 			addCounts(dst.CoActivation, src.CoActivation)
 		} else {
 			dst.CoActivation = nil
+		}
+		if dst.Transitions != nil && src.Transitions != nil {
+			for d := range dst.Transitions {
+				addCounts(dst.Transitions[d], src.Transitions[d])
+			}
+		} else {
+			dst.Transitions = nil
 		}
 	}
 	return nil
@@ -238,10 +283,11 @@ func decode(r io.Reader, source string) (*Profile, error) {
 		return nil, &FormatError{Format: "profile", Source: source, Msg: errIsTrace}
 	}
 	p := v.Profile
-	if p.Version != Version {
+	if p.Version < minVersion || p.Version > Version {
 		return nil, &FormatError{Format: "profile", Source: source,
-			Msg: fmt.Sprintf("version %d, this package reads %d", p.Version, Version), Err: ErrVersion}
+			Msg: fmt.Sprintf("version %d, this package reads %d to %d", p.Version, minVersion, Version), Err: ErrVersion}
 	}
+	p.Version = Version // what it is now: version 1 is version 2 without transitions
 	if err := p.Validate(); err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) {
@@ -282,6 +328,13 @@ func (p *Profile) Validate() error {
 			return bad(where, "%d reuse buckets, want %d", len(l.Reuse), ReuseBuckets)
 		case l.CoActivation != nil && len(l.CoActivation) != pairCount(n):
 			return bad(where, "%d co-activation counts for %d experts, want %d", len(l.CoActivation), n, pairCount(n))
+		case l.Transitions != nil && len(l.Transitions) != TransitionDepth:
+			return bad(where, "transitions from %d layers back, want %d", len(l.Transitions), TransitionDepth)
+		}
+		for d, tr := range l.Transitions {
+			if len(tr) != n*n {
+				return bad(where, "%d transition counts from %d layers back for %d experts, want %d", len(tr), d+1, n, n*n)
+			}
 		}
 	}
 	return nil

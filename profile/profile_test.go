@@ -3,7 +3,9 @@ package profile
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,7 +117,7 @@ func TestProfileDecodeErrors(t *testing.T) {
 		want  error
 	}{
 		"not json":      {"{", ErrFormat},
-		"version":       {strings.Replace(good, `"version": 1`, `"version": 2`, 1), ErrVersion},
+		"version":       {strings.Replace(good, `"version": 2`, `"version": 3`, 1), ErrVersion},
 		"layer count":   {strings.Replace(good, `"layers": 2`, `"layers": 3`, 1), ErrFormat},
 		"bad model":     {strings.Replace(good, `"experts_used": 2`, `"experts_used": 0`, 1), ErrFormat},
 		"counts length": {strings.Replace(good, `"counts": [`, `"counts": [1,`, 1), ErrFormat},
@@ -127,4 +129,72 @@ func TestProfileDecodeErrors(t *testing.T) {
 	}
 	_, err := Load(filepath.Join(t.TempDir(), "missing.json"))
 	assert.Error(t, err)
+
+	// Version 3 names both: what the file has and what this package reads.
+	_, err = Decode(strings.NewReader(strings.Replace(good, `"version": 2`, `"version": 3`, 1)))
+	assert.ErrorContains(t, err, "version 3, this package reads 1 to 2")
+	// A version 1 file is a version 2 file without transitions.
+	p, err := Decode(strings.NewReader(strings.Replace(good, `"version": 2`, `"version": 1`, 1)))
+	require.NoError(t, err)
+	assert.Equal(t, Version, p.Version)
+	assert.False(t, p.HasTransitions())
+}
+
+// TestRecorderTransitions checks the cross-layer counts against a plain
+// count over the trace, and that they survive a save, a load and a merge.
+func TestRecorderTransitions(t *testing.T) {
+	m := ModelID{Arch: "test", Layers: 5, Experts: 6, ExpertsUsed: 2}
+	tr, err := NewTrace(m)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	routed := []int{1, 2, 4} // layers 0 and 3 are dense
+	for range 200 {
+		tok := tr.AddToken()
+		for _, l := range routed {
+			a := rng.IntN(6)
+			b := (a + 1 + rng.IntN(5)) % 6
+			require.NoError(t, tr.Set(tok, l, []int32{int32(a), int32(b)}, nil))
+		}
+	}
+	rec, err := NewRecorder(m, WithTransitions())
+	require.NoError(t, err)
+	require.NoError(t, rec.RecordTrace(tr))
+	p := rec.Profile()
+	require.True(t, p.HasTransitions())
+	for i, l := range routed {
+		for d := 1; d <= TransitionDepth; d++ {
+			for a := range 6 {
+				for b := range 6 {
+					var want uint64
+					if i-d >= 0 {
+						for tok := range tr.Tokens() {
+							if slices.Contains(tr.AppendExperts(nil, tok, routed[i-d]), int32(a)) && slices.Contains(tr.AppendExperts(nil, tok, l), int32(b)) {
+								want++
+							}
+						}
+					}
+					require.Equal(t, want, p.Transition(l, d, a, b), "layer %d, %d back, %d -> %d", l, d, a, b)
+				}
+			}
+		}
+	}
+	assert.Zero(t, p.Transition(2, 3, 0, 1), "out of range")
+
+	var buf bytes.Buffer
+	require.NoError(t, p.Encode(&buf))
+	back, err := Decode(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, p.Layers, back.Layers)
+	require.NoError(t, back.Merge(p))
+	assert.Equal(t, 2*p.Transition(4, 1, 0, 1), back.Transition(4, 1, 0, 1))
+	plain, err := NewRecorder(m)
+	require.NoError(t, err)
+	require.NoError(t, back.Merge(plain.Profile()))
+	assert.False(t, back.HasTransitions(), "dropped when one side lacks them")
+
+	p.Layers[2].Transitions[1] = p.Layers[2].Transitions[1][1:]
+	buf.Reset()
+	require.NoError(t, p.Encode(&buf))
+	_, err = Decode(&buf)
+	assert.ErrorIs(t, err, ErrFormat)
 }

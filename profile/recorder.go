@@ -35,7 +35,12 @@ type layerRecorder struct {
 	experts  []expertStat
 	reuse    [ReuseBuckets]uint64
 	pairs    []uint32 // co-activation upper triangle, nil if off
-	_        [64]byte
+	// With WithTransitions: trans[d-1][i*E+j] (see Layer.Transitions),
+	// and the last token's selection, for the layers after this one.
+	trans   [TransitionDepth][]uint32
+	lastIDs []int32
+	routed  atomic.Bool // Record was called for the layer
+	_       [64]byte
 }
 
 // expertStat keeps what Record touches for one expert together (16 bytes).
@@ -52,6 +57,7 @@ type Option interface{ apply(*recorderConfig) }
 
 type recorderConfig struct {
 	coActivation bool
+	transitions  bool
 	traceRecords int
 	workload     string
 }
@@ -65,6 +71,17 @@ func (f optionFunc) apply(c *recorderConfig) { f(c) }
 // and 4·E(E-1) bytes per layer.
 func WithCoActivation() Option {
 	return optionFunc(func(c *recorderConfig) { c.coActivation = true })
+}
+
+// WithTransitions makes the recorder count, per layer, how often each expert
+// of the routed layer before (and of the one before that) is followed by each
+// expert of this one in the same token (Layer.Transitions), which
+// predicting the next layer's experts needs. A token is the n-th Record call
+// of each layer, as an inference loop walking the layers in order makes them.
+// It costs two more uncontended locks and 2k² increments per call, and
+// 8·E² bytes per layer.
+func WithTransitions() Option {
+	return optionFunc(func(c *recorderConfig) { c.transitions = true })
 }
 
 // WithTrace makes the recorder keep the first maxRecords Record calls verbatim
@@ -100,6 +117,12 @@ func NewRecorder(model ModelID, opts ...Option) (*Recorder, error) {
 		if c.coActivation {
 			l.pairs = make([]uint32, pairCount(model.Experts))
 		}
+		if c.transitions {
+			for d := range l.trans {
+				l.trans[d] = make([]uint32, model.Experts*model.Experts)
+			}
+			l.lastIDs = make([]int32, 0, model.ExpertsUsed)
+		}
 	}
 	if c.traceRecords > 0 {
 		r.raw = newRawTrace(c.traceRecords, model.ExpertsUsed)
@@ -123,6 +146,12 @@ func (r *Recorder) Record(layer int, ids []int32, weights []float32) error {
 		return fmt.Errorf("%w (layer %d)", err, layer)
 	}
 	l := &r.layers[layer]
+	var before [TransitionDepth][]int32
+	if l.trans[0] != nil {
+		// Read the layers before under their own locks, never two at once.
+		var buf [TransitionDepth][maxTopK + 1]int32
+		before = r.before(layer, &buf)
+	}
 	l.mu.Lock()
 	tok := l.tokens
 	l.tokens++
@@ -155,11 +184,53 @@ func (r *Recorder) Record(layer int, ids []int32, weights []float32) error {
 			}
 		}
 	}
+	if l.trans[0] != nil {
+		n := len(l.experts)
+		for d, prev := range before {
+			// Only the layer's own token: the one before must have recorded
+			// exactly as many tokens, this one included.
+			if prev == nil || int64(prev[len(prev)-1]) != tok {
+				continue
+			}
+			for _, a := range prev[:len(prev)-1] {
+				row := l.trans[d][int(a)*n : int(a)*n+n]
+				for _, b := range ids {
+					row[b]++
+				}
+			}
+		}
+		l.lastIDs = append(l.lastIDs[:0], ids...)
+		l.routed.Store(true)
+	}
 	if r.raw != nil {
 		r.raw.add(layer, tok, ids, weights)
 	}
 	l.mu.Unlock()
 	return nil
+}
+
+// maxTopK is the largest top-k whose selections the layers before are read
+// into a buffer on the stack for (larger ones allocate): a trace's limit.
+const maxTopK = 255
+
+// before returns, for d = 1..TransitionDepth, the last selection of the d-th
+// routed layer before layer, followed by that selection's token number (nil
+// where there is none), read into buf.
+func (r *Recorder) before(layer int, buf *[TransitionDepth][maxTopK + 1]int32) [TransitionDepth][]int32 {
+	var out [TransitionDepth][]int32
+	d := 0
+	for j := layer - 1; j >= 0 && d < TransitionDepth; j-- {
+		src := &r.layers[j]
+		if !src.routed.Load() {
+			continue
+		}
+		src.mu.Lock()
+		b := append(append(buf[d][:0], src.lastIDs...), int32(src.tokens-1))
+		src.mu.Unlock()
+		out[d] = b
+		d++
+	}
+	return out
 }
 
 // reuseBucket returns the histogram bucket of reuse distance d >= 1.
@@ -225,6 +296,15 @@ func (r *Recorder) Profile() *Profile {
 			dst.Mass[e] = st.mass
 		}
 		copy(dst.Reuse, src.reuse[:])
+		if src.trans[0] != nil {
+			dst.Transitions = make([][]uint64, TransitionDepth)
+			for d, tr := range src.trans {
+				dst.Transitions[d] = make([]uint64, len(tr))
+				for i, c := range tr {
+					dst.Transitions[d][i] = uint64(c)
+				}
+			}
+		}
 		if src.pairs != nil {
 			dst.CoActivation = make([]uint64, len(src.pairs))
 			for i, c := range src.pairs {

@@ -39,6 +39,7 @@ func BenchmarkRecord(b *testing.B) {
 		{"ids", false, nil},
 		{"weights", true, nil},
 		{"weights+coactivation", true, []Option{WithCoActivation()}},
+		{"weights+transitions", true, []Option{WithTransitions()}},
 		{"weights+trace", true, []Option{WithTrace(1 << 16)}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

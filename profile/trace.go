@@ -253,6 +253,21 @@ func (t *Trace) AppendWeights(dst []float32, token, layer int) []float32 {
 	return append(dst, t.wts[r*t.model.ExpertsUsed:][:n]...)
 }
 
+// RoutedLayers returns the layers that route any token of the trace, in
+// order.
+func (t *Trace) RoutedLayers() []int {
+	var out []int
+	for l := range t.model.Layers {
+		for tok := range t.tokens {
+			if t.Len(tok, l) > 0 {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // Subset returns a new trace holding the segments for which keep returns true,
 // concatenated in order. Tokens before the first segment are dropped.
 func (t *Trace) Subset(keep func(Segment) bool) *Trace {

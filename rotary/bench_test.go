@@ -7,28 +7,8 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts/synth"
-	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/require"
 )
-
-// BenchmarkSimulate replays a synthetic trace of DeepSeek-V2-Lite's shape (26
-// MoE layers, top-6 of 64) with 16 slots per layer and LRU, and reports the
-// cost per Acquire; the simulated table is logged with -v.
-func BenchmarkSimulate(b *testing.B) {
-	id := profile.ModelID{Name: "synthetic", Arch: "deepseek2", Layers: 27, Experts: 64, ExpertsUsed: 6}
-	tr, err := SyntheticTrace(id, 2000, Qwen3Routing, 1)
-	require.NoError(b, err)
-	m := shapeModel(b, ShapeOf(tr, 2048, 1408, 0))
-	cfg := SimConfig{Budgets: []SimBudget{{Slots: 16}}, Policies: []SimPolicy{{Name: "LRU", Policy: LRU}}}
-	var rep *SimReport
-	for b.Loop() {
-		rep, err = Simulate(bg, m, tr, cfg)
-		require.NoError(b, err)
-	}
-	acquires := float64(rep.Rows[0].Requests) / 6
-	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/acquires, "ns/acquire")
-	b.Logf("\n%s", rep)
-}
 
 // nopStream is a stream that queues nothing: it takes the copies' and
 // events' cost out of the Acquire benchmarks, leaving the runtime's own.

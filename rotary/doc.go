@@ -25,15 +25,13 @@
 // batch's event, so the host blocks only when every slot it could evict is
 // held; AcquireInto reuses a released Set, so hits allocate nothing. Release
 // gives a Set back with an event after the work that reads it; the slots are
-// not overwritten before the event completes. Prefetch starts copies ahead
-// without blocking. Eviction follows a Policy: LRU, LFU, or Belady's offline
+// not overwritten before the event completes. Prefetch (and PrefetchN,
+// within a limit) starts copies ahead without blocking; Stats.Prefetch
+// scores them. Eviction follows a Policy: LRU, LFU, or Belady's offline
 // optimum for simulations. Stats count hits, misses, bytes, transfer and
 // stall times per tier and layer.
 //
-// Simulate replays routing traces (profile.Trace, or SyntheticTrace's, which
-// have given routing statistics, such as Qwen3Routing) through the same
-// runtime on the host backend in virtual time, for every budget and policy,
-// and reports hit rates, bytes per token, stalls and tokens per second, on a
-// model without weights (ShapeOf a trace, opened by synth.ShapeWriter and
-// synth.OpenShape).
+// The subpackage sim replays routing traces through the same runtime on the
+// host backend in virtual time, to compare budgets, policies and
+// prefetchers (package prefetch) without a GPU.
 package rotary

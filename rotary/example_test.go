@@ -9,7 +9,6 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
-	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
@@ -89,31 +88,6 @@ func ExampleRuntime_Acquire() {
 	// expert 9 in slot 4, expert 2 in slot 5, expert 6 in slot 1, expert 5 in slot 3
 	// expert 3 in slot 0, expert 5 in slot 3, expert 8 in slot 2, expert 9 in slot 4
 	// hits 4, misses 8, 996 KiB copied
-}
-
-func ExampleSimulate() {
-	m := tinyModel()
-	defer m.Close()
-	id := profile.ModelID{Arch: "llama", Layers: 2, Experts: 16, ExpertsUsed: 4}
-	trace, err := rotary.SyntheticTrace(id, 500, rotary.Routing{RepeatNext: 0.5, RepeatWithin8: 0.8, Coverage90: 0.6, TopShare: 0.12}, 1)
-	if err != nil {
-		log.Fatal(err)
-	}
-	rep, err := rotary.Simulate(context.Background(), m, trace, rotary.SimConfig{
-		Budgets:  []rotary.SimBudget{{Slots: 6}, {Slots: 10}},
-		Policies: []rotary.SimPolicy{{Name: "LRU", Policy: rotary.LRU}, {Name: "Belady", Policy: rotary.Belady(trace)}},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, row := range rep.Rows {
-		fmt.Printf("%s %s: %.1f%%\n", row.Budget, row.Policy, 100*row.HitRate)
-	}
-	// Output:
-	// 6 slots LRU: 59.6%
-	// 6 slots Belady: 70.6%
-	// 10 slots LRU: 78.8%
-	// 10 slots Belady: 88.7%
 }
 
 func ExampleParseSize() {

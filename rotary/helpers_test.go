@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
-	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -120,20 +120,6 @@ func checkTables(t testing.TB, rt *Runtime, layer int, pinned []int) {
 	}
 }
 
-// tracePath returns a file or folder of the real traces, or skips.
-func tracePath(t testing.TB, elem ...string) string {
-	t.Helper()
-	dir := shared.Traces()
-	if dir == "" {
-		t.Skip("real traces not present (set ROTARY_TRACES)")
-	}
-	path := filepath.Join(append([]string{dir}, elem...)...)
-	if _, err := os.Stat(path); err != nil {
-		t.Skip("trace not present:", err)
-	}
-	return path
-}
-
 // shapeModel opens a shape-only model (no weights).
 func shapeModel(t testing.TB, s synth.Shape) *experts.Model {
 	t.Helper()
@@ -144,6 +130,13 @@ func shapeModel(t testing.TB, s synth.Shape) *experts.Model {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// sleepProgram's kernel "compute" takes as long as its argument says, in
+// nanoseconds: work on a stream in virtual time.
+var sleepProgram = &cuda.Program{Name: "rotary-test-sleep", Host: map[string]cuda.HostKernel{"compute": func(l *cuda.HostLaunch) error {
+	l.SetDuration(time.Duration(l.Int64(0)))
+	return nil
+}}}
 
 // recordLogs returns a logger at level and a function that returns the
 // records logged so far with message msg, decoded from JSON.

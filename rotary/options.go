@@ -3,6 +3,7 @@ package rotary
 import (
 	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/rotary-moe/rotary/profile"
 )
@@ -24,6 +25,7 @@ type config struct {
 	host    int64 // -1: unlimited
 	reserve int64
 	slots   int // dynamic slots per layer; 0: as many as the budget allows
+	shares  map[int]float64
 	chunk   int64
 	hot     *profile.HotSet
 	hotProf *profile.Profile // WithHotProfile: hot is chosen from it
@@ -76,6 +78,18 @@ func (c *config) validate() error {
 	case c.set["WithPlan"] && c.plan == nil:
 		return bad("WithPlan(nil)")
 	}
+	if c.set["WithSlotShares"] {
+		positive := false
+		for l, v := range c.shares {
+			if !(v >= 0) || math.IsInf(v, 0) {
+				return bad("WithSlotShares: layer %d's share %v", l, v)
+			}
+			positive = positive || v > 0
+		}
+		if !positive {
+			return bad("WithSlotShares without a positive share")
+		}
+	}
 	if c.set["WithPlan"] {
 		for _, name := range planningOptions {
 			if c.set[name] {
@@ -87,7 +101,7 @@ func (c *config) validate() error {
 }
 
 // planningOptions are the options a Plan holds the outcome of.
-var planningOptions = []string{"WithVRAM", "WithHostBudget", "WithReserve", "WithSlots", "WithHotSet", "WithHotProfile", "WithHostChunk"}
+var planningOptions = []string{"WithVRAM", "WithHostBudget", "WithReserve", "WithSlots", "WithSlotShares", "WithHotSet", "WithHotProfile", "WithHostChunk"}
 
 // record returns an option that marks name as given and applies set.
 func record(name string, set func(*config)) Option {
@@ -132,6 +146,19 @@ func WithReserve(bytes int64) Option {
 // budget; it must be at least the top-k. Without WithVRAM the plan then
 // states the VRAM it needs.
 func WithSlots(n int) Option { return record("WithSlots", func(c *config) { c.slots = n }) }
+
+// WithSlotShares sizes the layers' dynamic slots in proportion to shares (by
+// model layer), for example each layer's misses measured in a run
+// (Stats.Layers), instead of giving every layer the same number: each layer
+// keeps its working set (top-k slots), and the slots beyond go one at a time
+// to the layer with the largest share per slot it would then have (at most
+// its experts). With WithSlots(n) the layers share n slots per layer on
+// average; otherwise the VRAM budget. A layer without a share gets its
+// working set only. Shares must be finite and non-negative, one at least
+// positive.
+func WithSlotShares(shares map[int]float64) Option {
+	return record("WithSlotShares", func(c *config) { c.shares = shares })
+}
 
 // WithHotSet pins the experts of a hot set (profile.SelectHotSet) in VRAM for
 // the runtime's lifetime; dynamic slots get the rest of the budget.

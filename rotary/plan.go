@@ -296,7 +296,7 @@ func hotExperts(m *experts.Model, hot *profile.HotSet) (map[int][]int, error) {
 
 // planSlots gives every layer its working set, then adds one dynamic slot to
 // each layer in turn while the budget lasts, so layers get equal numbers of
-// slots (or WithSlots' number).
+// slots (or WithSlots' number), or to the layer WithSlotShares favours.
 func (p *Plan) planSlots(c *config) error {
 	for i := range p.Layers {
 		l := &p.Layers[i]
@@ -306,7 +306,22 @@ func (p *Plan) planSlots(c *config) error {
 				return fmt.Errorf("%w: %d slots per layer cannot hold the %d experts a token of layer %d may ask for besides its %d pinned ones",
 					ErrInvalid, c.slots, l.Slots, l.Layer, len(l.Pinned))
 			}
-			l.Slots = min(c.slots, l.maxSlots())
+			if c.shares == nil {
+				l.Slots = min(c.slots, l.maxSlots())
+			}
+		}
+	}
+	if c.slots > 0 && c.shares != nil {
+		extra := c.slots * len(p.Layers)
+		for _, l := range p.Layers {
+			extra -= l.Slots
+		}
+		for ; extra > 0; extra-- {
+			i := p.nextByShare(c.shares, func(LayerPlan) bool { return true })
+			if i < 0 {
+				break
+			}
+			p.Layers[i].Slots++
 		}
 	}
 	used := p.Pinned
@@ -335,7 +350,16 @@ func (p *Plan) planSlots(c *config) error {
 		return &BudgetError{Budget: "VRAM", What: what, Need: used, Have: max(have, 0), Parts: parts,
 			Least: p.NonExpert + p.Reserve + used}
 	}
-	if c.slots == 0 {
+	if c.slots == 0 && c.shares != nil {
+		for {
+			i := p.nextByShare(c.shares, func(l LayerPlan) bool { return used+l.ExpertBytes <= have })
+			if i < 0 {
+				break
+			}
+			p.Layers[i].Slots++
+			used += p.Layers[i].ExpertBytes
+		}
+	} else if c.slots == 0 {
 		for grew := true; grew; {
 			grew = false
 			for i := range p.Layers {
@@ -351,6 +375,23 @@ func (p *Plan) planSlots(c *config) error {
 	p.Slots = used - p.Pinned
 	p.Unused = have - used
 	return nil
+}
+
+// nextByShare returns the index of the layer that should get the next
+// slot by shares (the largest share per slot once it has it; ties to the
+// first), among those below their maximum for which fits holds, or -1.
+func (p *Plan) nextByShare(shares map[int]float64, fits func(LayerPlan) bool) int {
+	best, bestScore := -1, 0.0
+	for i, l := range p.Layers {
+		share := shares[l.Layer]
+		if share <= 0 || l.Slots >= l.maxSlots() || !fits(l) {
+			continue
+		}
+		if score := share / float64(l.Slots+1); score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
 }
 
 func (p *Plan) topK() int {

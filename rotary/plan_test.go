@@ -3,6 +3,9 @@ package rotary
 import (
 	"encoding/json"
 	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -186,15 +189,26 @@ func TestLayerRanges(t *testing.T) {
 	assert.True(t, strings.HasPrefix(layerRanges(ls[3:4]), "4"))
 }
 
-// testProfile profiles a synthetic trace of the test model's shape.
+// testProfile profiles 500 tokens of the test model's shape whose routing
+// favours low expert ids, as a real router favours some experts.
 func testProfile(t *testing.T, m *experts.Model) *profile.Profile {
 	t.Helper()
 	id := profile.ModelID{Arch: m.Arch, Layers: m.Params.NumLayers, Experts: m.Params.NumExperts, ExpertsUsed: m.Params.NumExpertsUsed}
-	tr, err := SyntheticTrace(id, 500, Routing{RepeatNext: 0.4, RepeatWithin8: 0.7, Coverage90: 0.6, TopShare: 0.12}, 1)
-	require.NoError(t, err)
 	rec, err := profile.NewRecorder(id)
 	require.NoError(t, err)
-	require.NoError(t, rec.RecordTrace(tr))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 500 {
+		for l := range id.Layers {
+			var ids []int32
+			for len(ids) < id.ExpertsUsed {
+				e := int32(float64(id.Experts) * rng.Float64() * rng.Float64())
+				if !slices.Contains(ids, e) {
+					ids = append(ids, e)
+				}
+			}
+			require.NoError(t, rec.Record(l, ids, nil))
+		}
+	}
 	return rec.Profile()
 }
 
@@ -271,4 +285,31 @@ func TestPlanFullSizePreset(t *testing.T) {
 	assert.Equal(t, p.VRAM, p.NonExpert+p.Slots+p.Unused)
 	assert.Less(t, p.Unused, m.ExpertBytes(0))
 	assert.Equal(t, HostMapped, p.Host.Mode)
+}
+
+// TestPlanSlotShares sizes the layers' slots by shares, with WithSlots' total
+// and with a VRAM budget.
+func TestPlanSlotShares(t *testing.T) {
+	m := openTestModel(t)
+	shares := map[int]float64{0: 3, 1: 1}
+	p, err := NewPlan(m, WithSlots(8), WithSlotShares(shares))
+	require.NoError(t, err)
+	assert.Equal(t, 12, p.Layers[0].Slots, "the working set of 4, then 3 of every 4 slots beyond")
+	assert.Equal(t, 4, p.Layers[1].Slots)
+
+	e0, e1 := m.ExpertBytes(0), m.ExpertBytes(1)
+	vram := m.NonExpertBytes() + 8*(e0+e1)
+	even, err := NewPlan(m, WithVRAM(vram))
+	require.NoError(t, err)
+	assert.Equal(t, 8, even.Layers[0].Slots)
+	p, err = NewPlan(m, WithVRAM(vram), WithSlotShares(map[int]float64{1: 1}))
+	require.NoError(t, err)
+	assert.Equal(t, 4, p.Layers[0].Slots, "no share: the working set only")
+	assert.Equal(t, int((8*(e0+e1)-4*e0)/e1), p.Layers[1].Slots, "the rest of the budget")
+	assert.Less(t, p.Unused, e1)
+
+	for _, bad := range []map[int]float64{nil, {0: 0}, {0: -1, 1: 1}, {0: math.Inf(1)}} {
+		_, err := NewPlan(m, WithSlots(8), WithSlotShares(bad))
+		assert.ErrorIs(t, err, ErrInvalid, "%v", bad)
+	}
 }

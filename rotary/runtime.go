@@ -12,6 +12,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/profile"
 )
 
 // Runtime keeps a model's experts in VRAM slots, pinned host memory and the
@@ -64,14 +65,21 @@ type layerState struct {
 	held     []int32        // [slot]: unreleased Sets holding it
 	ready    []batchRef     // [slot]: the copies filling it, until known done
 	fences   [][]cuda.Event // [slot]: Release events that may not have completed
+	fetched  []bool         // [slot]: filled by Prefetch, not yet asked for
 	tick     uint64         // one per Acquire
 	evictor  Evictor
 	changed  chan struct{} // closed by Release, for Acquires waiting for slots
 	counts   layerCounts
 	timing   layerTiming
 
+	// The last Prefetch's prediction, until the next Acquire scores it:
+	// predicted[e] == predStamp for the predN experts it named.
+	predicted []uint64
+	predStamp uint64
+	predN     int
+
 	// scratch, reused under mu
-	mark      []uint64 // [expert]: stamp of the Acquire that asked for it
+	mark      []uint64 // [expert]: stamp of the Acquire (or Prefetch) that asked for it
 	stamp     uint64
 	cands     []Candidate
 	free      []int
@@ -278,14 +286,16 @@ func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
 	slots := len(lp.Pinned) + lp.Slots
 	ls := &layerState{
 		index: lp.Layer, experts: lp.Experts, expertBytes: lp.ExpertBytes, pinned: len(lp.Pinned), log: r.log,
-		slotOf:   make([]int32, lp.Experts),
-		expertIn: make([]int32, slots),
-		lastUse:  make([]uint64, slots),
-		held:     make([]int32, slots),
-		ready:    make([]batchRef, slots),
-		fences:   make([][]cuda.Event, slots),
-		mark:     make([]uint64, lp.Experts),
-		evictor:  policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
+		slotOf:    make([]int32, lp.Experts),
+		expertIn:  make([]int32, slots),
+		lastUse:   make([]uint64, slots),
+		held:      make([]int32, slots),
+		ready:     make([]batchRef, slots),
+		fences:    make([][]cuda.Event, slots),
+		fetched:   make([]bool, slots),
+		mark:      make([]uint64, lp.Experts),
+		predicted: make([]uint64, lp.Experts),
+		evictor:   policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
 	}
 	for i := range ls.slotOf {
 		ls.slotOf[i] = -1
@@ -540,6 +550,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		}
 	}
 	ls.counts.hostWait += waited
+	ls.scorePrediction(ids)
 
 	ls.tick++
 	tick := ls.tick
@@ -552,7 +563,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 			case err != nil && ls.held[s] == 0:
 				// Its copy failed on the device: load it again.
 				ls.log.Debug("rotary: reloading an expert whose copy failed", slog.Int("layer", ls.index), slog.Int("expert", id), slog.Any("err", err))
-				ls.expertIn[s], ls.slotOf[id], ls.ready[s] = -1, -1, batchRef{}
+				ls.expertIn[s], ls.slotOf[id], ls.ready[s], ls.fetched[s] = -1, -1, batchRef{}, false
 				s = -1
 			case done && err == nil:
 				ls.ready[s] = batchRef{}
@@ -563,6 +574,14 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 		if s < 0 {
 			ls.misses = append(ls.misses, i)
 			continue
+		}
+		if ls.fetched[s] {
+			ls.fetched[s] = false
+			ls.counts.prefetch.Useful++
+			ls.counts.prefetch.UsefulBytes += ls.expertBytes
+			if ls.ready[s].b != nil {
+				ls.counts.prefetch.Late++
+			}
 		}
 		ls.held[s]++
 		ls.lastUse[s] = tick
@@ -652,6 +671,23 @@ func (ls *layerState) wake() {
 	}
 }
 
+// scorePrediction counts how well the last Prefetch predicted ids, the
+// Acquire that follows it. Called with ls.mu held.
+func (ls *layerState) scorePrediction(ids []int) {
+	if ls.predN == 0 {
+		return
+	}
+	p := &ls.counts.prefetch
+	for _, id := range ids {
+		if ls.predicted[id] == ls.predStamp {
+			p.Correct++
+		}
+	}
+	p.Requested += uint64(len(ids))
+	p.Predicted += uint64(ls.predN)
+	ls.predN = 0
+}
+
 // check rejects duplicate ids and requests the slots cannot hold at once.
 // Called with ls.mu held.
 func (ls *layerState) check(ids []int) error {
@@ -696,7 +732,8 @@ func (ls *layerState) fits(ids []int) bool {
 }
 
 // place assigns slots to ids (missing, distinct): empty slots first, lowest
-// first, then the policy's victims among the slots no Set holds. The evicted
+// first, then the policy's victims among the slots that no Set holds and
+// whose experts the call did not name (marked with ls.stamp). The evicted
 // experts leave the tables at once; their slots are overwritten by copies
 // queued after the Release events still pending on them. The slots are held
 // (for the Set, or until the copies are queued); place returns how many ids
@@ -710,7 +747,7 @@ func (ls *layerState) place(ids []int, tick uint64) int {
 		}
 		if e := ls.expertIn[s]; e < 0 {
 			ls.free = append(ls.free, s)
-		} else {
+		} else if ls.mark[e] != ls.stamp {
 			ls.cands = append(ls.cands, Candidate{Slot: s, Expert: int(e), LastUse: ls.lastUse[s]})
 		}
 	}
@@ -726,6 +763,11 @@ func (ls *layerState) place(ids []int, tick uint64) int {
 			ls.cands[j] = ls.cands[len(ls.cands)-1]
 			ls.cands = ls.cands[:len(ls.cands)-1]
 			ls.slotOf[ls.expertIn[s]] = -1
+			if ls.fetched[s] {
+				ls.fetched[s] = false
+				ls.counts.prefetch.Wasted++
+				ls.counts.prefetch.WastedBytes += ls.expertBytes
+			}
 		default:
 			return placed
 		}
@@ -848,40 +890,174 @@ copies:
 
 // Prefetch starts copying experts of layer ahead of their Acquire, without
 // blocking: into slots no Set holds (as many as there are), from pinned host
-// memory. Experts already resident are skipped; with the host LRU, experts
+// memory. Experts already resident are skipped, and never evicted to make
+// room for the others, nor are pinned experts; with the host LRU, experts
 // not in pinned memory are read into it in the background instead, ready for
 // a later Prefetch or Acquire. Prefetched experts count as used at the
 // layer's last Acquire, and are not counted as requests by the policy.
+//
+// ids is also a prediction of the layer's next Acquire, which Stats.Prefetch
+// scores (recall and precision).
 func (r *Runtime) Prefetch(layer int, ids []int) error {
+	_, err := r.PrefetchN(layer, ids, len(ids))
+	return err
+}
+
+// PrefetchN is Prefetch copying at most n experts: the first n of ids that
+// are not resident. It returns how many it copied, so that a caller can keep
+// to a budget of bytes. The prediction it scores is all of ids.
+func (r *Runtime) PrefetchN(layer int, ids []int, n int) (int, error) {
 	if err := r.enter(); err != nil {
-		return err
+		return 0, err
 	}
 	defer r.mu.RUnlock()
 	ls, err := r.layerFor(layer, ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	ls.stamp++
+	ls.predStamp++
+	ls.predN = 0
 	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
 	for _, id := range ids {
-		if ls.slotOf[id] < 0 && !slices.Contains(ls.missIDs, id) && r.host.prefetch(ls, id) {
+		if ls.mark[id] == ls.stamp {
+			continue // named twice
+		}
+		ls.mark[id] = ls.stamp
+		ls.predicted[id] = ls.predStamp
+		ls.predN++
+		if ls.slotOf[id] < 0 && len(ls.missIDs) < n && r.host.prefetch(ls, id) {
 			ls.missIDs = append(ls.missIDs, id)
 		}
 	}
 	if len(ls.missIDs) == 0 {
-		return nil
+		return 0, nil
 	}
-	n := ls.place(ls.missIDs, ls.tick)
-	_, queued, err := r.fill(noWait, ls, ls.missIDs[:n], ls.missSlots, ls.copyWaits, nil)
+	placed := ls.place(ls.missIDs, ls.tick)
+	if placed == 0 {
+		return 0, nil // every slot is held
+	}
+	_, queued, err := r.fill(noWait, ls, ls.missIDs[:placed], ls.missSlots, ls.copyWaits, nil)
 	ls.unplace(ls.missIDs, ls.missSlots, queued)
+	for _, s := range ls.missSlots[:queued] {
+		ls.fetched[s] = true
+	}
 	ls.wake()
 	ls.counts.prefetched += uint64(queued)
 	ls.counts.bytes += int64(queued) * ls.expertBytes
 	if err != nil && noWait.Err() != nil && errors.Is(err, noWait.Err()) {
-		return nil // it would have had to wait
+		return queued, nil // it would have had to wait
 	}
-	return err
+	return queued, err
+}
+
+// Repin changes the pinned experts to hot's, keeping each layer's number of
+// pinned slots: a layer pins the first of hot's experts for it (as many as
+// it has pinned slots), those already pinned staying in place. Each new one
+// is copied from pinned host memory into the slot of an expert that leaves,
+// after the work reading that slot (Release events), on the copy stream;
+// Acquires of it wait for the copy. An expert that is held by a Set, or
+// leaves a dynamic slot a Set holds, stays as it is until a later Repin. It
+// returns how many experts it moved. A layer hot names no experts for keeps
+// its pinned set.
+//
+// It lets a run re-pin its hot set from a live profile.Recorder instead of
+// keeping the one chosen at Open.
+func (r *Runtime) Repin(ctx context.Context, hot *profile.HotSet) (int, error) {
+	if err := r.enter(); err != nil {
+		return 0, err
+	}
+	defer r.mu.RUnlock()
+	if hot == nil || len(hot.Layers) != len(r.layers) {
+		return 0, fmt.Errorf("%w: a hot set of %d layers for a model of %d", ErrInvalid, hotLayers(hot), len(r.layers))
+	}
+	moved := 0
+	for _, ls := range r.moe {
+		n, err := r.repin(ctx, ls, hot.Layers[ls.index].Experts)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+func hotLayers(h *profile.HotSet) int {
+	if h == nil {
+		return 0
+	}
+	return len(h.Layers)
+}
+
+func (r *Runtime) repin(ctx context.Context, ls *layerState, want []int) (int, error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, e := range want {
+		if e < 0 || e >= ls.experts {
+			return 0, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, e, ls.index, ls.experts)
+		}
+	}
+	want = want[:min(len(want), ls.pinned)]
+	ls.stamp++
+	for _, e := range want {
+		ls.mark[e] = ls.stamp
+	}
+	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
+	next := 0 // the next of want to consider
+	for s := 0; s < ls.pinned && next < len(want); s++ {
+		if old := ls.expertIn[s]; old >= 0 && ls.mark[old] == ls.stamp || ls.held[s] > 0 {
+			continue // stays pinned, or in use
+		}
+		for ; next < len(want); next++ {
+			e := want[next]
+			d := int(ls.slotOf[e])
+			if d >= 0 && d < ls.pinned || d >= 0 && ls.held[d] > 0 {
+				continue // pinned already, or held in a dynamic slot
+			}
+			if d >= 0 { // leaves its dynamic slot, empty now
+				ls.expertIn[d], ls.slotOf[e], ls.ready[d], ls.fetched[d] = -1, -1, batchRef{}, false
+			}
+			break
+		}
+		if next == len(want) {
+			break
+		}
+		if old := ls.expertIn[s]; old >= 0 {
+			ls.slotOf[old] = -1
+		}
+		e := want[next]
+		next++
+		ls.expertIn[s], ls.slotOf[e] = int32(e), int32(s)
+		ls.missIDs, ls.missSlots = append(ls.missIDs, e), append(ls.missSlots, s)
+	}
+	if len(ls.missIDs) == 0 {
+		return 0, nil
+	}
+	ls.copyWaits = ls.copyWaits[:0]
+	for _, s := range ls.missSlots {
+		for _, f := range ls.fences[s] {
+			if done, err := f.Query(); !done && err == nil {
+				ls.copyWaits = append(ls.copyWaits, f)
+			}
+		}
+		ls.fences[s] = ls.fences[s][:0]
+		ls.held[s]++
+	}
+	_, queued, err := r.fill(ctx, ls, ls.missIDs, ls.missSlots, ls.copyWaits, nil)
+	for i, s := range ls.missSlots {
+		ls.held[s]--
+		if i >= queued { // not copied: the slot is empty
+			ls.expertIn[s], ls.slotOf[ls.missIDs[i]], ls.ready[s] = -1, -1, batchRef{}
+		}
+	}
+	ls.wake()
+	ls.counts.bytes += int64(queued) * ls.expertBytes
+	if err != nil {
+		return queued, fmt.Errorf("rotary: re-pinning layer %d: %w", ls.index, err)
+	}
+	return queued, nil
 }
 
 // noWait is a context that is done: calls given it do not block.
@@ -917,8 +1093,8 @@ func (r *Runtime) Release(s *Set, event cuda.Event) error {
 	defer ls.mu.Unlock()
 	for _, v := range s.Experts {
 		ls.held[v.Slot]--
-		if event != nil && v.Slot >= ls.pinned {
-			ls.fence(v.Slot, event)
+		if event != nil {
+			ls.fence(v.Slot, event) // pinned slots too: Repin overwrites them
 		}
 	}
 	ls.wake()

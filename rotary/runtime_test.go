@@ -272,7 +272,7 @@ func TestReleaseEventGuardsSlot(t *testing.T) {
 	m := openTestModel(t)
 	dev := newHost(t, cuda.WithVirtualClock(), cuda.WithTiming(cuda.Timing{PinnedBandwidth: 1e9, CallOverhead: time.Microsecond}))
 	rt := openRuntime(t, m, dev, WithSlots(4))
-	mod, err := dev.Load(bg, simProgram)
+	mod, err := dev.Load(bg, sleepProgram)
 	require.NoError(t, err)
 	k, err := mod.Kernel("compute")
 	require.NoError(t, err)
@@ -333,6 +333,54 @@ func TestPrefetch(t *testing.T) {
 		require.NoError(t, rt.Release(set, nil))
 		checkTables(t, rt, 1, nil)
 	}
+}
+
+// TestPrefetchScoring checks what Stats.Prefetch counts, that PrefetchN keeps
+// to its limit, and that a prefetch never evicts an expert it names.
+func TestPrefetchScoring(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	rt := openRuntime(t, m, dev, WithSlots(4))
+	acquire := func(ids ...int) {
+		t.Helper()
+		set, err := rt.Acquire(bg, 1, ids, nil)
+		require.NoError(t, err)
+		require.NoError(t, rt.Release(set, nil))
+	}
+	acquire(0, 1, 2, 3)
+	// LRU's victim would be expert 0 (all four last used together, lowest
+	// id first), but the prediction names it: expert 1 goes.
+	n, err := rt.PrefetchN(1, []int{0, 9, 10}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "one copy allowed")
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, r.SlotOf[0], int32(0))
+	assert.GreaterOrEqual(t, r.SlotOf[9], int32(0))
+	assert.Equal(t, int32(-1), r.SlotOf[1])
+	assert.Equal(t, int32(-1), r.SlotOf[10], "beyond the limit")
+	require.NoError(t, dev.Synchronize(bg))
+
+	acquire(9, 2) // 9 was predicted and prefetched, 2 neither
+	p := rt.Stats().Prefetch
+	assert.Equal(t, PrefetchStats{Useful: 1, UsefulBytes: m.ExpertBytes(1), Predicted: 3, Requested: 2, Correct: 1}, p)
+	assert.InDelta(t, 0.5, p.Recall(), 1e-9)
+	assert.InDelta(t, 1.0/3, p.Precision(), 1e-9)
+
+	// Two experts prefetched and evicted unused by the next Acquire's misses;
+	// the first prediction is replaced by the second, so only that one counts.
+	require.NoError(t, rt.Prefetch(1, []int{11}))
+	require.NoError(t, rt.Prefetch(1, []int{12}))
+	require.NoError(t, dev.Synchronize(bg))
+	acquire(4, 5, 6, 7)
+	p = rt.Stats().Prefetch
+	assert.Equal(t, uint64(2), p.Wasted)
+	assert.Equal(t, 2*m.ExpertBytes(1), p.WastedBytes)
+	assert.Equal(t, uint64(4), p.Predicted)
+	assert.Equal(t, uint64(6), p.Requested)
+	assert.Equal(t, uint64(1), p.Correct)
+	assert.Equal(t, uint64(3), rt.Stats().Prefetched)
+	checkTables(t, rt, 1, nil)
 }
 
 func TestCloseFreesEverything(t *testing.T) {
@@ -772,6 +820,51 @@ func TestOpenCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, int64(4*3), copies.Load(), "4 experts of 3 parts")
 	assert.Equal(t, cuda.Stats{}, dev.Stats())
+}
+
+// TestRepin changes the pinned experts of a running runtime: one moves from
+// a dynamic slot into a pinned one with its bytes, one stays, a held one
+// waits for a later Repin.
+func TestRepin(t *testing.T) {
+	m := openTestModel(t)
+	dev := newHost(t)
+	hot := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{0, 1}}}}
+	rt := openRuntime(t, m, dev, WithSlots(4), WithHotSet(hot))
+	set, err := rt.Acquire(bg, 1, []int{2, 3}, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Release(set, nil))
+
+	again := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{3, 0, 7}}}}
+	n, err := rt.Repin(bg, again)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "3 replaces 1; 0 stays; 7 is one too many")
+	r, err := rt.Residency(1)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{0, 3}, r.ExpertIn[:2])
+	assert.Equal(t, int32(-1), r.SlotOf[1])
+	assert.Equal(t, int32(-1), r.SlotOf[7])
+	checkTables(t, rt, 1, []int{0, 3})
+	require.NoError(t, dev.Synchronize(bg))
+	set, err = rt.Acquire(bg, 1, []int{3}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, set.Experts[0].Slot)
+	assert.Equal(t, fileBytes(t, m, 1, 3), viewBytes(t, dev, set.Experts[0]))
+
+	// 3 is held: 5 cannot take its slot yet.
+	back := &profile.HotSet{Mode: profile.PerLayer, Layers: []profile.LayerHotSet{{}, {Experts: []int{0, 5}}}}
+	n, err = rt.Repin(bg, back)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	require.NoError(t, rt.Release(set, nil))
+	n, err = rt.Repin(bg, back)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	checkTables(t, rt, 1, []int{0, 5})
+
+	_, err = rt.Repin(bg, &profile.HotSet{Layers: []profile.LayerHotSet{{}}})
+	assert.ErrorIs(t, err, ErrInvalid)
+	_, err = rt.Repin(bg, &profile.HotSet{Layers: []profile.LayerHotSet{{}, {Experts: []int{99}}}})
+	assert.ErrorIs(t, err, ErrExpertRange)
 }
 
 func TestOpenWithPlan(t *testing.T) {

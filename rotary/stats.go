@@ -23,6 +23,9 @@ type Stats struct {
 	HostAhead uint64
 	// Prefetched counts experts Prefetch copied.
 	Prefetched uint64
+	// Prefetch says how useful those copies and the predictions behind
+	// them were.
+	Prefetch PrefetchStats
 	// TransferTime is the copy stream's time on the copies, StallTime the
 	// compute streams' time waiting for them (both from events, so known once
 	// the copies have completed); HostWait is the time callers were blocked:
@@ -44,11 +47,46 @@ type TierStats struct {
 }
 
 // HitRate is Hits / (Hits + Misses), 0 without requests.
-func (t TierStats) HitRate() float64 {
-	if n := t.Hits + t.Misses; n > 0 {
-		return float64(t.Hits) / float64(n)
+func (t TierStats) HitRate() float64 { return ratio(t.Hits, t.Hits+t.Misses) }
+
+// PrefetchStats count how Prefetch fared. A prefetched expert is Useful once
+// an Acquire asks for it (Late if its copy had not completed by then: the
+// Acquire's stream waited for it), Wasted if it is evicted first; experts
+// still resident and not yet asked for are neither. Each Prefetch call is
+// also a prediction of the layer's next Acquire: Predicted counts the
+// distinct experts it named (resident or not), Requested the experts that
+// Acquire asked for, Correct those of them it had named. A prediction that
+// a later Prefetch of the layer replaces before any Acquire is not counted.
+type PrefetchStats struct {
+	Useful, Late, Wasted          uint64
+	UsefulBytes, WastedBytes      int64
+	Predicted, Requested, Correct uint64
+}
+
+// Recall is the share of the requested experts that had been predicted,
+// Correct / Requested (0 without predictions).
+func (p PrefetchStats) Recall() float64 { return ratio(p.Correct, p.Requested) }
+
+// Precision is the share of the predicted experts that were then requested,
+// Correct / Predicted (0 without predictions).
+func (p PrefetchStats) Precision() float64 { return ratio(p.Correct, p.Predicted) }
+
+func (p *PrefetchStats) add(o PrefetchStats) {
+	p.Useful += o.Useful
+	p.Late += o.Late
+	p.Wasted += o.Wasted
+	p.UsefulBytes += o.UsefulBytes
+	p.WastedBytes += o.WastedBytes
+	p.Predicted += o.Predicted
+	p.Requested += o.Requested
+	p.Correct += o.Correct
+}
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
 	}
-	return 0
+	return float64(a) / float64(b)
 }
 
 // LayerStats are one layer's share of Stats.
@@ -56,6 +94,7 @@ type LayerStats struct {
 	Layer                             int
 	Hits, PinnedHits, Misses          uint64
 	Prefetched                        uint64
+	Prefetch                          PrefetchStats
 	Bytes                             int64
 	TransferTime, StallTime, HostWait time.Duration
 }
@@ -65,6 +104,7 @@ type layerCounts struct {
 	hits, pinnedHits, misses, prefetched uint64
 	bytes                                int64
 	hostWait                             time.Duration
+	prefetch                             PrefetchStats
 }
 
 // layerTiming collects the timings of completed batches, which are harvested
@@ -115,13 +155,14 @@ func (r *Runtime) stats(reset bool) Stats {
 		ls.mu.Unlock()
 		transfer, stall := ls.timing.get(reset)
 		l := LayerStats{Layer: ls.index, Hits: c.hits, PinnedHits: c.pinnedHits, Misses: c.misses, Prefetched: c.prefetched,
-			Bytes: c.bytes, TransferTime: transfer, StallTime: stall, HostWait: c.hostWait}
+			Prefetch: c.prefetch, Bytes: c.bytes, TransferTime: transfer, StallTime: stall, HostWait: c.hostWait}
 		s.Layers = append(s.Layers, l)
 		s.VRAM.Hits += l.Hits
 		s.VRAM.Misses += l.Misses
 		s.VRAM.Bytes += l.Bytes
 		s.PinnedHits += l.PinnedHits
 		s.Prefetched += l.Prefetched
+		s.Prefetch.add(l.Prefetch)
 		s.TransferTime += l.TransferTime
 		s.StallTime += l.StallTime
 		s.HostWait += l.HostWait
@@ -148,6 +189,10 @@ func (s Stats) LogValue() slog.Value {
 		slog.Int64("bytes_from_file", s.Host.Bytes),
 		slog.Uint64("host_ahead", s.HostAhead),
 		slog.Uint64("prefetched", s.Prefetched),
+		slog.Uint64("prefetch_useful", s.Prefetch.Useful),
+		slog.Uint64("prefetch_wasted", s.Prefetch.Wasted),
+		slog.Float64("prefetch_recall", s.Prefetch.Recall()),
+		slog.Float64("prefetch_precision", s.Prefetch.Precision()),
 		slog.Duration("transfer", s.TransferTime),
 		slog.Duration("stall", s.StallTime),
 		slog.Duration("host_wait", s.HostWait),

@@ -15,10 +15,9 @@ cd "$root"
 # Kernel packages: packages whose tests run CUDA C kernels against the Go CPU
 # reference. On a GPU those tests run on the device as well, so run.sh runs
 # each one's test binary there, in the package's directory (as go test
-# would). Add a package here when it lands, one directory per line, e.g.
-#   ./rotary/moe          quantized GEMV/GEMM and the slot-plane MoE kernels
-#   (the model's GPU backend, rotary/model/gpu, wherever it lives)
+# would). One directory per line.
 kernel_packages=(
+	./rotary/model/gpu
 )
 
 export CGO_ENABLED=1

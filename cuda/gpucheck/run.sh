@@ -52,9 +52,11 @@ echo "== kernel tests on the device (the kernel packages of build.sh)"
 kernels=0
 while read -r -u 3 dir test; do
 	# In the package's directory, as go test runs it, for its testdata.
-	(cd "$root/$dir" && "$bin/$test" -test.v -test.count=1 -test.timeout=10m) 2>&1 |
+	# Then the decode kernels' benchmarks, which report GB/s on the GPU (and
+	# skip on the emulator).
+	(cd "$root/$dir" && "$bin/$test" -test.v -test.count=1 -test.timeout=10m -test.bench Decode -test.benchtime 200x) 2>&1 |
 		tee "$logs/gpucheck-$(basename "$test" .test).log" |
-		grep -E '^(--- |    --- |ok|FAIL|PASS|panic)|no GPU|skip'
+		grep -E '^(Benchmark|--- |    --- |ok|FAIL|PASS|panic)|no GPU|skip'
 	status=${PIPESTATUS[0]}
 	echo "$dir: exit $status"
 	[ "$status" -eq 0 ] || kernels=$status

@@ -29,9 +29,11 @@ type config struct {
 	ctx                             int
 	ctxSet                          bool
 
-	vram, hostMem size
-	backend       string
-	threads       int
+	vram, hostMem  size
+	backend        string
+	threads        int
+	prefetch       string
+	prefetchBudget size
 
 	trace, profile, heatmap, curves, hot string
 	json, verbose                        bool
@@ -99,6 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies; at least all experts: the file's mapping serves them (default 24 GiB; for the default model, three quarters of its experts)")
 	fs.StringVar(&c.backend, "backend", "auto", "where the forward pass runs: auto, cuda or host")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads of the forward pass (0: one per CPU)")
+	fs.StringVar(&c.prefetch, "prefetch", "auto", "copy the experts the next layer is likely to use while a layer computes: off, transition (learned from the -hot profile's cross-layer counts) or auto (transition when the -hot profile has them)")
+	fs.Var(&c.prefetchBudget, "prefetch-budget", "bound the bytes prefetched per token to `SIZE` (default: no bound but the next layer's top-k)")
 	fs.StringVar(&c.trace, "trace", "", "write the routing (layer, token, experts, weights) to this trace `file` (JSON lines; binary if it ends in .bin)")
 	fs.StringVar(&c.profile, "profile", "", "write the router profile of the run to this JSON `file`")
 	fs.StringVar(&c.heatmap, "heatmap", "", "write the layers × experts heatmap of the run to this PNG `file`")
@@ -140,6 +144,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case "auto", "host", "cuda":
 	default:
 		return nil, usagef("-backend %q: want auto, cuda or host", c.backend)
+	}
+	switch c.prefetch {
+	case "auto", "off", "transition":
+	default:
+		return nil, usagef("-prefetch %q: want auto, off or transition", c.prefetch)
 	}
 	for flag, path := range map[string]string{"-heatmap": c.heatmap, "-curves": c.curves} {
 		if path == "" {

@@ -164,12 +164,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
+	var hot *profile.Profile
 	if c.hot != "" {
-		p, err := profile.LoadFor(c.hot, id)
-		if err != nil {
+		if hot, err = profile.LoadFor(c.hot, id); err != nil {
 			return fmt.Errorf("-hot: %w", err)
 		}
-		opts = append(opts, engine.WithHotProfile(p, hotFraction))
+		opts = append(opts, engine.WithHotProfile(hot, hotFraction))
+	}
+	pf, err := prefetcher(c, hot, log)
+	if err != nil {
+		return err
+	}
+	if pf != nil {
+		opts = append(opts, engine.WithPrefetch(pf.open))
+	}
+	if c.verbose {
+		fmt.Fprintf(stderr, "prefetch: %s\n", pf)
 	}
 
 	rec, tw, traceFile, err := routingSinks(c, id)
@@ -241,6 +251,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// An interrupted run reports and writes what it gathered, like any.
 	fmt.Fprintln(human)
 	errs := []error{report(human, g, plan.Host.Mode)}
+	if err := pf.err(); err != nil {
+		// Generation went on without it.
+		fmt.Fprintf(human, "prefetch turned off during the run: %v\n", err)
+	}
 	if rec != nil {
 		errs = append(errs, writeProfile(human, c, rec.Profile()))
 	}
@@ -279,7 +293,7 @@ func routingSinks(c *config, id profile.ModelID) (*profile.Recorder, *profile.Tr
 	var rec *profile.Recorder
 	if c.profile != "" || c.heatmap != "" || c.curves != "" {
 		var err error
-		if rec, err = profile.NewRecorder(id, profile.WithWorkload(workload(c))); err != nil {
+		if rec, err = profile.NewRecorder(id, profile.WithWorkload(workload(c)), profile.WithTransitions()); err != nil {
 			return nil, nil, nil, err
 		}
 	}

@@ -249,6 +249,18 @@ func TestProfileAndHotSet(t *testing.T) {
 	assert.Positive(t, pinned.Plan.Pinned)
 	assert.Positive(t, pinned.Stats.Experts.PinnedHits)
 	assert.Equal(t, r.GeneratedTokens, pinned.GeneratedTokens, "pinning does not change the text")
+	// The profile carries the cross-layer counts: auto prefetches with them.
+	assert.Contains(t, stderr, "prefetch: transition statistics of "+prof)
+	assert.Positive(t, pinned.Stats.Experts.Prefetch.Recall)
+
+	off, stderr := runJSON(t, "-prompt-file", prompt, "-n", "40", "-hot", prof, "-prefetch", "off", "-v")
+	assert.Contains(t, stderr, "prefetch: off")
+	assert.Zero(t, off.Stats.Experts.Prefetched)
+	assert.Equal(t, r.GeneratedTokens, off.GeneratedTokens, "prefetching does not change the text")
+
+	code, _, stderr := runCLI(t, "-prompt-file", prompt, "-n", "4", "-prefetch", "transition")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-prefetch transition learns from the -hot profile")
 }
 
 // TestErrors checks that failures are one line on stderr with a non-zero

@@ -74,6 +74,11 @@ func report(w io.Writer, g *generation, mode rotary.HostMode) error {
 		fmt.Fprintf(w, "        host: all %d misses served from the file's mapping\n", s.Host.Hits)
 		fmt.Fprintf(w, "moved   %s to the device in %d copies\n", rotary.FormatSize(s.VRAM.Bytes), s.VRAM.Misses)
 	}
+	if p := s.Prefetch; s.Prefetched > 0 || p.Predicted > 0 {
+		fmt.Fprintf(w, "ahead   %d experts prefetched: %d useful (%s), %d late, %d wasted (%s); predictions' recall %.1f%%, precision %.1f%%\n",
+			s.Prefetched, p.Useful, rotary.FormatSize(p.UsefulBytes), p.Late, p.Wasted, rotary.FormatSize(p.WastedBytes),
+			100*p.Recall(), 100*p.Precision())
+	}
 	fmt.Fprintf(w, "waited  %s for experts in %d acquires (copies %s, compute stalled %s, host blocked %s)\n",
 		seconds(total.Wait), total.Acquires, seconds(s.TransferTime), seconds(s.StallTime), seconds(s.HostWait))
 	return nil
@@ -121,18 +126,29 @@ type jsonPhase struct {
 }
 
 type jsonTiers struct {
-	VRAM            jsonTier `json:"vram"`
-	PinnedHits      uint64   `json:"pinned_hits"`
-	Host            jsonTier `json:"host"`
-	Prefetched      uint64   `json:"prefetched"`
-	HostAhead       uint64   `json:"host_ahead"`
-	Acquires        int      `json:"acquires"`
-	WaitSeconds     float64  `json:"wait_seconds"`
-	TransferSeconds float64  `json:"transfer_seconds"`
-	StallSeconds    float64  `json:"stall_seconds"`
-	HostWaitSeconds float64  `json:"host_wait_seconds"`
-	BytesToDevice   int64    `json:"bytes_to_device"`
-	BytesFromFile   int64    `json:"bytes_from_file"`
+	VRAM            jsonTier     `json:"vram"`
+	PinnedHits      uint64       `json:"pinned_hits"`
+	Host            jsonTier     `json:"host"`
+	Prefetched      uint64       `json:"prefetched"`
+	Prefetch        jsonPrefetch `json:"prefetch"`
+	HostAhead       uint64       `json:"host_ahead"`
+	Acquires        int          `json:"acquires"`
+	WaitSeconds     float64      `json:"wait_seconds"`
+	TransferSeconds float64      `json:"transfer_seconds"`
+	StallSeconds    float64      `json:"stall_seconds"`
+	HostWaitSeconds float64      `json:"host_wait_seconds"`
+	BytesToDevice   int64        `json:"bytes_to_device"`
+	BytesFromFile   int64        `json:"bytes_from_file"`
+}
+
+type jsonPrefetch struct {
+	Useful      uint64  `json:"useful"`
+	Late        uint64  `json:"late"`
+	Wasted      uint64  `json:"wasted"`
+	UsefulBytes int64   `json:"useful_bytes"`
+	WastedBytes int64   `json:"wasted_bytes"`
+	Recall      float64 `json:"recall"`
+	Precision   float64 `json:"precision"`
 }
 
 type jsonTier struct {
@@ -168,6 +184,9 @@ func newJSONTiers(s engine.Stats) jsonTiers {
 		PinnedHits: s.PinnedHits,
 		Host:       jsonTier{Hits: s.Host.Hits, Misses: s.Host.Misses, HitRate: s.Host.HitRate()},
 		Prefetched: s.Prefetched, HostAhead: s.HostAhead, Acquires: s.Acquires,
+		Prefetch: jsonPrefetch{Useful: s.Prefetch.Useful, Late: s.Prefetch.Late, Wasted: s.Prefetch.Wasted,
+			UsefulBytes: s.Prefetch.UsefulBytes, WastedBytes: s.Prefetch.WastedBytes,
+			Recall: s.Prefetch.Recall(), Precision: s.Prefetch.Precision()},
 		WaitSeconds: s.Wait.Seconds(), TransferSeconds: s.TransferTime.Seconds(),
 		StallSeconds: s.StallTime.Seconds(), HostWaitSeconds: s.HostWait.Seconds(),
 		BytesToDevice: s.VRAM.Bytes, BytesFromFile: s.Host.Bytes,

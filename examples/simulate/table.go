@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -15,21 +17,21 @@ import (
 	"github.com/rotary-moe/rotary/examples/internal/progress"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
-	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/sim"
 )
 
 // diag receives the progress and warnings, never the results.
 var diag io.Writer = os.Stderr
 
-// simulate runs rotary.Simulate once per budget and policy, as many at once
+// simulate runs sim.Simulate once per budget and policy, as many at once
 // as there are CPUs, showing the progress of a long simulation on diag, and
 // returns one report of every row in cfg's order.
-func simulate(ctx context.Context, m *experts.Model, tr *profile.Trace, cfg rotary.SimConfig) (*rotary.SimReport, error) {
+func simulate(ctx context.Context, m *experts.Model, tr *profile.Trace, cfg sim.Config) (*sim.Report, error) {
 	budgets, policies := cfg.Budgets, cfg.Policies
 	n := len(budgets) * len(policies)
 	bar := progress.New(diag, "simulating", progress.Count("runs"))
 	defer bar.Finish()
-	reps := make([]*rotary.SimReport, n)
+	reps := make([]*sim.Report, n)
 	var mu sync.Mutex
 	done := 0
 	g, gctx := errgroup.WithContext(ctx)
@@ -40,7 +42,7 @@ func simulate(ctx context.Context, m *experts.Model, tr *profile.Trace, cfg rota
 		one.Policies = policies[i%len(policies) : i%len(policies)+1]
 		one.Parallel = 1
 		g.Go(func() error {
-			rep, err := rotary.Simulate(gctx, m, tr, one)
+			rep, err := sim.Simulate(gctx, m, tr, one)
 			if err != nil {
 				return err
 			}
@@ -65,7 +67,7 @@ func simulate(ctx context.Context, m *experts.Model, tr *profile.Trace, cfg rota
 
 // computePerToken is the compute the simulation charges a token: each
 // routed layer's attention and experts, over the counted tokens.
-func computePerToken(tr *profile.Trace, rep *rotary.SimReport) time.Duration {
+func computePerToken(tr *profile.Trace, rep *sim.Report) time.Duration {
 	routed := 0
 	for tok := rep.Warmup; tok < tr.Tokens(); tok++ {
 		for l := range tr.Model().Layers {
@@ -83,10 +85,13 @@ func computePerToken(tr *profile.Trace, rep *rotary.SimReport) time.Duration {
 // writeTable prints the report with the time per token split so that it
 // adds up: compute, the stall for copies, and the rest, which is the host's
 // side of every layer (the router's readback, the driver calls that queue
-// the copies and kernels, each copy's latency before data moves). On a
-// small model the rest dominates, so a token can take many times its
-// compute with no stall at all. All times are in the same unit.
-func writeTable(w io.Writer, tr *profile.Trace, rep *rotary.SimReport) error {
+// the copies and kernels, each copy's latency before data moves) and, with
+// a prefetcher, the waits for prefetches that had not arrived. On a small
+// model the rest dominates, so a token can take many times its compute with
+// no stall at all. All times are in the same unit. Rows with a prefetcher
+// add its name, the copies per token and the predictions' recall and
+// precision.
+func writeTable(w io.Writer, tr *profile.Trace, rep *sim.Report) error {
 	compute := computePerToken(tr, rep)
 	fmt.Fprintf(w, "%s, %d tokens", rep.Model, rep.Tokens)
 	if rep.Warmup > 0 {
@@ -94,17 +99,38 @@ func writeTable(w io.Writer, tr *profile.Trace, rep *rotary.SimReport) error {
 	}
 	fmt.Fprintf(w, "; per MoE layer: attention %v, experts %v; copies %.1f GB/s pinned, %v each, %v per call\n",
 		rep.Attention, rep.Experts, rep.Timing.PinnedBandwidth/1e9, rep.Timing.CopyLatency, rep.Timing.CallOverhead)
+	prefetch := slices.ContainsFunc(rep.Rows, func(r sim.Row) bool { return r.Prefetch != "" })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tMiB/token\tcompute\tstall\thost\tms/token\ttokens/s\t")
+	if prefetch {
+		fmt.Fprintln(tw, "budget\tpolicy\tprefetch\tslots/layer\tpinned\thit rate\tcopies/token\trecall\tprecision\tMiB/token\tcompute\tstall\thost\tms/token\ttokens/s\t")
+	} else {
+		fmt.Fprintln(tw, "budget\tpolicy\tslots/layer\tpinned\thit rate\tMiB/token\tcompute\tstall\thost\tms/token\ttokens/s\t")
+	}
 	for _, r := range rep.Rows {
 		host := max(r.TimePerToken-compute-r.StallPerToken, 0)
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.2f%%\t%.2f\t%s\t%s\t%s\t%s\t%.1f\t\n", r.Budget, r.Policy, r.Slots, r.Pinned,
-			100*r.HitRate, r.BytesPerToken/(1<<20), msNum(compute), msNum(r.StallPerToken), msNum(host), msNum(r.TimePerToken), r.TokensPerSecond)
+		fmt.Fprintf(tw, "%s\t%s\t", r.Budget, r.Policy)
+		if prefetch {
+			fmt.Fprintf(tw, "%s\t", cmp.Or(r.Prefetch, "-"))
+		}
+		fmt.Fprintf(tw, "%.1f\t%.1f\t%.2f%%\t", r.Slots, r.Pinned, 100*r.HitRate)
+		switch {
+		case prefetch && r.Prefetch != "":
+			fmt.Fprintf(tw, "%.2f\t%.1f%%\t%.1f%%\t", r.TransfersPerToken, 100*r.PrefetchRecall, 100*r.PrefetchPrecision)
+		case prefetch:
+			fmt.Fprintf(tw, "%.2f\t-\t-\t", r.TransfersPerToken)
+		}
+		fmt.Fprintf(tw, "%.2f\t%s\t%s\t%s\t%s\t%.1f\t\n", r.BytesPerToken/(1<<20), msNum(compute), msNum(r.StallPerToken), msNum(host),
+			msNum(r.TimePerToken), r.TokensPerSecond)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "per token, in ms: compute + stall (waiting for copies) + host (router readback, driver calls, copy latency) = ms/token.")
+	note := "per token, in ms: compute + stall (waiting for copies) + host (router readback, driver calls, copy latency) = ms/token."
+	if prefetch {
+		note = "per token, in ms: compute + stall (waiting for the misses' copies) + host (router readback, driver calls, copy latency,\n" +
+			"prefetches that arrived late) = ms/token; copies/token counts misses and prefetches."
+	}
+	_, err := fmt.Fprintln(w, note)
 	return err
 }
 

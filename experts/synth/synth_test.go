@@ -529,7 +529,7 @@ func BenchmarkSyntheticFullSize(b *testing.B) {
 // BenchmarkOpenModel measures opening a model (header parse, mapping,
 // hyper-parameters and expert index) and closing it again:
 //
-//	go test ./experts -run '^$' -bench OpenModel -synth.open /some/folder/qwen35moe-35b-a3b.gguf
+//	go test ./experts/synth -run '^$' -bench OpenModel -synth.open /some/folder/qwen35moe-35b-a3b.gguf
 func BenchmarkOpenModel(b *testing.B) {
 	if *synthBenchOpen == "" {
 		b.Skip("needs -synth.open")

@@ -51,6 +51,7 @@ type config struct {
 	pinFraction float64
 	log         *slog.Logger
 	modelOpts   []model.Option
+	prefetch    func(*rotary.Runtime) (Prefetcher, error)
 }
 
 // DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
@@ -83,6 +84,22 @@ func WithHotProfile(p *profile.Profile, fraction float64) Option {
 
 // WithLogger sets the logger of the runtime and the device (default: none).
 func WithLogger(log *slog.Logger) Option { return optionFunc(func(c *config) { c.log = log }) }
+
+// Prefetcher moves experts a later layer is likely to use while this one
+// computes; package prefetch's Prefetcher is one. Routed is told each
+// layer's routed experts once they are resident, before the layer computes
+// (hidden is nil: the host-driven path does not hand out hidden states). It
+// must not block on the copies it queues, and it reports its own failures
+// (a prefetcher that fails turns itself off: generation goes on).
+type Prefetcher interface {
+	Routed(layer int, ids []int, hidden []float32)
+}
+
+// WithPrefetch makes a Prefetcher for the engine's runtime when the engine
+// opens (nil: none, the default); an error from newPrefetcher fails New.
+func WithPrefetch(newPrefetcher func(*rotary.Runtime) (Prefetcher, error)) Option {
+	return optionFunc(func(c *config) { c.prefetch = newPrefetcher })
+}
 
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
@@ -156,6 +173,11 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	}
 	if e.src, err = NewSource(e.rt, e.dev); err != nil {
 		return nil, err
+	}
+	if c.prefetch != nil {
+		if e.src.prefetch, err = c.prefetch(e.rt); err != nil {
+			return nil, fmt.Errorf("engine: WithPrefetch: %w", err)
+		}
 	}
 	src.Source = e.src
 	if e.tok, err = tokenizer.FromGGUF(m.File); err != nil {

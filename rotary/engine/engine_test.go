@@ -125,7 +125,39 @@ func TestRotationKeepsLogits(t *testing.T) {
 			b := half.MaxBatch()
 			require.NotZero(t, b)
 			assert.Equal(t, m.Params.NumLayers*((len(prompt)+b-1)/b+12), s.Acquires, "one Acquire per layer and micro-batch")
+
+			// Prefetching moves bytes ahead of time and never changes them.
+			var prefetcher *nextLayer
+			ahead, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithHostBudget(m.TotalExpertBytes()*3/4),
+				engine.WithPositions(64), engine.WithPrefetch(func(rt *rotary.Runtime) (engine.Prefetcher, error) {
+					prefetcher = &nextLayer{rt: rt, layers: m.Params.NumLayers}
+					return prefetcher, nil
+				}))
+			require.NoError(t, err)
+			defer ahead.Close()
+			got, tokens = run(t, ahead.Net(), prompt, 12)
+			require.Equal(t, want, got, "half the experts in VRAM, with prefetch")
+			require.Equal(t, wantTokens, tokens)
+			require.NoError(t, prefetcher.err)
+			assert.Equal(t, s.Acquires, prefetcher.calls, "told of every layer's experts")
+			assert.NotZero(t, ahead.Stats().Prefetched)
 		})
+	}
+}
+
+// nextLayer is a Prefetcher that guesses a layer uses its predecessor's
+// experts.
+type nextLayer struct {
+	rt     *rotary.Runtime
+	layers int
+	calls  int
+	err    error
+}
+
+func (p *nextLayer) Routed(layer int, ids []int, _ []float32) {
+	p.calls++
+	if layer+1 < p.layers && p.err == nil {
+		p.err = p.rt.Prefetch(layer+1, ids)
 	}
 }
 

@@ -25,6 +25,8 @@ type Source struct {
 	stream cuda.Stream // the compute stream: it waits for the copies
 	planes []*plane    // by layer; nil for a layer without experts
 
+	prefetch Prefetcher // nil: none
+
 	acquires int
 	wait     time.Duration
 	err      error // the first failed Release, reported by the next Acquire
@@ -110,6 +112,11 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 		}
 	}
 	s.acquires++
+	if s.prefetch != nil {
+		// The copies it queues overlap this layer's computation; the
+		// layer's own experts are held by set, so none is evicted for them.
+		s.prefetch.Routed(layer, ids, nil)
+	}
 	return l, nil
 }
 

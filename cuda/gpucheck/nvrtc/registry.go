@@ -5,6 +5,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
+	"github.com/rotary-moe/rotary/rotary/model/gpu"
 )
 
 // A kernel package takes part in this check by exporting
@@ -37,6 +38,9 @@ var sources = []source{
 	// Package cuda's test kernels: kernels.cu's axpy passes doubles to check
 	// 8-byte arguments.
 	{pkg: "cuda/internal/testkernels", programs: testPrograms, doubles: true},
+	// Routing sums the softmax in double, in expert order, to pick exactly
+	// the CPU's experts; sincosf's slow path in norm_rope has doubles too.
+	{pkg: "rotary/model/gpu", programs: gpu.Programs, doubles: true},
 }
 
 //go:embed preludecheck.cu

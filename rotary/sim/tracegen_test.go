@@ -1,4 +1,4 @@
-package rotary
+package sim
 
 import (
 	"context"
