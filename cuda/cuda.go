@@ -37,6 +37,9 @@ type cudaDevice struct {
 	nStreams int
 
 	captures atomic.Int32 // streams capturing
+	// released counts frees, unregistrations and unloads, so that a
+	// GraphExec checks its memory and kernels again only after one.
+	released atomic.Uint64
 }
 
 var _ Device = (*cudaDevice)(nil)
@@ -176,6 +179,7 @@ func (d *cudaDevice) Free(b Buffer) error {
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memFree(d.ctx, a.addr)
 }
 
@@ -218,6 +222,7 @@ func (d *cudaDevice) FreeHost(h HostBuffer) error {
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memFreeHost(d.ctx, r.mem)
 }
 
@@ -260,6 +265,7 @@ func (d *cudaDevice) Unregister(h HostBuffer) error {
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memHostUnregister(d.ctx, r.mem)
 }
 

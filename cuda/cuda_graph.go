@@ -259,10 +259,13 @@ type cudaGraphExec struct {
 	mu       sync.Mutex
 	launches []cudaLaunch // with the arguments set last
 	closed   bool
+	checked  bool   // whether the memory and kernels were found alive
+	gen      uint64 // dev.released when they were
 }
 
-// Launch implements GraphExec. It checks first that the memory the graph
-// uses was not freed: the driver would not notice.
+// Launch implements GraphExec. It checks first that the memory and kernels
+// the graph uses were not freed or unloaded (the driver would not notice),
+// again only after something was.
 func (x *cudaGraphExec) Launch(s Stream) error {
 	cs, ok := s.(*cudaStream)
 	if !ok || cs.dev != x.dev {
@@ -277,24 +280,38 @@ func (x *cudaGraphExec) Launch(s Stream) error {
 		if x.closed {
 			return fmt.Errorf("cuda: GraphExec.Launch: %w", ErrClosed)
 		}
-		for _, b := range x.bufs {
-			if _, _, err := x.dev.led.lookup(b, 0, 0); err != nil {
-				return fmt.Errorf("cuda: GraphExec.Launch: %w", err)
-			}
-		}
-		for i, l := range x.launches {
-			if err := x.dev.packArgs(l.args, make([]uint64, len(l.args))); err != nil {
-				return fmt.Errorf("cuda: GraphExec.Launch: launch %d (%s): %w", i, l.k.name, err)
-			}
-			if err := l.k.mod.alive(); err != nil {
-				return fmt.Errorf("cuda: GraphExec.Launch: launch %d (%s): %w", i, l.k.name, err)
-			}
+		if err := x.check(); err != nil {
+			return fmt.Errorf("cuda: GraphExec.Launch: %w", err)
 		}
 		if err := x.dev.drv.graphLaunch(x.dev.ctx, x.h, cs.h); err != nil {
 			return fmt.Errorf("cuda: GraphExec.Launch: %w", err)
 		}
 		return nil
 	})
+}
+
+// check checks, after a release since the last check, that the graph's
+// memory and kernels are alive; x.mu is held.
+func (x *cudaGraphExec) check() error {
+	gen := x.dev.released.Load()
+	if x.checked && gen == x.gen {
+		return nil
+	}
+	for _, b := range x.bufs {
+		if _, _, err := x.dev.led.lookup(b, 0, 0); err != nil {
+			return err
+		}
+	}
+	for i, l := range x.launches {
+		if err := x.dev.packArgs(l.args, make([]uint64, len(l.args))); err != nil {
+			return fmt.Errorf("launch %d (%s): %w", i, l.k.name, err)
+		}
+		if err := l.k.mod.alive(); err != nil {
+			return fmt.Errorf("launch %d (%s): %w", i, l.k.name, err)
+		}
+	}
+	x.checked, x.gen = true, gen
+	return nil
 }
 
 // SetKernelArgs implements GraphExec.

@@ -385,6 +385,7 @@ func (m *cudaModule) Close() error {
 		return fmt.Errorf("cuda: Module.Close: module %s: %w", m.name, ErrClosed)
 	}
 	m.closed = true
+	m.dev.released.Add(1)
 	m.dev.mu.Lock()
 	delete(m.dev.modules, m)
 	m.dev.mu.Unlock()
