@@ -128,7 +128,9 @@
 // package checks its buffers first). While a stream captures, Query and
 // Synchronize, which would wait for work that is not going to run, fail
 // with ErrCapture, as does a copy between the device and pageable host
-// memory, which a replay would read or write long after the call.
+// memory, which a replay would read or write long after the call. Under
+// WithVirtualClock a graph's launch costs the host one call, however many
+// operations it replays.
 //
 // Misuse — a freed, foreign or zero handle, a range past a buffer's end, a
 // closed stream — is an error matching one of the package's sentinels on both

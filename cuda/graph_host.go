@@ -119,6 +119,18 @@ func (x *hostGraphExec) Launch(s Stream) error {
 	if x.closed {
 		return fmt.Errorf("cuda: GraphExec.Launch: %w", ErrClosed)
 	}
+	if h := x.dev; h.cfg.virtual {
+		// One call for the whole graph, as on a GPU.
+		h.timeMu.Lock()
+		h.hostNow += h.cfg.timing.CallOverhead
+		hs.inGraph = true
+		h.timeMu.Unlock()
+		defer func() {
+			h.timeMu.Lock()
+			hs.inGraph = false
+			h.timeMu.Unlock()
+		}()
+	}
 	for i := range x.nodes {
 		if err := x.nodes[i].replay(hs); err != nil {
 			return fmt.Errorf("cuda: GraphExec.Launch: operation %d of %d: %w", i, len(x.nodes), err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -265,4 +266,39 @@ func TestCUDAGraphNodes(t *testing.T) {
 	drv.mu.Lock()
 	delete(drv.capturing, cuStream(s.(*cudaStream).h)) // the driver ended the invalidated capture
 	drv.mu.Unlock()
+}
+
+// TestGraphCostsOneCall checks that under a virtual clock a graph's launch
+// costs the host one call, however many operations it replays.
+func TestGraphCostsOneCall(t *testing.T) {
+	h, err := NewHost(WithVirtualClock(), WithTiming(Timing{CallOverhead: time.Microsecond}))
+	require.NoError(t, err)
+	defer closeDevice(t, h)
+	m, err := h.Load(context.Background(), testProgram)
+	require.NoError(t, err)
+	addk, err := m.Kernel("addk")
+	require.NoError(t, err)
+	s, err := h.NewStream()
+	require.NoError(t, err)
+	x, err := h.Alloc(64)
+	require.NoError(t, err)
+	cfg := LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 16}}
+	require.NoError(t, s.BeginCapture())
+	for i := range 10 {
+		require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(int32(i)), U64(16)))
+	}
+	g, err := s.EndCapture()
+	require.NoError(t, err)
+	defer g.Close()
+	exec, err := g.Instantiate()
+	require.NoError(t, err)
+	defer exec.Close()
+	start := h.Now()
+	require.NoError(t, exec.Launch(s))
+	assert.Equal(t, time.Microsecond, h.Now()-start)
+	require.NoError(t, s.Launch(addk, cfg, Ptr(x), I32(1), U64(16)))
+	assert.Equal(t, 2*time.Microsecond, h.Now()-start, "a launch after the graph costs a call again")
+	got := make([]int32, 16)
+	require.NoError(t, s.CopyDtoH(asBytes(got), x, 0))
+	assert.Equal(t, int32(45+1), got[0], "the graph's launches ran")
 }

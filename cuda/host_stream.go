@@ -95,6 +95,10 @@ type hostStream struct {
 	err   error // the first failure; the stream stays failed
 
 	tail time.Duration // virtual: when the last operation ends (guarded by dev.timeMu)
+	// inGraph is set while a GraphExec replays on the stream, whose
+	// operations then cost no call each: the graph's launch was the call
+	// (guarded by dev.timeMu).
+	inGraph bool
 }
 
 // hostQueueDepth bounds a stream's queue, as the driver's does: a producer
@@ -225,7 +229,9 @@ func (s *hostStream) runVirtual(op hostOp) error {
 	h := s.dev
 	h.timeMu.Lock()
 	defer h.timeMu.Unlock()
-	h.hostNow += h.cfg.timing.CallOverhead
+	if !s.inGraph {
+		h.hostNow += h.cfg.timing.CallOverhead
+	}
 	s.tail = max(s.tail, h.hostNow)
 	if op.wait != nil {
 		s.tail = max(s.tail, op.wait.at)
