@@ -34,12 +34,14 @@ type cudaLaunch struct {
 }
 
 // cudaCapture is what a capturing stream remembers beside the driver: the
-// launches, to find their nodes for SetKernelArgs, and every buffer the
-// captured work uses, to refuse launching a graph whose memory was freed.
+// launches, to find their nodes for SetKernelArgs, and every buffer and
+// host memory the captured copies use, to refuse launching a graph whose
+// memory was freed.
 type cudaCapture struct {
 	mu       sync.Mutex
 	launches []cudaLaunch
 	bufs     []Buffer
+	hosts    []*hostRecord
 }
 
 func (c *cudaCapture) use(bufs ...Buffer) {
@@ -61,10 +63,18 @@ func (s *cudaStream) captureCopy(op string, host []byte, b Buffer) error {
 	if c == nil {
 		return nil
 	}
-	if !s.dev.led.isPinned(host) {
+	if len(host) == 0 {
+		c.use(b)
+		return nil
+	}
+	r := s.dev.led.pinnedRecord(host)
+	if r == nil {
 		return fmt.Errorf("cuda: %s on capturing stream %d: host memory is not pinned or registered: %w", op, s.num, ErrCapture)
 	}
 	c.use(b)
+	c.mu.Lock()
+	c.hosts = append(c.hosts, r)
+	c.mu.Unlock()
 	return nil
 }
 
@@ -108,7 +118,7 @@ func (s *cudaStream) EndCapture() (Graph, error) {
 		if err != nil {
 			return fmt.Errorf("cuda: EndCapture: %w (graph destroyed: %v)", err, s.dev.drv.graphDestroy(s.dev.ctx, h))
 		}
-		g = &cudaGraph{dev: s.dev, h: h, launches: c.launches, bufs: c.bufs}
+		g = &cudaGraph{dev: s.dev, h: h, launches: c.launches, bufs: c.bufs, hosts: c.hosts}
 		s.dev.mu.Lock()
 		s.dev.graphs[g] = struct{}{}
 		s.dev.mu.Unlock()
@@ -189,6 +199,7 @@ type cudaGraph struct {
 	h        cuGraph
 	launches []cudaLaunch
 	bufs     []Buffer
+	hosts    []*hostRecord
 
 	mu        sync.Mutex
 	closed    bool
@@ -224,7 +235,7 @@ func (g *cudaGraph) Instantiate() (GraphExec, error) {
 		return nil, fmt.Errorf("cuda: Graph.Instantiate: %w", err)
 	}
 	g.execs++
-	x := &cudaGraphExec{dev: g.dev, h: h, graph: g, launches: slices.Clone(g.launches), bufs: g.bufs}
+	x := &cudaGraphExec{dev: g.dev, h: h, graph: g, launches: slices.Clone(g.launches)}
 	g.dev.mu.Lock()
 	g.dev.execs[x] = struct{}{}
 	g.dev.mu.Unlock()
@@ -253,8 +264,7 @@ func (g *cudaGraph) Close() error {
 type cudaGraphExec struct {
 	dev   *cudaDevice
 	h     cuGraphExec
-	graph *cudaGraph // kept until this closes
-	bufs  []Buffer   // the buffers of the captured work (never changed)
+	graph *cudaGraph // kept until this closes; its memory, never changed
 
 	mu       sync.Mutex
 	launches []cudaLaunch // with the arguments set last
@@ -297,9 +307,14 @@ func (x *cudaGraphExec) check() error {
 	if x.checked && gen == x.gen {
 		return nil
 	}
-	for _, b := range x.bufs {
+	for _, b := range x.graph.bufs {
 		if _, _, err := x.dev.led.lookup(b, 0, 0); err != nil {
 			return err
+		}
+	}
+	for _, r := range x.graph.hosts {
+		if !x.dev.led.hostAlive(r) {
+			return fmt.Errorf("host memory of a captured copy freed or unregistered: %w", ErrInvalidHandle)
 		}
 	}
 	for i, l := range x.launches {

@@ -246,11 +246,20 @@ func (s *hostStream) captureCall(call func(*hostStream) error) (captured bool, e
 	return true, g.add(hostNode{call: call})
 }
 
-// checkCapturedCopy checks that host memory a captured copy moves is pinned
-// or registered: the graph reads or writes it at every replay.
-func (s *hostStream) checkCapturedCopy(op string, host []byte) error {
-	if s.capturing() != nil && !s.dev.led.isPinned(host) {
-		return fmt.Errorf("cuda: %s on capturing stream %d: host memory is not pinned or registered: %w", op, s.num, ErrCapture)
+// captureCopy records a copy between the device and host memory, when s
+// captures, as captureCall does. The memory must be pinned or registered,
+// at the capture and at every replay, which reads or writes it again.
+func (s *hostStream) captureCopy(op string, host []byte, call func(*hostStream) error) (captured bool, err error) {
+	if s.capturing() == nil {
+		return false, nil
 	}
-	return nil
+	if !s.dev.led.isPinned(host) {
+		return true, fmt.Errorf("cuda: %s on capturing stream %d: host memory is not pinned or registered: %w", op, s.num, ErrCapture)
+	}
+	return s.captureCall(func(t *hostStream) error {
+		if !t.dev.led.isPinned(host) {
+			return fmt.Errorf("cuda: %s: host memory of a captured copy freed or unregistered: %w", op, ErrInvalidHandle)
+		}
+		return call(t)
+	})
 }

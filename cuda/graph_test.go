@@ -127,8 +127,10 @@ func TestGraphs(t *testing.T) {
 		// Close frees graphs and GraphExecs left open, and a capture under
 		// way (closeDevice checks the stats; the fake driver, its handles).
 		g2 := captureStep(t, d, s, addk, in, out, x, x, done, n)
-		_, err = g2.Instantiate()
+		exec2, err := g2.Instantiate()
 		require.NoError(t, err)
+		require.NoError(t, d.FreeHost(out))
+		assert.ErrorIs(t, exec2.Launch(s), ErrInvalidHandle, "a graph whose host memory was freed")
 		require.NoError(t, s.BeginCapture())
 	})
 }

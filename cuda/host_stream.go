@@ -331,10 +331,7 @@ func (s *hostStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 	if err != nil {
 		return fmt.Errorf("cuda: CopyHtoD: %w", err)
 	}
-	if err := s.checkCapturedCopy("CopyHtoD", src); err != nil {
-		return err
-	}
-	if ok, err := s.captureCall(func(t *hostStream) error { return t.CopyHtoD(dst, dstOff, src) }); ok {
+	if ok, err := s.captureCopy("CopyHtoD", src, func(t *hostStream) error { return t.CopyHtoD(dst, dstOff, src) }); ok {
 		return err
 	}
 	info := CopyInfo{Kind: CopyHtoD, Size: int64(len(src)), Dst: dst, DstOff: dstOff}
@@ -348,10 +345,7 @@ func (s *hostStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 	if err != nil {
 		return fmt.Errorf("cuda: CopyDtoH: %w", err)
 	}
-	if err := s.checkCapturedCopy("CopyDtoH", dst); err != nil {
-		return err
-	}
-	if ok, err := s.captureCall(func(t *hostStream) error { return t.CopyDtoH(dst, src, srcOff) }); ok {
+	if ok, err := s.captureCopy("CopyDtoH", dst, func(t *hostStream) error { return t.CopyDtoH(dst, src, srcOff) }); ok {
 		return err
 	}
 	info := CopyInfo{Kind: CopyDtoH, Size: int64(len(dst)), Src: src, SrcOff: srcOff}
