@@ -154,6 +154,9 @@ func (d *cudaDevice) Alloc(size int64) (Buffer, error) {
 		return Buffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("Alloc", d.captures.Load()); err != nil {
+		return Buffer{}, err
+	}
 	if err := d.led.admit(AllocDevice, size); err != nil {
 		return Buffer{}, err
 	}
@@ -175,6 +178,9 @@ func (d *cudaDevice) Free(b Buffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("Free", d.captures.Load()); err != nil {
+		return err
+	}
 	a, err := d.led.removeDevice(b)
 	if err != nil {
 		return err
@@ -189,6 +195,9 @@ func (d *cudaDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, err
 		return HostBuffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("AllocHost", d.captures.Load()); err != nil {
+		return HostBuffer{}, err
+	}
 	if err := flags.check(); err != nil {
 		return HostBuffer{}, err
 	}
@@ -218,6 +227,9 @@ func (d *cudaDevice) FreeHost(h HostBuffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("FreeHost", d.captures.Load()); err != nil {
+		return err
+	}
 	r, err := d.led.removeHost(h, AllocPinned)
 	if err != nil {
 		return err
@@ -232,6 +244,9 @@ func (d *cudaDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error
 		return HostBuffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("Register", d.captures.Load()); err != nil {
+		return HostBuffer{}, err
+	}
 	if err := flags.check(); err != nil {
 		return HostBuffer{}, err
 	}
@@ -261,6 +276,9 @@ func (d *cudaDevice) Unregister(h HostBuffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("Unregister", d.captures.Load()); err != nil {
+		return err
+	}
 	r, err := d.led.removeHost(h, AllocRegister)
 	if err != nil {
 		return err
@@ -309,8 +327,8 @@ func (d *cudaDevice) NewEvent(flags EventFlag) (Event, error) {
 
 // Synchronize implements Device.
 func (d *cudaDevice) Synchronize(ctx context.Context) error {
-	if d.captures.Load() > 0 {
-		return fmt.Errorf("cuda: Synchronize: a stream is capturing: %w", ErrCapture)
+	if err := whileCapturing("Synchronize", d.captures.Load()); err != nil {
+		return err
 	}
 	return d.wait(ctx, "Synchronize", nil, func() error {
 		if err := d.enter("Synchronize"); err != nil {

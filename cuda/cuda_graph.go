@@ -19,8 +19,10 @@ import (
 // that thread and allow them on the capturing goroutine once it has moved:
 // a rule no Go program can follow. Global mode is one rule for the process,
 // and the one the package keeps on both backends: while a stream captures,
-// its Query and Synchronize and the device's Synchronize fail with
-// ErrCapture, checked before the driver is called so the capture survives.
+// its Query and Synchronize, and the device's Synchronize, Alloc, Free,
+// AllocHost, FreeHost, Register and Unregister fail with ErrCapture,
+// checked before the driver is called, so the capture survives and the host
+// backend refuses what a GPU would.
 
 // cudaLaunch is a kernel launch captured on a GPU, and its node in the
 // graph.

@@ -83,9 +83,12 @@ type Stream interface {
 	Synchronize(ctx context.Context) error
 	// BeginCapture starts capturing the stream's work into a Graph: what is
 	// queued from now on until EndCapture is checked and recorded, not run.
-	// While a stream captures, its Query and Synchronize, and the device's
-	// Synchronize, fail with ErrCapture (they would wait for work that is
-	// not going to run). On a GPU the capture is in global mode: see Graph.
+	// While a stream captures, its Query and Synchronize fail with
+	// ErrCapture (they would wait for work that is not going to run), and so
+	// do the device's Synchronize, Alloc, Free, AllocHost, FreeHost,
+	// Register and Unregister, which a GPU forbids on every thread during a
+	// capture in global mode (the mode this package uses: see
+	// cuda_graph.go).
 	BeginCapture() error
 	// EndCapture ends the capture and returns the graph of the work queued
 	// since BeginCapture.

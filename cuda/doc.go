@@ -125,10 +125,12 @@
 // driver without them fails with ErrNotSupported. The host backend records
 // each call and queues it again at every replay, running every check again,
 // so a graph whose memory was freed fails to launch (on a GPU too: the
-// package checks its buffers first). While a stream captures, Query and
-// Synchronize, which would wait for work that is not going to run, fail
-// with ErrCapture, as does a copy between the device and pageable host
-// memory, which a replay would read or write long after the call. Under
+// package checks its buffers first). While a stream captures, its Query
+// and Synchronize, which would wait for work that is not going to run, fail
+// with ErrCapture, as do a copy between the device and pageable host memory,
+// which a replay would read or write long after the call, and what a GPU
+// forbids on any thread during a capture in global mode: allocating,
+// freeing, registering and synchronizing the device. Under
 // WithVirtualClock a graph's launch costs the host one call, however many
 // operations it replays.
 //

@@ -106,3 +106,13 @@ func twins(n int, same func(i, j int) bool) []bool {
 func errTwin(launch int) error {
 	return fmt.Errorf("cuda: GraphExec.SetKernelArgs: launch %d is identical to another launch of the capture: %w", launch, ErrInvalidValue)
 }
+
+// whileCapturing fails a call that a GPU forbids while any stream captures
+// in global mode (an allocation, a free, a registration, a synchronization
+// of the device), so that the host backend refuses what a GPU would.
+func whileCapturing(op string, captures int32) error {
+	if captures > 0 {
+		return fmt.Errorf("cuda: %s: a stream is capturing: %w", op, ErrCapture)
+	}
+	return nil
+}

@@ -122,6 +122,9 @@ func (h *HostDevice) Alloc(size int64) (Buffer, error) {
 	if err := h.check("Alloc"); err != nil {
 		return Buffer{}, err
 	}
+	if err := whileCapturing("Alloc", h.captures.Load()); err != nil {
+		return Buffer{}, err
+	}
 	if err := h.led.admit(AllocDevice, size); err != nil {
 		return Buffer{}, err
 	}
@@ -149,6 +152,9 @@ func (h *HostDevice) Free(b Buffer) error {
 	if err := h.check("Free"); err != nil {
 		return err
 	}
+	if err := whileCapturing("Free", h.captures.Load()); err != nil {
+		return err
+	}
 	a, err := h.led.removeDevice(b)
 	if err != nil {
 		return err
@@ -163,6 +169,9 @@ func (h *HostDevice) Free(b Buffer) error {
 // timing model treats as pinned.
 func (h *HostDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, error) {
 	if err := h.check("AllocHost"); err != nil {
+		return HostBuffer{}, err
+	}
+	if err := whileCapturing("AllocHost", h.captures.Load()); err != nil {
 		return HostBuffer{}, err
 	}
 	if err := flags.check(); err != nil {
@@ -180,6 +189,9 @@ func (h *HostDevice) FreeHost(hb HostBuffer) error {
 	if err := h.check("FreeHost"); err != nil {
 		return err
 	}
+	if err := whileCapturing("FreeHost", h.captures.Load()); err != nil {
+		return err
+	}
 	_, err := h.led.removeHost(hb, AllocPinned)
 	return err
 }
@@ -188,6 +200,9 @@ func (h *HostDevice) FreeHost(hb HostBuffer) error {
 // then treats as pinned, and keeps it alive until Unregister.
 func (h *HostDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error) {
 	if err := h.check("Register"); err != nil {
+		return HostBuffer{}, err
+	}
+	if err := whileCapturing("Register", h.captures.Load()); err != nil {
 		return HostBuffer{}, err
 	}
 	if err := flags.check(); err != nil {
@@ -211,6 +226,9 @@ func mappedAddr(mem []byte, mapped bool) uint64 {
 // Unregister implements Device.
 func (h *HostDevice) Unregister(hb HostBuffer) error {
 	if err := h.check("Unregister"); err != nil {
+		return err
+	}
+	if err := whileCapturing("Unregister", h.captures.Load()); err != nil {
 		return err
 	}
 	_, err := h.led.removeHost(hb, AllocRegister)
@@ -443,9 +461,9 @@ func (h *HostDevice) Synchronize(ctx context.Context) error {
 		h.mu.Unlock()
 		return fmt.Errorf("cuda: Synchronize: device: %w", ErrClosed)
 	}
-	if h.captures.Load() > 0 {
+	if err := whileCapturing("Synchronize", h.captures.Load()); err != nil {
 		h.mu.Unlock()
-		return fmt.Errorf("cuda: Synchronize: a stream is capturing: %w", ErrCapture)
+		return err
 	}
 	streams := make([]*hostStream, 0, len(h.streams))
 	for s := range h.streams {
