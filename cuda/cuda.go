@@ -37,8 +37,8 @@ type cudaDevice struct {
 	nStreams int
 
 	captures atomic.Int32 // streams capturing
-	// released counts frees, unregistrations and unloads, so that a
-	// GraphExec checks its memory and kernels again only after one.
+	// released counts frees, unregistrations, unloads and closed events, so
+	// that a GraphExec checks what it uses again only after one.
 	released atomic.Uint64
 }
 

@@ -36,19 +36,26 @@ type cudaLaunch struct {
 }
 
 // cudaCapture is what a capturing stream remembers beside the driver: the
-// launches, to find their nodes for SetKernelArgs, and every buffer and
-// host memory the captured copies use, to refuse launching a graph whose
-// memory was freed.
+// launches, to find their nodes for SetKernelArgs, and every buffer, host
+// memory and event the captured work uses, to refuse launching a graph
+// whose memory was freed or whose event was closed.
 type cudaCapture struct {
 	mu       sync.Mutex
 	launches []cudaLaunch
 	bufs     []Buffer
 	hosts    []*hostRecord
+	events   []*cudaEvent
 }
 
 func (c *cudaCapture) use(bufs ...Buffer) {
 	c.mu.Lock()
 	c.bufs = append(c.bufs, bufs...)
+	c.mu.Unlock()
+}
+
+func (c *cudaCapture) useEvent(e *cudaEvent) {
+	c.mu.Lock()
+	c.events = append(c.events, e)
 	c.mu.Unlock()
 }
 
@@ -120,7 +127,7 @@ func (s *cudaStream) EndCapture() (Graph, error) {
 		if err != nil {
 			return fmt.Errorf("cuda: EndCapture: %w (graph destroyed: %v)", err, s.dev.drv.graphDestroy(s.dev.ctx, h))
 		}
-		g = &cudaGraph{dev: s.dev, h: h, launches: c.launches, bufs: c.bufs, hosts: c.hosts}
+		g = &cudaGraph{dev: s.dev, h: h, launches: c.launches, bufs: c.bufs, hosts: c.hosts, events: c.events}
 		s.dev.mu.Lock()
 		s.dev.graphs[g] = struct{}{}
 		s.dev.mu.Unlock()
@@ -202,6 +209,7 @@ type cudaGraph struct {
 	launches []cudaLaunch
 	bufs     []Buffer
 	hosts    []*hostRecord
+	events   []*cudaEvent
 
 	mu        sync.Mutex
 	closed    bool
@@ -275,9 +283,9 @@ type cudaGraphExec struct {
 	gen      uint64 // dev.released when they were
 }
 
-// Launch implements GraphExec. It checks first that the memory and kernels
-// the graph uses were not freed or unloaded (the driver would not notice),
-// again only after something was.
+// Launch implements GraphExec. It checks first that the memory, kernels and
+// events the graph uses were not freed, unloaded or closed (the driver
+// would not notice), again only after something was.
 func (x *cudaGraphExec) Launch(s Stream) error {
 	cs, ok := s.(*cudaStream)
 	if !ok || cs.dev != x.dev {
@@ -303,7 +311,7 @@ func (x *cudaGraphExec) Launch(s Stream) error {
 }
 
 // check checks, after a release since the last check, that the graph's
-// memory and kernels are alive; x.mu is held.
+// memory, kernels and events are alive; x.mu is held.
 func (x *cudaGraphExec) check() error {
 	gen := x.dev.released.Load()
 	if x.checked && gen == x.gen {
@@ -311,6 +319,11 @@ func (x *cudaGraphExec) check() error {
 	}
 	for _, b := range x.graph.bufs {
 		if _, _, err := x.dev.led.lookup(b, 0, 0); err != nil {
+			return err
+		}
+	}
+	for _, e := range x.graph.events {
+		if err := e.do("GraphExec.Launch", func() error { return nil }); err != nil {
 			return err
 		}
 	}

@@ -149,7 +149,8 @@ func (s *cudaStream) Record(e Event) error {
 	}
 	return s.do("Record", func() error {
 		return ce.do("Record", func() error {
-			if s.capturing() != nil {
+			if c := s.capturing(); c != nil {
+				c.useEvent(ce)
 				// Recorded at every replay of the graph, not only ordering
 				// work within the capture.
 				return s.dev.drv.eventRecordWithFlags(s.dev.ctx, ce.h, s.h, eventRecordExternal)
@@ -168,7 +169,8 @@ func (s *cudaStream) Wait(e Event) error {
 	return s.do("Wait", func() error {
 		return ce.do("Wait", func() error {
 			var flags uint32
-			if s.capturing() != nil {
+			if c := s.capturing(); c != nil {
+				c.useEvent(ce)
 				flags = eventWaitExternal // a wait node, waiting at every replay
 			}
 			return s.dev.drv.streamWaitEvent(s.dev.ctx, s.h, ce.h, flags)
@@ -325,6 +327,7 @@ func (e *cudaEvent) Close() error {
 		return fmt.Errorf("cuda: Event.Close: %w", ErrClosed)
 	}
 	e.closed = true
+	e.dev.released.Add(1)
 	e.dev.mu.Lock()
 	delete(e.dev.events, e)
 	e.dev.mu.Unlock()

@@ -104,8 +104,8 @@ type hostGraphExec struct {
 }
 
 // Launch implements GraphExec: it queues the captured operations on s
-// again, in order. Work another goroutine queues on s meanwhile may land
-// between them (on a GPU the graph is one operation).
+// again, in order and together (work other goroutines queue on s lands
+// before or after them), or, when one fails its checks, none of them.
 func (x *hostGraphExec) Launch(s Stream) error {
 	hs, ok := s.(*hostStream)
 	if !ok || hs.dev != x.dev {
@@ -131,12 +131,16 @@ func (x *hostGraphExec) Launch(s Stream) error {
 			h.timeMu.Unlock()
 		}()
 	}
+	var ops []hostOp
+	standIn := &hostStream{dev: hs.dev, num: hs.num, batch: &ops}
 	for i := range x.nodes {
-		if err := x.nodes[i].replay(hs); err != nil {
-			return fmt.Errorf("cuda: GraphExec.Launch: operation %d of %d: %w", i, len(x.nodes), err)
+		if err := x.nodes[i].replay(standIn); err != nil {
+			err = fmt.Errorf("cuda: GraphExec.Launch: operation %d of %d: %w", i, len(x.nodes), err)
+			abandon(ops, err)
+			return err
 		}
 	}
-	return nil
+	return hs.submitAll(ops)
 }
 
 // SetKernelArgs implements GraphExec.

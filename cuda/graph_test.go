@@ -123,6 +123,13 @@ func TestGraphs(t *testing.T) {
 		require.NoError(t, other.Close(), "Close drops a capture")
 		require.NoError(t, d.Synchronize(ctx), "no stream captures any more")
 
+		// The event is recorded last: the copy to out, before it, does not
+		// run either.
+		copy(out.Bytes(), pattern(4*n, 9))
+		require.NoError(t, done.Close())
+		assert.ErrorIs(t, exec.Launch(s), ErrClosed, "a graph whose event was closed")
+		require.NoError(t, s.Synchronize(ctx))
+		assert.Equal(t, pattern(4*n, 9), out.Bytes(), "a graph that fails to launch runs none of its work")
 		require.NoError(t, d.Free(y))
 		assert.ErrorIs(t, exec.Launch(s), ErrInvalidHandle, "a graph whose memory was freed")
 		require.NoError(t, s.Synchronize(ctx))
@@ -134,7 +141,9 @@ func TestGraphs(t *testing.T) {
 
 		// Close frees graphs and GraphExecs left open, and a capture under
 		// way (closeDevice checks the stats; the fake driver, its handles).
-		g2 := captureStep(t, d, s, addk, in, out, x, x, done, n)
+		done2, err := d.NewEvent(0)
+		require.NoError(t, err)
+		g2 := captureStep(t, d, s, addk, in, out, x, x, done2, n)
 		exec2, err := g2.Instantiate()
 		require.NoError(t, err)
 		require.NoError(t, d.FreeHost(out))

@@ -99,6 +99,11 @@ type hostStream struct {
 	// operations then cost no call each: the graph's launch was the call
 	// (guarded by dev.timeMu).
 	inGraph bool
+
+	// batch, on a stand-in for the stream during a GraphExec's replay,
+	// collects the operations instead of queueing them, so that they are
+	// queued together or not at all.
+	batch *[]hostOp
 }
 
 // hostQueueDepth bounds a stream's queue, as the driver's does: a producer
@@ -188,6 +193,10 @@ func (h *HostDevice) reserve(l link, earliest, d time.Duration) (start, end time
 // submit queues op, or under WithVirtualClock runs it now in virtual time.
 // Once it returns, what op held is released or will be when op is done.
 func (s *hostStream) submit(op hostOp) error {
+	if s.batch != nil {
+		*s.batch = append(*s.batch, op)
+		return nil
+	}
 	if s.dev.cfg.virtual {
 		defer op.done()
 		return s.runVirtual(op)
@@ -197,6 +206,47 @@ func (s *hostStream) submit(op hostOp) error {
 		return err
 	}
 	return nil
+}
+
+// submitAll queues ops with nothing between them, or none of them.
+func (s *hostStream) submitAll(ops []hostOp) error {
+	if s.dev.cfg.virtual {
+		for i, op := range ops {
+			err := s.runVirtual(op)
+			op.done()
+			if err != nil {
+				abandon(ops[i+1:], err)
+				return err
+			}
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.dev.check("stream")
+	if s.closed {
+		err = fmt.Errorf("cuda: stream %d: %w", s.num, ErrClosed)
+	}
+	if err != nil {
+		abandon(ops, err)
+		return err
+	}
+	s.pending.Add(int64(len(ops)))
+	for _, op := range ops {
+		s.queue <- op
+	}
+	return nil
+}
+
+// abandon releases operations that will not be queued, and completes their
+// marks with err, so that nothing waits for them.
+func abandon(ops []hostOp, err error) {
+	for _, op := range ops {
+		op.done()
+		if op.mark != nil {
+			op.mark.complete(op.mark.at, err)
+		}
+	}
 }
 
 func (s *hostStream) enqueue(op hostOp) error {
