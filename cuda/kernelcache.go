@@ -6,14 +6,16 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/rotary-moe/rotary/internal/atomicfile"
 )
 
 // kernelCache keeps compiled images by key, in memory and, when it has a
@@ -87,8 +89,9 @@ func (c *kernelCache) get(key string) ([]byte, bool) {
 	return image, true
 }
 
-// put stores image under key in memory, and on disk by an atomic rename. A
-// disk failure leaves the memory entry and is returned for the log.
+// put stores image under key in memory, and on disk through atomicfile
+// (a reader never sees a part of it). A disk failure leaves the memory
+// entry and is returned for the log.
 func (c *kernelCache) put(key string, image []byte) error {
 	c.mu.Lock()
 	c.images[key] = image
@@ -99,21 +102,14 @@ func (c *kernelCache) put(key string, image []byte) error {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(c.dir, key+".*.tmp")
-	if err != nil {
-		return err
-	}
 	sum := sha256.Sum256(image)
-	_, werr := f.Write(append(slices.Clip(image), sum[:]...))
-	if err := errors.Join(werr, f.Close()); err != nil {
-		os.Remove(f.Name())
+	return atomicfile.Write(c.path(key), func(w io.Writer) error {
+		if _, err := w.Write(image); err != nil {
+			return err
+		}
+		_, err := w.Write(sum[:])
 		return err
-	}
-	if err := os.Rename(f.Name(), c.path(key)); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
+	})
 }
 
 // drop forgets key, after its image failed to load.

@@ -21,15 +21,15 @@ type SharedOption interface {
 	HostOption
 }
 
-// cudaOption, hostOption and sharedOption are the three kinds of option: a
-// new option is one of them around a func that sets its field of config.
+// hostOption and sharedOption are the kinds of option there are: a new
+// option is one of them around a func that sets its field of config. (An
+// option for Open alone would be a third, func(*config) with applyCUDA
+// only; there is none yet.)
 type (
-	cudaOption   func(*config)
 	hostOption   func(*config)
 	sharedOption func(*config)
 )
 
-func (f cudaOption) applyCUDA(c *config)   { f(c) }
 func (f hostOption) applyHost(c *config)   { f(c) }
 func (f sharedOption) applyCUDA(c *config) { f(c) }
 func (f sharedOption) applyHost(c *config) { f(c) }

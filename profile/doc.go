@@ -1,7 +1,8 @@
 // Package profile counts which experts a Mixture-of-Experts model routes to,
 // chooses the hot ones to pin, and defines the project's routing trace
-// formats; its subpackage chart draws profiles. It is a leaf: it imports nothing else of this module, and the
-// model is identified by a plain ModelID the caller fills from its GGUF.
+// formats; its subpackage chart draws profiles. It is a leaf: it imports
+// nothing else of this module, and the model is identified by a plain
+// ModelID the caller fills from its GGUF.
 //
 //   - A Recorder takes one Record call per layer per token (lock per layer, no
 //     allocation) and produces a Profile: per layer and expert the selection

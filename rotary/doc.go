@@ -19,8 +19,8 @@
 // from pinned memory.
 //
 // Open plans and follows the plan on a cuda.Device, or follows the one
-// WithPlan hands it, so a program plans once. Acquire returns the device views of
-// a layer's requested experts: hits at once, misses copied in one batch on
+// WithPlan hands it, so a program plans once. Acquire returns the device views
+// of a layer's requested experts: hits at once, misses copied in one batch on
 // the runtime's copy stream, with the caller's compute stream waiting on the
 // batch's event, so the host blocks only when every slot it could evict is
 // held; AcquireInto reuses a released Set, so hits allocate nothing. Release

@@ -470,12 +470,13 @@ func (r *Runtime) enter() error {
 // Acquire makes experts ids of layer resident and returns their views, held
 // until Release. layer is the model's layer index (as in LayerPlan.Layer and
 // experts.Model.MoELayers), not the layer's ordinal among the MoE layers: on
-// a model whose layer 0 is dense, the first MoE layer is 1. Resident experts return at once. Missing ones are copied on
-// the runtime's copy stream, all in one batch, and stream waits for the
-// batch's event, so the host does not block; with a nil stream, Acquire waits
-// for the copies itself. The host blocks only when it must: while every slot
-// it could evict is held by an unreleased Set, or while the host LRU reads
-// missing experts from the file. ctx bounds the blocking.
+// a model whose layer 0 is dense, the first MoE layer is 1. Resident experts
+// return at once. Missing ones are copied on the runtime's copy stream, all
+// in one batch, and stream waits for the batch's event, so the host does not
+// block; with a nil stream, Acquire waits for the copies itself. The host
+// blocks only when it must: while every slot it could evict is held by an
+// unreleased Set, or while the host LRU reads missing experts from the file.
+// ctx bounds the blocking.
 //
 // ids must be distinct experts of the layer, and no more of them than the
 // layer's dynamic slots can hold besides its pinned experts (nor, with the
@@ -860,7 +861,11 @@ func (r *Runtime) queue(b *batch, ls *layerState, slots []int, srcs []source, wa
 		}
 		old := r.copy
 		r.copy = s
-		_ = old.Close()
+		// A failed stream may report its failure again on Close: the
+		// batch that failed has reported it already.
+		if err := old.Close(); err != nil {
+			r.log.Debug("rotary: closing the failed copy stream", slog.Any("err", err))
+		}
 	}
 	b.layer, b.waited = ls, false
 	if err := r.copy.Record(b.start); err != nil {

@@ -46,6 +46,29 @@ type TierStats struct {
 	Bytes        int64
 }
 
+// Sub returns the counts of s since an earlier snapshot old of the same
+// runtime (Stats taken twice, without ResetStats between), without the
+// layers' shares (Layers is nil); WarmupErr is s's.
+func (s Stats) Sub(old Stats) Stats {
+	d := s
+	d.VRAM = s.VRAM.Sub(old.VRAM)
+	d.Host = s.Host.Sub(old.Host)
+	d.PinnedHits -= old.PinnedHits
+	d.HostAhead -= old.HostAhead
+	d.Prefetched -= old.Prefetched
+	d.Prefetch = s.Prefetch.Sub(old.Prefetch)
+	d.TransferTime -= old.TransferTime
+	d.StallTime -= old.StallTime
+	d.HostWait -= old.HostWait
+	d.Layers = nil
+	return d
+}
+
+// Sub returns the counts of t since an earlier snapshot old.
+func (t TierStats) Sub(old TierStats) TierStats {
+	return TierStats{Hits: t.Hits - old.Hits, Misses: t.Misses - old.Misses, Bytes: t.Bytes - old.Bytes}
+}
+
 // HitRate is Hits / (Hits + Misses), 0 without requests.
 func (t TierStats) HitRate() float64 { return ratio(t.Hits, t.Hits+t.Misses) }
 
@@ -70,6 +93,15 @@ func (p PrefetchStats) Recall() float64 { return ratio(p.Correct, p.Requested) }
 // Precision is the share of the predicted experts that were then requested,
 // Correct / Predicted (0 without predictions).
 func (p PrefetchStats) Precision() float64 { return ratio(p.Correct, p.Predicted) }
+
+// Sub returns the counts of p since an earlier snapshot old.
+func (p PrefetchStats) Sub(old PrefetchStats) PrefetchStats {
+	return PrefetchStats{
+		Useful: p.Useful - old.Useful, Late: p.Late - old.Late, Wasted: p.Wasted - old.Wasted,
+		UsefulBytes: p.UsefulBytes - old.UsefulBytes, WastedBytes: p.WastedBytes - old.WastedBytes,
+		Predicted: p.Predicted - old.Predicted, Requested: p.Requested - old.Requested, Correct: p.Correct - old.Correct,
+	}
+}
 
 func (p *PrefetchStats) add(o PrefetchStats) {
 	p.Useful += o.Useful

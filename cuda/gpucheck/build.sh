@@ -18,6 +18,7 @@ cd "$root"
 # would). One directory per line.
 kernel_packages=(
 	./rotary/model/gpu
+	./rotary/moe
 )
 
 export CGO_ENABLED=1

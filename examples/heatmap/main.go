@@ -22,7 +22,6 @@ import (
 
 	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
-	"github.com/rotary-moe/rotary/internal/atomicfile"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/profile/chart"
 	"github.com/rotary-moe/rotary/rotary"
@@ -170,22 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		p.Model, tr.Tokens(), len(tr.Segments()), p.Model.Layers, p.Model.Experts, p.Model.ExpertsUsed)
 
 	// Every output that can be written is, whichever fails.
-	var errs []error
-	for i, write := range []func(io.Writer) error{
-		p.Encode,
-		func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) },
-		func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) },
-		func(w io.Writer) error { return profile.WriteCSV(w, p) },
-	} {
-		out := outputs[i]
-		if out.Path == "" {
-			continue
-		}
-		if err := atomicfile.Write(out.Path, write); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", out.Flag, err))
-			continue
-		}
-		fmt.Fprintln(stdout, "wrote", out.Path)
-	}
-	return errors.Join(errs...)
+	outputs[0].Write = p.Encode
+	outputs[1].Write = func(w io.Writer) error { return chart.WriteHeatmap(w, p, chartOpts...) }
+	outputs[2].Write = func(w io.Writer) error { return chart.WriteCurves(w, p, curvesFormat) }
+	outputs[3].Write = func(w io.Writer) error { return profile.WriteCSV(w, p) }
+	return outfile.Write(stdout, outputs...)
 }

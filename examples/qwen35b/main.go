@@ -201,11 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return budgetHint(err, m, positions)
 	}
 	defer e.Close()
-	tok, err := tokenizer.FromGGUF(m.File)
-	if err != nil {
-		return err
-	}
-	prompt, err := encodePrompt(c, m, tok, text)
+	prompt, err := encodePrompt(c, m, e.Tokenizer(), text)
 	if err != nil {
 		return err
 	}
@@ -241,16 +237,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out = newTerminalText(human)
 	}
 	prefill.start(stderr, len(prompt))
-	g, err := generate(ctx, e, tok, smp, routes, prompt, c.n, positions, out, prefill.finish)
+	g, err := e.GenerateTokens(ctx, prompt, c.n, engine.WithSampler(smp), engine.WithRoutes(routes),
+		engine.WithPrefilled(prefill.finish), engine.WithStream(func(text []byte) error {
+			_, err := out.Write(text)
+			return err
+		}))
 	if tt, ok := out.(*terminalText); ok && err == nil {
 		err = tt.Flush()
 	}
 	if err != nil {
 		return err
 	}
+	total := e.Stats()
 	// An interrupted run reports and writes what it gathered, like any.
 	fmt.Fprintln(human)
-	errs := []error{report(human, g, plan.Host.Mode)}
+	errs := []error{report(human, g, total, plan.Host.Mode)}
 	if err := pf.err(); err != nil {
 		// Generation went on without it.
 		fmt.Fprintf(human, "prefetch turned off during the run: %v\n", err)
@@ -266,7 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.json {
-		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g)))
+		errs = append(errs, writeJSON(stdout, newJSONResult(path, id, plan, g, total)))
 	}
 	return errors.Join(errs...)
 }
@@ -393,25 +394,10 @@ func workload(c *config) string {
 // writeProfile writes the -profile, -heatmap and -curves files: each one
 // it can, whichever fails.
 func writeProfile(w io.Writer, c *config, p *profile.Profile) error {
-	var errs []error
-	for _, out := range []struct {
-		flag, path string
-		write      func(io.Writer) error
-	}{
-		{"-profile", c.profile, p.Encode},
-		{"-heatmap", c.heatmap, chartWriter(c.heatmap, p, chart.WriteHeatmap)},
-		{"-curves", c.curves, chartWriter(c.curves, p, chart.WriteCurves)},
-	} {
-		if out.path == "" {
-			continue
-		}
-		if err := atomicfile.Write(out.path, out.write); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", out.flag, err))
-			continue
-		}
-		fmt.Fprintln(w, "wrote", out.path)
-	}
-	return errors.Join(errs...)
+	return outfile.Write(w,
+		outfile.Output{Flag: "-profile", Path: c.profile, Write: p.Encode},
+		outfile.Output{Flag: "-heatmap", Path: c.heatmap, Write: chartWriter(c.heatmap, p, chart.WriteHeatmap)},
+		outfile.Output{Flag: "-curves", Path: c.curves, Write: chartWriter(c.curves, p, chart.WriteCurves)})
 }
 
 // chartWriter draws p with draw in the image format path's name asks for

@@ -40,16 +40,16 @@ func describePlan(w io.Writer, path string, id profile.ModelID, p *rotary.Plan) 
 	}
 }
 
-// report writes the speeds and the runtime's counters.
-func report(w io.Writer, g *generation, mode rotary.HostMode) error {
-	total := g.Total
+// report writes the speeds and the runtime's counters: each phase's, and
+// total's since the engine was opened.
+func report(w io.Writer, g *engine.Generation, total engine.Stats, mode rotary.HostMode) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, p := range []struct {
 		name string
-		ph   phase
+		ph   engine.Phase
 	}{{"prefill", g.Prefill}, {"decode", g.Decode}} {
 		fmt.Fprintf(tw, "%s\t%d tokens in %s\t%.1f tokens/s\tVRAM hit rate %s\n",
-			p.name, p.ph.Tokens, seconds(p.ph.Elapsed), p.ph.TokensPerSecond(), percent(p.ph.Experts.VRAM))
+			p.name, p.ph.Tokens, seconds(p.ph.Elapsed), p.ph.TokensPerSecond(), percent(p.ph.Stats.VRAM))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -157,12 +157,12 @@ type jsonTier struct {
 	HitRate float64 `json:"hit_rate"`
 }
 
-func newJSONResult(path string, id profile.ModelID, plan *rotary.Plan, g *generation) jsonResult {
+func newJSONResult(path string, id profile.ModelID, plan *rotary.Plan, g *engine.Generation, total engine.Stats) jsonResult {
 	return jsonResult{
 		Model: path, ModelID: id,
-		PromptTokens: g.Prompt, GeneratedTokens: nonNil(g.Generated), Text: string(g.Text), Stop: g.Stop,
+		PromptTokens: g.Prompt, GeneratedTokens: nonNil(g.Tokens), Text: g.Text, Stop: g.Stop,
 		Interrupted: g.Stop == "interrupted",
-		Stats:       jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(g.Total)},
+		Stats:       jsonStats{Prefill: newJSONPhase(g.Prefill), Decode: newJSONPhase(g.Decode), Experts: newJSONTiers(total)},
 		Plan:        plan,
 	}
 }
@@ -174,8 +174,8 @@ func nonNil(ids []int32) []int32 {
 	return ids
 }
 
-func newJSONPhase(p phase) jsonPhase {
-	return jsonPhase{Tokens: p.Tokens, Seconds: p.Elapsed.Seconds(), TokensPerSecond: p.TokensPerSecond(), Experts: newJSONTiers(p.Experts)}
+func newJSONPhase(p engine.Phase) jsonPhase {
+	return jsonPhase{Tokens: p.Tokens, Seconds: p.Elapsed.Seconds(), TokensPerSecond: p.TokensPerSecond(), Experts: newJSONTiers(p.Stats)}
 }
 
 func newJSONTiers(s engine.Stats) jsonTiers {

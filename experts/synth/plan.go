@@ -279,7 +279,7 @@ func synthSetMetadata(w *experts.Writer, p *synthPreset, tok *synthVocab) error 
 	}
 	for _, kv := range kvs {
 		if err := w.SetKV(kv.key, kv.value); err != nil {
-			return fmt.Errorf("experts: preset %s: %w", p.name, err)
+			return fmt.Errorf("synth: preset %s: %w", p.name, err)
 		}
 	}
 	return nil

@@ -35,7 +35,8 @@ const defaultSeed = 1
 func WithSeed(seed uint64) Option { return optionFunc(func(c *config) { c.seed = seed }) }
 
 // WithWorkers sets how many goroutines generate tensor data (default, and
-// for n <= 0: GOMAXPROCS, at most 8). The output does not depend on it.
+// for 0: GOMAXPROCS, at most 8; a negative n is an error from Write and
+// NewWriter). The output does not depend on it.
 func WithWorkers(n int) Option { return optionFunc(func(c *config) { c.workers = n }) }
 
 // WithWriteOptions passes options to the underlying experts.Writer
@@ -44,17 +45,20 @@ func WithWriteOptions(opts ...experts.WriteOption) Option {
 	return optionFunc(func(c *config) { c.write = append(c.write, opts...) })
 }
 
-func newConfig(opts []Option) config {
+func newConfig(opts []Option) (config, error) {
 	c := config{seed: defaultSeed}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
 		}
 	}
-	if c.workers <= 0 {
+	if c.workers < 0 {
+		return c, fmt.Errorf("synth: WithWorkers(%d) is negative", c.workers)
+	}
+	if c.workers == 0 {
 		c.workers = min(runtime.GOMAXPROCS(0), 8)
 	}
-	return c
+	return c, nil
 }
 
 // synthFileType is how a preset stores its weights.
@@ -209,7 +213,10 @@ func NewWriter(preset string, opts ...Option) (*experts.Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := newConfig(opts)
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
 	w, err := experts.NewWriter(c.write...)
 	if err != nil {
 		return nil, err

@@ -300,6 +300,8 @@ func TestSyntheticDeterministic(t *testing.T) {
 	assert.Equal(t, base, synthHash(t, "qwen35moe-tiny", WithWorkers(3)))
 	assert.Equal(t, base, synthHash(t, "qwen35moe-tiny", WithSeed(defaultSeed), WithWorkers(8)))
 	assert.NotEqual(t, base, synthHash(t, "qwen35moe-tiny", WithSeed(2)))
+	_, err := NewWriter("qwen35moe-tiny", WithWorkers(-1))
+	assert.ErrorContains(t, err, "synth: WithWorkers(-1)")
 }
 
 func TestSyntheticCancelLeavesNoFile(t *testing.T) {

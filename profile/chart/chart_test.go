@@ -6,6 +6,7 @@ import (
 	"image/color"
 	_ "image/jpeg" // TestFormats decodes JPEG
 	"image/png"
+	"io"
 	"testing"
 
 	"github.com/rotary-moe/rotary/profile"
@@ -192,4 +193,13 @@ func TestFormats(t *testing.T) {
 	_, kind, err := image.Decode(&buf)
 	require.NoError(t, err)
 	assert.Equal(t, "jpeg", kind)
+}
+
+// TestInvalidOptions: a value no constant names is an error, not the
+// default.
+func TestInvalidOptions(t *testing.T) {
+	for _, o := range []Option{SortBy(Order(7)), WithScale(Scale(-1)), WithFormat(Format(3))} {
+		assert.ErrorIs(t, WriteHeatmap(io.Discard, chartProfile(), o), ErrInvalid)
+		assert.ErrorIs(t, WriteCurves(io.Discard, chartProfile(), o), ErrInvalid)
+	}
 }

@@ -18,6 +18,9 @@ var (
 	// ErrFormat: a file name asks for an image format this package does not
 	// write.
 	ErrFormat = errors.New("chart: unsupported image format")
+	// ErrInvalid: an option's value is none of its constants (an Order,
+	// Scale or Format out of range).
+	ErrInvalid = errors.New("chart: invalid option")
 )
 
 // Format is the encoding of a chart file.
@@ -57,8 +60,11 @@ func WithFormat(f Format) Option { return optionFunc(func(c *config) { c.format 
 
 // encode writes img in the format of opts; what names the chart in errors.
 func encode(w io.Writer, img image.Image, opts []Option, what string) error {
-	var err error
-	if options(opts).format == JPEG {
+	cfg, err := options(opts)
+	if err != nil {
+		return err
+	}
+	if cfg.format == JPEG {
 		err = jpeg.Encode(w, img, &jpeg.Options{Quality: 95})
 	} else {
 		err = png.Encode(w, img)

@@ -73,19 +73,29 @@ func WithTitle(title string) Option {
 	return optionFunc(func(c *config) { c.title = title })
 }
 
-func options(opts []Option) config {
+// options applies opts; a value no constant names is an error matching
+// ErrInvalid, not silently the default.
+func options(opts []Option) (config, error) {
 	var c config
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
 		}
 	}
-	return c
+	switch {
+	case c.order != ByID && c.order != ByPopularity:
+		return c, fmt.Errorf("%w: SortBy(%d)", ErrInvalid, int(c.order))
+	case c.scale != Linear && c.scale != Log:
+		return c, fmt.Errorf("%w: WithScale(%d)", ErrInvalid, int(c.scale))
+	case c.format != PNG && c.format != JPEG:
+		return c, fmt.Errorf("%w: WithFormat(%d)", ErrInvalid, int(c.format))
+	}
+	return c, nil
 }
 
 // startChart does what every chart does first: check the profile (a
 // malformed one is an error matching profile.ErrFormat, one without
-// selections ErrEmpty), apply the options, load the fonts, and choose the
+// selections ErrEmpty), apply the options (ErrInvalid), load the fonts, and choose the
 // title (by default the model, what the chart shows, the token count and the
 // workload).
 func startChart(p *profile.Profile, opts []Option, what string) (config, faces, string, error) {
@@ -95,7 +105,10 @@ func startChart(p *profile.Profile, opts []Option, what string) (config, faces, 
 	if !hasSelections(p) {
 		return config{}, faces{}, "", fmt.Errorf("%w: %s, %d tokens", ErrEmpty, p.Model, p.Tokens)
 	}
-	cfg := options(opts)
+	cfg, err := options(opts)
+	if err != nil {
+		return config{}, faces{}, "", err
+	}
 	f, err := loadFaces()
 	if err != nil {
 		return config{}, faces{}, "", err

@@ -9,13 +9,20 @@
 //	e, err := engine.Open(ctx, "model.gguf", engine.WithVRAM(16<<30))
 //	...
 //	defer e.Close()
-//	g, err := e.Generate(ctx, prompt, 100, engine.WithStream(print))
+//	g, err := e.Generate(ctx, prompt, 100, engine.WithStream(func(text []byte) error {
+//		_, err := os.Stdout.Write(text)
+//		return err
+//	}))
 //
 // Generate tokenizes the prompt (rotary/model/tokenizer, from the GGUF
 // vocabulary), runs it, and samples (greedily, or with a rotary/model/sample
 // Sampler) until an end-of-generation token, the token limit or a full
-// sequence; rotary/model/chat renders conversations into prompts. For
-// control of each step, Net gives the forward pass itself.
+// sequence; rotary/model/chat renders conversations into prompts, and
+// GenerateTokens takes a prompt already tokenized. A ctx that is done stops
+// a generation after the token in hand: what it has comes back with Stop
+// "interrupted". Each Generation carries the prefill's and the decode's
+// time and counters. For control of each step, Net gives the forward pass
+// itself.
 //
 // New opens an Engine over a GGUF model: a cuda.HostDevice whose capacity is
 // the VRAM budget, a rotary.Runtime planned for that budget (minus the
@@ -27,5 +34,6 @@
 //
 // ModelID is the model identity that profiles and traces carry (architecture,
 // shape and a hash of the tensor table), and Routes passes the routing the
-// model computes to a profile.Recorder and a streaming profile.TraceWriter.
+// model computes to a profile.Recorder and a streaming profile.TraceWriter
+// (WithRoutes has Generate mark its segments and flush it step by step).
 package engine

@@ -45,9 +45,11 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
 	vram, host  int64
+	hostSet     bool
 	positions   int
 	threads     int
 	hot         *profile.Profile
+	hotSet      bool
 	pinFraction float64
 	log         *slog.Logger
 	modelOpts   []model.Option
@@ -64,7 +66,9 @@ func WithVRAM(bytes int64) Option { return optionFunc(func(c *config) { c.vram =
 
 // WithHostBudget sets rotary's pinned host budget (rotary.WithHostBudget);
 // the default is unlimited: the model file's mapping serves every miss.
-func WithHostBudget(bytes int64) Option { return optionFunc(func(c *config) { c.host = bytes }) }
+func WithHostBudget(bytes int64) Option {
+	return optionFunc(func(c *config) { c.host, c.hostSet = bytes, true })
+}
 
 // WithPositions sets how many positions a sequence holds at most, for the
 // state the VRAM budget reserves (default 4096, at most the model's context).
@@ -79,7 +83,7 @@ func WithThreads(n int) Option { return optionFunc(func(c *config) { c.threads =
 // layers) in fraction of the experts' VRAM, at most what leaves every layer
 // its top-k dynamic slots.
 func WithHotProfile(p *profile.Profile, fraction float64) Option {
-	return optionFunc(func(c *config) { c.hot, c.pinFraction = p, fraction })
+	return optionFunc(func(c *config) { c.hot, c.pinFraction, c.hotSet = p, fraction, true })
 }
 
 // WithLogger sets the logger of the runtime and the device (default: none).
@@ -110,10 +114,11 @@ func WithModelOptions(opts ...model.Option) Option {
 // closed. A budget too small for the model fails with an error matching
 // rotary.ErrBudget; a model the forward pass does not run, with one matching
 // model.ErrUnsupportedArch; an option out of its range (WithVRAM,
-// WithPositions not positive, WithThreads negative) with an "engine:" error
-// naming it.
+// WithPositions not positive, WithThreads or WithHostBudget negative,
+// WithHotProfile of no profile) with an "engine:" error naming it; a
+// WithHotProfile fraction outside (0, 1] with one matching rotary.ErrInvalid.
 func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err error) {
-	c := config{vram: DefaultVRAM, host: -1, positions: 4096}
+	c := config{vram: DefaultVRAM, positions: 4096}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
@@ -125,8 +130,14 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if c.positions <= 0 {
 		return nil, fmt.Errorf("engine: WithPositions(%d) is not positive", c.positions)
 	}
+	if c.hostSet && c.host < 0 {
+		return nil, fmt.Errorf("engine: WithHostBudget(%d) is negative", c.host)
+	}
 	if c.threads < 0 {
 		return nil, fmt.Errorf("engine: WithThreads(%d) is negative", c.threads)
+	}
+	if c.hotSet && c.hot == nil {
+		return nil, errors.New("engine: WithHotProfile(nil)")
 	}
 	positions := min(c.positions, m.Params.ContextLength)
 	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions)}
@@ -137,10 +148,10 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	}()
 
 	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve)}
-	if c.host >= 0 {
+	if c.hostSet {
 		ropts = append(ropts, rotary.WithHostBudget(c.host))
 	}
-	if c.hot != nil {
+	if c.hotSet {
 		// rotary checks the profile's shape; the tensor hash says it is
 		// this very model.
 		if err := c.hot.Check(e.id); err != nil {
@@ -321,24 +332,8 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// Sub returns the totals of s since an earlier snapshot old, without the
-// layers' shares.
+// Sub returns the counts of s since an earlier snapshot old, without the
+// layers' shares (rotary.Stats.Sub).
 func (s Stats) Sub(old Stats) Stats {
-	d := s
-	d.VRAM = subTier(s.VRAM, old.VRAM)
-	d.Host = subTier(s.Host, old.Host)
-	d.PinnedHits -= old.PinnedHits
-	d.Prefetched -= old.Prefetched
-	d.HostAhead -= old.HostAhead
-	d.TransferTime -= old.TransferTime
-	d.StallTime -= old.StallTime
-	d.HostWait -= old.HostWait
-	d.Acquires -= old.Acquires
-	d.Wait -= old.Wait
-	d.Layers = nil
-	return d
-}
-
-func subTier(a, b rotary.TierStats) rotary.TierStats {
-	return rotary.TierStats{Hits: a.Hits - b.Hits, Misses: a.Misses - b.Misses, Bytes: a.Bytes - b.Bytes}
+	return Stats{Stats: s.Stats.Sub(old.Stats), Acquires: s.Acquires - old.Acquires, Wait: s.Wait - old.Wait}
 }

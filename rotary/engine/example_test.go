@@ -78,3 +78,35 @@ func ExampleEngine_Net() {
 	// 8 of 16 experts per layer in VRAM slots, micro-batch 2
 	// VRAM: 119 hits, 86 misses
 }
+
+// A generation that a program stops, as a Ctrl-C handler would by
+// cancelling ctx: the token in hand completes, and what was generated comes
+// back with Stop "interrupted", with the prefill's and the decode's counts.
+func ExampleEngine_GenerateTokens() {
+	e, err := engine.Open(context.Background(), "../../experts/testdata/qwen35moe-tiny-f32.gguf",
+		engine.WithVRAM(3<<20), engine.WithPositions(64))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prompt := e.Tokenizer().Encode("<|im_start|>user\nWhat is")
+	pieces := 0
+	g, err := e.GenerateTokens(ctx, prompt, 100, engine.WithStream(func(text []byte) error {
+		if pieces++; pieces == 4 {
+			cancel()
+		}
+		return nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s after %d tokens: %v\n", g.Stop, len(g.Tokens), g.Tokens)
+	fmt.Printf("prefill %d tokens, decode %d tokens, %d acquires\n",
+		g.Prefill.Tokens, g.Decode.Tokens, g.Prefill.Stats.Acquires+g.Decode.Stats.Acquires)
+	// Output:
+	// interrupted after 4 tokens: [216 483 483 483]
+	// prefill 8 tokens, decode 3 tokens, 16 acquires
+}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -8,7 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary/engine"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/sample"
@@ -78,7 +81,8 @@ func TestGenerateStops(t *testing.T) {
 
 func TestOptionValues(t *testing.T) {
 	m := openModel(t, "qwen3moe-tiny-f32")
-	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1)} {
+	for _, o := range []engine.Option{engine.WithVRAM(0), engine.WithPositions(0), engine.WithThreads(-1), engine.WithHostBudget(-1),
+		engine.WithHotProfile(nil, 0.5)} {
 		_, err := engine.New(context.Background(), m, o)
 		assert.ErrorContains(t, err, "engine: With")
 	}
@@ -89,4 +93,84 @@ func TestOpenErrors(t *testing.T) {
 	assert.Error(t, err)
 	_, err = engine.Open(context.Background(), filepath.Join(testdata, "qwen3moe-tiny-f32.gguf"), engine.WithVRAM(1))
 	assert.Error(t, err, "the model is closed again (goleak and the mapping's finalizer would tell)")
+}
+
+// TestGenerateInterrupted cancels ctx in the stream, after the third token,
+// and before the prompt: Generate returns what it has, Stop "interrupted",
+// and the trace of WithRoutes holds the whole tokens that ran.
+func TestGenerateInterrupted(t *testing.T) {
+	m := openModel(t, "qwen35moe-tiny-f32")
+	id := engine.ModelID(m)
+	var buf bytes.Buffer
+	tw, err := profile.NewTraceWriter(&buf, profile.JSONL, id)
+	require.NoError(t, err)
+	routes := engine.NewRoutes(id, nil, tw)
+	e, err := engine.New(context.Background(), m, engine.WithVRAM(halfBudget(m, 64)), engine.WithPositions(64),
+		engine.WithModelOptions(model.WithRoutingHook(routes.Hook)))
+	require.NoError(t, err)
+	defer e.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prefilled, pieces := 0, 0
+	g, err := e.Generate(ctx, "<|im_start|>user\nHello", 20, engine.WithRoutes(routes),
+		engine.WithPrefilled(func() { prefilled++ }),
+		engine.WithStream(func([]byte) error {
+			if pieces++; pieces == 3 {
+				cancel()
+			}
+			return nil
+		}))
+	require.NoError(t, err)
+	assert.Equal(t, "interrupted", g.Stop)
+	assert.Equal(t, 1, prefilled)
+	require.Len(t, g.Tokens, 3, "stopped after the token in hand")
+	assert.Equal(t, len(g.Prompt), g.Prefill.Tokens)
+	assert.Equal(t, 2, g.Decode.Tokens, "the last token is sampled, not run")
+	assert.Positive(t, g.Prefill.Stats.Acquires)
+	assert.Equal(t, 2*len(m.MoELayers()), g.Decode.Stats.Acquires, "one acquire per MoE layer and step")
+	tr, err := profile.ReadTrace(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, len(g.Prompt)+2, tr.Tokens())
+	require.Len(t, tr.Segments(), 2)
+	assert.Equal(t, "prefill", tr.Segments()[0].Phase)
+	assert.Equal(t, "decode", tr.Segments()[1].Phase)
+
+	other := engine.NewRoutes(id, nil, nil) // not the model's hook
+	_, err = e.Generate(context.Background(), "<|im_start|>user\nHello", 2, engine.WithRoutes(other))
+	assert.ErrorIs(t, err, engine.ErrRoutesNotHooked)
+
+	g, err = e.Generate(ctx, "<|im_start|>user\nHello", 20, engine.WithPrefilled(func() { prefilled++ }))
+	require.NoError(t, err, "a prefill cut short is a stop, not a failure")
+	assert.Equal(t, "interrupted", g.Stop)
+	assert.Empty(t, g.Tokens)
+	assert.Zero(t, g.Prefill.Tokens)
+	assert.Equal(t, 2, prefilled)
+}
+
+// TestGenerateConcurrent runs two generations at once (under -race, the
+// counters each reads between its steps while the other computes): each
+// gets the tokens it gets alone.
+func TestGenerateConcurrent(t *testing.T) {
+	ctx := context.Background()
+	e, err := engine.Open(ctx, filepath.Join(testdata, "qwen35moe-tiny-f32.gguf"), engine.WithPositions(64))
+	require.NoError(t, err)
+	defer e.Close()
+	const prompt = "<|im_start|>user\nHello"
+	alone, err := e.Generate(ctx, prompt, 6)
+	require.NoError(t, err)
+
+	var g errgroup.Group
+	var got [2]*engine.Generation
+	for i := range got {
+		g.Go(func() (err error) {
+			got[i], err = e.Generate(ctx, prompt, 6)
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
+	for _, r := range got {
+		assert.Equal(t, alone.Tokens, r.Tokens)
+		assert.Positive(t, r.Decode.Stats.Acquires)
+	}
 }

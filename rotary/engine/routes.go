@@ -12,7 +12,8 @@ import (
 // model.WithRoutingHook) to a profile.Recorder, which counts it at once, and
 // to a profile.TraceWriter, which takes whole tokens: Routes keeps each
 // token's layers until Flush, called after every forward step, writes them.
-// Either sink may be nil. It is used by one goroutine, like the model.
+// Either sink may be nil. It is used by one goroutine, like the model. A nil
+// *Routes records nothing (its StartSegment, Discard and Flush do nothing).
 type Routes struct {
 	rec    *profile.Recorder
 	trace  *profile.TraceWriter
@@ -22,6 +23,7 @@ type Routes struct {
 	ids     [][][]int32   // [token - next][layer]
 	weights [][][]float32 // [token - next][layer]
 	err     error
+	calls   int // Hook's, so that Generate can tell Routes the model does not feed
 }
 
 // NewRoutes returns Routes for a model of id's shape feeding rec and trace.
@@ -32,6 +34,7 @@ func NewRoutes(id profile.ModelID, rec *profile.Recorder, trace *profile.TraceWr
 // Hook is the model's routing hook: layer's routing of the tokens at
 // positions pos, pos+1, ...
 func (r *Routes) Hook(layer, pos int, rt model.Routing) {
+	r.calls++
 	if r.err != nil {
 		return
 	}
@@ -67,6 +70,9 @@ func (r *Routes) Hook(layer, pos int, rt model.Routing) {
 // StartSegment writes the tokens so far and starts a trace segment (a
 // prompt's prefill, a generation's decode).
 func (r *Routes) StartSegment(name, phase string) error {
+	if r == nil {
+		return nil
+	}
 	if err := r.Flush(); err != nil {
 		return err
 	}
@@ -81,12 +87,18 @@ func (r *Routes) StartSegment(name, phase string) error {
 // they must not reach the trace. The recorder has counted the layers that
 // were.
 func (r *Routes) Discard() {
+	if r == nil {
+		return
+	}
 	r.ids, r.weights = r.ids[:0], r.weights[:0]
 }
 
 // Flush writes the buffered tokens to the trace and flushes it, and reports
 // the first error of the hook.
 func (r *Routes) Flush() error {
+	if r == nil {
+		return nil
+	}
 	if r.err != nil {
 		return r.err
 	}

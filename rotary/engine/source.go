@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -27,9 +28,11 @@ type Source struct {
 
 	prefetch Prefetcher // nil: none
 
-	acquires int
-	wait     time.Duration
-	err      error // the first failed Release, reported by the next Acquire
+	// The counters are read by Engine.Stats while another goroutine's
+	// Generate may be in a forward step.
+	acquires atomic.Int64
+	wait     atomic.Int64 // nanoseconds
+	err      error        // the first failed Release, reported by the next Acquire
 }
 
 // plane is a layer's plane of slots seen as bytes, and the lease the model
@@ -94,7 +97,7 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 	if err := s.stream.Synchronize(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("engine: waiting for layer %d's experts: %w", layer, err), s.rt.Release(set, nil))
 	}
-	s.wait += time.Since(start)
+	s.wait.Add(int64(time.Since(start)))
 
 	l.weights = slices.Grow(l.weights[:0], len(set.Experts))[:len(set.Experts)]
 	ws := l.weights
@@ -111,7 +114,7 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 			}
 		}
 	}
-	s.acquires++
+	s.acquires.Add(1)
 	if s.prefetch != nil {
 		// The copies it queues overlap this layer's computation; the
 		// layer's own experts are held by set, so none is evicted for them.
@@ -123,10 +126,10 @@ func (s *Source) Acquire(ctx context.Context, layer int, ids []int) (model.Exper
 // Wait is the time Acquire spent until the experts were resident: the
 // runtime's bookkeeping, reads into the host tier and the copies to the
 // slots.
-func (s *Source) Wait() time.Duration { return s.wait }
+func (s *Source) Wait() time.Duration { return time.Duration(s.wait.Load()) }
 
 // Acquires counts the Acquire calls that succeeded.
-func (s *Source) Acquires() int { return s.acquires }
+func (s *Source) Acquires() int { return int(s.acquires.Load()) }
 
 // Close closes the compute stream. The runtime is the caller's.
 func (s *Source) Close() error { return s.stream.Close() }

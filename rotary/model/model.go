@@ -13,8 +13,8 @@ import (
 // Net is the forward pass of a loaded qwen3moe or qwen35moe model (named
 // apart from experts.Model, the file it is built over): resident weights
 // viewed in the mapped file, a Backend to compute with and an ExpertSource
-// for the routed experts. It is safe for concurrent use; Forward calls run one at a
-// time (they share the backend).
+// for the routed experts. It is safe for concurrent use; Forward calls run
+// one at a time (they share the backend).
 type Net struct {
 	mu      sync.Mutex // serialises Forward
 	cfg     config

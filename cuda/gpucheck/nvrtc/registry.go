@@ -6,6 +6,7 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
 	"github.com/rotary-moe/rotary/rotary/model/gpu"
+	"github.com/rotary-moe/rotary/rotary/moe"
 )
 
 // A kernel package takes part in this check by exporting
@@ -41,6 +42,9 @@ var sources = []source{
 	// Routing sums the softmax in double, in expert order, to pick exactly
 	// the CPU's experts; sincosf's slow path in norm_rope has doubles too.
 	{pkg: "rotary/model/gpu", programs: gpu.Programs, doubles: true},
+	// The quantized matrix products and the slot-plane MoE kernels, one
+	// program per weight type (kquants.cuh's K-quants among them).
+	{pkg: "rotary/moe", programs: moe.Programs},
 }
 
 //go:embed preludecheck.cu

@@ -9,8 +9,8 @@ import (
 	"syscall"
 )
 
-// Signals are the signals Context stops on.
-var Signals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+// signals are the signals Context stops on.
+var signals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 // Error is the cause of a context that a signal cancelled.
 type Error struct{ Signal os.Signal }
@@ -25,14 +25,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("interrupted by %v", e.Signal)
 }
 
-// Context returns a context cancelled at the first of Signals, with an
+// Context returns a context cancelled at the first SIGINT or SIGTERM, with an
 // *Error as its cause (context.Cause). After that signal, the signals act
 // as they did before, so a second one ends the program at once. stop
 // releases the signals and cancels the context.
 func Context(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, Signals...)
+	signal.Notify(ch, signals...)
 	done := make(chan struct{})
 	go func() {
 		select {

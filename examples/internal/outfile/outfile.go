@@ -3,6 +3,7 @@ package outfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,9 +18,11 @@ var ErrIsInput = errors.New("outfile: the output would overwrite an input")
 var ErrSameOutput = errors.New("outfile: two outputs are the same file")
 
 // An Output is an output file as a command line names it: the flag (for
-// errors) and the path ("" for an output not asked for).
+// errors) and the path ("" for an output not asked for), and for Write what
+// writes its content.
 type Output struct {
 	Flag, Path string
+	Write      func(io.Writer) error
 }
 
 // Check validates outputs before the program does any work, and returns
@@ -92,4 +95,23 @@ func sameFile(a, b string) bool {
 	}
 	sb, err := os.Stat(b)
 	return err == nil && os.SameFile(sa, sb)
+}
+
+// Write writes every output whose path is set, each through atomicfile
+// (complete or not at all), and says "wrote PATH" on log for each. One that
+// fails does not stop the others: their errors, each naming its flag, are
+// joined.
+func Write(log io.Writer, outputs ...Output) error {
+	var errs []error
+	for _, o := range outputs {
+		if o.Path == "" {
+			continue
+		}
+		if err := atomicfile.Write(o.Path, o.Write); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", o.Flag, err))
+			continue
+		}
+		fmt.Fprintln(log, "wrote", o.Path)
+	}
+	return errors.Join(errs...)
 }

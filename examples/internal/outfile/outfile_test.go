@@ -1,6 +1,8 @@
 package outfile
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,20 +22,20 @@ func TestCheck(t *testing.T) {
 	file := filepath.Join(dir, "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
 
-	require.NoError(t, Check([]Output{{"-heatmap", filepath.Join(dir, "h.png")}, {"-trace", ""}}, model))
+	require.NoError(t, Check([]Output{{Flag: "-heatmap", Path: filepath.Join(dir, "h.png")}, {Flag: "-trace", Path: ""}}, model))
 
 	for _, tc := range []struct {
 		out  Output
 		want error
 		msg  string
 	}{
-		{Output{"-trace", model}, ErrIsInput, "-trace " + model},
-		{Output{"-heatmap", link}, ErrIsInput, "-heatmap " + link},
-		{Output{"-curves", hard}, ErrIsInput, "-curves"},
-		{Output{"-profile", dir + "/./m.gguf"}, ErrIsInput, "-profile"},
-		{Output{"-heatmap", filepath.Join(dir, "missing", "x.png")}, os.ErrNotExist, "-heatmap"},
-		{Output{"-curves", filepath.Join(file, "c.png")}, nil, "-curves"},
-		{Output{"-csv", dir}, nil, "is a folder"},
+		{Output{Flag: "-trace", Path: model}, ErrIsInput, "-trace " + model},
+		{Output{Flag: "-heatmap", Path: link}, ErrIsInput, "-heatmap " + link},
+		{Output{Flag: "-curves", Path: hard}, ErrIsInput, "-curves"},
+		{Output{Flag: "-profile", Path: dir + "/./m.gguf"}, ErrIsInput, "-profile"},
+		{Output{Flag: "-heatmap", Path: filepath.Join(dir, "missing", "x.png")}, os.ErrNotExist, "-heatmap"},
+		{Output{Flag: "-curves", Path: filepath.Join(file, "c.png")}, nil, "-curves"},
+		{Output{Flag: "-csv", Path: dir}, nil, "is a folder"},
 	} {
 		err := Check([]Output{tc.out}, model)
 		require.Error(t, err, tc.out)
@@ -53,9 +55,9 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "x.png")
 	err := Check([]Output{
-		{"-heatmap", out},
-		{"-curves", out},
-		{"-profile", filepath.Join(dir, "missing", "p.json")},
+		{Flag: "-heatmap", Path: out},
+		{Flag: "-curves", Path: out},
+		{Flag: "-profile", Path: filepath.Join(dir, "missing", "p.json")},
 	})
 	assert.ErrorIs(t, err, ErrSameOutput)
 	assert.ErrorContains(t, err, "-curves "+out)
@@ -75,4 +77,27 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		got = append(got, e.Name())
 	}
 	assert.ElementsMatch(t, names, got)
+}
+
+// TestWrite writes each output it can: a failing one is named by its flag
+// and does not stop the next; an output not asked for is skipped.
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "a.txt"), filepath.Join(dir, "missing", "b.txt")
+	text := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	var log bytes.Buffer
+	err := Write(&log,
+		Output{Flag: "-b", Path: bad, Write: text("b")},
+		Output{Flag: "-skip", Write: text("never")},
+		Output{Flag: "-a", Path: good, Write: text("a")})
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.ErrorContains(t, err, "-b: ")
+	assert.NotContains(t, err.Error(), "-a")
+	got, rerr := os.ReadFile(good)
+	require.NoError(t, rerr)
+	assert.Equal(t, "a", string(got))
+	assert.Equal(t, "wrote "+good+"\n", log.String())
+	assertOnly(t, dir, "a.txt")
 }
