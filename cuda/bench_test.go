@@ -85,3 +85,80 @@ func BenchmarkHostCopy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGraphStep is a step of 64 small launches (addk on 256 ints),
+// queued one by one ("launches") or replayed from a graph captured once
+// ("graph"), then synchronized: what a graph saves per step. On the host
+// backend it is the backend's own cost; with a GPU (BenchmarkGraphStep/cuda)
+// the driver's, which is the figure that matters.
+func BenchmarkGraphStep(b *testing.B) {
+	const launches = 64
+	ctx := context.Background()
+	for _, bk := range []struct {
+		name string
+		open func() (Device, error)
+	}{
+		{"host", func() (Device, error) { return NewHost() }},
+		{"cuda", func() (Device, error) { return Open(ctx, 0) }},
+	} {
+		b.Run(bk.name, func(b *testing.B) {
+			d, err := bk.open()
+			if err != nil {
+				b.Skip(err)
+			}
+			defer d.Close()
+			m, err := d.Load(ctx, testProgram)
+			if err != nil {
+				b.Fatal(err)
+			}
+			k, _ := m.Kernel("addk")
+			s, _ := d.NewStream()
+			x, _ := d.Alloc(4 * 256)
+			cfg := LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 256}}
+			step := func() error {
+				for i := range launches {
+					if err := s.Launch(k, cfg, Ptr(x), I32(int32(i)), U64(256)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			b.Run("launches", func(b *testing.B) {
+				for b.Loop() {
+					if err := step(); err != nil {
+						b.Fatal(err)
+					}
+					if err := s.Synchronize(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("graph", func(b *testing.B) {
+				if err := s.BeginCapture(); err != nil {
+					b.Fatal(err)
+				}
+				if err := step(); err != nil {
+					b.Fatal(err)
+				}
+				g, err := s.EndCapture()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer g.Close()
+				exec, err := g.Instantiate()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer exec.Close()
+				for b.Loop() {
+					if err := exec.Launch(s); err != nil {
+						b.Fatal(err)
+					}
+					if err := s.Synchronize(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -634,6 +634,8 @@ func TestKernels(t *testing.T) {
 		assert.ErrorIs(t, s.Launch(kernel("bytesum"), cfg, HostPtr(HostBuffer{}, 0), Ptr(sum), U32(0)), ErrInvalidHandle)
 		unmapped, err := d.AllocHost(64, 0)
 		require.NoError(t, err)
+		assert.Zero(t, unmapped.Addr(), "unmapped host memory has no device address")
+		assert.NotZero(t, pinned.Addr(), "mapped host memory has a device address")
 		assert.ErrorIs(t, s.Launch(kernel("bytesum"), cfg, HostPtr(unmapped, 0), Ptr(sum), U32(0)), ErrInvalidValue, "host memory not mapped")
 		require.NoError(t, d.Free(dc))
 		assert.ErrorIs(t, s.Launch(vadd, cfg, Ptr(da), Ptr(db), Ptr(dc), U32(n)), ErrInvalidHandle, "launch on freed memory")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // cudaDevice is a Device on a GPU, using the device's primary context: it is
@@ -31,7 +32,14 @@ type cudaDevice struct {
 	streams  map[*cudaStream]struct{}
 	events   map[*cudaEvent]struct{}
 	modules  map[*cudaModule]struct{}
+	graphs   map[*cudaGraph]struct{}
+	execs    map[*cudaGraphExec]struct{}
 	nStreams int
+
+	captures atomic.Int32 // streams capturing
+	// released counts frees, unregistrations, unloads and closed events, so
+	// that a GraphExec checks what it uses again only after one.
+	released atomic.Uint64
 }
 
 var _ Device = (*cudaDevice)(nil)
@@ -67,6 +75,8 @@ func openDevice(drv driver, loadCompiler func() (compiler, error), ordinal int, 
 		streams:  make(map[*cudaStream]struct{}),
 		events:   make(map[*cudaEvent]struct{}),
 		modules:  make(map[*cudaModule]struct{}),
+		graphs:   make(map[*cudaGraph]struct{}),
+		execs:    make(map[*cudaGraphExec]struct{}),
 	}
 	var err error
 	if d.dev, err = drv.deviceGet(ordinal); err != nil {
@@ -144,6 +154,9 @@ func (d *cudaDevice) Alloc(size int64) (Buffer, error) {
 		return Buffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("Alloc", d.captures.Load()); err != nil {
+		return Buffer{}, err
+	}
 	if err := d.led.admit(AllocDevice, size); err != nil {
 		return Buffer{}, err
 	}
@@ -165,10 +178,14 @@ func (d *cudaDevice) Free(b Buffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("Free", d.captures.Load()); err != nil {
+		return err
+	}
 	a, err := d.led.removeDevice(b)
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memFree(d.ctx, a.addr)
 }
 
@@ -178,6 +195,9 @@ func (d *cudaDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, err
 		return HostBuffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("AllocHost", d.captures.Load()); err != nil {
+		return HostBuffer{}, err
+	}
 	if err := flags.check(); err != nil {
 		return HostBuffer{}, err
 	}
@@ -207,10 +227,14 @@ func (d *cudaDevice) FreeHost(h HostBuffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("FreeHost", d.captures.Load()); err != nil {
+		return err
+	}
 	r, err := d.led.removeHost(h, AllocPinned)
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memFreeHost(d.ctx, r.mem)
 }
 
@@ -220,6 +244,9 @@ func (d *cudaDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error
 		return HostBuffer{}, err
 	}
 	defer d.leave()
+	if err := whileCapturing("Register", d.captures.Load()); err != nil {
+		return HostBuffer{}, err
+	}
 	if err := flags.check(); err != nil {
 		return HostBuffer{}, err
 	}
@@ -249,10 +276,14 @@ func (d *cudaDevice) Unregister(h HostBuffer) error {
 		return err
 	}
 	defer d.leave()
+	if err := whileCapturing("Unregister", d.captures.Load()); err != nil {
+		return err
+	}
 	r, err := d.led.removeHost(h, AllocRegister)
 	if err != nil {
 		return err
 	}
+	d.released.Add(1)
 	return d.drv.memHostUnregister(d.ctx, r.mem)
 }
 
@@ -296,6 +327,9 @@ func (d *cudaDevice) NewEvent(flags EventFlag) (Event, error) {
 
 // Synchronize implements Device.
 func (d *cudaDevice) Synchronize(ctx context.Context) error {
+	if err := whileCapturing("Synchronize", d.captures.Load()); err != nil {
+		return err
+	}
 	return d.wait(ctx, "Synchronize", nil, func() error {
 		if err := d.enter("Synchronize"); err != nil {
 			return err
@@ -338,6 +372,7 @@ func (d *cudaDevice) Stats() Stats {
 	d.led.stats(&s)
 	d.mu.Lock()
 	s.Streams, s.Events, s.Modules = len(d.streams), len(d.events), len(d.modules)
+	s.Graphs, s.GraphExecs = len(d.graphs), len(d.execs)
 	d.mu.Unlock()
 	return s
 }
@@ -351,8 +386,26 @@ func (d *cudaDevice) Close() error {
 		return fmt.Errorf("cuda: Close: device: %w", ErrClosed)
 	}
 	d.closed = true
-	errs := []error{d.drv.ctxSynchronize(d.ctx)}
+	// A capture under way would make the synchronization fail (global
+	// mode): it ends first.
+	var errs []error
 	d.mu.Lock()
+	for s := range d.streams {
+		errs = append(errs, s.dropCapture())
+	}
+	d.mu.Unlock()
+	errs = append(errs, d.drv.ctxSynchronize(d.ctx))
+	d.mu.Lock()
+	for x := range d.execs {
+		errs = append(errs, d.drv.graphExecDestroy(d.ctx, x.h), x.graph.dropExec())
+	}
+	for g := range d.graphs {
+		g.mu.Lock()
+		g.closed = true
+		errs = append(errs, g.release())
+		g.mu.Unlock()
+	}
+	d.graphs, d.execs = nil, nil
 	for m := range d.modules {
 		errs = append(errs, d.drv.moduleUnload(d.ctx, m.h))
 	}

@@ -2,8 +2,10 @@ package cuda
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -17,6 +19,9 @@ type cudaStream struct {
 
 	mu     sync.RWMutex // read-held by calls on the stream, write-held by Close
 	closed bool
+
+	capMu   sync.Mutex
+	capture *cudaCapture // between BeginCapture and EndCapture
 }
 
 // do runs fn with the device and the stream held open.
@@ -40,6 +45,9 @@ func (s *cudaStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 		if err != nil {
 			return fmt.Errorf("cuda: CopyHtoD: %w", err)
 		}
+		if err := s.captureCopy("CopyHtoD", src, dst); err != nil {
+			return err
+		}
 		if len(src) == 0 {
 			return nil
 		}
@@ -53,6 +61,9 @@ func (s *cudaStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 		a, off, err := s.dev.led.lookup(src, srcOff, int64(len(dst)))
 		if err != nil {
 			return fmt.Errorf("cuda: CopyDtoH: %w", err)
+		}
+		if err := s.captureCopy("CopyDtoH", dst, src); err != nil {
+			return err
 		}
 		if len(dst) == 0 {
 			return nil
@@ -72,6 +83,9 @@ func (s *cudaStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n in
 		if err != nil {
 			return fmt.Errorf("cuda: CopyDtoD: source %w", err)
 		}
+		if c := s.capturing(); c != nil {
+			c.use(dst, src)
+		}
 		if n == 0 {
 			return nil
 		}
@@ -85,6 +99,9 @@ func (s *cudaStream) Memset(dst Buffer, off, n int64, value byte) error {
 		a, aoff, err := s.dev.led.lookup(dst, off, n)
 		if err != nil {
 			return fmt.Errorf("cuda: Memset: %w", err)
+		}
+		if c := s.capturing(); c != nil {
+			c.use(dst)
 		}
 		if n == 0 {
 			return nil
@@ -115,6 +132,11 @@ func (s *cudaStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 		if err := s.dev.drv.launchKernel(s.dev.ctx, ck.f, cfg, s.h, params); err != nil {
 			return fmt.Errorf("cuda: Launch %s: %w", ck.name, err)
 		}
+		if c := s.capturing(); c != nil {
+			c.mu.Lock()
+			c.launches = append(c.launches, cudaLaunch{k: ck, cfg: cfg, args: slices.Clone(args), params: params})
+			c.mu.Unlock()
+		}
 		return nil
 	})
 }
@@ -126,7 +148,15 @@ func (s *cudaStream) Record(e Event) error {
 		return fmt.Errorf("cuda: Record: %w", err)
 	}
 	return s.do("Record", func() error {
-		return ce.do("Record", func() error { return s.dev.drv.eventRecord(s.dev.ctx, ce.h, s.h) })
+		return ce.do("Record", func() error {
+			if c := s.capturing(); c != nil {
+				c.useEvent(ce)
+				// Recorded at every replay of the graph, not only ordering
+				// work within the capture.
+				return s.dev.drv.eventRecordWithFlags(s.dev.ctx, ce.h, s.h, eventRecordExternal)
+			}
+			return s.dev.drv.eventRecord(s.dev.ctx, ce.h, s.h)
+		})
 	})
 }
 
@@ -137,13 +167,23 @@ func (s *cudaStream) Wait(e Event) error {
 		return fmt.Errorf("cuda: Wait: %w", err)
 	}
 	return s.do("Wait", func() error {
-		return ce.do("Wait", func() error { return s.dev.drv.streamWaitEvent(s.dev.ctx, s.h, ce.h) })
+		return ce.do("Wait", func() error {
+			var flags uint32
+			if c := s.capturing(); c != nil {
+				c.useEvent(ce)
+				flags = eventWaitExternal // a wait node, waiting at every replay
+			}
+			return s.dev.drv.streamWaitEvent(s.dev.ctx, s.h, ce.h, flags)
+		})
 	})
 }
 
 // Query implements Stream.
 func (s *cudaStream) Query() (done bool, err error) {
 	err = s.do("Stream.Query", func() error {
+		if s.capturing() != nil {
+			return fmt.Errorf("cuda: Stream.Query: stream %d is capturing: %w", s.num, ErrCapture)
+		}
 		done, err = s.dev.drv.streamQuery(s.dev.ctx, s.h)
 		return err
 	})
@@ -152,6 +192,9 @@ func (s *cudaStream) Query() (done bool, err error) {
 
 // Synchronize implements Stream.
 func (s *cudaStream) Synchronize(ctx context.Context) error {
+	if s.capturing() != nil {
+		return fmt.Errorf("cuda: Stream.Synchronize: stream %d is capturing: %w", s.num, ErrCapture)
+	}
 	return s.dev.wait(ctx, "Stream.Synchronize", s.Query, func() error {
 		return s.do("Stream.Synchronize", func() error { return s.dev.drv.streamSynchronize(s.dev.ctx, s.h) })
 	})
@@ -173,7 +216,24 @@ func (s *cudaStream) Close() error {
 	s.dev.mu.Lock()
 	delete(s.dev.streams, s)
 	s.dev.mu.Unlock()
-	return s.dev.drv.streamDestroy(s.dev.ctx, s.h)
+	return errors.Join(s.dropCapture(), s.dev.drv.streamDestroy(s.dev.ctx, s.h))
+}
+
+// dropCapture ends a capture under way and destroys its graph.
+func (s *cudaStream) dropCapture() error {
+	s.capMu.Lock()
+	c := s.capture
+	s.capture = nil
+	s.capMu.Unlock()
+	if c == nil {
+		return nil
+	}
+	s.dev.captures.Add(-1)
+	g, err := s.dev.drv.streamEndCapture(s.dev.ctx, s.h)
+	if err != nil {
+		return err
+	}
+	return s.dev.drv.graphDestroy(s.dev.ctx, g)
 }
 
 // cudaEvent is an Event of a GPU.
@@ -267,6 +327,7 @@ func (e *cudaEvent) Close() error {
 		return fmt.Errorf("cuda: Event.Close: %w", ErrClosed)
 	}
 	e.closed = true
+	e.dev.released.Add(1)
 	e.dev.mu.Lock()
 	delete(e.dev.events, e)
 	e.dev.mu.Unlock()
@@ -327,6 +388,7 @@ func (m *cudaModule) Close() error {
 		return fmt.Errorf("cuda: Module.Close: module %s: %w", m.name, ErrClosed)
 	}
 	m.closed = true
+	m.dev.released.Add(1)
 	m.dev.mu.Lock()
 	delete(m.dev.modules, m)
 	m.dev.mu.Unlock()

@@ -81,8 +81,20 @@ type Stream interface {
 	Query() (bool, error)
 	// Synchronize waits for all queued work, or for ctx.
 	Synchronize(ctx context.Context) error
+	// BeginCapture starts capturing the stream's work into a Graph: what is
+	// queued from now on until EndCapture is checked and recorded, not run.
+	// While a stream captures, its Query and Synchronize fail with
+	// ErrCapture (they would wait for work that is not going to run), and so
+	// do the device's Synchronize, Alloc, Free, AllocHost, FreeHost,
+	// Register and Unregister, which a GPU forbids on every thread during a
+	// capture in global mode (the mode this package uses: see
+	// cuda_graph.go).
+	BeginCapture() error
+	// EndCapture ends the capture and returns the graph of the work queued
+	// since BeginCapture.
+	EndCapture() (Graph, error)
 	// Close releases the stream once its queued work completes; further
-	// operations on it fail with ErrClosed.
+	// operations on it fail with ErrClosed. A capture under way is dropped.
 	Close() error
 }
 
@@ -180,6 +192,8 @@ type Stats struct {
 	Streams         int
 	Events          int
 	Modules         int
+	Graphs          int // captured graphs not closed
+	GraphExecs      int // instantiated graphs not closed
 }
 
 // Buffer is a handle to device memory: an allocation returned by
@@ -228,6 +242,12 @@ func (h HostBuffer) Bytes() []byte { return h.mem }
 
 // Len is len(h.Bytes()).
 func (h HostBuffer) Len() int { return len(h.mem) }
+
+// Addr is the device address of the memory, for kernels that take tables of
+// pointers, when it was allocated with HostAllocDeviceMap or registered with
+// RegisterDeviceMap (cuMemHostGetDevicePointer's answer on a GPU; on the host
+// backend, its own address); 0 otherwise. HostPtr passes it as an argument.
+func (h HostBuffer) Addr() uint64 { return h.devAddr }
 
 // HostAllocFlag modifies Device.AllocHost (CU_MEMHOSTALLOC_*).
 type HostAllocFlag uint32

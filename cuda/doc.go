@@ -111,6 +111,29 @@
 // values left by an earlier block are whatever that block wrote, not the
 // GPU's.
 //
+// # Graphs
+//
+// A stream captures its work into a Graph between Stream.BeginCapture and
+// Stream.EndCapture: copies, memsets, launches (Go twins and emulated
+// kernels alike on the host backend), and event records and waits, checked
+// as they are queued and not run. Graph.Instantiate makes a GraphExec,
+// which GraphExec.Launch replays on any stream of the device, and whose
+// launches' arguments GraphExec.SetKernelArgs replaces, numbered in capture
+// order. On a GPU these are the driver's graphs (cuStreamBeginCapture in
+// global mode, cuGraphInstantiateWithFlags, cuGraphLaunch,
+// cuGraphExecKernelNodeSetParams on nodes found with cuGraphGetNodes); a
+// driver without them fails with ErrNotSupported. The host backend records
+// each call and queues it again at every replay, running every check again,
+// so a graph whose memory was freed fails to launch (on a GPU too: the
+// package checks its buffers first). While a stream captures, its Query
+// and Synchronize, which would wait for work that is not going to run, fail
+// with ErrCapture, as do a copy between the device and pageable host memory,
+// which a replay would read or write long after the call, and what a GPU
+// forbids on any thread during a capture in global mode: allocating,
+// freeing, registering and synchronizing the device. Under
+// WithVirtualClock a graph's launch costs the host one call, however many
+// operations it replays.
+//
 // Misuse — a freed, foreign or zero handle, a range past a buffer's end, a
 // closed stream — is an error matching one of the package's sentinels on both
 // backends, never a crash; driver failures are *Error, which matches the

@@ -1,5 +1,7 @@
 package cuda
 
+import "unsafe"
+
 // The CUDA backend reaches the driver and NVRTC through the two interfaces
 // below. driver_cgo.go and nvrtc_cgo.go implement them with dlopen'd
 // libraries; the !cgo twins only report that there are none; tests substitute
@@ -7,13 +9,25 @@ package cuda
 
 // Driver handles, as the driver returns them.
 type (
-	cuDevice   int32
-	cuContext  uintptr
-	cuStream   uintptr
-	cuEvent    uintptr
-	cuModule   uintptr
-	cuFunction uintptr
+	cuDevice    int32
+	cuContext   uintptr
+	cuStream    uintptr
+	cuEvent     uintptr
+	cuModule    uintptr
+	cuFunction  uintptr
+	cuGraph     uintptr
+	cuGraphExec uintptr
+	cuGraphNode uintptr
 )
+
+// kernelNode is a kernel node of a captured graph as the driver reports it:
+// params[i] is the address of the node's copy of parameter i.
+type kernelNode struct {
+	h      cuGraphNode
+	f      cuFunction
+	cfg    LaunchConfig
+	params unsafe.Pointer // a void** array
+}
 
 // deviceAttr is a CUdevice_attribute.
 type deviceAttr int32
@@ -25,7 +39,9 @@ const (
 
 // Flags passed to the driver.
 const (
-	streamNonBlocking = 0x1 // CU_STREAM_NON_BLOCKING
+	streamNonBlocking   = 0x1 // CU_STREAM_NON_BLOCKING
+	eventRecordExternal = 0x1 // CU_EVENT_RECORD_EXTERNAL
+	eventWaitExternal   = 0x1 // CU_EVENT_WAIT_EXTERNAL
 )
 
 // maxKernelArgs bounds a launch's argument list (the C side's array).
@@ -62,11 +78,14 @@ type driver interface {
 	streamDestroy(c cuContext, s cuStream) error
 	streamQuery(c cuContext, s cuStream) (bool, error)
 	streamSynchronize(c cuContext, s cuStream) error
-	streamWaitEvent(c cuContext, s cuStream, e cuEvent) error
+	// streamWaitEvent waits with flags (CU_EVENT_WAIT_*).
+	streamWaitEvent(c cuContext, s cuStream, e cuEvent, flags uint32) error
 
 	eventCreate(c cuContext, flags uint32) (cuEvent, error)
 	eventDestroy(c cuContext, e cuEvent) error
 	eventRecord(c cuContext, e cuEvent, s cuStream) error
+	// eventRecordWithFlags records with flags (CU_EVENT_RECORD_*).
+	eventRecordWithFlags(c cuContext, e cuEvent, s cuStream, flags uint32) error
 	eventQuery(c cuContext, e cuEvent) (bool, error)
 	eventSynchronize(c cuContext, e cuEvent) error
 	eventElapsedTime(c cuContext, start, end cuEvent) (float32, error)
@@ -75,6 +94,18 @@ type driver interface {
 	moduleUnload(c cuContext, m cuModule) error
 	moduleGetFunction(c cuContext, m cuModule, name string) (cuFunction, error)
 	launchKernel(c cuContext, f cuFunction, cfg LaunchConfig, s cuStream, params []uint64) error
+
+	// The graph calls are optional: a driver without them fails them with
+	// ErrNotSupported. Capture is always in global mode (see cuda_graph.go).
+	streamBeginCapture(c cuContext, s cuStream) error
+	streamEndCapture(c cuContext, s cuStream) (cuGraph, error)
+	graphDestroy(c cuContext, g cuGraph) error
+	// graphKernelNodes lists the kernel nodes of g, in no particular order.
+	graphKernelNodes(c cuContext, g cuGraph) ([]kernelNode, error)
+	graphInstantiate(c cuContext, g cuGraph) (cuGraphExec, error)
+	graphExecDestroy(c cuContext, x cuGraphExec) error
+	graphLaunch(c cuContext, x cuGraphExec, s cuStream) error
+	graphExecKernelNodeSetParams(c cuContext, x cuGraphExec, n cuGraphNode, f cuFunction, cfg LaunchConfig, params []uint64) error
 }
 
 // compiler is NVRTC as this package uses it.

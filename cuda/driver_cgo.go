@@ -6,6 +6,7 @@ package cuda
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 // Hand-declared from cuda.h, so that building needs no CUDA toolkit.
 typedef int CUresult;
@@ -16,6 +17,21 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUgraphNode_st *CUgraphNode;
+
+// CUDA_KERNEL_NODE_PARAMS_v2; the v1 functions read and write its prefix.
+typedef struct {
+	CUfunction func;
+	unsigned int gridDimX, gridDimY, gridDimZ;
+	unsigned int blockDimX, blockDimY, blockDimZ;
+	unsigned int sharedMemBytes;
+	void **kernelParams;
+	void **extra;
+	void *kern;
+	CUcontext ctx;
+} KernelNodeParams;
 
 typedef CUresult (*cuInit_t)(unsigned int);
 typedef CUresult (*cuDriverGetVersion_t)(int *);
@@ -57,6 +73,17 @@ typedef CUresult (*cuModuleUnload_t)(CUmodule);
 typedef CUresult (*cuModuleGetFunction_t)(CUfunction *, CUmodule, const char *);
 typedef CUresult (*cuLaunchKernel_t)(CUfunction, unsigned int, unsigned int, unsigned int,
 	unsigned int, unsigned int, unsigned int, unsigned int, CUstream, void **, void **);
+typedef CUresult (*cuStreamBeginCapture_t)(CUstream, int);
+typedef CUresult (*cuStreamEndCapture_t)(CUstream, CUgraph *);
+typedef CUresult (*cuGraphDestroy_t)(CUgraph);
+typedef CUresult (*cuGraphGetNodes_t)(CUgraph, CUgraphNode *, size_t *);
+typedef CUresult (*cuGraphNodeGetType_t)(CUgraphNode, int *);
+typedef CUresult (*cuGraphKernelNodeGetParams_t)(CUgraphNode, KernelNodeParams *);
+typedef CUresult (*cuGraphInstantiateWithFlags_t)(CUgraphExec *, CUgraph, unsigned long long);
+typedef CUresult (*cuGraphExecDestroy_t)(CUgraphExec);
+typedef CUresult (*cuGraphLaunch_t)(CUgraphExec, CUstream);
+typedef CUresult (*cuGraphExecKernelNodeSetParams_t)(CUgraphExec, CUgraphNode, const KernelNodeParams *);
+typedef CUresult (*cuEventRecordWithFlags_t)(CUevent, CUstream, unsigned int);
 
 // The function table, filled from Go by drv_set in this order.
 enum {
@@ -80,6 +107,24 @@ static void *drv[DRV_COUNT];
 static void drv_set(int i, void *p) { drv[i] = p; }
 
 #define CALL(f) ((f##_t)drv[DRV_##f])
+
+// The optional functions, filled by opt_set; a driver may lack them.
+enum {
+	OPT_cuStreamBeginCapture, OPT_cuStreamEndCapture, OPT_cuGraphDestroy, OPT_cuGraphGetNodes,
+	OPT_cuGraphNodeGetType, OPT_cuGraphKernelNodeGetParams, OPT_cuGraphInstantiateWithFlags,
+	OPT_cuGraphExecDestroy, OPT_cuGraphLaunch, OPT_cuGraphExecKernelNodeSetParams,
+	OPT_cuEventRecordWithFlags,
+	OPT_COUNT
+};
+
+static void *opt[OPT_COUNT];
+
+static void opt_set(int i, void *p) { opt[i] = p; }
+
+#define NOT_SUPPORTED 801 // CUDA_ERROR_NOT_SUPPORTED
+
+// OPT calls an optional function, or returns NOT_SUPPORTED without one.
+#define OPT(f, ...) (opt[OPT_##f] ? ((f##_t)opt[OPT_##f])(__VA_ARGS__) : NOT_SUPPORTED)
 
 // Every call on a context first makes it current on this thread, in the same
 // C call, so the goroutine cannot move between the two.
@@ -160,9 +205,9 @@ static CUresult tr_streamSynchronize(uintptr_t ctx, uintptr_t s) {
 	CURRENT(ctx);
 	return CALL(cuStreamSynchronize)((CUstream)s);
 }
-static CUresult tr_streamWaitEvent(uintptr_t ctx, uintptr_t s, uintptr_t e) {
+static CUresult tr_streamWaitEvent(uintptr_t ctx, uintptr_t s, uintptr_t e, unsigned int flags) {
 	CURRENT(ctx);
-	return CALL(cuStreamWaitEvent)((CUstream)s, (CUevent)e, 0);
+	return CALL(cuStreamWaitEvent)((CUstream)s, (CUevent)e, flags);
 }
 static CUresult tr_eventCreate(uintptr_t ctx, uintptr_t *e, unsigned int flags) {
 	CURRENT(ctx);
@@ -175,6 +220,10 @@ static CUresult tr_eventDestroy(uintptr_t ctx, uintptr_t e) { CURRENT(ctx); retu
 static CUresult tr_eventRecord(uintptr_t ctx, uintptr_t e, uintptr_t s) {
 	CURRENT(ctx);
 	return CALL(cuEventRecord)((CUevent)e, (CUstream)s);
+}
+static CUresult tr_eventRecordWithFlags(uintptr_t ctx, uintptr_t e, uintptr_t s, unsigned int flags) {
+	CURRENT(ctx);
+	return OPT(cuEventRecordWithFlags, (CUevent)e, (CUstream)s, flags);
 }
 static CUresult tr_eventQuery(uintptr_t ctx, uintptr_t e) { CURRENT(ctx); return CALL(cuEventQuery)((CUevent)e); }
 static CUresult tr_eventSynchronize(uintptr_t ctx, uintptr_t e) {
@@ -212,6 +261,92 @@ static CUresult tr_launchKernel(uintptr_t ctx, uintptr_t f,
 	CURRENT(ctx);
 	return CALL(cuLaunchKernel)((CUfunction)f, gx, gy, gz, bx, by, bz, shared, (CUstream)s,
 		nargs > 0 ? params : NULL, NULL);
+}
+
+#define CAPTURE_MODE_GLOBAL 0 // CU_STREAM_CAPTURE_MODE_GLOBAL: see cuda_graph.go
+#define NODE_KERNEL 0         // CU_GRAPH_NODE_TYPE_KERNEL
+
+static CUresult tr_streamBeginCapture(uintptr_t ctx, uintptr_t s) {
+	CURRENT(ctx);
+	return OPT(cuStreamBeginCapture, (CUstream)s, CAPTURE_MODE_GLOBAL);
+}
+static CUresult tr_streamEndCapture(uintptr_t ctx, uintptr_t s, uintptr_t *g) {
+	CURRENT(ctx);
+	CUgraph h = NULL;
+	CUresult r = OPT(cuStreamEndCapture, (CUstream)s, &h);
+	*g = (uintptr_t)h;
+	return r;
+}
+static CUresult tr_graphDestroy(uintptr_t ctx, uintptr_t g) { CURRENT(ctx); return OPT(cuGraphDestroy, (CUgraph)g); }
+
+// tr_knode is a kernel node as Go reads it.
+typedef struct {
+	uintptr_t node, func;
+	unsigned int dim[7]; // grid x, y, z, block x, y, z, shared memory
+	void **params;
+} tr_knode;
+
+// tr_graphKernelNodes sets *n to the number of nodes of g when out is NULL,
+// and otherwise fills out (of *n entries) with its kernel nodes and sets *n
+// to their number.
+static CUresult tr_graphKernelNodes(uintptr_t ctx, uintptr_t g, tr_knode *out, size_t *n) {
+	CURRENT(ctx);
+	if (out == NULL) return OPT(cuGraphGetNodes, (CUgraph)g, NULL, n);
+	size_t count = *n;
+	CUgraphNode *nodes = malloc((count > 0 ? count : 1) * sizeof *nodes);
+	if (nodes == NULL) return 2; // CUDA_ERROR_OUT_OF_MEMORY
+	CUresult r = OPT(cuGraphGetNodes, (CUgraph)g, nodes, &count);
+	size_t k = 0;
+	for (size_t i = 0; r == 0 && i < count && i < *n; i++) {
+		int type = -1;
+		r = OPT(cuGraphNodeGetType, nodes[i], &type);
+		if (r != 0 || type != NODE_KERNEL) continue;
+		KernelNodeParams p;
+		memset(&p, 0, sizeof p);
+		r = OPT(cuGraphKernelNodeGetParams, nodes[i], &p);
+		if (r != 0) break;
+		tr_knode *o = &out[k++];
+		o->node = (uintptr_t)nodes[i];
+		o->func = (uintptr_t)p.func;
+		unsigned int dim[7] = {p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ, p.sharedMemBytes};
+		memcpy(o->dim, dim, sizeof dim);
+		o->params = p.kernelParams;
+	}
+	free(nodes);
+	*n = k;
+	return r;
+}
+static CUresult tr_graphInstantiate(uintptr_t ctx, uintptr_t g, uintptr_t *x) {
+	CURRENT(ctx);
+	CUgraphExec h = NULL;
+	CUresult r = OPT(cuGraphInstantiateWithFlags, &h, (CUgraph)g, 0);
+	*x = (uintptr_t)h;
+	return r;
+}
+static CUresult tr_graphExecDestroy(uintptr_t ctx, uintptr_t x) {
+	CURRENT(ctx);
+	return OPT(cuGraphExecDestroy, (CUgraphExec)x);
+}
+static CUresult tr_graphLaunch(uintptr_t ctx, uintptr_t x, uintptr_t s) {
+	CURRENT(ctx);
+	return OPT(cuGraphLaunch, (CUgraphExec)x, (CUstream)s);
+}
+static CUresult tr_graphExecKernelNodeSetParams(uintptr_t ctx, uintptr_t x, uintptr_t node, uintptr_t f,
+		unsigned int gx, unsigned int gy, unsigned int gz,
+		unsigned int bx, unsigned int by, unsigned int bz,
+		unsigned int shared, unsigned long long *args, int nargs) {
+	void *params[64];
+	if (nargs > 64) return 1; // CUDA_ERROR_INVALID_VALUE
+	for (int i = 0; i < nargs; i++) params[i] = &args[i];
+	KernelNodeParams p;
+	memset(&p, 0, sizeof p);
+	p.func = (CUfunction)f;
+	p.gridDimX = gx, p.gridDimY = gy, p.gridDimZ = gz;
+	p.blockDimX = bx, p.blockDimY = by, p.blockDimZ = bz;
+	p.sharedMemBytes = shared;
+	p.kernelParams = nargs > 0 ? params : NULL;
+	CURRENT(ctx);
+	return OPT(cuGraphExecKernelNodeSetParams, (CUgraphExec)x, (CUgraphNode)node, &p);
 }
 */
 import "C"
@@ -268,6 +403,23 @@ var driverSymbols = [C.DRV_COUNT][]string{
 	C.DRV_cuLaunchKernel:            {"cuLaunchKernel"},
 }
 
+// driverOptionalSymbols names each optional function, newest version first:
+// the graph API, which a driver may lack (calls then fail with
+// CUDA_ERROR_NOT_SUPPORTED, ErrNotSupported).
+var driverOptionalSymbols = [C.OPT_COUNT][]string{
+	C.OPT_cuStreamBeginCapture:           {"cuStreamBeginCapture_v2"},
+	C.OPT_cuStreamEndCapture:             {"cuStreamEndCapture"},
+	C.OPT_cuGraphDestroy:                 {"cuGraphDestroy"},
+	C.OPT_cuGraphGetNodes:                {"cuGraphGetNodes"},
+	C.OPT_cuGraphNodeGetType:             {"cuGraphNodeGetType"},
+	C.OPT_cuGraphKernelNodeGetParams:     {"cuGraphKernelNodeGetParams_v2", "cuGraphKernelNodeGetParams"},
+	C.OPT_cuGraphInstantiateWithFlags:    {"cuGraphInstantiateWithFlags"},
+	C.OPT_cuGraphExecDestroy:             {"cuGraphExecDestroy"},
+	C.OPT_cuGraphLaunch:                  {"cuGraphLaunch"},
+	C.OPT_cuGraphExecKernelNodeSetParams: {"cuGraphExecKernelNodeSetParams_v2", "cuGraphExecKernelNodeSetParams"},
+	C.OPT_cuEventRecordWithFlags:         {"cuEventRecordWithFlags"},
+}
+
 // cgoDriver is the driver loaded with dlopen.
 type cgoDriver struct{ lib string }
 
@@ -279,6 +431,8 @@ var loadDriverOnce = sync.OnceValues(func() (driver, error) {
 	if err := bindSymbols(h, driverSymbols[:], func(i int, p unsafe.Pointer) { C.drv_set(C.int(i), p) }); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoDriver, lib, err)
 	}
+	// What is missing of the optional table stays NULL: OPT answers for it.
+	_ = bindSymbols(h, driverOptionalSymbols[:], func(i int, p unsafe.Pointer) { C.opt_set(C.int(i), p) })
 	d := &cgoDriver{lib: lib}
 	if err := d.check("cuInit", C.tr_init()); err != nil {
 		return nil, fmt.Errorf("cuda: %s: %w", lib, err)
@@ -440,8 +594,8 @@ func (d *cgoDriver) streamSynchronize(c cuContext, s cuStream) error {
 	return d.check("cuStreamSynchronize", C.tr_streamSynchronize(C.uintptr_t(c), C.uintptr_t(s)))
 }
 
-func (d *cgoDriver) streamWaitEvent(c cuContext, s cuStream, e cuEvent) error {
-	return d.check("cuStreamWaitEvent", C.tr_streamWaitEvent(C.uintptr_t(c), C.uintptr_t(s), C.uintptr_t(e)))
+func (d *cgoDriver) streamWaitEvent(c cuContext, s cuStream, e cuEvent, flags uint32) error {
+	return d.check("cuStreamWaitEvent", C.tr_streamWaitEvent(C.uintptr_t(c), C.uintptr_t(s), C.uintptr_t(e), C.uint(flags)))
 }
 
 func (d *cgoDriver) eventCreate(c cuContext, flags uint32) (cuEvent, error) {
@@ -499,4 +653,77 @@ func (d *cgoDriver) launchKernel(c cuContext, f cuFunction, cfg LaunchConfig, s 
 		C.uint(cfg.Grid.X), C.uint(cfg.Grid.Y), C.uint(cfg.Grid.Z),
 		C.uint(cfg.Block.X), C.uint(cfg.Block.Y), C.uint(cfg.Block.Z),
 		C.uint(cfg.SharedMem), C.uintptr_t(s), args, C.int(len(params))))
+}
+
+func (d *cgoDriver) eventRecordWithFlags(c cuContext, e cuEvent, s cuStream, flags uint32) error {
+	return d.check("cuEventRecordWithFlags",
+		C.tr_eventRecordWithFlags(C.uintptr_t(c), C.uintptr_t(e), C.uintptr_t(s), C.uint(flags)))
+}
+
+func (d *cgoDriver) streamBeginCapture(c cuContext, s cuStream) error {
+	return d.check("cuStreamBeginCapture_v2", C.tr_streamBeginCapture(C.uintptr_t(c), C.uintptr_t(s)))
+}
+
+func (d *cgoDriver) streamEndCapture(c cuContext, s cuStream) (cuGraph, error) {
+	var g C.uintptr_t
+	err := d.check("cuStreamEndCapture", C.tr_streamEndCapture(C.uintptr_t(c), C.uintptr_t(s), &g))
+	return cuGraph(g), err
+}
+
+func (d *cgoDriver) graphDestroy(c cuContext, g cuGraph) error {
+	return d.check("cuGraphDestroy", C.tr_graphDestroy(C.uintptr_t(c), C.uintptr_t(g)))
+}
+
+func (d *cgoDriver) graphKernelNodes(c cuContext, g cuGraph) ([]kernelNode, error) {
+	var n C.size_t
+	if err := d.check("cuGraphGetNodes", C.tr_graphKernelNodes(C.uintptr_t(c), C.uintptr_t(g), nil, &n)); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	out := make([]C.tr_knode, n)
+	if err := d.check("cuGraphKernelNodeGetParams", C.tr_graphKernelNodes(C.uintptr_t(c), C.uintptr_t(g), &out[0], &n)); err != nil {
+		return nil, err
+	}
+	nodes := make([]kernelNode, n)
+	for i, o := range out[:n] {
+		nodes[i] = kernelNode{
+			h: cuGraphNode(o.node),
+			f: cuFunction(o._func),
+			cfg: LaunchConfig{
+				Grid:      Dim3{X: uint32(o.dim[0]), Y: uint32(o.dim[1]), Z: uint32(o.dim[2])},
+				Block:     Dim3{X: uint32(o.dim[3]), Y: uint32(o.dim[4]), Z: uint32(o.dim[5])},
+				SharedMem: uint32(o.dim[6]),
+			},
+			params: unsafe.Pointer(o.params),
+		}
+	}
+	return nodes, nil
+}
+
+func (d *cgoDriver) graphInstantiate(c cuContext, g cuGraph) (cuGraphExec, error) {
+	var x C.uintptr_t
+	err := d.check("cuGraphInstantiateWithFlags", C.tr_graphInstantiate(C.uintptr_t(c), C.uintptr_t(g), &x))
+	return cuGraphExec(x), err
+}
+
+func (d *cgoDriver) graphExecDestroy(c cuContext, x cuGraphExec) error {
+	return d.check("cuGraphExecDestroy", C.tr_graphExecDestroy(C.uintptr_t(c), C.uintptr_t(x)))
+}
+
+func (d *cgoDriver) graphLaunch(c cuContext, x cuGraphExec, s cuStream) error {
+	return d.check("cuGraphLaunch", C.tr_graphLaunch(C.uintptr_t(c), C.uintptr_t(x), C.uintptr_t(s)))
+}
+
+func (d *cgoDriver) graphExecKernelNodeSetParams(c cuContext, x cuGraphExec, n cuGraphNode, f cuFunction, cfg LaunchConfig, params []uint64) error {
+	var args *C.ulonglong
+	if len(params) > 0 {
+		args = (*C.ulonglong)(unsafe.Pointer(&params[0]))
+	}
+	return d.check("cuGraphExecKernelNodeSetParams", C.tr_graphExecKernelNodeSetParams(C.uintptr_t(c), C.uintptr_t(x),
+		C.uintptr_t(n), C.uintptr_t(f),
+		C.uint(cfg.Grid.X), C.uint(cfg.Grid.Y), C.uint(cfg.Grid.Z),
+		C.uint(cfg.Block.X), C.uint(cfg.Block.Y), C.uint(cfg.Block.Z),
+		C.uint(cfg.SharedMem), args, C.int(len(params))))
 }

@@ -42,6 +42,14 @@ var (
 	// ErrNoEmulator means the host backend cannot run CUDA C: the binary was
 	// built without cgo, or there is no C++ compiler.
 	ErrNoEmulator = errors.New("cuda: no kernel emulator")
+	// ErrNotSupported means the driver lacks a function or a feature (an
+	// older driver without CUDA graphs, say).
+	ErrNotSupported = errors.New("cuda: not supported")
+	// ErrCapture means misuse of stream capture: an operation that cannot be
+	// captured or may not run while a stream captures (Query, Synchronize), a
+	// capture begun twice or ended without a beginning, or a capture the
+	// driver invalidated.
+	ErrCapture = errors.New("cuda: stream capture")
 )
 
 // Result is a CUDA driver result code (CUresult).
@@ -76,6 +84,15 @@ const (
 	resultInvalidAddressSpace Result = 717
 	resultLaunchFailed        Result = 719
 	resultNotSupported        Result = 801
+	resultCaptureUnsupported  Result = 900
+	resultCaptureInvalidated  Result = 901
+	resultCaptureMerge        Result = 902
+	resultCaptureUnmatched    Result = 903
+	resultCaptureUnjoined     Result = 904
+	resultCaptureIsolation    Result = 905
+	resultCaptureImplicit     Result = 906
+	resultCapturedEvent       Result = 907
+	resultCaptureWrongThread  Result = 908
 	resultUnknown             Result = 999
 )
 
@@ -109,6 +126,15 @@ var resultNames = map[Result]string{
 	resultInvalidAddressSpace: "CUDA_ERROR_INVALID_ADDRESS_SPACE",
 	resultLaunchFailed:        "CUDA_ERROR_LAUNCH_FAILED",
 	resultNotSupported:        "CUDA_ERROR_NOT_SUPPORTED",
+	resultCaptureUnsupported:  "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+	resultCaptureInvalidated:  "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+	resultCaptureMerge:        "CUDA_ERROR_STREAM_CAPTURE_MERGE",
+	resultCaptureUnmatched:    "CUDA_ERROR_STREAM_CAPTURE_UNMATCHED",
+	resultCaptureUnjoined:     "CUDA_ERROR_STREAM_CAPTURE_UNJOINED",
+	resultCaptureIsolation:    "CUDA_ERROR_STREAM_CAPTURE_ISOLATION",
+	resultCaptureImplicit:     "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT",
+	resultCapturedEvent:       "CUDA_ERROR_CAPTURED_EVENT",
+	resultCaptureWrongThread:  "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD",
 	resultUnknown:             "CUDA_ERROR_UNKNOWN",
 }
 
@@ -141,6 +167,12 @@ func (r Result) sentinel() error {
 		return ErrAlreadyRegistered
 	case resultNotRegistered:
 		return ErrNotRegistered
+	case resultNotSupported:
+		return ErrNotSupported
+	case resultCaptureUnsupported, resultCaptureInvalidated, resultCaptureMerge, resultCaptureUnmatched,
+		resultCaptureUnjoined, resultCaptureIsolation, resultCaptureImplicit, resultCapturedEvent,
+		resultCaptureWrongThread:
+		return ErrCapture
 	case resultIllegalAddress, resultLaunchOutOfRes, resultLaunchTimeout,
 		resultHardwareStackError, resultIllegalInstruction, resultMisalignedAddress,
 		resultInvalidAddressSpace, resultLaunchFailed:

@@ -12,19 +12,23 @@ import (
 func TestResultErrors(t *testing.T) {
 	assert.NoError(t, resultError("cuInit", resultSuccess, "", ""))
 	for code, sentinel := range map[Result]error{
-		resultOutOfMemory:       ErrOutOfMemory,
-		resultInvalidValue:      ErrInvalidValue,
-		resultStubLibrary:       ErrNoDriver,
-		resultNotInitialized:    ErrNoDriver,
-		resultNoDevice:          ErrNoDevice,
-		resultInvalidDevice:     ErrNoDevice,
-		resultInvalidHandle:     ErrInvalidHandle,
-		resultNotFound:          ErrNotFound,
-		resultNotReady:          ErrNotReady,
-		resultAlreadyRegistered: ErrAlreadyRegistered,
-		resultNotRegistered:     ErrNotRegistered,
-		resultIllegalAddress:    ErrLaunchFailed,
-		resultLaunchFailed:      ErrLaunchFailed,
+		resultOutOfMemory:        ErrOutOfMemory,
+		resultInvalidValue:       ErrInvalidValue,
+		resultStubLibrary:        ErrNoDriver,
+		resultNotInitialized:     ErrNoDriver,
+		resultNoDevice:           ErrNoDevice,
+		resultInvalidDevice:      ErrNoDevice,
+		resultInvalidHandle:      ErrInvalidHandle,
+		resultNotFound:           ErrNotFound,
+		resultNotReady:           ErrNotReady,
+		resultAlreadyRegistered:  ErrAlreadyRegistered,
+		resultNotRegistered:      ErrNotRegistered,
+		resultIllegalAddress:     ErrLaunchFailed,
+		resultLaunchFailed:       ErrLaunchFailed,
+		resultNotSupported:       ErrNotSupported,
+		resultCaptureUnsupported: ErrCapture,
+		resultCaptureInvalidated: ErrCapture,
+		resultCaptureIsolation:   ErrCapture,
 	} {
 		err := fmt.Errorf("wrapped: %w", resultError("cuCall", code, "", ""))
 		assert.ErrorIs(t, err, sentinel, code.String())

@@ -172,3 +172,78 @@ func ExampleHostDevice_Bytes() {
 	fmt.Println(b)
 	// Output: [0 0 255 255 255 255 0 0]
 }
+
+// Capture a step once (copy in, scale, copy out) and replay it: each replay
+// reads the pinned input as it is then, and SetKernelArgs changes the
+// kernel's factor without capturing again.
+func ExampleGraph() {
+	ctx := context.Background()
+	dev, err := cuda.NewHost() // cuda.Open(ctx, 0) on a GPU
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	mod, err := dev.Load(ctx, scale)
+	if err != nil {
+		log.Fatal(err)
+	}
+	kernel, err := mod.Kernel("scale")
+	if err != nil {
+		log.Fatal(err)
+	}
+	stream, err := dev.NewStream()
+	if err != nil {
+		log.Fatal(err)
+	}
+	host, err := dev.AllocHost(4*4, 0) // a captured copy needs pinned memory
+	if err != nil {
+		log.Fatal(err)
+	}
+	buf, err := dev.Alloc(4 * 4)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	if err := stream.BeginCapture(); err != nil {
+		log.Fatal(err)
+	}
+	cfg := cuda.LaunchConfig{Grid: cuda.Dim3{X: 1}, Block: cuda.Dim3{X: 32}}
+	for _, err := range []error{
+		stream.CopyHtoD(buf, 0, host.Bytes()),
+		stream.Launch(kernel, cfg, cuda.Ptr(buf), cuda.F32(2), cuda.U32(4)),
+		stream.CopyDtoH(host.Bytes(), buf, 0),
+	} {
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	graph, err := stream.EndCapture()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer graph.Close()
+	step, err := graph.Instantiate()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer step.Close()
+
+	x := cuda.View[float32](host.Bytes())
+	copy(x, []float32{1, 2, 3, 4})
+	for _, k := range []float32{2, 2, 0.5} {
+		if err := step.SetKernelArgs(0, cuda.Ptr(buf), cuda.F32(k), cuda.U32(4)); err != nil {
+			log.Fatal(err)
+		}
+		if err := step.Launch(stream); err != nil {
+			log.Fatal(err)
+		}
+		if err := stream.Synchronize(ctx); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(x)
+	}
+	// Output:
+	// [2 4 6 8]
+	// [4 8 12 16]
+	// [2 4 6 8]
+}

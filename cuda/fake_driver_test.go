@@ -31,6 +31,44 @@ type fakeDriver struct {
 	launches   []fakeLaunch
 	fail       map[string]Result
 	calls      map[string]int
+	capturing  map[cuStream]*fakeGraph
+	graphs     map[cuGraph]*fakeGraph
+	execs      map[cuGraphExec]*fakeGraph
+}
+
+// fakeGraph is a captured graph, or an instantiated copy: its operations in
+// capture order, each either a kernel node or work to redo.
+type fakeGraph struct{ ops []fakeOp }
+
+type fakeOp struct {
+	kernel *fakeKernelNode
+	run    func() // called with the driver locked
+}
+
+type fakeKernelNode struct {
+	h      cuGraphNode
+	name   string
+	f      cuFunction
+	cfg    LaunchConfig
+	params []uint64
+	ptrs   []unsafe.Pointer // &params[i], as the driver hands them out
+}
+
+func newKernelNode(h cuGraphNode, name string, f cuFunction, cfg LaunchConfig, params []uint64) *fakeKernelNode {
+	n := &fakeKernelNode{h: h, name: name, f: f, cfg: cfg, params: append([]uint64(nil), params...)}
+	for i := range n.params {
+		n.ptrs = append(n.ptrs, unsafe.Pointer(&n.params[i]))
+	}
+	return n
+}
+
+// queue runs work now, or records it when s captures.
+func (f *fakeDriver) queue(s cuStream, work func()) {
+	if g := f.capturing[s]; g != nil {
+		g.ops = append(g.ops, fakeOp{run: work})
+		return
+	}
+	work()
 }
 
 type fakeLaunch struct {
@@ -54,6 +92,9 @@ func newFakeDriver() *fakeDriver {
 		functions:  make(map[cuFunction]string),
 		fail:       make(map[string]Result),
 		calls:      make(map[string]int),
+		capturing:  make(map[cuStream]*fakeGraph),
+		graphs:     make(map[cuGraph]*fakeGraph),
+		execs:      make(map[cuGraphExec]*fakeGraph),
 	}
 }
 
@@ -258,9 +299,11 @@ func (f *fakeDriver) memsetD8Async(c cuContext, p uint64, value byte, n int64, s
 	if err != nil {
 		return err
 	}
-	for i := range b {
-		b[i] = value
-	}
+	f.queue(s, func() {
+		for i := range b {
+			b[i] = value
+		}
+	})
 	return nil
 }
 
@@ -274,7 +317,7 @@ func (f *fakeDriver) memcpyHtoDAsync(c cuContext, dst uint64, src []byte, s cuSt
 	if err != nil {
 		return err
 	}
-	copy(b, src)
+	f.queue(s, func() { copy(b, src) })
 	return nil
 }
 
@@ -288,7 +331,7 @@ func (f *fakeDriver) memcpyDtoHAsync(c cuContext, dst []byte, src uint64, s cuSt
 	if err != nil {
 		return err
 	}
-	copy(dst, b)
+	f.queue(s, func() { copy(dst, b) })
 	return nil
 }
 
@@ -306,7 +349,7 @@ func (f *fakeDriver) memcpyDtoDAsync(c cuContext, dst, src uint64, n int64, s cu
 	if err != nil {
 		return err
 	}
-	copy(d, sb)
+	f.queue(s, func() { copy(d, sb) })
 	return nil
 }
 
@@ -353,7 +396,7 @@ func (f *fakeDriver) event(call string, c cuContext, e cuEvent) error {
 	return nil
 }
 
-func (f *fakeDriver) streamWaitEvent(c cuContext, s cuStream, e cuEvent) error {
+func (f *fakeDriver) streamWaitEvent(c cuContext, s cuStream, e cuEvent, flags uint32) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.stream("cuStreamWaitEvent", c, s); err != nil {
@@ -393,8 +436,28 @@ func (f *fakeDriver) eventRecord(c cuContext, e cuEvent, s cuStream) error {
 	if err := f.event("cuEventRecord", c, e); err != nil {
 		return err
 	}
+	if f.capturing[s] != nil {
+		// Without CU_EVENT_RECORD_EXTERNAL, a record in a capture is no node.
+		return resultError("cuEventRecord", resultCaptureUnsupported, "", "")
+	}
 	f.records++
 	f.events[e] = f.records
+	return nil
+}
+
+func (f *fakeDriver) eventRecordWithFlags(c cuContext, e cuEvent, s cuStream, flags uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.stream("cuEventRecordWithFlags", c, s); err != nil {
+		return err
+	}
+	if err := f.event("cuEventRecordWithFlags", c, e); err != nil {
+		return err
+	}
+	f.queue(s, func() {
+		f.records++
+		f.events[e] = f.records
+	})
 	return nil
 }
 
@@ -483,19 +546,170 @@ func (f *fakeDriver) launchKernel(c cuContext, fn cuFunction, cfg LaunchConfig, 
 	if !ok {
 		return resultError("cuLaunchKernel", resultInvalidHandle, "", "")
 	}
+	if g := f.capturing[s]; g != nil {
+		g.ops = append(g.ops, fakeOp{kernel: newKernelNode(cuGraphNode(f.handle()), name, fn, cfg, params)})
+		return nil
+	}
 	f.launches = append(f.launches, fakeLaunch{name: name, cfg: cfg, params: append([]uint64(nil), params...)})
 	return nil
+}
+
+func (f *fakeDriver) streamBeginCapture(c cuContext, s cuStream) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.stream("cuStreamBeginCapture_v2", c, s); err != nil {
+		return err
+	}
+	if f.capturing[s] != nil {
+		return resultError("cuStreamBeginCapture_v2", resultCaptureUnmatched, "", "")
+	}
+	f.capturing[s] = &fakeGraph{}
+	return nil
+}
+
+func (f *fakeDriver) streamEndCapture(c cuContext, s cuStream) (cuGraph, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.stream("cuStreamEndCapture", c, s); err != nil {
+		return 0, err
+	}
+	g := f.capturing[s]
+	if g == nil {
+		return 0, resultError("cuStreamEndCapture", resultCaptureUnmatched, "", "")
+	}
+	delete(f.capturing, s)
+	h := cuGraph(f.handle())
+	f.graphs[h] = g
+	return h, nil
+}
+
+func (f *fakeDriver) graphDestroy(c cuContext, g cuGraph) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("cuGraphDestroy", c, false); err != nil {
+		return err
+	}
+	if f.graphs[g] == nil {
+		return resultError("cuGraphDestroy", resultInvalidValue, "", "")
+	}
+	delete(f.graphs, g)
+	return nil
+}
+
+// graphKernelNodes lists the kernel nodes last first, so that the backend
+// cannot rely on the order.
+func (f *fakeDriver) graphKernelNodes(c cuContext, g cuGraph) ([]kernelNode, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("cuGraphGetNodes", c, false); err != nil {
+		return nil, err
+	}
+	fg := f.graphs[g]
+	if fg == nil {
+		return nil, resultError("cuGraphGetNodes", resultInvalidValue, "", "")
+	}
+	var nodes []kernelNode
+	for i := len(fg.ops) - 1; i >= 0; i-- {
+		if n := fg.ops[i].kernel; n != nil {
+			var params unsafe.Pointer
+			if len(n.ptrs) > 0 {
+				params = unsafe.Pointer(&n.ptrs[0])
+			}
+			nodes = append(nodes, kernelNode{h: n.h, f: n.f, cfg: n.cfg, params: params})
+		}
+	}
+	return nodes, nil
+}
+
+func (f *fakeDriver) graphInstantiate(c cuContext, g cuGraph) (cuGraphExec, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("cuGraphInstantiateWithFlags", c, false); err != nil {
+		return 0, err
+	}
+	fg := f.graphs[g]
+	if fg == nil {
+		return 0, resultError("cuGraphInstantiateWithFlags", resultInvalidValue, "", "")
+	}
+	x := &fakeGraph{}
+	for _, op := range fg.ops {
+		if n := op.kernel; n != nil {
+			op.kernel = newKernelNode(n.h, n.name, n.f, n.cfg, n.params)
+		}
+		x.ops = append(x.ops, op)
+	}
+	h := cuGraphExec(f.handle())
+	f.execs[h] = x
+	return h, nil
+}
+
+func (f *fakeDriver) graphExecDestroy(c cuContext, x cuGraphExec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("cuGraphExecDestroy", c, false); err != nil {
+		return err
+	}
+	if f.execs[x] == nil {
+		return resultError("cuGraphExecDestroy", resultInvalidValue, "", "")
+	}
+	delete(f.execs, x)
+	return nil
+}
+
+// graphLaunch replays the graph: its kernels are recorded as launches.
+func (f *fakeDriver) graphLaunch(c cuContext, x cuGraphExec, s cuStream) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.stream("cuGraphLaunch", c, s); err != nil {
+		return err
+	}
+	fx := f.execs[x]
+	if fx == nil {
+		return resultError("cuGraphLaunch", resultInvalidValue, "", "")
+	}
+	for _, op := range fx.ops {
+		if n := op.kernel; n != nil {
+			f.launches = append(f.launches, fakeLaunch{name: n.name, cfg: n.cfg, params: append([]uint64(nil), n.params...)})
+		} else {
+			op.run()
+		}
+	}
+	return nil
+}
+
+func (f *fakeDriver) graphExecKernelNodeSetParams(c cuContext, x cuGraphExec, node cuGraphNode, fn cuFunction, cfg LaunchConfig, params []uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("cuGraphExecKernelNodeSetParams", c, false); err != nil {
+		return err
+	}
+	fx := f.execs[x]
+	if fx == nil {
+		return resultError("cuGraphExecKernelNodeSetParams", resultInvalidValue, "", "")
+	}
+	for i, op := range fx.ops {
+		if n := op.kernel; n != nil && n.h == node {
+			if n.f != fn || n.cfg != cfg || len(n.params) != len(params) {
+				return resultError("cuGraphExecKernelNodeSetParams", resultInvalidValue, "", "")
+			}
+			fx.ops[i].kernel = newKernelNode(n.h, n.name, n.f, n.cfg, params)
+			return nil
+		}
+	}
+	return resultError("cuGraphExecKernelNodeSetParams", resultInvalidValue, "", "")
 }
 
 // leaks describes what the fake still holds.
 func (f *fakeDriver) leaks() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.mem)+len(f.pinned)+len(f.registered)+len(f.streams)+len(f.events)+len(f.modules)+f.retained == 0 {
+	if len(f.mem)+len(f.pinned)+len(f.registered)+len(f.streams)+len(f.events)+len(f.modules)+f.retained+
+		len(f.capturing)+len(f.graphs)+len(f.execs) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("mem %d, pinned %d, registered %d, streams %d, events %d, modules %d, contexts %d",
-		len(f.mem), len(f.pinned), len(f.registered), len(f.streams), len(f.events), len(f.modules), f.retained)
+	return fmt.Sprintf("mem %d, pinned %d, registered %d, streams %d, events %d, modules %d, contexts %d, captures %d, graphs %d, execs %d",
+		len(f.mem), len(f.pinned), len(f.registered), len(f.streams), len(f.events), len(f.modules), f.retained,
+		len(f.capturing), len(f.graphs), len(f.execs))
 }
 
 // fakeCompiler stands in for NVRTC: its image is the source itself, or an

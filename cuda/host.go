@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -37,7 +38,11 @@ type HostDevice struct {
 	streams  map[*hostStream]struct{}
 	events   map[*hostEvent]struct{}
 	modules  map[*hostModule]struct{}
+	graphs   map[*hostGraph]struct{}
+	execs    map[*hostGraphExec]struct{}
 	nStreams int
+
+	captures atomic.Int32 // streams capturing
 }
 
 // link is a resource operations queue for, in modeled time.
@@ -85,6 +90,8 @@ func NewHost(opts ...HostOption) (*HostDevice, error) {
 		streams:  make(map[*hostStream]struct{}),
 		events:   make(map[*hostEvent]struct{}),
 		modules:  make(map[*hostModule]struct{}),
+		graphs:   make(map[*hostGraph]struct{}),
+		execs:    make(map[*hostGraphExec]struct{}),
 	}, nil
 }
 
@@ -115,6 +122,9 @@ func (h *HostDevice) Alloc(size int64) (Buffer, error) {
 	if err := h.check("Alloc"); err != nil {
 		return Buffer{}, err
 	}
+	if err := whileCapturing("Alloc", h.captures.Load()); err != nil {
+		return Buffer{}, err
+	}
 	if err := h.led.admit(AllocDevice, size); err != nil {
 		return Buffer{}, err
 	}
@@ -142,6 +152,9 @@ func (h *HostDevice) Free(b Buffer) error {
 	if err := h.check("Free"); err != nil {
 		return err
 	}
+	if err := whileCapturing("Free", h.captures.Load()); err != nil {
+		return err
+	}
 	a, err := h.led.removeDevice(b)
 	if err != nil {
 		return err
@@ -156,6 +169,9 @@ func (h *HostDevice) Free(b Buffer) error {
 // timing model treats as pinned.
 func (h *HostDevice) AllocHost(size int64, flags HostAllocFlag) (HostBuffer, error) {
 	if err := h.check("AllocHost"); err != nil {
+		return HostBuffer{}, err
+	}
+	if err := whileCapturing("AllocHost", h.captures.Load()); err != nil {
 		return HostBuffer{}, err
 	}
 	if err := flags.check(); err != nil {
@@ -173,6 +189,9 @@ func (h *HostDevice) FreeHost(hb HostBuffer) error {
 	if err := h.check("FreeHost"); err != nil {
 		return err
 	}
+	if err := whileCapturing("FreeHost", h.captures.Load()); err != nil {
+		return err
+	}
 	_, err := h.led.removeHost(hb, AllocPinned)
 	return err
 }
@@ -181,6 +200,9 @@ func (h *HostDevice) FreeHost(hb HostBuffer) error {
 // then treats as pinned, and keeps it alive until Unregister.
 func (h *HostDevice) Register(mem []byte, flags RegisterFlag) (HostBuffer, error) {
 	if err := h.check("Register"); err != nil {
+		return HostBuffer{}, err
+	}
+	if err := whileCapturing("Register", h.captures.Load()); err != nil {
 		return HostBuffer{}, err
 	}
 	if err := flags.check(); err != nil {
@@ -204,6 +226,9 @@ func mappedAddr(mem []byte, mapped bool) uint64 {
 // Unregister implements Device.
 func (h *HostDevice) Unregister(hb HostBuffer) error {
 	if err := h.check("Unregister"); err != nil {
+		return err
+	}
+	if err := whileCapturing("Unregister", h.captures.Load()); err != nil {
 		return err
 	}
 	_, err := h.led.removeHost(hb, AllocRegister)
@@ -436,6 +461,10 @@ func (h *HostDevice) Synchronize(ctx context.Context) error {
 		h.mu.Unlock()
 		return fmt.Errorf("cuda: Synchronize: device: %w", ErrClosed)
 	}
+	if err := whileCapturing("Synchronize", h.captures.Load()); err != nil {
+		h.mu.Unlock()
+		return err
+	}
 	streams := make([]*hostStream, 0, len(h.streams))
 	for s := range h.streams {
 		streams = append(streams, s)
@@ -456,6 +485,7 @@ func (h *HostDevice) Stats() Stats {
 	h.led.stats(&s)
 	h.mu.Lock()
 	s.Streams, s.Events, s.Modules = len(h.streams), len(h.events), len(h.modules)
+	s.Graphs, s.GraphExecs = len(h.graphs), len(h.execs)
 	h.mu.Unlock()
 	return s
 }
@@ -474,7 +504,20 @@ func (h *HostDevice) Close() error {
 	h.events = make(map[*hostEvent]struct{})
 	modules := h.modules
 	h.modules = make(map[*hostModule]struct{})
+	graphs, execs := h.graphs, h.execs
+	h.graphs, h.execs = make(map[*hostGraph]struct{}), make(map[*hostGraphExec]struct{})
 	h.mu.Unlock()
+
+	for g := range graphs {
+		g.mu.Lock()
+		g.closed, g.nodes = true, nil
+		g.mu.Unlock()
+	}
+	for x := range execs {
+		x.mu.Lock()
+		x.closed, x.nodes = true, nil
+		x.mu.Unlock()
+	}
 
 	for s := range streams {
 		s.shutdown()

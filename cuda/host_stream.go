@@ -83,10 +83,11 @@ type hostStream struct {
 	dev *HostDevice
 	num int
 
-	mu     sync.Mutex // guards closed and sends on queue
-	closed bool
-	queue  chan hostOp
-	exited chan struct{}
+	mu      sync.Mutex // guards closed, capture and sends on queue
+	closed  bool
+	capture *hostGraph // what the stream captures into, between BeginCapture and EndCapture
+	queue   chan hostOp
+	exited  chan struct{}
 
 	pending atomic.Int64 // operations queued and not yet done
 
@@ -94,6 +95,15 @@ type hostStream struct {
 	err   error // the first failure; the stream stays failed
 
 	tail time.Duration // virtual: when the last operation ends (guarded by dev.timeMu)
+	// inGraph is set while a GraphExec replays on the stream, whose
+	// operations then cost no call each: the graph's launch was the call
+	// (guarded by dev.timeMu).
+	inGraph bool
+
+	// batch, on a stand-in for the stream during a GraphExec's replay,
+	// collects the operations instead of queueing them, so that they are
+	// queued together or not at all.
+	batch *[]hostOp
 }
 
 // hostQueueDepth bounds a stream's queue, as the driver's does: a producer
@@ -183,6 +193,10 @@ func (h *HostDevice) reserve(l link, earliest, d time.Duration) (start, end time
 // submit queues op, or under WithVirtualClock runs it now in virtual time.
 // Once it returns, what op held is released or will be when op is done.
 func (s *hostStream) submit(op hostOp) error {
+	if s.batch != nil {
+		*s.batch = append(*s.batch, op)
+		return nil
+	}
 	if s.dev.cfg.virtual {
 		defer op.done()
 		return s.runVirtual(op)
@@ -192,6 +206,47 @@ func (s *hostStream) submit(op hostOp) error {
 		return err
 	}
 	return nil
+}
+
+// submitAll queues ops with nothing between them, or none of them.
+func (s *hostStream) submitAll(ops []hostOp) error {
+	if s.dev.cfg.virtual {
+		for i, op := range ops {
+			err := s.runVirtual(op)
+			op.done()
+			if err != nil {
+				abandon(ops[i+1:], err)
+				return err
+			}
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.dev.check("stream")
+	if s.closed {
+		err = fmt.Errorf("cuda: stream %d: %w", s.num, ErrClosed)
+	}
+	if err != nil {
+		abandon(ops, err)
+		return err
+	}
+	s.pending.Add(int64(len(ops)))
+	for _, op := range ops {
+		s.queue <- op
+	}
+	return nil
+}
+
+// abandon releases operations that will not be queued, and completes their
+// marks with err, so that nothing waits for them.
+func abandon(ops []hostOp, err error) {
+	for _, op := range ops {
+		op.done()
+		if op.mark != nil {
+			op.mark.complete(op.mark.at, err)
+		}
+	}
 }
 
 func (s *hostStream) enqueue(op hostOp) error {
@@ -224,7 +279,9 @@ func (s *hostStream) runVirtual(op hostOp) error {
 	h := s.dev
 	h.timeMu.Lock()
 	defer h.timeMu.Unlock()
-	h.hostNow += h.cfg.timing.CallOverhead
+	if !s.inGraph {
+		h.hostNow += h.cfg.timing.CallOverhead
+	}
 	s.tail = max(s.tail, h.hostNow)
 	if op.wait != nil {
 		s.tail = max(s.tail, op.wait.at)
@@ -324,6 +381,9 @@ func (s *hostStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 	if err != nil {
 		return fmt.Errorf("cuda: CopyHtoD: %w", err)
 	}
+	if ok, err := s.captureCopy("CopyHtoD", src, func(t *hostStream) error { return t.CopyHtoD(dst, dstOff, src) }); ok {
+		return err
+	}
 	info := CopyInfo{Kind: CopyHtoD, Size: int64(len(src)), Dst: dst, DstOff: dstOff}
 	cost := s.dev.copyCost(CopyHtoD, info.Size, s.dev.led.isPinned(src))
 	return s.queueCopy(info, linkHtoD, cost, []*allocation{a}, func() { copy(a.data[off:], src) })
@@ -334,6 +394,9 @@ func (s *hostStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 	a, off, err := s.dev.led.lookup(src, srcOff, int64(len(dst)))
 	if err != nil {
 		return fmt.Errorf("cuda: CopyDtoH: %w", err)
+	}
+	if ok, err := s.captureCopy("CopyDtoH", dst, func(t *hostStream) error { return t.CopyDtoH(dst, src, srcOff) }); ok {
+		return err
 	}
 	info := CopyInfo{Kind: CopyDtoH, Size: int64(len(dst)), Src: src, SrcOff: srcOff}
 	cost := s.dev.copyCost(CopyDtoH, info.Size, s.dev.led.isPinned(dst))
@@ -350,6 +413,9 @@ func (s *hostStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n in
 	if err != nil {
 		return fmt.Errorf("cuda: CopyDtoD: source %w", err)
 	}
+	if ok, err := s.captureCall(func(t *hostStream) error { return t.CopyDtoD(dst, dstOff, src, srcOff, n) }); ok {
+		return err
+	}
 	info := CopyInfo{Kind: CopyDtoD, Size: n, Dst: dst, DstOff: dstOff, Src: src, SrcOff: srcOff}
 	cost := s.dev.copyCost(CopyDtoD, n, true)
 	return s.queueCopy(info, linkDevice, cost, []*allocation{da, sa}, func() { copy(da.data[doff:doff+n], sa.data[soff:soff+n]) })
@@ -360,6 +426,9 @@ func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
 	a, aoff, err := s.dev.led.lookup(dst, off, n)
 	if err != nil {
 		return fmt.Errorf("cuda: Memset: %w", err)
+	}
+	if ok, err := s.captureCall(func(t *hostStream) error { return t.Memset(dst, off, n, value) }); ok {
+		return err
 	}
 	info := CopyInfo{Kind: CopyMemset, Size: n, Dst: dst, DstOff: off}
 	cost := s.dev.copyCost(CopyMemset, n, true)
@@ -426,33 +495,12 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 	// The arguments are copied: the caller may reuse its slice before the
 	// kernel runs.
 	l := &HostLaunch{Kernel: hk.name, Config: cfg, args: slices.Clone(args), mem: make([][]byte, len(args)), noData: s.dev.cfg.noData}
-	var allocs []*allocation
-	var hosts []*hostRecord
-	for i, a := range args {
-		switch a.kind {
-		case argBuffer:
-			al, off, err := s.dev.led.lookup(a.buf, a.off, 0)
-			if err != nil {
-				return fmt.Errorf("cuda: Launch %s: argument %d: %w", hk.name, i, err)
-			}
-			allocs = append(allocs, al)
-			if !l.noData {
-				end := off + a.buf.size - a.off
-				l.mem[i] = al.data[off:end:end]
-			}
-		case argHost:
-			r, err := s.dev.led.hostLookup(a.host)
-			if err != nil {
-				return fmt.Errorf("cuda: Launch %s: argument %d: %w", hk.name, i, err)
-			}
-			if err := checkHostPtr(r, a.off); err != nil {
-				return fmt.Errorf("cuda: Launch %s: argument %d: %w", hk.name, i, err)
-			}
-			hosts = append(hosts, r)
-			l.mem[i] = r.mem[a.off:]
-		case 0:
-			return fmt.Errorf("cuda: Launch %s: argument %d is a zero Arg: %w", hk.name, i, ErrInvalidValue)
-		}
+	allocs, hosts, err := s.dev.bindArgs(args, l.mem)
+	if err != nil {
+		return fmt.Errorf("cuda: Launch %s: %w", hk.name, err)
+	}
+	if g := s.capturing(); g != nil {
+		return g.add(hostNode{kernel: hk, cfg: cfg, args: l.args})
 	}
 	held, err := hold(allocs...)
 	if err != nil {
@@ -482,11 +530,49 @@ func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 	}})
 }
 
+// bindArgs checks a launch's arguments and finds the allocations and host
+// memory they point to; mem, when not nil, receives each pointer
+// argument's bytes.
+func (h *HostDevice) bindArgs(args []Arg, mem [][]byte) (allocs []*allocation, hosts []*hostRecord, err error) {
+	for i, a := range args {
+		switch a.kind {
+		case argBuffer:
+			al, off, err := h.led.lookup(a.buf, a.off, 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("argument %d: %w", i, err)
+			}
+			allocs = append(allocs, al)
+			if mem != nil && !h.cfg.noData {
+				end := off + a.buf.size - a.off
+				mem[i] = al.data[off:end:end]
+			}
+		case argHost:
+			r, err := h.led.hostLookup(a.host)
+			if err != nil {
+				return nil, nil, fmt.Errorf("argument %d: %w", i, err)
+			}
+			if err := checkHostPtr(r, a.off); err != nil {
+				return nil, nil, fmt.Errorf("argument %d: %w", i, err)
+			}
+			hosts = append(hosts, r)
+			if mem != nil {
+				mem[i] = r.mem[a.off:]
+			}
+		case 0:
+			return nil, nil, fmt.Errorf("argument %d is a zero Arg: %w", i, ErrInvalidValue)
+		}
+	}
+	return allocs, hosts, nil
+}
+
 // Record implements Stream.
 func (s *hostStream) Record(e Event) error {
 	he, err := s.dev.event(e)
 	if err != nil {
 		return fmt.Errorf("cuda: Record: %w", err)
+	}
+	if ok, err := s.captureCall(func(t *hostStream) error { return t.Record(he) }); ok {
+		return err
 	}
 	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
@@ -504,6 +590,9 @@ func (s *hostStream) Wait(e Event) error {
 	if err != nil {
 		return fmt.Errorf("cuda: Wait: %w", err)
 	}
+	if ok, err := s.captureCall(func(t *hostStream) error { return t.Wait(he) }); ok {
+		return err
+	}
 	he.mu.Lock()
 	c := he.last
 	he.mu.Unlock()
@@ -515,6 +604,9 @@ func (s *hostStream) Wait(e Event) error {
 
 // Query implements Stream.
 func (s *hostStream) Query() (bool, error) {
+	if s.capturing() != nil {
+		return false, fmt.Errorf("cuda: Stream.Query: stream %d is capturing: %w", s.num, ErrCapture)
+	}
 	if s.dev.cfg.virtual {
 		h := s.dev
 		h.timeMu.Lock()
@@ -530,6 +622,9 @@ func (s *hostStream) Query() (bool, error) {
 
 // Synchronize implements Stream.
 func (s *hostStream) Synchronize(ctx context.Context) error {
+	if s.capturing() != nil {
+		return fmt.Errorf("cuda: Stream.Synchronize: stream %d is capturing: %w", s.num, ErrCapture)
+	}
 	c := s.dev.newCompletion()
 	if err := s.submit(hostOp{mark: c}); err != nil {
 		return err
@@ -594,6 +689,10 @@ func (s *hostStream) shutdown() bool {
 		return false
 	}
 	s.closed = true
+	if s.capture != nil {
+		s.capture = nil
+		s.dev.captures.Add(-1)
+	}
 	if s.queue != nil {
 		close(s.queue)
 	}

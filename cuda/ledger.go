@@ -232,16 +232,27 @@ func checkHostPtr(r *hostRecord, off int64) error {
 }
 
 // isPinned reports whether p lies within pinned or registered memory.
-func (l *ledger) isPinned(p []byte) bool {
-	if len(p) == 0 {
-		return true
-	}
+func (l *ledger) isPinned(p []byte) bool { return len(p) == 0 || l.pinnedRecord(p) != nil }
+
+// pinnedRecord is the pinned or registered memory that non-empty p lies
+// within, or nil.
+func (l *ledger) pinnedRecord(p []byte) *hostRecord {
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
 	end := start + uintptr(len(p))
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	i := sort.Search(len(l.byStart), func(i int) bool { return l.byStart[i].start > start })
-	return i > 0 && l.byStart[i-1].end() >= end
+	if i > 0 && l.byStart[i-1].end() >= end {
+		return l.byStart[i-1]
+	}
+	return nil
+}
+
+// hostAlive reports whether r is still recorded (not freed or unregistered).
+func (l *ledger) hostAlive(r *hostRecord) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.host[r.id] == r
 }
 
 // stats fills the memory part of s.

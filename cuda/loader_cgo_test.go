@@ -44,6 +44,9 @@ func TestSymbolTablesComplete(t *testing.T) {
 	for i, names := range driverSymbols {
 		assert.NotEmpty(t, names, "driver symbol %d", i)
 	}
+	for i, names := range driverOptionalSymbols {
+		assert.NotEmpty(t, names, "optional driver symbol %d", i)
+	}
 	for i, names := range nvrtcSymbols {
 		assert.NotEmpty(t, names, "NVRTC symbol %d", i)
 	}
@@ -93,7 +96,7 @@ func TestCgoPathOnFakeLibraries(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 	}
 	gpuTests := []string{"TestCopies", "TestMisuseIsAnError", "TestHostMemory", "TestRegisterReadOnlyMapping",
-		"TestEvents", "TestCapacity", "TestAllocFault", "TestCloseFreesEverything", "TestConcurrentUse", "TestKernels",
+		"TestEvents", "TestCapacity", "TestAllocFault", "TestCloseFreesEverything", "TestConcurrentUse", "TestKernels", "TestGraphs", "TestGraphTwinLaunches",
 		"TestGPUDriverOutOfMemory", "TestGPUCompileErrorHasTheLog", "TestGPUKernelCacheOnDisk", "TestGPUEventsTimeWork"}
 	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v", "-test.run", "^("+strings.Join(gpuTests, "|")+")$/^cuda$")
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir, "ROTARY_FAKE_LIBS=1")

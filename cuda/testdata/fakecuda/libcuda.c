@@ -24,6 +24,30 @@ static __thread void *current;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static size_t used;
 
+// A graph is its nodes in capture order; a stream capturing appends to one
+// instead of running the work.
+enum { N_MEMSET, N_COPY, N_KERNEL, N_RECORD, N_WAIT };
+struct node {
+	int type;
+	void *dst, *src; size_t n; unsigned char v;    // memset, copies
+	void *f; unsigned int dim[7]; unsigned long long params[64]; int nparams; // kernels
+	void *ptrs[64]; // &params[i], as cuGraphKernelNodeGetParams hands them out
+	void *event;
+};
+struct graph { struct node *nodes; int n; };
+struct stream { struct graph *capture; };
+
+#define CAPTURING(s) ((s) != NULL && ((struct stream *)(s))->capture != NULL)
+
+static struct node *add_node(void *s, int type) {
+	struct graph *g = ((struct stream *)s)->capture;
+	g->nodes = realloc(g->nodes, (g->n + 1) * sizeof *g->nodes);
+	struct node *nd = &g->nodes[g->n++];
+	memset(nd, 0, sizeof *nd);
+	nd->type = type;
+	return nd;
+}
+
 #define NEED_CONTEXT() do { \
 	if (!initialized) return 3; \
 	if (current != &primary || retained == 0) return 201; \
@@ -146,30 +170,57 @@ CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *d, void *p, unsigned int flag
 
 CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void *s) {
 	NEED_CONTEXT();
+	if (CAPTURING(s)) {
+		struct node *nd = add_node(s, N_MEMSET);
+		nd->dst = (void *)(uintptr_t)p, nd->n = n, nd->v = v;
+		return 0;
+	}
 	memset((void *)(uintptr_t)p, v, n);
 	return 0;
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, void *st) {
 	NEED_CONTEXT();
+	if (CAPTURING(st)) {
+		struct node *nd = add_node(st, N_COPY);
+		nd->dst = (void *)(uintptr_t)d, nd->src = (void *)s, nd->n = n;
+		return 0;
+	}
 	memcpy((void *)(uintptr_t)d, s, n);
 	return 0;
 }
 CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, void *st) {
 	NEED_CONTEXT();
+	if (CAPTURING(st)) {
+		struct node *nd = add_node(st, N_COPY);
+		nd->dst = d, nd->src = (void *)(uintptr_t)s, nd->n = n;
+		return 0;
+	}
 	memcpy(d, (void *)(uintptr_t)s, n);
 	return 0;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void *st) {
 	NEED_CONTEXT();
+	if (CAPTURING(st)) {
+		struct node *nd = add_node(st, N_COPY);
+		nd->dst = (void *)(uintptr_t)d, nd->src = (void *)(uintptr_t)s, nd->n = n;
+		return 0;
+	}
 	memmove((void *)(uintptr_t)d, (void *)(uintptr_t)s, n);
 	return 0;
 }
 
-CUresult cuStreamCreate(void **s, unsigned int flags) { NEED_CONTEXT(); *s = malloc(1); return 0; }
+CUresult cuStreamCreate(void **s, unsigned int flags) { NEED_CONTEXT(); *s = calloc(1, sizeof(struct stream)); return 0; }
 CUresult cuStreamDestroy_v2(void *s) { NEED_CONTEXT(); free(s); return 0; }
-CUresult cuStreamQuery(void *s) { NEED_CONTEXT(); return 0; }
-CUresult cuStreamSynchronize(void *s) { NEED_CONTEXT(); return 0; }
-CUresult cuStreamWaitEvent(void *s, void *e, unsigned int flags) { NEED_CONTEXT(); return 0; }
+CUresult cuStreamQuery(void *s) { NEED_CONTEXT(); return CAPTURING(s) ? 900 : 0; }
+CUresult cuStreamSynchronize(void *s) { NEED_CONTEXT(); return CAPTURING(s) ? 900 : 0; }
+CUresult cuStreamWaitEvent(void *s, void *e, unsigned int flags) {
+	NEED_CONTEXT();
+	if (CAPTURING(s)) {
+		if (flags != 1) return 906; // only CU_EVENT_WAIT_EXTERNAL makes a node here
+		add_node(s, N_WAIT)->event = e;
+	}
+	return 0;
+}
 
 struct event { unsigned int flags; int recorded; float ms; };
 static float clock_ms;
@@ -182,8 +233,25 @@ CUresult cuEventCreate(void **e, unsigned int flags) {
 	return 0;
 }
 CUresult cuEventDestroy_v2(void *e) { NEED_CONTEXT(); free(e); return 0; }
+static void record(struct event *ev) {
+	pthread_mutex_lock(&mu);
+	ev->recorded = 1;
+	ev->ms = clock_ms += 1;
+	pthread_mutex_unlock(&mu);
+}
+CUresult cuEventRecordWithFlags(void *e, void *s, unsigned int flags) {
+	NEED_CONTEXT();
+	if (CAPTURING(s)) {
+		if (flags != 1) return 900; // only CU_EVENT_RECORD_EXTERNAL makes a node
+		add_node(s, N_RECORD)->event = e;
+		return 0;
+	}
+	record(e);
+	return 0;
+}
 CUresult cuEventRecord(void *e, void *s) {
 	NEED_CONTEXT();
+	if (CAPTURING(s)) return 900;
 	struct event *ev = e;
 	pthread_mutex_lock(&mu);
 	ev->recorded = 1;
@@ -218,12 +286,32 @@ CUresult cuModuleGetFunction(void **f, void *m, const char *name) {
 
 #define ARG(type, i) (*(type *)params[i])
 
+// nparams is the number of parameters of each test kernel.
+static int nparams(const char *name) {
+	return strcmp(name, "vadd") == 0 || strcmp(name, "axpy") == 0 ? 4 : 3;
+}
+
+static void run_kernel(void *f, unsigned long long threads, void **params);
+
 CUresult cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz,
 		unsigned int bx, unsigned int by, unsigned int bz, unsigned int shared, void *s,
 		void **params, void **extra) {
 	NEED_CONTEXT();
+	if (CAPTURING(s)) {
+		struct node *nd = add_node(s, N_KERNEL);
+		nd->f = f;
+		unsigned int dim[7] = {gx, gy, gz, bx, by, bz, shared};
+		memcpy(nd->dim, dim, sizeof dim);
+		nd->nparams = nparams(((struct function *)f)->name);
+		for (int i = 0; i < nd->nparams; i++) memcpy(&nd->params[i], params[i], 8);
+		return 0;
+	}
+	run_kernel(f, (unsigned long long)gx * gy * gz * bx * by * bz, params);
+	return 0;
+}
+
+static void run_kernel(void *f, unsigned long long threads, void **params) {
 	const char *name = ((struct function *)f)->name;
-	unsigned long long threads = (unsigned long long)gx * gy * gz * bx * by * bz;
 	if (strcmp(name, "vadd") == 0) {
 		float *a = ARG(float *, 0), *b = ARG(float *, 1), *c = ARG(float *, 2);
 		for (unsigned long long i = 0; i < ARG(unsigned int, 3) && i < threads; i++) c[i] = a[i] + b[i];
@@ -239,5 +327,111 @@ CUresult cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int 
 		for (unsigned long long i = 0; i < ARG(unsigned int, 2) && i < threads; i++) sum += host[i];
 		__atomic_fetch_add(out, sum, __ATOMIC_SEQ_CST);
 	}
+}
+
+CUresult cuStreamBeginCapture_v2(void *s, int mode) {
+	NEED_CONTEXT();
+	if (mode != 0) return 1; // the package captures in global mode
+	if (CAPTURING(s)) return 900;
+	((struct stream *)s)->capture = calloc(1, sizeof(struct graph));
+	return 0;
+}
+CUresult cuStreamEndCapture(void *s, void **g) {
+	NEED_CONTEXT();
+	if (!CAPTURING(s)) return 903;
+	*g = ((struct stream *)s)->capture;
+	((struct stream *)s)->capture = NULL;
+	return 0;
+}
+CUresult cuGraphDestroy(void *g) {
+	NEED_CONTEXT();
+	free(((struct graph *)g)->nodes);
+	free(g);
+	return 0;
+}
+// Node handles are pointers to the graph's nodes.
+CUresult cuGraphGetNodes(void *g, void **nodes, size_t *n) {
+	NEED_CONTEXT();
+	struct graph *gr = g;
+	if (nodes != NULL)
+		for (int i = 0; i < gr->n && (size_t)i < *n; i++) nodes[i] = &gr->nodes[i];
+	*n = gr->n;
+	return 0;
+}
+CUresult cuGraphNodeGetType(void *node, int *type) {
+	NEED_CONTEXT();
+	static const int types[] = {[N_MEMSET] = 2, [N_COPY] = 1, [N_KERNEL] = 0, [N_RECORD] = 7, [N_WAIT] = 6};
+	*type = types[((struct node *)node)->type];
+	return 0;
+}
+
+// The v1 layout of CUDA_KERNEL_NODE_PARAMS (the v2 name is not exported, to
+// exercise the fallback).
+struct kparams {
+	void *func;
+	unsigned int dim[7];
+	void **kernelParams;
+	void **extra;
+};
+CUresult cuGraphKernelNodeGetParams(void *node, struct kparams *p) {
+	NEED_CONTEXT();
+	struct node *nd = node;
+	if (nd->type != N_KERNEL) return 1;
+	for (int i = 0; i < nd->nparams; i++) nd->ptrs[i] = &nd->params[i];
+	p->func = nd->f;
+	memcpy(p->dim, nd->dim, sizeof nd->dim);
+	p->kernelParams = nd->ptrs;
+	p->extra = NULL;
+	return 0;
+}
+// An executable graph is a copy of the graph; node handles index it.
+struct exec { struct graph g; struct graph *from; };
+CUresult cuGraphInstantiateWithFlags(void **x, void *g, unsigned long long flags) {
+	NEED_CONTEXT();
+	struct graph *gr = g;
+	struct exec *ex = calloc(1, sizeof *ex);
+	ex->g.n = gr->n;
+	ex->g.nodes = malloc((gr->n + 1) * sizeof *gr->nodes);
+	memcpy(ex->g.nodes, gr->nodes, gr->n * sizeof *gr->nodes);
+	ex->from = gr;
+	*x = ex;
+	return 0;
+}
+CUresult cuGraphExecDestroy(void *x) {
+	NEED_CONTEXT();
+	free(((struct exec *)x)->g.nodes);
+	free(x);
+	return 0;
+}
+CUresult cuGraphLaunch(void *x, void *s) {
+	NEED_CONTEXT();
+	if (CAPTURING(s)) return 900;
+	struct graph *g = &((struct exec *)x)->g;
+	for (int i = 0; i < g->n; i++) {
+		struct node *nd = &g->nodes[i];
+		switch (nd->type) {
+		case N_MEMSET: memset(nd->dst, nd->v, nd->n); break;
+		case N_COPY: memmove(nd->dst, nd->src, nd->n); break;
+		case N_RECORD: record(nd->event); break;
+		case N_WAIT: break;
+		case N_KERNEL: {
+			void *ptrs[64];
+			for (int j = 0; j < nd->nparams; j++) ptrs[j] = &nd->params[j];
+			unsigned long long threads = 1;
+			for (int j = 0; j < 6; j++) threads *= nd->dim[j];
+			run_kernel(nd->f, threads, ptrs);
+		}
+		}
+	}
+	return 0;
+}
+CUresult cuGraphExecKernelNodeSetParams(void *x, void *node, const struct kparams *p) {
+	NEED_CONTEXT();
+	struct exec *ex = x;
+	long i = (struct node *)node - ex->from->nodes;
+	if (i < 0 || i >= ex->g.n || ex->g.nodes[i].type != N_KERNEL || p->func != ex->g.nodes[i].f) return 1;
+	struct node *nd = &ex->g.nodes[i];
+	memcpy(nd->dim, p->dim, sizeof nd->dim);
+	for (int j = 0; j < nd->nparams; j++) memcpy(&nd->params[j], p->kernelParams[j], 8);
 	return 0;
 }
