@@ -70,9 +70,16 @@ work=$(mktemp -d)
 rotary=${PIPESTATUS[0]}
 rm -rf "$work"
 
+echo "== CUDA graphs: a step of 64 launches one by one against one graph replay"
+work=$(mktemp -d)
+(cd "$work" && "$bin/cuda.test" -test.run '^$' -test.bench GraphStep -test.benchtime 200x) 2>&1 |
+	tee "$logs/gpucheck-graphs.log" | grep -E '^(Benchmark|ok|FAIL|PASS|panic)|skip'
+graphs=${PIPESTATUS[0]}
+rm -rf "$work"
+
 echo "== benchmark"
 "$bin/bench" 2>&1 | tee "$logs/gpucheck-bench.log"
 bench=${PIPESTATUS[0]}
 
-echo "== result: nvrtc exit $nvrtc, cuda tests exit $tests, kernel tests exit $kernels, rotary benchmarks exit $rotary, bench exit $bench (logs in $logs)"
-[ "$nvrtc" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$kernels" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "== result: nvrtc exit $nvrtc, cuda tests exit $tests, kernel tests exit $kernels, rotary benchmarks exit $rotary, graphs exit $graphs, bench exit $bench (logs in $logs)"
+[ "$nvrtc" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$kernels" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$graphs" -eq 0 ] && [ "$bench" -eq 0 ]
