@@ -2,7 +2,9 @@
 // formats they are stored in: the slot-plane MoE kernels that run a layer's
 // routed experts straight from rotary's plane of slots, and the quantized
 // matrix-vector (decode) and matrix-matrix (prefill) kernels they share with
-// the dense weights (attention projections, router, output, shared expert).
+// the dense weights (attention projections, router, output, shared expert),
+// and the embedding gather that turns token ids into rows of a (quantized)
+// embedding table.
 //
 // # Formats
 //
@@ -20,15 +22,17 @@
 //
 // Each call queues a fixed number of kernels on the caller's stream, never
 // one per expert, and reads its shapes from its arguments (routing stays
-// on the device: slot ids and weights are device buffers):
+// on the device: slot ids, weights and token ids are device buffers):
 //
 //	MatMul, up to DecodeTokens tokens: quantize + GEMV = 2 (float weights: 1)
 //	MatMul, more tokens:                GEMM = 1
 //	MoE, up to DecodeTokens tokens:     quantize + gate/up·SiLU + down·Σ = 3 (float gate/up: 2)
 //	MoE, more tokens:                   group by slot + gate/up GEMM + down GEMM + Σ = 4
+//	Embed, any number of tokens:        gather of dequantized rows = 1
 //
 // The decode kernels (names with "_decode_") run once per generated token
-// and are checked not to spill registers; the "_prefill_" ones are the
+// and are checked not to spill registers (the embedding gather counts as one:
+// it runs once per token of every step); the "_prefill_" ones are the
 // batched GEMMs and their helpers. Results are summed in routing order
 // without float atomics, so they do not depend on scheduling.
 //
@@ -46,6 +50,7 @@
 // Programs lists every program for the NVRTC check (go run
 // ./cuda/gpucheck/nvrtc); the tests run the same CUDA C on the host
 // backend's emulator under several thread schedules and compare it with the
-// float64 product of the dequantized weights and with the CPU backend.
+// float64 product of the dequantized weights and with the CPU backend;
+// embedding rows must equal the CPU's dequantization bit for bit.
 // Speed is measured only on a GPU.
 package moe

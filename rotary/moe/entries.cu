@@ -21,3 +21,6 @@ extern "C" __global__ void rt_prefill_moe_gate_up_RT_TYPE(const u8 *plane, i64 s
 extern "C" __global__ void rt_prefill_moe_down_RT_TYPE(const u8 *plane, i64 slot_bytes, i64 down_off, i64 row_bytes, const int *tiles, const int *order, const float *h, int embd, int ff, float *y) {
 	rt_moe_down_gemm<rt_format_RT_TYPE>(plane, slot_bytes, down_off, row_bytes, tiles, order, h, embd, ff, y);
 }
+extern "C" __global__ void rt_decode_embed_RT_TYPE(const u8 *table, i64 row_bytes, int rows, int cols, const int *tokens, float *dst) {
+	rt_embed<rt_format_RT_TYPE>(table, row_bytes, rows, cols, tokens, dst);
+}

@@ -334,3 +334,26 @@ __device__ __forceinline__ void rt_moe_down_gemm(const u8 *plane, i64 slot_bytes
 	const u8 *w = plane + (i64)slot * slot_bytes + down_off;
 	rt_gemm_tile<T, 1>(w, w, row_bytes, embd, ff, h, pair, ncol, y, pair, embd, 0);
 }
+
+// rt_embed (decode): row i = blockIdx.x of dst (cols floats) is row
+// tokens[i] of the table dequantized; each thread writes one run of 32
+// values, threadIdx.x + blockDim.x·blockIdx.y. An id outside [0, rows)
+// fills its row with NaN rather than reading past the table.
+template <class T>
+__device__ __forceinline__ void rt_embed(const u8 *table, i64 row_bytes, int rows, int cols, const int *tokens,
+                                         float *dst) {
+	int run = blockIdx.y * blockDim.x + threadIdx.x;
+	if (run >= cols / 32) {
+		return;
+	}
+	int id = tokens[blockIdx.x];
+	float *o = dst + (i64)blockIdx.x * cols + (i64)run * 32;
+	if (id < 0 || id >= rows) {
+		for (int j = 0; j < 32; j++) {
+			o[j] = rt_nan();
+		}
+		return;
+	}
+	int k0 = run * 32;
+	T::dequant32(table + (i64)id * row_bytes + (i64)(k0 / T::QK) * T::BYTES, (k0 % T::QK) / 32, o);
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"sync"
 
@@ -106,7 +107,7 @@ func kernelNames(p *cuda.Program) []string {
 		if p.Name == programName(t) {
 			var names []string
 			for _, k := range []string{"decode_gemv", "prefill_gemm", "decode_moe_gate_up", "decode_moe_down",
-				"prefill_moe_gate_up", "prefill_moe_down"} {
+				"prefill_moe_gate_up", "prefill_moe_down", "decode_embed"} {
 				names = append(names, "rt_"+k+"_"+f.name)
 			}
 			return names
@@ -341,4 +342,38 @@ func (k *Kernels) quantize(s cuda.Stream, dst cuda.Arg, x cuda.Buffer, n int) er
 	warps := gemvThreads / 32
 	return s.Launch(fn, cuda.LaunchConfig{Grid: cuda.Dim3{X: uint32(ceilDiv(n, warps))}, Block: cuda.Dim3{X: gemvThreads}},
 		cuda.Ptr(x), dst, cuda.I32(int32(n)))
+}
+
+// embedThreads is the runs of 32 values one embedding block writes.
+const embedThreads = 128
+
+// Embed queues the gather of an embedding table on s: row i of dst (n rows
+// of table.Cols floats) becomes row tokens[i] of table dequantized, for the
+// n int32 token ids in the device buffer tokens. The ids stay on the device;
+// one that is not a row of the table (negative, or table.Rows or more) fills
+// its row of dst with NaN instead of reading past the table, as a bad slot
+// does in MoE. One launch.
+func (k *Kernels) Embed(s cuda.Stream, dst cuda.Buffer, table Matrix, tokens cuda.Buffer, n int) error {
+	rb, err := table.rowBytes()
+	if err != nil {
+		return fmt.Errorf("moe: Embed: %w", err)
+	}
+	if n < 1 || n > math.MaxInt32 {
+		return fmt.Errorf("moe: Embed: %w: %d tokens", ErrShape, n)
+	}
+	if err := errors.Join(checkBuf("tokens", tokens, int64(n)*4),
+		checkBuf("dst", dst, int64(n)*int64(table.Cols)*4)); err != nil {
+		return fmt.Errorf("moe: Embed: %w", err)
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	fn, err := k.kernel("rt_decode_embed_"+formats[table.Type].name, table.Type)
+	if err != nil {
+		return fmt.Errorf("moe: Embed: %w", err)
+	}
+	return s.Launch(fn, cuda.LaunchConfig{
+		Grid:  cuda.Dim3{X: uint32(n), Y: uint32(ceilDiv(table.Cols/32, embedThreads))},
+		Block: cuda.Dim3{X: embedThreads},
+	}, cuda.PtrAt(table.Buf, table.Off), cuda.I64(rb), cuda.I32(int32(table.Rows)), cuda.I32(int32(table.Cols)),
+		cuda.Ptr(tokens), cuda.Ptr(dst))
 }

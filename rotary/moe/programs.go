@@ -97,8 +97,9 @@ func typeProgram(t experts.Type) *cuda.Program {
 // Programs returns every program the package loads, as Load loads them: the
 // type-independent kernels, then one program per weight type. Kernels whose
 // names contain "_decode_" run once per generated token (GEMV, the decode
-// MoE kernels and the activation quantizer) and must not spill registers;
-// the "_prefill_" ones are the batched GEMMs and their helpers.
+// MoE kernels, the activation quantizer and the embedding gather) and must
+// not spill registers; the "_prefill_" ones are the batched GEMMs and their
+// helpers.
 func Programs() []*cuda.Program {
 	ps := []*cuda.Program{sharedProgram()}
 	for _, t := range types() {
