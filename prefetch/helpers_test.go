@@ -3,14 +3,11 @@ package prefetch
 import (
 	"context"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/experts/synth"
-	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/require"
@@ -76,18 +73,4 @@ func openRuntime(t testing.TB, m *experts.Model, opts ...rotary.Option) *rotary.
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	return rt
-}
-
-// sharedTrace returns a real trace (see internal/shared), or skips.
-func sharedTrace(t testing.TB, elem ...string) string {
-	t.Helper()
-	dir := shared.Traces()
-	if dir == "" {
-		t.Skip("real traces not present (set ROTARY_TRACES)")
-	}
-	path := filepath.Join(append([]string{dir}, elem...)...)
-	if _, err := os.Stat(path); err != nil {
-		t.Skip("trace not present:", err)
-	}
-	return path
 }

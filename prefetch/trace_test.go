@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,7 @@ func splitPrompts(tr *profile.Trace, from, to int) *profile.Trace {
 // prompts by default, on the whole trace (the target: recall@6 of
 // at least 50%) with ROTARY_FULL_TRACES=1.
 func TestTransitionDeepSeek(t *testing.T) {
-	tr, err := profile.OpenTrace(context.Background(), sharedTrace(t, "deepseek-v2-lite-chat", "puffin_prefill_csv"))
+	tr, err := profile.OpenTrace(context.Background(), shared.TracePath(t, "deepseek-v2-lite-chat", "puffin_prefill_csv"))
 	require.NoError(t, err)
 	prompts, want := 300, 0.45
 	if os.Getenv("ROTARY_FULL_TRACES") != "" {

@@ -215,22 +215,11 @@ func TestOpenTraceCanceled(t *testing.T) {
 // TestLoadDeepSeekStopsWhenCanceled cancels the load of the real trace (999
 // files, seconds to read) as soon as it has begun.
 func TestLoadDeepSeekStopsWhenCanceled(t *testing.T) {
-	dir := filepath.Join(sharedTraces(t), "deepseek-v2-lite-chat", "puffin_prefill_csv")
+	dir := filepath.Join(shared.TracePath(t), "deepseek-v2-lite-chat", "puffin_prefill_csv")
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(10*time.Millisecond, cancel)
 	_, err := LoadDeepSeek(ctx, dir)
 	assert.ErrorIs(t, err, context.Canceled)
-}
-
-// sharedTraces returns the directory of the project's real traces
-// (shared.Traces), or skips.
-func sharedTraces(t *testing.T) string {
-	t.Helper()
-	dir := shared.Traces()
-	if dir == "" {
-		t.Skip("real traces not present (set ROTARY_TRACES or ROTARY_SHARED)")
-	}
-	return dir
 }
 
 // lruHitRate replays t through one LRU cache of capacity experts per layer: a
@@ -283,7 +272,7 @@ func lruHitRate(t *Trace, capacity int) float64 {
 // TestRealDeepSeek checks the reader against the LRU hit rates published in the
 // trace's README (prompts concatenated in numeric order).
 func TestRealDeepSeek(t *testing.T) {
-	dir := sharedTraces(t)
+	dir := shared.TracePath(t)
 	if testing.Short() || raceEnabled {
 		t.Skip("replays 94k tokens: skipped with -short and -race")
 	}
@@ -297,7 +286,7 @@ func TestRealDeepSeek(t *testing.T) {
 }
 
 func TestRealMixtral(t *testing.T) {
-	dir := sharedTraces(t)
+	dir := shared.TracePath(t)
 	tr, err := OpenTrace(t.Context(), filepath.Join(dir, "mixtral-8x7b", "speculative_moe_decode", "gsm8k_2_routing.jsonl"))
 	require.NoError(t, err)
 	// README: about 168 + 79 decode tokens; per-layer counts differ by up to 3.
@@ -309,7 +298,7 @@ func TestRealMixtral(t *testing.T) {
 }
 
 func TestRealGranite(t *testing.T) {
-	dir := sharedTraces(t)
+	dir := shared.TracePath(t)
 	tr, err := OpenTrace(t.Context(), filepath.Join(dir, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	assert.Equal(t, 24, tr.Model().Layers)

@@ -193,10 +193,7 @@ func TestPrefetchTargets(t *testing.T) {
 	if os.Getenv("ROTARY_FULL_TRACES") == "" {
 		t.Skip("set ROTARY_FULL_TRACES=1 to replay the whole DeepSeek trace")
 	}
-	path := filepath.Join(shared.Traces(), "deepseek-v2-lite-chat", "puffin_prefill_csv")
-	if _, err := os.Stat(path); shared.Traces() == "" || err != nil {
-		t.Skip("real traces not present (set ROTARY_TRACES)")
-	}
+	path := shared.TracePath(t, "deepseek-v2-lite-chat", "puffin_prefill_csv")
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), []string{"-trace", path, "-slots", "16", "-policies", "lru,belady",
 		"-prefetch", "transition,transition:8", "-json"}, &out))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/stretchr/testify/assert"
@@ -23,7 +24,7 @@ var deepSeek struct {
 // loadDeepSeek returns the DeepSeek-V2-Lite trace, or skips.
 func loadDeepSeek(t testing.TB) *profile.Trace {
 	t.Helper()
-	path := tracePath(t, "deepseek-v2-lite-chat", "puffin_prefill_csv")
+	path := shared.TracePath(t, "deepseek-v2-lite-chat", "puffin_prefill_csv")
 	deepSeek.once.Do(func() { deepSeek.trace, deepSeek.err = profile.OpenTrace(context.Background(), path) })
 	require.NoError(t, deepSeek.err)
 	return deepSeek.trace

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/rotary-moe/rotary/internal/shared"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,7 +108,7 @@ func TestSyntheticTraceDeterministic(t *testing.T) {
 // trace's README: in decode, 42.5% of a token's experts were also used by
 // the previous token.
 func TestMeasureRoutingGranite(t *testing.T) {
-	tr, err := profile.OpenTrace(context.Background(), tracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
+	tr, err := profile.OpenTrace(context.Background(), shared.TracePath(t, "granite-3.0-1b-a400m-instruct", "moe_expert_trace.json"))
 	require.NoError(t, err)
 	decode := tr.Subset(func(s profile.Segment) bool { return s.Phase == "decode" })
 	r, err := MeasureRouting(decode)
