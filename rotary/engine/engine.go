@@ -171,9 +171,9 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if e.batch > 0 {
 		mopts = append(mopts, model.WithMaxBatch(e.batch))
 	}
-	e.backend = cpu.New(c.threads)
 	src := &lateSource{}
-	if e.model, err = model.New(m, e.backend, src, mopts...); err != nil {
+	e.backend = cpu.New(c.threads, cpu.WithExperts(src))
+	if e.model, err = model.New(m, e.backend, mopts...); err != nil {
 		return nil, err
 	}
 	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {

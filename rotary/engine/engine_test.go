@@ -87,9 +87,9 @@ func TestRotationKeepsLogits(t *testing.T) {
 			m := tc.open(t)
 			prompt := []int32{1, 2, 3, 40, 41, 42, 100, 7, 9, 11, 250, 300}
 
-			backend := cpu.New(0)
+			backend := cpu.New(0, cpu.WithExperts(model.NewFileSource(m)))
 			defer backend.Close()
-			direct, err := model.New(m, backend, model.NewFileSource(m))
+			direct, err := model.New(m, backend)
 			require.NoError(t, err)
 			want, wantTokens := run(t, direct, prompt, 12)
 

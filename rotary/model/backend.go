@@ -1,5 +1,7 @@
 package model
 
+import "context"
+
 // Tensor is a matrix of float32 activations held by a Backend: one row per
 // token (or cache position), Cols values per row. The model never reads a
 // tensor's values except through Backend.Read.
@@ -71,18 +73,40 @@ type Routing struct {
 	K       int
 	IDs     []int32
 	Weights []float32
+	// Tensor is the routing as the backend that made it holds it (the GPU
+	// backend's ids and weights in device memory), for its MoE to read
+	// without a copy; nil when the backend keeps none.
+	Tensor Tensor
 }
 
 // Backend computes the operations the models are made of. Every method may
 // assume shapes were checked by the model; tensors passed as dst are
 // distinct from inputs unless a method says otherwise.
+//
+// Errors are uniform: every operation that computes returns one. A backend
+// that queues work asynchronously (a GPU) may report a failure of earlier
+// work from a later call; once an operation fails, the backend's later
+// operations fail too, until the model's state is reset. Allocation
+// (NewTensor, NewState, Slice) cannot return an error: a backend that fails
+// to allocate returns a tensor the next operation refuses, with the reason.
 type Backend interface {
-	// NewTensor allocates a rows×cols tensor of zeros.
+	// BeginStep starts a forward step (one micro-batch through the layers):
+	// the tensors NewTensor returned before it may be reused from now on.
+	BeginStep()
+	// NewTensor allocates a rows×cols tensor of zeros, valid until the next
+	// BeginStep.
 	NewTensor(rows, cols int) Tensor
+	// NewState allocates a rows×cols tensor of zeros that keeps its values
+	// across steps, for a sequence's caches and recurrent state; it lives
+	// as long as the backend.
+	NewState(rows, cols int) Tensor
+	// Zero sets every value of t to zero.
+	Zero(t Tensor) error
 	// Slice is rows [lo, hi) of t, sharing its storage.
 	Slice(t Tensor, lo, hi int) Tensor
-	// Read copies t's values into dst, row after row.
-	Read(dst []float32, t Tensor)
+	// Read copies t's values into dst, row after row, once the work queued
+	// before it is done.
+	Read(dst []float32, t Tensor) error
 
 	// Embed writes row tokens[i] of table into row i of dst.
 	Embed(dst Tensor, table Weight, tokens []int32) error
@@ -91,12 +115,12 @@ type Backend interface {
 	// RMSNorm normalises each row of x (dst may be x) and scales it by w.
 	RMSNorm(dst, x Tensor, w Weight, eps float32) error
 	// Add writes a+b (dst may be a or b).
-	Add(dst, a, b Tensor)
+	Add(dst, a, b Tensor) error
 	// SwiGLU writes SiLU(gate)·up (dst may be gate or up).
-	SwiGLU(dst, gate, up Tensor)
+	SwiGLU(dst, gate, up Tensor) error
 	// AddGated writes a + b·sigmoid(gate), gate having one column (dst may
 	// be a or b).
-	AddGated(dst, a, b, gate Tensor)
+	AddGated(dst, a, b, gate Tensor) error
 
 	// NormRope RMS-normalises each head of x in place, scales it by w (one
 	// value per head dimension), then rotates it for its row's position
@@ -118,16 +142,14 @@ type Backend interface {
 	GatedRMSNorm(dst, x, z Tensor, w Weight, eps float32) error
 
 	// Route turns router logits (one row per token) into the top k experts
-	// per token, weights renormalised to sum 1 when normalize is set.
-	Route(logits Tensor, k int, normalize bool) Routing
+	// per token, weights renormalised to sum 1 when normalize is set. The
+	// host slices of the result are valid until the next Route.
+	Route(logits Tensor, k int, normalize bool) (Routing, error)
 	// MoE writes Σₖ weight·Down(SiLU(Gate·x)·(Up·x)) over each row's routed
-	// experts into dst, adding the k terms in routing order. experts[i] are
-	// the weights of expert ids[i]; ids lists each routed expert once.
-	//
-	// The model has checked the experts (once per layer and step, so that
-	// no backend repeats it): Gate and Up are F×x.Cols() and Down is
-	// x.Cols()×F, F > 0 the same for every expert of the call, and each
-	// Weight's Data holds exactly Rows rows of Cols values of its Type.
-	// Whether the backend can compute with a type is its own to check.
-	MoE(dst, x Tensor, r Routing, ids []int, experts []ExpertWeights) error
+	// experts of layer into dst, adding the k terms in routing order. r is
+	// what this backend's Route returned for x. The backend owns the
+	// experts' residency: it obtains the layer's routed experts (the CPU
+	// backend from an ExpertSource, the GPU backend from rotary on the
+	// device) and gives them back when it no longer reads them.
+	MoE(ctx context.Context, dst, x Tensor, layer int, r Routing) error
 }

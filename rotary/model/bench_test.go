@@ -29,7 +29,7 @@ func BenchmarkDecode(b *testing.B) {
 			for i := range b.N {
 				if s.Pos() == s.Capacity() {
 					b.StopTimer()
-					s.Reset()
+					require.NoError(b, s.Reset())
 					_, err = m.Forward(ctx, s, prompt, model.LastLogits)
 					require.NoError(b, err)
 					b.StartTimer()

@@ -49,24 +49,23 @@ func TestNewRejectsBadWeights(t *testing.T) {
 	require.NoError(t, err)
 	defer em.Close()
 	// A model whose hyper-parameters disagree with its tensors.
-	_, err = New(em, nil, nil)
-	require.Error(t, err, "no backend, no expert source")
+	_, err = New(em, nil)
+	require.Error(t, err, "no backend")
 	bad := *em
 	bad.Params.EmbeddingDim = 32
-	_, err = New(&bad, noBackend{}, noSource{})
+	_, err = New(&bad, noBackend{})
 	require.ErrorIs(t, err, ErrBadWeights)
 	assert.Contains(t, err.Error(), "token_embd.weight")
 
 	bad = *em
 	bad.Params.KeyDim, bad.Params.ValueDim, bad.Params.RopeDims = 16, 16, 16
-	_, err = New(&bad, noBackend{}, noSource{})
+	_, err = New(&bad, noBackend{})
 	require.ErrorIs(t, err, ErrBadWeights)
 	assert.Contains(t, err.Error(), "blk.0.attn_q.weight")
 }
 
-// noBackend and noSource stand in where New must fail before computing.
+// noBackend stands in where New must fail before computing.
 type noBackend struct{ Backend }
-type noSource struct{ ExpertSource }
 
 func TestTextRopeIsNeox(t *testing.T) {
 	assert.True(t, textRopeIsNeox([4]int{11, 11, 10, 0}, 64), "Qwen3.5")

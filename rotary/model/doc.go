@@ -9,15 +9,18 @@
 // weights in which order, the per-sequence State (KV cache, convolution and
 // recurrent state) and the routing. The arithmetic is behind Backend, a small
 // set of operations on activations (Tensor) and stored weights (Weight); the
-// CPU implementation lives in rotary/model/cpu, and a GPU one can slot
-// in beside it without touching this package.
+// CPU implementation lives in rotary/model/cpu, the GPU one in
+// rotary/model/gpu.
 //
-// Routed experts do not come from the model file directly but from an
-// ExpertSource, once per layer and step for the union of experts the batch
-// needs, so a runtime that moves experts between memory tiers (rotary) can
-// supply them and know when they are no longer in use. FileSource, every
-// expert read in place from the mapped file, is the reference such a
-// runtime must match bit for bit.
+// The backend also owns the routed experts' residency: the model hands its
+// MoE operation the layer and the routing (Routing, which a GPU backend
+// keeps in device memory), and the backend obtains the experts. The CPU
+// backend asks an ExpertSource, once per layer and step for the union of
+// experts the batch needs, so a runtime that moves experts between memory
+// tiers (rotary) can supply them and know when they are no longer in use.
+// FileSource, every expert read in place from the mapped file, is the
+// reference such a runtime must match bit for bit. The GPU backend
+// computes on rotary's slot planes in device memory directly.
 //
 // Around the forward pass, subpackages hold what text generation with these
 // models needs: tokenizer (llama.cpp's byte-level BPE from the GGUF

@@ -19,9 +19,9 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer em.Close()
-	backend := cpu.New(0)
+	backend := cpu.New(0, cpu.WithExperts(model.NewFileSource(em)))
 	defer backend.Close()
-	m, err := model.New(em, backend, model.NewFileSource(em))
+	m, err := model.New(em, backend)
 	if err != nil {
 		log.Fatal(err)
 	}

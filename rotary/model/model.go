@@ -2,9 +2,9 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 
 	"github.com/rotary-moe/rotary/experts"
@@ -12,14 +12,13 @@ import (
 
 // Net is the forward pass of a loaded qwen3moe or qwen35moe model (named
 // apart from experts.Model, the file it is built over): resident weights
-// viewed in the mapped file, a Backend to compute with and an ExpertSource
-// for the routed experts. It is safe for concurrent use; Forward calls run
+// viewed in the mapped file and a Backend to compute with, which also
+// supplies the routed experts. It is safe for concurrent use; Forward calls run
 // one at a time (they share the backend).
 type Net struct {
 	mu      sync.Mutex // serialises Forward
 	cfg     config
 	backend Backend
-	experts ExpertSource
 	opts    options
 
 	tokenEmbd, outputNorm, output Weight
@@ -28,11 +27,11 @@ type Net struct {
 
 // New builds a Net over m's weights. The model keeps views into m's
 // mapping: m must stay open while the Net is used.
-func New(m *experts.Model, backend Backend, src ExpertSource, opts ...Option) (*Net, error) {
-	if backend == nil || src == nil {
-		return nil, fmt.Errorf("%w: New needs a backend and an expert source", ErrInvalid)
+func New(m *experts.Model, backend Backend, opts ...Option) (*Net, error) {
+	if backend == nil {
+		return nil, fmt.Errorf("%w: New needs a backend", ErrInvalid)
 	}
-	md := &Net{backend: backend, experts: src, opts: options{maxBatch: defaultMaxBatch}}
+	md := &Net{backend: backend, opts: options{maxBatch: defaultMaxBatch}}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&md.opts)
@@ -98,12 +97,14 @@ func (m *Net) NewState(maxTokens int) *State {
 		capacity = min(capacity, maxTokens)
 	}
 	s := &State{model: m, capacity: capacity, layers: make([]layerState, m.cfg.layers)}
-	s.Reset()
+	s.Reset() // new state tensors are zero: nothing to clear, no error
 	return s
 }
 
 // Reset empties the sequence. A State is used by one goroutine at a time.
-func (s *State) Reset() {
+// It fails only when the backend cannot clear the recurrent state; the
+// state must not be used then.
+func (s *State) Reset() error {
 	s.model.mu.Lock()
 	defer s.model.mu.Unlock()
 	c, b := &s.model.cfg, s.model.backend
@@ -113,14 +114,21 @@ func (s *State) Reset() {
 		if c.isAttention(il) {
 			if ls.kv.K == nil {
 				n := c.kvHeads * c.headDim
-				ls.kv = KVCache{K: b.NewTensor(s.capacity, n), V: b.NewTensor(s.capacity, n)}
+				ls.kv = KVCache{K: b.NewState(s.capacity, n), V: b.NewState(s.capacity, n)}
 			}
 			continue // positions past pos are never read
 		}
-		channels := 2*c.ssmKHeads*c.ssmHeadDim + c.ssmVHeads*c.ssmHeadDim
-		ls.conv = b.NewTensor(c.convKernel-1, channels)
-		ls.delta = b.NewTensor(c.ssmVHeads*c.ssmHeadDim, c.ssmHeadDim)
+		if ls.conv == nil {
+			channels := 2*c.ssmKHeads*c.ssmHeadDim + c.ssmVHeads*c.ssmHeadDim
+			ls.conv = b.NewState(c.convKernel-1, channels)
+			ls.delta = b.NewState(c.ssmVHeads*c.ssmHeadDim, c.ssmHeadDim)
+			continue // new state is zero
+		}
+		if err := errors.Join(b.Zero(ls.conv), b.Zero(ls.delta)); err != nil {
+			return fmt.Errorf("model: resetting layer %d's state: %w", il, err)
+		}
 	}
+	return nil
 }
 
 // Pos is the number of positions processed so far: the position of the
@@ -191,6 +199,7 @@ const noLogits Logits = -1
 func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
+	b.BeginStep()
 	x := b.NewTensor(T, c.embed)
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
 		return nil, err
@@ -216,13 +225,17 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	if err := b.RMSNorm(h, x, m.outputNorm, c.eps); err != nil {
 		return nil, err
 	}
-	m.observe("result_norm", -1, h)
+	if err := m.observe("result_norm", -1, h); err != nil {
+		return nil, err
+	}
 	out := b.NewTensor(x.Rows(), c.vocab)
 	if err := b.MatMul(out, h, m.output); err != nil {
 		return nil, err
 	}
 	logits := make([]float32, out.Rows()*out.Cols())
-	b.Read(logits, out)
+	if err := b.Read(logits, out); err != nil {
+		return nil, err
+	}
 	return logits, nil
 }
 
@@ -245,11 +258,16 @@ func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	b.Add(mixed, mixed, x)
+	if err := b.Add(mixed, mixed, x); err != nil {
+		return nil, err
+	}
 	if c.hybrid {
-		m.observe("attn_residual", il, mixed)
+		err = m.observe("attn_residual", il, mixed)
 	} else {
-		m.observe("ffn_inp", il, mixed)
+		err = m.observe("ffn_inp", il, mixed)
+	}
+	if err != nil {
+		return nil, err
 	}
 
 	if err := b.RMSNorm(h, mixed, w.ffnNorm, c.eps); err != nil {
@@ -259,9 +277,10 @@ func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	b.Add(ffn, ffn, mixed)
-	m.observe("l_out", il, ffn)
-	return ffn, nil
+	if err := b.Add(ffn, ffn, mixed); err != nil {
+		return nil, err
+	}
+	return ffn, m.observe("l_out", il, ffn)
 }
 
 // attention is the (gated) full-attention block of layer il.
@@ -349,25 +368,20 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if err := b.MatMul(logits, h, w.router); err != nil {
 		return nil, err
 	}
-	r := b.Route(logits, c.expertsUsed, c.normalizeWeights)
+	r, err := b.Route(logits, c.expertsUsed, c.normalizeWeights)
+	if err != nil {
+		return nil, err
+	}
 	if m.opts.onRouting != nil {
 		m.opts.onRouting(il, pos, r)
 	}
-	ids := routedExperts(r.IDs)
-	lease, err := m.experts.Acquire(ctx, il, ids)
-	if err != nil {
-		return nil, fmt.Errorf("acquiring %d experts: %w", len(ids), err)
-	}
-	defer lease.Release()
-	ew := lease.Weights()
-	if err := m.checkExperts(il, ids, ew); err != nil {
-		return nil, err
-	}
 	out := b.NewTensor(T, c.embed)
-	if err := b.MoE(out, h, r, ids, ew); err != nil {
+	if err := b.MoE(ctx, out, h, il, r); err != nil {
 		return nil, err
 	}
-	m.observe("ffn_moe_out", il, out)
+	if err := m.observe("ffn_moe_out", il, out); err != nil {
+		return nil, err
+	}
 	if !w.shared {
 		return out, nil
 	}
@@ -384,61 +398,33 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 			return nil, err
 		}
 	}
-	b.SwiGLU(gate, gate, up)
+	if err := b.SwiGLU(gate, gate, up); err != nil {
+		return nil, err
+	}
 	if err := b.MatMul(shared, gate, w.shDown); err != nil {
 		return nil, err
 	}
 	if m.opts.onActivation != nil {
 		gated := b.NewTensor(T, c.embed)
-		b.AddGated(gated, b.NewTensor(T, c.embed), shared, gateIn)
-		m.observe("ffn_shexp_gated", il, gated)
-	}
-	b.AddGated(out, out, shared, gateIn)
-	return out, nil
-}
-
-// routedExperts lists the distinct experts in ids, ascending.
-func routedExperts(ids []int32) []int {
-	out := make([]int, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, int(id))
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// checkExperts verifies that an expert source returned what was asked for
-// with the shapes this model needs: what Backend.MoE relies on.
-func (m *Net) checkExperts(il int, ids []int, ew []ExpertWeights) error {
-	if len(ew) != len(ids) {
-		return fmt.Errorf("%w: %d weights for %d experts of layer %d", ErrExpertSource, len(ew), len(ids), il)
-	}
-	D := m.cfg.embed
-	for i, e := range ew {
-		ffn := e.Gate.Rows
-		ok := ffn == ew[0].Gate.Rows && e.Gate.Cols == D && e.Up.Cols == D && e.Up.Rows == ffn &&
-			e.Down.Rows == D && e.Down.Cols == ffn && ffn > 0 &&
-			sizeOK(e.Gate) && sizeOK(e.Up) && sizeOK(e.Down)
-		if !ok {
-			return fmt.Errorf("%w: expert %d of layer %d has gate %dx%d, up %dx%d, down %dx%d for embedding %d",
-				ErrExpertSource, ids[i], il, e.Gate.Rows, e.Gate.Cols, e.Up.Rows, e.Up.Cols, e.Down.Rows, e.Down.Cols, D)
+		if err := b.AddGated(gated, b.NewTensor(T, c.embed), shared, gateIn); err != nil {
+			return nil, err
+		}
+		if err := m.observe("ffn_shexp_gated", il, gated); err != nil {
+			return nil, err
 		}
 	}
-	return nil
-}
-
-// sizeOK reports whether w's data holds exactly its rows.
-func sizeOK(w Weight) bool {
-	rb, err := w.Type.RowBytes(uint64(w.Cols))
-	return err == nil && uint64(len(w.Data)) == rb*uint64(w.Rows)
+	return out, b.AddGated(out, out, shared, gateIn)
 }
 
 // observe hands an activation to the activation hook, if any.
-func (m *Net) observe(name string, layer int, t Tensor) {
+func (m *Net) observe(name string, layer int, t Tensor) error {
 	if m.opts.onActivation == nil {
-		return
+		return nil
 	}
 	vals := make([]float32, t.Rows()*t.Cols())
-	m.backend.Read(vals, t)
+	if err := m.backend.Read(vals, t); err != nil {
+		return err
+	}
 	m.opts.onActivation(name, layer, t.Rows(), t.Cols(), vals)
+	return nil
 }

@@ -21,13 +21,13 @@ func openModel(t testing.TB, name string, src func(*experts.Model) model.ExpertS
 	em, err := experts.OpenModel(filepath.Join(modelDir, name+".gguf"))
 	require.NoError(t, err)
 	t.Cleanup(func() { em.Close() })
-	backend := cpu.New(0)
-	t.Cleanup(func() { backend.Close() })
 	var s model.ExpertSource = &fileSource{m: em}
 	if src != nil {
 		s = src(em)
 	}
-	m, err := model.New(em, backend, s, opts...)
+	backend := cpu.New(0, cpu.WithExperts(s))
+	t.Cleanup(func() { backend.Close() })
+	m, err := model.New(em, backend, opts...)
 	require.NoError(t, err)
 	return m
 }
@@ -51,7 +51,7 @@ func TestBatchingDoesNotChangeResults(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, all, len(chatTokens)*V)
 
-			s.Reset()
+			require.NoError(t, s.Reset())
 			first, err := m.Forward(ctx, s, chatTokens[:9], model.AllLogits)
 			require.NoError(t, err)
 			assert.Equal(t, all[:9*V], first)
@@ -69,7 +69,7 @@ func TestBatchingDoesNotChangeResults(t *testing.T) {
 			got, err := small.Forward(ctx, s, chatTokens, model.AllLogits)
 			require.NoError(t, err)
 			assert.Equal(t, all, got)
-			s.Reset()
+			require.NoError(t, s.Reset())
 			got, err = small.Forward(ctx, s, chatTokens, model.LastLogits)
 			require.NoError(t, err)
 			assert.Equal(t, all[len(all)-V:], got)
@@ -106,7 +106,7 @@ func TestForwardErrors(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	s.Reset()
+	require.NoError(t, s.Reset())
 	_, err = m.Forward(cancelled, s, []int32{1}, model.LastLogits)
 	assert.ErrorIs(t, err, context.Canceled)
 
@@ -258,9 +258,9 @@ func TestNewRejectsBadArguments(t *testing.T) {
 	backend := cpu.New(1)
 	defer backend.Close()
 	for _, n := range []int{0, -1} {
-		_, err = model.New(em, backend, model.NewFileSource(em), model.WithMaxBatch(n))
+		_, err = model.New(em, backend, model.WithMaxBatch(n))
 		assert.ErrorIs(t, err, model.ErrInvalid, "WithMaxBatch(%d)", n)
 	}
-	_, err = model.New(em, nil, model.NewFileSource(em))
+	_, err = model.New(em, nil)
 	assert.ErrorIs(t, err, model.ErrInvalid)
 }

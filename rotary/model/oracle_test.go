@@ -171,7 +171,9 @@ type runner struct {
 	src    *fileSource
 }
 
-func newRunner(t testing.TB, file string, backend model.Backend, withActs bool) *runner {
+// newRunner opens file with a CPU backend whose experts come from a
+// fileSource that counts leases.
+func newRunner(t testing.TB, file string, withActs bool) *runner {
 	t.Helper()
 	em, err := experts.OpenModel(filepath.Join(modelDir, file))
 	require.NoError(t, err)
@@ -187,14 +189,14 @@ func newRunner(t testing.TB, file string, backend model.Backend, withActs bool) 
 			r.acts[key] = append(r.acts[key], vals...)
 		}))
 	}
-	r.model, err = model.New(em, backend, r.src, opts...)
+	backend := cpu.New(0, cpu.WithExperts(r.src))
+	t.Cleanup(func() { backend.Close() })
+	r.model, err = model.New(em, backend, opts...)
 	require.NoError(t, err)
 	return r
 }
 
 func TestOracle(t *testing.T) {
-	backend := cpu.New(0)
-	defer backend.Close()
 	for _, tc := range oracleCases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := loadGolden(t, tc.name)
@@ -204,7 +206,7 @@ func TestOracle(t *testing.T) {
 					T := len(seq.Tokens)
 
 					// Prefill: the whole sequence in one batch.
-					batch := newRunner(t, g.ModelFile, backend, true)
+					batch := newRunner(t, g.ModelFile, true)
 					s := batch.model.NewState(256)
 					logits, err := batch.model.Forward(ctx, s, seq.Tokens, model.AllLogits)
 					require.NoError(t, err)
@@ -218,7 +220,7 @@ func TestOracle(t *testing.T) {
 					require.Zero(t, batch.src.acquired, "every lease released")
 
 					// Decode: one token per call.
-					tbt := newRunner(t, g.ModelFile, backend, false)
+					tbt := newRunner(t, g.ModelFile, false)
 					s = tbt.model.NewState(256)
 					var rows []float32
 					for _, tok := range seq.Tokens {

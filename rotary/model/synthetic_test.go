@@ -29,9 +29,9 @@ func TestSyntheticModels(t *testing.T) {
 			em, err := experts.OpenModel(path)
 			require.NoError(t, err)
 			defer em.Close()
-			backend := cpu.New(0)
+			backend := cpu.New(0, cpu.WithExperts(model.NewFileSource(em)))
 			defer backend.Close()
-			m, err := model.New(em, backend, model.NewFileSource(em))
+			m, err := model.New(em, backend)
 			require.NoError(t, err)
 
 			ctx := context.Background()
@@ -42,7 +42,7 @@ func TestSyntheticModels(t *testing.T) {
 			for i, v := range all {
 				require.False(t, math.IsNaN(float64(v)) || math.IsInf(float64(v), 0), "logit %d is %v", i, v)
 			}
-			s.Reset()
+			require.NoError(t, s.Reset())
 			V := m.VocabSize()
 			for i, tok := range prompt {
 				l, err := m.Forward(ctx, s, []int32{tok}, model.LastLogits)
@@ -66,9 +66,9 @@ func BenchmarkDecodeFile(b *testing.B) {
 	em, err := experts.OpenModel(path)
 	require.NoError(b, err)
 	defer em.Close()
-	backend := cpu.New(0)
+	backend := cpu.New(0, cpu.WithExperts(model.NewFileSource(em)))
 	defer backend.Close()
-	m, err := model.New(em, backend, model.NewFileSource(em))
+	m, err := model.New(em, backend)
 	require.NoError(b, err)
 	ctx := context.Background()
 	s := m.NewState(512)

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -52,9 +53,10 @@ func (e *ExpertWeights) SetPart(role experts.PartRole, w Weight) error {
 	return nil
 }
 
-// ExpertSource supplies routed experts' weights. The model asks once per
-// MoE layer and forward step, for the union of the experts the tokens of
-// the step were routed to.
+// ExpertSource supplies routed experts' weights to a backend that computes
+// on host memory (cpu.WithExperts). It is asked once per MoE layer and
+// forward step, for the union of the experts the tokens of the step were
+// routed to.
 type ExpertSource interface {
 	// Acquire makes experts ids (distinct, ascending) of layer available
 	// and returns their weights, in the order of ids. It may block (e.g. on
@@ -69,4 +71,43 @@ type ExpertLease interface {
 	Weights() []ExpertWeights
 	// Release tells the source the model no longer reads the weights.
 	Release()
+}
+
+// RoutedExperts lists the distinct experts of a routing's ids, ascending:
+// what a backend acquires from its ExpertSource for a step.
+func RoutedExperts(ids []int32) []int {
+	out := make([]int, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, int(id))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// CheckExperts verifies that an expert source returned, for experts ids of
+// layer, what the MoE of a model with the given embedding size relies on:
+// one weight set per id, Gate and Up F×embed and Down embed×F with the same
+// F > 0 for every expert, each Weight's Data holding exactly its rows. A
+// backend checks once per layer and step, so the kernels need not.
+func CheckExperts(layer, embed int, ids []int, ew []ExpertWeights) error {
+	if len(ew) != len(ids) {
+		return fmt.Errorf("%w: %d weights for %d experts of layer %d", ErrExpertSource, len(ew), len(ids), layer)
+	}
+	for i, e := range ew {
+		ffn := e.Gate.Rows
+		ok := ffn == ew[0].Gate.Rows && e.Gate.Cols == embed && e.Up.Cols == embed && e.Up.Rows == ffn &&
+			e.Down.Rows == embed && e.Down.Cols == ffn && ffn > 0 &&
+			sizeOK(e.Gate) && sizeOK(e.Up) && sizeOK(e.Down)
+		if !ok {
+			return fmt.Errorf("%w: expert %d of layer %d has gate %dx%d, up %dx%d, down %dx%d for embedding %d",
+				ErrExpertSource, ids[i], layer, e.Gate.Rows, e.Gate.Cols, e.Up.Rows, e.Up.Cols, e.Down.Rows, e.Down.Cols, embed)
+		}
+	}
+	return nil
+}
+
+// sizeOK reports whether w's data holds exactly its rows.
+func sizeOK(w Weight) bool {
+	rb, err := w.Type.RowBytes(uint64(w.Cols))
+	return err == nil && uint64(len(w.Data)) == rb*uint64(w.Rows)
 }

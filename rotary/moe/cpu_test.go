@@ -81,7 +81,7 @@ func TestAgainstCPUBackend(t *testing.T) {
 							ews[s] = model.ExpertWeights{Gate: part(p.plane.Gate.Off, cols, cols), Up: part(p.plane.Up.Off, cols, cols), Down: part(p.plane.Down.Off, cols, cols)}
 						}
 						dst := b.NewTensor(tokens, cols)
-						require.NoError(t, b.MoE(dst, cpuTensor(t, b, x, tokens, cols), model.Routing{K: topK, IDs: slots, Weights: weights}, ids, ews))
+						require.NoError(t, b.Experts(dst, cpuTensor(t, b, x, tokens, cols), model.Routing{K: topK, IDs: slots, Weights: weights}, ids, ews))
 						want := make([]float32, tokens*cols)
 						b.Read(want, dst)
 						_, mag := p.moeReference(x, slots, weights, tokens, topK)

@@ -15,7 +15,8 @@ import (
 // from it: operations share the pool, and MatMul and MoE the buffers they
 // keep from one call to the next, so they wait for each other.
 type Backend struct {
-	pool *Pool
+	pool    *Pool
+	experts model.ExpertSource // nil: MoE fails
 
 	mu      sync.Mutex // serialises MatMul and MoE, which share scratch
 	scratch scratch
@@ -23,10 +24,24 @@ type Backend struct {
 
 var _ model.Backend = (*Backend)(nil)
 
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithExperts serves the routed experts of MoE from src (for example
+// model.NewFileSource, or rotary through engine.Source). A backend without
+// one computes everything but MoE.
+func WithExperts(src model.ExpertSource) Option { return func(b *Backend) { b.experts = src } }
+
 // New returns a CPU backend computing on threads goroutines (<= 0: one per
 // available CPU).
-func New(threads int) *Backend {
-	return &Backend{pool: NewPool(threads)}
+func New(threads int, opts ...Option) *Backend {
+	b := &Backend{pool: NewPool(threads)}
+	for _, o := range opts {
+		if o != nil {
+			o(b)
+		}
+	}
+	return b
 }
 
 // Threads is the number of goroutines the backend computes on.
@@ -60,9 +75,22 @@ func cpuTensor(t model.Tensor) *tensor {
 	return ct
 }
 
+// BeginStep implements model.Backend. Tensors come from the Go heap, which
+// reclaims a step's tensors once nothing refers to them.
+func (b *Backend) BeginStep() {}
+
 // NewTensor implements model.Backend.
 func (b *Backend) NewTensor(rows, cols int) model.Tensor {
 	return &tensor{rows: rows, cols: cols, data: make([]float32, rows*cols)}
+}
+
+// NewState implements model.Backend.
+func (b *Backend) NewState(rows, cols int) model.Tensor { return b.NewTensor(rows, cols) }
+
+// Zero implements model.Backend.
+func (b *Backend) Zero(t model.Tensor) error {
+	clear(cpuTensor(t).data)
+	return nil
 }
 
 // Slice implements model.Backend.
@@ -72,7 +100,10 @@ func (b *Backend) Slice(t model.Tensor, lo, hi int) model.Tensor {
 }
 
 // Read implements model.Backend.
-func (b *Backend) Read(dst []float32, t model.Tensor) { copy(dst, cpuTensor(t).data) }
+func (b *Backend) Read(dst []float32, t model.Tensor) error {
+	copy(dst, cpuTensor(t).data)
+	return nil
+}
 
 // floats views an F32 weight as float32 values without copying.
 func floats(w model.Weight) ([]float32, error) {
@@ -120,17 +151,19 @@ func (b *Backend) RMSNorm(dst, x model.Tensor, w model.Weight, eps float32) erro
 }
 
 // Add implements model.Backend.
-func (b *Backend) Add(dst, x, y model.Tensor) {
+func (b *Backend) Add(dst, x, y model.Tensor) error {
 	Add(cpuTensor(dst).data, cpuTensor(x).data, cpuTensor(y).data)
+	return nil
 }
 
 // SwiGLU implements model.Backend.
-func (b *Backend) SwiGLU(dst, gate, up model.Tensor) {
+func (b *Backend) SwiGLU(dst, gate, up model.Tensor) error {
 	SwiGLU(cpuTensor(dst).data, cpuTensor(gate).data, cpuTensor(up).data)
+	return nil
 }
 
 // AddGated implements model.Backend.
-func (b *Backend) AddGated(dst, x, y, gate model.Tensor) {
+func (b *Backend) AddGated(dst, x, y, gate model.Tensor) error {
 	d, xt, yt, g := cpuTensor(dst), cpuTensor(x), cpuTensor(y), cpuTensor(gate)
 	for t := range d.rows {
 		s := Sigmoid(g.data[t*g.cols])
@@ -139,6 +172,7 @@ func (b *Backend) AddGated(dst, x, y, gate model.Tensor) {
 			dr[i] = xr[i] + yr[i]*s
 		}
 	}
+	return nil
 }
 
 // NormRope implements model.Backend.
@@ -276,11 +310,11 @@ func (b *Backend) GatedRMSNorm(dst, x, z model.Tensor, w model.Weight, eps float
 }
 
 // Route implements model.Backend.
-func (b *Backend) Route(logits model.Tensor, k int, normalize bool) model.Routing {
+func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routing, error) {
 	lt := cpuTensor(logits)
 	r := model.Routing{K: k, IDs: make([]int32, lt.rows*k), Weights: make([]float32, lt.rows*k)}
 	for t := range lt.rows {
 		Route(lt.row(t), r.IDs[t*k:(t+1)*k], r.Weights[t*k:(t+1)*k], normalize)
 	}
-	return r
+	return r, nil
 }

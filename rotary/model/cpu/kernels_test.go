@@ -377,7 +377,7 @@ func TestMoE(t *testing.T) {
 	x := b.NewTensor(T, D).(*tensor)
 	copy(x.data, randVec(r, T*D, 1))
 	dst := b.NewTensor(T, D).(*tensor)
-	require.NoError(t, b.MoE(dst, x, routing, ids, ew))
+	require.NoError(t, b.Experts(dst, x, routing, ids, ew))
 
 	slot := map[int32]int{1: 0, 4: 1, 6: 2}
 	want := make([]float64, T*D)
@@ -409,19 +409,19 @@ func TestMoE(t *testing.T) {
 	one := model.Routing{K: K, IDs: []int32{6, 1}, Weights: []float32{0.6, 0.4}}
 	x1 := b.Slice(x, 1, 2)
 	got := b.NewTensor(1, D).(*tensor)
-	require.NoError(t, b.MoE(got, x1, one, []int{1, 6}, []model.ExpertWeights{ew[0], ew[2]}))
+	require.NoError(t, b.Experts(got, x1, one, []int{1, 6}, []model.ExpertWeights{ew[0], ew[2]}))
 	fresh := New(1)
 	defer fresh.Close()
 	want1 := fresh.NewTensor(1, D).(*tensor)
-	require.NoError(t, fresh.MoE(want1, x1, one, []int{1, 6}, []model.ExpertWeights{ew[0], ew[2]}))
+	require.NoError(t, fresh.Experts(want1, x1, one, []int{1, 6}, []model.ExpertWeights{ew[0], ew[2]}))
 	assert.Equal(t, want1.data, got.data)
 
 	routing.IDs[0] = 5
-	assert.ErrorContains(t, b.MoE(dst, x, routing, ids, ew), "expert 5")
+	assert.ErrorContains(t, b.Experts(dst, x, routing, ids, ew), "expert 5")
 	routing.IDs[0] = 4
 	odd := ew[1]
 	odd.Up.Type = experts.TypeIQ2_XXS
-	err := b.MoE(dst, x, routing, ids, []model.ExpertWeights{ew[0], odd, ew[2]})
+	err := b.Experts(dst, x, routing, ids, []model.ExpertWeights{ew[0], odd, ew[2]})
 	assert.ErrorIs(t, err, experts.ErrUnsupportedType)
 	assert.ErrorContains(t, err, "cpu: expert 4 up")
 }
@@ -444,7 +444,7 @@ func TestMoEReusesBuffers(t *testing.T) {
 	x, dst := b.NewTensor(1, D), b.NewTensor(1, D)
 	copy(x.(*tensor).data, randVec(r, D, 1))
 	allocs := testing.AllocsPerRun(10, func() {
-		if err := b.MoE(dst, x, routing, ids, ew); err != nil {
+		if err := b.Experts(dst, x, routing, ids, ew); err != nil {
 			t.Fatal(err)
 		}
 	})

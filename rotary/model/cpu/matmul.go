@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -181,7 +182,7 @@ type matrix struct {
 	acts     *activations
 }
 
-// newMatrix views w, whose size the model checked (model.Backend.MoE).
+// newMatrix views w, whose size was checked (model.CheckExperts).
 func newMatrix(w model.Weight) matrix {
 	return matrix{data: w.Data, typ: w.Type, rowBytes: len(w.Data) / w.Rows}
 }
@@ -194,11 +195,33 @@ type routedExpert struct {
 	gate, up, down matrix
 }
 
-// MoE implements model.Backend. Each routed expert's matrices are read
-// once for all the (token, slot) pairs routed to it; the outputs are
-// weighted and summed per token in routing order, as llama.cpp adds its
-// per-slot views.
-func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []model.ExpertWeights) error {
+// MoE implements model.Backend: it acquires the routed experts from the
+// backend's ExpertSource (WithExperts), checks them and computes with
+// Experts.
+func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r model.Routing) error {
+	if b.experts == nil {
+		return fmt.Errorf("cpu: MoE of layer %d: the backend has no expert source (WithExperts)", layer)
+	}
+	ids := model.RoutedExperts(r.IDs)
+	lease, err := b.experts.Acquire(ctx, layer, ids)
+	if err != nil {
+		return fmt.Errorf("acquiring %d experts: %w", len(ids), err)
+	}
+	defer lease.Release()
+	ew := lease.Weights()
+	if err := model.CheckExperts(layer, x.Cols(), ids, ew); err != nil {
+		return err
+	}
+	return b.Experts(dst, x, r, ids, ew)
+}
+
+// Experts writes the MoE of x over the given experts into dst: ew[i] are
+// the weights of expert ids[i], ids lists each expert of r once, and the
+// weights' shapes and sizes were checked (model.CheckExperts). Each routed
+// expert's matrices are read once for all the (token, slot) pairs routed to
+// it; the outputs are weighted and summed per token in routing order, as
+// llama.cpp adds its per-slot views.
+func (b *Backend) Experts(dst, x model.Tensor, r model.Routing, ids []int, ew []model.ExpertWeights) error {
 	d, xt := cpuTensor(dst), cpuTensor(x)
 	T, D, K := xt.rows, xt.cols, r.K
 	if len(ids) == 0 {
@@ -212,8 +235,8 @@ func (b *Backend) MoE(dst, x model.Tensor, r model.Routing, ids []int, ew []mode
 		return err
 	}
 
-	// The model checked the experts' shapes and sizes (model.Backend.MoE):
-	// only what is particular to this backend is left to check.
+	// The experts' shapes and sizes were checked (model.CheckExperts): only
+	// what is particular to this backend is left to check.
 	ffn := ew[0].Gate.Rows
 	exps := grow(&s.experts, len(ew))
 	defer clear(exps) // the views outlive neither the call nor the lease
