@@ -14,20 +14,26 @@ import (
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
+	"github.com/rotary-moe/rotary/rotary/model/gpu"
 	"github.com/rotary-moe/rotary/rotary/model/tokenizer"
 )
 
 // Engine is a model ready to run: its forward pass on the CPU, its experts
 // rotated by a rotary Runtime on a host device that emulates a card of the
-// VRAM budget.
+// VRAM budget; or, WithDevice, its forward pass and its experts on a GPU.
 type Engine struct {
 	experts *experts.Model
 	id      profile.ModelID
-	dev     *cuda.HostDevice
-	backend *cpu.Backend
+	dev     cuda.Device
+	ownsDev bool         // the CPU path's host device: Close closes it
+	cpu     *cpu.Backend // nil on a GPU
+	gpu     *gpu.Backend // nil on the CPU
 	rt      *rotary.Runtime
-	src     *Source
+	src     *Source // the CPU backend's experts
+	pf      Prefetcher
 	model   *model.Net
+	vram    int64 // the budget planned in
+	free    int64 // the device's free memory at New, WithDevice
 	tok     *tokenizer.Tokenizer
 	batch   int
 	reserve int64
@@ -54,6 +60,8 @@ type config struct {
 	log         *slog.Logger
 	modelOpts   []model.Option
 	prefetch    func(*rotary.Runtime) (Prefetcher, error)
+	dev         cuda.Device
+	types       []experts.Type
 }
 
 // DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
@@ -105,6 +113,20 @@ func WithPrefetch(newPrefetcher func(*rotary.Runtime) (Prefetcher, error)) Optio
 	return optionFunc(func(c *config) { c.prefetch = newPrefetcher })
 }
 
+// WithDevice runs the forward pass on dev with the GPU backend
+// (rotary/model/gpu), the experts rotated by rotary on the same device: a
+// card (cuda.Open), or the host device (cuda.NewHost), whose emulator runs
+// the same CUDA C on the CPU. The VRAM budget is the smaller of WithVRAM and
+// the device's free memory. The engine does not close dev.
+func WithDevice(dev cuda.Device) Option { return optionFunc(func(c *config) { c.dev = dev }) }
+
+// WithWeightTypes limits the GPU backend's matrix kernels to these types
+// (gpu.WithWeightTypes); by default every type of the model's tensors is
+// compiled.
+func WithWeightTypes(ts ...experts.Type) Option {
+	return optionFunc(func(c *config) { c.types = ts })
+}
+
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
 	return optionFunc(func(c *config) { c.modelOpts = append(c.modelOpts, opts...) })
@@ -140,14 +162,23 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		return nil, errors.New("engine: WithHotProfile(nil)")
 	}
 	positions := min(c.positions, m.Params.ContextLength)
-	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions)}
+	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions), vram: c.vram}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
 		}
 	}()
+	if c.dev != nil {
+		free, _, err := c.dev.MemInfo()
+		if err != nil {
+			return nil, fmt.Errorf("engine: the device's free memory: %w", err)
+		}
+		e.free, e.vram = free, min(c.vram, free)
+		// The GPU backend keeps a step's activations in device memory too.
+		e.reserve += ActivationBytes(m.Params, defaultGPUBatch)
+	}
 
-	ropts := []rotary.Option{rotary.WithVRAM(c.vram), rotary.WithReserve(e.reserve)}
+	ropts := []rotary.Option{rotary.WithVRAM(e.vram), rotary.WithReserve(e.reserve)}
 	if c.hostSet {
 		ropts = append(ropts, rotary.WithHostBudget(c.host))
 	}
@@ -167,34 +198,95 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		return nil, err
 	}
 	e.batch = MaxBatch(plan)
+	if c.dev != nil && (e.batch == 0 || e.batch > defaultGPUBatch) {
+		e.batch = defaultGPUBatch // what the activations reserve is for
+	}
 	mopts := slices.Clone(c.modelOpts)
 	if e.batch > 0 {
 		mopts = append(mopts, model.WithMaxBatch(e.batch))
 	}
-	src := &lateSource{}
-	e.backend = cpu.New(c.threads, cpu.WithExperts(src))
-	if e.model, err = model.New(m, e.backend, mopts...); err != nil {
+	if c.dev != nil {
+		err = e.openGPU(ctx, m, c, plan, mopts)
+	} else {
+		err = e.openCPU(ctx, m, c, plan, mopts)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if e.dev, err = cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log)); err != nil {
-		return nil, err
-	}
-	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
-		return nil, err
-	}
-	if e.src, err = NewSource(e.rt, e.dev); err != nil {
-		return nil, err
-	}
-	if c.prefetch != nil {
-		if e.src.prefetch, err = c.prefetch(e.rt); err != nil {
-			return nil, fmt.Errorf("engine: WithPrefetch: %w", err)
-		}
-	}
-	src.Source = e.src
 	if e.tok, err = tokenizer.FromGGUF(m.File); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// defaultGPUBatch is the GPU backend's micro-batch: prefill runs in
+// batches of at most this many tokens, whose activations the VRAM budget
+// reserves.
+const defaultGPUBatch = 512
+
+// openCPU runs the forward pass on the CPU, the experts in a host device of
+// the VRAM budget's capacity.
+func (e *Engine) openCPU(ctx context.Context, m *experts.Model, c config, plan *rotary.Plan, mopts []model.Option) (err error) {
+	src := &lateSource{}
+	e.cpu = cpu.New(c.threads, cpu.WithExperts(src))
+	if e.model, err = model.New(m, e.cpu, mopts...); err != nil {
+		return err
+	}
+	dev, err := cuda.NewHost(cuda.WithCapacity(c.vram), cuda.WithLogger(c.log))
+	if err != nil {
+		return err
+	}
+	e.dev, e.ownsDev = dev, true
+	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
+		return err
+	}
+	if e.src, err = NewSource(e.rt, dev); err != nil {
+		return err
+	}
+	if c.prefetch != nil {
+		if e.src.prefetch, err = c.prefetch(e.rt); err != nil {
+			return fmt.Errorf("engine: WithPrefetch: %w", err)
+		}
+	}
+	src.Source = e.src
+	return nil
+}
+
+// openGPU runs the forward pass and the experts on c.dev.
+func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *rotary.Plan, mopts []model.Option) (err error) {
+	e.dev = c.dev
+	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
+		return err
+	}
+	if c.prefetch != nil {
+		if e.pf, err = c.prefetch(e.rt); err != nil {
+			return fmt.Errorf("engine: WithPrefetch: %w", err)
+		}
+	}
+	gopts := []gpu.BackendOption{gpu.WithRoutedHook(func(layer int, ids []int) {
+		if e.pf != nil {
+			e.pf.Routed(layer, ids, nil)
+		}
+	})}
+	if c.types != nil {
+		gopts = append(gopts, gpu.WithWeightTypes(c.types...))
+	}
+	if e.gpu, err = gpu.NewBackend(ctx, e.dev, m, e.rt, gopts...); err != nil {
+		return err
+	}
+	e.model, err = model.New(m, e.gpu, mopts...)
+	return err
+}
+
+// ActivationBytes bounds the device memory of one forward step of batch
+// tokens on the GPU backend: the step's tensors (the hidden state and its
+// projections, the routed experts' intermediate values, the logits) and the
+// kernels' scratch.
+func ActivationBytes(h experts.HParams, batch int) int64 {
+	embed, ffn := int64(h.EmbeddingDim), int64(max(h.ExpertFFNDim, h.SharedExpertFFNDim))
+	heads := int64(max(h.NumHeads*h.KeyDim*2, (2*h.SSMGroupCount+h.SSMTimeStepRank)*h.SSMStateSize))
+	perToken := 16*embed + 4*heads + 3*int64(max(h.NumExpertsUsed, 1))*(ffn+embed) + int64(h.VocabSize) + int64(h.NumExperts)
+	return 4*int64(batch)*perToken + 16<<20
 }
 
 // lateSource lets model.New check the model before the runtime exists.
@@ -241,8 +333,21 @@ func (e *Engine) MaxBatch() int { return e.batch }
 // Reserve is the VRAM set aside for the sequence state (StateBytes).
 func (e *Engine) Reserve() int64 { return e.reserve }
 
-// Threads is the number of goroutines the forward pass computes on.
-func (e *Engine) Threads() int { return e.backend.Threads() }
+// Threads is the number of goroutines the forward pass computes on: 0 on a
+// GPU.
+func (e *Engine) Threads() int {
+	if e.cpu == nil {
+		return 0
+	}
+	return e.cpu.Threads()
+}
+
+// OnGPU reports whether the forward pass runs on a device (WithDevice).
+func (e *Engine) OnGPU() bool { return e.gpu != nil }
+
+// VRAM is the budget planned in and, WithDevice, the device's free memory
+// when the engine opened (0 on the CPU path).
+func (e *Engine) VRAM() (budget, free int64) { return e.vram, e.free }
 
 // Preload reads the weights every forward step uses (the non-expert
 // tensors, except an embedding table that is only gathered from) into the
@@ -307,6 +412,9 @@ type Stats struct {
 
 // Stats returns the counters since New.
 func (e *Engine) Stats() Stats {
+	if e.gpu != nil {
+		return Stats{Stats: e.rt.Stats(), Acquires: e.gpu.Acquires(), Wait: e.gpu.Wait()}
+	}
 	return Stats{Stats: e.rt.Stats(), Acquires: e.src.Acquires(), Wait: e.src.Wait()}
 }
 
@@ -320,11 +428,14 @@ func (e *Engine) Close() error {
 	if e.rt != nil {
 		errs = append(errs, e.rt.Close())
 	}
-	if e.dev != nil {
+	if e.gpu != nil {
+		errs = append(errs, e.gpu.Close()) // after the runtime, which holds its events
+	}
+	if e.ownsDev {
 		errs = append(errs, e.dev.Close())
 	}
-	if e.backend != nil {
-		errs = append(errs, e.backend.Close())
+	if e.cpu != nil {
+		errs = append(errs, e.cpu.Close())
 	}
 	if e.ownsModel {
 		errs = append(errs, e.experts.Close())

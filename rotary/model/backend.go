@@ -93,8 +93,8 @@ type Backend interface {
 	// BeginStep starts a forward step (one micro-batch through the layers):
 	// the tensors NewTensor returned before it may be reused from now on.
 	BeginStep()
-	// NewTensor allocates a rows×cols tensor of zeros, valid until the next
-	// BeginStep.
+	// NewTensor allocates a rows×cols tensor, valid until the next
+	// BeginStep. Its values are undefined until an operation writes them.
 	NewTensor(rows, cols int) Tensor
 	// NewState allocates a rows×cols tensor of zeros that keeps its values
 	// across steps, for a sequence's caches and recurrent state; it lives

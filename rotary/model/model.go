@@ -74,6 +74,31 @@ func (m *Net) VocabSize() int { return m.cfg.vocab }
 // Layers is the number of decoder layers the forward pass runs.
 func (m *Net) Layers() int { return m.cfg.layers }
 
+// Weights lists the weights the forward pass reads besides the routed
+// experts, each once: what a GPU backend uploads before the first step.
+func (m *Net) Weights() []Weight {
+	var ws []Weight
+	seen := map[*byte]bool{}
+	add := func(w Weight) {
+		if len(w.Data) == 0 || seen[&w.Data[0]] {
+			return
+		}
+		seen[&w.Data[0]] = true
+		ws = append(ws, w)
+	}
+	add(m.tokenEmbd)
+	for _, l := range m.layers {
+		for _, w := range []Weight{l.attnNorm, l.q, l.k, l.v, l.qNorm, l.kNorm, l.o,
+			l.qkv, l.z, l.alpha, l.beta, l.conv, l.dtBias, l.a, l.ssmNorm, l.ssmOut,
+			l.ffnNorm, l.router, l.shGate, l.shUp, l.shDown, l.shInput} {
+			add(w)
+		}
+	}
+	add(m.outputNorm)
+	add(m.output)
+	return ws
+}
+
 // State is one sequence's memory: the KV cache of attention layers and the
 // convolution and recurrent state of Gated DeltaNet layers.
 type State struct {
@@ -405,8 +430,11 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 		return nil, err
 	}
 	if m.opts.onActivation != nil {
-		gated := b.NewTensor(T, c.embed)
-		if err := b.AddGated(gated, b.NewTensor(T, c.embed), shared, gateIn); err != nil {
+		gated, zero := b.NewTensor(T, c.embed), b.NewTensor(T, c.embed)
+		if err := b.Zero(zero); err != nil {
+			return nil, err
+		}
+		if err := b.AddGated(gated, zero, shared, gateIn); err != nil {
 			return nil, err
 		}
 		if err := m.observe("ffn_shexp_gated", il, gated); err != nil {

@@ -33,6 +33,11 @@ type golden struct {
 		MoEBatch           []moeLayer `json:"moe_batch"`
 		MoETokenByToken    []moeLayer `json:"moe_token_by_token"`
 	} `json:"sequences"`
+	// DequantReference is llama.cpp's batch run of the quantized file with
+	// every tensor dequantised to F32 (quantized files only).
+	DequantReference struct {
+		Sequences []dequantSequence `json:"sequences"`
+	} `json:"dequant_reference"`
 	BinIndex []struct {
 		What     string `json:"what"`
 		Sequence string `json:"sequence"`
@@ -40,6 +45,11 @@ type golden struct {
 		Shape    [2]int `json:"shape"`
 	} `json:"bin_index"`
 	bin []byte
+}
+
+type dequantSequence struct {
+	Name     string     `json:"name"`
+	MoEBatch []moeLayer `json:"moe_batch"`
 }
 
 type moeLayer struct {
@@ -125,6 +135,9 @@ func (r *routes) agreement(want []moeLayer) (sets float64, orderOK bool, maxWeig
 				continue
 			}
 			for k := range ids {
+				if l.Weights == nil {
+					break // the dequantised reference records the choices only
+				}
 				maxWeightDiff = max(maxWeightDiff, math.Abs(float64(r.weights[l.Layer][pos][k]-l.Weights[pos][k])))
 			}
 		}
@@ -153,32 +166,50 @@ type oracleCase struct {
 	// minExperts is the least share of (layer, position) pairs whose
 	// expert set must equal llama.cpp's.
 	minExperts float64
+	// gpuDecodeRel and gpuDecodeExperts bound the GPU backend's 8-bit
+	// decode against llama.cpp's quantized token-by-token run: about the
+	// README's distance between that run and the dequantised reference
+	// ("vs dequantised-F32 reference": max / 9.2 and experts).
+	gpuDecodeRel, gpuDecodeExperts float64
 }
 
 var oracleCases = []oracleCase{
-	{name: "qwen3moe-tiny-f32", maxRel: 1e-5, minExperts: 1},
-	{name: "qwen35moe-tiny-f32", maxRel: 1e-5, minExperts: 1},
-	{name: "qwen3moe-tiny-q8_0", maxRel: 1e-3, minExperts: 1},
-	{name: "qwen3moe-tiny-mxfp4_moe", maxRel: 1e-3, minExperts: 1},
-	{name: "qwen3moe-small-q4_k_m", maxRel: 1e-2, minExperts: 1},
-	{name: "qwen35moe-small-q4_k_m", maxRel: 2.5e-2, minExperts: 1},
+	{name: "qwen3moe-tiny-f32", maxRel: 1e-5, minExperts: 1, gpuDecodeRel: 1e-5, gpuDecodeExperts: 1},
+	{name: "qwen35moe-tiny-f32", maxRel: 1e-5, minExperts: 1, gpuDecodeRel: 1e-5, gpuDecodeExperts: 1},
+	{name: "qwen3moe-tiny-q8_0", maxRel: 1e-3, minExperts: 1, gpuDecodeRel: 2e-2, gpuDecodeExperts: 0.93},
+	{name: "qwen3moe-tiny-mxfp4_moe", maxRel: 1e-3, minExperts: 1, gpuDecodeRel: 2e-2, gpuDecodeExperts: 0.93},
+	{name: "qwen3moe-small-q4_k_m", maxRel: 1e-2, minExperts: 1, gpuDecodeRel: 4e-2, gpuDecodeExperts: 0.95},
+	{name: "qwen35moe-small-q4_k_m", maxRel: 2.5e-2, minExperts: 1, gpuDecodeRel: 0.25, gpuDecodeExperts: 0.95},
 }
 
 type runner struct {
 	model  *model.Net
 	routes *routes
 	acts   map[string][]float32
-	src    *fileSource
+	// held counts the experts' leases not given back (the CPU backend's
+	// fileSource); nil where the backend's runtime checks that itself.
+	held func() int
 }
 
-// newRunner opens file with a CPU backend whose experts come from a
-// fileSource that counts leases.
-func newRunner(t testing.TB, file string, withActs bool) *runner {
+// backendFor makes the backend a runner computes with for em, and says how
+// to count its unreleased leases (nil: not counted).
+type backendFor func(t testing.TB, em *experts.Model) (model.Backend, func() int)
+
+// cpuBackend is the CPU backend with a fileSource that counts leases.
+func cpuBackend(t testing.TB, em *experts.Model) (model.Backend, func() int) {
+	src := &fileSource{m: em}
+	b := cpu.New(0, cpu.WithExperts(src))
+	t.Cleanup(func() { b.Close() })
+	return b, func() int { return src.acquired }
+}
+
+// newRunner opens file with the backend newBackend makes.
+func newRunner(t testing.TB, file string, newBackend backendFor, withActs bool) *runner {
 	t.Helper()
 	em, err := experts.OpenModel(filepath.Join(modelDir, file))
 	require.NoError(t, err)
 	t.Cleanup(func() { em.Close() })
-	r := &runner{routes: &routes{}, acts: map[string][]float32{}, src: &fileSource{m: em}}
+	r := &runner{routes: &routes{}, acts: map[string][]float32{}}
 	opts := []model.Option{model.WithRoutingHook(r.routes.hook)}
 	if withActs {
 		opts = append(opts, model.WithActivationHook(func(name string, layer, rows, cols int, vals []float32) {
@@ -189,15 +220,52 @@ func newRunner(t testing.TB, file string, withActs bool) *runner {
 			r.acts[key] = append(r.acts[key], vals...)
 		}))
 	}
-	backend := cpu.New(0, cpu.WithExperts(r.src))
-	t.Cleanup(func() { backend.Close() })
+	backend, held := newBackend(t, em)
+	r.held = held
 	r.model, err = model.New(em, backend, opts...)
 	require.NoError(t, err)
 	return r
 }
 
-func TestOracle(t *testing.T) {
-	for _, tc := range oracleCases {
+func TestOracle(t *testing.T) { runOracle(t, oracleCases, cpuBackend, oracleMode{sameLast: true}) }
+
+// oracleMode says how a backend's arithmetic relates to llama.cpp's, and so
+// which of the oracle's outputs it is held to.
+type oracleMode struct {
+	// sameLast: a prefill asking for the last logits only gives the batch's
+	// last row bit for bit (matrix kernels that do not depend on the batch);
+	// otherwise within the tolerance.
+	sameLast bool
+	// floatPrefill: batches of more than moe.DecodeTokens compute in
+	// float32 with dequantised weights, where llama.cpp's CPU quantizes the
+	// activations to 8 bits, so a quantized file's batch is held to the
+	// oracle's dequantised-F32 reference at floatRel, its expert choices to
+	// the reference's. floatDecode: so is decode, token by token (llama.cpp's
+	// float batch and token-by-token runs differ by 1e-6, oracle README).
+	floatPrefill, floatDecode bool
+	floatRel                  float64
+	// decode, when set, gives the bounds of token-by-token decode against
+	// llama.cpp's quantized run where they differ from the case's.
+	decode func(oracleCase) (maxRel, minExperts float64)
+}
+
+// dequantReference returns the dequantised-F32 logits and expert choices of
+// a sequence, nil for a file that has none.
+func (g *golden) dequantReference(t *testing.T, seq string) ([]float32, []moeLayer) {
+	_, _, ref := g.array("logits_batch_dequant_f32", seq)
+	if ref == nil {
+		return nil, nil
+	}
+	refs := g.DequantReference.Sequences
+	i := slices.IndexFunc(refs, func(r dequantSequence) bool { return r.Name == seq })
+	require.GreaterOrEqual(t, i, 0, "the dequantised reference of %s", seq)
+	return ref, refs[i].MoEBatch
+}
+
+// runOracle checks each case's model against llama.cpp's outputs with the
+// backends newBackend makes.
+func runOracle(t *testing.T, cases []oracleCase, newBackend backendFor, mode oracleMode) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := loadGolden(t, tc.name)
 			for _, seq := range g.Sequences {
@@ -206,21 +274,28 @@ func TestOracle(t *testing.T) {
 					T := len(seq.Tokens)
 
 					// Prefill: the whole sequence in one batch.
-					batch := newRunner(t, g.ModelFile, true)
+					batch := newRunner(t, g.ModelFile, newBackend, true)
 					s := batch.model.NewState(256)
 					logits, err := batch.model.Forward(ctx, s, seq.Tokens, model.AllLogits)
 					require.NoError(t, err)
 					_, _, want := g.array("logits_batch", seq.Name)
+					wantMoE, maxRel, minExperts := seq.MoEBatch, tc.maxRel, tc.minExperts
+					ref, refMoE := g.dequantReference(t, seq.Name)
+					if mode.floatPrefill && ref != nil {
+						want, wantMoE, maxRel, minExperts = ref, refMoE, mode.floatRel, 1
+					}
 					rel := relDiff(logits, want)
-					sets, ordered, wdiff := batch.routes.agreement(seq.MoEBatch)
+					sets, ordered, wdiff := batch.routes.agreement(wantMoE)
 					t.Logf("batch: rel %.2e, expert sets %.3f (order kept: %v, max weight diff %.1e)", rel, sets, ordered, wdiff)
 					checkActivations(t, g, seq.Name, batch.acts)
-					require.LessOrEqual(t, rel, tc.maxRel, "batch logits")
-					require.GreaterOrEqual(t, sets, tc.minExperts, "batch expert sets")
-					require.Zero(t, batch.src.acquired, "every lease released")
+					require.LessOrEqual(t, rel, maxRel, "batch logits")
+					require.GreaterOrEqual(t, sets, minExperts, "batch expert sets")
+					if batch.held != nil {
+						require.Zero(t, batch.held(), "every lease released")
+					}
 
 					// Decode: one token per call.
-					tbt := newRunner(t, g.ModelFile, false)
+					tbt := newRunner(t, g.ModelFile, newBackend, false)
 					s = tbt.model.NewState(256)
 					var rows []float32
 					for _, tok := range seq.Tokens {
@@ -229,18 +304,33 @@ func TestOracle(t *testing.T) {
 						rows = append(rows, l...)
 					}
 					_, _, want = g.array("logits_token_by_token", seq.Name)
+					wantMoE, maxRel, minExperts = seq.MoETokenByToken, tc.maxRel, tc.minExperts
+					switch {
+					case mode.floatDecode && ref != nil:
+						want, wantMoE, maxRel, minExperts = ref, refMoE, mode.floatRel, 1
+					case mode.decode != nil:
+						maxRel, minExperts = mode.decode(tc)
+					}
 					rel = relDiff(rows, want)
-					sets, ordered, wdiff = tbt.routes.agreement(seq.MoETokenByToken)
+					sets, ordered, wdiff = tbt.routes.agreement(wantMoE)
 					t.Logf("token by token: rel %.2e, expert sets %.3f (order kept: %v, max weight diff %.1e)", rel, sets, ordered, wdiff)
-					require.LessOrEqual(t, rel, tc.maxRel, "token-by-token logits")
-					require.GreaterOrEqual(t, sets, tc.minExperts, "token-by-token expert sets")
+					require.LessOrEqual(t, rel, maxRel, "token-by-token logits")
+					require.GreaterOrEqual(t, sets, minExperts, "token-by-token expert sets")
 					require.Equal(t, T, s.Pos())
 
 					// Prefill requesting the last position only.
 					last, err := batch.model.Forward(ctx, batch.model.NewState(256), seq.Tokens, model.LastLogits)
 					require.NoError(t, err)
-					require.Equal(t, logits[(T-1)*len(last):], last, "last-only logits equal the batch's last row")
-					require.LessOrEqual(t, relDiff(last, seq.LastLogitsLastonly), tc.maxRel)
+					if mode.sameLast {
+						require.Equal(t, logits[(T-1)*len(last):], last, "last-only logits equal the batch's last row")
+						require.LessOrEqual(t, relDiff(last, seq.LastLogitsLastonly), tc.maxRel)
+					} else {
+						maxRel := tc.maxRel
+						if mode.decode != nil {
+							maxRel, _ = mode.decode(tc)
+						}
+						require.LessOrEqual(t, relDiff(last, logits[(T-1)*len(last):]), maxRel, "last-only logits near the batch's last row")
+					}
 				})
 			}
 		})

@@ -187,6 +187,7 @@ func checkCols(t experts.Type, cols int) (int64, error) {
 // callConfig is what CallOptions set.
 type callConfig struct {
 	accumulate bool
+	float      bool
 }
 
 // CallOption modifies one MatMul or MoE call.
@@ -195,6 +196,17 @@ type CallOption func(*callConfig)
 // Accumulate adds the call's result to dst instead of overwriting it: a
 // residual connection, or the shared expert added to the routed ones.
 func Accumulate() CallOption { return func(c *callConfig) { c.accumulate = true } }
+
+// FloatActivations computes with float activations whatever the batch: the
+// prefill kernels, which dequantize the weights and multiply in float32,
+// also for the one to DecodeTokens tokens that otherwise take the decode
+// kernels' 8-bit activations. Slower for decode; its results are those of
+// a float reference (llama.cpp's run of the dequantised model), which is
+// what exactness tests compare with.
+func FloatActivations() CallOption { return func(c *callConfig) { c.float = true } }
+
+// decode reports whether a call of tokens rows takes the decode kernels.
+func (c callConfig) decode(tokens int) bool { return tokens <= DecodeTokens && !c.float }
 
 func callOptions(opts []CallOption) (c callConfig) {
 	for _, o := range opts {
@@ -268,9 +280,9 @@ func checkBuf(what string, b cuda.Buffer, n int64) error {
 }
 
 // MatMulScratch is the scratch MatMul needs for tokens rows of activations
-// and the matrix w (0 when it needs none).
-func MatMulScratch(tokens int, w Matrix) int64 {
-	if tokens > DecodeTokens || formats[w.Type].float || w.Cols < 0 {
+// and the matrix w (0 when it needs none), called with the same options.
+func MatMulScratch(tokens int, w Matrix, opts ...CallOption) int64 {
+	if !callOptions(opts).decode(tokens) || formats[w.Type].float || w.Cols < 0 {
 		return 0
 	}
 	return alignUp(int64(tokens) * int64(w.Cols/32) * q8x32Bytes)
@@ -293,13 +305,13 @@ func (k *Kernels) MatMul(s cuda.Stream, dst, x cuda.Buffer, tokens int, w Matrix
 		checkBuf("dst", dst, int64(tokens)*int64(w.Rows)*4)); err != nil {
 		return fmt.Errorf("moe: MatMul: %w", err)
 	}
-	if need := MatMulScratch(tokens, w); scratch.Size() < need {
+	if need := MatMulScratch(tokens, w, opts...); scratch.Size() < need {
 		return fmt.Errorf("moe: MatMul: %w: %d bytes, need %d", ErrScratch, scratch.Size(), need)
 	}
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	f := formats[w.Type]
-	if tokens > DecodeTokens {
+	if !c.decode(tokens) {
 		fn, err := k.kernel("rt_prefill_gemm_"+f.name, w.Type)
 		if err != nil {
 			return fmt.Errorf("moe: MatMul: %w", err)

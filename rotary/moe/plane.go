@@ -91,10 +91,10 @@ type moeScratch struct {
 	counts, order, tiles, y, maxT int64 // prefill (and h)
 }
 
-func newMoEScratch(tokens, k int, p Plane, slots int) moeScratch {
+func newMoEScratch(tokens, k int, p Plane, slots int, c callConfig) moeScratch {
 	var m moeScratch
 	P := int64(tokens) * int64(k)
-	if tokens <= DecodeTokens {
+	if c.decode(tokens) {
 		if !formats[p.Gate.Type].float {
 			m.xq = m.take(int64(tokens) * int64(p.Embd/32) * q8x32Bytes)
 		}
@@ -112,13 +112,14 @@ func newMoEScratch(tokens, k int, p Plane, slots int) moeScratch {
 }
 
 // MoEScratch is the scratch MoE needs for tokens tokens routed to k experts
-// each of plane p (0 for a plane that does not check).
-func MoEScratch(tokens, k int, p Plane) int64 {
+// each of plane p (0 for a plane that does not check), called with the same
+// options.
+func MoEScratch(tokens, k int, p Plane, opts ...CallOption) int64 {
 	sh, err := p.check()
 	if err != nil || tokens < 1 || k < 1 {
 		return 0
 	}
-	m := newMoEScratch(tokens, k, p, sh.slots)
+	m := newMoEScratch(tokens, k, p, sh.slots, callOptions(opts))
 	return m.size
 }
 
@@ -150,14 +151,14 @@ func (k *Kernels) MoE(s cuda.Stream, dst, x cuda.Buffer, tokens, topK int, slots
 		checkBuf("slots", slots, P*4), checkBuf("weights", weights, P*4)); err != nil {
 		return fmt.Errorf("moe: MoE: %w", err)
 	}
-	m := newMoEScratch(tokens, topK, p, sh.slots)
+	m := newMoEScratch(tokens, topK, p, sh.slots, c)
 	if scratch.Size() < m.size {
 		return fmt.Errorf("moe: MoE: %w: %d bytes, need %d", ErrScratch, scratch.Size(), m.size)
 	}
 	m.buf = scratch
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if tokens <= DecodeTokens {
+	if c.decode(tokens) {
 		err = k.moeDecode(s, dst, x, tokens, topK, slots, weights, p, sh, &m, c)
 	} else {
 		err = k.moePrefill(s, dst, x, tokens, topK, slots, weights, p, sh, &m, c)

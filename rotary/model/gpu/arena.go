@@ -1,0 +1,96 @@
+package gpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rotary-moe/rotary/cuda"
+)
+
+// arenaAlign aligns every tensor of the arena (the kernels' vector loads
+// and the GPU's memory transactions want at least 16 bytes; 256 is what
+// cuMemAlloc itself guarantees).
+const arenaAlign = 256
+
+// minArena is the first chunk's size.
+const minArena = 1 << 20
+
+// arena hands out a step's tensors from device memory that is reused step
+// after step, so a step allocates nothing once the arena has grown to the
+// largest step: one allocation of the device, the tensors at the same
+// addresses each time a step of the same shape comes back (what a captured
+// graph needs).
+type arena struct {
+	dev    cuda.Device
+	stream cuda.Stream
+	// chunks are the arena's memory; a step that outgrows the last one gets
+	// another, and the next reset replaces them with one of their total.
+	chunks []cuda.Buffer
+	used   int64 // bytes taken from the last chunk
+	taken  int64 // bytes taken this step, over all chunks
+}
+
+// take returns n bytes (rounded up to arenaAlign) valid until the next
+// reset. n == 0 is the zero Buffer: a launch that needs no workspace.
+func (a *arena) take(n int64) (cuda.Buffer, error) {
+	if n < 0 {
+		return cuda.Buffer{}, fmt.Errorf("gpu: arena: %d bytes", n)
+	}
+	if n == 0 {
+		return cuda.Buffer{}, nil
+	}
+	n = (n + arenaAlign - 1) / arenaAlign * arenaAlign
+	if len(a.chunks) == 0 || a.used+n > a.chunks[len(a.chunks)-1].Size() {
+		size := max(n, minArena)
+		if len(a.chunks) > 0 {
+			size = max(size, 2*a.chunks[len(a.chunks)-1].Size())
+		}
+		c, err := a.dev.Alloc(size)
+		if err != nil {
+			return cuda.Buffer{}, fmt.Errorf("gpu: arena of %d bytes: %w", size, err)
+		}
+		a.chunks = append(a.chunks, c)
+		a.used = 0
+	}
+	buf, err := a.chunks[len(a.chunks)-1].Slice(a.used, n)
+	if err != nil {
+		return cuda.Buffer{}, err
+	}
+	a.used += n
+	a.taken += n
+	return buf, nil
+}
+
+// reset makes the arena's memory free for the next step; the stream must
+// be idle (BeginStep waited for it). An arena that grew in several chunks
+// becomes one of their total.
+func (a *arena) reset() error {
+	if len(a.chunks) > 1 {
+		total := a.taken
+		if err := a.free(); err != nil {
+			return err
+		}
+		c, err := a.dev.Alloc(total)
+		if err != nil {
+			return fmt.Errorf("gpu: arena of %d bytes: %w", total, err)
+		}
+		a.chunks = append(a.chunks, c)
+	}
+	a.used, a.taken = 0, 0
+	return nil
+}
+
+// free releases the arena's memory once the stream's work is done.
+func (a *arena) free() error {
+	var errs []error
+	if len(a.chunks) > 0 && a.stream != nil {
+		errs = append(errs, a.stream.Synchronize(context.Background()))
+	}
+	for _, c := range a.chunks {
+		errs = append(errs, a.dev.Free(c))
+	}
+	a.chunks = a.chunks[:0]
+	a.used = 0
+	return errors.Join(errs...)
+}

@@ -1,0 +1,747 @@
+package gpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/model"
+	"github.com/rotary-moe/rotary/rotary/moe"
+)
+
+// Backend implements model.Backend on a cuda.Device: activations, the
+// sequence state and the non-expert weights live in device memory, every
+// operation is queued on one compute stream, and the routed experts are
+// computed in place in the slot planes of a rotary.Runtime opened on the
+// same device, which streams the misses on its own copy stream.
+//
+// Per MoE layer the host reads back the routing (the host-driven path: one
+// small copy and synchronisation per layer), acquires the layer's experts
+// from the runtime with the compute stream waiting for their copies, uploads
+// the tokens' slot ids and queues the slot-plane MoE kernels; the experts are
+// released with an event recorded after them, so a slot is not refilled
+// while a kernel may still read it.
+//
+// A Backend serves one model.Net (its steps run one at a time) and is not
+// safe for concurrent use otherwise. Close it after the runtime: the runtime
+// keeps the backend's events until it closes.
+type Backend struct {
+	dev    cuda.Device
+	rt     *rotary.Runtime
+	stream cuda.Stream
+	ks     *Kernels
+	mk     *moe.Kernels
+	opts   backendOptions
+
+	// err is the first failure of an operation, returned by every later one
+	// until Reset: a stream that faulted cannot be trusted.
+	err error
+
+	arena   arena
+	states  []cuda.Buffer        // NewState allocations, freed by Close
+	weights map[weightKey]cuda.Buffer // uploaded non-expert weights
+	// Pinned host memory for read-backs and for the step's small uploads
+	// (token and slot ids); uploaded is the upload bytes the step has used.
+	readback, uploads staging
+	uploaded          int64
+	planes  map[int]*layerMoE    // by layer, made on first use
+
+	route routeBufs
+
+	// The counters are read by another goroutine's Stats while a step runs.
+	acquires atomic.Int64
+	wait     atomic.Int64 // nanoseconds in AcquireInto
+}
+
+// Acquires counts the MoE layers whose experts were acquired.
+func (b *Backend) Acquires() int { return int(b.acquires.Load()) }
+
+// Wait is the time the runtime took to acquire experts: its bookkeeping,
+// reads into the host tier and queuing the copies (the compute stream, not
+// the host, waits for the copies themselves).
+func (b *Backend) Wait() time.Duration { return time.Duration(b.wait.Load()) }
+
+// backendOptions are the settings of NewBackend.
+type backendOptions struct {
+	types  []experts.Type
+	routed func(layer int, ids []int)
+	calls  []moe.CallOption // of every MatMul and MoE
+}
+
+// BackendOption configures NewBackend.
+type BackendOption func(*backendOptions)
+
+// WithWeightTypes loads the matrix kernels of these weight types only (by
+// default, every type the model's tensors use): each type is a program to
+// compile, which on the emulator takes seconds.
+func WithWeightTypes(ts ...experts.Type) BackendOption {
+	return func(o *backendOptions) { o.types = slices.Clone(ts) }
+}
+
+// WithFloatActivations computes every matrix product with float
+// activations (moe.FloatActivations): decode too takes the prefill kernels,
+// slower, but its results are those of a float reference, llama.cpp's run
+// of the dequantised model, which is how tests hold the whole forward pass
+// to the oracle. By default decode quantizes the activations to 8 bits, as
+// llama.cpp does, but in another order of float sums than its CPU backend.
+func WithFloatActivations() BackendOption {
+	return func(o *backendOptions) { o.calls = []moe.CallOption{moe.FloatActivations()} }
+}
+
+// WithRoutedHook calls fn with each MoE layer's routed experts (distinct,
+// ascending) once they are acquired, before the layer's kernels are queued:
+// a prefetcher's cue. fn must not keep ids.
+func WithRoutedHook(fn func(layer int, ids []int)) BackendOption {
+	return func(o *backendOptions) { o.routed = fn }
+}
+
+// weightKey identifies a weight by the memory it views.
+type weightKey struct {
+	data *byte
+	n    int
+}
+
+// layerMoE is what a layer's MoE reuses from step to step.
+type layerMoE struct {
+	plane moe.Plane
+	set   rotary.Set
+	slot  map[int]int32 // expert → slot of the current set
+	slots []int32       // the slot of each routed (token, k)
+	done  cuda.Event    // recorded after the layer's MoE kernels
+}
+
+// routeBufs holds the last routing: on the device for MoE, on the host for
+// the model.
+type routeBufs struct {
+	ids     []int32
+	weights []float32
+}
+
+// NewBackend loads the model's kernels on dev and prepares the compute
+// stream. rt must have been opened over m on dev: MoE computes on its slot
+// planes. The backend's own memory (weights, state, the step arena) is
+// allocated as the model asks for it.
+func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rotary.Runtime, opts ...BackendOption) (_ *Backend, err error) {
+	if dev == nil || m == nil || rt == nil {
+		return nil, errors.New("gpu: NewBackend needs a device, a model and a runtime")
+	}
+	b := &Backend{dev: dev, rt: rt, weights: map[weightKey]cuda.Buffer{}, planes: map[int]*layerMoE{}}
+	for _, o := range opts {
+		if o != nil {
+			o(&b.opts)
+		}
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, b.Close())
+		}
+	}()
+	types := b.opts.types
+	if types == nil {
+		types = modelTypes(m)
+	}
+	if b.ks, err = Load(ctx, dev); err != nil {
+		return nil, err
+	}
+	if b.mk, err = moe.Load(ctx, dev, moe.WithTypes(types...)); err != nil {
+		return nil, err
+	}
+	if b.stream, err = dev.NewStream(); err != nil {
+		return nil, fmt.Errorf("gpu: creating the compute stream: %w", err)
+	}
+	b.arena = arena{dev: dev, stream: b.stream}
+	return b, nil
+}
+
+// modelTypes lists the types of m's matrices that the matrix kernels read.
+func modelTypes(m *experts.Model) []experts.Type {
+	var ts []experts.Type
+	for _, t := range m.File.Tensors() {
+		if moe.Supported(t.Type) == nil && !slices.Contains(ts, t.Type) {
+			ts = append(ts, t.Type)
+		}
+	}
+	return ts
+}
+
+// Stream is the compute stream: everything the backend computes is queued
+// on it.
+func (b *Backend) Stream() cuda.Stream { return b.stream }
+
+// Close waits for the queued work and frees everything the backend
+// allocated. Close the runtime first (see Backend).
+func (b *Backend) Close() error {
+	var errs []error
+	if b.stream != nil {
+		errs = append(errs, b.stream.Synchronize(context.Background()))
+	}
+	errs = append(errs, b.arena.free())
+	if b.stream != nil {
+		errs = append(errs, b.stream.Close())
+		b.stream = nil
+	}
+	for _, l := range b.planes {
+		if l.done != nil {
+			errs = append(errs, l.done.Close())
+		}
+	}
+	b.planes = nil
+	for _, w := range b.weights {
+		errs = append(errs, b.dev.Free(w))
+	}
+	b.weights = nil
+	for _, s := range b.states {
+		errs = append(errs, b.dev.Free(s))
+	}
+	b.states = nil
+	errs = append(errs, b.readback.free(b.dev), b.uploads.free(b.dev))
+	if b.mk != nil {
+		errs = append(errs, b.mk.Close())
+		b.mk = nil
+	}
+	if b.ks != nil {
+		errs = append(errs, b.ks.Close())
+		b.ks = nil
+	}
+	return errors.Join(errs...)
+}
+
+// fail records the first error of the backend and returns the one to report.
+func (b *Backend) fail(err error) error {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	return err
+}
+
+// Err is the error that stopped the backend, nil while it works.
+func (b *Backend) Err() error { return b.err }
+
+// tensor is the backend's model.Tensor: Rows×Cols float32 values at the
+// start of Buf.
+type tensor struct {
+	m Matrix
+}
+
+func (t *tensor) Rows() int { return t.m.Rows }
+func (t *tensor) Cols() int { return t.m.Cols }
+
+// matrix returns the backend's view of t, which must come from this
+// backend: another backend's tensor is a programming error.
+func matrix(t model.Tensor) Matrix {
+	gt, ok := t.(*tensor)
+	if !ok {
+		panic(fmt.Sprintf("gpu: tensor %T does not belong to the GPU backend", t))
+	}
+	return gt.m
+}
+
+// BeginStep implements model.Backend: the arena's tensors are reused. The
+// work of the last step that reads them is queued on the same stream, so it
+// completes before this step's writes.
+func (b *Backend) BeginStep() {
+	if b.err != nil {
+		return
+	}
+	// The step reuses the upload staging memory from its start: the copies
+	// of the last step must have read it. A step ends with a read-back, so
+	// this wait is usually for nothing.
+	if err := b.stream.Synchronize(context.Background()); err != nil {
+		b.fail(err)
+		return
+	}
+	b.uploaded = 0
+	if err := b.arena.reset(); err != nil {
+		b.fail(err)
+	}
+}
+
+// NewTensor implements model.Backend, from the step's arena.
+func (b *Backend) NewTensor(rows, cols int) model.Tensor {
+	buf, err := b.arena.take(4 * int64(rows) * int64(cols))
+	if err != nil {
+		b.fail(fmt.Errorf("gpu: a %d×%d tensor: %w", rows, cols, err))
+	}
+	return &tensor{Matrix{Buf: buf, Rows: rows, Cols: cols}}
+}
+
+// NewState implements model.Backend.
+func (b *Backend) NewState(rows, cols int) model.Tensor {
+	t := &tensor{Matrix{Rows: rows, Cols: cols}}
+	n := 4 * int64(rows) * int64(cols)
+	buf, err := b.dev.Alloc(max(n, 4))
+	if err != nil {
+		b.fail(fmt.Errorf("gpu: a %d×%d state tensor: %w", rows, cols, err))
+		return t
+	}
+	b.states = append(b.states, buf)
+	t.m.Buf = buf
+	if err := b.stream.Memset(buf, 0, buf.Size(), 0); err != nil {
+		b.fail(fmt.Errorf("gpu: clearing a state tensor: %w", err))
+	}
+	return t
+}
+
+// Zero implements model.Backend. Clearing a sequence's state also starts
+// over after a failure: the error is forgotten once the stream is idle.
+func (b *Backend) Zero(t model.Tensor) error {
+	if b.err != nil {
+		if err := b.stream.Synchronize(context.Background()); err != nil {
+			return err
+		}
+		b.err = nil
+	}
+	m := matrix(t)
+	return b.fail(b.stream.Memset(m.Buf, 0, 4*int64(m.Len()), 0))
+}
+
+// Slice implements model.Backend.
+func (b *Backend) Slice(t model.Tensor, lo, hi int) model.Tensor {
+	m := matrix(t)
+	out := &tensor{Matrix{Rows: hi - lo, Cols: m.Cols}}
+	buf, err := m.Buf.Slice(4*int64(lo)*int64(m.Cols), 4*int64(hi-lo)*int64(m.Cols))
+	if err != nil {
+		b.fail(fmt.Errorf("gpu: rows [%d, %d) of a %d×%d tensor: %w", lo, hi, m.Rows, m.Cols, err))
+	}
+	out.m.Buf = buf
+	return out
+}
+
+// Read implements model.Backend: it waits for the stream.
+func (b *Backend) Read(dst []float32, t model.Tensor) error {
+	if b.err != nil {
+		return b.err
+	}
+	m := matrix(t)
+	n := min(len(dst), m.Len())
+	host, err := b.readback.get(b, 0, 4*int64(n))
+	if err != nil {
+		return b.fail(err)
+	}
+	if err := b.stream.CopyDtoH(host, m.Buf, 0); err != nil {
+		return b.fail(fmt.Errorf("gpu: reading a tensor back: %w", err))
+	}
+	if err := b.stream.Synchronize(context.Background()); err != nil {
+		return b.fail(fmt.Errorf("gpu: reading a tensor back: %w", err))
+	}
+	copy(dst[:n], unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(host))), n))
+	return nil
+}
+
+// staging is pinned host memory that grows as needed.
+type staging struct {
+	buf cuda.HostBuffer
+}
+
+// get returns n bytes of the memory from byte off. Growing it waits for the
+// stream first, since queued copies may still read the old memory.
+func (s *staging) get(b *Backend, off, n int64) ([]byte, error) {
+	if int64(s.buf.Len()) < off+n {
+		if err := b.stream.Synchronize(context.Background()); err != nil {
+			return nil, err
+		}
+		size := max(2*int64(s.buf.Len()), off+n, 64<<10)
+		h, err := b.dev.AllocHost(size, 0)
+		if err != nil {
+			return nil, fmt.Errorf("gpu: %d bytes of pinned staging memory: %w", size, err)
+		}
+		copy(h.Bytes(), s.buf.Bytes())
+		if err := s.free(b.dev); err != nil {
+			return nil, errors.Join(err, b.dev.FreeHost(h))
+		}
+		s.buf = h
+	}
+	return s.buf.Bytes()[off : off+n : off+n], nil
+}
+
+func (s *staging) free(dev cuda.Device) error {
+	if s.buf.Len() == 0 {
+		return nil
+	}
+	err := dev.FreeHost(s.buf)
+	s.buf = cuda.HostBuffer{}
+	return err
+}
+
+// upload returns w in device memory, copying it on first use.
+func (b *Backend) upload(w model.Weight) (cuda.Buffer, error) {
+	if len(w.Data) == 0 {
+		return cuda.Buffer{}, fmt.Errorf("gpu: weight %q has no data", w.Name)
+	}
+	key := weightKey{unsafe.SliceData(w.Data), len(w.Data)}
+	if buf, ok := b.weights[key]; ok {
+		return buf, nil
+	}
+	buf, err := b.dev.Alloc(int64(len(w.Data)))
+	if err != nil {
+		return cuda.Buffer{}, fmt.Errorf("gpu: weight %q (%d bytes): %w", w.Name, len(w.Data), err)
+	}
+	// The data is the mapped model file (or memory the model keeps): it
+	// outlives the copy.
+	if err := b.stream.CopyHtoD(buf, 0, w.Data); err != nil {
+		return cuda.Buffer{}, errors.Join(fmt.Errorf("gpu: uploading weight %q: %w", w.Name, err), b.dev.Free(buf))
+	}
+	b.weights[key] = buf
+	return buf, nil
+}
+
+// Upload copies the weights to the device now rather than at their first
+// use (model.Net.Weights lists a model's), calling progress with the bytes
+// done and in all after each, and waits for the copies.
+func (b *Backend) Upload(ctx context.Context, ws []model.Weight, progress func(done, total int64)) error {
+	var total, done int64
+	for _, w := range ws {
+		total += int64(len(w.Data))
+	}
+	for _, w := range ws {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := b.upload(w); err != nil {
+			return b.fail(err)
+		}
+		done += int64(len(w.Data))
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	return b.fail(b.stream.Synchronize(ctx))
+}
+
+// floats is an F32 weight of n values in device memory.
+func (b *Backend) floats(w model.Weight, n int) (cuda.Buffer, error) {
+	if w.Type != experts.TypeF32 || w.Rows*w.Cols != n {
+		return cuda.Buffer{}, fmt.Errorf("gpu: %s: want %d F32 values, have %d×%d of %v", w.Name, n, w.Rows, w.Cols, w.Type)
+	}
+	return b.upload(w)
+}
+
+// weightMatrix is w in device memory for the matrix kernels.
+func (b *Backend) weightMatrix(w model.Weight) (moe.Matrix, error) {
+	buf, err := b.upload(w)
+	if err != nil {
+		return moe.Matrix{}, err
+	}
+	return moe.Matrix{Buf: buf, Type: w.Type, Rows: w.Rows, Cols: w.Cols}, nil
+}
+
+// run reports the sticky error, or runs op and makes its failure sticky.
+func (b *Backend) run(op func() error) error {
+	if b.err != nil {
+		return b.err
+	}
+	return b.fail(op())
+}
+
+// Embed implements model.Backend.
+func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) error {
+	return b.run(func() error {
+		tm, err := b.weightMatrix(table)
+		if err != nil {
+			return err
+		}
+		ids, err := b.uploadInts(tokens)
+		if err != nil {
+			return err
+		}
+		return b.mk.Embed(b.stream, matrix(dst).Buf, tm, ids, len(tokens))
+	})
+}
+
+// uploadInts copies vals to a buffer of the step's arena through the pinned
+// staging memory. Every upload of a step takes its own staging bytes, so a
+// queued copy never reads bytes a later one wrote.
+func (b *Backend) uploadInts(vals []int32) (cuda.Buffer, error) {
+	n := 4 * int64(len(vals))
+	buf, err := b.arena.take(n)
+	if err != nil {
+		return cuda.Buffer{}, err
+	}
+	host, err := b.uploads.get(b, b.uploaded, n)
+	if err != nil {
+		return cuda.Buffer{}, err
+	}
+	b.uploaded += n
+	copy(host, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), n))
+	return buf, b.stream.CopyHtoD(buf, 0, host)
+}
+
+// MatMul implements model.Backend.
+func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
+	return b.run(func() error {
+		wm, err := b.weightMatrix(w)
+		if err != nil {
+			return err
+		}
+		xm := matrix(x)
+		scratch, err := b.arena.take(moe.MatMulScratch(xm.Rows, wm, b.opts.calls...))
+		if err != nil {
+			return err
+		}
+		if err := b.mk.MatMul(b.stream, matrix(dst).Buf, xm.Buf, xm.Rows, wm, scratch, b.opts.calls...); err != nil {
+			return fmt.Errorf("%s: %w", w.Name, err)
+		}
+		return nil
+	})
+}
+
+// RMSNorm implements model.Backend.
+func (b *Backend) RMSNorm(dst, x model.Tensor, w model.Weight, eps float32) error {
+	return b.run(func() error {
+		xm := matrix(x)
+		wb, err := b.floats(w, xm.Cols)
+		if err != nil {
+			return err
+		}
+		return b.ks.RMSNorm(b.stream, matrix(dst), xm, wb, eps)
+	})
+}
+
+// Add implements model.Backend.
+func (b *Backend) Add(dst, x, y model.Tensor) error {
+	return b.run(func() error { return b.ks.Add(b.stream, matrix(dst), matrix(x), matrix(y)) })
+}
+
+// SwiGLU implements model.Backend.
+func (b *Backend) SwiGLU(dst, gate, up model.Tensor) error {
+	return b.run(func() error { return b.ks.SwiGLU(b.stream, matrix(dst), matrix(gate), matrix(up)) })
+}
+
+// AddGated implements model.Backend.
+func (b *Backend) AddGated(dst, x, y, gate model.Tensor) error {
+	return b.run(func() error {
+		return b.ks.AddGated(b.stream, matrix(dst), matrix(x), matrix(y), matrix(gate))
+	})
+}
+
+// NormRope implements model.Backend.
+func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, eps float32, rope model.Rope, pos int) error {
+	return b.run(func() error {
+		wb, err := b.floats(w, heads.Dim)
+		if err != nil {
+			return err
+		}
+		return b.ks.NormRope(b.stream, QKNorm{Q: matrix(x), QHeads: heads, QWeight: wb, Eps: eps, Rope: rope, Pos: pos})
+	})
+}
+
+// Attend implements model.Backend: the batch's keys and values are copied
+// into the cache rows of their positions (contiguous, two copies), then
+// attended over.
+func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
+	return b.run(func() error {
+		cache := KVCache{K: matrix(a.Cache.K), V: matrix(a.Cache.V)}
+		k, v := matrix(a.K), matrix(a.V)
+		row := 4 * int64(cache.K.Cols)
+		if k.Cols != cache.K.Cols || v.Cols != cache.V.Cols || a.Pos+k.Rows > cache.K.Rows {
+			return fmt.Errorf("gpu: Attend: %d rows of %d at position %d into a %d×%d cache: %w",
+				k.Rows, k.Cols, a.Pos, cache.K.Rows, cache.K.Cols, ErrShape)
+		}
+		n := row * int64(k.Rows)
+		if err := b.stream.CopyDtoD(cache.K.Buf, row*int64(a.Pos), k.Buf, 0, n); err != nil {
+			return fmt.Errorf("gpu: storing keys: %w", err)
+		}
+		if err := b.stream.CopyDtoD(cache.V.Buf, row*int64(a.Pos), v.Buf, 0, n); err != nil {
+			return fmt.Errorf("gpu: storing values: %w", err)
+		}
+		ga := Attention{
+			Q: matrix(a.Q), QHeads: a.QHeads, KVHeads: a.KVHeads,
+			Cache: cache, Pos: a.Pos, Scale: a.Scale,
+		}
+		if a.Gate != nil {
+			ga.Gate, ga.GateHeads = matrix(a.Gate), a.GateHeads
+		}
+		ws, err := b.arena.take(ga.WorkspaceBytes())
+		if err != nil {
+			return err
+		}
+		ga.Workspace = ws
+		return b.ks.Attend(b.stream, matrix(dst), ga)
+	})
+}
+
+// ConvSiLU implements model.Backend.
+func (b *Backend) ConvSiLU(dst, x, state model.Tensor, kernel model.Weight) error {
+	return b.run(func() error {
+		kb, err := b.floats(kernel, kernel.Rows*kernel.Cols)
+		if err != nil {
+			return err
+		}
+		km := Matrix{Buf: kb, Rows: kernel.Rows, Cols: kernel.Cols}
+		return b.ks.ConvSiLU(b.stream, matrix(dst), matrix(x), matrix(state), km)
+	})
+}
+
+// DeltaNet implements model.Backend.
+func (b *Backend) DeltaNet(dst model.Tensor, d model.DeltaNet) error {
+	return b.run(func() error {
+		dt, err := b.floats(d.DTBias, d.VHeads)
+		if err != nil {
+			return err
+		}
+		a, err := b.floats(d.A, d.VHeads)
+		if err != nil {
+			return err
+		}
+		return b.ks.DeltaNet(b.stream, matrix(dst), DeltaNet{
+			QKV: matrix(d.QKV), Alpha: matrix(d.Alpha), Beta: matrix(d.Beta),
+			DTBias: dt, A: a, State: matrix(d.State),
+			KHeads: d.KHeads, VHeads: d.VHeads, HeadDim: d.HeadDim, Eps: d.Eps,
+		})
+	})
+}
+
+// GatedRMSNorm implements model.Backend.
+func (b *Backend) GatedRMSNorm(dst, x, z model.Tensor, w model.Weight, eps float32) error {
+	return b.run(func() error {
+		n := w.Rows * w.Cols
+		wb, err := b.floats(w, n)
+		if err != nil {
+			return err
+		}
+		return b.ks.GatedRMSNorm(b.stream, matrix(dst), matrix(x), matrix(z), wb, n, eps)
+	})
+}
+
+// routing is the backend's tensor of a Routing: K ids (int32) and K weights
+// (float32) per token in device memory.
+type routing struct {
+	ids, weights cuda.Buffer
+	rows, k      int
+}
+
+func (r *routing) Rows() int { return r.rows }
+func (r *routing) Cols() int { return r.k }
+
+// Route implements model.Backend: the routing is computed on the device and
+// read back (one copy and synchronisation) for the host to acquire the
+// experts with.
+func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routing, error) {
+	var out model.Routing
+	err := b.run(func() error {
+		lm := matrix(logits)
+		n := int64(lm.Rows) * int64(k)
+		dev, err := b.arena.take(8 * n)
+		if err != nil {
+			return err
+		}
+		rt := &routing{rows: lm.Rows, k: k}
+		if rt.ids, err = dev.Slice(0, 4*n); err != nil {
+			return err
+		}
+		if rt.weights, err = dev.Slice(4*n, 4*n); err != nil {
+			return err
+		}
+		if err := b.ks.Route(b.stream, Routing{IDs: rt.ids, Weights: rt.weights, K: k, Normalize: normalize}, lm); err != nil {
+			return err
+		}
+		host, err := b.readback.get(b, 0, 8*n)
+		if err != nil {
+			return err
+		}
+		if err := b.stream.CopyDtoH(host, dev, 0); err != nil {
+			return fmt.Errorf("gpu: reading the routing back: %w", err)
+		}
+		if err := b.stream.Synchronize(context.Background()); err != nil {
+			return fmt.Errorf("gpu: reading the routing back: %w", err)
+		}
+		r := &b.route
+		r.ids = append(r.ids[:0], unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(host))), n)...)
+		r.weights = append(r.weights[:0], unsafe.Slice((*float32)(unsafe.Pointer(&host[4*n])), n)...)
+		out = model.Routing{K: k, IDs: r.ids, Weights: r.weights, Tensor: rt}
+		return nil
+	})
+	return out, err
+}
+
+// MoE implements model.Backend: the layer's routed experts are acquired from
+// the runtime (the compute stream waits for the copies of the misses),
+// computed in their slots, and released behind an event.
+func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r model.Routing) error {
+	return b.run(func() error {
+		rt, ok := r.Tensor.(*routing)
+		if !ok {
+			return fmt.Errorf("gpu: MoE of layer %d: the routing was not made by this backend's Route", layer)
+		}
+		l, err := b.layer(layer)
+		if err != nil {
+			return err
+		}
+		ids := model.RoutedExperts(r.IDs)
+		start := time.Now()
+		if err := b.rt.AcquireInto(ctx, layer, ids, b.stream, &l.set); err != nil {
+			return fmt.Errorf("acquiring %d experts: %w", len(ids), err)
+		}
+		b.wait.Add(int64(time.Since(start)))
+		b.acquires.Add(1)
+		if b.opts.routed != nil {
+			b.opts.routed(layer, ids)
+		}
+		err = b.moe(l, matrix(dst), matrix(x), r, rt)
+		if err == nil {
+			err = b.stream.Record(l.done)
+		}
+		ev := l.done
+		if err != nil {
+			// The kernels may not have been queued: wait for whatever was,
+			// then give the slots back unguarded.
+			ev = nil
+			err = errors.Join(err, b.stream.Synchronize(context.Background()))
+		}
+		return errors.Join(err, b.rt.Release(&l.set, ev))
+	})
+}
+
+// moe queues the slot-plane kernels for the acquired set of l.
+func (b *Backend) moe(l *layerMoE, dst, x Matrix, r model.Routing, rt *routing) error {
+	clear(l.slot)
+	for _, v := range l.set.Experts {
+		l.slot[v.Expert] = int32(v.Slot)
+	}
+	l.slots = l.slots[:0]
+	for _, id := range r.IDs {
+		s, ok := l.slot[int(id)]
+		if !ok {
+			return fmt.Errorf("gpu: MoE of layer %d: expert %d was routed but not acquired", l.set.Layer, id)
+		}
+		l.slots = append(l.slots, s)
+	}
+	sb, err := b.uploadInts(l.slots)
+	if err != nil {
+		return err
+	}
+	scratch, err := b.arena.take(moe.MoEScratch(x.Rows, r.K, l.plane, b.opts.calls...))
+	if err != nil {
+		return err
+	}
+	return b.mk.MoE(b.stream, dst.Buf, x.Buf, x.Rows, r.K, sb, rt.weights, l.plane, scratch, b.opts.calls...)
+}
+
+// layer returns layer il's MoE state, describing its plane on first use.
+func (b *Backend) layer(il int) (*layerMoE, error) {
+	if l, ok := b.planes[il]; ok {
+		return l, nil
+	}
+	rp, err := b.rt.Plane(il)
+	if err != nil {
+		return nil, err
+	}
+	p, err := moe.PlaneOf(rp)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := b.dev.NewEvent(cuda.EventDisableTiming)
+	if err != nil {
+		return nil, fmt.Errorf("gpu: layer %d's MoE event: %w", il, err)
+	}
+	l := &layerMoE{plane: p, slot: map[int]int32{}, done: ev}
+	b.planes[il] = l
+	return l, nil
+}
