@@ -45,13 +45,13 @@ type Backend struct {
 	err error
 
 	arena   arena
-	states  []cuda.Buffer        // NewState allocations, freed by Close
+	states  []cuda.Buffer             // NewState allocations, freed by Close
 	weights map[weightKey]cuda.Buffer // uploaded non-expert weights
 	// Pinned host memory for read-backs and for the step's small uploads
 	// (token and slot ids); uploaded is the upload bytes the step has used.
 	readback, uploads staging
 	uploaded          int64
-	planes  map[int]*layerMoE    // by layer, made on first use
+	planes            map[int]*layerMoE // by layer, made on first use
 
 	route routeBufs
 
