@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/rotary-moe/rotary/rotary"
@@ -31,6 +32,8 @@ type config struct {
 
 	vram, hostMem  size
 	backend        string
+	device         string
+	ordinal        int // -device as a number
 	threads        int
 	prefetch       string
 	prefetchBudget size
@@ -99,7 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.ctx, "ctx", 4096, "context `size` in tokens (prompt and generation; capped at the model's)")
 	fs.Var(&c.vram, "vram", "GPU memory budget `SIZE`, e.g. 16GiB or 500MB (default 16 GiB; for the default model, room for half its experts)")
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies; at least all experts: the file's mapping serves them (default 24 GiB; for the default model, three quarters of its experts)")
-	fs.StringVar(&c.backend, "backend", "auto", "where the forward pass runs: auto, cuda or host")
+	fs.StringVar(&c.backend, "backend", "auto", "where the forward pass runs: cuda (a GPU, or -device emulated), host (the CPU, rotary on an emulated card of the -vram budget) or auto (cuda when a GPU opens, else host)")
+	fs.StringVar(&c.device, "device", "0", "the GPU of -backend cuda: a CUDA device `number`, or emulated (the GPU backend's CUDA C run on the CPU by package cuda's emulator; slow, for tests)")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads of the forward pass (0: one per CPU)")
 	fs.StringVar(&c.prefetch, "prefetch", "auto", "copy the experts the next layer is likely to use while a layer computes: off, transition (learned from the -hot profile's cross-layer counts) or auto (transition when the -hot profile has them)")
 	fs.Var(&c.prefetchBudget, "prefetch-budget", "bound the bytes prefetched per token to `SIZE` (default: no bound but the next layer's top-k)")
@@ -145,6 +149,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	default:
 		return nil, usagef("-backend %q: want auto, cuda or host", c.backend)
 	}
+	if c.device != emulatedDevice {
+		n, err := strconv.Atoi(c.device)
+		if err != nil || n < 0 {
+			return nil, usagef("-device %q: want a CUDA device number or %s", c.device, emulatedDevice)
+		}
+		c.ordinal = n
+	}
 	switch c.prefetch {
 	case "auto", "off", "transition":
 	default:
@@ -179,7 +190,7 @@ Memory: besides -vram and -host-mem, the process holds the non-expert
 weights (read through the file's mapping, so they count in its resident set
 as page cache the kernel can take back) and the sequence state (-ctx). With
 -backend host the card is emulated in host memory, so the -vram budget is
-host memory too: expect about -vram + -host-mem + the non-expert weights.
+host memory too (and with -backend cuda -device emulated): expect about -vram + -host-mem + the non-expert weights.
 Experts copied into the pinned host tier release their pages of the mapping.
 Ctrl-C or SIGTERM stops after the current token and writes every output.
 

@@ -14,11 +14,15 @@
 // Without -model it runs a tiny synthetic qwen35moe model, written once to
 // the user cache folder, with budgets that hold half its experts in VRAM.
 //
-// The forward pass runs on the CPU (rotary/model/cpu): -backend host,
-// which auto selects, emulates a card of the -vram budget with the host
-// backend of package cuda, so expert rotation runs and is measured exactly as
-// it would be planned for that card. A CUDA forward pass does not exist yet;
-// -backend cuda says so.
+// -backend cuda runs the forward pass on a GPU (rotary/model/gpu), the
+// experts rotated by rotary in its VRAM and streamed on a copy stream; the
+// -vram budget is capped at the card's free memory. -backend cuda -device
+// emulated runs the same CUDA C on the CPU through package cuda's emulator
+// (slow: for tests). -backend host runs the forward pass on the CPU
+// (rotary/model/cpu) with rotary on the host backend of package cuda, a
+// card of the -vram budget emulated in host memory, so expert rotation runs
+// and is measured exactly as it would be planned for that card. -backend
+// auto takes cuda when a GPU opens, else host.
 //
 // -trace records the routing in profile's trace format (rotary's simulator
 // and examples/heatmap read it); -profile, -heatmap and -curves record a
@@ -42,6 +46,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
@@ -91,17 +96,34 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// errNoCUDAForward is -backend cuda.
-var errNoCUDAForward = errors.New("-backend cuda: the model's CUDA forward pass is not implemented yet; " +
-	"-backend host runs it on the CPU with rotary on an emulated card of the -vram budget")
+// emulatedDevice is the -device of the GPU backend on the emulator.
+const emulatedDevice = "emulated"
+
+// openGPU opens the GPU of -backend cuda or auto (not -device emulated,
+// whose capacity is the budget): nil for the CPU path (host, or auto
+// without a GPU).
+func openGPU(ctx context.Context, c *config, stderr io.Writer) (cuda.Device, error) {
+	if c.backend == "host" || c.device == emulatedDevice {
+		return nil, nil
+	}
+	dev, err := cuda.Open(ctx, c.ordinal)
+	switch {
+	case err == nil:
+		return dev, nil
+	case c.backend == "cuda":
+		return nil, fmt.Errorf("-backend cuda: no GPU %d: %w; -backend host runs the forward pass on the CPU, "+
+			"-backend cuda -device emulated runs the GPU backend on the CPU's emulator", c.ordinal, err)
+	}
+	if c.verbose {
+		fmt.Fprintf(stderr, "backend: host (auto: no GPU %d: %v)\n", c.ordinal, err)
+	}
+	return nil, nil
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
-	}
-	if c.backend == "cuda" {
-		return errNoCUDAForward
 	}
 	human := stdout // the text and the stats; stdout is the JSON's alone with -json
 	if c.json {
@@ -110,9 +132,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.DiscardHandler)
 	if c.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		if c.backend == "auto" {
-			fmt.Fprintln(stderr, "backend: host (auto: the forward pass exists for the CPU only; rotary runs on the host backend with the -vram budget as its capacity)")
-		}
 	}
 	smp, err := sample.New(sample.Temperature(float32(c.temp)), sample.TopK(c.topK), sample.TopP(float32(c.topP)),
 		sample.MinP(float32(c.minP)), sample.RepeatPenalty(float32(c.repeatPenalty)), sample.Seed(c.seed))
@@ -151,10 +170,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "qwen35b: -ctx %d is capped at the model's context of %d tokens\n", c.ctx, positions)
 	}
 
+	dev, err := openGPU(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	if dev != nil {
+		defer dev.Close() // after the engine, which computes on it
+	}
+	onDevice := dev != nil || c.backend == "cuda"
+
 	// Budgets: the flags', or the default model's.
 	vram, host := c.vram.bytes, c.hostMem.bytes
 	if c.model == "" {
-		dv, dh := defaultBudgets(m, engine.StateBytes(m.Params, positions))
+		dv, dh := defaultBudgets(m, engine.ReserveBytes(m.Params, positions, onDevice))
 		if !c.vram.set {
 			vram = dv
 		}
@@ -164,6 +192,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
+	if c.backend == "cuda" && c.device == emulatedDevice {
+		if dev, err = cuda.NewHost(cuda.WithCapacity(vram), cuda.WithLogger(log)); err != nil {
+			return err
+		}
+		defer dev.Close()
+	}
+	if dev != nil {
+		opts = append(opts, engine.WithDevice(dev))
+	}
 	var hot *profile.Profile
 	if c.hot != "" {
 		if hot, err = profile.LoadFor(c.hot, id); err != nil {
@@ -198,7 +235,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
-		return budgetHint(err, m, positions)
+		return budgetHint(err, m, positions, onDevice)
 	}
 	defer e.Close()
 	prompt, err := encodePrompt(c, m, e.Tokenizer(), text)
@@ -209,9 +246,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("the prompt's %d tokens leave no room in a context of %d (-ctx)", len(prompt), positions)
 	}
 	plan := e.Runtime().Plan()
+	if e.OnGPU() {
+		budget, free := e.VRAM()
+		fmt.Fprintf(stderr, "backend: cuda on %s (%s free): VRAM budget %s\n", dev.Info().Name,
+			rotary.FormatSize(free), rotary.FormatSize(budget))
+	}
 	if c.verbose {
-		fmt.Fprintf(stderr, "forward pass: %d CPU threads, micro-batch %s, state reserve %s\n%s",
-			e.Threads(), batchString(e.MaxBatch()), rotary.FormatSize(e.Reserve()), plan)
+		where := fmt.Sprintf("%d CPU threads", e.Threads())
+		if e.OnGPU() {
+			where = "the GPU"
+		}
+		fmt.Fprintf(stderr, "forward pass: %s, micro-batch %s, state and activations reserve %s\n%s",
+			where, batchString(e.MaxBatch()), rotary.FormatSize(e.Reserve()), plan)
 		if h := e.HotSet(); h != nil {
 			pinned := 0
 			for _, l := range h.Layers {
@@ -275,7 +321,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // budgetHint adds to a budget too small the flag that changes it: the
 // least -vram, and what of it -ctx decides; the least -host-mem, and the
 // size from which the file's mapping serves the experts instead.
-func budgetHint(err error, m *experts.Model, positions int) error {
+func budgetHint(err error, m *experts.Model, positions int, onDevice bool) error {
 	var be *rotary.BudgetError
 	if !errors.As(err, &be) || be.Least == 0 {
 		return err
@@ -284,8 +330,12 @@ func budgetHint(err error, m *experts.Model, positions int) error {
 		return fmt.Errorf("%w: -host-mem sets it; from %s (every expert) the file's mapping serves the experts instead",
 			err, rotary.FormatSize(m.TotalExpertBytes()))
 	}
-	return fmt.Errorf("%w: -vram sets it; the sequence state of -ctx %d takes %s of it, a smaller -ctx less",
-		err, positions, rotary.FormatSize(engine.StateBytes(m.Params, positions)))
+	msg := fmt.Sprintf("-vram sets it; the sequence state of -ctx %d takes %s of it, a smaller -ctx less",
+		positions, rotary.FormatSize(engine.StateBytes(m.Params, positions)))
+	if onDevice {
+		msg += fmt.Sprintf("; the activations of a micro-batch %s", rotary.FormatSize(engine.ReserveBytes(m.Params, positions, true)-engine.StateBytes(m.Params, positions)))
+	}
+	return fmt.Errorf("%w: %s", err, msg)
 }
 
 // routingSinks creates what the flags ask the routing to be recorded in:

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/cuda/cudatest"
 	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
@@ -48,6 +50,10 @@ func TestMain(m *testing.M) {
 // oracleModel is a llama.cpp-checked model of experts/testdata: qwen3moe,
 // 16 experts, top-4, Q8_0.
 const oracleModel = "../../experts/testdata/qwen3moe-tiny-q8_0.gguf"
+
+// oracleF32 is an oracle model in F32, on which the GPU backend's float
+// arithmetic and the CPU's give the same greedy tokens.
+const oracleF32 = "../../experts/testdata/qwen3moe-tiny-f32.gguf"
 
 // runCLI runs the program as main does and returns its exit status and
 // output.
@@ -151,6 +157,56 @@ func TestRotationKeepsTokens(t *testing.T) {
 			assert.NotZero(t, x.VRAM.Hits)
 			assert.Greater(t, x.VRAM.Misses, resident.Stats.Experts.VRAM.Misses, "experts were evicted and copied again")
 			assert.NotZero(t, x.Host.Misses)
+		})
+	}
+}
+
+// -backend cuda without a GPU says so, and how to run elsewhere.
+func TestNoGPU(t *testing.T) {
+	if dev, err := cuda.Open(context.Background(), 0); err == nil {
+		dev.Close()
+		t.Skip("a GPU opens here")
+	}
+	code, stdout, stderr := runCLI(t, "-backend", "cuda")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, "-backend cuda: no GPU 0")
+	assert.Contains(t, stderr, "-backend host runs the forward pass on the CPU")
+}
+
+// The GPU backend on the emulated device generates what the CPU backend
+// does (greedy, F32 models: the same tokens), its experts rotating through
+// slots as on the CPU path.
+func TestEmulatedGPU(t *testing.T) {
+	m, err := experts.OpenModel(oracleF32)
+	require.NoError(t, err)
+	half := m.NonExpertBytes() + engine.ReserveBytes(m.Params, 64, true) + m.TotalExpertBytes()/2
+	m.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"default", nil},
+		{"oracle", []string{"-model", oracleF32, "-ctx", "64", "-vram", strconv.FormatInt(half, 10)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			common := append([]string{"-n", "16", "-temp", "0"}, tc.args...)
+			code, stdout, stderr := runCLI(t, append(common, "-json", "-backend", "cuda", "-device", "emulated")...)
+			if code != 0 && strings.Contains(stderr, cuda.ErrNoEmulator.Error()) && os.Getenv(cudatest.RequireEnv) != "1" {
+				t.Skip(stderr)
+			}
+			require.Equal(t, 0, code, "stderr: %s", stderr)
+			var gpu result
+			require.NoError(t, json.NewDecoder(strings.NewReader(stdout)).Decode(&gpu))
+			assert.Contains(t, stderr, "backend: cuda on host")
+			cpu, _ := runJSON(t, append(common, "-backend", "host")...)
+
+			assert.Equal(t, cpu.GeneratedTokens, gpu.GeneratedTokens)
+			assert.Equal(t, cpu.Text, gpu.Text)
+			x := gpu.Stats.Experts
+			assert.Less(t, gpu.Plan.Slots, gpu.Plan.TotalExpert, "experts rotate")
+			assert.NotZero(t, x.VRAM.Hits)
+			assert.NotZero(t, x.VRAM.Misses)
 		})
 	}
 }
@@ -286,8 +342,8 @@ func TestErrors(t *testing.T) {
 		{"host budget too small", []string{"-host-mem", "1KiB"}, 1, "host budget too small"},
 		{"least VRAM", []string{"-vram", "1KiB"}, 1, "the least VRAM budget that works is 5.51 MiB: -vram sets it; the sequence state of -ctx 4096 takes 4.04 MiB"},
 		{"least host memory", []string{"-host-mem", "1KiB"}, 1, "the least host budget that works is 96.0 KiB: -host-mem sets it; from 1.50 MiB (every expert) the file's mapping"},
-		{"cuda backend", []string{"-backend", "cuda"}, 1, "CUDA forward pass is not implemented yet"},
 		{"unknown backend", []string{"-backend", "tpu"}, 2, "-backend"},
+		{"bad device", []string{"-backend", "cuda", "-device", "first"}, 2, "-device"},
 		{"bad flag", []string{"-nope"}, 2, "flag provided but not defined: -nope"},
 		{"bad size", []string{"-vram", "lots"}, 2, "-vram"},
 		{"bad sampler", []string{"-top-p", "2"}, 2, "top-p"},

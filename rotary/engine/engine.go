@@ -162,7 +162,7 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 		return nil, errors.New("engine: WithHotProfile(nil)")
 	}
 	positions := min(c.positions, m.Params.ContextLength)
-	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: StateBytes(m.Params, positions), vram: c.vram}
+	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: ReserveBytes(m.Params, positions, c.dev != nil), vram: c.vram}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
@@ -174,8 +174,6 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 			return nil, fmt.Errorf("engine: the device's free memory: %w", err)
 		}
 		e.free, e.vram = free, min(c.vram, free)
-		// The GPU backend keeps a step's activations in device memory too.
-		e.reserve += ActivationBytes(m.Params, defaultGPUBatch)
 	}
 
 	ropts := []rotary.Option{rotary.WithVRAM(e.vram), rotary.WithReserve(e.reserve)}
@@ -278,6 +276,17 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 	return err
 }
 
+// ReserveBytes is the VRAM New sets aside besides the weights for sequences
+// of positions tokens: their state (StateBytes) and, on a device
+// (WithDevice), the activations of a micro-batch (ActivationBytes).
+func ReserveBytes(h experts.HParams, positions int, onDevice bool) int64 {
+	n := StateBytes(h, positions)
+	if onDevice {
+		n += ActivationBytes(h, defaultGPUBatch)
+	}
+	return n
+}
+
 // ActivationBytes bounds the device memory of one forward step of batch
 // tokens on the GPU backend: the step's tensors (the hidden state and its
 // projections, the routed experts' intermediate values, the logits) and the
@@ -286,7 +295,7 @@ func ActivationBytes(h experts.HParams, batch int) int64 {
 	embed, ffn := int64(h.EmbeddingDim), int64(max(h.ExpertFFNDim, h.SharedExpertFFNDim))
 	heads := int64(max(h.NumHeads*h.KeyDim*2, (2*h.SSMGroupCount+h.SSMTimeStepRank)*h.SSMStateSize))
 	perToken := 16*embed + 4*heads + 3*int64(max(h.NumExpertsUsed, 1))*(ffn+embed) + int64(h.VocabSize) + int64(h.NumExperts)
-	return 4*int64(batch)*perToken + 16<<20
+	return 4*int64(batch)*perToken + 4<<20
 }
 
 // lateSource lets model.New check the model before the runtime exists.
@@ -330,7 +339,8 @@ func (e *Engine) HotSet() *profile.HotSet { return e.rt.Plan().HotSet }
 // not limited by the slots.
 func (e *Engine) MaxBatch() int { return e.batch }
 
-// Reserve is the VRAM set aside for the sequence state (StateBytes).
+// Reserve is the VRAM set aside for the sequence state and, on a device,
+// the activations (ReserveBytes).
 func (e *Engine) Reserve() int64 { return e.reserve }
 
 // Threads is the number of goroutines the forward pass computes on: 0 on a
