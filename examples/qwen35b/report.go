@@ -29,7 +29,7 @@ func describePlan(w io.Writer, path string, id profile.ModelID, p *rotary.Plan) 
 	}
 	fmt.Fprintf(w, "model   %s: %s, %d layers, top-%d of %d experts, %s of them\n",
 		path, id.Arch, id.Layers, id.ExpertsUsed, id.Experts, rotary.FormatSize(p.TotalExpert))
-	fmt.Fprintf(w, "budget  VRAM %s: %s non-expert, %s state, %s experts (%d pinned, %s slots per layer)",
+	fmt.Fprintf(w, "budget  VRAM %s: %s non-expert, %s reserve, %s experts (%d pinned, %s slots per layer)",
 		rotary.FormatSize(p.VRAM), rotary.FormatSize(p.NonExpert), rotary.FormatSize(p.Reserve),
 		rotary.FormatSize(p.Pinned+p.Slots), pinned, slots)
 	switch p.Host.Mode {
