@@ -364,7 +364,9 @@ func (e *Engine) VRAM() (budget, free int64) { return e.vram, e.free }
 // page cache and the process, then waits for the runtime's warm-up of the
 // host tier (rotary.Runtime.WaitWarmup), reporting the progress of both, so
 // the first tokens do not pay for the disk and a run's counts do not depend
-// on how far a background warm-up had got. The reads go through
+// on how far a background warm-up had got. On a device it then uploads the
+// non-expert weights (gpu.Backend.Upload), the progress's total growing by
+// their size. The reads go through
 // experts.File.ReadAt: a file that was truncated is an error, not a crash.
 func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) error {
 	f := e.experts.File
@@ -407,7 +409,18 @@ func (e *Engine) Preload(ctx context.Context, progress func(done, total int64)) 
 	if progress != nil {
 		warmProgress = func(d, _ int64) { progress(done+d, total) }
 	}
-	return e.rt.WaitWarmup(ctx, warmProgress)
+	if err := e.rt.WaitWarmup(ctx, warmProgress); err != nil {
+		return err
+	}
+	if e.gpu == nil {
+		return nil
+	}
+	done = total
+	var upload func(int64, int64)
+	if progress != nil {
+		upload = func(d, n int64) { progress(done+d, total+n) }
+	}
+	return e.gpu.Upload(ctx, e.model.Weights(), upload)
 }
 
 // Stats are the runtime's counters and the forward pass's wait for experts.
