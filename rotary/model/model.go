@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/rotary-moe/rotary/experts"
@@ -397,6 +398,12 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.opts.replay != nil {
+		m.opts.replay(il, pos, r)
+		if err := checkRouting(r, c.experts); err != nil {
+			return nil, fmt.Errorf("model: replayed routing of layer %d at position %d: %w", il, pos, err)
+		}
+	}
 	if m.opts.onRouting != nil {
 		m.opts.onRouting(il, pos, r)
 	}
@@ -442,6 +449,20 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 		}
 	}
 	return out, b.AddGated(out, out, shared, gateIn)
+}
+
+// checkRouting verifies that every token of r routes to K distinct experts
+// below n.
+func checkRouting(r Routing, n int) error {
+	for t := 0; t+r.K <= len(r.IDs); t += r.K {
+		ids := r.IDs[t : t+r.K]
+		for i, id := range ids {
+			if id < 0 || int(id) >= n || slices.Contains(ids[:i], id) {
+				return fmt.Errorf("%w: token %d routes to experts %v of %d", ErrInvalid, t/r.K, ids, n)
+			}
+		}
+	}
+	return nil
 }
 
 // observe hands an activation to the activation hook, if any.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -121,10 +122,12 @@ type fileSource struct {
 	m        *experts.Model
 	acquired int
 	calls    int
+	last     []int // the ids of the last Acquire
 }
 
 func (s *fileSource) Acquire(ctx context.Context, layer int, ids []int) (model.ExpertLease, error) {
 	s.calls++
+	s.last = slices.Clone(ids)
 	l, err := model.NewFileSource(s.m).Acquire(ctx, layer, ids)
 	if err != nil {
 		return nil, err
@@ -223,6 +226,34 @@ func TestExpertSourceCalledOncePerLayerAndStep(t *testing.T) {
 	assert.Zero(t, src.acquired)
 	require.Len(t, routed, m.Layers())
 	assert.Len(t, routed[0], len(chatTokens)*4, "k ids per token")
+}
+
+// A replay replaces the router's choices: the hook and the expert source
+// see the replayed experts, and bad ids fail the step.
+func TestRoutingReplay(t *testing.T) {
+	replay := func(ids ...int32) model.Option {
+		return model.WithRoutingReplay(func(_, _ int, r model.Routing) {
+			for i := range r.IDs {
+				r.IDs[i] = ids[i%len(ids)]
+			}
+		})
+	}
+	src := &fileSource{}
+	var seen []int32
+	m := openModel(t, "qwen3moe-tiny-q8_0", func(em *experts.Model) model.ExpertSource {
+		src.m = em
+		return src
+	}, replay(3, 1, 4, 5), model.WithRoutingHook(func(_, _ int, r model.Routing) { seen = append(seen, r.IDs...) }))
+	_, err := m.Forward(context.Background(), m.NewState(32), chatTokens[:3], model.LastLogits)
+	require.NoError(t, err)
+	assert.Equal(t, []int32{3, 1, 4, 5, 3, 1, 4, 5}, seen[:8])
+	assert.Equal(t, []int{1, 3, 4, 5}, src.last, "the source was asked for the replayed experts")
+
+	for _, bad := range [][]int32{{3, 3, 4, 5}, {1, 2, 3, 99}, {-1, 2, 3, 4}} {
+		m := openModel(t, "qwen3moe-tiny-q8_0", nil, replay(bad...))
+		_, err := m.Forward(context.Background(), m.NewState(32), chatTokens[:2], model.LastLogits)
+		assert.ErrorIs(t, err, model.ErrInvalid, "%v", bad)
+	}
 }
 
 func TestConcurrentStates(t *testing.T) {

@@ -6,6 +6,7 @@ type Option interface{ apply(*options) }
 
 type options struct {
 	maxBatch     int
+	replay       func(layer, pos int, r Routing)
 	onRouting    func(layer, pos int, r Routing)
 	onActivation func(name string, layer int, rows, cols int, values []float32)
 }
@@ -37,4 +38,16 @@ func WithRoutingHook(fn func(layer, pos int, r Routing)) Option {
 // must not keep values.
 func WithActivationHook(fn func(name string, layer int, rows, cols int, values []float32)) Option {
 	return optionFunc(func(o *options) { o.onActivation = fn })
+}
+
+// WithRoutingReplay calls fn for every MoE layer of every forward step with
+// the routing the router computed, before the experts are acquired; fn may
+// overwrite r.IDs in place (K distinct ids per token, each below the
+// layer's expert count) to replay recorded expert choices. The weights stay
+// the router's. Benchmarks use it to run a real model's routing on a
+// synthetic model, whose router picks experts almost uniformly. Ids that
+// are out of range or repeated within a token fail the step with
+// ErrInvalid. The routing hook (WithRoutingHook) sees the replayed choices.
+func WithRoutingReplay(fn func(layer, pos int, r Routing)) Option {
+	return optionFunc(func(o *options) { o.replay = fn })
 }
