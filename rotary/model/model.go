@@ -394,6 +394,17 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if err := b.MatMul(logits, h, w.router); err != nil {
 		return nil, err
 	}
+	// The shared expert first: on a GPU its launches are queued while the
+	// router's kernels run, before the host waits for the routing, so fewer
+	// launches are left to queue after that wait. (Its result is added
+	// last, as before: the sums are unchanged.)
+	var shared, gateIn Tensor
+	if w.shared {
+		var err error
+		if shared, gateIn, err = m.sharedExpert(il, h); err != nil {
+			return nil, err
+		}
+	}
 	r, err := b.Route(logits, c.expertsUsed, c.normalizeWeights)
 	if err != nil {
 		return nil, err
@@ -417,25 +428,6 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if !w.shared {
 		return out, nil
 	}
-
-	gate := b.NewTensor(T, w.shGate.Rows)
-	up := b.NewTensor(T, w.shUp.Rows)
-	gateIn := b.NewTensor(T, 1)
-	shared := b.NewTensor(T, c.embed)
-	for _, mm := range []struct {
-		dst Tensor
-		w   Weight
-	}{{up, w.shUp}, {gate, w.shGate}, {gateIn, w.shInput}} {
-		if err := b.MatMul(mm.dst, h, mm.w); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.SwiGLU(gate, gate, up); err != nil {
-		return nil, err
-	}
-	if err := b.MatMul(shared, gate, w.shDown); err != nil {
-		return nil, err
-	}
 	if m.opts.onActivation != nil {
 		gated, zero := b.NewTensor(T, c.embed), b.NewTensor(T, c.embed)
 		if err := b.Zero(zero); err != nil {
@@ -449,6 +441,29 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 		}
 	}
 	return out, b.AddGated(out, out, shared, gateIn)
+}
+
+// sharedExpert computes layer il's shared expert on h, before its sigmoid
+// gate, and the gate's input (one value per row).
+func (m *Net) sharedExpert(il int, h Tensor) (shared, gateIn Tensor, err error) {
+	c, b, w := &m.cfg, m.backend, &m.layers[il]
+	T := h.Rows()
+	gate := b.NewTensor(T, w.shGate.Rows)
+	up := b.NewTensor(T, w.shUp.Rows)
+	gateIn = b.NewTensor(T, 1)
+	shared = b.NewTensor(T, c.embed)
+	for _, mm := range []struct {
+		dst Tensor
+		w   Weight
+	}{{up, w.shUp}, {gate, w.shGate}, {gateIn, w.shInput}} {
+		if err := b.MatMul(mm.dst, h, mm.w); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := b.SwiGLU(gate, gate, up); err != nil {
+		return nil, nil, err
+	}
+	return shared, gateIn, b.MatMul(shared, gate, w.shDown)
 }
 
 // checkRouting verifies that every token of r routes to K distinct experts
