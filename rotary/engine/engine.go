@@ -193,6 +193,9 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	// runtime follows the same plan.
 	plan, err := rotary.NewPlan(m, ropts...)
 	if err != nil {
+		if c.dev != nil && errors.Is(err, rotary.ErrBudget) {
+			err = fmt.Errorf("%w (%s free on the device, budget %s)", err, rotary.FormatSize(e.free), rotary.FormatSize(e.vram))
+		}
 		return nil, err
 	}
 	e.batch = MaxBatch(plan)

@@ -1,7 +1,6 @@
 package gpu
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -22,8 +21,7 @@ const minArena = 1 << 20
 // addresses each time a step of the same shape comes back (what a captured
 // graph needs).
 type arena struct {
-	dev    cuda.Device
-	stream cuda.Stream
+	dev cuda.Device
 	// chunks are the arena's memory; a step that outgrows the last one gets
 	// another, and the next reset replaces them with one of their total.
 	chunks []cuda.Buffer
@@ -81,12 +79,9 @@ func (a *arena) reset() error {
 	return nil
 }
 
-// free releases the arena's memory once the stream's work is done.
+// free releases the arena's memory; the stream must be idle (or failed).
 func (a *arena) free() error {
 	var errs []error
-	if len(a.chunks) > 0 && a.stream != nil {
-		errs = append(errs, a.stream.Synchronize(context.Background()))
-	}
 	for _, c := range a.chunks {
 		errs = append(errs, a.dev.Free(c))
 	}

@@ -156,7 +156,7 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 	if b.stream, err = dev.NewStream(); err != nil {
 		return nil, fmt.Errorf("gpu: creating the compute stream: %w", err)
 	}
-	b.arena = arena{dev: dev, stream: b.stream}
+	b.arena = arena{dev: dev}
 	return b, nil
 }
 
@@ -180,7 +180,11 @@ func (b *Backend) Stream() cuda.Stream { return b.stream }
 func (b *Backend) Close() error {
 	var errs []error
 	if b.stream != nil {
-		errs = append(errs, b.stream.Synchronize(context.Background()))
+		// A failure of the stream was reported by the operation that met
+		// it (b.err): Close only waits for the stream to be done.
+		if err := b.stream.Synchronize(context.Background()); b.err == nil {
+			errs = append(errs, err)
+		}
 	}
 	errs = append(errs, b.arena.free())
 	if b.stream != nil {

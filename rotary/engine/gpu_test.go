@@ -1,0 +1,113 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/cuda/cudatest"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
+)
+
+// gpuBudget holds half of m's experts beside the non-expert weights, the
+// state and the activations the GPU backend reserves.
+func gpuBudget(m *experts.Model, positions int) int64 {
+	return m.NonExpertBytes() + engine.ReserveBytes(m.Params, positions, true) + m.TotalExpertBytes()/2
+}
+
+// newGPU opens an engine on a host device of capacity bytes, skipping when
+// the emulator cannot run here.
+func newGPU(t *testing.T, m *experts.Model, capacity int64, devOpts []cuda.HostOption, opts ...engine.Option) (*engine.Engine, *cuda.HostDevice, error) {
+	t.Helper()
+	dev, err := cuda.NewHost(append([]cuda.HostOption{cuda.WithCapacity(capacity)}, devOpts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { dev.Close() })
+	e, err := engine.New(context.Background(), m, append([]engine.Option{engine.WithDevice(dev), engine.WithPositions(64)}, opts...)...)
+	if errors.Is(err, cuda.ErrNoEmulator) && os.Getenv(cudatest.RequireEnv) != "1" {
+		t.Skip(err)
+	}
+	return e, dev, err
+}
+
+// On a device, the engine computes what the CPU engine does (greedy tokens
+// of F32 models) with its experts rotating, and Close frees every byte the
+// engine took of the device.
+func TestGPUEngine(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen35moe-tiny-f32")
+	prompt := []int32{1, 2, 3, 40, 41, 42, 100, 7, 9, 11, 250, 300}
+	budget := gpuBudget(m, 64)
+
+	cpuEngine, err := engine.New(ctx, m, engine.WithVRAM(budget), engine.WithPositions(64))
+	require.NoError(t, err)
+	want, err := cpuEngine.GenerateTokens(ctx, prompt, 12)
+	require.NoError(t, err)
+	require.NoError(t, cpuEngine.Close())
+
+	e, dev, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget))
+	require.NoError(t, err)
+	assert.True(t, e.OnGPU())
+	gotBudget, free := e.VRAM()
+	assert.Equal(t, budget, gotBudget)
+	assert.Equal(t, budget, free)
+	require.NoError(t, e.Preload(ctx, nil))
+	got, err := e.GenerateTokens(ctx, prompt, 12)
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens, got.Tokens)
+	s := e.Stats()
+	assert.NotZero(t, s.VRAM.Misses, "experts rotate")
+	assert.NotZero(t, s.Acquires)
+	assert.Zero(t, s.Acquires%e.Net().Layers(), "one acquire per layer and step")
+	require.NoError(t, e.Close())
+	assert.Equal(t, cuda.Stats{}, dev.Stats(), "the engine freed all it took of the device")
+}
+
+// A card with less free memory than WithVRAM caps the budget; one too
+// small fails with rotary's BudgetError naming the device's free memory.
+func TestGPUEngineBudget(t *testing.T) {
+	m := openModel(t, "qwen35moe-tiny-f32")
+	budget := gpuBudget(m, 64)
+	e, _, err := newGPU(t, m, budget, nil, engine.WithVRAM(4*budget))
+	require.NoError(t, err)
+	got, free := e.VRAM()
+	assert.Equal(t, budget, got, "capped at the free memory")
+	assert.Equal(t, budget, free)
+	require.NoError(t, e.Close())
+
+	_, _, err = newGPU(t, m, budget/4, nil, engine.WithVRAM(budget))
+	require.ErrorIs(t, err, rotary.ErrBudget)
+	var be *rotary.BudgetError
+	require.ErrorAs(t, err, &be)
+	assert.Contains(t, err.Error(), "free on the device")
+}
+
+// A copy that fails on the device mid-run stops generation with the CUDA
+// error, and Close still frees everything.
+func TestGPUEngineDeviceFault(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen35moe-tiny-f32")
+	budget := gpuBudget(m, 64)
+	fault := errors.New("injected copy fault")
+	copies := 0
+	e, dev, err := newGPU(t, m, budget, []cuda.HostOption{cuda.WithAsyncCopyFault(func(c cuda.CopyInfo) error {
+		if c.Kind == cuda.CopyHtoD {
+			if copies++; copies == 40 {
+				return fault
+			}
+		}
+		return nil
+	})}, engine.WithVRAM(budget))
+	require.NoError(t, err)
+	_, err = e.GenerateTokens(ctx, []int32{1, 2, 3, 4, 5, 6}, 20)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, fault)
+	require.NoError(t, e.Close())
+	assert.Equal(t, cuda.Stats{}, dev.Stats())
+}
