@@ -1,7 +1,20 @@
-// Package gpu holds the model's CUDA kernels — everything of a Qwen MoE
-// layer except the matrix products and the experts (package rotary/moe) —
-// and their Go launch wrappers. The model's GPU backend will be built here
-// on top of them.
+// Package gpu is the model's GPU backend: Backend implements model.Backend
+// on a cuda.Device, with the model's CUDA kernels — everything of a Qwen MoE
+// layer except the matrix products and the experts, which come from package
+// rotary/moe — and their Go launch wrappers (Kernels).
+//
+// Backend keeps activations in a per-step arena of device memory (one
+// allocation once it has grown to the largest step, the tensors at the same
+// addresses step after step), the sequence state and the non-expert weights
+// in device memory, and queues everything on one compute stream. The routed
+// experts live in the slot planes of a rotary.Runtime opened on the same
+// device: per MoE layer the routing is computed on the device and read back
+// (the host-driven path: one small copy and synchronisation per layer), the
+// experts are acquired with the compute stream waiting for the copies of the
+// misses on rotary's copy stream, and rotary/moe's kernels compute on the
+// slots in place; an event recorded after them guards the slots until the
+// kernels are done. Errors are sticky: the first failure of the stream is
+// returned by every later operation.
 //
 // The kernels are CUDA C in the package's .cu files, compiled at run time by
 // NVRTC through cuda.Device.Load (Programs lists them; each source is
