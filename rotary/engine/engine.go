@@ -264,7 +264,7 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 			return fmt.Errorf("engine: WithPrefetch: %w", err)
 		}
 	}
-	gopts := []gpu.BackendOption{gpu.WithRoutedHook(func(layer int, ids []int) {
+	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions)), gpu.WithRoutedHook(func(layer int, ids []int) {
 		if e.pf != nil {
 			e.pf.Routed(layer, ids, nil)
 		}
@@ -281,24 +281,13 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 
 // ReserveBytes is the VRAM New sets aside besides the weights for sequences
 // of positions tokens: their state (StateBytes) and, on a device
-// (WithDevice), the activations of a micro-batch (ActivationBytes).
+// (WithDevice), the activations of a micro-batch (gpu.StepBytes).
 func ReserveBytes(h experts.HParams, positions int, onDevice bool) int64 {
 	n := StateBytes(h, positions)
 	if onDevice {
-		n += ActivationBytes(h, defaultGPUBatch)
+		n += gpu.StepBytes(h, defaultGPUBatch, positions)
 	}
 	return n
-}
-
-// ActivationBytes bounds the device memory of one forward step of batch
-// tokens on the GPU backend: the step's tensors (the hidden state and its
-// projections, the routed experts' intermediate values, the logits) and the
-// kernels' scratch.
-func ActivationBytes(h experts.HParams, batch int) int64 {
-	embed, ffn := int64(h.EmbeddingDim), int64(max(h.ExpertFFNDim, h.SharedExpertFFNDim))
-	heads := int64(max(h.NumHeads*h.KeyDim*2, (2*h.SSMGroupCount+h.SSMTimeStepRank)*h.SSMStateSize))
-	perToken := 16*embed + 4*heads + 3*int64(max(h.NumExpertsUsed, 1))*(ffn+embed) + int64(h.VocabSize) + int64(h.NumExperts)
-	return 4*int64(batch)*perToken + 4<<20
 }
 
 // lateSource lets model.New check the model before the runtime exists.

@@ -20,7 +20,11 @@ type Net struct {
 	mu      sync.Mutex // serialises Forward
 	cfg     config
 	backend Backend
-	opts    options
+	// step holds the tensors of the forward step under way, which every
+	// layer reuses: a step's activations take a layer's worth of memory,
+	// not one per layer, at the same addresses in every layer.
+	step [numTensorKeys]Tensor
+	opts options
 
 	tokenEmbd, outputNorm, output Weight
 	layers                        []layerWeights
@@ -226,7 +230,8 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
 	b.BeginStep()
-	x := b.NewTensor(T, c.embed)
+	clear(m.step[:])
+	x := m.tensor(tEmbed, T, c.embed)
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
 		return nil, err
 	}
@@ -247,14 +252,14 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	case LastLogits:
 		x = b.Slice(x, T-1, T)
 	}
-	h := b.NewTensor(x.Rows(), c.embed)
+	h := m.tensor(tResultNorm, x.Rows(), c.embed)
 	if err := b.RMSNorm(h, x, m.outputNorm, c.eps); err != nil {
 		return nil, err
 	}
 	if err := m.observe("result_norm", -1, h); err != nil {
 		return nil, err
 	}
-	out := b.NewTensor(x.Rows(), c.vocab)
+	out := m.tensor(tLogits, x.Rows(), c.vocab)
 	if err := b.MatMul(out, h, m.output); err != nil {
 		return nil, err
 	}
@@ -270,7 +275,7 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := x.Rows()
-	h := b.NewTensor(T, c.embed)
+	h := m.tensor(tNorm, T, c.embed)
 	if err := b.RMSNorm(h, x, w.attnNorm, c.eps); err != nil {
 		return nil, err
 	}
@@ -313,9 +318,9 @@ func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, er
 func (m *Net) attention(s *State, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T, H, KV, Dh := h.Rows(), c.heads, c.kvHeads, c.headDim
-	q := b.NewTensor(T, w.q.Rows)
-	k := b.NewTensor(T, KV*Dh)
-	v := b.NewTensor(T, KV*Dh)
+	q := m.tensor(tQ, T, w.q.Rows)
+	k := m.tensor(tK, T, KV*Dh)
+	v := m.tensor(tV, T, KV*Dh)
 	for _, mm := range []struct {
 		dst Tensor
 		w   Weight
@@ -341,11 +346,11 @@ func (m *Net) attention(s *State, il int, h Tensor) (Tensor, error) {
 	if err := b.NormRope(k, Heads{Count: KV, Dim: Dh, Stride: Dh}, w.kNorm, c.eps, c.rope, s.pos); err != nil {
 		return nil, err
 	}
-	att := b.NewTensor(T, H*Dh)
+	att := m.tensor(tAttended, T, H*Dh)
 	if err := b.Attend(att, a); err != nil {
 		return nil, err
 	}
-	out := b.NewTensor(T, c.embed)
+	out := m.tensor(tMixed, T, c.embed)
 	return out, b.MatMul(out, att, w.o)
 }
 
@@ -353,10 +358,10 @@ func (m *Net) attention(s *State, il int, h Tensor) (Tensor, error) {
 func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T, S, Hv := h.Rows(), c.ssmHeadDim, c.ssmVHeads
-	qkv := b.NewTensor(T, w.qkv.Rows)
-	z := b.NewTensor(T, Hv*S)
-	alpha := b.NewTensor(T, Hv)
-	beta := b.NewTensor(T, Hv)
+	qkv := m.tensor(tQKV, T, w.qkv.Rows)
+	z := m.tensor(tZ, T, Hv*S)
+	alpha := m.tensor(tAlpha, T, Hv)
+	beta := m.tensor(tBeta, T, Hv)
 	for _, mm := range []struct {
 		dst Tensor
 		w   Weight
@@ -366,11 +371,11 @@ func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 		}
 	}
 	ls := &s.layers[il]
-	conv := b.NewTensor(T, w.qkv.Rows)
+	conv := m.tensor(tConv, T, w.qkv.Rows)
 	if err := b.ConvSiLU(conv, qkv, ls.conv, w.conv); err != nil {
 		return nil, err
 	}
-	core := b.NewTensor(T, Hv*S)
+	core := m.tensor(tCore, T, Hv*S)
 	err := b.DeltaNet(core, DeltaNet{
 		QKV: conv, Alpha: alpha, Beta: beta, DTBias: w.dtBias, A: w.a,
 		State: ls.delta, KHeads: c.ssmKHeads, VHeads: Hv, HeadDim: S, Eps: c.eps,
@@ -381,7 +386,7 @@ func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 	if err := b.GatedRMSNorm(core, core, z, w.ssmNorm, c.eps); err != nil {
 		return nil, err
 	}
-	out := b.NewTensor(T, c.embed)
+	out := m.tensor(tMixed, T, c.embed)
 	return out, b.MatMul(out, core, w.ssmOut)
 }
 
@@ -390,7 +395,7 @@ func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := h.Rows()
-	logits := b.NewTensor(T, c.experts)
+	logits := m.tensor(tRouter, T, c.experts)
 	if err := b.MatMul(logits, h, w.router); err != nil {
 		return nil, err
 	}
@@ -418,7 +423,9 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if m.opts.onRouting != nil {
 		m.opts.onRouting(il, pos, r)
 	}
-	out := b.NewTensor(T, c.embed)
+	// The layer's output, the next layer's input: two tensors in turn, so
+	// a layer never writes the tensor it reads.
+	out := m.tensor(tLayerOut+tensorKey(il%2), T, c.embed)
 	if err := b.MoE(ctx, out, h, il, r); err != nil {
 		return nil, err
 	}
@@ -448,10 +455,10 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 func (m *Net) sharedExpert(il int, h Tensor) (shared, gateIn Tensor, err error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := h.Rows()
-	gate := b.NewTensor(T, w.shGate.Rows)
-	up := b.NewTensor(T, w.shUp.Rows)
-	gateIn = b.NewTensor(T, 1)
-	shared = b.NewTensor(T, c.embed)
+	gate := m.tensor(tSharedGate, T, w.shGate.Rows)
+	up := m.tensor(tSharedUp, T, w.shUp.Rows)
+	gateIn = m.tensor(tSharedIn, T, 1)
+	shared = m.tensor(tShared, T, c.embed)
 	for _, mm := range []struct {
 		dst Tensor
 		w   Weight
@@ -464,6 +471,49 @@ func (m *Net) sharedExpert(il int, h Tensor) (shared, gateIn Tensor, err error) 
 		return nil, nil, err
 	}
 	return shared, gateIn, b.MatMul(shared, gate, w.shDown)
+}
+
+// tensorKey names a tensor of a forward step.
+type tensorKey uint8
+
+const (
+	tEmbed tensorKey = iota
+	tNorm
+	tMixed // the attention or DeltaNet block's output
+	tQ
+	tK
+	tV
+	tAttended
+	tQKV
+	tZ
+	tAlpha
+	tBeta
+	tConv
+	tCore
+	tRouter
+	tSharedGate
+	tSharedUp
+	tSharedIn
+	tShared
+	tLayerOut // and tLayerOut+1: layers alternate
+	_
+	tResultNorm
+	tLogits
+	numTensorKeys
+)
+
+// tensor returns the step's tensor k, allocating it the first time (or
+// when the shape differs: the last rows only, say). What a layer computes
+// is dead once the layer has added it to its output, so layers reuse the
+// same tensors; the backend runs operations in order, so a layer never
+// overwrites what an earlier one has yet to read.
+func (m *Net) tensor(k tensorKey, rows, cols int) Tensor {
+	t := m.step[k]
+	if t == nil || t.Rows() != rows || t.Cols() != cols {
+		t = m.backend.NewTensor(rows, cols)
+		m.step[k] = t
+	}
+	return t
 }
 
 // checkRouting verifies that every token of r routes to K distinct experts

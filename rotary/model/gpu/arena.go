@@ -27,6 +27,7 @@ type arena struct {
 	chunks []cuda.Buffer
 	used   int64 // bytes taken from the last chunk
 	taken  int64 // bytes taken this step, over all chunks
+	peak   int64 // the most bytes a step has taken
 }
 
 // take returns n bytes (rounded up to arenaAlign) valid until the next
@@ -44,12 +45,9 @@ func (a *arena) take(n int64) (cuda.Buffer, error) {
 		if len(a.chunks) > 0 {
 			size = max(size, 2*a.chunks[len(a.chunks)-1].Size())
 		}
-		c, err := a.dev.Alloc(size)
-		if err != nil {
-			return cuda.Buffer{}, fmt.Errorf("gpu: arena of %d bytes: %w", size, err)
+		if err := a.grow(size); err != nil {
+			return cuda.Buffer{}, err
 		}
-		a.chunks = append(a.chunks, c)
-		a.used = 0
 	}
 	buf, err := a.chunks[len(a.chunks)-1].Slice(a.used, n)
 	if err != nil {
@@ -57,7 +55,28 @@ func (a *arena) take(n int64) (cuda.Buffer, error) {
 	}
 	a.used += n
 	a.taken += n
+	a.peak = max(a.peak, a.taken)
 	return buf, nil
+}
+
+// grow adds a chunk of size bytes, taken from from now on.
+func (a *arena) grow(size int64) error {
+	c, err := a.dev.Alloc(size)
+	if err != nil {
+		return fmt.Errorf("gpu: arena of %d bytes: %w", size, err)
+	}
+	a.chunks = append(a.chunks, c)
+	a.used = 0
+	return nil
+}
+
+// size is the arena's device memory.
+func (a *arena) size() int64 {
+	var n int64
+	for _, c := range a.chunks {
+		n += c.Size()
+	}
+	return n
 }
 
 // reset makes the arena's memory free for the next step; the stream must

@@ -51,7 +51,11 @@ type Backend struct {
 	// (token and slot ids); uploaded is the upload bytes the step has used.
 	readback, uploads staging
 	uploaded          int64
-	planes            map[int]*layerMoE // by layer, made on first use
+	// reused are the step's buffers that one call after another reuses,
+	// by use: the stream runs calls in order, so a call's scratch is dead
+	// once the next call's kernels start.
+	reused [numUses]cuda.Buffer
+	planes map[int]*layerMoE // by layer, made on first use
 
 	route routeBufs
 
@@ -70,6 +74,7 @@ func (b *Backend) Wait() time.Duration { return time.Duration(b.wait.Load()) }
 
 // backendOptions are the settings of NewBackend.
 type backendOptions struct {
+	arena  int64
 	types  []experts.Type
 	routed func(layer int, ids []int)
 	calls  []moe.CallOption // of every MatMul and MoE
@@ -94,6 +99,11 @@ func WithWeightTypes(ts ...experts.Type) BackendOption {
 func WithFloatActivations() BackendOption {
 	return func(o *backendOptions) { o.calls = []moe.CallOption{moe.FloatActivations()} }
 }
+
+// WithArenaBytes sizes the step arena's first allocation (StepBytes of the
+// largest step, so that it never grows); by default it starts small and
+// grows in the first steps.
+func WithArenaBytes(n int64) BackendOption { return func(o *backendOptions) { o.arena = n } }
 
 // WithRoutedHook calls fn with each MoE layer's routed experts (distinct,
 // ascending) once they are acquired, before the layer's kernels are queued:
@@ -157,6 +167,11 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 		return nil, fmt.Errorf("gpu: creating the compute stream: %w", err)
 	}
 	b.arena = arena{dev: dev}
+	if b.opts.arena > 0 {
+		if err := b.arena.grow(b.opts.arena); err != nil {
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -170,6 +185,10 @@ func modelTypes(m *experts.Model) []experts.Type {
 	}
 	return ts
 }
+
+// ArenaBytes is the device memory the step arena holds, and the most a
+// step has taken of it (StepBytes bounds that).
+func (b *Backend) ArenaBytes() (held, peak int64) { return b.arena.size(), b.arena.peak }
 
 // Stream is the compute stream: everything the backend computes is queued
 // on it.
@@ -228,6 +247,33 @@ func (b *Backend) fail(err error) error {
 // Err is the error that stopped the backend, nil while it works.
 func (b *Backend) Err() error { return b.err }
 
+// use is what a reused buffer of a step is for.
+type use int
+
+const (
+	useScratch use = iota // the kernels' workspace: MatMul, MoE, Attend
+	useRouting            // Route's ids and weights, read by the layer's MoE
+	useIDs                // uploaded token or slot ids
+	numUses
+)
+
+// reuse returns the step's buffer for u, of at least n bytes: the one the
+// last call for u had, or a larger one from the arena.
+func (b *Backend) reuse(u use, n int64) (cuda.Buffer, error) {
+	if n == 0 {
+		return cuda.Buffer{}, nil
+	}
+	if b.reused[u].Size() >= n {
+		return b.reused[u].Slice(0, n)
+	}
+	buf, err := b.arena.take(n)
+	if err != nil {
+		return cuda.Buffer{}, err
+	}
+	b.reused[u] = buf
+	return buf.Slice(0, n)
+}
+
 // tensor is the backend's model.Tensor: Rows×Cols float32 values at the
 // start of Buf.
 type tensor struct {
@@ -262,6 +308,7 @@ func (b *Backend) BeginStep() {
 		return
 	}
 	b.uploaded = 0
+	b.reused = [numUses]cuda.Buffer{}
 	if err := b.arena.reset(); err != nil {
 		b.fail(err)
 	}
@@ -459,12 +506,13 @@ func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) er
 	})
 }
 
-// uploadInts copies vals to a buffer of the step's arena through the pinned
-// staging memory. Every upload of a step takes its own staging bytes, so a
-// queued copy never reads bytes a later one wrote.
+// uploadInts copies vals to the step's buffer of ids through the pinned
+// staging memory, in stream order after the kernels that read the last
+// upload. Every upload of a step takes its own staging bytes, so a queued
+// copy never reads bytes a later one wrote.
 func (b *Backend) uploadInts(vals []int32) (cuda.Buffer, error) {
 	n := 4 * int64(len(vals))
-	buf, err := b.arena.take(n)
+	buf, err := b.reuse(useIDs, n)
 	if err != nil {
 		return cuda.Buffer{}, err
 	}
@@ -485,7 +533,7 @@ func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 			return err
 		}
 		xm := matrix(x)
-		scratch, err := b.arena.take(moe.MatMulScratch(xm.Rows, wm, b.opts.calls...))
+		scratch, err := b.reuse(useScratch, moe.MatMulScratch(xm.Rows, wm, b.opts.calls...))
 		if err != nil {
 			return err
 		}
@@ -562,7 +610,7 @@ func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 		if a.Gate != nil {
 			ga.Gate, ga.GateHeads = matrix(a.Gate), a.GateHeads
 		}
-		ws, err := b.arena.take(ga.WorkspaceBytes())
+		ws, err := b.reuse(useScratch, ga.WorkspaceBytes())
 		if err != nil {
 			return err
 		}
@@ -632,7 +680,7 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 	err := b.run(func() error {
 		lm := matrix(logits)
 		n := int64(lm.Rows) * int64(k)
-		dev, err := b.arena.take(8 * n)
+		dev, err := b.reuse(useRouting, 8*n)
 		if err != nil {
 			return err
 		}
@@ -721,7 +769,7 @@ func (b *Backend) moe(l *layerMoE, dst, x Matrix, r model.Routing, rt *routing) 
 	if err != nil {
 		return err
 	}
-	scratch, err := b.arena.take(moe.MoEScratch(x.Rows, r.K, l.plane, b.opts.calls...))
+	scratch, err := b.reuse(useScratch, moe.MoEScratch(x.Rows, r.K, l.plane, b.opts.calls...))
 	if err != nil {
 		return err
 	}
