@@ -5,10 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
-	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/examples/internal/cli"
 	"github.com/rotary-moe/rotary/rotary/engine"
 
 	"github.com/rotary-moe/rotary/profile/chart"
@@ -30,52 +29,14 @@ type config struct {
 	ctx                             int
 	ctxSet                          bool
 
-	vram, hostMem  size
-	backend        string
-	device         string
-	ordinal        int // -device as a number
+	vram, hostMem  cli.Size
+	device         cli.Device
 	threads        int
 	prefetch       string
-	prefetchBudget size
+	prefetchBudget cli.Size
 
 	trace, profile, heatmap, curves, hot string
 	json, verbose                        bool
-}
-
-// size is a byte-count flag that remembers whether it was given.
-type size struct {
-	bytes int64
-	set   bool
-}
-
-// String is the size given, "" for the default, which the flag's usage
-// text states (it depends on the model).
-func (s *size) String() string {
-	if s == nil || !s.set {
-		return ""
-	}
-	return rotary.FormatSize(s.bytes)
-}
-
-func (s *size) Set(v string) error {
-	n, err := rotary.ParseSize(v)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return errors.New("must be more than 0 bytes")
-	}
-	s.bytes, s.set = n, true
-	return nil
-}
-
-// usageError is a bad command line; main exits with status 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg + " (run with -h for the flags)" }
-
-func usagef(format string, args ...any) error {
-	return &usageError{fmt.Sprintf(format, args...)}
 }
 
 // defaultHostMem is the pinned host budget for a model given with -model.
@@ -84,7 +45,7 @@ const defaultHostMem = 24 << 30
 // parseFlags reads the command line. -h prints the usage on stderr and
 // returns flag.ErrHelp.
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	c := &config{vram: size{bytes: engine.DefaultVRAM}, hostMem: size{bytes: defaultHostMem}}
+	c := &config{vram: cli.Size{Bytes: engine.DefaultVRAM}, hostMem: cli.Size{Bytes: defaultHostMem}}
 	fs := flag.NewFlagSet("qwen35b", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported as one line by main
 	fs.StringVar(&c.model, "model", "", "GGUF model `file` (qwen35moe or qwen3moe; default: a tiny synthetic qwen35moe model written to the user cache folder)")
@@ -102,8 +63,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.ctx, "ctx", 4096, "context `size` in tokens (prompt and generation; capped at the model's)")
 	fs.Var(&c.vram, "vram", "GPU memory budget `SIZE`, e.g. 16GiB or 500MB (default 16 GiB; for the default model, room for half its experts)")
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies; at least all experts: the file's mapping serves them (default 24 GiB; for the default model, three quarters of its experts)")
-	fs.StringVar(&c.backend, "backend", "auto", "where the forward pass runs: cuda (a GPU, or -device emulated), host (the CPU, rotary on an emulated card of the -vram budget) or auto (cuda when a GPU opens, else host)")
-	fs.StringVar(&c.device, "device", "0", "the GPU of -backend cuda: a CUDA device `number`, or emulated (the GPU backend's CUDA C run on the CPU by package cuda's emulator; slow, for tests)")
+	fs.StringVar(&c.device.Backend, "backend", "auto", cli.BackendUsage)
+	fs.StringVar(&c.device.Name, "device", "0", cli.DeviceUsage)
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads of the forward pass (0: one per CPU)")
 	fs.StringVar(&c.prefetch, "prefetch", "auto", "copy the experts the next layer is likely to use while a layer computes: off, transition (learned from the -hot profile's cross-layer counts) or auto (transition when the -hot profile has them)")
 	fs.Var(&c.prefetchBudget, "prefetch-budget", "bound the bytes prefetched per token to `SIZE` (default: no bound but the next layer's top-k)")
@@ -120,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			printUsage(stderr, fs)
 			return nil, err
 		}
-		return nil, usagef("%v", err)
+		return nil, cli.Usagef("%v", err)
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -132,41 +93,32 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	})
 	switch {
 	case fs.NArg() > 0:
-		return nil, usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
+		return nil, cli.Usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
 	case c.promptSet && c.promptFile != "":
-		return nil, usagef("-prompt and -prompt-file are exclusive")
+		return nil, cli.Usagef("-prompt and -prompt-file are exclusive")
 	case c.n < 0:
-		return nil, usagef("-n %d: want 0 or more", c.n)
+		return nil, cli.Usagef("-n %d: want 0 or more", c.n)
 	case c.ctx < 1:
-		return nil, usagef("-ctx %d: want at least 1", c.ctx)
+		return nil, cli.Usagef("-ctx %d: want at least 1", c.ctx)
 	case c.threads < 0:
-		return nil, usagef("-threads %d: want 0 or more", c.threads)
+		return nil, cli.Usagef("-threads %d: want 0 or more", c.threads)
 	case c.think && !c.chat:
-		return nil, usagef("-think needs -chat")
+		return nil, cli.Usagef("-think needs -chat")
 	}
-	switch c.backend {
-	case "auto", "host", "cuda":
-	default:
-		return nil, usagef("-backend %q: want auto, cuda or host", c.backend)
-	}
-	if c.device != emulatedDevice {
-		n, err := strconv.Atoi(c.device)
-		if err != nil || n < 0 {
-			return nil, usagef("-device %q: want a CUDA device number or %s", c.device, emulatedDevice)
-		}
-		c.ordinal = n
+	if err := c.device.Check(); err != nil {
+		return nil, err
 	}
 	switch c.prefetch {
 	case "auto", "off", "transition":
 	default:
-		return nil, usagef("-prefetch %q: want auto, off or transition", c.prefetch)
+		return nil, cli.Usagef("-prefetch %q: want auto, off or transition", c.prefetch)
 	}
 	for flag, path := range map[string]string{"-heatmap": c.heatmap, "-curves": c.curves} {
 		if path == "" {
 			continue
 		}
 		if _, err := chart.FormatOf(path); err != nil {
-			return nil, usagef("%s: %v", flag, err)
+			return nil, cli.Usagef("%s: %v", flag, err)
 		}
 	}
 	return c, nil

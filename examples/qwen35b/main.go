@@ -47,6 +47,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/examples/internal/cli"
 	"github.com/rotary-moe/rotary/examples/internal/interrupt"
 	"github.com/rotary-moe/rotary/examples/internal/outfile"
 	"github.com/rotary-moe/rotary/examples/internal/progress"
@@ -65,15 +66,15 @@ import (
 
 func main() {
 	ctx, stop := interrupt.Context(context.Background())
-	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := command(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// cli runs the program and turns its error into one line on stderr and an
+// command runs the program and turns its error into one line on stderr and an
 // exit status: 0, 1 for a failure, 2 for a bad command line, 130 or 143
 // when SIGINT or SIGTERM stopped it (after writing what it had gathered).
-func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, stdout, stderr)
 	if code := interrupt.ExitCode(ctx); code != 0 && (err == nil || errors.Is(err, context.Canceled)) {
 		msg := interrupt.Cause(ctx).Error()
@@ -89,35 +90,11 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One line: joined errors (every bad output) are separated by "; ".
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(msg), " "))
-	var u *usageError
+	var u *cli.UsageError
 	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
-}
-
-// emulatedDevice is the -device of the GPU backend on the emulator.
-const emulatedDevice = "emulated"
-
-// openGPU opens the GPU of -backend cuda or auto (not -device emulated,
-// whose capacity is the budget): nil for the CPU path (host, or auto
-// without a GPU).
-func openGPU(ctx context.Context, c *config, stderr io.Writer) (cuda.Device, error) {
-	if c.backend == "host" || c.device == emulatedDevice {
-		return nil, nil
-	}
-	dev, err := cuda.Open(ctx, c.ordinal)
-	switch {
-	case err == nil:
-		return dev, nil
-	case c.backend == "cuda":
-		return nil, fmt.Errorf("-backend cuda: no GPU %d: %w; -backend host runs the forward pass on the CPU, "+
-			"-backend cuda -device emulated runs the GPU backend on the CPU's emulator", c.ordinal, err)
-	}
-	if c.verbose {
-		fmt.Fprintf(stderr, "backend: host (auto: no GPU %d: %v)\n", c.ordinal, err)
-	}
-	return nil, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -136,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	smp, err := sample.New(sample.Temperature(float32(c.temp)), sample.TopK(c.topK), sample.TopP(float32(c.topP)),
 		sample.MinP(float32(c.minP)), sample.RepeatPenalty(float32(c.repeatPenalty)), sample.Seed(c.seed))
 	if err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	text, err := promptText(c)
 	if err != nil {
@@ -170,29 +147,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "qwen35b: -ctx %d is capped at the model's context of %d tokens\n", c.ctx, positions)
 	}
 
-	dev, err := openGPU(ctx, c, stderr)
+	var verbose io.Writer
+	if c.verbose {
+		verbose = stderr
+	}
+	dev, err := c.device.OpenGPU(ctx, verbose)
 	if err != nil {
 		return err
 	}
 	if dev != nil {
 		defer dev.Close() // after the engine, which computes on it
 	}
-	onDevice := dev != nil || c.backend == "cuda"
+	onDevice := dev != nil || c.device.EmulatedGPU()
 
 	// Budgets: the flags', or the default model's.
-	vram, host := c.vram.bytes, c.hostMem.bytes
+	vram, host := c.vram.Bytes, c.hostMem.Bytes
 	if c.model == "" {
 		dv, dh := defaultBudgets(m, engine.ReserveBytes(m.Params, positions, onDevice))
-		if !c.vram.set {
+		if !c.vram.Given {
 			vram = dv
 		}
-		if !c.hostMem.set {
+		if !c.hostMem.Given {
 			host = dh
 		}
 	}
 	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
-	if c.backend == "cuda" && c.device == emulatedDevice {
+	if c.device.EmulatedGPU() {
 		if dev, err = cuda.NewHost(cuda.WithCapacity(vram), cuda.WithLogger(log)); err != nil {
 			return err
 		}
@@ -392,7 +373,7 @@ func promptText(c *config) (string, error) {
 		return string(b), nil
 	case c.promptSet:
 		if c.prompt == "" {
-			return "", usagef("-prompt is empty (without -prompt the default prompt runs)")
+			return "", cli.Usagef("-prompt is empty (without -prompt the default prompt runs)")
 		}
 		return c.prompt, nil
 	}

@@ -60,7 +60,7 @@ const oracleF32 = "../../experts/testdata/qwen3moe-tiny-f32.gguf"
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = cli(context.Background(), args, &out, &errOut)
+	code = command(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
@@ -518,7 +518,7 @@ func TestInterruptedPrefill(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	human := &cancelAfter{n: 4, cancel: cancel, sig: syscall.SIGINT} // at the prompt's echo
 	var out bytes.Buffer
-	code := cli(ctx, []string{"-json", "-trace", trace, "-profile", prof}, &out, human)
+	code := command(ctx, []string{"-json", "-trace", trace, "-profile", prof}, &out, human)
 	assert.Equal(t, 130, code, human.String())
 	var r result
 	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
@@ -543,7 +543,7 @@ func TestInterrupted(t *testing.T) {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		human := &cancelAfter{n: 4 + 5, cancel: cancel, sig: tc.sig} // 3 writes of the plan, the prompt, then 5 tokens
 		var out bytes.Buffer
-		code := cli(ctx, []string{"-json", "-n", "40", "-trace", trace, "-profile", prof}, &out, human)
+		code := command(ctx, []string{"-json", "-n", "40", "-trace", trace, "-profile", prof}, &out, human)
 		assert.Equal(t, tc.code, code, human.String())
 		assert.Contains(t, human.String(), "qwen35b: interrupted by SIG")
 		assert.Contains(t, human.String(), "wrote "+trace)

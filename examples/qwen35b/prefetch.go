@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/rotary-moe/rotary/examples/internal/cli"
 	"github.com/rotary-moe/rotary/prefetch"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
@@ -31,7 +32,7 @@ func prefetcher(c *config, hot *profile.Profile, log *slog.Logger) (*prefetchCho
 	case c.prefetch == "auto" && (hot == nil || !hot.HasTransitions()):
 		return nil, nil
 	case hot == nil:
-		return nil, usagef("-prefetch transition learns from the -hot profile: give -hot FILE (a profile written by -profile on this model)")
+		return nil, cli.Usagef("-prefetch transition learns from the -hot profile: give -hot FILE (a profile written by -profile on this model)")
 	case !hot.HasTransitions():
 		return nil, fmt.Errorf("-prefetch transition: %s has no cross-layer counts (an older profile): record it again with -profile", c.hot)
 	}
@@ -39,7 +40,7 @@ func prefetcher(c *config, hot *profile.Profile, log *slog.Logger) (*prefetchCho
 	if err != nil {
 		return nil, fmt.Errorf("-prefetch: %w", err)
 	}
-	return &prefetchChoice{pred: t, source: c.hot, budget: c.prefetchBudget.bytes, log: log}, nil
+	return &prefetchChoice{pred: t, source: c.hot, budget: c.prefetchBudget.Bytes, log: log}, nil
 }
 
 // open makes the prefetcher for the engine's runtime.

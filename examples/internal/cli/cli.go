@@ -1,0 +1,121 @@
+// Package cli holds what the example commands share on their command
+// lines: byte-size flags, usage errors, and the choice of the device the
+// forward pass runs on (-backend and -device).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/rotary"
+)
+
+// Size is a byte-count flag ("16GiB", "500MB") that remembers whether it
+// was given.
+type Size struct {
+	Bytes int64
+	Given bool
+}
+
+// String is the size given, "" for the default, which the flag's usage text
+// states (it often depends on the model).
+func (s *Size) String() string {
+	if s == nil || !s.Given {
+		return ""
+	}
+	return rotary.FormatSize(s.Bytes)
+}
+
+// Set implements flag.Value: a size of more than 0 bytes.
+func (s *Size) Set(v string) error {
+	n, err := rotary.ParseSize(v)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("must be more than 0 bytes")
+	}
+	s.Bytes, s.Given = n, true
+	return nil
+}
+
+// UsageError is a bad command line: the commands exit with status 2.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg + " (run with -h for the flags)" }
+
+// Usagef returns a UsageError.
+func Usagef(format string, args ...any) error {
+	return &UsageError{fmt.Sprintf(format, args...)}
+}
+
+// Emulated is the -device of the GPU backend on package cuda's emulator.
+const Emulated = "emulated"
+
+// Device is the -backend and -device flags: where the forward pass runs.
+type Device struct {
+	// Backend is "cuda" (a GPU, or the emulator), "host" (the CPU, rotary
+	// on an emulated card) or "auto" (cuda when a GPU opens, else host).
+	Backend string
+	// Name is a CUDA device number or Emulated.
+	Name    string
+	ordinal int
+}
+
+// BackendUsage and DeviceUsage are the flags' usage texts.
+const (
+	BackendUsage = "where the forward pass runs: cuda (a GPU, or -device emulated), host (the CPU, rotary on an emulated card of the -vram budget) or auto (cuda when a GPU opens, else host)"
+	DeviceUsage  = "the GPU of -backend cuda: a CUDA device `number`, or emulated (the GPU backend's CUDA C run on the CPU by package cuda's emulator; slow, for tests)"
+)
+
+// Check validates the flags' values (a UsageError).
+func (d *Device) Check() error {
+	switch d.Backend {
+	case "auto", "host", "cuda":
+	default:
+		return Usagef("-backend %q: want auto, cuda or host", d.Backend)
+	}
+	if d.Name == Emulated {
+		return nil
+	}
+	n, err := strconv.Atoi(d.Name)
+	if err != nil || n < 0 {
+		return Usagef("-device %q: want a CUDA device number or %s", d.Name, Emulated)
+	}
+	d.ordinal = n
+	return nil
+}
+
+// OnDevice reports whether the forward pass may run on a device: -backend
+// cuda, or auto (when a GPU opens).
+func (d *Device) OnDevice() bool { return d.Backend != "host" }
+
+// EmulatedGPU reports whether -backend cuda -device emulated was asked for:
+// the caller opens a host device of the budget's capacity (NewEmulated).
+func (d *Device) EmulatedGPU() bool { return d.Backend == "cuda" && d.Name == Emulated }
+
+// OpenGPU opens the GPU of -backend cuda or auto (not the emulated one): nil
+// for the CPU path (host, or auto without a GPU, which it tells verbose if
+// not nil). Without a GPU, -backend cuda is an error saying how to run
+// elsewhere.
+func (d *Device) OpenGPU(ctx context.Context, verbose io.Writer) (cuda.Device, error) {
+	if d.Backend == "host" || d.Name == Emulated {
+		return nil, nil
+	}
+	dev, err := cuda.Open(ctx, d.ordinal)
+	switch {
+	case err == nil:
+		return dev, nil
+	case d.Backend == "cuda":
+		return nil, fmt.Errorf("-backend cuda: no GPU %d: %w; -backend host runs the forward pass on the CPU, "+
+			"-backend cuda -device emulated runs the GPU backend on the CPU's emulator", d.ordinal, err)
+	}
+	if verbose != nil {
+		fmt.Fprintf(verbose, "backend: host (auto: no GPU %d: %v)\n", d.ordinal, err)
+	}
+	return nil, nil
+}
