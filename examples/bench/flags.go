@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rotary-moe/rotary/examples/internal/cli"
+	"github.com/rotary-moe/rotary/experts"
+	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
+)
+
+// config is what the flags ask for.
+type config struct {
+	model, trace string
+	budgets      string
+	hostMem      cli.Size
+	prompt, gen  int
+	runs         int
+	seed         uint64
+	device       cli.Device
+	json         bool
+}
+
+// parseFlags reads the command line. -h prints the usage on stderr and
+// returns flag.ErrHelp.
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.model, "model", "", "GGUF model `file` (default: the tiny synthetic model qwen35b runs)")
+	fs.StringVar(&c.budgets, "budgets", "", "VRAM budgets, comma-separated: sizes (6GiB, 500MB) or all (every expert resident) (default: half and all for the default model, 6GiB,10GiB,14GiB,all otherwise)")
+	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies (default: the file's registered mapping serves every miss)")
+	fs.IntVar(&c.prompt, "prompt", 512, "prompt `tokens` to prefill")
+	fs.IntVar(&c.gen, "gen", 128, "`tokens` to decode after the prompt")
+	fs.IntVar(&c.runs, "runs", 3, "runs per budget; the table holds medians")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the prompt's token ids")
+	fs.StringVar(&c.device.Backend, "backend", "auto", cli.BackendUsage)
+	fs.StringVar(&c.device.Name, "device", "0", cli.DeviceUsage)
+	fs.StringVar(&c.trace, "routing-trace", "", "replay the expert choices of this routing trace `file` in place of the model's router")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object with the rows instead of the table")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usageHeader)
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, cli.Usagef("%v", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, cli.Usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
+	case c.prompt < 1:
+		return nil, cli.Usagef("-prompt %d: want at least 1", c.prompt)
+	case c.gen < 1:
+		return nil, cli.Usagef("-gen %d: want at least 1", c.gen)
+	case c.runs < 1:
+		return nil, cli.Usagef("-runs %d: want at least 1", c.runs)
+	}
+	if err := c.device.Check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+const usageHeader = `usage: bench [flags]
+
+Prints, per VRAM budget, prefill and decode tokens/s, the memory used, the
+experts' hit rates in VRAM and pinned host memory, the bytes copied over
+PCIe per decoded token and the time the GPU waited for them: medians of
+-runs runs, each on a fresh engine.
+
+flags:
+`
+
+// resolveBudgets turns -budgets into byte counts for m; "all" holds every
+// expert beside the non-expert weights and the reserve.
+func (c *config) resolveBudgets(m *experts.Model, positions int, onDevice bool) ([]int64, error) {
+	base := m.NonExpertBytes() + engine.ReserveBytes(m.Params, positions, onDevice)
+	all := base + m.TotalExpertBytes()
+	spec := c.budgets
+	if spec == "" {
+		if c.model == "" {
+			return []int64{base + m.TotalExpertBytes()/2, all}, nil
+		}
+		spec = "6GiB,10GiB,14GiB,all"
+	}
+	var out []int64
+	for _, f := range strings.Split(spec, ",") {
+		f = strings.TrimSpace(f)
+		if f == "all" {
+			out = append(out, all)
+			continue
+		}
+		n, err := rotary.ParseSize(f)
+		if err != nil || n <= 0 {
+			return nil, cli.Usagef("-budgets: %q is neither a size nor all", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
