@@ -13,12 +13,16 @@ mkdir -p "$out"
 cd "$root"
 
 # Kernel packages: packages whose tests run CUDA C kernels against the Go CPU
-# reference. On a GPU those tests run on the device as well, so run.sh runs
-# each one's test binary there, in the package's directory (as go test
-# would). One directory per line.
+# reference (and, for rotary/model and rotary/engine, the GPU backend against
+# llama.cpp's oracle and the CPU engine). On a GPU those tests run on the
+# device as well, so run.sh runs each one's test binary there, in the
+# package's directory (as go test would), then the benchmarks named after
+# the colon (none after "^$"). One package per line.
 kernel_packages=(
-	./rotary/model/gpu
-	./rotary/moe
+	./rotary/model/gpu:Decode
+	./rotary/moe:Decode
+	./rotary/model:^$
+	./rotary/engine:^$
 )
 
 export CGO_ENABLED=1
@@ -26,16 +30,21 @@ go test -c -o "$out/cuda.test" ./cuda
 go test -c -o "$out/rotary.test" ./rotary
 go build -o "$out/bench" ./cuda/gpucheck/bench
 go build -o "$out/nvrtc" ./cuda/gpucheck/nvrtc
-bins=("$out/cuda.test" "$out/rotary.test" "$out/bench" "$out/nvrtc")
+# The model benchmark and the synthetic model writer, for the table at the
+# end of run.sh.
+go build -o "$out/model-bench" ./examples/bench
+go build -o "$out/inspect" ./examples/inspect
+bins=("$out/cuda.test" "$out/rotary.test" "$out/bench" "$out/nvrtc" "$out/model-bench" "$out/inspect")
 
-# kernels.list: one line per kernel package, its directory and its test
-# binary, for run.sh.
+# kernels.list: one line per kernel package, its directory, its test
+# binary and its benchmarks, for run.sh.
 mkdir -p "$out/kernels"
 : >"$out/kernels.list"
-for pkg in "${kernel_packages[@]}"; do
+for entry in "${kernel_packages[@]}"; do
+	pkg=${entry%%:*}
 	name=$(echo "${pkg#./}" | tr / -).test
 	go test -c -o "$out/kernels/$name" "$pkg"
-	echo "${pkg#./} kernels/$name" >>"$out/kernels.list"
+	echo "${pkg#./} kernels/$name ${entry#*:}" >>"$out/kernels.list"
 	bins+=("$out/kernels/$name")
 done
 
@@ -58,6 +67,16 @@ if [ "$status" -ne 2 ]; then
 	echo "build.sh: bench exited with $status, not 2 (no driver)" >&2
 	exit 1
 fi
+
+echo "without a driver here, the model benchmark should say so with -backend cuda, and run on the CPU with auto:"
+status=0
+msg=$("$out/model-bench" -backend cuda 2>&1) || status=$?
+if [ "$status" -ne 1 ] || ! echo "$msg" | grep -q 'no GPU'; then
+	echo "build.sh: model-bench -backend cuda exited with $status: $msg" >&2
+	exit 1
+fi
+echo "$msg"
+"$out/model-bench" -prompt 8 -gen 8 -runs 1 | tail -3
 
 # The compile check runs here too when this machine has NVRTC (3: it has
 # none); on the GPU machine run.sh runs it with the device's NVRTC.

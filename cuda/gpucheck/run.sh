@@ -6,7 +6,8 @@
 # GPU as well as on the host backend, the kernel packages' tests (their
 # kernels on the device against the Go CPU reference), rotary's GPU
 # benchmarks (misses streamed as a share of pinned bandwidth, copies hidden
-# behind compute), and the benchmark table, last. Logs go to $OUT when it is
+# behind compute), the benchmark table, and the model benchmark on the
+# Qwen3-30B-A3B and Qwen3.5-35B-A3B presets, last. Logs go to $OUT when it is
 # set, else to the binaries' directory.
 #
 #   cuda/gpucheck/run.sh [binary-dir]     (default: gpu/ in the repository)
@@ -15,6 +16,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/gpu}
 logs=${OUT:-$bin}
 if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/rotary.test" ] || [ ! -x "$bin/bench" ] || [ ! -x "$bin/nvrtc" ] ||
+	[ ! -x "$bin/model-bench" ] || [ ! -x "$bin/inspect" ] ||
 	[ ! -f "$bin/kernels.list" ]; then
 	echo "run.sh: no binaries in $bin: run cuda/gpucheck/build.sh first" >&2
 	exit 2
@@ -50,11 +52,11 @@ rm -rf "$work"
 
 echo "== kernel tests on the device (the kernel packages of build.sh)"
 kernels=0
-while read -r -u 3 dir test; do
+while read -r -u 3 dir test benchmarks; do
 	# In the package's directory, as go test runs it, for its testdata.
-	# Then the decode kernels' benchmarks, which report GB/s on the GPU (and
+	# Then its benchmarks: the decode kernels' report GB/s on the GPU (and
 	# skip on the emulator).
-	(cd "$root/$dir" && "$bin/$test" -test.v -test.count=1 -test.timeout=10m -test.bench Decode -test.benchtime 200x) 2>&1 |
+	(cd "$root/$dir" && "$bin/$test" -test.v -test.count=1 -test.timeout=10m -test.bench "$benchmarks" -test.benchtime 200x) 2>&1 |
 		tee "$logs/gpucheck-$(basename "$test" .test).log" |
 		grep -E '^(Benchmark|--- |    --- |ok|FAIL|PASS|panic)|no GPU|skip'
 	status=${PIPESTATUS[0]}
@@ -81,5 +83,36 @@ echo "== benchmark"
 "$bin/bench" 2>&1 | tee "$logs/gpucheck-bench.log"
 bench=${PIPESTATUS[0]}
 
-echo "== result: nvrtc exit $nvrtc, cuda tests exit $tests, kernel tests exit $kernels, rotary benchmarks exit $rotary, graphs exit $graphs, bench exit $bench (logs in $logs)"
-[ "$nvrtc" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$kernels" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$graphs" -eq 0 ] && [ "$bench" -eq 0 ]
+# The table users compare with llama.cpp's --n-cpu-moe: the two presets
+# (17.3 and 19.7 GiB, written once to $MODELS, by default /tmp/rotary-models)
+# at 6, 10 and 14 GiB of VRAM and all experts resident. Writing both takes
+# about two minutes; a preset that does not fit the disk is skipped.
+echo "== model benchmark (examples/bench): 512-token prefill, 128-token decode, -backend cuda"
+models=${MODELS:-/tmp/rotary-models}
+mkdir -p "$models"
+table=0
+for preset in qwen3moe-30b-a3b qwen35moe-35b-a3b; do
+	file="$models/$preset.gguf"
+	if [ ! -s "$file" ]; then
+		free_kib=$(df -Pk "$models" | awk 'NR==2 {print $4}')
+		if [ "$free_kib" -lt $((22 * 1024 * 1024)) ]; then
+			echo "$preset: skipped, $((free_kib / 1024 / 1024)) GiB free in $models, it needs about 21"
+			continue
+		fi
+		echo "writing $file"
+		if ! "$bin/inspect" -synth "$preset" -o "$file" >"$logs/gpucheck-synth-$preset.log" 2>&1; then
+			echo "$preset: writing it failed (see $logs/gpucheck-synth-$preset.log)"
+			rm -f "$file"
+			table=1
+			continue
+		fi
+	fi
+	"$bin/model-bench" -model "$file" -backend cuda -budgets 6GiB,10GiB,14GiB,all -prompt 512 -gen 128 -runs 1 2>&1 |
+		tee "$logs/gpucheck-model-bench-$preset.log"
+	status=${PIPESTATUS[0]}
+	echo "$preset: exit $status"
+	[ "$status" -eq 0 ] || table=$status
+done
+
+echo "== result: nvrtc exit $nvrtc, cuda tests exit $tests, kernel tests exit $kernels, rotary benchmarks exit $rotary, graphs exit $graphs, bench exit $bench, model table exit $table (logs in $logs)"
+[ "$nvrtc" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$kernels" -eq 0 ] && [ "$rotary" -eq 0 ] && [ "$graphs" -eq 0 ] && [ "$bench" -eq 0 ] && [ "$table" -eq 0 ]
