@@ -13,6 +13,7 @@ import (
 // the context the CUDA runtime would use, needs no creation parameters (whose
 // cuCtxCreate signature changed in CUDA 13), and is the same on 12 and 13.
 type cudaDevice struct {
+	calls    callCounter
 	drv      driver
 	compiler func() (compiler, error)
 	cfg      config
@@ -326,7 +327,11 @@ func (d *cudaDevice) NewEvent(flags EventFlag) (Event, error) {
 }
 
 // Synchronize implements Device.
+// Calls implements Device.
+func (d *cudaDevice) Calls() Calls { return d.calls.snapshot() }
+
 func (d *cudaDevice) Synchronize(ctx context.Context) error {
+	d.calls.syncs.Add(1)
 	if err := whileCapturing("Synchronize", d.captures.Load()); err != nil {
 		return err
 	}

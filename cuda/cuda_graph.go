@@ -287,6 +287,7 @@ type cudaGraphExec struct {
 // events the graph uses were not freed, unloaded or closed (the driver
 // would not notice), again only after something was.
 func (x *cudaGraphExec) Launch(s Stream) error {
+	x.dev.calls.launches.Add(1)
 	cs, ok := s.(*cudaStream)
 	if !ok || cs.dev != x.dev {
 		return fmt.Errorf("cuda: GraphExec.Launch: stream %v is not this device's: %w", s, ErrInvalidHandle)

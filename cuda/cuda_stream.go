@@ -40,6 +40,7 @@ func (s *cudaStream) do(op string, fn func() error) error {
 
 // CopyHtoD implements Stream.
 func (s *cudaStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
+	s.dev.calls.copies.Add(1)
 	return s.do("CopyHtoD", func() error {
 		a, off, err := s.dev.led.lookup(dst, dstOff, int64(len(src)))
 		if err != nil {
@@ -57,6 +58,7 @@ func (s *cudaStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 
 // CopyDtoH implements Stream.
 func (s *cudaStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
+	s.dev.calls.copies.Add(1)
 	return s.do("CopyDtoH", func() error {
 		a, off, err := s.dev.led.lookup(src, srcOff, int64(len(dst)))
 		if err != nil {
@@ -74,6 +76,7 @@ func (s *cudaStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 
 // CopyDtoD implements Stream.
 func (s *cudaStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n int64) error {
+	s.dev.calls.copies.Add(1)
 	return s.do("CopyDtoD", func() error {
 		da, doff, err := s.dev.led.lookup(dst, dstOff, n)
 		if err != nil {
@@ -95,6 +98,7 @@ func (s *cudaStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n in
 
 // Memset implements Stream.
 func (s *cudaStream) Memset(dst Buffer, off, n int64, value byte) error {
+	s.dev.calls.copies.Add(1)
 	return s.do("Memset", func() error {
 		a, aoff, err := s.dev.led.lookup(dst, off, n)
 		if err != nil {
@@ -112,6 +116,7 @@ func (s *cudaStream) Memset(dst Buffer, off, n int64, value byte) error {
 
 // Launch implements Stream.
 func (s *cudaStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
+	s.dev.calls.launches.Add(1)
 	ck, ok := k.(*cudaKernel)
 	if !ok || ck.mod.dev != s.dev {
 		return fmt.Errorf("cuda: Launch: kernel %v is not this device's: %w", k, ErrInvalidHandle)
@@ -143,6 +148,7 @@ func (s *cudaStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
 
 // Record implements Stream.
 func (s *cudaStream) Record(e Event) error {
+	s.dev.calls.events.Add(1)
 	ce, err := s.dev.event(e)
 	if err != nil {
 		return fmt.Errorf("cuda: Record: %w", err)
@@ -162,6 +168,7 @@ func (s *cudaStream) Record(e Event) error {
 
 // Wait implements Stream.
 func (s *cudaStream) Wait(e Event) error {
+	s.dev.calls.events.Add(1)
 	ce, err := s.dev.event(e)
 	if err != nil {
 		return fmt.Errorf("cuda: Wait: %w", err)
@@ -180,6 +187,7 @@ func (s *cudaStream) Wait(e Event) error {
 
 // Query implements Stream.
 func (s *cudaStream) Query() (done bool, err error) {
+	s.dev.calls.queries.Add(1)
 	err = s.do("Stream.Query", func() error {
 		if s.capturing() != nil {
 			return fmt.Errorf("cuda: Stream.Query: stream %d is capturing: %w", s.num, ErrCapture)
@@ -192,6 +200,7 @@ func (s *cudaStream) Query() (done bool, err error) {
 
 // Synchronize implements Stream.
 func (s *cudaStream) Synchronize(ctx context.Context) error {
+	s.dev.calls.syncs.Add(1)
 	if s.capturing() != nil {
 		return fmt.Errorf("cuda: Stream.Synchronize: stream %d is capturing: %w", s.num, ErrCapture)
 	}
@@ -276,6 +285,7 @@ func (e *cudaEvent) call(op string, fn func() error) error {
 
 // Query implements Event.
 func (e *cudaEvent) Query() (done bool, err error) {
+	e.dev.calls.queries.Add(1)
 	err = e.call("Event.Query", func() error {
 		done, err = e.dev.drv.eventQuery(e.dev.ctx, e.h)
 		return err
@@ -285,6 +295,7 @@ func (e *cudaEvent) Query() (done bool, err error) {
 
 // Synchronize implements Event.
 func (e *cudaEvent) Synchronize(ctx context.Context) error {
+	e.dev.calls.syncs.Add(1)
 	return e.dev.wait(ctx, "Event.Synchronize", e.Query, func() error {
 		return e.call("Event.Synchronize", func() error { return e.dev.drv.eventSynchronize(e.dev.ctx, e.h) })
 	})

@@ -109,6 +109,7 @@ func TestCUDALaunchPacksArguments(t *testing.T) {
 	defer host2.Close()
 	hk := loadKernel(t, host2, testProgram, "axpy")
 	assert.ErrorIs(t, s.Launch(hk, LaunchConfig{Grid: Dim3{X: 1}, Block: Dim3{X: 1}}), ErrInvalidHandle, "another backend's kernel")
+	assert.Equal(t, uint64(3), d.Calls().Launches, "every launch counted, refused ones too")
 }
 
 func TestCUDAEventsSince(t *testing.T) {

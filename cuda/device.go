@@ -51,6 +51,8 @@ type Device interface {
 	Synchronize(ctx context.Context) error
 	// Stats reports what the device holds now.
 	Stats() Stats
+	// Calls counts the driver calls made on the device since it opened.
+	Calls() Calls
 	// Close waits for queued work, then frees everything the device allocated,
 	// registered, created or loaded. Further calls fail with ErrClosed.
 	Close() error

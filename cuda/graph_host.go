@@ -107,6 +107,7 @@ type hostGraphExec struct {
 // again, in order and together (work other goroutines queue on s lands
 // before or after them), or, when one fails its checks, none of them.
 func (x *hostGraphExec) Launch(s Stream) error {
+	x.dev.calls.launches.Add(1)
 	hs, ok := s.(*hostStream)
 	if !ok || hs.dev != x.dev {
 		return fmt.Errorf("cuda: GraphExec.Launch: stream %v is not this device's: %w", s, ErrInvalidHandle)

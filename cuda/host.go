@@ -20,6 +20,7 @@ import (
 // transfers take (WithTiming), simulate in virtual time (WithVirtualClock) and
 // inject failures (WithAllocFault, WithCopyFault, WithAsyncCopyFault).
 type HostDevice struct {
+	calls callCounter
 	cfg   config
 	log   *slog.Logger
 	led   *ledger
@@ -456,6 +457,7 @@ func (m *hostModule) isClosed() bool {
 
 // Synchronize implements Device.
 func (h *HostDevice) Synchronize(ctx context.Context) error {
+	h.calls.syncs.Add(1)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -478,6 +480,9 @@ func (h *HostDevice) Synchronize(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Calls implements Device.
+func (h *HostDevice) Calls() Calls { return h.calls.snapshot() }
 
 // Stats implements Device.
 func (h *HostDevice) Stats() Stats {

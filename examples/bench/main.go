@@ -232,6 +232,10 @@ func (b *bench) once(ctx context.Context, vram int64) (r row, err error) {
 	r.HostHitRate = rate(d.Host)
 	r.PCIeBytesPerToken = float64(d.VRAM.Bytes) / float64(b.c.gen)
 	r.StallPerToken = d.StallTime / time.Duration(b.c.gen)
+	gen := float64(b.c.gen)
+	r.LaunchesPerToken = float64(d.Calls.Launches) / gen
+	r.SyncsPerToken = float64(d.Calls.Syncs) / gen
+	r.CallsPerToken = float64(d.Calls.Total()) / gen
 	return r, nil
 }
 

@@ -35,6 +35,10 @@ type row struct {
 	HostHitRate       float64       `json:"host_hit_rate"`
 	PCIeBytesPerToken float64       `json:"pcie_bytes_per_token"`
 	StallPerToken     time.Duration `json:"stall_per_token_ns"`
+	// Driver calls per decoded token: launches, synchronisations, and all.
+	LaunchesPerToken float64 `json:"launches_per_token"`
+	SyncsPerToken    float64 `json:"syncs_per_token"`
+	CallsPerToken    float64 `json:"driver_calls_per_token"`
 }
 
 // medianRow takes each measured column's median over the runs; the plan's
@@ -47,6 +51,9 @@ func medianRow(runs []row) row {
 	r.HostHitRate = median(runs, func(r row) float64 { return r.HostHitRate })
 	r.PCIeBytesPerToken = median(runs, func(r row) float64 { return r.PCIeBytesPerToken })
 	r.StallPerToken = time.Duration(median(runs, func(r row) float64 { return float64(r.StallPerToken) }))
+	r.LaunchesPerToken = median(runs, func(r row) float64 { return r.LaunchesPerToken })
+	r.SyncsPerToken = median(runs, func(r row) float64 { return r.SyncsPerToken })
+	r.CallsPerToken = median(runs, func(r row) float64 { return r.CallsPerToken })
 	return r
 }
 
@@ -70,12 +77,13 @@ func (r *report) print(w io.Writer) error {
 	fmt.Fprintf(w, "model    %s\nbackend  %s\nrouting  %s\nrun      %d prompt tokens, %d decoded greedily; medians of %d runs, each on a fresh engine\n\n",
 		r.Model, r.Backend, r.Routing, r.Prompt, r.Gen, r.Runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "VRAM budget\tVRAM used\texperts in VRAM\tpinned host\tprefill tok/s\tdecode tok/s\tVRAM hits\thost hits\tPCIe/token\tstall/token\t")
+	fmt.Fprintln(tw, "VRAM budget\tVRAM used\texperts in VRAM\tpinned host\tprefill tok/s\tdecode tok/s\tVRAM hits\thost hits\tPCIe/token\tstall/token\tlaunches/token\tsyncs/token\tcalls/token\t")
 	for _, x := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f%%\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%.0f%%\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n",
 			rotary.FormatSize(x.Budget), rotary.FormatSize(x.VRAM), 100*float64(x.Slots)/float64(max(x.Experts, 1)),
 			rotary.FormatSize(x.Pinned), x.PrefillTokS, x.DecodeTokS, percent(x.VRAMHitRate), percent(x.HostHitRate),
-			rotary.FormatSize(int64(x.PCIeBytesPerToken)), x.StallPerToken.Round(time.Microsecond))
+			rotary.FormatSize(int64(x.PCIeBytesPerToken)), x.StallPerToken.Round(time.Microsecond),
+			x.LaunchesPerToken, x.SyncsPerToken, x.CallsPerToken)
 	}
 	return tw.Flush()
 }

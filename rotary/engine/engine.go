@@ -423,14 +423,17 @@ type Stats struct {
 	// resident.
 	Acquires int
 	Wait     time.Duration
+	// Calls are the driver calls made on the device (on the CPU path, the
+	// host device rotary copies on): what a step costs the host.
+	Calls cuda.Calls
 }
 
 // Stats returns the counters since New.
 func (e *Engine) Stats() Stats {
 	if e.gpu != nil {
-		return Stats{Stats: e.rt.Stats(), Acquires: e.gpu.Acquires(), Wait: e.gpu.Wait()}
+		return Stats{Stats: e.rt.Stats(), Acquires: e.gpu.Acquires(), Wait: e.gpu.Wait(), Calls: e.dev.Calls()}
 	}
-	return Stats{Stats: e.rt.Stats(), Acquires: e.src.Acquires(), Wait: e.src.Wait()}
+	return Stats{Stats: e.rt.Stats(), Acquires: e.src.Acquires(), Wait: e.src.Wait(), Calls: e.dev.Calls()}
 }
 
 // Close frees the runtime, the device and the backend; the model file is the
@@ -461,5 +464,6 @@ func (e *Engine) Close() error {
 // Sub returns the counts of s since an earlier snapshot old, without the
 // layers' shares (rotary.Stats.Sub).
 func (s Stats) Sub(old Stats) Stats {
-	return Stats{Stats: s.Stats.Sub(old.Stats), Acquires: s.Acquires - old.Acquires, Wait: s.Wait - old.Wait}
+	return Stats{Stats: s.Stats.Sub(old.Stats), Acquires: s.Acquires - old.Acquires, Wait: s.Wait - old.Wait,
+		Calls: s.Calls.Sub(old.Calls)}
 }

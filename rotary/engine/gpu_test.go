@@ -64,6 +64,7 @@ func TestGPUEngine(t *testing.T) {
 	s := e.Stats()
 	assert.NotZero(t, s.VRAM.Misses, "experts rotate")
 	assert.NotZero(t, s.Acquires)
+	assert.Greater(t, s.Calls.Launches, uint64(s.Acquires), "kernels launched through the device")
 	assert.Zero(t, s.Acquires%e.Net().Layers(), "one acquire per layer and step")
 	require.NoError(t, e.Close())
 	assert.Equal(t, cuda.Stats{}, dev.Stats(), "the engine freed all it took of the device")
