@@ -186,8 +186,9 @@ func checkCols(t experts.Type, cols int) (int64, error) {
 
 // callConfig is what CallOptions set.
 type callConfig struct {
-	accumulate bool
-	float      bool
+	accumulate   bool
+	float        bool
+	prequantized bool
 }
 
 // CallOption modifies one MatMul or MoE call.
@@ -204,6 +205,20 @@ func Accumulate() CallOption { return func(c *callConfig) { c.accumulate = true 
 // a float reference (llama.cpp's run of the dequantised model), which is
 // what exactness tests compare with.
 func FloatActivations() CallOption { return func(c *callConfig) { c.float = true } }
+
+// Prequantized tells a decode MatMul that scratch already holds x's
+// activations quantized: the previous MatMul on the same stream had the same
+// x (unchanged since), tokens and columns, and the same scratch. It skips
+// the quantize launch, so matrices that share an input (the queries, keys
+// and values of a layer, say) quantize it once. Quantized activations are
+// the same whatever the weight type. Float weights and prefill ignore it.
+func Prequantized() CallOption { return func(c *callConfig) { c.prequantized = true } }
+
+// Quantizes reports whether MatMul of tokens rows by w quantizes x into
+// scratch, which a next MatMul of the same x may reuse (Prequantized).
+func Quantizes(tokens int, w Matrix, opts ...CallOption) bool {
+	return callOptions(opts).decode(tokens) && !formats[w.Type].float
+}
 
 // decode reports whether a call of tokens rows takes the decode kernels.
 func (c callConfig) decode(tokens int) bool { return tokens <= DecodeTokens && !c.float }
@@ -331,8 +346,10 @@ func (k *Kernels) MatMul(s cuda.Stream, dst, x cuda.Buffer, tokens int, w Matrix
 	}
 	act := x
 	if !f.float {
-		if err := k.quantize(s, cuda.Ptr(scratch), x, tokens*w.Cols/32); err != nil {
-			return fmt.Errorf("moe: MatMul: %w", err)
+		if !c.prequantized {
+			if err := k.quantize(s, cuda.Ptr(scratch), x, tokens*w.Cols/32); err != nil {
+				return fmt.Errorf("moe: MatMul: %w", err)
+			}
 		}
 		act = scratch
 	}

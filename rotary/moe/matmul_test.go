@@ -98,6 +98,36 @@ func TestMatMulAccumulate(t *testing.T) {
 	})
 }
 
+// A second matrix of another quantized type reuses the first MatMul's
+// quantized activations (Prequantized) and gives what it gives alone.
+func TestMatMulPrequantized(t *testing.T) {
+	cudatest.Run(t, func(t *testing.T, c cudatest.Case) {
+		first, second := experts.TypeQ8_0, experts.TypeQ4_K
+		k := kernelsFor(t, c, first, second)
+		r := rand.New(rand.NewPCG(9, 9))
+		const tokens, rows, cols = 3, 11, 256
+		x := randomFloats(r, tokens*cols)
+		xb := cudatest.Upload(t, c, x)
+		m := func(typ experts.Type) (moe.Matrix, []byte) {
+			w := randomWeights(t, r, typ, rows, cols)
+			return moe.Matrix{Buf: upload(t, c, w), Type: typ, Rows: rows, Cols: cols}, w
+		}
+		a, _ := m(first)
+		b, bw := m(second)
+		require.True(t, moe.Quantizes(tokens, a))
+		require.False(t, moe.Quantizes(moe.DecodeTokens+1, a), "prefill does not quantize")
+		scratch := c.Alloc(t, moe.MatMulScratch(tokens, a))
+		dst := c.Alloc(t, 4*tokens*rows)
+		require.NoError(t, k.MatMul(c.Stream, dst, xb, tokens, a, scratch))
+		before := c.Device.Calls().Launches
+		require.NoError(t, k.MatMul(c.Stream, dst, xb, tokens, b, scratch, moe.Prequantized()))
+		require.Equal(t, uint64(1), c.Device.Calls().Launches-before, "the GEMV alone")
+		got := cudatest.Download[float32](t, c, dst, tokens*rows)
+		alone := runMatMul(t, c, k, bw, second, rows, cols, tokens, x, 0)
+		require.Equal(t, alone, got)
+	})
+}
+
 // TestMatMulExtremes runs blocks at the edges of their formats: zero
 // activations and weights, -0, the largest f16 scale, subnormal f16 scales
 // and MXFP4's smallest and large exponents.

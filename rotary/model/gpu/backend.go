@@ -55,6 +55,9 @@ type Backend struct {
 	// by use: the stream runs calls in order, so a call's scratch is dead
 	// once the next call's kernels start.
 	reused [numUses]cuda.Buffer
+	// quantized is the input whose 8-bit activations the workspace holds
+	// after a decode MatMul, until another operation runs.
+	quantized Matrix
 	planes map[int]*layerMoE // by layer, made on first use
 
 	route routeBufs
@@ -309,6 +312,7 @@ func (b *Backend) BeginStep() {
 	}
 	b.uploaded = 0
 	b.reused = [numUses]cuda.Buffer{}
+	b.quantized = Matrix{}
 	if err := b.arena.reset(); err != nil {
 		b.fail(err)
 	}
@@ -488,6 +492,7 @@ func (b *Backend) run(op func() error) error {
 	if b.err != nil {
 		return b.err
 	}
+	b.quantized = Matrix{} // the operation may write the input, or the workspace
 	return b.fail(op())
 }
 
@@ -526,19 +531,34 @@ func (b *Backend) uploadInts(vals []int32) (cuda.Buffer, error) {
 }
 
 // MatMul implements model.Backend.
+// The matrices that share an input (a layer's queries, keys and values;
+// the router and the shared expert) are multiplied one after the other, so
+// a decode quantizes their input once: the workspace keeps it for the next
+// MatMul of the same input.
 func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
+	last := b.quantized
 	return b.run(func() error {
 		wm, err := b.weightMatrix(w)
 		if err != nil {
 			return err
 		}
 		xm := matrix(x)
-		scratch, err := b.reuse(useScratch, moe.MatMulScratch(xm.Rows, wm, b.opts.calls...))
+		opts := b.opts.calls
+		quantizes := moe.Quantizes(xm.Rows, wm, opts...)
+		if quantizes && last == xm {
+			opts = append(slices.Clip(opts), moe.Prequantized())
+		}
+		scratch, err := b.reuse(useScratch, moe.MatMulScratch(xm.Rows, wm, opts...))
 		if err != nil {
 			return err
 		}
-		if err := b.mk.MatMul(b.stream, matrix(dst).Buf, xm.Buf, xm.Rows, wm, scratch, b.opts.calls...); err != nil {
+		if err := b.mk.MatMul(b.stream, matrix(dst).Buf, xm.Buf, xm.Rows, wm, scratch, opts...); err != nil {
 			return fmt.Errorf("%s: %w", w.Name, err)
+		}
+		if quantizes {
+			b.quantized = xm
+		} else {
+			b.quantized = last // a product that does not quantize leaves the workspace alone
 		}
 		return nil
 	})
