@@ -58,7 +58,7 @@ type Backend struct {
 	// quantized is the input whose 8-bit activations the workspace holds
 	// after a decode MatMul, until another operation runs.
 	quantized Matrix
-	planes map[int]*layerMoE // by layer, made on first use
+	planes    map[int]*layerMoE // by layer, made on first use
 
 	route routeBufs
 
