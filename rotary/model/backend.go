@@ -67,6 +67,13 @@ type DeltaNet struct {
 	Eps float32
 }
 
+// Residual is the sum that closes a block of a layer: A + B·sigmoid(Gate)
+// + C, added in that order (B unscaled when Gate is nil, no C when C is
+// nil). Gate has one column: qwen35moe's shared-expert gate.
+type Residual struct {
+	A, B, Gate, C Tensor
+}
+
 // Routing is the expert choice of a batch: token t uses experts
 // IDs[t·K : (t+1)·K] (most probable first) with weights Weights[t·K : (t+1)·K].
 type Routing struct {
@@ -121,6 +128,11 @@ type Backend interface {
 	// AddGated writes a + b·sigmoid(gate), gate having one column (dst may
 	// be a or b).
 	AddGated(dst, a, b, gate Tensor) error
+	// AddNorm writes r's sum into sum (which may be r.A) and its RMSNorm,
+	// scaled by w, into dst: a layer's residual sum fused with the next
+	// block's norm. The sums and the norm round as Add, AddGated and
+	// RMSNorm would one after the other.
+	AddNorm(sum, dst Tensor, r Residual, w Weight, eps float32) error
 
 	// NormRope RMS-normalises each head of x in place, scales it by w (one
 	// value per head dimension), then rotates it for its row's position

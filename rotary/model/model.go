@@ -235,12 +235,19 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
 		return nil, err
 	}
+	// h is x normalised for what reads it next: the first layer's
+	// attention here; each layer normalises its output for the next one
+	// (the last for the output), fused with its residual sum.
+	h := m.tensor(tNorm, T, c.embed)
+	if err := b.RMSNorm(h, x, m.layers[0].attnNorm, c.eps); err != nil {
+		return nil, err
+	}
 	for il := range c.layers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		var err error
-		if x, err = m.layer(ctx, s, il, x); err != nil {
+		if x, err = m.layer(ctx, s, il, x, h); err != nil {
 			return nil, fmt.Errorf("model: layer %d: %w", il, err)
 		}
 	}
@@ -250,16 +257,12 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	case noLogits:
 		return nil, nil
 	case LastLogits:
-		x = b.Slice(x, T-1, T)
-	}
-	h := m.tensor(tResultNorm, x.Rows(), c.embed)
-	if err := b.RMSNorm(h, x, m.outputNorm, c.eps); err != nil {
-		return nil, err
+		h = b.Slice(h, T-1, T)
 	}
 	if err := m.observe("result_norm", -1, h); err != nil {
 		return nil, err
 	}
-	out := m.tensor(tLogits, x.Rows(), c.vocab)
+	out := m.tensor(tLogits, h.Rows(), c.vocab)
 	if err := b.MatMul(out, h, m.output); err != nil {
 		return nil, err
 	}
@@ -270,15 +273,11 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	return logits, nil
 }
 
-// layer runs decoder layer il on the hidden states x and returns the new
-// ones.
-func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, error) {
+// layer runs decoder layer il on the hidden states x, normalised by its
+// attention norm in h, and returns the new hidden states; h then holds
+// them normalised for the next layer (or the output).
+func (m *Net) layer(ctx context.Context, s *State, il int, x, h Tensor) (Tensor, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
-	T := x.Rows()
-	h := m.tensor(tNorm, T, c.embed)
-	if err := b.RMSNorm(h, x, w.attnNorm, c.eps); err != nil {
-		return nil, err
-	}
 	var mixed Tensor
 	var err error
 	if c.isAttention(il) {
@@ -289,7 +288,7 @@ func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Add(mixed, mixed, x); err != nil {
+	if err := b.AddNorm(mixed, h, Residual{A: mixed, B: x}, w.ffnNorm, c.eps); err != nil {
 		return nil, err
 	}
 	if c.hybrid {
@@ -301,17 +300,24 @@ func (m *Net) layer(ctx context.Context, s *State, il int, x Tensor) (Tensor, er
 		return nil, err
 	}
 
-	if err := b.RMSNorm(h, mixed, w.ffnNorm, c.eps); err != nil {
-		return nil, err
-	}
 	ffn, err := m.moe(ctx, s.pos, il, h)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Add(ffn, ffn, mixed); err != nil {
+	next := m.outputNorm
+	if il+1 < c.layers {
+		next = m.layers[il+1].attnNorm
+	}
+	// ffn's routed experts, plus the gated shared expert, plus the
+	// residual: summed in that order.
+	r := Residual{A: ffn.routed, B: mixed}
+	if ffn.shared != nil {
+		r = Residual{A: ffn.routed, B: ffn.shared, Gate: ffn.gate, C: mixed}
+	}
+	if err := b.AddNorm(ffn.routed, h, r, next, c.eps); err != nil {
 		return nil, err
 	}
-	return ffn, m.observe("l_out", il, ffn)
+	return ffn.routed, m.observe("l_out", il, ffn.routed)
 }
 
 // attention is the (gated) full-attention block of layer il.
@@ -392,12 +398,12 @@ func (m *Net) deltaNet(s *State, il int, h Tensor) (Tensor, error) {
 
 // moe is the mixture-of-experts block of layer il on the normalised
 // hidden states h of positions pos, pos+1, ...
-func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
+func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (moeOut, error) {
 	c, b, w := &m.cfg, m.backend, &m.layers[il]
 	T := h.Rows()
 	logits := m.tensor(tRouter, T, c.experts)
 	if err := b.MatMul(logits, h, w.router); err != nil {
-		return nil, err
+		return moeOut{}, err
 	}
 	// The shared expert first: on a GPU its launches are queued while the
 	// router's kernels run, before the host waits for the routing, so fewer
@@ -407,17 +413,17 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	if w.shared {
 		var err error
 		if shared, gateIn, err = m.sharedExpert(il, h); err != nil {
-			return nil, err
+			return moeOut{}, err
 		}
 	}
 	r, err := b.Route(logits, c.expertsUsed, c.normalizeWeights)
 	if err != nil {
-		return nil, err
+		return moeOut{}, err
 	}
 	if m.opts.replay != nil {
 		m.opts.replay(il, pos, r)
 		if err := checkRouting(r, c.experts); err != nil {
-			return nil, fmt.Errorf("model: replayed routing of layer %d at position %d: %w", il, pos, err)
+			return moeOut{}, fmt.Errorf("model: replayed routing of layer %d at position %d: %w", il, pos, err)
 		}
 	}
 	if m.opts.onRouting != nil {
@@ -427,27 +433,33 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (Tensor, error) {
 	// a layer never writes the tensor it reads.
 	out := m.tensor(tLayerOut+tensorKey(il%2), T, c.embed)
 	if err := b.MoE(ctx, out, h, il, r); err != nil {
-		return nil, err
+		return moeOut{}, err
 	}
 	if err := m.observe("ffn_moe_out", il, out); err != nil {
-		return nil, err
+		return moeOut{}, err
 	}
 	if !w.shared {
-		return out, nil
+		return moeOut{routed: out}, nil
 	}
 	if m.opts.onActivation != nil {
 		gated, zero := b.NewTensor(T, c.embed), b.NewTensor(T, c.embed)
 		if err := b.Zero(zero); err != nil {
-			return nil, err
+			return moeOut{}, err
 		}
 		if err := b.AddGated(gated, zero, shared, gateIn); err != nil {
-			return nil, err
+			return moeOut{}, err
 		}
 		if err := m.observe("ffn_shexp_gated", il, gated); err != nil {
-			return nil, err
+			return moeOut{}, err
 		}
 	}
-	return out, b.AddGated(out, out, shared, gateIn)
+	return moeOut{routed: out, shared: shared, gate: gateIn}, nil
+}
+
+// moeOut is an MoE block's output before its sums: the routed experts', and
+// the shared expert's (nil without one) with its gate's input.
+type moeOut struct {
+	routed, shared, gate Tensor
 }
 
 // sharedExpert computes layer il's shared expert on h, before its sigmoid
@@ -497,7 +509,6 @@ const (
 	tShared
 	tLayerOut // and tLayerOut+1: layers alternate
 	_
-	tResultNorm
 	tLogits
 	numTensorKeys
 )

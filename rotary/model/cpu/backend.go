@@ -175,6 +175,39 @@ func (b *Backend) AddGated(dst, x, y, gate model.Tensor) error {
 	return nil
 }
 
+// AddNorm implements model.Backend: the sums of AddGated and Add, then
+// RMSNorm, row by row.
+func (b *Backend) AddNorm(sum, dst model.Tensor, r model.Residual, w model.Weight, eps float32) error {
+	wf, err := floats(w)
+	if err != nil {
+		return err
+	}
+	s, d, a, bt := cpuTensor(sum), cpuTensor(dst), cpuTensor(r.A), cpuTensor(r.B)
+	var g, c *tensor
+	if r.Gate != nil {
+		g = cpuTensor(r.Gate)
+	}
+	if r.C != nil {
+		c = cpuTensor(r.C)
+	}
+	for t := range s.rows {
+		sr, ar, br := s.row(t), a.row(t), bt.row(t)
+		if g != nil {
+			gs := Sigmoid(g.data[t*g.cols])
+			for i := range sr {
+				sr[i] = ar[i] + br[i]*gs
+			}
+		} else {
+			Add(sr, ar, br)
+		}
+		if c != nil {
+			Add(sr, sr, c.row(t))
+		}
+		RMSNorm(d.row(t), sr, wf, eps)
+	}
+	return nil
+}
+
 // NormRope implements model.Backend.
 func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, eps float32, rope model.Rope, pos int) error {
 	xt := cpuTensor(x)

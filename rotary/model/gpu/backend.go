@@ -593,6 +593,24 @@ func (b *Backend) AddGated(dst, x, y, gate model.Tensor) error {
 	})
 }
 
+// AddNorm implements model.Backend, in one launch.
+func (b *Backend) AddNorm(sum, dst model.Tensor, r model.Residual, w model.Weight, eps float32) error {
+	return b.run(func() error {
+		res := Residual{A: matrix(r.A), B: matrix(r.B)}
+		if r.Gate != nil {
+			res.Gate = matrix(r.Gate)
+		}
+		if r.C != nil {
+			res.C = matrix(r.C)
+		}
+		wb, err := b.floats(w, res.A.Cols)
+		if err != nil {
+			return err
+		}
+		return b.ks.AddNorm(b.stream, matrix(sum), matrix(dst), res, wb, eps)
+	})
+}
+
 // NormRope implements model.Backend.
 func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, eps float32, rope model.Rope, pos int) error {
 	return b.run(func() error {
