@@ -5,10 +5,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
-	"github.com/rotary-moe/rotary/experts/quant"
 )
 
 // Elementwise kernels: the CPU and the GPU round the same operations; only
@@ -40,34 +36,6 @@ func TestElementwise(t *testing.T) {
 				e.cpu.AddGated(want, e.tensor(a, rows, cols), e.tensor(b, rows, cols), e.tensor(g, rows, 1))
 				require.NoError(t, e.ks.AddGated(e.s, ad, ad, bd, e.upload(g, rows, 1)))
 				assertClose(t, e.read(want), e.download(ad), actRel, actAbs, "add gated in place")
-			})
-		}
-	})
-}
-
-func TestEmbed(t *testing.T) {
-	forDevices(t, func(t *testing.T, e *env) {
-		r := rand.New(rand.NewPCG(11, 12))
-		const rows, cols = 37, 129
-		vals := random(r, rows*cols, 100)
-		vals[0], vals[1] = 1e-6, -7e4 // subnormal and large in half
-		tokens := []int32{5, 0, 36, 5, 17}
-		for _, typ := range []experts.Type{experts.TypeF32, experts.TypeF16, experts.TypeBF16} {
-			t.Run(typ.String(), func(t *testing.T) {
-				rb, err := typ.RowBytes(cols)
-				require.NoError(t, err)
-				data := make([]byte, rows*int(rb))
-				require.NoError(t, quant.Quantize(typ, vals, data))
-				table := weight(vals, rows, cols)
-				table.Type, table.Data = typ, data
-				want := e.cpu.NewTensor(len(tokens), cols)
-				require.NoError(t, e.cpu.Embed(want, table, tokens))
-
-				tok := make([]byte, 4*len(tokens))
-				copy(cuda.View[int32](tok), tokens)
-				dst := e.zeros(len(tokens), cols)
-				require.NoError(t, e.ks.Embed(e.s, dst, Table{Buf: e.uploadBytes(data), Type: typ, Rows: rows, Cols: cols}, e.uploadBytes(tok)))
-				assertClose(t, e.read(want), e.download(dst), 0, 0, "rows")
 			})
 		}
 	})

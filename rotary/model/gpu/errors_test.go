@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -42,12 +41,6 @@ func TestBadArguments(t *testing.T) {
 		{"gate rows", ErrShape, func() error { return ks.AddGated(s, x, x, x, mat(1, 1)) }},
 		{"residual gate rows", ErrShape, func() error {
 			return ks.AddNorm(s, x, mat(2, 64), Residual{A: x, B: x, Gate: mat(3, 1)}, w.Buf, 1e-6)
-		}},
-		{"quantized table", ErrType, func() error {
-			return ks.Embed(s, x, Table{Buf: x.Buf, Type: experts.TypeQ8_0, Rows: 1, Cols: 64}, mat(1, 2).Buf)
-		}},
-		{"table past its buffer", ErrShape, func() error {
-			return ks.Embed(s, x, Table{Buf: x.Buf, Type: experts.TypeF32, Rows: 3, Cols: 64}, mat(1, 2).Buf)
 		}},
 		{"heads outside rows", ErrShape, func() error {
 			return ks.NormRope(s, QKNorm{Q: x, QHeads: model.Heads{Count: 2, Dim: 64, Stride: 64}, QWeight: w.Buf, Rope: model.Rope{Dims: 64}})

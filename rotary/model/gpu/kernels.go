@@ -13,8 +13,6 @@ import (
 // rows, or a size a kernel does not support (each error says which).
 var ErrShape = errors.New("gpu: bad shape")
 
-// ErrType means a weight type a kernel does not read.
-var ErrType = errors.New("gpu: unsupported type")
 
 // Matrix is Rows×Cols float32 values, row after row, at the start of Buf.
 type Matrix struct {
@@ -60,7 +58,7 @@ func sameShape(op string, names []string, ms ...Matrix) error {
 
 // Kernels are the model's kernels loaded on one device. Their methods queue
 // one or two launches on a stream and return without waiting; arguments are
-// checked first, and a bad one is an error matching ErrShape or ErrType with
+// checked first, and a bad one is an error matching ErrShape with
 // nothing queued. A Kernels may be used from several goroutines: it holds no
 // state besides the loaded modules.
 type Kernels struct {

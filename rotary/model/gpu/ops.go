@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/rotary-moe/rotary/cuda"
-	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -111,52 +110,6 @@ func (ks *Kernels) AddGated(s cuda.Stream, dst, a, b, gate Matrix) error {
 	}
 	return ks.launch(s, kAddGated, cuda.Dim3{X: elementwiseGrid(a.Cols), Y: uint32(a.Rows)}, rowThreads, 0,
 		cuda.Ptr(dst.Buf), cuda.Ptr(a.Buf), cuda.Ptr(b.Buf), cuda.Ptr(gate.Buf), i32(gate.Cols), i32(a.Cols))
-}
-
-// Table is an embedding table in device memory: Rows rows of Cols values of
-// Type, row after row (ggml ne = [Cols, Rows]).
-type Table struct {
-	Buf        cuda.Buffer
-	Type       experts.Type
-	Rows, Cols int
-}
-
-// Embed writes row tokens[i] of table into row i of dst, for the dst.Rows
-// int32 token ids in tokens. The ids must be below table.Rows (the model
-// checks them against its vocabulary before they are uploaded); the kernel
-// leaves the row of an id outside the table untouched rather than read past
-// the table. Tables of F32, F16 and BF16 are supported.
-func (ks *Kernels) Embed(s cuda.Stream, dst Matrix, table Table, tokens cuda.Buffer) error {
-	if err := dst.check("Embed", "dst"); err != nil {
-		return err
-	}
-	if table.Cols != dst.Cols || table.Rows <= 0 {
-		return fmt.Errorf("gpu: Embed: a %d×%d table for %d columns: %w", table.Rows, table.Cols, dst.Cols, ErrShape)
-	}
-	var name string
-	var size int64
-	switch table.Type {
-	case experts.TypeF32:
-		name, size = kEmbedF32, 4
-	case experts.TypeF16:
-		name, size = kEmbedF16, 2
-	case experts.TypeBF16:
-		name, size = kEmbedBF16, 2
-	default:
-		return fmt.Errorf("gpu: Embed: %v table: %w", table.Type, ErrType)
-	}
-	if table.Buf.IsZero() || table.Buf.Size() < size*int64(table.Rows)*int64(table.Cols) {
-		return fmt.Errorf("gpu: Embed: a %d×%d %v table does not fit its buffer (%d bytes): %w",
-			table.Rows, table.Cols, table.Type, table.Buf.Size(), ErrShape)
-	}
-	if err := checkFloats("Embed", "tokens", tokens, dst.Rows); err != nil {
-		return err
-	}
-	if err := checkBatch("Embed", dst.Rows); err != nil {
-		return err
-	}
-	return ks.launch(s, name, cuda.Dim3{X: elementwiseGrid(dst.Cols), Y: uint32(dst.Rows)}, rowThreads, 0,
-		cuda.Ptr(dst.Buf), cuda.Ptr(table.Buf), cuda.Ptr(tokens), i32(table.Rows), i32(table.Cols))
 }
 
 // checkHeads verifies that heads lie inside rows of m.

@@ -34,7 +34,7 @@ type program struct {
 // them.
 var programs = []program{
 	{"model/norm.cu", normSource, []string{kRMSNorm, kAddNorm, kNormRope, kGatedRMSNorm}},
-	{"model/elementwise.cu", elementwiseSource, []string{kAdd, kSwiGLU, kAddGated, kEmbedF32, kEmbedF16, kEmbedBF16}},
+	{"model/elementwise.cu", elementwiseSource, []string{kAdd, kSwiGLU, kAddGated}},
 	{"model/attention.cu", attentionSource, []string{kAttnDecode, kAttnPrefill, kAttnCombine}},
 	{"model/deltanet.cu", deltanetSource, []string{kConvSiLU, kDeltaNet, kDeltaNetNorm}},
 	{"model/route.cu", routeSource, []string{kRoute}},
@@ -51,9 +51,6 @@ const (
 	kAdd          = "rt_decode_add"
 	kSwiGLU       = "rt_decode_swiglu"
 	kAddGated     = "rt_decode_add_gated"
-	kEmbedF32     = "rt_decode_embed_f32"
-	kEmbedF16     = "rt_decode_embed_f16"
-	kEmbedBF16    = "rt_decode_embed_bf16"
 	kAttnDecode   = "rt_decode_attn"
 	kAttnPrefill  = "rt_prefill_attn"
 	kAttnCombine  = "rt_decode_attn_combine"
