@@ -13,7 +13,6 @@ import (
 // rows, or a size a kernel does not support (each error says which).
 var ErrShape = errors.New("gpu: bad shape")
 
-
 // Matrix is Rows×Cols float32 values, row after row, at the start of Buf.
 type Matrix struct {
 	Buf        cuda.Buffer
