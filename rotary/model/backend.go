@@ -48,6 +48,13 @@ type Attention struct {
 	Cache   KVCache
 	Pos     int
 	Scale   float32
+	// QNorm and KNorm, when they have data, RMS-normalise each query and
+	// key head (Eps) and scale it (one weight per head dimension) before
+	// Rope rotates it for its position: qwen's norm and NEOX rope, which
+	// Attend runs first, so that a GPU fuses it with the cache store.
+	QNorm, KNorm Weight
+	Eps          float32
+	Rope         Rope
 }
 
 // DeltaNet describes one Gated DeltaNet layer's recurrence over a batch.
@@ -134,12 +141,9 @@ type Backend interface {
 	// RMSNorm would one after the other.
 	AddNorm(sum, dst Tensor, r Residual, w Weight, eps float32) error
 
-	// NormRope RMS-normalises each head of x in place, scales it by w (one
-	// value per head dimension), then rotates it for its row's position
-	// pos, pos+1, ...
-	NormRope(x Tensor, heads Heads, w Weight, eps float32, rope Rope, pos int) error
-	// Attend stores a's keys and values in its cache and writes the
-	// attention output, heads one after the other, into dst.
+	// Attend normalises and rotates a's queries and keys in place (when
+	// a.QNorm has data), stores the keys and values in its cache and writes
+	// the attention output, heads one after the other, into dst.
 	Attend(dst Tensor, a Attention) error
 
 	// ConvSiLU runs the causal depthwise convolution (kernel ne = [K, C])

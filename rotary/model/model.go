@@ -341,16 +341,11 @@ func (m *Net) attention(s *State, il int, h Tensor) (Tensor, error) {
 		Cache: s.layers[il].kv,
 		Pos:   s.pos,
 		Scale: float32(1 / math.Sqrt(float64(Dh))),
+		QNorm: w.qNorm, KNorm: w.kNorm, Eps: c.eps, Rope: c.rope,
 	}
 	if c.gatedAttention {
 		a.QHeads.Stride = 2 * Dh
 		a.Gate, a.GateHeads = q, Heads{Count: H, Dim: Dh, Stride: 2 * Dh, Offset: Dh}
-	}
-	if err := b.NormRope(q, a.QHeads, w.qNorm, c.eps, c.rope, s.pos); err != nil {
-		return nil, err
-	}
-	if err := b.NormRope(k, Heads{Count: KV, Dim: Dh, Stride: Dh}, w.kNorm, c.eps, c.rope, s.pos); err != nil {
-		return nil, err
 	}
 	att := m.tensor(tAttended, T, H*Dh)
 	if err := b.Attend(att, a); err != nil {

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -208,7 +209,9 @@ func (b *Backend) AddNorm(sum, dst model.Tensor, r model.Residual, w model.Weigh
 	return nil
 }
 
-// NormRope implements model.Backend.
+// NormRope RMS-normalises each head of x in place, scales it by w (one
+// value per head dimension), then rotates it for its row's position pos,
+// pos+1, ...: what Attend does first with a.QNorm and a.KNorm.
 func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, eps float32, rope model.Rope, pos int) error {
 	xt := cpuTensor(x)
 	wf, err := floats(w)
@@ -231,6 +234,13 @@ func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, ep
 
 // Attend implements model.Backend.
 func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
+	if len(a.QNorm.Data) > 0 {
+		kHeads := model.Heads{Count: a.KVHeads, Dim: a.QHeads.Dim, Stride: a.QHeads.Dim}
+		if err := errors.Join(b.NormRope(a.Q, a.QHeads, a.QNorm, a.Eps, a.Rope, a.Pos),
+			b.NormRope(a.K, kHeads, a.KNorm, a.Eps, a.Rope, a.Pos)); err != nil {
+			return err
+		}
+	}
 	d, q := cpuTensor(dst), cpuTensor(a.Q)
 	k, v := cpuTensor(a.K), cpuTensor(a.V)
 	ck, cv := cpuTensor(a.Cache.K), cpuTensor(a.Cache.V)

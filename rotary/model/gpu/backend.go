@@ -611,35 +611,19 @@ func (b *Backend) AddNorm(sum, dst model.Tensor, r model.Residual, w model.Weigh
 	})
 }
 
-// NormRope implements model.Backend.
-func (b *Backend) NormRope(x model.Tensor, heads model.Heads, w model.Weight, eps float32, rope model.Rope, pos int) error {
-	return b.run(func() error {
-		wb, err := b.floats(w, heads.Dim)
-		if err != nil {
-			return err
-		}
-		return b.ks.NormRope(b.stream, QKNorm{Q: matrix(x), QHeads: heads, QWeight: wb, Eps: eps, Rope: rope, Pos: pos})
-	})
-}
-
-// Attend implements model.Backend: the batch's keys and values are copied
-// into the cache rows of their positions (contiguous, two copies), then
-// attended over.
+// Attend implements model.Backend: the queries' and keys' norm and rope
+// and the keys' and values' store into the cache take one launch (NormRope),
+// attention one or two.
 func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 	return b.run(func() error {
 		cache := KVCache{K: matrix(a.Cache.K), V: matrix(a.Cache.V)}
 		k, v := matrix(a.K), matrix(a.V)
-		row := 4 * int64(cache.K.Cols)
 		if k.Cols != cache.K.Cols || v.Cols != cache.V.Cols || a.Pos+k.Rows > cache.K.Rows {
 			return fmt.Errorf("gpu: Attend: %d rows of %d at position %d into a %d×%d cache: %w",
 				k.Rows, k.Cols, a.Pos, cache.K.Rows, cache.K.Cols, ErrShape)
 		}
-		n := row * int64(k.Rows)
-		if err := b.stream.CopyDtoD(cache.K.Buf, row*int64(a.Pos), k.Buf, 0, n); err != nil {
-			return fmt.Errorf("gpu: storing keys: %w", err)
-		}
-		if err := b.stream.CopyDtoD(cache.V.Buf, row*int64(a.Pos), v.Buf, 0, n); err != nil {
-			return fmt.Errorf("gpu: storing values: %w", err)
+		if err := b.store(a, k, v, cache); err != nil {
+			return err
 		}
 		ga := Attention{
 			Q: matrix(a.Q), QHeads: a.QHeads, KVHeads: a.KVHeads,
@@ -654,6 +638,37 @@ func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 		}
 		ga.Workspace = ws
 		return b.ks.Attend(b.stream, matrix(dst), ga)
+	})
+}
+
+// store puts the batch's keys and values into the cache at rows a.Pos, ...:
+// with the queries' and keys' norm and rope in one launch, or, without
+// norms, as two copies.
+func (b *Backend) store(a model.Attention, k, v Matrix, cache KVCache) error {
+	if len(a.QNorm.Data) == 0 {
+		row := 4 * int64(cache.K.Cols)
+		n := row * int64(k.Rows)
+		if err := b.stream.CopyDtoD(cache.K.Buf, row*int64(a.Pos), k.Buf, 0, n); err != nil {
+			return fmt.Errorf("gpu: storing keys: %w", err)
+		}
+		if err := b.stream.CopyDtoD(cache.V.Buf, row*int64(a.Pos), v.Buf, 0, n); err != nil {
+			return fmt.Errorf("gpu: storing values: %w", err)
+		}
+		return nil
+	}
+	dim := a.QHeads.Dim
+	qw, err := b.floats(a.QNorm, dim)
+	if err != nil {
+		return err
+	}
+	kw, err := b.floats(a.KNorm, dim)
+	if err != nil {
+		return err
+	}
+	return b.ks.NormRope(b.stream, QKNorm{
+		Q: matrix(a.Q), QHeads: a.QHeads, QWeight: qw,
+		K: k, KHeads: model.Heads{Count: a.KVHeads, Dim: dim, Stride: dim}, KWeight: kw,
+		V: v, Cache: cache, Eps: a.Eps, Rope: a.Rope, Pos: a.Pos,
 	})
 }
 
