@@ -55,12 +55,6 @@ func (e *env) upload(vals []float32, rows, cols int) Matrix {
 	return Matrix{Buf: cudatest.Upload(e.t, e.c, vals), Rows: rows, Cols: cols}
 }
 
-// uploadBytes copies b to a new device buffer.
-func (e *env) uploadBytes(b []byte) cuda.Buffer {
-	e.t.Helper()
-	return cudatest.Upload(e.t, e.c, b)
-}
-
 // zeros is a new device matrix of zeros.
 func (e *env) zeros(rows, cols int) Matrix {
 	e.t.Helper()
