@@ -5,7 +5,7 @@ import "sync/atomic"
 // Calls counts the calls a device's streams, events and graphs have made of
 // the driver since the device opened: what a step of work costs the host,
 // which through cgo is about 4 µs a launch and 7 µs a small read-back
-// (DEVELOPERS.md). Every call is counted, failed or refused ones too; a
+// (measured on an H200). Every call is counted, failed or refused ones too; a
 // call queued into a graph being captured counts once, when captured.
 type Calls struct {
 	Launches uint64 // kernel launches, a graph's launch counting one
