@@ -19,6 +19,7 @@ type config struct {
 	budgets      string
 	hostMem      cli.Size
 	prompt, gen  int
+	promptGiven  bool // -prompt on the command line: not capped to the context
 	runs         int
 	seed         uint64
 	device       cli.Device
@@ -34,7 +35,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.model, "model", "", "GGUF model `file` (default: the tiny synthetic model qwen35b runs)")
 	fs.StringVar(&c.budgets, "budgets", "", "VRAM budgets, comma-separated: sizes (6GiB, 500MB) or all (every expert resident) (default: half and all for the default model, 6GiB,10GiB,14GiB,all otherwise)")
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies (default: the file's registered mapping serves every miss)")
-	fs.IntVar(&c.prompt, "prompt", 512, "prompt `tokens` to prefill")
+	fs.IntVar(&c.prompt, "prompt", 512, "prompt `tokens` to prefill (the default at most the model's context less -gen)")
 	fs.IntVar(&c.gen, "gen", 128, "`tokens` to decode after the prompt")
 	fs.IntVar(&c.runs, "runs", 3, "runs per budget; the table holds medians")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the prompt's token ids")
@@ -51,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 		return nil, cli.Usagef("%v", err)
 	}
+	fs.Visit(func(f *flag.Flag) { c.promptGiven = c.promptGiven || f.Name == "prompt" })
 	switch {
 	case fs.NArg() > 0:
 		return nil, cli.Usagef("unexpected argument %q: the model is given with -model", fs.Arg(0))
@@ -72,10 +74,28 @@ const usageHeader = `usage: bench [flags]
 Prints, per VRAM budget, prefill and decode tokens/s, the memory used, the
 experts' hit rates in VRAM and pinned host memory, the bytes copied over
 PCIe per decoded token and the time the GPU waited for them: medians of
--runs runs, each on a fresh engine.
+-runs runs, each on a fresh engine. A failure or Ctrl-C still prints the
+budgets measured before it.
+
+  bench                                   the tiny synthetic model, half and all of its experts in VRAM
+  bench -prompt 64 -gen 16 -runs 1        the same, in seconds
+  bench -model qwen3moe-30b-a3b.gguf -budgets 6GiB,10GiB,14GiB,all -backend cuda
+  bench -routing-trace trace.jsonl -json  replay recorded expert choices; one JSON object
 
 flags:
 `
+
+// fitContext returns the positions a run holds, -prompt + -gen, after
+// capping the default -prompt to a model's context of ctxLen positions.
+func (c *config) fitContext(ctxLen int) (int, error) {
+	if !c.promptGiven && c.prompt+c.gen > ctxLen && c.gen < ctxLen {
+		c.prompt = ctxLen - c.gen
+	}
+	if c.prompt+c.gen > ctxLen {
+		return 0, cli.Usagef("-prompt %d and -gen %d exceed the model's context of %d", c.prompt, c.gen, ctxLen)
+	}
+	return c.prompt + c.gen, nil
+}
 
 // resolveBudgets turns -budgets into byte counts for m; "all" holds every
 // expert beside the non-expert weights and the reserve.

@@ -27,7 +27,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,9 +74,6 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// defaultPreset is the model without -model: qwen35b's default.
-const defaultPreset = "qwen35moe-tiny-f32"
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
@@ -85,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	path := c.model
 	if path == "" {
-		if path, err = synthetic.Cached(ctx, defaultPreset, stderr); err != nil {
+		if path, err = synthetic.Cached(ctx, synthetic.DefaultPreset, stderr); err != nil {
 			return err
 		}
 	}
@@ -94,9 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
-	positions := c.prompt + c.gen
-	if positions > m.Params.ContextLength {
-		return cli.Usagef("-prompt %d and -gen %d exceed the model's context of %d", c.prompt, c.gen, m.Params.ContextLength)
+	positions, err := c.fitContext(m.Params.ContextLength)
+	if err != nil {
+		return err
 	}
 
 	var replay *replayer
@@ -133,9 +129,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	r := &report{
 		Model: m.File.Path(), Backend: backendName(dev), Routing: routing,
-		Prompt: c.prompt, Gen: c.gen, Runs: c.runs,
+		Prompt: c.prompt, Gen: c.gen, Runs: c.runs, Budgets: len(budgets),
 	}
 	b := &bench{c: c, m: m, dev: dev, positions: positions, replay: replay}
+	err = b.measure(ctx, budgets, r)
+	if len(r.Rows) == 0 {
+		return err
+	}
+	// A budget that failed, or a signal (run.sh's time limit), still leaves
+	// the rows measured before it.
+	return errors.Join(err, r.write(stdout, c.json))
+}
+
+// measure appends a row to r for each budget, in order, until one fails.
+func (b *bench) measure(ctx context.Context, budgets []int64, r *report) error {
 	for _, budget := range budgets {
 		row, err := b.budget(ctx, budget)
 		if err != nil {
@@ -143,12 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		r.Rows = append(r.Rows, row)
 	}
-	if c.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	return r.print(stdout)
+	return nil
 }
 
 // backendName says where the forward pass ran.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/cuda/cudatest"
+	"github.com/rotary-moe/rotary/examples/internal/cli"
 	"github.com/rotary-moe/rotary/examples/internal/synthetic"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
@@ -89,7 +90,7 @@ func writeTrace(t *testing.T, m *experts.Model, tokens int, r sim.Routing) strin
 
 func defaultModel(t *testing.T) *experts.Model {
 	t.Helper()
-	path, err := synthetic.Cached(context.Background(), defaultPreset, nil)
+	path, err := synthetic.Cached(context.Background(), synthetic.DefaultPreset, nil)
 	require.NoError(t, err)
 	m, err := experts.OpenModel(path)
 	require.NoError(t, err)
@@ -152,4 +153,36 @@ func TestEmulatedGPU(t *testing.T) {
 		assert.Equal(t, cpu.Rows[i].VRAMHitRate, gpu.Rows[i].VRAMHitRate, "row %d", i)
 		assert.Equal(t, cpu.Rows[i].PCIeBytesPerToken, gpu.Rows[i].PCIeBytesPerToken, "row %d", i)
 	}
+}
+
+// The default -prompt shrinks to a small context; a -prompt given does not.
+func TestFitContext(t *testing.T) {
+	c := &config{prompt: 512, gen: 128}
+	positions, err := c.fitContext(300)
+	require.NoError(t, err)
+	assert.Equal(t, 300, positions)
+	assert.Equal(t, 172, c.prompt)
+
+	c = &config{prompt: 512, gen: 128, promptGiven: true}
+	_, err = c.fitContext(300)
+	var u *cli.UsageError
+	assert.ErrorAs(t, err, &u)
+	assert.ErrorContains(t, err, "context of 300")
+}
+
+// A benchmark stopped before its last budget says so above its rows.
+func TestStoppedTable(t *testing.T) {
+	r := &report{Model: "m.gguf", Runs: 1, Budgets: 4, Rows: []row{{Budget: 6 << 30}}}
+	var out bytes.Buffer
+	require.NoError(t, r.print(&out))
+	assert.Contains(t, out.String(), "stopped  after 1 of 4 budgets")
+	assert.Contains(t, out.String(), "one run, each on a fresh engine")
+}
+
+// A budget too small for the working set fails, after the rows before it.
+func TestFailedBudgetKeepsRows(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "-prompt", "4", "-gen", "2", "-runs", "1", "-backend", "host", "-budgets", "all,1KiB")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, "stopped  after 1 of 2 budgets")
+	assert.Regexp(t, `(?m)^bench: budget 1.00 KiB: [^\n]*VRAM budget too small[^\n]*\n$`, stderr, "the error, one line, last")
 }

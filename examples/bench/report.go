@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -18,7 +19,10 @@ type report struct {
 	Prompt  int    `json:"prompt_tokens"`
 	Gen     int    `json:"gen_tokens"`
 	Runs    int    `json:"runs"`
-	Rows    []row  `json:"rows"`
+	// Budgets is how many budgets were asked for: more than Rows when a
+	// failure or a signal stopped the benchmark.
+	Budgets int   `json:"budgets"`
+	Rows    []row `json:"rows"`
 }
 
 // row is one budget's medians. Hit rates are over the decode tokens, -1
@@ -72,10 +76,24 @@ func median(runs []row, f func(row) float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
+// write writes the report as one JSON object or as the table.
+func (r *report) write(w io.Writer, asJSON bool) error {
+	if !asJSON {
+		return r.print(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
 // print writes the table.
 func (r *report) print(w io.Writer) error {
-	fmt.Fprintf(w, "model    %s\nbackend  %s\nrouting  %s\nrun      %d prompt tokens, %d decoded greedily; medians of %d runs, each on a fresh engine\n\n",
-		r.Model, r.Backend, r.Routing, r.Prompt, r.Gen, r.Runs)
+	fmt.Fprintf(w, "model    %s\nbackend  %s\nrouting  %s\nrun      %d prompt tokens, %d decoded greedily; %s, each on a fresh engine\n",
+		r.Model, r.Backend, r.Routing, r.Prompt, r.Gen, runsText(r.Runs))
+	if len(r.Rows) < r.Budgets {
+		fmt.Fprintf(w, "stopped  after %d of %d budgets\n", len(r.Rows), r.Budgets)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "VRAM budget\tVRAM used\texperts in VRAM\tpinned host\tprefill tok/s\tdecode tok/s\tVRAM hits\thost hits\tPCIe/token\tstall/token\tlaunches/token\tsyncs/token\tcalls/token\t")
 	for _, x := range r.Rows {
@@ -94,4 +112,12 @@ func percent(r float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f%%", 100*r)
+}
+
+// runsText says what the table's numbers are over.
+func runsText(runs int) string {
+	if runs == 1 {
+		return "one run"
+	}
+	return fmt.Sprintf("medians of %d runs", runs)
 }
