@@ -76,7 +76,13 @@ if [ "$status" -ne 1 ] || ! echo "$msg" | grep -q 'no GPU'; then
 	exit 1
 fi
 echo "$msg"
-"$out/model-bench" -prompt 8 -gen 8 -runs 1 | tail -3
+status=0
+table=$("$out/model-bench" -prompt 8 -gen 8 -runs 1 2>&1) || status=$?
+if [ "$status" -ne 0 ] || ! echo "$table" | grep -q '^backend  host'; then
+	echo "build.sh: model-bench -backend auto did not run on the host (exit $status): $table" >&2
+	exit 1
+fi
+echo "$table" | grep -E '^(backend|  VRAM budget| +[0-9])'
 
 # The compile check runs here too when this machine has NVRTC (3: it has
 # none); on the GPU machine run.sh runs it with the device's NVRTC.

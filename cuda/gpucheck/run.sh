@@ -11,6 +11,11 @@
 # set, else to the binaries' directory.
 #
 #   cuda/gpucheck/run.sh [binary-dir]     (default: gpu/ in the repository)
+#
+# It is meant to fit one call of 10 minutes: the model benchmark gets what
+# is left of GPUCHECK_SECONDS (default 560) and, cut short, prints the
+# budgets it measured. The presets (MODELS, default $TMPDIR/rotary-models)
+# are written in the background while the checks before it run.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/gpu}
@@ -22,6 +27,55 @@ if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/rotary.test" ] || [ ! -x "$bin/benc
 	exit 2
 fi
 mkdir -p "$logs"
+deadline=${GPUCHECK_SECONDS:-560}
+
+# The model benchmark's presets (17.3 and 19.7 GiB), each written once if
+# the disk has room: about 40 s apiece, mostly the kernel copying pages, so
+# they are written while the GPU checks run. A write cut short by a kill
+# leaves a .partial file, removed here before writing again.
+models=${MODELS:-${TMPDIR:-/tmp}/rotary-models}
+presets=(qwen3moe-30b-a3b qwen35moe-35b-a3b)
+write_presets() {
+	local failed=0 preset file free_kib
+	for preset in "${presets[@]}"; do
+		file="$models/$preset.gguf"
+		if [ -s "$file" ]; then
+			echo "$preset: $file is there"
+			continue
+		fi
+		rm -f "$file".*.partial
+		free_kib=$(df -Pk "$models" | awk 'NR==2 {print $4}')
+		if [ "$free_kib" -lt $((22 * 1024 * 1024)) ]; then
+			echo "$preset: skipped, $((free_kib / 1024 / 1024)) GiB free in $models, it needs about 21"
+			continue
+		fi
+		if "$bin/inspect" -synth "$preset" -o "$file" >"$logs/gpucheck-synth-$preset.log" 2>&1; then
+			echo "$preset: $(grep '^wrote' "$logs/gpucheck-synth-$preset.log")"
+		else
+			echo "$preset: writing $file failed (see $logs/gpucheck-synth-$preset.log)"
+			failed=1
+		fi
+	done
+	return $failed
+}
+writer=
+if mkdir -p "$models"; then
+	write_presets >"$logs/gpucheck-synth.log" 2>&1 &
+	writer=$!
+else
+	echo "run.sh: cannot make $models: the model benchmark will be skipped" >"$logs/gpucheck-synth.log"
+fi
+# wait_presets waits for the writer once (before the bandwidth benchmarks,
+# whose host copies it would slow): presets_status is then its exit status.
+presets_status=
+wait_presets() {
+	[ -z "$presets_status" ] || return 0
+	presets_status=1
+	[ -z "$writer" ] || {
+		wait "$writer"
+		presets_status=$?
+	}
+}
 
 echo "== GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader ||
@@ -65,6 +119,7 @@ while read -r -u 3 dir test benchmarks; do
 done 3<"$bin/kernels.list"
 [ -s "$bin/kernels.list" ] || echo "(none yet)"
 
+wait_presets
 echo "== rotary: expert misses on the GPU (targets: %pinned >= 85, %hidden near 100)"
 work=$(mktemp -d)
 (cd "$work" && "$bin/rotary.test" -test.v -test.run '^$' -test.bench GPU -test.benchtime 200x -test.count 3) 2>&1 |
@@ -83,34 +138,39 @@ echo "== benchmark"
 "$bin/bench" 2>&1 | tee "$logs/gpucheck-bench.log"
 bench=${PIPESTATUS[0]}
 
-# The table users compare with llama.cpp's --n-cpu-moe: the two presets
-# (17.3 and 19.7 GiB, written once to $MODELS, by default /tmp/rotary-models)
-# at 6, 10 and 14 GiB of VRAM and all experts resident. Writing both takes
-# about two minutes; a preset that does not fit the disk is skipped.
-echo "== model benchmark (examples/bench): 512-token prefill, 128-token decode, -backend cuda"
-models=${MODELS:-/tmp/rotary-models}
-mkdir -p "$models"
-table=0
-for preset in qwen3moe-30b-a3b qwen35moe-35b-a3b; do
+# The table users compare with llama.cpp's --n-cpu-moe (llama-bench's
+# pp512 and tg128): the presets at 6, 10 and 14 GiB of VRAM and all experts
+# resident, one run per budget so that both fit the time left. A preset the
+# disk could not hold is skipped; one without time left is skipped, saying
+# so; one cut short prints the budgets it measured (timeout's SIGINT).
+echo "== model benchmark (examples/bench): 512-token prefill, 128-token decode, one run per budget, -backend cuda"
+wait_presets
+table=$presets_status
+cat "$logs/gpucheck-synth.log"
+ready=() # the presets written; the lines above say why any other is not
+for preset in "${presets[@]}"; do
+	[ ! -s "$models/$preset.gguf" ] || ready+=("$preset")
+done
+for i in "${!ready[@]}"; do
+	preset=${ready[$i]}
 	file="$models/$preset.gguf"
-	if [ ! -s "$file" ]; then
-		free_kib=$(df -Pk "$models" | awk 'NR==2 {print $4}')
-		if [ "$free_kib" -lt $((22 * 1024 * 1024)) ]; then
-			echo "$preset: skipped, $((free_kib / 1024 / 1024)) GiB free in $models, it needs about 21"
-			continue
-		fi
-		echo "writing $file"
-		if ! "$bin/inspect" -synth "$preset" -o "$file" >"$logs/gpucheck-synth-$preset.log" 2>&1; then
-			echo "$preset: writing it failed (see $logs/gpucheck-synth-$preset.log)"
-			rm -f "$file"
-			table=1
-			continue
-		fi
+	# The presets still to run share the time left equally; a kill 10 s
+	# after the SIGINT if the benchmark does not stop.
+	share=$(((deadline - SECONDS) / (${#ready[@]} - i) - 10))
+	if [ "$share" -lt 30 ]; then
+		echo "$preset: skipped, $((deadline - SECONDS)) s left of GPUCHECK_SECONDS=$deadline"
+		table=1
+		continue
 	fi
-	"$bin/model-bench" -model "$file" -backend cuda -budgets 6GiB,10GiB,14GiB,all -prompt 512 -gen 128 -runs 1 2>&1 |
-		tee "$logs/gpucheck-model-bench-$preset.log"
+	echo "-- $preset (at most $share s)"
+	timeout -s INT -k 10 "$share" "$bin/model-bench" -model "$file" -backend cuda -budgets 6GiB,10GiB,14GiB,all \
+		-prompt 512 -gen 128 -runs 1 2>&1 | tee "$logs/gpucheck-model-bench-$preset.log"
 	status=${PIPESTATUS[0]}
-	echo "$preset: exit $status"
+	case $status in
+	0) ;;
+	124 | 137) echo "$preset: model-bench cut after $share s (exit $status): the rows above are the budgets it measured" ;;
+	*) echo "$preset: model-bench failed (exit $status): the error is above" ;;
+	esac
 	[ "$status" -eq 0 ] || table=$status
 done
 

@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		routing = "replayed from " + c.trace
 	}
 
-	dev, err := c.device.OpenGPU(ctx, nil) // the header says which backend ran
+	dev, err := c.device.OpenGPU(ctx, stderr) // auto without a GPU says why
 	if err != nil {
 		return err
 	}
