@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/rotary-moe/rotary/examples/internal/cli"
@@ -16,7 +17,7 @@ import (
 // config is what the flags ask for.
 type config struct {
 	model, trace string
-	budgets      string
+	budgets      []int64 // nil: the default; allResident for "all"
 	hostMem      cli.Size
 	prompt, gen  int
 	promptGiven  bool // -prompt on the command line: not capped to the context
@@ -33,7 +34,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.model, "model", "", "GGUF model `file` (default: the tiny synthetic model qwen35b runs)")
-	fs.StringVar(&c.budgets, "budgets", "", "VRAM budgets, comma-separated: sizes (6GiB, 500MB) or all (every expert resident) (default: half and all for the default model, 6GiB,10GiB,14GiB,all otherwise)")
+	budgets := fs.String("budgets", "", "VRAM budgets, comma-separated: sizes (6GiB, 500MB) or all (every expert resident) (default: half and all for the default model, 6GiB,10GiB,14GiB,all otherwise)")
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies (default: the file's registered mapping serves every miss)")
 	fs.IntVar(&c.prompt, "prompt", 512, "prompt `tokens` to prefill (the default at most the model's context less -gen)")
 	fs.IntVar(&c.gen, "gen", 128, "`tokens` to decode after the prompt")
@@ -64,6 +65,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, cli.Usagef("-runs %d: want at least 1", c.runs)
 	}
 	if err := c.device.Check(); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.budgets, err = parseBudgets(*budgets); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -97,23 +102,20 @@ func (c *config) fitContext(ctxLen int) (int, error) {
 	return c.prompt + c.gen, nil
 }
 
-// resolveBudgets turns -budgets into byte counts for m; "all" holds every
-// expert beside the non-expert weights and the reserve.
-func (c *config) resolveBudgets(m *experts.Model, positions int, onDevice bool) ([]int64, error) {
-	base := m.NonExpertBytes() + engine.ReserveBytes(m.Params, positions, onDevice)
-	all := base + m.TotalExpertBytes()
-	spec := c.budgets
+// allResident is "all" in -budgets: every expert has a slot.
+const allResident = 0
+
+// parseBudgets reads -budgets: sizes, allResident for "all", nil for the
+// default.
+func parseBudgets(spec string) ([]int64, error) {
 	if spec == "" {
-		if c.model == "" {
-			return []int64{base + m.TotalExpertBytes()/2, all}, nil
-		}
-		spec = "6GiB,10GiB,14GiB,all"
+		return nil, nil
 	}
 	var out []int64
 	for _, f := range strings.Split(spec, ",") {
 		f = strings.TrimSpace(f)
 		if f == "all" {
-			out = append(out, all)
+			out = append(out, allResident)
 			continue
 		}
 		n, err := rotary.ParseSize(f)
@@ -123,4 +125,25 @@ func (c *config) resolveBudgets(m *experts.Model, positions int, onDevice bool) 
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// resolveBudgets turns -budgets into byte counts for m; "all" holds every
+// expert beside the non-expert weights and the reserve.
+func (c *config) resolveBudgets(m *experts.Model, positions int, onDevice bool) []int64 {
+	base := m.NonExpertBytes() + engine.ReserveBytes(m.Params, positions, onDevice)
+	all := base + m.TotalExpertBytes()
+	budgets := c.budgets
+	switch {
+	case budgets == nil && c.model == "":
+		return []int64{base + m.TotalExpertBytes()/2, all}
+	case budgets == nil:
+		budgets = []int64{6 << 30, 10 << 30, 14 << 30, allResident}
+	}
+	out := slices.Clone(budgets)
+	for i, b := range out {
+		if b == allResident {
+			out[i] = all
+		}
+	}
+	return out
 }

@@ -116,10 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer dev.Close()
 	}
 	onDevice := dev != nil || c.device.EmulatedGPU()
-	budgets, err := c.resolveBudgets(m, positions, onDevice)
-	if err != nil {
-		return err
-	}
+	budgets := c.resolveBudgets(m, positions, onDevice)
 	if c.device.EmulatedGPU() {
 		if dev, err = cuda.NewHost(cuda.WithCapacity(slices.Max(budgets))); err != nil {
 			return err
