@@ -443,6 +443,11 @@ func (e *Engine) Close() error {
 	if e.src != nil {
 		errs = append(errs, e.src.Close())
 	}
+	if e.gpu != nil {
+		// A step that stopped early (cancelled, or failed) may have left
+		// kernels queued that read the runtime's slot planes.
+		errs = append(errs, e.gpu.Drain(context.Background()))
+	}
 	if e.rt != nil {
 		errs = append(errs, e.rt.Close())
 	}

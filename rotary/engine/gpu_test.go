@@ -14,6 +14,7 @@ import (
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary"
 	"github.com/rotary-moe/rotary/rotary/engine"
+	"github.com/rotary-moe/rotary/rotary/model"
 )
 
 // gpuBudget holds half of m's experts beside the non-expert weights, the
@@ -111,4 +112,33 @@ func TestGPUEngineDeviceFault(t *testing.T) {
 	assert.ErrorIs(t, err, fault)
 	require.NoError(t, e.Close())
 	assert.Equal(t, cuda.Stats{}, dev.Stats())
+}
+
+// A step that fails on the host side (here a bad expert id in the middle
+// of a step, on an attention-only model) fails that generation only: the
+// next one runs, and gives the tokens of a clean run.
+func TestGPUEngineRecoversFromAFailedStep(t *testing.T) {
+	m := openModel(t, "qwen3moe-tiny-f32")
+	budget := gpuBudget(m, 64)
+	routed := 0
+	e, _, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget), engine.WithModelOptions(
+		model.WithRoutingReplay(func(_, _ int, r model.Routing) {
+			if routed++; routed == 3 {
+				r.IDs[0] = -1
+			}
+		})))
+	require.NoError(t, err)
+	defer e.Close()
+	prompt := []int32{1, 2, 3, 4, 5, 6}
+	_, err = e.GenerateTokens(context.Background(), prompt, 4)
+	require.ErrorIs(t, err, model.ErrInvalid)
+
+	again, err := e.GenerateTokens(context.Background(), prompt, 4)
+	require.NoError(t, err)
+	clean, _, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget))
+	require.NoError(t, err)
+	defer clean.Close()
+	want, err := clean.GenerateTokens(context.Background(), prompt, 4)
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens, again.Tokens)
 }

@@ -99,8 +99,10 @@ type Routing struct {
 //
 // Errors are uniform: every operation that computes returns one. A backend
 // that queues work asynchronously (a GPU) may report a failure of earlier
-// work from a later call; once an operation fails, the backend's later
-// operations fail too, until the model's state is reset. Allocation
+// work from a later call; once an operation fails, the rest of the step
+// fails too, and the next step starts afresh unless the device itself
+// faulted (then every step fails). A step that failed leaves its sequence's
+// state half-updated: reset it. Allocation
 // (NewTensor, NewState, Slice) cannot return an error: a backend that fails
 // to allocate returns a tensor the next operation refuses, with the reason.
 type Backend interface {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/rotary-moe/rotary/experts"
 )
@@ -83,12 +84,17 @@ func (m *Net) Layers() int { return m.cfg.layers }
 // experts, each once: what a GPU backend uploads before the first step.
 func (m *Net) Weights() []Weight {
 	var ws []Weight
-	seen := map[*byte]bool{}
+	type view struct { // the bytes a weight views, as backends key uploads
+		data *byte
+		n    int
+	}
+	seen := map[view]bool{}
 	add := func(w Weight) {
-		if len(w.Data) == 0 || seen[&w.Data[0]] {
+		v := view{unsafe.SliceData(w.Data), len(w.Data)}
+		if v.n == 0 || seen[v] {
 			return
 		}
-		seen[&w.Data[0]] = true
+		seen[v] = true
 		ws = append(ws, w)
 	}
 	add(m.tokenEmbd)
@@ -437,7 +443,7 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (moeOut, error) {
 		return moeOut{routed: out}, nil
 	}
 	if m.opts.onActivation != nil {
-		gated, zero := b.NewTensor(T, c.embed), b.NewTensor(T, c.embed)
+		gated, zero := m.tensor(tHookGated, T, c.embed), m.tensor(tHookZero, T, c.embed)
 		if err := b.Zero(zero); err != nil {
 			return moeOut{}, err
 		}
@@ -504,6 +510,8 @@ const (
 	tShared
 	tLayerOut // and tLayerOut+1: layers alternate
 	_
+	tHookGated // the activation hook's gated shared expert
+	tHookZero
 	tLogits
 	numTensorKeys
 )

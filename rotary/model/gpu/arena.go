@@ -41,11 +41,10 @@ func (a *arena) take(n int64) (cuda.Buffer, error) {
 	}
 	n = (n + arenaAlign - 1) / arenaAlign * arenaAlign
 	if len(a.chunks) == 0 || a.used+n > a.chunks[len(a.chunks)-1].Size() {
-		size := max(n, minArena)
-		if len(a.chunks) > 0 {
-			size = max(size, 2*a.chunks[len(a.chunks)-1].Size())
-		}
-		if err := a.grow(size); err != nil {
+		// Only what is missing: an arena sized by StepBytes that a step
+		// outgrows takes no more memory than the step needs. The next
+		// reset makes the chunks one.
+		if err := a.grow(max(n, minArena)); err != nil {
 			return cuda.Buffer{}, err
 		}
 	}

@@ -40,8 +40,9 @@ type Backend struct {
 	mk     *moe.Kernels
 	opts   backendOptions
 
-	// err is the first failure of an operation, returned by every later one
-	// until Reset: a stream that faulted cannot be trusted.
+	// err is the first failure of the step, returned by every later
+	// operation of it; the next BeginStep forgets it if the stream is sound
+	// (a cancelled context, a bad shape), not if the stream faulted.
 	err error
 
 	arena   arena
@@ -60,7 +61,8 @@ type Backend struct {
 	quantized Matrix
 	planes    map[int]*layerMoE // by layer, made on first use
 
-	route routeBufs
+	route   routeBufs
+	routing routing // the device side of the last Route
 
 	// The counters are read by another goroutine's Stats while a step runs.
 	acquires atomic.Int64
@@ -81,6 +83,9 @@ type backendOptions struct {
 	types  []experts.Type
 	routed func(layer int, ids []int)
 	calls  []moe.CallOption // of every MatMul and MoE
+	// prequantized is calls and moe.Prequantized, for a MatMul whose input
+	// the last one quantized.
+	prequantized []moe.CallOption
 }
 
 // BackendOption configures NewBackend.
@@ -123,11 +128,11 @@ type weightKey struct {
 
 // layerMoE is what a layer's MoE reuses from step to step.
 type layerMoE struct {
-	plane moe.Plane
-	set   rotary.Set
-	slot  map[int]int32 // expert → slot of the current set
-	slots []int32       // the slot of each routed (token, k)
-	done  cuda.Event    // recorded after the layer's MoE kernels
+	plane  moe.Plane
+	set    rotary.Set
+	slotOf []int32    // [expert]: its slot in the current set
+	slots  []int32    // the slot of each routed (token, k)
+	done   cuda.Event // recorded after the layer's MoE kernels
 }
 
 // routeBufs holds the last routing: on the device for MoE, on the host for
@@ -151,6 +156,7 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 			o(&b.opts)
 		}
 	}
+	b.opts.prequantized = append(slices.Clone(b.opts.calls), moe.Prequantized())
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Close())
@@ -239,6 +245,16 @@ func (b *Backend) Close() error {
 	return errors.Join(errs...)
 }
 
+// Drain waits for the work queued on the compute stream, so that memory its
+// kernels read (the runtime's slot planes) can be freed. A failure of the
+// stream that an operation already reported is not reported again.
+func (b *Backend) Drain(ctx context.Context) error {
+	if err := b.stream.Synchronize(ctx); b.err == nil {
+		return err
+	}
+	return nil
+}
+
 // fail records the first error of the backend and returns the one to report.
 func (b *Backend) fail(err error) error {
 	if err != nil && b.err == nil {
@@ -246,9 +262,6 @@ func (b *Backend) fail(err error) error {
 	}
 	return err
 }
-
-// Err is the error that stopped the backend, nil while it works.
-func (b *Backend) Err() error { return b.err }
 
 // use is what a reused buffer of a step is for.
 type use int
@@ -300,16 +313,15 @@ func matrix(t model.Tensor) Matrix {
 // work of the last step that reads them is queued on the same stream, so it
 // completes before this step's writes.
 func (b *Backend) BeginStep() {
-	if b.err != nil {
-		return
-	}
 	// The step reuses the upload staging memory from its start: the copies
 	// of the last step must have read it. A step ends with a read-back, so
-	// this wait is usually for nothing.
+	// this wait is usually for nothing. A stream that faulted keeps failing:
+	// the step fails with its error.
 	if err := b.stream.Synchronize(context.Background()); err != nil {
 		b.fail(err)
 		return
 	}
+	b.err = nil
 	b.uploaded = 0
 	b.reused = [numUses]cuda.Buffer{}
 	b.quantized = Matrix{}
@@ -344,17 +356,12 @@ func (b *Backend) NewState(rows, cols int) model.Tensor {
 	return t
 }
 
-// Zero implements model.Backend. Clearing a sequence's state also starts
-// over after a failure: the error is forgotten once the stream is idle.
+// Zero implements model.Backend.
 func (b *Backend) Zero(t model.Tensor) error {
-	if b.err != nil {
-		if err := b.stream.Synchronize(context.Background()); err != nil {
-			return err
-		}
-		b.err = nil
-	}
-	m := matrix(t)
-	return b.fail(b.stream.Memset(m.Buf, 0, 4*int64(m.Len()), 0))
+	return b.run(func() error {
+		m := matrix(t)
+		return b.stream.Memset(m.Buf, 0, 4*int64(m.Len()), 0)
+	})
 }
 
 // Slice implements model.Backend.
@@ -546,7 +553,7 @@ func (b *Backend) MatMul(dst, x model.Tensor, w model.Weight) error {
 		opts := b.opts.calls
 		quantizes := moe.Quantizes(xm.Rows, wm, opts...)
 		if quantizes && last == xm {
-			opts = append(slices.Clip(opts), moe.Prequantized())
+			opts = b.opts.prequantized
 		}
 		scratch, err := b.reuse(useScratch, moe.MatMulScratch(xm.Rows, wm, opts...))
 		if err != nil {
@@ -613,16 +620,29 @@ func (b *Backend) AddNorm(sum, dst model.Tensor, r model.Residual, w model.Weigh
 
 // Attend implements model.Backend: the queries' and keys' norm and rope
 // and the keys' and values' store into the cache take one launch (NormRope),
-// attention one or two.
+// attention one or two. The norms are required: every model this backend
+// runs has them, and the kernel stores the cache only behind them.
 func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 	return b.run(func() error {
-		cache := KVCache{K: matrix(a.Cache.K), V: matrix(a.Cache.V)}
-		k, v := matrix(a.K), matrix(a.V)
-		if k.Cols != cache.K.Cols || v.Cols != cache.V.Cols || a.Pos+k.Rows > cache.K.Rows {
-			return fmt.Errorf("gpu: Attend: %d rows of %d at position %d into a %d×%d cache: %w",
-				k.Rows, k.Cols, a.Pos, cache.K.Rows, cache.K.Cols, ErrShape)
+		if len(a.QNorm.Data) == 0 || len(a.KNorm.Data) == 0 {
+			return fmt.Errorf("gpu: Attend without query and key norms: %w", ErrShape)
 		}
-		if err := b.store(a, k, v, cache); err != nil {
+		dim := a.QHeads.Dim
+		qw, err := b.floats(a.QNorm, dim)
+		if err != nil {
+			return err
+		}
+		kw, err := b.floats(a.KNorm, dim)
+		if err != nil {
+			return err
+		}
+		cache := KVCache{K: matrix(a.Cache.K), V: matrix(a.Cache.V)}
+		err = b.ks.NormRope(b.stream, QKNorm{
+			Q: matrix(a.Q), QHeads: a.QHeads, QWeight: qw,
+			K: matrix(a.K), KHeads: model.Heads{Count: a.KVHeads, Dim: dim, Stride: dim}, KWeight: kw,
+			V: matrix(a.V), Cache: cache, Eps: a.Eps, Rope: a.Rope, Pos: a.Pos,
+		})
+		if err != nil {
 			return err
 		}
 		ga := Attention{
@@ -638,37 +658,6 @@ func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 		}
 		ga.Workspace = ws
 		return b.ks.Attend(b.stream, matrix(dst), ga)
-	})
-}
-
-// store puts the batch's keys and values into the cache at rows a.Pos, ...:
-// with the queries' and keys' norm and rope in one launch, or, without
-// norms, as two copies.
-func (b *Backend) store(a model.Attention, k, v Matrix, cache KVCache) error {
-	if len(a.QNorm.Data) == 0 {
-		row := 4 * int64(cache.K.Cols)
-		n := row * int64(k.Rows)
-		if err := b.stream.CopyDtoD(cache.K.Buf, row*int64(a.Pos), k.Buf, 0, n); err != nil {
-			return fmt.Errorf("gpu: storing keys: %w", err)
-		}
-		if err := b.stream.CopyDtoD(cache.V.Buf, row*int64(a.Pos), v.Buf, 0, n); err != nil {
-			return fmt.Errorf("gpu: storing values: %w", err)
-		}
-		return nil
-	}
-	dim := a.QHeads.Dim
-	qw, err := b.floats(a.QNorm, dim)
-	if err != nil {
-		return err
-	}
-	kw, err := b.floats(a.KNorm, dim)
-	if err != nil {
-		return err
-	}
-	return b.ks.NormRope(b.stream, QKNorm{
-		Q: matrix(a.Q), QHeads: a.QHeads, QWeight: qw,
-		K: k, KHeads: model.Heads{Count: a.KVHeads, Dim: dim, Stride: dim}, KWeight: kw,
-		V: v, Cache: cache, Eps: a.Eps, Rope: a.Rope, Pos: a.Pos,
 	})
 }
 
@@ -737,7 +726,8 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 		if err != nil {
 			return err
 		}
-		rt := &routing{rows: lm.Rows, k: k}
+		rt := &b.routing
+		*rt = routing{rows: lm.Rows, k: k}
 		if rt.ids, err = dev.Slice(0, 4*n); err != nil {
 			return err
 		}
@@ -806,17 +796,14 @@ func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r mod
 
 // moe queues the slot-plane kernels for the acquired set of l.
 func (b *Backend) moe(l *layerMoE, dst, x Matrix, r model.Routing, rt *routing) error {
-	clear(l.slot)
 	for _, v := range l.set.Experts {
-		l.slot[v.Expert] = int32(v.Slot)
+		l.slotOf[v.Expert] = int32(v.Slot)
 	}
+	// Every routed id was acquired (RoutedExperts lists them all), so each
+	// reads a slot written just now.
 	l.slots = l.slots[:0]
 	for _, id := range r.IDs {
-		s, ok := l.slot[int(id)]
-		if !ok {
-			return fmt.Errorf("gpu: MoE of layer %d: expert %d was routed but not acquired", l.set.Layer, id)
-		}
-		l.slots = append(l.slots, s)
+		l.slots = append(l.slots, l.slotOf[id])
 	}
 	sb, err := b.uploadInts(l.slots)
 	if err != nil {
@@ -846,7 +833,13 @@ func (b *Backend) layer(il int) (*layerMoE, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: layer %d's MoE event: %w", il, err)
 	}
-	l := &layerMoE{plane: p, slot: map[int]int32{}, done: ev}
+	experts := 0
+	for _, lp := range b.rt.Plan().Layers {
+		if lp.Layer == il {
+			experts = lp.Experts
+		}
+	}
+	l := &layerMoE{plane: p, slotOf: make([]int32, experts), done: ev}
 	b.planes[il] = l
 	return l, nil
 }

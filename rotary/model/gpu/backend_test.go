@@ -64,6 +64,10 @@ func TestStepBytesBoundsTheArena(t *testing.T) {
 			assert.LessOrEqual(t, took, bound, "decode takes less")
 			held, _ := b.ArenaBytes()
 			assert.LessOrEqual(t, held, bound+(1<<20), "one chunk of the largest step once grown")
+
+			// Attention needs the query and key norms, which the kernel
+			// stores the cache behind.
+			assert.ErrorIs(t, b.Attend(nil, model.Attention{}), gpu.ErrShape)
 		})
 	}
 }

@@ -26,9 +26,11 @@ func StepBytes(h experts.HParams, batch, positions int) int64 {
 	S, kHeads, vHeads := int64(h.SSMStateSize), int64(h.SSMGroupCount), int64(h.SSMTimeStepRank)
 	deltaNet := 2*(2*kHeads+vHeads)*S + 2*vHeads*S + 2*vHeads
 	// Workspaces: the routed experts' gate·up and down outputs per routed
-	// pair, and attention's partial softmax per split of the sequence.
+	// pair, and attention's partial softmax per split of the sequence. The
+	// backend reuses one workspace call after call, growing it when a call
+	// needs more, so a step holds both when attention comes first.
 	splits := int64((positions + maxSplit - 1) / maxSplit)
-	workspace := max(K*(ff+embed+2), heads*splits*(keyDim+2))
+	workspace := K*(ff+embed+2) + heads*splits*(keyDim+2)
 	perToken := 6*embed + vocab + // embeddings, norms, block and layer outputs, logits
 		attention + deltaNet + // a hybrid model's step holds both kinds' tensors
 		E + 2*shared + 1 + embed + // router logits, shared expert
