@@ -28,12 +28,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -63,15 +61,7 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", interrupt.Cause(ctx))
 		return code
 	}
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, "bench:", strings.Join(strings.Fields(err.Error()), " "))
-	var u *cli.UsageError
-	if errors.As(err, &u) {
-		return 2
-	}
-	return 1
+	return cli.Exit(stderr, "bench", err)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -36,7 +36,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,17 +83,8 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "qwen35b:", msg)
 		return code
 	}
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
 	// One line: joined errors (every bad output) are separated by "; ".
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	fmt.Fprintln(stderr, "qwen35b:", strings.Join(strings.Fields(msg), " "))
-	var u *cli.UsageError
-	if errors.As(err, &u) {
-		return 2
-	}
-	return 1
+	return cli.Exit(stderr, "qwen35b", err)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

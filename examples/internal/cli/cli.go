@@ -6,9 +6,11 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/rotary"
@@ -47,6 +49,22 @@ func (s *Size) Set(v string) error {
 type UsageError struct{ msg string }
 
 func (e *UsageError) Error() string { return e.msg + " (run with -h for the flags)" }
+
+// Exit reports err as one line on stderr, prefixed by the command's name
+// (joined errors separated by "; "), and returns the exit status: 0 for no
+// error or -h, 2 for a UsageError, 1 for any other.
+func Exit(stderr io.Writer, name string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintln(stderr, name+":", strings.Join(strings.Fields(msg), " "))
+	var u *UsageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
 
 // Usagef returns a UsageError.
 func Usagef(format string, args ...any) error {

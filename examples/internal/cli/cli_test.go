@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +60,16 @@ func TestNoGPU(t *testing.T) {
 	assert.NoError(t, err)
 	assert.Nil(t, dev)
 	assert.Contains(t, log.String(), "backend: host (auto: no GPU 0")
+}
+
+func TestExit(t *testing.T) {
+	var out bytes.Buffer
+	assert.Equal(t, 0, Exit(&out, "cmd", nil))
+	assert.Equal(t, 0, Exit(&out, "cmd", flag.ErrHelp))
+	assert.Empty(t, out.String())
+	assert.Equal(t, 2, Exit(&out, "cmd", Usagef("-n %d", -1)))
+	assert.Equal(t, "cmd: -n -1 (run with -h for the flags)\n", out.String())
+	out.Reset()
+	assert.Equal(t, 1, Exit(&out, "cmd", errors.Join(errors.New("a\n  b"), errors.New("c"))))
+	assert.Equal(t, "cmd: a; b; c\n", out.String(), "one line")
 }
