@@ -30,7 +30,6 @@ type Engine struct {
 	gpu     *gpu.Backend // nil on the CPU
 	rt      *rotary.Runtime
 	src     *Source // the CPU backend's experts
-	pf      Prefetcher
 	model   *model.Net
 	vram    int64 // the budget planned in
 	free    int64 // the device's free memory at New, WithDevice
@@ -61,7 +60,6 @@ type config struct {
 	modelOpts   []model.Option
 	prefetch    func(*rotary.Runtime) (Prefetcher, error)
 	dev         cuda.Device
-	types       []experts.Type
 }
 
 // DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
@@ -119,13 +117,6 @@ func WithPrefetch(newPrefetcher func(*rotary.Runtime) (Prefetcher, error)) Optio
 // the same CUDA C on the CPU. The VRAM budget is the smaller of WithVRAM and
 // the device's free memory. The engine does not close dev.
 func WithDevice(dev cuda.Device) Option { return optionFunc(func(c *config) { c.dev = dev }) }
-
-// WithWeightTypes limits the GPU backend's matrix kernels to these types
-// (gpu.WithWeightTypes); by default every type of the model's tensors is
-// compiled.
-func WithWeightTypes(ts ...experts.Type) Option {
-	return optionFunc(func(c *config) { c.types = ts })
-}
 
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
@@ -259,18 +250,13 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
 		return err
 	}
+	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions))}
 	if c.prefetch != nil {
-		if e.pf, err = c.prefetch(e.rt); err != nil {
+		pf, err := c.prefetch(e.rt)
+		if err != nil {
 			return fmt.Errorf("engine: WithPrefetch: %w", err)
 		}
-	}
-	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions)), gpu.WithRoutedHook(func(layer int, ids []int) {
-		if e.pf != nil {
-			e.pf.Routed(layer, ids, nil)
-		}
-	})}
-	if c.types != nil {
-		gopts = append(gopts, gpu.WithWeightTypes(c.types...))
+		gopts = append(gopts, gpu.WithRoutedHook(func(layer int, ids []int) { pf.Routed(layer, ids, nil) }))
 	}
 	if e.gpu, err = gpu.NewBackend(ctx, e.dev, m, e.rt, gopts...); err != nil {
 		return err

@@ -80,7 +80,6 @@ func (b *Backend) Wait() time.Duration { return time.Duration(b.wait.Load()) }
 // backendOptions are the settings of NewBackend.
 type backendOptions struct {
 	arena  int64
-	types  []experts.Type
 	routed func(layer int, ids []int)
 	calls  []moe.CallOption // of every MatMul and MoE
 	// prequantized is calls and moe.Prequantized, for a MatMul whose input
@@ -90,13 +89,6 @@ type backendOptions struct {
 
 // BackendOption configures NewBackend.
 type BackendOption func(*backendOptions)
-
-// WithWeightTypes loads the matrix kernels of these weight types only (by
-// default, every type the model's tensors use): each type is a program to
-// compile, which on the emulator takes seconds.
-func WithWeightTypes(ts ...experts.Type) BackendOption {
-	return func(o *backendOptions) { o.types = slices.Clone(ts) }
-}
 
 // WithFloatActivations computes every matrix product with float
 // activations (moe.FloatActivations): decode too takes the prefill kernels,
@@ -162,10 +154,7 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 			err = errors.Join(err, b.Close())
 		}
 	}()
-	types := b.opts.types
-	if types == nil {
-		types = modelTypes(m)
-	}
+	types := modelTypes(m)
 	if b.ks, err = Load(ctx, dev); err != nil {
 		return nil, err
 	}
