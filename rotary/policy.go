@@ -3,6 +3,8 @@ package rotary
 import (
 	"sync"
 
+	"github.com/rotary-moe/rotary/rotary/internal/residency"
+
 	"github.com/rotary-moe/rotary/profile"
 )
 
@@ -21,23 +23,16 @@ type Policy interface {
 
 // Candidate is a slot the runtime may evict: a dynamic slot that no
 // unreleased Set holds and that the Acquire in progress did not ask for.
-type Candidate struct {
-	Slot   int
-	Expert int
-	// LastUse is the layer's tick when the expert was last requested or
-	// prefetched. Each Acquire of the layer is one tick.
-	LastUse uint64
-}
+// LastUse is the layer's tick when the expert was last requested or
+// prefetched; each Acquire of the layer is one tick.
+type Candidate = residency.Candidate
 
 // An Evictor is one layer's eviction state. The runtime calls it under the
-// layer's lock, so it need not be safe for concurrent use.
-type Evictor interface {
-	// Requested is told of every expert an Acquire asks for, hits and
-	// misses alike, before any victim is chosen; tick is the Acquire's.
-	Requested(expert int, tick uint64)
-	// Victim returns the index in cands (never empty) of the slot to evict.
-	Victim(cands []Candidate) int
-}
+// layer's lock, so it need not be safe for concurrent use. Requested is told
+// of every expert an Acquire asks for, hits and misses alike, before any
+// victim is chosen; Victim returns the index in cands (never empty) of the
+// slot to evict.
+type Evictor = residency.Evictor
 
 // LRU evicts the least recently requested expert; among experts last
 // requested by the same Acquire, the lowest id. This is the default.
@@ -51,45 +46,12 @@ var LFU Policy = lfuPolicy{}
 type lruPolicy struct{}
 
 func (lruPolicy) Name() string                   { return "LRU" }
-func (lruPolicy) NewEvictor(_, _, _ int) Evictor { return lruEvictor{} }
-
-type lruEvictor struct{}
-
-func (lruEvictor) Requested(int, uint64) {}
-
-func (lruEvictor) Victim(cands []Candidate) int {
-	return argmin(cands, func(Candidate) uint64 { return 0 })
-}
+func (lruPolicy) NewEvictor(_, _, _ int) Evictor { return residency.LRU{} }
 
 type lfuPolicy struct{}
 
-func (lfuPolicy) Name() string { return "LFU" }
-
-func (lfuPolicy) NewEvictor(_, experts, _ int) Evictor {
-	return &lfuEvictor{counts: make([]uint64, experts)}
-}
-
-type lfuEvictor struct{ counts []uint64 }
-
-func (e *lfuEvictor) Requested(expert int, _ uint64) { e.counts[expert]++ }
-
-func (e *lfuEvictor) Victim(cands []Candidate) int {
-	return argmin(cands, func(c Candidate) uint64 { return e.counts[c.Expert] })
-}
-
-// argmin returns the index of the candidate with the least key, ties broken
-// by the least LastUse, then the lowest expert id.
-func argmin(cands []Candidate, key func(Candidate) uint64) int {
-	best, bk := 0, key(cands[0])
-	for i := 1; i < len(cands); i++ {
-		c, b := cands[i], cands[best]
-		k := key(c)
-		if k < bk || k == bk && (c.LastUse < b.LastUse || c.LastUse == b.LastUse && c.Expert < b.Expert) {
-			best, bk = i, k
-		}
-	}
-	return best
-}
+func (lfuPolicy) Name() string                         { return "LFU" }
+func (lfuPolicy) NewEvictor(_, experts, _ int) Evictor { return residency.NewLFU(experts) }
 
 // Belady returns the offline optimal policy for a routing trace: evict the
 // expert whose next request lies farthest ahead (never: farthest of all),
@@ -147,7 +109,7 @@ const never = 1<<63 - 1
 
 func (e *beladyEvictor) Victim(cands []Candidate) int {
 	// The farthest next use is the least of never - next use.
-	return argmin(cands, func(c Candidate) uint64 {
+	return residency.Argmin(cands, func(c Candidate) uint64 {
 		if c.Expert < len(e.uses) && e.next[c.Expert] < len(e.uses[c.Expert]) {
 			return never - uint64(e.uses[c.Expert][e.next[c.Expert]])
 		}

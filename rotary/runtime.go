@@ -13,6 +13,7 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
+	"github.com/rotary-moe/rotary/rotary/internal/residency"
 )
 
 // Runtime keeps a model's experts in VRAM slots, pinned host memory and the
@@ -55,22 +56,16 @@ type layerState struct {
 	parts       []partInfo
 	plane       cuda.Buffer
 	views       [][]Part // [slot]: the slot's parts
-	pinned      int      // slots [0, pinned) hold pinned experts
 	log         *slog.Logger
 
-	mu       sync.Mutex
-	slotOf   []int32        // [expert]: its slot, -1 if not resident
-	expertIn []int32        // [slot]: its expert, -1 if empty
-	lastUse  []uint64       // [slot]: tick of the last request or prefetch
-	held     []int32        // [slot]: unreleased Sets holding it
-	ready    []batchRef     // [slot]: the copies filling it, until known done
-	fences   [][]cuda.Event // [slot]: Release events that may not have completed
-	fetched  []bool         // [slot]: filled by Prefetch, not yet asked for
-	tick     uint64         // one per Acquire
-	evictor  Evictor
-	changed  chan struct{} // closed by Release, for Acquires waiting for slots
-	counts   layerCounts
-	timing   layerTiming
+	mu      sync.Mutex
+	tab     *residency.Table // which slot holds which expert; Held counts unreleased Sets
+	ready   []batchRef       // [slot]: the copies filling it, until known done
+	fences  [][]cuda.Event   // [slot]: Release events that may not have completed
+	fetched []bool           // [slot]: filled by Prefetch, not yet asked for
+	changed chan struct{}    // closed by Release, for Acquires waiting for slots
+	counts  layerCounts
+	timing  layerTiming
 
 	// The last Prefetch's prediction, until the next Acquire scores it:
 	// predicted[e] == predStamp for the predN experts it named.
@@ -79,10 +74,6 @@ type layerState struct {
 	predN     int
 
 	// scratch, reused under mu
-	mark      []uint64 // [expert]: stamp of the Acquire (or Prefetch) that asked for it
-	stamp     uint64
-	cands     []Candidate
-	free      []int
 	misses    []int // indexes into the request
 	missIDs   []int
 	missSlots []int
@@ -285,23 +276,12 @@ func (r *Runtime) newLayer(lp LayerPlan, policy Policy) (*layerState, error) {
 	el, _ := r.model.Experts(lp.Layer)
 	slots := len(lp.Pinned) + lp.Slots
 	ls := &layerState{
-		index: lp.Layer, experts: lp.Experts, expertBytes: lp.ExpertBytes, pinned: len(lp.Pinned), log: r.log,
-		slotOf:    make([]int32, lp.Experts),
-		expertIn:  make([]int32, slots),
-		lastUse:   make([]uint64, slots),
-		held:      make([]int32, slots),
+		index: lp.Layer, experts: lp.Experts, expertBytes: lp.ExpertBytes, log: r.log,
+		tab:       residency.NewTable(lp.Experts, slots, len(lp.Pinned), policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots)),
 		ready:     make([]batchRef, slots),
 		fences:    make([][]cuda.Event, slots),
 		fetched:   make([]bool, slots),
-		mark:      make([]uint64, lp.Experts),
 		predicted: make([]uint64, lp.Experts),
-		evictor:   policy.NewEvictor(lp.Layer, lp.Experts, lp.Slots),
-	}
-	for i := range ls.slotOf {
-		ls.slotOf[i] = -1
-	}
-	for i := range ls.expertIn {
-		ls.expertIn[i] = -1
 	}
 	var off int64
 	for _, p := range el.Parts {
@@ -345,8 +325,7 @@ func (r *Runtime) loadPinned(ctx context.Context, ls *layerState, ids []int) err
 		slots := make([]int, len(chunk))
 		for i, id := range chunk {
 			slots[i] = start + i
-			ls.expertIn[start+i] = int32(id)
-			ls.slotOf[id] = int32(start + i)
+			ls.tab.Put(start+i, id)
 		}
 		if _, _, err := r.fill(ctx, ls, chunk, slots, nil, nil); err != nil {
 			return fmt.Errorf("rotary: loading layer %d's pinned experts: %w", ls.index, err)
@@ -415,7 +394,7 @@ func (r *Runtime) Plane(layer int) (Plane, error) {
 	if err != nil {
 		return Plane{}, err
 	}
-	p := Plane{Layer: layer, Buf: ls.plane, SlotBytes: ls.expertBytes, Slots: len(ls.expertIn), Pinned: ls.pinned}
+	p := Plane{Layer: layer, Buf: ls.plane, SlotBytes: ls.expertBytes, Slots: len(ls.views), Pinned: ls.tab.Pinned}
 	for _, part := range ls.parts {
 		p.Parts = append(p.Parts, part.PartLayout)
 	}
@@ -430,9 +409,10 @@ func (r *Runtime) Residency(layer int) (Residency, error) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	t := ls.tab
 	return Residency{
-		SlotOf: slices.Clone(ls.slotOf), ExpertIn: slices.Clone(ls.expertIn), LastUse: slices.Clone(ls.lastUse),
-		Held: slices.Clone(ls.held), Pinned: ls.pinned, Tick: ls.tick,
+		SlotOf: slices.Clone(t.SlotOf), ExpertIn: slices.Clone(t.ExpertIn), LastUse: slices.Clone(t.LastUse),
+		Held: slices.Clone(t.Held), Pinned: t.Pinned, Tick: t.Tick,
 	}, nil
 }
 
@@ -553,18 +533,20 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 	ls.counts.hostWait += waited
 	ls.scorePrediction(ids)
 
-	ls.tick++
-	tick := ls.tick
+	tab := ls.tab
+	tab.Tick++
+	tick := tab.Tick
 	ls.misses, ls.waits = ls.misses[:0], ls.waits[:0]
 	for i, id := range ids {
-		ls.evictor.Requested(id, tick)
-		s := int(ls.slotOf[id])
+		tab.Evictor.Requested(id, tick)
+		s := int(tab.SlotOf[id])
 		if s >= 0 && ls.ready[s].b != nil {
 			switch done, err := ls.ready[s].state(); {
-			case err != nil && ls.held[s] == 0:
+			case err != nil && tab.Held[s] == 0:
 				// Its copy failed on the device: load it again.
 				ls.log.Debug("rotary: reloading an expert whose copy failed", slog.Int("layer", ls.index), slog.Int("expert", id), slog.Any("err", err))
-				ls.expertIn[s], ls.slotOf[id], ls.ready[s], ls.fetched[s] = -1, -1, batchRef{}, false
+				tab.Empty(s)
+				ls.ready[s], ls.fetched[s] = batchRef{}, false
 				s = -1
 			case done && err == nil:
 				ls.ready[s] = batchRef{}
@@ -584,11 +566,10 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 				ls.counts.prefetch.Late++
 			}
 		}
-		ls.held[s]++
-		ls.lastUse[s] = tick
+		tab.Hit(s, tick)
 		set.Experts[i] = View{Expert: id, Slot: s, Parts: ls.views[s]}
 		ls.counts.hits++
-		if s < ls.pinned {
+		if s < tab.Pinned {
 			ls.counts.pinnedHits++
 		}
 	}
@@ -606,7 +587,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 			ls.unplace(ls.missIDs, ls.missSlots, queued)
 			for i, v := range set.Experts {
 				if !slices.Contains(ls.misses, i) {
-					ls.held[v.Slot]--
+					tab.Held[v.Slot]--
 				}
 			}
 			ls.wake()
@@ -621,7 +602,7 @@ func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream
 	}
 	if err := r.await(ctx, ls, b, stream); err != nil {
 		for _, v := range set.Experts {
-			ls.held[v.Slot]--
+			tab.Held[v.Slot]--
 		}
 		ls.wake()
 		return err
@@ -689,114 +670,74 @@ func (ls *layerState) scorePrediction(ids []int) {
 	ls.predN = 0
 }
 
-// check rejects duplicate ids and requests the slots cannot hold at once.
-// Called with ls.mu held.
+// check rejects duplicate ids and requests the slots cannot hold at once,
+// and names ids in the table, for fits and place. Called with ls.mu held.
 func (ls *layerState) check(ids []int) error {
-	ls.stamp++
-	dynamic := 0
+	t := ls.tab
+	t.Begin()
 	for _, id := range ids {
-		if ls.mark[id] == ls.stamp {
+		if !t.Name(id) {
 			return fmt.Errorf("%w: expert %d of layer %d", ErrDuplicate, id, ls.index)
 		}
-		ls.mark[id] = ls.stamp
-		if s := ls.slotOf[id]; s < 0 || int(s) >= ls.pinned {
-			dynamic++
-		}
 	}
-	if n := len(ls.expertIn) - ls.pinned; dynamic > n {
-		return fmt.Errorf("%w: %d experts of layer %d that are not pinned, %d dynamic slots", ErrTooMany, dynamic, ls.index, n)
+	if need, n := t.Unpinned(ids), t.Dynamic(); need > n {
+		return fmt.Errorf("%w: %d experts of layer %d that are not pinned, %d dynamic slots", ErrTooMany, need, ls.index, n)
 	}
 	return nil
 }
 
-// fits reports whether the missing ones of ids (marked by check) can be
-// placed now: enough dynamic slots that no Set holds and ids do not name.
-func (ls *layerState) fits(ids []int) bool {
-	need := 0
-	for _, id := range ids {
-		if ls.slotOf[id] < 0 {
-			need++
-		}
+// fits reports whether the missing ones of ids (named by check) can be
+// placed now. Called with ls.mu held.
+func (ls *layerState) fits(ids []int) bool { return ls.tab.Fits(ids) }
+
+// place assigns slots to ids (missing, distinct, named) as the table's
+// Place does. The evicted experts leave the tables at once; their slots are
+// overwritten by copies queued after the Release events still pending on
+// them. The slots are held (for the Set, or until the copies are queued);
+// place returns how many ids it placed, fewer only if it runs out of slots
+// (Prefetch). It appends the slots to ls.missSlots and the events to wait
+// for to ls.copyWaits.
+func (ls *layerState) place(ids []int, tick uint64) int {
+	from := len(ls.missSlots)
+	ls.missSlots = ls.tab.Place(ids, tick, ls.missSlots, ls.evicted)
+	ls.copyWaits = ls.copyWaits[:0]
+	for _, s := range ls.missSlots[from:] {
+		ls.copyWaits = ls.pending(s, ls.copyWaits)
 	}
-	if need == 0 {
-		return true
-	}
-	spare := 0
-	for s := ls.pinned; s < len(ls.expertIn); s++ {
-		if e := ls.expertIn[s]; ls.held[s] == 0 && (e < 0 || ls.mark[e] != ls.stamp) {
-			if spare++; spare >= need {
-				return true
-			}
-		}
-	}
-	return false
+	return len(ls.missSlots) - from
 }
 
-// place assigns slots to ids (missing, distinct): empty slots first, lowest
-// first, then the policy's victims among the slots that no Set holds and
-// whose experts the call did not name (marked with ls.stamp). The evicted
-// experts leave the tables at once; their slots are overwritten by copies
-// queued after the Release events still pending on them. The slots are held
-// (for the Set, or until the copies are queued); place returns how many ids
-// it placed, fewer only if it runs out of slots (Prefetch). It appends the
-// slots to ls.missSlots and the events to wait for to ls.copyWaits.
-func (ls *layerState) place(ids []int, tick uint64) int {
-	ls.free, ls.cands, ls.copyWaits = ls.free[:0], ls.cands[:0], ls.copyWaits[:0]
-	for s := ls.pinned; s < len(ls.expertIn); s++ {
-		if ls.held[s] != 0 {
-			continue
-		}
-		if e := ls.expertIn[s]; e < 0 {
-			ls.free = append(ls.free, s)
-		} else if ls.mark[e] != ls.stamp {
-			ls.cands = append(ls.cands, Candidate{Slot: s, Expert: int(e), LastUse: ls.lastUse[s]})
+// evicted counts a prefetched expert evicted before any Acquire asked for
+// it as wasted.
+func (ls *layerState) evicted(s, _ int) {
+	if ls.fetched[s] {
+		ls.fetched[s] = false
+		ls.counts.prefetch.Wasted++
+		ls.counts.prefetch.WastedBytes += ls.expertBytes
+	}
+}
+
+// pending appends to waits the Release events of slot s that may not have
+// completed, and forgets them all: the copy into s is queued after them.
+func (ls *layerState) pending(s int, waits []cuda.Event) []cuda.Event {
+	for _, f := range ls.fences[s] {
+		if done, err := f.Query(); !done && err == nil {
+			waits = append(waits, f)
 		}
 	}
-	placed := 0
-	for _, id := range ids {
-		var s int
-		switch {
-		case len(ls.free) > 0:
-			s, ls.free = ls.free[0], ls.free[1:]
-		case len(ls.cands) > 0:
-			j := ls.evictor.Victim(ls.cands)
-			s = ls.cands[j].Slot
-			ls.cands[j] = ls.cands[len(ls.cands)-1]
-			ls.cands = ls.cands[:len(ls.cands)-1]
-			ls.slotOf[ls.expertIn[s]] = -1
-			if ls.fetched[s] {
-				ls.fetched[s] = false
-				ls.counts.prefetch.Wasted++
-				ls.counts.prefetch.WastedBytes += ls.expertBytes
-			}
-		default:
-			return placed
-		}
-		for _, f := range ls.fences[s] {
-			if done, err := f.Query(); !done && err == nil {
-				ls.copyWaits = append(ls.copyWaits, f)
-			}
-		}
-		ls.fences[s] = ls.fences[s][:0]
-		ls.expertIn[s] = int32(id)
-		ls.slotOf[id] = int32(s)
-		ls.lastUse[s] = tick
-		ls.held[s]++
-		ls.missSlots = append(ls.missSlots, s)
-		placed++
-	}
-	return placed
+	ls.fences[s] = ls.fences[s][:0]
+	return waits
 }
 
 // unplace takes back the placement of ids[from:] (their copies were not
 // queued): the slots are left empty and released.
 func (ls *layerState) unplace(ids, slots []int, from int) {
 	for i, s := range slots {
-		ls.held[s]--
 		if i >= from {
-			ls.expertIn[s], ls.slotOf[ids[i]], ls.ready[s] = -1, -1, batchRef{}
+			ls.ready[s] = batchRef{}
 		}
 	}
+	ls.tab.Unplace(ids, slots, from)
 }
 
 // fill copies experts ids into slots on the copy stream as one batch: after
@@ -881,7 +822,7 @@ copies:
 		src := &srcs[i]
 		for _, seg := range src.segs[:src.n] {
 			if err = r.copy.CopyHtoD(ls.plane, int64(s)*ls.expertBytes+seg.off, seg.mem); err != nil {
-				err = fmt.Errorf("rotary: copying expert %d of layer %d to slot %d: %w", ls.expertIn[s], ls.index, s, err)
+				err = fmt.Errorf("rotary: copying expert %d of layer %d to slot %d: %w", ls.tab.ExpertIn[s], ls.index, s, err)
 				break copies
 			}
 		}
@@ -922,25 +863,25 @@ func (r *Runtime) PrefetchN(layer int, ids []int, n int) (int, error) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	ls.stamp++
+	tab := ls.tab
+	tab.Begin()
 	ls.predStamp++
 	ls.predN = 0
 	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
 	for _, id := range ids {
-		if ls.mark[id] == ls.stamp {
+		if !tab.Name(id) {
 			continue // named twice
 		}
-		ls.mark[id] = ls.stamp
 		ls.predicted[id] = ls.predStamp
 		ls.predN++
-		if ls.slotOf[id] < 0 && len(ls.missIDs) < n && r.host.prefetch(ls, id) {
+		if tab.SlotOf[id] < 0 && len(ls.missIDs) < n && r.host.prefetch(ls, id) {
 			ls.missIDs = append(ls.missIDs, id)
 		}
 	}
 	if len(ls.missIDs) == 0 {
 		return 0, nil
 	}
-	placed := ls.place(ls.missIDs, ls.tick)
+	placed := ls.place(ls.missIDs, tab.Tick)
 	if placed == 0 {
 		return 0, nil // every slot is held
 	}
@@ -1004,37 +945,37 @@ func (r *Runtime) repin(ctx context.Context, ls *layerState, want []int) (int, e
 			return 0, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, e, ls.index, ls.experts)
 		}
 	}
-	want = want[:min(len(want), ls.pinned)]
-	ls.stamp++
+	tab := ls.tab
+	want = want[:min(len(want), tab.Pinned)]
+	tab.Begin()
 	for _, e := range want {
-		ls.mark[e] = ls.stamp
+		tab.Name(e)
 	}
 	ls.missIDs, ls.missSlots = ls.missIDs[:0], ls.missSlots[:0]
 	next := 0 // the next of want to consider
-	for s := 0; s < ls.pinned && next < len(want); s++ {
-		if old := ls.expertIn[s]; old >= 0 && ls.mark[old] == ls.stamp || ls.held[s] > 0 {
+	for s := 0; s < tab.Pinned && next < len(want); s++ {
+		if old := tab.ExpertIn[s]; old >= 0 && tab.Named(int(old)) || tab.Held[s] > 0 {
 			continue // stays pinned, or in use
 		}
 		for ; next < len(want); next++ {
 			e := want[next]
-			d := int(ls.slotOf[e])
-			if d >= 0 && d < ls.pinned || d >= 0 && ls.held[d] > 0 {
+			d := int(tab.SlotOf[e])
+			if d >= 0 && d < tab.Pinned || d >= 0 && tab.Held[d] > 0 {
 				continue // pinned already, or held in a dynamic slot
 			}
 			if d >= 0 { // leaves its dynamic slot, empty now
-				ls.expertIn[d], ls.slotOf[e], ls.ready[d], ls.fetched[d] = -1, -1, batchRef{}, false
+				tab.Empty(d)
+				ls.ready[d], ls.fetched[d] = batchRef{}, false
 			}
 			break
 		}
 		if next == len(want) {
 			break
 		}
-		if old := ls.expertIn[s]; old >= 0 {
-			ls.slotOf[old] = -1
-		}
 		e := want[next]
 		next++
-		ls.expertIn[s], ls.slotOf[e] = int32(e), int32(s)
+		tab.Empty(s)
+		tab.Put(s, e)
 		ls.missIDs, ls.missSlots = append(ls.missIDs, e), append(ls.missSlots, s)
 	}
 	if len(ls.missIDs) == 0 {
@@ -1042,19 +983,15 @@ func (r *Runtime) repin(ctx context.Context, ls *layerState, want []int) (int, e
 	}
 	ls.copyWaits = ls.copyWaits[:0]
 	for _, s := range ls.missSlots {
-		for _, f := range ls.fences[s] {
-			if done, err := f.Query(); !done && err == nil {
-				ls.copyWaits = append(ls.copyWaits, f)
-			}
-		}
-		ls.fences[s] = ls.fences[s][:0]
-		ls.held[s]++
+		ls.copyWaits = ls.pending(s, ls.copyWaits)
+		tab.Held[s]++
 	}
 	_, queued, err := r.fill(ctx, ls, ls.missIDs, ls.missSlots, ls.copyWaits, nil)
 	for i, s := range ls.missSlots {
-		ls.held[s]--
+		tab.Held[s]--
 		if i >= queued { // not copied: the slot is empty
-			ls.expertIn[s], ls.slotOf[ls.missIDs[i]], ls.ready[s] = -1, -1, batchRef{}
+			tab.Empty(s)
+			ls.ready[s] = batchRef{}
 		}
 	}
 	ls.wake()
@@ -1097,7 +1034,7 @@ func (r *Runtime) Release(s *Set, event cuda.Event) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, v := range s.Experts {
-		ls.held[v.Slot]--
+		ls.tab.Held[v.Slot]--
 		if event != nil {
 			ls.fence(v.Slot, event) // pinned slots too: Repin overwrites them
 		}
