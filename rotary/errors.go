@@ -28,6 +28,9 @@ var (
 	// ErrInvalid means an option or argument that makes no sense (a negative
 	// budget, a hot set of another model, an empty trace, ...).
 	ErrInvalid = errors.New("rotary: invalid argument")
+	// ErrOnDevice is returned by calls that decide a layer's residency
+	// (Acquire, Prefetch, Repin) once Handover gave it to the device.
+	ErrOnDevice = errors.New("rotary: the layer's residency is on the device")
 )
 
 // BudgetError is a budget that cannot hold what it must: Need bytes of What,

@@ -61,22 +61,29 @@ var closedChan = func() chan struct{} {
 
 // mappedTier is HostMapped: the expert tensors of the mapping, registered.
 type mappedTier struct {
-	dev  cuda.Device
-	mem  []byte
-	regs []cuda.HostBuffer
+	dev    cuda.Device
+	mem    []byte
+	ranges []span
+	regs   []cuda.HostBuffer // [range]
 
 	mu   sync.Mutex
 	hits uint64
 }
 
-func newMappedTier(ctx context.Context, dev cuda.Device, m *experts.Model, ranges []span) (*mappedTier, error) {
-	t := &mappedTier{dev: dev, mem: m.File.Mapping()}
+// With deviceMap, the ranges are mapped into the device as well, for
+// kernels that read the experts.
+func newMappedTier(ctx context.Context, dev cuda.Device, m *experts.Model, ranges []span, deviceMap bool) (*mappedTier, error) {
+	t := &mappedTier{dev: dev, mem: m.File.Mapping(), ranges: ranges}
+	flags := cuda.RegisterReadOnly
+	if deviceMap {
+		flags |= cuda.RegisterDeviceMap
+	}
 	for _, r := range ranges {
 		if err := ctx.Err(); err != nil {
 			t.close()
 			return nil, fmt.Errorf("rotary: registering the model file as pinned memory: %w", err)
 		}
-		h, err := dev.Register(t.mem[r.off:r.off+r.n:r.off+r.n], cuda.RegisterReadOnly)
+		h, err := dev.Register(t.mem[r.off:r.off+r.n:r.off+r.n], flags)
 		if err != nil {
 			t.close()
 			return nil, fmt.Errorf("rotary: registering %s of the model file at offset %d as pinned memory: %w", FormatSize(r.n), r.off, err)
@@ -101,6 +108,17 @@ func (t *mappedTier) sources(_ context.Context, ls *layerState, ids []int, srcs 
 	t.hits += uint64(len(ids))
 	t.mu.Unlock()
 	return nil
+}
+
+// deviceAddr is the device address of the n bytes at offset off of the
+// file, 0 if no range mapped into the device holds them all.
+func (t *mappedTier) deviceAddr(off, n int64) uint64 {
+	for i, r := range t.ranges {
+		if i < len(t.regs) && off >= r.off && off+n <= r.off+r.n && t.regs[i].Addr() != 0 {
+			return t.regs[i].Addr() + uint64(off-r.off)
+		}
+	}
+	return 0
 }
 
 func (t *mappedTier) release([]source, batchRef)     {}

@@ -34,6 +34,7 @@ type config struct {
 	policy  Policy
 	log     *slog.Logger
 	warm    bool
+	onDev   bool // WithDeviceResidency
 
 	// set holds the names of the options given, for the checks of values
 	// whose zero means "not given" and of options that exclude each other.
@@ -200,6 +201,14 @@ func WithLogger(log *slog.Logger) Option { return optionFunc(func(c *config) { c
 func WithHostChunk(bytes int64) Option {
 	return record("WithHostChunk", func(c *config) { c.chunk = bytes })
 }
+
+// WithDeviceResidency readies the runtime for residency decided on the
+// device (package rotary/device): Open registers the model file's expert
+// tensors mapped into the device, so that kernels copy misses from it
+// themselves, and Handover gives a layer's tables to the device. It needs a
+// host budget that holds the expert tensors (HostMapped); with HostLRU,
+// Open fails with ErrBudget.
+func WithDeviceResidency() Option { return optionFunc(func(c *config) { c.onDev = true }) }
 
 // WithoutWarmup stops Open from filling the host LRU in the background with
 // every expert, layer by layer in expert order, until it is full: misses

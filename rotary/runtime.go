@@ -44,6 +44,11 @@ type Runtime struct {
 	closed bool
 
 	warmErr atomic.Pointer[error] // why the background warm-up stopped early
+
+	// counters is where device kernels count the hits and misses of the
+	// layers handed over (WithDeviceResidency): deviceCounters per layer, in
+	// the order of r.moe, mapped into the device.
+	counters cuda.HostBuffer
 }
 
 // layerState is one MoE layer: its plane of slots and the residency tables,
@@ -66,6 +71,13 @@ type layerState struct {
 	changed chan struct{}    // closed by Release, for Acquires waiting for slots
 	counts  layerCounts
 	timing  layerTiming
+
+	// onDevice is set by Handover: the device decides from then on, and
+	// counts at device (the layer's counters), from base on since the last
+	// ResetStats.
+	onDevice bool
+	device   []uint64
+	base     [deviceCounters]uint64
 
 	// The last Prefetch's prediction, until the next Acquire scores it:
 	// predicted[e] == predStamp for the predN experts it named.
@@ -235,8 +247,16 @@ func (r *Runtime) open(ctx context.Context, c *config) error {
 	}
 	// The host tier first: each layer's pinned experts are copied from it as
 	// soon as the layer's plane exists.
+	if c.onDev {
+		if r.plan.Host.Mode != HostMapped {
+			return fmt.Errorf("%w: residency on the device reads misses from the registered model file, but the host budget keeps a host LRU of %s instead (WithHostBudget)", ErrBudget, FormatSize(r.plan.Host.Bytes))
+		}
+		if r.counters, err = r.dev.AllocHost(int64(len(r.plan.Layers))*deviceCounters*8, cuda.HostAllocDeviceMap); err != nil {
+			return fmt.Errorf("rotary: allocating the device's counters: %w", err)
+		}
+	}
 	if r.plan.Host.Mode == HostMapped {
-		t, err := newMappedTier(ctx, r.dev, r.model, r.plan.Host.ranges)
+		t, err := newMappedTier(ctx, r.dev, r.model, r.plan.Host.ranges, c.onDev)
 		if err != nil {
 			return err
 		}
@@ -502,6 +522,9 @@ func (r *Runtime) AcquireInto(ctx context.Context, layer int, ids []int, stream 
 func (r *Runtime) acquire(ctx context.Context, ls *layerState, ids []int, stream cuda.Stream, set *Set) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	if ls.onDevice {
+		return fmt.Errorf("%w: Acquire of layer %d", ErrOnDevice, ls.index)
+	}
 	var waited time.Duration
 	for {
 		// check marks ids for fits; others' calls mark theirs while this
@@ -863,6 +886,9 @@ func (r *Runtime) PrefetchN(layer int, ids []int, n int) (int, error) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	if ls.onDevice {
+		return 0, fmt.Errorf("%w: Prefetch of layer %d", ErrOnDevice, ls.index)
+	}
 	tab := ls.tab
 	tab.Begin()
 	ls.predStamp++
@@ -940,6 +966,9 @@ func hotLayers(h *profile.HotSet) int {
 func (r *Runtime) repin(ctx context.Context, ls *layerState, want []int) (int, error) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	if ls.onDevice {
+		return 0, fmt.Errorf("%w: Repin of layer %d", ErrOnDevice, ls.index)
+	}
 	for _, e := range want {
 		if e < 0 || e >= ls.experts {
 			return 0, fmt.Errorf("%w: expert %d of layer %d (%d experts)", ErrExpertRange, e, ls.index, ls.experts)
@@ -1093,6 +1122,10 @@ func (r *Runtime) free() error {
 		if !ls.plane.IsZero() {
 			errs = append(errs, r.dev.Free(ls.plane))
 		}
+	}
+	if r.counters.Len() > 0 {
+		errs = append(errs, r.dev.FreeHost(r.counters))
+		r.counters = cuda.HostBuffer{}
 	}
 	r.batches.close()
 	return errors.Join(errs...)

@@ -3,6 +3,7 @@ package rotary
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -183,6 +184,21 @@ func (r *Runtime) stats(reset bool) Stats {
 		c := ls.counts
 		if reset {
 			ls.counts = layerCounts{}
+		}
+		if ls.onDevice {
+			// The device adds to its counters while this reads them:
+			// each is one aligned word, read whole.
+			var now [deviceCounters]uint64
+			for i := range now {
+				now[i] = atomic.LoadUint64(&ls.device[i])
+			}
+			c.hits += now[0] - ls.base[0]
+			c.pinnedHits += now[1] - ls.base[1]
+			c.misses += now[2] - ls.base[2]
+			c.bytes += int64(now[2]-ls.base[2]) * ls.expertBytes
+			if reset {
+				ls.base = now
+			}
 		}
 		ls.mu.Unlock()
 		transfer, stall := ls.timing.get(reset)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/cuda/internal/testkernels"
+	"github.com/rotary-moe/rotary/rotary/device"
 	"github.com/rotary-moe/rotary/rotary/model/gpu"
 	"github.com/rotary-moe/rotary/rotary/moe"
 )
@@ -45,6 +46,8 @@ var sources = []source{
 	// The quantized matrix products and the slot-plane MoE kernels, one
 	// program per weight type (kquants.cuh's K-quants among them).
 	{pkg: "rotary/moe", programs: moe.Programs},
+	// Device-side residency: the resolve and fill kernels.
+	{pkg: "rotary/device", programs: device.Programs},
 }
 
 //go:embed preludecheck.cu
