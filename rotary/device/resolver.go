@@ -156,8 +156,9 @@ func bytesOf[T int32 | int64 | uint64](v []T) []byte {
 // (int32, each below the layer's number of experts) are resolved to slots,
 // written to slotIds (n int32: the slot of each id, in the layer's plane),
 // and the misses are copied into their slots. Two launches; the host does
-// not wait. n must be at most the layer's dynamic slots, so that every
-// miss finds one (rotary.ErrTooMany otherwise).
+// not wait. Every miss must find a slot: n must be at most the layer's
+// dynamic slots, unless those hold every expert that is not pinned
+// (rotary.ErrTooMany otherwise).
 func (r *Resolver) Resolve(s cuda.Stream, layer int, ids cuda.Buffer, n int, slotIds cuda.Buffer) error {
 	l, err := r.layer(layer)
 	if err != nil {
@@ -165,7 +166,7 @@ func (r *Resolver) Resolve(s cuda.Stream, layer int, ids cuda.Buffer, n int, slo
 	}
 	dynamic := l.slots - l.pinned
 	switch {
-	case n <= 0 || n > dynamic:
+	case n <= 0 || n > dynamic && dynamic < l.experts-l.pinned:
 		return fmt.Errorf("device: %w: %d routed ids for layer %d's %d dynamic slots", rotary.ErrTooMany, n, layer, dynamic)
 	case ids.Size() < 4*int64(n) || slotIds.Size() < 4*int64(n):
 		return fmt.Errorf("device: %w: %d ids, buffers of %d and %d bytes", rotary.ErrSize, n, ids.Size(), slotIds.Size())
@@ -182,7 +183,7 @@ func (r *Resolver) Resolve(s cuda.Stream, layer int, ids cuda.Buffer, n int, slo
 		cuda.Ptr(slotIds), cuda.Ptr(l.misses), cuda.HostPtr(l.h.Counters, l.h.CountersOffset)); err != nil {
 		return fmt.Errorf("device: resolving layer %d: %w", layer, err)
 	}
-	grid := cuda.Dim3{X: uint32(n), Y: uint32(fillShares(l.h.Plane.SlotBytes)), Z: 1}
+	grid := cuda.Dim3{X: uint32(min(n, dynamic)), Y: uint32(fillShares(l.h.Plane.SlotBytes)), Z: 1}
 	if err := s.Launch(r.fill, cuda.LaunchConfig{Grid: grid, Block: block},
 		cuda.Ptr(l.h.Plane.Buf), cuda.I64(l.h.Plane.SlotBytes), cuda.Ptr(l.misses), cuda.Ptr(l.parts), cuda.I32(int32(len(l.h.Plane.Parts)))); err != nil {
 		return fmt.Errorf("device: filling layer %d's misses: %w", layer, err)

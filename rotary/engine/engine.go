@@ -39,6 +39,7 @@ type Engine struct {
 
 	positions int  // the sequence length Generate uses
 	ownsModel bool // Open opened experts: Close closes it
+	residency Residency
 }
 
 // Option configures New.
@@ -60,6 +61,7 @@ type config struct {
 	modelOpts   []model.Option
 	prefetch    func(*rotary.Runtime) (Prefetcher, error)
 	dev         cuda.Device
+	residency   Residency
 }
 
 // DefaultVRAM is the VRAM budget without WithVRAM: a 16 GiB card.
@@ -118,6 +120,44 @@ func WithPrefetch(newPrefetcher func(*rotary.Runtime) (Prefetcher, error)) Optio
 // the device's free memory. The engine does not close dev.
 func WithDevice(dev cuda.Device) Option { return optionFunc(func(c *config) { c.dev = dev }) }
 
+// Residency is where an engine on a device decides which experts its slots
+// hold.
+type Residency int
+
+const (
+	// ResidencyHost decides on the host (rotary's Acquire and Release):
+	// each MoE layer reads its routing back. The default, and the only
+	// residency of the CPU engine.
+	ResidencyHost Residency = iota
+	// ResidencyDevice decides on the device (package rotary/device): a
+	// decode step waits for the device once, for its logits. It needs the
+	// host budget to register the model file (rotary.HostMapped) and no
+	// prefetcher.
+	ResidencyDevice
+)
+
+func (r Residency) String() string {
+	if r == ResidencyDevice {
+		return "device"
+	}
+	return "host"
+}
+
+// ParseResidency reads "host" or "device".
+func ParseResidency(s string) (Residency, error) {
+	switch s {
+	case "host":
+		return ResidencyHost, nil
+	case "device":
+		return ResidencyDevice, nil
+	}
+	return 0, fmt.Errorf("engine: residency %q is neither host nor device", s)
+}
+
+// WithResidency sets where an engine on a device (WithDevice) decides
+// residency (default ResidencyHost).
+func WithResidency(r Residency) Option { return optionFunc(func(c *config) { c.residency = r }) }
+
 // WithModelOptions adds options to model.New, such as a routing hook.
 func WithModelOptions(opts ...model.Option) Option {
 	return optionFunc(func(c *config) { c.modelOpts = append(c.modelOpts, opts...) })
@@ -152,8 +192,16 @@ func New(ctx context.Context, m *experts.Model, opts ...Option) (_ *Engine, err 
 	if c.hotSet && c.hot == nil {
 		return nil, errors.New("engine: WithHotProfile(nil)")
 	}
+	switch {
+	case c.residency != ResidencyHost && c.residency != ResidencyDevice:
+		return nil, fmt.Errorf("engine: WithResidency(%d) is neither host nor device", c.residency)
+	case c.residency == ResidencyDevice && c.dev == nil:
+		return nil, errors.New("engine: WithResidency(ResidencyDevice) needs a device (WithDevice)")
+	case c.residency == ResidencyDevice && c.prefetch != nil:
+		return nil, errors.New("engine: a prefetcher needs ResidencyHost: on the device, residency is decided by the resolve kernel")
+	}
 	positions := min(c.positions, m.Params.ContextLength)
-	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: ReserveBytes(m.Params, positions, c.dev != nil), vram: c.vram}
+	e := &Engine{experts: m, id: ModelID(m), positions: positions, reserve: ReserveBytes(m.Params, positions, c.dev != nil), vram: c.vram, residency: c.residency}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, e.Close())
@@ -247,10 +295,15 @@ func (e *Engine) openCPU(ctx context.Context, m *experts.Model, c config, plan *
 // openGPU runs the forward pass and the experts on c.dev.
 func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *rotary.Plan, mopts []model.Option) (err error) {
 	e.dev = c.dev
-	if e.rt, err = rotary.Open(ctx, m, e.dev, rotary.WithPlan(plan), rotary.WithLogger(c.log)); err != nil {
+	ropts := []rotary.Option{rotary.WithPlan(plan), rotary.WithLogger(c.log)}
+	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions))}
+	if c.residency == ResidencyDevice {
+		ropts = append(ropts, rotary.WithDeviceResidency())
+		gopts = append(gopts, gpu.WithDeviceResidency())
+	}
+	if e.rt, err = rotary.Open(ctx, m, e.dev, ropts...); err != nil {
 		return err
 	}
-	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions))}
 	if c.prefetch != nil {
 		pf, err := c.prefetch(e.rt)
 		if err != nil {
@@ -332,6 +385,9 @@ func (e *Engine) Threads() int {
 
 // OnGPU reports whether the forward pass runs on a device (WithDevice).
 func (e *Engine) OnGPU() bool { return e.gpu != nil }
+
+// Residency is where the engine decides which experts its slots hold.
+func (e *Engine) Residency() Residency { return e.residency }
 
 // VRAM is the budget planned in and, WithDevice, the device's free memory
 // when the engine opened (0 on the CPU path).

@@ -142,3 +142,53 @@ func TestGPUEngineRecoversFromAFailedStep(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want.Tokens, again.Tokens)
 }
+
+// With residency decided on the device, the engine generates the tokens it
+// generates with host residency, and makes the same residency decisions
+// (the resolve kernel follows the host's LRU to the tie): the same hits,
+// misses and bytes. A decode step synchronizes with the device once, for
+// its logits, where host residency waits for every MoE layer's routing.
+func TestGPUEngineDeviceResidency(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"qwen35moe-tiny-f32", "qwen3moe-tiny-f32"} {
+		t.Run(name, func(t *testing.T) {
+			m := openModel(t, name)
+			prompt := []int32{1, 2, 3, 40, 41, 42, 100, 7, 9, 11, 250, 300}
+			budget := gpuBudget(m, 64)
+			const n = 10
+			// run generates n tokens, n again, then n-1 from the same
+			// prompt: the difference in calls of the last two is one
+			// decode step's.
+			run := func(r engine.Residency) (engine.Stats, []int32, cuda.Calls) {
+				e, dev, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget), engine.WithResidency(r))
+				require.NoError(t, err)
+				assert.Equal(t, r, e.Residency())
+				got, err := e.GenerateTokens(ctx, prompt, n)
+				require.NoError(t, err)
+				s := e.Stats()
+				// Again, the weights uploaded, then one token less.
+				_, err = e.GenerateTokens(ctx, prompt, n)
+				require.NoError(t, err)
+				again := e.Stats().Calls
+				_, err = e.GenerateTokens(ctx, prompt, n-1)
+				require.NoError(t, err)
+				shorter := e.Stats().Calls.Sub(again)
+				require.NoError(t, e.Close())
+				assert.Equal(t, cuda.Stats{}, dev.Stats(), "the engine freed all it took of the device")
+				return s, got.Tokens, again.Sub(s.Calls).Sub(shorter)
+			}
+			hostStats, want, hostStep := run(engine.ResidencyHost)
+			devStats, got, devStep := run(engine.ResidencyDevice)
+			assert.Equal(t, want, got)
+			assert.NotZero(t, devStats.VRAM.Misses, "experts rotate")
+			assert.Equal(t, hostStats.VRAM, devStats.VRAM)
+			assert.Equal(t, hostStats.PinnedHits, devStats.PinnedHits)
+			assert.Equal(t, hostStats.Acquires, devStats.Acquires)
+			layers := len(m.MoELayers())
+			t.Logf("one decode step: host residency %+v, device residency %+v", hostStep, devStep)
+			assert.GreaterOrEqual(t, hostStep.Syncs, uint64(layers), "host residency waits for each layer's routing")
+			assert.LessOrEqual(t, devStep.Syncs, uint64(2), "device residency waits for the logits (and the step's start)")
+			assert.Zero(t, devStep.Events+devStep.Queries)
+		})
+	}
+}

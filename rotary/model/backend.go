@@ -83,6 +83,8 @@ type Residual struct {
 
 // Routing is the expert choice of a batch: token t uses experts
 // IDs[t·K : (t+1)·K] (most probable first) with weights Weights[t·K : (t+1)·K].
+// A backend that decides residency on its device may leave IDs and Weights
+// nil (see RoutingReader).
 type Routing struct {
 	K       int
 	IDs     []int32
@@ -91,6 +93,14 @@ type Routing struct {
 	// backend's ids and weights in device memory), for its MoE to read
 	// without a copy; nil when the backend keeps none.
 	Tensor Tensor
+}
+
+// A RoutingReader is a backend whose Route may keep the routing on its
+// device, leaving Routing.IDs and Weights nil: ReadRouting reads them into
+// r, for the hooks that need them (WithRoutingHook, WithRoutingReplay). The
+// backend's MoE then uses r.IDs as the hooks left them.
+type RoutingReader interface {
+	ReadRouting(r *Routing) error
 }
 
 // Backend computes the operations the models are made of. Every method may

@@ -421,6 +421,15 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (moeOut, error) {
 	if err != nil {
 		return moeOut{}, err
 	}
+	if r.IDs == nil && (m.opts.replay != nil || m.opts.onRouting != nil) {
+		rr, ok := b.(RoutingReader)
+		if !ok {
+			return moeOut{}, fmt.Errorf("model: layer %d's routing stays in a backend that cannot read it back", il)
+		}
+		if err := rr.ReadRouting(&r); err != nil {
+			return moeOut{}, err
+		}
+	}
 	if m.opts.replay != nil {
 		m.opts.replay(il, pos, r)
 		if err := checkRouting(r, c.experts); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/device"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/moe"
 )
@@ -64,6 +65,10 @@ type Backend struct {
 	route   routeBufs
 	routing routing // the device side of the last Route
 
+	// res decides residency on the device (WithDeviceResidency): Route
+	// reads nothing back and MoE resolves the slots with its kernels.
+	res *device.Resolver
+
 	// The counters are read by another goroutine's Stats while a step runs.
 	acquires atomic.Int64
 	wait     atomic.Int64 // nanoseconds in AcquireInto
@@ -79,9 +84,10 @@ func (b *Backend) Wait() time.Duration { return time.Duration(b.wait.Load()) }
 
 // backendOptions are the settings of NewBackend.
 type backendOptions struct {
-	arena  int64
-	routed func(layer int, ids []int)
-	calls  []moe.CallOption // of every MatMul and MoE
+	arena    int64
+	onDevice bool
+	routed   func(layer int, ids []int)
+	calls    []moe.CallOption // of every MatMul and MoE
 	// prequantized is calls and moe.Prequantized, for a MatMul whose input
 	// the last one quantized.
 	prequantized []moe.CallOption
@@ -111,6 +117,17 @@ func WithArenaBytes(n int64) BackendOption { return func(o *backendOptions) { o.
 func WithRoutedHook(fn func(layer int, ids []int)) BackendOption {
 	return func(o *backendOptions) { o.routed = fn }
 }
+
+// WithDeviceResidency decides the experts' residency on the device
+// (package rotary/device): the backend takes every MoE layer of the runtime
+// over, which must have been opened with rotary.WithDeviceResidency. A
+// decode step then waits for the device only to read its logits: Route
+// leaves the expert ids on the device (Routing.IDs is nil until ReadRouting
+// reads them), and MoE queues the resolve, fill and expert kernels without
+// waiting. The runtime's Stats count the device's hits and misses;
+// WithRoutedHook sees the routed experts only of the layers whose routing
+// was read.
+func WithDeviceResidency() BackendOption { return func(o *backendOptions) { o.onDevice = true } }
 
 // weightKey identifies a weight by the memory it views.
 type weightKey struct {
@@ -163,6 +180,11 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 	}
 	if b.stream, err = dev.NewStream(); err != nil {
 		return nil, fmt.Errorf("gpu: creating the compute stream: %w", err)
+	}
+	if b.opts.onDevice {
+		if b.res, err = device.New(ctx, dev, rt); err != nil {
+			return nil, fmt.Errorf("gpu: %w", err)
+		}
 	}
 	b.arena = arena{dev: dev}
 	if b.opts.arena > 0 {
@@ -223,6 +245,10 @@ func (b *Backend) Close() error {
 	}
 	b.states = nil
 	errs = append(errs, b.readback.free(b.dev), b.uploads.free(b.dev))
+	if b.res != nil {
+		errs = append(errs, b.res.Close())
+		b.res = nil
+	}
 	if b.mk != nil {
 		errs = append(errs, b.mk.Close())
 		b.mk = nil
@@ -696,8 +722,12 @@ func (b *Backend) GatedRMSNorm(dst, x, z model.Tensor, w model.Weight, eps float
 // routing is the backend's tensor of a Routing: K ids (int32) and K weights
 // (float32) per token in device memory.
 type routing struct {
+	both         cuda.Buffer // ids, then weights
 	ids, weights cuda.Buffer
 	rows, k      int
+	// read is what ReadRouting read of ids: MoE uploads ids the model has
+	// changed since (a replay).
+	read []int32
 }
 
 func (r *routing) Rows() int { return r.rows }
@@ -705,7 +735,8 @@ func (r *routing) Cols() int { return r.k }
 
 // Route implements model.Backend: the routing is computed on the device and
 // read back (one copy and synchronisation) for the host to acquire the
-// experts with.
+// experts with; under WithDeviceResidency it stays on the device, and
+// Routing.IDs and Weights are nil (ReadRouting reads them).
 func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routing, error) {
 	var out model.Routing
 	err := b.run(func() error {
@@ -716,7 +747,7 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 			return err
 		}
 		rt := &b.routing
-		*rt = routing{rows: lm.Rows, k: k}
+		*rt = routing{both: dev, rows: lm.Rows, k: k, read: rt.read[:0]}
 		if rt.ids, err = dev.Slice(0, 4*n); err != nil {
 			return err
 		}
@@ -726,23 +757,43 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 		if err := b.ks.Route(b.stream, Routing{IDs: rt.ids, Weights: rt.weights, K: k, Normalize: normalize}, lm); err != nil {
 			return err
 		}
-		host, err := b.readback.get(b, 0, 8*n)
-		if err != nil {
-			return err
+		out = model.Routing{K: k, Tensor: rt}
+		if b.res != nil {
+			return nil
 		}
-		if err := b.stream.CopyDtoH(host, dev, 0); err != nil {
-			return fmt.Errorf("gpu: reading the routing back: %w", err)
-		}
-		if err := b.stream.Synchronize(context.Background()); err != nil {
-			return fmt.Errorf("gpu: reading the routing back: %w", err)
-		}
-		r := &b.route
-		r.ids = append(r.ids[:0], unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(host))), n)...)
-		r.weights = append(r.weights[:0], unsafe.Slice((*float32)(unsafe.Pointer(&host[4*n])), n)...)
-		out = model.Routing{K: k, IDs: r.ids, Weights: r.weights, Tensor: rt}
-		return nil
+		return b.readRouting(&out)
 	})
 	return out, err
+}
+
+// ReadRouting implements model.RoutingReader: it reads the expert ids and
+// weights Route left on the device into r (one copy and synchronisation).
+func (b *Backend) ReadRouting(r *model.Routing) error {
+	return b.run(func() error { return b.readRouting(r) })
+}
+
+func (b *Backend) readRouting(r *model.Routing) error {
+	rt, ok := r.Tensor.(*routing)
+	if !ok {
+		return errors.New("gpu: ReadRouting of a routing this backend's Route did not make")
+	}
+	n := int64(rt.rows) * int64(rt.k)
+	host, err := b.readback.get(b, 0, 8*n)
+	if err != nil {
+		return err
+	}
+	if err := b.stream.CopyDtoH(host, rt.both, 0); err != nil {
+		return fmt.Errorf("gpu: reading the routing back: %w", err)
+	}
+	if err := b.stream.Synchronize(context.Background()); err != nil {
+		return fmt.Errorf("gpu: reading the routing back: %w", err)
+	}
+	route := &b.route
+	route.ids = append(route.ids[:0], unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(host))), n)...)
+	route.weights = append(route.weights[:0], unsafe.Slice((*float32)(unsafe.Pointer(&host[4*n])), n)...)
+	rt.read = append(rt.read[:0], route.ids...)
+	r.IDs, r.Weights = route.ids, route.weights
+	return nil
 }
 
 // MoE implements model.Backend: the layer's routed experts are acquired from
@@ -757,6 +808,9 @@ func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r mod
 		l, err := b.layer(layer)
 		if err != nil {
 			return err
+		}
+		if b.res != nil {
+			return b.moeOnDevice(l, layer, matrix(dst), matrix(x), r, rt)
 		}
 		ids := model.RoutedExperts(r.IDs)
 		start := time.Now()
@@ -781,6 +835,40 @@ func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r mod
 		}
 		return errors.Join(err, b.rt.Release(&l.set, ev))
 	})
+}
+
+// moeOnDevice queues the layer's resolve and fill kernels, then the
+// slot-plane kernels on the slots they resolved. Ids the model changed
+// after reading them (a replay) are uploaded first.
+func (b *Backend) moeOnDevice(l *layerMoE, layer int, dst, x Matrix, r model.Routing, rt *routing) error {
+	n := rt.rows * rt.k
+	if r.IDs != nil && !slices.Equal(r.IDs, rt.read) {
+		host, err := b.uploads.get(b, b.uploaded, 4*int64(n))
+		if err != nil {
+			return err
+		}
+		b.uploaded += 4 * int64(n)
+		copy(cuda.View[int32](host), r.IDs)
+		if err := b.stream.CopyHtoD(rt.ids, 0, host); err != nil {
+			return fmt.Errorf("gpu: uploading the replayed routing: %w", err)
+		}
+	}
+	if r.IDs != nil && b.opts.routed != nil {
+		b.opts.routed(layer, model.RoutedExperts(r.IDs))
+	}
+	slots, err := b.reuse(useIDs, 4*int64(n))
+	if err != nil {
+		return err
+	}
+	if err := b.res.Resolve(b.stream, layer, rt.ids, n, slots); err != nil {
+		return fmt.Errorf("gpu: %w", err)
+	}
+	b.acquires.Add(1)
+	scratch, err := b.reuse(useScratch, moe.MoEScratch(x.Rows, rt.k, l.plane, b.opts.calls...))
+	if err != nil {
+		return err
+	}
+	return b.mk.MoE(b.stream, dst.Buf, x.Buf, x.Rows, rt.k, slots, rt.weights, l.plane, scratch, b.opts.calls...)
 }
 
 // moe queues the slot-plane kernels for the acquired set of l.
