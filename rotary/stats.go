@@ -179,6 +179,7 @@ func (r *Runtime) ResetStats() Stats {
 func (r *Runtime) stats(reset bool) Stats {
 	r.batches.collect()
 	var s Stats
+	var mapped uint64
 	for _, ls := range r.moe {
 		ls.mu.Lock()
 		c := ls.counts
@@ -196,6 +197,7 @@ func (r *Runtime) stats(reset bool) Stats {
 			c.pinnedHits += now[1] - ls.base[1]
 			c.misses += now[2] - ls.base[2]
 			c.bytes += int64(now[2]-ls.base[2]) * ls.expertBytes
+			mapped += now[2] - ls.base[2] // the fill kernel read them from the mapping
 			if reset {
 				ls.base = now
 			}
@@ -216,6 +218,7 @@ func (r *Runtime) stats(reset bool) Stats {
 		s.HostWait += l.HostWait
 	}
 	s.Host, s.HostAhead = r.host.stats()
+	s.Host.Hits += mapped
 	if err := r.warmErr.Load(); err != nil {
 		s.WarmupErr = *err
 	}

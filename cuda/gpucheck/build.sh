@@ -21,6 +21,7 @@ cd "$root"
 kernel_packages=(
 	./rotary/model/gpu:Decode
 	./rotary/moe:Decode
+	./rotary/device:^$
 	./rotary/model:^$
 	./rotary/engine:^$
 )

@@ -139,8 +139,10 @@ echo "== benchmark"
 bench=${PIPESTATUS[0]}
 
 # The table users compare with llama.cpp's --n-cpu-moe (llama-bench's
-# pp512 and tg128): the presets at 6, 10 and 14 GiB of VRAM and all experts
-# resident, one run per budget so that both fit the time left. A preset the
+# pp512 and tg128): the presets at 14 GiB of VRAM (the target's budget,
+# first), all experts resident, 10 and 6 GiB, each with residency decided
+# on the host and on the device side by side, one run per budget so that
+# both fit the time left. A preset the
 # disk could not hold is skipped; one without time left is skipped, saying
 # so; one cut short prints the budgets it measured (timeout's SIGINT).
 echo "== model benchmark (examples/bench): 512-token prefill, 128-token decode, one run per budget, -backend cuda"
@@ -163,7 +165,7 @@ for i in "${!ready[@]}"; do
 		continue
 	fi
 	echo "-- $preset (at most $share s)"
-	timeout -s INT -k 10 "$share" "$bin/model-bench" -model "$file" -backend cuda -budgets 6GiB,10GiB,14GiB,all \
+	timeout -s INT -k 10 "$share" "$bin/model-bench" -model "$file" -backend cuda -budgets 14GiB,all,10GiB,6GiB \
 		-prompt 512 -gen 128 -runs 1 2>&1 | tee "$logs/gpucheck-model-bench-$preset.log"
 	status=${PIPESTATUS[0]}
 	case $status in

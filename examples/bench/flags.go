@@ -24,6 +24,7 @@ type config struct {
 	runs         int
 	seed         uint64
 	device       cli.Device
+	residencies  []engine.Residency // nil: the default (residencies)
 	json         bool
 }
 
@@ -42,6 +43,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the prompt's token ids")
 	fs.StringVar(&c.device.Backend, "backend", "auto", cli.BackendUsage)
 	fs.StringVar(&c.device.Name, "device", "0", cli.DeviceUsage)
+	residency := fs.String("residency", "", "where the forward pass on a GPU decides residency: host, device, or both comma-separated, each budget run with each (default host,device on a GPU, side by side)")
 	fs.StringVar(&c.trace, "routing-trace", "", "replay the expert choices of this routing trace `file` in place of the model's router")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object with the rows instead of the table")
 	if err := fs.Parse(args); err != nil {
@@ -71,7 +73,36 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.budgets, err = parseBudgets(*budgets); err != nil {
 		return nil, err
 	}
+	if *residency != "" {
+		for _, f := range strings.Split(*residency, ",") {
+			r, err := engine.ParseResidency(strings.TrimSpace(f))
+			if err != nil {
+				return nil, cli.Usagef("-residency: %q is neither host nor device", f)
+			}
+			if !slices.Contains(c.residencies, r) {
+				c.residencies = append(c.residencies, r)
+			}
+		}
+		if c.device.Backend == "host" && slices.Contains(c.residencies, engine.ResidencyDevice) {
+			return nil, cli.Usagef("-residency device needs the forward pass on a GPU (-backend cuda or auto)")
+		}
+	}
 	return c, nil
+}
+
+// residenciesOn are the residencies each budget runs with: -residency, by
+// default host and device on a device; host on the CPU, where -residency
+// device is an error.
+func (c *config) residenciesOn(onDevice bool) ([]engine.Residency, error) {
+	switch {
+	case !onDevice && slices.Contains(c.residencies, engine.ResidencyDevice):
+		return nil, cli.Usagef("-residency device: the forward pass runs on the CPU (no GPU opened)")
+	case !onDevice:
+		return []engine.Residency{engine.ResidencyHost}, nil
+	case c.residencies == nil:
+		return []engine.Residency{engine.ResidencyHost, engine.ResidencyDevice}, nil
+	}
+	return c.residencies, nil
 }
 
 const usageHeader = `usage: bench [flags]

@@ -22,7 +22,9 @@
 //
 // -backend and -device choose where the forward pass runs, as for qwen35b:
 // a GPU, the GPU backend on the CPU's emulator (-device emulated: slow, for
-// tests), or the CPU with rotary on an emulated card.
+// tests), or the CPU with rotary on an emulated card. On a GPU each budget
+// runs with residency decided on the host and on the device (-residency),
+// one row each, so that the two compare side by side.
 package main
 
 import (
@@ -114,12 +116,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer dev.Close()
 	}
 
+	residencies, err := c.residenciesOn(onDevice)
+	if err != nil {
+		return err
+	}
 	r := &report{
 		Model: m.File.Path(), Backend: backendName(dev), Routing: routing,
-		Prompt: c.prompt, Gen: c.gen, Runs: c.runs, Budgets: len(budgets),
+		Prompt: c.prompt, Gen: c.gen, Runs: c.runs, Budgets: len(budgets) * len(residencies),
 	}
 	b := &bench{c: c, m: m, dev: dev, positions: positions, replay: replay}
-	err = b.measure(ctx, budgets, r)
+	err = b.measure(ctx, budgets, residencies, r)
 	if len(r.Rows) == 0 {
 		return err
 	}
@@ -128,14 +134,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errors.Join(err, r.write(stdout, c.json))
 }
 
-// measure appends a row to r for each budget, in order, until one fails.
-func (b *bench) measure(ctx context.Context, budgets []int64, r *report) error {
+// measure appends a row to r for each budget and residency, in order,
+// until one fails.
+func (b *bench) measure(ctx context.Context, budgets []int64, residencies []engine.Residency, r *report) error {
 	for _, budget := range budgets {
-		row, err := b.budget(ctx, budget)
-		if err != nil {
-			return fmt.Errorf("budget %s: %w", rotary.FormatSize(budget), err)
+		for _, res := range residencies {
+			row, err := b.budget(ctx, budget, res)
+			if err != nil {
+				return fmt.Errorf("budget %s, %s residency: %w", rotary.FormatSize(budget), res, err)
+			}
+			r.Rows = append(r.Rows, row)
 		}
-		r.Rows = append(r.Rows, row)
 	}
 	return nil
 }
@@ -161,10 +170,10 @@ type bench struct {
 }
 
 // budget runs -runs runs at one VRAM budget and returns their medians.
-func (b *bench) budget(ctx context.Context, vram int64) (row, error) {
+func (b *bench) budget(ctx context.Context, vram int64, res engine.Residency) (row, error) {
 	var runs []row
 	for range b.c.runs {
-		r, err := b.once(ctx, vram)
+		r, err := b.once(ctx, vram, res)
 		if err != nil {
 			return row{}, err
 		}
@@ -174,8 +183,11 @@ func (b *bench) budget(ctx context.Context, vram int64) (row, error) {
 }
 
 // once opens a fresh engine at vram, prefills and decodes.
-func (b *bench) once(ctx context.Context, vram int64) (r row, err error) {
+func (b *bench) once(ctx context.Context, vram int64, res engine.Residency) (r row, err error) {
 	opts := []engine.Option{engine.WithVRAM(vram), engine.WithPositions(b.positions)}
+	if b.dev != nil {
+		opts = append(opts, engine.WithResidency(res))
+	}
 	if b.c.hostMem.Given {
 		opts = append(opts, engine.WithHostBudget(b.c.hostMem.Bytes))
 	}
@@ -195,7 +207,7 @@ func (b *bench) once(ctx context.Context, vram int64) (r row, err error) {
 	}
 	plan := e.Runtime().Plan()
 	r = row{
-		Budget: vram, VRAM: plan.VRAM - plan.Unused, Pinned: plan.Host.Bytes,
+		Budget: vram, Residency: res.String(), VRAM: plan.VRAM - plan.Unused, Pinned: plan.Host.Bytes,
 		Slots: plan.Slots, Experts: plan.TotalExpert,
 	}
 

@@ -135,8 +135,10 @@ func TestBadCommandLines(t *testing.T) {
 	assert.Contains(t, stderr, "none.gguf")
 }
 
-// The GPU backend on the emulator gives the same table's shape, and the
-// CPU's expert counts: the same routing, the same slots.
+// The GPU backend on the emulator gives the same table's shape, a row for
+// each residency, and the CPU's expert counts with either: the same
+// routing, the same slots. Residency on the device waits for the device
+// less often.
 func TestEmulatedGPU(t *testing.T) {
 	args := []string{"-prompt", "8", "-gen", "8", "-runs", "1"}
 	code, stdout, stderr := runCLI(t, append(args, "-json", "-backend", "cuda", "-device", "emulated")...)
@@ -148,11 +150,21 @@ func TestEmulatedGPU(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &gpu))
 	cpu := runJSON(t, append(args, "-backend", "host")...)
 	assert.Contains(t, gpu.Backend, "emulator")
-	require.Len(t, gpu.Rows, 2)
-	for i := range gpu.Rows {
-		assert.Equal(t, cpu.Rows[i].VRAMHitRate, gpu.Rows[i].VRAMHitRate, "row %d", i)
-		assert.Equal(t, cpu.Rows[i].PCIeBytesPerToken, gpu.Rows[i].PCIeBytesPerToken, "row %d", i)
+	require.Len(t, cpu.Rows, 2)
+	require.Len(t, gpu.Rows, 4)
+	for i, r := range gpu.Rows {
+		want := cpu.Rows[i/2]
+		assert.Equal(t, []string{"host", "device"}[i%2], r.Residency)
+		assert.Equal(t, want.VRAMHitRate, r.VRAMHitRate, "row %d", i)
+		assert.Equal(t, want.HostHitRate, r.HostHitRate, "row %d", i)
+		assert.Equal(t, want.PCIeBytesPerToken, r.PCIeBytesPerToken, "row %d", i)
+		if i%2 == 1 {
+			assert.Less(t, r.SyncsPerToken, gpu.Rows[i-1].SyncsPerToken, "row %d", i)
+		}
 	}
+	code, _, stderr = runCLI(t, append(args, "-backend", "host", "-residency", "device")...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-residency device needs the forward pass on a GPU")
 }
 
 // The default -prompt shrinks to a small context; a -prompt given does not.
@@ -175,7 +187,7 @@ func TestStoppedTable(t *testing.T) {
 	r := &report{Model: "m.gguf", Runs: 1, Budgets: 4, Rows: []row{{Budget: 6 << 30}}}
 	var out bytes.Buffer
 	require.NoError(t, r.print(&out))
-	assert.Contains(t, out.String(), "stopped  after 1 of 4 budgets")
+	assert.Contains(t, out.String(), "stopped  after 1 of 4 rows")
 	assert.Contains(t, out.String(), "one run, each on a fresh engine")
 }
 
@@ -183,6 +195,6 @@ func TestStoppedTable(t *testing.T) {
 func TestFailedBudgetKeepsRows(t *testing.T) {
 	code, stdout, stderr := runCLI(t, "-prompt", "4", "-gen", "2", "-runs", "1", "-backend", "host", "-budgets", "all,1KiB")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, stdout, "stopped  after 1 of 2 budgets")
-	assert.Regexp(t, `(?m)^bench: budget 1.00 KiB: [^\n]*VRAM budget too small[^\n]*\n$`, stderr, "the error, one line, last")
+	assert.Contains(t, stdout, "stopped  after 1 of 2 rows")
+	assert.Regexp(t, `(?m)^bench: budget 1.00 KiB, host residency: [^\n]*VRAM budget too small[^\n]*\n$`, stderr, "the error, one line, last")
 }

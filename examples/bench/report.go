@@ -19,8 +19,8 @@ type report struct {
 	Prompt  int    `json:"prompt_tokens"`
 	Gen     int    `json:"gen_tokens"`
 	Runs    int    `json:"runs"`
-	// Budgets is how many budgets were asked for: more than Rows when a
-	// failure or a signal stopped the benchmark.
+	// Budgets is how many rows (budgets times residencies) were asked
+	// for: more than Rows when a failure or a signal stopped the benchmark.
 	Budgets int   `json:"budgets"`
 	Rows    []row `json:"rows"`
 }
@@ -29,6 +29,7 @@ type report struct {
 // when the tier was not asked.
 type row struct {
 	Budget            int64         `json:"vram_budget"`
+	Residency         string        `json:"residency"` // where residency was decided: host or device
 	VRAM              int64         `json:"vram_used"`
 	Slots             int64         `json:"slot_bytes"`
 	Experts           int64         `json:"expert_bytes"`
@@ -91,14 +92,14 @@ func (r *report) print(w io.Writer) error {
 	fmt.Fprintf(w, "model    %s\nbackend  %s\nrouting  %s\nrun      %d prompt tokens, %d decoded greedily; %s, each on a fresh engine\n",
 		r.Model, r.Backend, r.Routing, r.Prompt, r.Gen, runsText(r.Runs))
 	if len(r.Rows) < r.Budgets {
-		fmt.Fprintf(w, "stopped  after %d of %d budgets\n", len(r.Rows), r.Budgets)
+		fmt.Fprintf(w, "stopped  after %d of %d rows\n", len(r.Rows), r.Budgets)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "VRAM budget\tVRAM used\texperts in VRAM\tpinned host\tprefill tok/s\tdecode tok/s\tVRAM hits\thost hits\tPCIe/token\tstall/token\tlaunches/token\tsyncs/token\tcalls/token\t")
+	fmt.Fprintln(tw, "VRAM budget\tresidency\tVRAM used\texperts in VRAM\tpinned host\tprefill tok/s\tdecode tok/s\tVRAM hits\thost hits\tPCIe/token\tstall/token\tlaunches/token\tsyncs/token\tcalls/token\t")
 	for _, x := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f%%\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n",
-			rotary.FormatSize(x.Budget), rotary.FormatSize(x.VRAM), 100*float64(x.Slots)/float64(max(x.Experts, 1)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n",
+			rotary.FormatSize(x.Budget), x.Residency, rotary.FormatSize(x.VRAM), 100*float64(x.Slots)/float64(max(x.Experts, 1)),
 			rotary.FormatSize(x.Pinned), x.PrefillTokS, x.DecodeTokS, percent(x.VRAMHitRate), percent(x.HostHitRate),
 			rotary.FormatSize(int64(x.PCIeBytesPerToken)), x.StallPerToken.Round(time.Microsecond),
 			x.LaunchesPerToken, x.SyncsPerToken, x.CallsPerToken)

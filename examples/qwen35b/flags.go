@@ -65,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.hostMem, "host-mem", "pinned host memory budget `SIZE` for expert copies; at least all experts: the file's mapping serves them (default 24 GiB; for the default model, three quarters of its experts)")
 	fs.StringVar(&c.device.Backend, "backend", "auto", cli.BackendUsage)
 	fs.StringVar(&c.device.Name, "device", "0", cli.DeviceUsage)
+	fs.StringVar(&c.device.Residency, "residency", "", cli.ResidencyUsage)
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads of the forward pass (0: one per CPU)")
 	fs.StringVar(&c.prefetch, "prefetch", "auto", "copy the experts the next layer is likely to use while a layer computes: off, transition (learned from the -hot profile's cross-layer counts) or auto (transition when the -hot profile has them)")
 	fs.Var(&c.prefetchBudget, "prefetch-budget", "bound the bytes prefetched per token to `SIZE` (default: no bound but the next layer's top-k)")

@@ -24,6 +24,13 @@
 // and is measured exactly as it would be planned for that card. -backend
 // auto takes cuda when a GPU opens, else host.
 //
+// On a GPU, -residency device (the default) decides which experts the
+// slots hold on the GPU itself (rotary/device): a resolve kernel maps each
+// layer's routed experts to slots and a fill kernel copies the misses from
+// the registered model file, so a decode step waits for the GPU only for
+// its logits. -residency host decides on the host with rotary.Acquire,
+// reading each layer's routing back; it is what -prefetch needs.
+//
 // -trace records the routing in profile's trace format (rotary's simulator
 // and examples/heatmap read it); -profile, -heatmap and -curves record a
 // router profile of the run and draw it; -hot pins the hot experts of such a
@@ -161,7 +168,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			host = dh
 		}
 	}
-	opts := []engine.Option{engine.WithVRAM(vram), engine.WithHostBudget(host), engine.WithPositions(positions),
+	opts := []engine.Option{engine.WithVRAM(vram), engine.WithPositions(positions),
 		engine.WithThreads(c.threads), engine.WithLogger(log)}
 	if c.device.EmulatedGPU() {
 		if dev, err = cuda.NewHost(cuda.WithCapacity(vram), cuda.WithLogger(log)); err != nil {
@@ -189,6 +196,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.verbose {
 		fmt.Fprintf(stderr, "prefetch: %s\n", pf)
 	}
+	keepHost := ""
+	if pf != nil {
+		keepHost = "-prefetch " + c.prefetch
+	}
+	residency, err := c.device.ResidencyOn(onDevice, keepHost)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, engine.WithResidency(residency))
+	// Residency on the device copies misses from the registered file: the
+	// default model's host LRU budget would not do.
+	if c.hostMem.Given || residency == engine.ResidencyHost {
+		opts = append(opts, engine.WithHostBudget(host))
+	}
 
 	rec, tw, traceFile, err := routingSinks(c, id)
 	if err != nil {
@@ -199,10 +220,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	routes := engine.NewRoutes(id, rec, tw)
 	prefill := &prefillProgress{moeLayers: len(m.MoELayers())}
-	opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
-		routes.Hook(layer, pos, rt)
-		prefill.hook(rt)
-	})))
+	// On the device the routing stays there unless a hook reads it back,
+	// once per layer: only for the outputs that record it.
+	hooked := residency == engine.ResidencyHost || rec != nil || tw != nil
+	if hooked {
+		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
+			routes.Hook(layer, pos, rt)
+			prefill.hook(rt)
+		})))
+	}
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
@@ -219,8 +245,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	plan := e.Runtime().Plan()
 	if e.OnGPU() {
 		budget, free := e.VRAM()
-		fmt.Fprintf(stderr, "backend: cuda on %s (%s free): VRAM budget %s\n", dev.Info().Name,
-			rotary.FormatSize(free), rotary.FormatSize(budget))
+		fmt.Fprintf(stderr, "backend: cuda on %s (%s free): VRAM budget %s, residency decided on the %s\n", dev.Info().Name,
+			rotary.FormatSize(free), rotary.FormatSize(budget), e.Residency())
 	}
 	if c.verbose {
 		where := fmt.Sprintf("%d CPU threads", e.Threads())
@@ -253,12 +279,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if f, ok := human.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		out = newTerminalText(human)
 	}
-	prefill.start(stderr, len(prompt))
-	g, err := e.GenerateTokens(ctx, prompt, c.n, engine.WithSampler(smp), engine.WithRoutes(routes),
-		engine.WithPrefilled(prefill.finish), engine.WithStream(func(text []byte) error {
+	gopts := []engine.GenerateOption{engine.WithSampler(smp), engine.WithPrefilled(prefill.finish),
+		engine.WithStream(func(text []byte) error {
 			_, err := out.Write(text)
 			return err
-		}))
+		})}
+	if hooked {
+		prefill.start(stderr, len(prompt))
+		gopts = append(gopts, engine.WithRoutes(routes))
+	}
+	g, err := e.GenerateTokens(ctx, prompt, c.n, gopts...)
 	if tt, ok := out.(*terminalText); ok && err == nil {
 		err = tt.Flush()
 	}

@@ -176,7 +176,8 @@ func TestNoGPU(t *testing.T) {
 
 // The GPU backend on the emulated device generates what the CPU backend
 // does (greedy, F32 models: the same tokens), its experts rotating through
-// slots as on the CPU path.
+// slots as on the CPU path, with residency decided on the device (the
+// default) or on the host.
 func TestEmulatedGPU(t *testing.T) {
 	m, err := experts.OpenModel(oracleF32)
 	require.NoError(t, err)
@@ -191,24 +192,45 @@ func TestEmulatedGPU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			common := append([]string{"-n", "16", "-temp", "0"}, tc.args...)
-			code, stdout, stderr := runCLI(t, append(common, "-json", "-backend", "cuda", "-device", "emulated")...)
-			if code != 0 && strings.Contains(stderr, cuda.ErrNoEmulator.Error()) && os.Getenv(cudatest.RequireEnv) != "1" {
-				t.Skip(stderr)
-			}
-			require.Equal(t, 0, code, "stderr: %s", stderr)
-			var gpu result
-			require.NoError(t, json.NewDecoder(strings.NewReader(stdout)).Decode(&gpu))
-			assert.Contains(t, stderr, "backend: cuda on host")
 			cpu, _ := runJSON(t, append(common, "-backend", "host")...)
+			for _, residency := range []string{"", "host"} {
+				args := append(common, "-json", "-backend", "cuda", "-device", "emulated")
+				if residency != "" {
+					args = append(args, "-residency", residency)
+				}
+				code, stdout, stderr := runCLI(t, args...)
+				if code != 0 && strings.Contains(stderr, cuda.ErrNoEmulator.Error()) && os.Getenv(cudatest.RequireEnv) != "1" {
+					t.Skip(stderr)
+				}
+				require.Equal(t, 0, code, "stderr: %s", stderr)
+				var gpu result
+				require.NoError(t, json.NewDecoder(strings.NewReader(stdout)).Decode(&gpu))
+				want := "residency decided on the device"
+				if residency == "host" {
+					want = "residency decided on the host"
+				}
+				assert.Contains(t, stderr, "backend: cuda on host")
+				assert.Contains(t, stderr, want)
 
-			assert.Equal(t, cpu.GeneratedTokens, gpu.GeneratedTokens)
-			assert.Equal(t, cpu.Text, gpu.Text)
-			x := gpu.Stats.Experts
-			assert.Less(t, gpu.Plan.Slots, gpu.Plan.TotalExpert, "experts rotate")
-			assert.NotZero(t, x.VRAM.Hits)
-			assert.NotZero(t, x.VRAM.Misses)
+				assert.Equal(t, cpu.GeneratedTokens, gpu.GeneratedTokens)
+				assert.Equal(t, cpu.Text, gpu.Text)
+				x := gpu.Stats.Experts
+				assert.Less(t, gpu.Plan.Slots, gpu.Plan.TotalExpert, "experts rotate")
+				assert.NotZero(t, x.VRAM.Hits)
+				assert.NotZero(t, x.VRAM.Misses)
+			}
 		})
 	}
+}
+
+// -residency device needs the forward pass on a GPU, and no prefetcher.
+func TestResidencyFlag(t *testing.T) {
+	code, _, stderr := runCLI(t, "-backend", "host", "-residency", "device")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "-residency device needs the forward pass on a GPU")
+	code, _, stderr = runCLI(t, "-residency", "gpu")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `-residency "gpu": want host or device`)
 }
 
 // withModel returns common's flags with few's -model and -ctx, without its

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/rotary-moe/rotary/cuda"
+	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary"
 )
 
@@ -93,19 +94,7 @@ func (r *Resolver) newLayer(s cuda.Stream, h rotary.Handover) (*layer, error) {
 	if l.experts > maxExperts {
 		return nil, fmt.Errorf("device: layer %d has %d experts, more than the %d the resolve kernel handles", h.Plane.Layer, l.experts, maxExperts)
 	}
-	dynamic := l.slots - l.pinned
-	countBytes := 0
-	if l.lfu {
-		countBytes = 8 * l.experts
-	}
-	// Every part at an 8-byte boundary.
-	sizes := []int{4 * l.experts, 4 * l.slots, 8 * l.slots, countBytes, 8 * l.experts, 8, 24 * len(h.Plane.Parts), 4 * (1 + 3*dynamic)}
-	offs := make([]int64, len(sizes))
-	var total int64
-	for i, n := range sizes {
-		offs[i] = total
-		total += int64(n+7) &^ 7
-	}
+	sizes, offs, total := layout(l.experts, l.slots, l.pinned, len(h.Plane.Parts), l.lfu)
 	var err error
 	if l.mem, err = r.dev.Alloc(total); err != nil {
 		return nil, fmt.Errorf("device: allocating layer %d's tables: %w", h.Plane.Layer, err)
@@ -142,6 +131,31 @@ func (r *Resolver) newLayer(s cuda.Stream, h rotary.Handover) (*layer, error) {
 		}
 	}
 	return l, nil
+}
+
+// layout places a layer's tables and scratch in one allocation, each at an
+// 8-byte boundary: slotOf, expertIn, lastUse, counts (LFU only), named,
+// tick, parts, misses. It returns their sizes, offsets and the total.
+func layout(experts, slots, pinned, parts int, lfu bool) (sizes []int, offs []int64, total int64) {
+	countBytes := 0
+	if lfu {
+		countBytes = 8 * experts
+	}
+	sizes = []int{4 * experts, 4 * slots, 8 * slots, countBytes, 8 * experts, 8, 24 * parts, 4 * (1 + 3*(slots-pinned))}
+	offs = make([]int64, len(sizes))
+	for i, n := range sizes {
+		offs[i] = total
+		total += int64(n+7) &^ 7
+	}
+	return sizes, offs, total
+}
+
+// TableBytes bounds the device memory a Resolver allocates for a model of
+// h's shape: its tables when every layer has a slot for each expert. A VRAM
+// budget reserves it besides the slots.
+func TableBytes(h experts.HParams) int64 {
+	_, _, per := layout(h.NumExperts, h.NumExperts, 0, 3, true)
+	return int64(h.NumLayers) * per
 }
 
 // bytesOf is the memory of a slice of fixed-size values.

@@ -12,6 +12,7 @@ import (
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/profile"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/device"
 	"github.com/rotary-moe/rotary/rotary/model"
 	"github.com/rotary-moe/rotary/rotary/model/cpu"
 	"github.com/rotary-moe/rotary/rotary/model/gpu"
@@ -320,11 +321,12 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 
 // ReserveBytes is the VRAM New sets aside besides the weights for sequences
 // of positions tokens: their state (StateBytes) and, on a device
-// (WithDevice), the activations of a micro-batch (gpu.StepBytes).
+// (WithDevice), the activations of a micro-batch (gpu.StepBytes) and the
+// residency tables of ResidencyDevice (device.TableBytes, a few hundred KiB).
 func ReserveBytes(h experts.HParams, positions int, onDevice bool) int64 {
 	n := StateBytes(h, positions)
 	if onDevice {
-		n += gpu.StepBytes(h, defaultGPUBatch, positions)
+		n += gpu.StepBytes(h, defaultGPUBatch, positions) + device.TableBytes(h)
 	}
 	return n
 }

@@ -1,6 +1,6 @@
 // Package cli holds what the example commands share on their command
 // lines: byte-size flags, usage errors, and the choice of the device the
-// forward pass runs on (-backend and -device).
+// forward pass runs on (-backend, -device and -residency).
 package cli
 
 import (
@@ -14,6 +14,7 @@ import (
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/engine"
 )
 
 // Size is a byte-count flag ("16GiB", "500MB") that remembers whether it
@@ -80,14 +81,18 @@ type Device struct {
 	// on an emulated card) or "auto" (cuda when a GPU opens, else host).
 	Backend string
 	// Name is a CUDA device number or Emulated.
-	Name    string
-	ordinal int
+	Name string
+	// Residency is where an engine on a device decides which experts its
+	// slots hold: "host", "device", or "" (not given: device).
+	Residency string
+	ordinal   int
 }
 
 // BackendUsage and DeviceUsage are the flags' usage texts.
 const (
-	BackendUsage = "where the forward pass runs: cuda (a GPU, or -device emulated), host (the CPU, rotary on an emulated card of the -vram budget) or auto (cuda when a GPU opens, else host)"
-	DeviceUsage  = "the GPU of -backend cuda: a CUDA device `number`, or emulated (the GPU backend's CUDA C run on the CPU by package cuda's emulator; slow, for tests)"
+	BackendUsage   = "where the forward pass runs: cuda (a GPU, or -device emulated), host (the CPU, rotary on an emulated card of the -vram budget) or auto (cuda when a GPU opens, else host)"
+	DeviceUsage    = "the GPU of -backend cuda: a CUDA device `number`, or emulated (the GPU backend's CUDA C run on the CPU by package cuda's emulator; slow, for tests)"
+	ResidencyUsage = "where the forward pass on a GPU decides which experts its VRAM slots hold: device (a resolve kernel; a decode step waits for the GPU once, for its logits) or host (rotary's Acquire, which reads each layer's routing back) (default device)"
 )
 
 // Check validates the flags' values (a UsageError).
@@ -96,6 +101,14 @@ func (d *Device) Check() error {
 	case "auto", "host", "cuda":
 	default:
 		return Usagef("-backend %q: want auto, cuda or host", d.Backend)
+	}
+	switch d.Residency {
+	case "", "host", "device":
+	default:
+		return Usagef("-residency %q: want host or device", d.Residency)
+	}
+	if d.Backend == "host" && d.Residency == "device" {
+		return Usagef("-residency device needs the forward pass on a GPU (-backend cuda or auto)")
 	}
 	if d.Name == Emulated {
 		return nil
@@ -106,6 +119,25 @@ func (d *Device) Check() error {
 	}
 	d.ordinal = n
 	return nil
+}
+
+// ResidencyOn is the residency of an engine on a device (onDevice) or on
+// the CPU: -residency, by default device on a device, unless keepHost (a
+// feature that needs host residency is on; with -residency device that is
+// a UsageError naming why).
+func (d *Device) ResidencyOn(onDevice bool, keepHost string) (engine.Residency, error) {
+	switch {
+	case !onDevice:
+		if d.Residency == "device" {
+			return 0, Usagef("-residency device: the forward pass runs on the CPU (no GPU opened)")
+		}
+		return engine.ResidencyHost, nil
+	case keepHost != "" && d.Residency == "device":
+		return 0, Usagef("-residency device: %s needs -residency host", keepHost)
+	case keepHost != "" || d.Residency == "host":
+		return engine.ResidencyHost, nil
+	}
+	return engine.ResidencyDevice, nil
 }
 
 // OnDevice reports whether the forward pass may run on a device: -backend

@@ -45,6 +45,9 @@ type Backend struct {
 	// operation of it; the next BeginStep forgets it if the stream is sound
 	// (a cancelled context, a bad shape), not if the stream faulted.
 	err error
+	// lost is why a state tensor has no memory: every later operation
+	// fails with it, as the sequence that holds the tensor cannot run.
+	lost error
 
 	arena   arena
 	states  []cuda.Buffer             // NewState allocations, freed by Close
@@ -336,7 +339,7 @@ func (b *Backend) BeginStep() {
 		b.fail(err)
 		return
 	}
-	b.err = nil
+	b.err = b.lost
 	b.uploaded = 0
 	b.reused = [numUses]cuda.Buffer{}
 	b.quantized = Matrix{}
@@ -360,7 +363,11 @@ func (b *Backend) NewState(rows, cols int) model.Tensor {
 	n := 4 * int64(rows) * int64(cols)
 	buf, err := b.dev.Alloc(max(n, 4))
 	if err != nil {
-		b.fail(fmt.Errorf("gpu: a %d×%d state tensor: %w", rows, cols, err))
+		err = fmt.Errorf("gpu: a %d×%d state tensor: %w", rows, cols, err)
+		if b.lost == nil {
+			b.lost = err
+		}
+		b.fail(err)
 		return t
 	}
 	b.states = append(b.states, buf)

@@ -8,13 +8,20 @@
 // addresses step after step), the sequence state and the non-expert weights
 // in device memory, and queues everything on one compute stream. The routed
 // experts live in the slot planes of a rotary.Runtime opened on the same
-// device: per MoE layer the routing is computed on the device and read back
-// (the host-driven path: one small copy and synchronisation per layer), the
-// experts are acquired with the compute stream waiting for the copies of the
-// misses on rotary's copy stream, and rotary/moe's kernels compute on the
-// slots in place; an event recorded after them guards the slots until the
-// kernels are done. Errors are sticky: the first failure of the stream is
-// returned by every later operation.
+// device. By default residency is decided on the host: per MoE layer the
+// routing is computed on the device and read back (one small copy and
+// synchronisation per layer), the experts are acquired with the compute
+// stream waiting for the copies of the misses on rotary's copy stream, and
+// rotary/moe's kernels compute on the slots in place; an event recorded
+// after them guards the slots until the kernels are done. With
+// WithDeviceResidency the routing stays on the device, where package
+// rotary/device's kernels resolve it to slots and copy the misses in on the
+// compute stream, and a decode step synchronizes only to read its logits.
+//
+// A failure ends its step: every later operation of the step returns it,
+// and the next BeginStep starts clean unless the stream faulted (a device
+// error leaves it failed for good) or a state tensor could not be
+// allocated.
 //
 // The kernels are CUDA C in the package's .cu files, compiled at run time by
 // NVRTC through cuda.Device.Load (Programs lists them; each source is
