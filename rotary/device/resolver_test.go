@@ -165,6 +165,8 @@ func TestResolveMatchesHost(t *testing.T) {
 					require.Len(t, gotMisses, len(wantMisses), "step %d", step)
 					for j, w := range wantMisses {
 						require.Equal(t, Miss(w), gotMisses[j], "step %d", step)
+						require.NotContains(t, experts, w.Evicted, "step %d: an expert the step uses was evicted", step)
+						require.GreaterOrEqual(t, w.Slot, tab.Pinned, "step %d: a pinned slot was taken", step)
 					}
 					hits += uint64(len(experts) - len(wantMisses))
 					misses += uint64(len(wantMisses))
