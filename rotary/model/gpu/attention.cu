@@ -157,24 +157,30 @@ __device__ __forceinline__ void rtm_attn_partial(float *dst, float *partO, float
 }
 
 // rt_decode_attn: a block per token and KV head (per 8 of the query heads
-// that read it), for decode steps and short batches.
+// that read it), for decode steps and short batches. posp, when not null,
+// holds the position in place of pos (a replayed graph's step reads it from
+// device memory); the grid's splits then cover every position a step may
+// reach, those past it contributing nothing.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
     rt_decode_attn(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                    const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
-                   const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
+                   const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale,
+                   const int *posp) {
 	rtm_attn_partial<RTM_ATTN_TILE, true>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
-	                                      gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen,
-	                                      scale);
+	                                      gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim,
+	                                      posp ? *posp : pos, splitLen, scale);
 }
 
-// rt_prefill_attn: a block per query head and 8 consecutive tokens.
+// rt_prefill_attn: a block per query head and 8 consecutive tokens; posp as
+// for rt_decode_attn.
 extern "C" __global__ void __launch_bounds__(RTM_ATTN_THREADS)
     rt_prefill_attn(float *dst, float *partO, float *partML, const float *q, int qCols, int qStride, int qOffset,
                     const float *gate, int gateCols, int gateStride, int gateOffset, int hasGate, const float *cacheK,
-                    const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale) {
+                    const float *cacheV, int T, int heads, int kvHeads, int dim, int pos, int splitLen, float scale,
+                    const int *posp) {
 	rtm_attn_partial<RTM_ATTN_TILE, false>(dst, partO, partML, q, qCols, qStride, qOffset, gate, gateCols, gateStride,
-	                                       gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim, pos, splitLen,
-	                                       scale);
+	                                       gateOffset, hasGate, cacheK, cacheV, T, heads, kvHeads, dim,
+	                                       posp ? *posp : pos, splitLen, scale);
 }
 
 // rt_decode_attn_combine: block (h, t) merges the splits of query head h of token t:

@@ -39,6 +39,11 @@ type Attention struct {
 	Cache     KVCache
 	Pos       int
 	Scale     float32
+	// PosAt, when it has a buffer, holds Pos (an int32) in device memory
+	// for the kernels to read when they run, so that a captured graph
+	// replays at any position; the splits then cover the whole cache, so
+	// the schedule does not depend on Pos.
+	PosAt cuda.Buffer
 
 	// Workspace holds the partial results of a split sequence:
 	// WorkspaceBytes of it, or nothing when that is 0.
@@ -68,6 +73,9 @@ const (
 // per split and the number of splits for a's shape.
 func (a Attention) schedule() (kernel AttnKernel, y, z, splitLen, splits int) {
 	T, n := a.Q.Rows, a.Pos+a.Q.Rows
+	if !a.PosAt.IsZero() {
+		n = a.Cache.K.Rows
+	}
 	kernel = a.Kernel
 	if kernel == AttnAuto {
 		kernel = AttnHeads
@@ -87,6 +95,14 @@ func (a Attention) schedule() (kernel AttnKernel, y, z, splitLen, splits int) {
 		splitLen = ceilDiv(splitLen, 32) * 32
 	}
 	return kernel, y, z, splitLen, ceilDiv(n, splitLen)
+}
+
+// posArg passes a position held in device memory, or a null pointer.
+func posArg(at cuda.Buffer) cuda.Arg {
+	if at.IsZero() {
+		return cuda.U64(0)
+	}
+	return cuda.Ptr(at)
 }
 
 // WorkspaceBytes is the size of the workspace a's schedule needs: 0 when the
@@ -182,7 +198,7 @@ func (ks *Kernels) Attend(s cuda.Stream, dst Matrix, a Attention) error {
 		cuda.Ptr(a.Q.Buf), i32(a.Q.Cols), i32(a.QHeads.Stride), i32(a.QHeads.Offset),
 		cuda.Ptr(gate.Buf), i32(gate.Cols), i32(gateHeads.Stride), i32(gateHeads.Offset), flag(hasGate),
 		cuda.Ptr(a.Cache.K.Buf), cuda.Ptr(a.Cache.V.Buf),
-		i32(T), i32(H), i32(a.KVHeads), i32(dim), i32(a.Pos), i32(splitLen), cuda.F32(a.Scale))
+		i32(T), i32(H), i32(a.KVHeads), i32(dim), i32(a.Pos), i32(splitLen), cuda.F32(a.Scale), posArg(a.PosAt))
 	if err != nil || splits == 1 {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotary-moe/rotary/cuda/cudatest"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -25,20 +26,27 @@ func TestAttend(t *testing.T) {
 			kernel             AttnKernel
 			split              int // 0: the kernels' choice
 			extreme            bool
+			// beyond > 0: the position is read from device memory
+			// (PosAt), the host's Pos is 0, and the cache holds beyond
+			// more rows of garbage that the splits cover.
+			beyond int
 		}{
-			{1, 4, 2, 64, 0, false, AttnAuto, 0, false},      // the first token
-			{1, 16, 2, 256, 300, true, AttnAuto, 0, false},   // qwen35moe decode, one split
-			{1, 16, 2, 256, 1500, true, AttnAuto, 96, false}, // splits that do not divide the context
-			{1, 8, 8, 128, 777, false, AttnHeads, 32, false},
-			{1, 4, 1, 80, 5000, false, AttnAuto, 0, false},   // the kernels split a long context
-			{3, 4, 2, 64, 10, false, AttnAuto, 0, false},     // a short batch: the prefill tile, one partial
-			{9, 2, 1, 128, 0, true, AttnTokens, 0, false},    // prefill from position 0
-			{17, 4, 2, 64, 40, false, AttnTokens, 32, false}, // prefill tiles over several splits
-			{17, 4, 2, 64, 40, false, AttnHeads, 64, false},  // the same with the decode kernel
-			{11, 2, 2, 32, 1023, true, AttnTokens, 1000, false},
-			{128, 2, 1, 32, 3, false, AttnAuto, 0, false},  // a long batch
-			{2, 20, 1, 64, 50, true, AttnHeads, 32, false}, // 20 query heads per KV head: three head tiles, the last partial
-			{1, 6, 2, 48, 200, false, AttnAuto, 0, true},   // three per KV head, extreme scores
+			{1, 4, 2, 64, 0, false, AttnAuto, 0, false, 0},      // the first token
+			{1, 16, 2, 256, 300, true, AttnAuto, 0, false, 0},   // qwen35moe decode, one split
+			{1, 16, 2, 256, 1500, true, AttnAuto, 96, false, 0}, // splits that do not divide the context
+			{1, 8, 8, 128, 777, false, AttnHeads, 32, false, 0},
+			{1, 4, 1, 80, 5000, false, AttnAuto, 0, false, 0},   // the kernels split a long context
+			{3, 4, 2, 64, 10, false, AttnAuto, 0, false, 0},     // a short batch: the prefill tile, one partial
+			{9, 2, 1, 128, 0, true, AttnTokens, 0, false, 0},    // prefill from position 0
+			{17, 4, 2, 64, 40, false, AttnTokens, 32, false, 0}, // prefill tiles over several splits
+			{17, 4, 2, 64, 40, false, AttnHeads, 64, false, 0},  // the same with the decode kernel
+			{11, 2, 2, 32, 1023, true, AttnTokens, 1000, false, 0},
+			{128, 2, 1, 32, 3, false, AttnAuto, 0, false, 0},      // a long batch
+			{2, 20, 1, 64, 50, true, AttnHeads, 32, false, 0},     // 20 query heads per KV head: three head tiles, the last partial
+			{1, 6, 2, 48, 200, false, AttnAuto, 0, true, 0},       // three per KV head, extreme scores
+			{1, 16, 2, 256, 300, true, AttnAuto, 0, false, 3000},  // a graph's decode step: splits past the position
+			{1, 4, 1, 64, 0, false, AttnAuto, 0, false, 700},      // ... at the first token
+			{1, 8, 2, 128, 1500, false, AttnAuto, 96, false, 200}, // ... with the split given
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim
@@ -77,13 +85,17 @@ func TestAttend(t *testing.T) {
 				require.NoError(t, e.cpu.Attend(want, a))
 
 				qd := e.upload(q, c.T, qCols)
+				garbage := random(r, c.beyond*kvCols, 100)
 				g := Attention{
 					Q: qd, QHeads: qh, KVHeads: c.KV,
 					Cache: KVCache{
-						K: e.upload(append(append([]float32{}, prefix...), k...), rows, kvCols),
-						V: e.upload(append(append([]float32{}, prefixV...), v...), rows, kvCols),
+						K: e.upload(append(append(append([]float32{}, prefix...), k...), garbage...), rows+c.beyond, kvCols),
+						V: e.upload(append(append(append([]float32{}, prefixV...), v...), garbage...), rows+c.beyond, kvCols),
 					},
 					Pos: c.pos, Scale: scale, Kernel: c.kernel, SplitLen: c.split,
+				}
+				if c.beyond > 0 {
+					g.Pos, g.PosAt = 0, cudatest.Upload(t, e.c, []int32{int32(c.pos)})
 				}
 				if c.gated {
 					g.Gate, g.GateHeads = qd, gh

@@ -95,14 +95,18 @@ __device__ __forceinline__ void rtm_norm_rope_head(float *head, const float *w, 
 // attention layer in one launch, optionally storing the keys and values in the
 // KV cache. Grid (qHeads + kHeads + (store ? kHeads : 0), T): block x < qHeads
 // is query head x of row y, the next kHeads are key heads, the last kHeads copy
-// value heads. Row y is at position pos + y. Head h of a row of q starts at
+// value heads. Row y is at position pos + y, pos read from posp when that is
+// not null (a replayed graph's step). Head h of a row of q starts at
 // qOffset + h·qStride (k likewise); the cache rows hold kHeads·dim values.
 extern "C" __global__ void __launch_bounds__(128) rt_decode_norm_rope(
     float *q, int qCols, int qHeads, int qStride, int qOffset, const float *qw, float *k, int kCols, int kHeads,
     int kStride, int kOffset, const float *kw, const float *v, float *cacheK, float *cacheV, int store, int dim,
-    int ropeDims, float step, int pos, float eps) {
+    int ropeDims, float step, int pos, float eps, const int *posp) {
 	__shared__ float red[32];
 	int h = blockIdx.x, t = blockIdx.y;
+	if (posp) {
+		pos = *posp;
+	}
 	if (h < qHeads) {
 		rtm_norm_rope_head(q + (i64)t * qCols + qOffset + (i64)h * qStride, qw, (float *)0, dim, ropeDims, step,
 		                   pos + t, eps, red);

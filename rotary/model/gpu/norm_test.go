@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rotary-moe/rotary/cuda/cudatest"
 	"github.com/rotary-moe/rotary/rotary/model"
 )
 
@@ -112,13 +113,15 @@ func TestNormRope(t *testing.T) {
 		for _, c := range []struct {
 			T, H, KV, dim, ropeDims, pos int
 			gated, store                 bool
+			posAt                        bool // the position read from device memory
 		}{
-			{1, 4, 2, 64, 64, 0, false, true},
-			{1, 16, 2, 256, 64, 131071, true, false}, // qwen35moe: interleaved gate, partial rope, far position
-			{5, 3, 1, 128, 128, 7, false, false},
-			{9, 2, 2, 80, 32, 1000, true, true},
-			{2, 2, 0, 96, 96, 3, true, false},   // queries only
-			{512, 2, 1, 32, 32, 0, false, true}, // the largest batch
+			{1, 4, 2, 64, 64, 0, false, true, false},
+			{1, 16, 2, 256, 64, 131071, true, false, false}, // qwen35moe: interleaved gate, partial rope, far position
+			{5, 3, 1, 128, 128, 7, false, false, false},
+			{9, 2, 2, 80, 32, 1000, true, true, false},
+			{2, 2, 0, 96, 96, 3, true, false, false},   // queries only
+			{512, 2, 1, 32, 32, 0, false, true, false}, // the largest batch
+			{1, 4, 2, 64, 64, 37, false, true, true},
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim
@@ -145,6 +148,9 @@ func TestNormRope(t *testing.T) {
 				if c.store {
 					args.V = e.upload(v, c.T, kvCols)
 					args.Cache = KVCache{K: e.zeros(rows, kvCols), V: e.zeros(rows, kvCols)}
+				}
+				if c.posAt {
+					args.Pos, args.PosAt = 0, cudatest.Upload(t, e.c, []int32{int32(c.pos)})
 				}
 				require.NoError(t, e.ks.NormRope(e.s, args))
 				assertClose(t, e.read(wantQ), e.download(args.Q), ropeRel, ropeAbs, "q")

@@ -146,6 +146,9 @@ type QKNorm struct {
 	Eps   float32
 	Rope  model.Rope
 	Pos   int
+	// PosAt, when it has a buffer, holds Pos (an int32) in device memory
+	// for the kernel to read when it runs (see Attention.PosAt).
+	PosAt cuda.Buffer
 }
 
 // NormRope RMS-normalises each head of q.Q (and q.K) in place, scales it by
@@ -221,7 +224,7 @@ func (ks *Kernels) NormRope(s cuda.Stream, q QKNorm) error {
 		cuda.Ptr(q.Q.Buf), i32(q.Q.Cols), i32(q.QHeads.Count), i32(q.QHeads.Stride), i32(q.QHeads.Offset), cuda.Ptr(q.QWeight),
 		cuda.Ptr(k), i32(q.K.Cols), i32(kHeads.Count), i32(kHeads.Stride), i32(kHeads.Offset), cuda.Ptr(kw),
 		cuda.Ptr(v), cuda.Ptr(cacheK), cuda.Ptr(cacheV), flag(store),
-		i32(dim), i32(q.Rope.Dims), cuda.F32(step), i32(q.Pos), cuda.F32(q.Eps))
+		i32(dim), i32(q.Rope.Dims), cuda.F32(step), i32(q.Pos), cuda.F32(q.Eps), posArg(q.PosAt))
 }
 
 // GatedRMSNorm normalises each group of len(w) = n values of x, scales it by
