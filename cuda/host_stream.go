@@ -377,7 +377,7 @@ func (s *hostStream) queueCopy(info CopyInfo, l link, cost time.Duration, allocs
 
 // CopyHtoD implements Stream.
 func (s *hostStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
-	s.dev.calls.copies.Add(1)
+	s.count(&s.dev.calls.copies)
 	a, off, err := s.dev.led.lookup(dst, dstOff, int64(len(src)))
 	if err != nil {
 		return fmt.Errorf("cuda: CopyHtoD: %w", err)
@@ -392,7 +392,7 @@ func (s *hostStream) CopyHtoD(dst Buffer, dstOff int64, src []byte) error {
 
 // CopyDtoH implements Stream.
 func (s *hostStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
-	s.dev.calls.copies.Add(1)
+	s.count(&s.dev.calls.copies)
 	a, off, err := s.dev.led.lookup(src, srcOff, int64(len(dst)))
 	if err != nil {
 		return fmt.Errorf("cuda: CopyDtoH: %w", err)
@@ -407,7 +407,7 @@ func (s *hostStream) CopyDtoH(dst []byte, src Buffer, srcOff int64) error {
 
 // CopyDtoD implements Stream.
 func (s *hostStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n int64) error {
-	s.dev.calls.copies.Add(1)
+	s.count(&s.dev.calls.copies)
 	da, doff, err := s.dev.led.lookup(dst, dstOff, n)
 	if err != nil {
 		return fmt.Errorf("cuda: CopyDtoD: destination %w", err)
@@ -426,7 +426,7 @@ func (s *hostStream) CopyDtoD(dst Buffer, dstOff int64, src Buffer, srcOff, n in
 
 // Memset implements Stream.
 func (s *hostStream) Memset(dst Buffer, off, n int64, value byte) error {
-	s.dev.calls.copies.Add(1)
+	s.count(&s.dev.calls.copies)
 	a, aoff, err := s.dev.led.lookup(dst, off, n)
 	if err != nil {
 		return fmt.Errorf("cuda: Memset: %w", err)
@@ -474,7 +474,7 @@ func checkLaunch(cfg *LaunchConfig) error {
 
 // Launch implements Stream.
 func (s *hostStream) Launch(k Kernel, cfg LaunchConfig, args ...Arg) error {
-	s.dev.calls.launches.Add(1)
+	s.count(&s.dev.calls.launches)
 	hk, ok := k.(*hostKernel)
 	if !ok || hk.mod.dev != s.dev {
 		return fmt.Errorf("cuda: Launch: kernel %v is not this device's: %w", k, ErrInvalidHandle)
@@ -572,7 +572,7 @@ func (h *HostDevice) bindArgs(args []Arg, mem [][]byte) (allocs []*allocation, h
 
 // Record implements Stream.
 func (s *hostStream) Record(e Event) error {
-	s.dev.calls.events.Add(1)
+	s.count(&s.dev.calls.events)
 	he, err := s.dev.event(e)
 	if err != nil {
 		return fmt.Errorf("cuda: Record: %w", err)
@@ -592,7 +592,7 @@ func (s *hostStream) Record(e Event) error {
 
 // Wait implements Stream.
 func (s *hostStream) Wait(e Event) error {
-	s.dev.calls.events.Add(1)
+	s.count(&s.dev.calls.events)
 	he, err := s.dev.event(e)
 	if err != nil {
 		return fmt.Errorf("cuda: Wait: %w", err)
@@ -611,7 +611,7 @@ func (s *hostStream) Wait(e Event) error {
 
 // Query implements Stream.
 func (s *hostStream) Query() (bool, error) {
-	s.dev.calls.queries.Add(1)
+	s.count(&s.dev.calls.queries)
 	if s.capturing() != nil {
 		return false, fmt.Errorf("cuda: Stream.Query: stream %d is capturing: %w", s.num, ErrCapture)
 	}
@@ -630,7 +630,7 @@ func (s *hostStream) Query() (bool, error) {
 
 // Synchronize implements Stream.
 func (s *hostStream) Synchronize(ctx context.Context) error {
-	s.dev.calls.syncs.Add(1)
+	s.count(&s.dev.calls.syncs)
 	if s.capturing() != nil {
 		return fmt.Errorf("cuda: Stream.Synchronize: stream %d is capturing: %w", s.num, ErrCapture)
 	}
@@ -825,4 +825,12 @@ func (e *hostEvent) Close() error {
 	delete(e.dev.events, e)
 	e.dev.mu.Unlock()
 	return nil
+}
+
+// count counts a call of the stream, unless the stream stands in for one
+// that replays a graph: the graph's launch was the call.
+func (s *hostStream) count(c *atomic.Uint64) {
+	if s.batch == nil {
+		c.Add(1)
+	}
 }

@@ -131,9 +131,10 @@ const (
 	// residency of the CPU engine.
 	ResidencyHost Residency = iota
 	// ResidencyDevice decides on the device (package rotary/device): a
-	// decode step waits for the device once, for its logits. It needs the
-	// host budget to register the model file (rotary.HostMapped) and no
-	// prefetcher.
+	// decode step waits for the device once, for its logits, and from a
+	// sequence's third token on it is one CUDA graph (gpu.WithGraphs). It
+	// needs the host budget to register the model file (rotary.HostMapped)
+	// and no prefetcher.
 	ResidencyDevice
 )
 
@@ -300,7 +301,7 @@ func (e *Engine) openGPU(ctx context.Context, m *experts.Model, c config, plan *
 	gopts := []gpu.BackendOption{gpu.WithArenaBytes(gpu.StepBytes(m.Params, e.batch, e.positions))}
 	if c.residency == ResidencyDevice {
 		ropts = append(ropts, rotary.WithDeviceResidency())
-		gopts = append(gopts, gpu.WithDeviceResidency())
+		gopts = append(gopts, gpu.WithDeviceResidency(), gpu.WithGraphs())
 	}
 	if e.rt, err = rotary.Open(ctx, m, e.dev, ropts...); err != nil {
 		return err

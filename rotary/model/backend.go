@@ -103,6 +103,32 @@ type RoutingReader interface {
 	ReadRouting(r *Routing) error
 }
 
+// A StepGrapher is a backend that can capture a one-token forward step as
+// a graph and replay it at later positions, so that a decode step costs the
+// host a launch and the read of its logits. The model uses it for steps of
+// one token with no hook that reads activations or routing.
+type StepGrapher interface {
+	// BeginDecode starts a one-token step of the sequence and logits kind
+	// key, token at position pos, in place of BeginStep. It returns true
+	// when it replayed a step captured for key: the step's work is queued,
+	// and the logits are those of the tensor the captured step computed
+	// them into. Otherwise the model runs the step's operations (which the
+	// backend may capture) and calls EndDecode before reading the logits.
+	BeginDecode(key StepKey, token int32, pos int) (replayed bool)
+	// EndDecode ends a step BeginDecode did not replay; a captured step is
+	// launched now (captured is true). An error says the step's work did
+	// not run (its capture failed): the model runs the step again, without
+	// BeginDecode.
+	EndDecode() (captured bool, err error)
+}
+
+// StepKey identifies the steps a captured graph replays: those of one
+// sequence (a State) computing the same logits.
+type StepKey struct {
+	State  uint64
+	Logits Logits
+}
+
 // Backend computes the operations the models are made of. Every method may
 // assume shapes were checked by the model; tensors passed as dst are
 // distinct from inputs unless a method says otherwise.

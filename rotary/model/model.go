@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/rotary-moe/rotary/experts"
@@ -29,6 +30,9 @@ type Net struct {
 
 	tokenEmbd, outputNorm, output Weight
 	layers                        []layerWeights
+
+	states   atomic.Uint64      // the last State's id
+	captured map[StepKey]Tensor // the logits tensor of each step a StepGrapher captured
 }
 
 // New builds a Net over m's weights. The model keeps views into m's
@@ -114,6 +118,7 @@ func (m *Net) Weights() []Weight {
 // convolution and recurrent state of Gated DeltaNet layers.
 type State struct {
 	model    *Net
+	id       uint64 // StepKey.State
 	pos      int
 	capacity int
 	layers   []layerState
@@ -132,7 +137,7 @@ func (m *Net) NewState(maxTokens int) *State {
 	if maxTokens > 0 {
 		capacity = min(capacity, maxTokens)
 	}
-	s := &State{model: m, capacity: capacity, layers: make([]layerState, m.cfg.layers)}
+	s := &State{model: m, id: m.states.Add(1), capacity: capacity, layers: make([]layerState, m.cfg.layers)}
 	s.Reset() // new state tensors are zero: nothing to clear, no error
 	return s
 }
@@ -231,11 +236,73 @@ func (m *Net) Forward(ctx context.Context, s *State, tokens []int32, which Logit
 // asked for.
 const noLogits Logits = -1
 
-// forward runs one micro-batch.
+// forward runs one micro-batch: a one-token step through the backend's
+// graphs when it has them and no hook needs to see inside the step.
 func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	g, ok := m.backend.(StepGrapher)
+	if !ok || len(tokens) != 1 || which == noLogits || m.opts.replay != nil || m.opts.onRouting != nil || m.opts.onActivation != nil {
+		m.backend.BeginStep()
+		return m.step1(ctx, s, tokens, which, nil)
+	}
+	key := StepKey{State: s.id, Logits: which}
+	if g.BeginDecode(key, tokens[0], s.pos) {
+		out, ok := m.captured[key]
+		if !ok {
+			return nil, errors.New("model: the backend replayed a step it was not seen to capture")
+		}
+		s.pos++
+		logits := make([]float32, out.Rows()*out.Cols())
+		if err := m.backend.Read(logits, out); err != nil {
+			return nil, err
+		}
+		return logits, nil
+	}
+	pos := s.pos
+	logits, err := m.step1(ctx, s, tokens, which, g)
+	if errors.Is(err, errNotRun) {
+		// The capture failed before anything ran: run the step as usual.
+		s.pos = pos
+		m.backend.BeginStep()
+		return m.step1(ctx, s, tokens, which, nil)
+	}
+	return logits, err
+}
+
+// errNotRun says a step's capture failed: its work did not run.
+var errNotRun = errors.New("model: the step's capture failed")
+
+// step1 runs the operations of one micro-batch, begun (BeginStep or a
+// StepGrapher's BeginDecode, then g is not nil).
+func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits, g StepGrapher) (_ []float32, err error) {
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
-	b.BeginStep()
+	var out Tensor // the logits, once computed
+	ended := g == nil
+	// end ends a step BeginDecode began, remembering the tensor of the
+	// logits of a captured one.
+	end := func() error {
+		ended = true
+		captured, err := g.EndDecode()
+		if err != nil {
+			return fmt.Errorf("%w: %w", errNotRun, err)
+		}
+		if captured {
+			if m.captured == nil {
+				m.captured = map[StepKey]Tensor{}
+			}
+			m.captured[StepKey{State: s.id, Logits: which}] = out
+		}
+		return nil
+	}
+	defer func() {
+		if !ended {
+			// An operation failed: the step may have been captured, not
+			// run, and is run again if so.
+			if eerr := end(); eerr != nil {
+				err = eerr
+			}
+		}
+	}()
 	clear(m.step[:])
 	x := m.tensor(tEmbed, T, c.embed)
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
@@ -268,9 +335,14 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	if err := m.observe("result_norm", -1, h); err != nil {
 		return nil, err
 	}
-	out := m.tensor(tLogits, h.Rows(), c.vocab)
+	out = m.tensor(tLogits, h.Rows(), c.vocab)
 	if err := b.MatMul(out, h, m.output); err != nil {
 		return nil, err
+	}
+	if !ended {
+		if err := end(); err != nil {
+			return nil, err
+		}
 	}
 	logits := make([]float32, out.Rows()*out.Cols())
 	if err := b.Read(logits, out); err != nil {

@@ -25,9 +25,12 @@ type arena struct {
 	// chunks are the arena's memory; a step that outgrows the last one gets
 	// another, and the next reset replaces them with one of their total.
 	chunks []cuda.Buffer
-	used   int64 // bytes taken from the last chunk
-	taken  int64 // bytes taken this step, over all chunks
-	peak   int64 // the most bytes a step has taken
+	// gen counts the changes of the chunks: tensors taken at one
+	// generation lie at the same addresses step after step.
+	gen   uint64
+	used  int64 // bytes taken from the last chunk
+	taken int64 // bytes taken this step, over all chunks
+	peak  int64 // the most bytes a step has taken
 }
 
 // take returns n bytes (rounded up to arenaAlign) valid until the next
@@ -65,6 +68,7 @@ func (a *arena) grow(size int64) error {
 		return fmt.Errorf("gpu: arena of %d bytes: %w", size, err)
 	}
 	a.chunks = append(a.chunks, c)
+	a.gen++
 	a.used = 0
 	return nil
 }
@@ -92,6 +96,7 @@ func (a *arena) reset() error {
 			return fmt.Errorf("gpu: arena of %d bytes: %w", total, err)
 		}
 		a.chunks = append(a.chunks, c)
+		a.gen++
 	}
 	a.used, a.taken = 0, 0
 	return nil
@@ -104,6 +109,7 @@ func (a *arena) free() error {
 		errs = append(errs, a.dev.Free(c))
 	}
 	a.chunks = a.chunks[:0]
+	a.gen++
 	a.used = 0
 	return errors.Join(errs...)
 }

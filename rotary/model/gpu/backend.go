@@ -71,6 +71,10 @@ type Backend struct {
 	// res decides residency on the device (WithDeviceResidency): Route
 	// reads nothing back and MoE resolves the slots with its kernels.
 	res *device.Resolver
+	// graph is WithGraphs' captures; idle says the stream has no work
+	// queued (a read-back waited for it), so a step need not wait again.
+	graph graphs
+	idle  bool
 
 	// The counters are read by another goroutine's Stats while a step runs.
 	acquires atomic.Int64
@@ -89,6 +93,7 @@ func (b *Backend) Wait() time.Duration { return time.Duration(b.wait.Load()) }
 type backendOptions struct {
 	arena    int64
 	onDevice bool
+	graphs   bool
 	routed   func(layer int, ids []int)
 	calls    []moe.CallOption // of every MatMul and MoE
 	// prequantized is calls and moe.Prequantized, for a MatMul whose input
@@ -189,6 +194,9 @@ func NewBackend(ctx context.Context, dev cuda.Device, m *experts.Model, rt *rota
 			return nil, fmt.Errorf("gpu: %w", err)
 		}
 	}
+	if err := b.initGraphs(); err != nil {
+		return nil, err
+	}
 	b.arena = arena{dev: dev}
 	if b.opts.arena > 0 {
 		if err := b.arena.grow(b.opts.arena); err != nil {
@@ -228,7 +236,7 @@ func (b *Backend) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, b.arena.free())
+	errs = append(errs, b.freeGraphs(), b.arena.free())
 	if b.stream != nil {
 		errs = append(errs, b.stream.Close())
 		b.stream = nil
@@ -332,14 +340,15 @@ func matrix(t model.Tensor) Matrix {
 // completes before this step's writes.
 func (b *Backend) BeginStep() {
 	// The step reuses the upload staging memory from its start: the copies
-	// of the last step must have read it. A step ends with a read-back, so
-	// this wait is usually for nothing. A stream that faulted keeps failing:
-	// the step fails with its error.
-	if err := b.stream.Synchronize(context.Background()); err != nil {
+	// of the last step must have read it. A step ends with a read-back,
+	// after which the stream is known to be idle and the wait is skipped. A
+	// stream that faulted keeps failing: the step fails with its error.
+	if err := b.idleStream(); err != nil {
 		b.fail(err)
 		return
 	}
 	b.err = b.lost
+	b.graph.decoding = false
 	b.uploaded = 0
 	b.reused = [numUses]cuda.Buffer{}
 	b.quantized = Matrix{}
@@ -415,6 +424,7 @@ func (b *Backend) Read(dst []float32, t model.Tensor) error {
 	if err := b.stream.Synchronize(context.Background()); err != nil {
 		return b.fail(fmt.Errorf("gpu: reading a tensor back: %w", err))
 	}
+	b.idle = true
 	copy(dst[:n], unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(host))), n))
 	return nil
 }
@@ -521,6 +531,7 @@ func (b *Backend) run(op func() error) error {
 	if b.err != nil {
 		return b.err
 	}
+	b.idle = false
 	b.quantized = Matrix{} // the operation may write the input, or the workspace
 	return b.fail(op())
 }
@@ -532,9 +543,11 @@ func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) er
 		if err != nil {
 			return err
 		}
-		ids, err := b.uploadInts(tokens)
-		if err != nil {
-			return err
+		ids, ok := b.stepToken()
+		if !ok || len(tokens) != 1 {
+			if ids, err = b.uploadInts(tokens); err != nil {
+				return err
+			}
 		}
 		return b.mk.Embed(b.stream, matrix(dst).Buf, tm, ids, len(tokens))
 	})
@@ -662,14 +675,14 @@ func (b *Backend) Attend(dst model.Tensor, a model.Attention) error {
 		err = b.ks.NormRope(b.stream, QKNorm{
 			Q: matrix(a.Q), QHeads: a.QHeads, QWeight: qw,
 			K: matrix(a.K), KHeads: model.Heads{Count: a.KVHeads, Dim: dim, Stride: dim}, KWeight: kw,
-			V: matrix(a.V), Cache: cache, Eps: a.Eps, Rope: a.Rope, Pos: a.Pos,
+			V: matrix(a.V), Cache: cache, Eps: a.Eps, Rope: a.Rope, Pos: a.Pos, PosAt: b.stepPos(),
 		})
 		if err != nil {
 			return err
 		}
 		ga := Attention{
 			Q: matrix(a.Q), QHeads: a.QHeads, KVHeads: a.KVHeads,
-			Cache: cache, Pos: a.Pos, Scale: a.Scale,
+			Cache: cache, Pos: a.Pos, Scale: a.Scale, PosAt: b.stepPos(),
 		}
 		if a.Gate != nil {
 			ga.Gate, ga.GateHeads = matrix(a.Gate), a.GateHeads
