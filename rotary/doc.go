@@ -31,6 +31,14 @@
 // optimum for simulations. Stats count hits, misses, bytes, transfer and
 // stall times per tier and layer.
 //
+// Residency can also be decided on the device: a runtime opened
+// WithDeviceResidency maps the registered file into the device, and
+// Handover gives a layer's tables to package rotary/device, whose kernels
+// resolve a step's routed experts to slots and copy the misses without the
+// host; Stats then count what the device reports. Both sides run the same
+// decisions (the residency core the runtime wraps), so LRU and LFU evict
+// the same experts on either.
+//
 // The subpackage sim replays routing traces through the same runtime on the
 // host backend in virtual time, to compare budgets, policies and
 // prefetchers (package prefetch) without a GPU.
