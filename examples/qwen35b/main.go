@@ -220,15 +220,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	routes := engine.NewRoutes(id, rec, tw)
 	prefill := &prefillProgress{moeLayers: len(m.MoELayers())}
-	// On the device the routing stays there unless a hook reads it back,
-	// once per layer: only for the outputs that record it.
-	hooked := residency == engine.ResidencyHost || rec != nil || tw != nil
-	if hooked {
-		opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
-			routes.Hook(layer, pos, rt)
-			prefill.hook(rt)
-		})))
-	}
+	// On the device the hook sees each step's routing once the step has
+	// run (model.RoutingLogger): the step still waits only for its logits.
+	opts = append(opts, engine.WithModelOptions(model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
+		routes.Hook(layer, pos, rt)
+		prefill.hook(rt)
+	})))
 
 	e, err := engine.New(ctx, m, opts...)
 	if err != nil {
@@ -279,16 +276,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if f, ok := human.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		out = newTerminalText(human)
 	}
-	gopts := []engine.GenerateOption{engine.WithSampler(smp), engine.WithPrefilled(prefill.finish),
-		engine.WithStream(func(text []byte) error {
+	prefill.start(stderr, len(prompt))
+	g, err := e.GenerateTokens(ctx, prompt, c.n, engine.WithSampler(smp), engine.WithRoutes(routes),
+		engine.WithPrefilled(prefill.finish), engine.WithStream(func(text []byte) error {
 			_, err := out.Write(text)
 			return err
-		})}
-	if hooked {
-		prefill.start(stderr, len(prompt))
-		gopts = append(gopts, engine.WithRoutes(routes))
-	}
-	g, err := e.GenerateTokens(ctx, prompt, c.n, gopts...)
+		}))
 	if tt, ok := out.(*terminalText); ok && err == nil {
 		err = tt.Flush()
 	}

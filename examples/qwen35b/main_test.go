@@ -600,3 +600,31 @@ func TestSameRunSameCounts(t *testing.T) {
 	assert.Equal(t, int64(ax.Host.Misses+ax.HostAhead)*expert, ax.BytesFromFile)
 	assert.Equal(t, int64(ax.VRAM.Misses)*expert, ax.BytesToDevice)
 }
+
+// With residency on the emulated device, -trace records the routing the CPU
+// backend records: the same experts for every token and layer.
+func TestEmulatedGPUTrace(t *testing.T) {
+	dir := t.TempDir()
+	cpuPath, gpuPath := filepath.Join(dir, "cpu.jsonl"), filepath.Join(dir, "gpu.jsonl")
+	common := []string{"-n", "8", "-temp", "0"}
+	code, _, stderr := runCLI(t, append(common, "-backend", "cuda", "-device", "emulated", "-trace", gpuPath)...)
+	if code != 0 && strings.Contains(stderr, cuda.ErrNoEmulator.Error()) && os.Getenv(cudatest.RequireEnv) != "1" {
+		t.Skip(stderr)
+	}
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	assert.Contains(t, stderr, "residency decided on the device")
+	runJSON(t, append(common, "-backend", "host", "-trace", cpuPath)...)
+
+	cpu, err := profile.OpenTrace(context.Background(), cpuPath)
+	require.NoError(t, err)
+	gpu, err := profile.OpenTrace(context.Background(), gpuPath)
+	require.NoError(t, err)
+	require.Equal(t, cpu.Tokens(), gpu.Tokens())
+	var a, b []int32
+	for tok := range cpu.Tokens() {
+		for l := range cpu.Model().Layers {
+			a, b = cpu.AppendExperts(a[:0], tok, l), gpu.AppendExperts(b[:0], tok, l)
+			require.Equal(t, a, b, "token %d layer %d", tok, l)
+		}
+	}
+}

@@ -193,3 +193,46 @@ func TestGPUEngineDeviceResidency(t *testing.T) {
 		})
 	}
 }
+
+// The routing hook sees, with residency on the device, the routing it sees
+// with residency on the host, every layer of every position, and its steps
+// stay graphs: the routing is logged with the step's work and handed over
+// once the step has run.
+func TestGPUEngineDeviceRouting(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen35moe-tiny-f32")
+	prompt := []int32{1, 2, 3, 40, 41, 42, 100, 7, 9, 11, 250, 300}
+	budget := gpuBudget(m, 64)
+	type routed struct {
+		layer, pos int
+		ids        []int32
+	}
+	run := func(r engine.Residency) ([]routed, cuda.Calls) {
+		var got []routed
+		hook := model.WithRoutingHook(func(layer, pos int, rt model.Routing) {
+			for tok := range len(rt.IDs) / rt.K {
+				got = append(got, routed{layer, pos + tok, append([]int32(nil), rt.IDs[tok*rt.K:(tok+1)*rt.K]...)})
+			}
+		})
+		e, _, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget), engine.WithResidency(r), engine.WithModelOptions(hook))
+		require.NoError(t, err)
+		defer e.Close()
+		_, err = e.GenerateTokens(ctx, prompt, 6)
+		require.NoError(t, err)
+		got = nil
+		before := e.Stats().Calls
+		_, err = e.GenerateTokens(ctx, prompt, 6)
+		require.NoError(t, err)
+		six := e.Stats().Calls.Sub(before)
+		routing := got
+		before = e.Stats().Calls
+		_, err = e.GenerateTokens(ctx, prompt, 5)
+		require.NoError(t, err)
+		return routing, six.Sub(e.Stats().Calls.Sub(before))
+	}
+	want, _ := run(engine.ResidencyHost)
+	got, calls := run(engine.ResidencyDevice)
+	require.NotEmpty(t, want)
+	assert.Equal(t, want, got)
+	assert.Equal(t, cuda.Calls{Launches: 1, Copies: 1, Syncs: 1}, calls, "a decode step is a graph's replay")
+}

@@ -103,6 +103,21 @@ type RoutingReader interface {
 	ReadRouting(r *Routing) error
 }
 
+// A RoutingLogger is a backend that can hand the model the routing of a
+// whole step once it has run, instead of reading each layer's back while
+// the step runs: what lets the routing hook (WithRoutingHook) watch a
+// backend that keeps the routing on its device, and its steps be graphs.
+type RoutingLogger interface {
+	// LogRouting asks for the log; false means the backend reads every
+	// routing back as Route returns it (Routing.IDs is set), and the hook
+	// is called as the step runs.
+	LogRouting() bool
+	// LoggedRouting waits for the step's work, then calls fn with the
+	// routing of each MoE layer of the step, in order. fn must not keep
+	// r's slices.
+	LoggedRouting(fn func(layer int, r Routing)) error
+}
+
 // A StepGrapher is a backend that can capture a one-token forward step as
 // a graph and replay it at later positions, so that a decode step costs the
 // host a launch and the read of its logits. The model uses it for steps of

@@ -33,6 +33,9 @@ type Net struct {
 
 	states   atomic.Uint64      // the last State's id
 	captured map[StepKey]Tensor // the logits tensor of each step a StepGrapher captured
+	// logged: the backend logs the routing for the hook (RoutingLogger),
+	// which sees it once each step has run.
+	logged bool
 }
 
 // New builds a Net over m's weights. The model keeps views into m's
@@ -49,6 +52,9 @@ func New(m *experts.Model, backend Backend, opts ...Option) (*Net, error) {
 	}
 	if md.opts.maxBatch <= 0 {
 		return nil, fmt.Errorf("%w: WithMaxBatch(%d) is not positive", ErrInvalid, md.opts.maxBatch)
+	}
+	if rl, ok := backend.(RoutingLogger); ok && md.opts.onRouting != nil && md.opts.replay == nil {
+		md.logged = rl.LogRouting()
 	}
 	cfg, err := newConfig(m)
 	if err != nil {
@@ -240,7 +246,7 @@ const noLogits Logits = -1
 // graphs when it has them and no hook needs to see inside the step.
 func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
 	g, ok := m.backend.(StepGrapher)
-	if !ok || len(tokens) != 1 || which == noLogits || m.opts.replay != nil || m.opts.onRouting != nil || m.opts.onActivation != nil {
+	if !ok || len(tokens) != 1 || which == noLogits || m.opts.replay != nil || m.opts.onRouting != nil && !m.logged || m.opts.onActivation != nil {
 		m.backend.BeginStep()
 		return m.step1(ctx, s, tokens, which, nil)
 	}
@@ -250,12 +256,13 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 		if !ok {
 			return nil, errors.New("model: the backend replayed a step it was not seen to capture")
 		}
+		pos := s.pos
 		s.pos++
 		logits := make([]float32, out.Rows()*out.Cols())
 		if err := m.backend.Read(logits, out); err != nil {
 			return nil, err
 		}
-		return logits, nil
+		return logits, m.deliverRouting(pos)
 	}
 	pos := s.pos
 	logits, err := m.step1(ctx, s, tokens, which, g)
@@ -266,6 +273,15 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 		return m.step1(ctx, s, tokens, which, nil)
 	}
 	return logits, err
+}
+
+// deliverRouting hands the routing of the step that ran from position pos
+// to the routing hook, when the backend logs it (RoutingLogger).
+func (m *Net) deliverRouting(pos int) error {
+	if !m.logged {
+		return nil
+	}
+	return m.backend.(RoutingLogger).LoggedRouting(func(layer int, r Routing) { m.opts.onRouting(layer, pos, r) })
 }
 
 // errNotRun says a step's capture failed: its work did not run.
@@ -324,11 +340,12 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 			return nil, fmt.Errorf("model: layer %d: %w", il, err)
 		}
 	}
+	pos := s.pos
 	s.pos += T
 
 	switch which {
 	case noLogits:
-		return nil, nil
+		return nil, m.deliverRouting(pos)
 	case LastLogits:
 		h = b.Slice(h, T-1, T)
 	}
@@ -348,7 +365,7 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 	if err := b.Read(logits, out); err != nil {
 		return nil, err
 	}
-	return logits, nil
+	return logits, m.deliverRouting(pos)
 }
 
 // layer runs decoder layer il on the hidden states x, normalised by its
@@ -493,7 +510,7 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (moeOut, error) {
 	if err != nil {
 		return moeOut{}, err
 	}
-	if r.IDs == nil && (m.opts.replay != nil || m.opts.onRouting != nil) {
+	if r.IDs == nil && (m.opts.replay != nil || m.opts.onRouting != nil && !m.logged) {
 		rr, ok := b.(RoutingReader)
 		if !ok {
 			return moeOut{}, fmt.Errorf("model: layer %d's routing stays in a backend that cannot read it back", il)
@@ -508,7 +525,7 @@ func (m *Net) moe(ctx context.Context, pos, il int, h Tensor) (moeOut, error) {
 			return moeOut{}, fmt.Errorf("model: replayed routing of layer %d at position %d: %w", il, pos, err)
 		}
 	}
-	if m.opts.onRouting != nil {
+	if m.opts.onRouting != nil && !m.logged {
 		m.opts.onRouting(il, pos, r)
 	}
 	// The layer's output, the next layer's input: two tensors in turn, so

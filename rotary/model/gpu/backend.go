@@ -75,6 +75,8 @@ type Backend struct {
 	// queued (a read-back waited for it), so a step need not wait again.
 	graph graphs
 	idle  bool
+	// routes is model.RoutingLogger's log of the step's routing.
+	routes routeLog
 
 	// The counters are read by another goroutine's Stats while a step runs.
 	acquires atomic.Int64
@@ -255,7 +257,7 @@ func (b *Backend) Close() error {
 		errs = append(errs, b.dev.Free(s))
 	}
 	b.states = nil
-	errs = append(errs, b.readback.free(b.dev), b.uploads.free(b.dev))
+	errs = append(errs, b.readback.free(b.dev), b.uploads.free(b.dev), b.routes.stage.free(b.dev))
 	if b.res != nil {
 		errs = append(errs, b.res.Close())
 		b.res = nil
@@ -349,6 +351,7 @@ func (b *Backend) BeginStep() {
 	}
 	b.err = b.lost
 	b.graph.decoding = false
+	b.routes.reset()
 	b.uploaded = 0
 	b.reused = [numUses]cuda.Buffer{}
 	b.quantized = Matrix{}
@@ -432,6 +435,7 @@ func (b *Backend) Read(dst []float32, t model.Tensor) error {
 // staging is pinned host memory that grows as needed.
 type staging struct {
 	buf cuda.HostBuffer
+	gen uint64 // counts the reallocations: graphs captured before copy to the old memory
 }
 
 // get returns n bytes of the memory from byte off. Growing it waits for the
@@ -451,6 +455,7 @@ func (s *staging) get(b *Backend, off, n int64) ([]byte, error) {
 			return nil, errors.Join(err, b.dev.FreeHost(h))
 		}
 		s.buf = h
+		s.gen++
 	}
 	return s.buf.Bytes()[off : off+n : off+n], nil
 }
@@ -742,6 +747,7 @@ func (b *Backend) GatedRMSNorm(dst, x, z model.Tensor, w model.Weight, eps float
 // routing is the backend's tensor of a Routing: K ids (int32) and K weights
 // (float32) per token in device memory.
 type routing struct {
+	logged       int64       // routeLog: the offset of its copy in the log, -1 if none
 	both         cuda.Buffer // ids, then weights
 	ids, weights cuda.Buffer
 	rows, k      int
@@ -767,7 +773,7 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 			return err
 		}
 		rt := &b.routing
-		*rt = routing{both: dev, rows: lm.Rows, k: k, read: rt.read[:0]}
+		*rt = routing{logged: -1, both: dev, rows: lm.Rows, k: k, read: rt.read[:0]}
 		if rt.ids, err = dev.Slice(0, 4*n); err != nil {
 			return err
 		}
@@ -779,7 +785,7 @@ func (b *Backend) Route(logits model.Tensor, k int, normalize bool) (model.Routi
 		}
 		out = model.Routing{K: k, Tensor: rt}
 		if b.res != nil {
-			return nil
+			return b.routes.copy(b, rt)
 		}
 		return b.readRouting(&out)
 	})
@@ -884,6 +890,7 @@ func (b *Backend) moeOnDevice(l *layerMoE, layer int, dst, x Matrix, r model.Rou
 		return fmt.Errorf("gpu: %w", err)
 	}
 	b.acquires.Add(1)
+	b.routes.routed(layer, rt)
 	scratch, err := b.reuse(useScratch, moe.MoEScratch(x.Rows, rt.k, l.plane, b.opts.calls...))
 	if err != nil {
 		return err

@@ -32,6 +32,10 @@ type stepGraph struct {
 	// acquires is the MoE layers the step resolves, counted again at each
 	// replay (Backend.Acquires).
 	acquires int64
+	// routes is the step's routing log (its copies are nodes of the graph),
+	// into the log's stage as it was at generation routesGen.
+	routes    []logEntry
+	routesGen uint64
 }
 
 // graphs is the backend's state of WithGraphs.
@@ -101,7 +105,7 @@ func (b *Backend) BeginDecode(key model.StepKey, token int32, pos int) (replayed
 		b.BeginStep()
 		return false
 	}
-	if i := g.find(key, b.arena.gen); i >= 0 {
+	if i := g.find(key, b.arena.gen, b.routes.stage.gen); i >= 0 {
 		// The stream is idle (the last step read its logits) unless that
 		// step failed; the host may then write the token and position.
 		if err := b.idleStream(); err != nil {
@@ -119,6 +123,7 @@ func (b *Backend) BeginDecode(key model.StepKey, token int32, pos int) (replayed
 			return true
 		}
 		b.acquires.Add(g.steps[i].acquires)
+		b.routes.entries = append(b.routes.entries[:0], g.steps[i].routes...)
 		return true
 	}
 	b.BeginStep()
@@ -151,10 +156,10 @@ func (b *Backend) writeStep(token int32, pos int) {
 }
 
 // find returns the index of the captured step of key at arena generation
-// gen, -1 if there is none.
-func (g *graphs) find(key model.StepKey, gen uint64) int {
+// gen and routing log generation routesGen, -1 if there is none.
+func (g *graphs) find(key model.StepKey, gen, routesGen uint64) int {
 	for i, s := range g.steps {
-		if s.key == key && s.gen == gen {
+		if s.key == key && s.gen == gen && s.routesGen == routesGen {
 			return i
 		}
 	}
@@ -204,7 +209,9 @@ func (b *Backend) EndDecode() (captured bool, err error) {
 		}
 		g.steps = g.steps[1:]
 	}
-	g.steps = append(g.steps, stepGraph{key: g.key, exec: exec, gen: b.arena.gen, acquires: b.acquires.Load() - g.acquires})
+	routes, routesGen := b.routes.logged()
+	g.steps = append(g.steps, stepGraph{key: g.key, exec: exec, gen: b.arena.gen, acquires: b.acquires.Load() - g.acquires,
+		routes: routes, routesGen: routesGen})
 	return true, nil
 }
 
