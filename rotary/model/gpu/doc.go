@@ -17,6 +17,11 @@
 // WithDeviceResidency the routing stays on the device, where package
 // rotary/device's kernels resolve it to slots and copy the misses in on the
 // compute stream, and a decode step synchronizes only to read its logits.
+// WithGraphs then captures a sequence's decode step once as a CUDA graph and
+// replays it at each later position (model.StepGrapher): a decode step costs
+// the host three driver calls. The routing hook still sees every layer's
+// routing, copied to pinned memory with the step's work
+// (model.RoutingLogger).
 //
 // A failure ends its step: every later operation of the step returns it,
 // and the next BeginStep starts clean unless the stream faulted (a device
