@@ -21,7 +21,7 @@ cd "$root"
 kernel_packages=(
 	./rotary/model/gpu:Decode
 	./rotary/moe:Decode
-	./rotary/device:^$
+	./rotary/device:ResolveFill
 	./rotary/model:^$
 	./rotary/engine:^$
 )
