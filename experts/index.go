@@ -121,6 +121,24 @@ func (m *Model) Expert(layer, e int) (Expert, error) {
 	return l.Expert(e)
 }
 
+// AppendExpert appends the bytes of expert e of layer to dst, its parts
+// back to back in the model's order (gate, up, down, or gate_up, down), read
+// from the file: what a slot of rotary's planes holds for the expert.
+func (m *Model) AppendExpert(dst []byte, layer, e int) ([]byte, error) {
+	ex, err := m.Expert(layer, e)
+	if err != nil {
+		return dst, err
+	}
+	for _, p := range ex.Parts {
+		n := len(dst)
+		dst = append(dst, make([]byte, p.Size)...)
+		if _, err := m.File.ReadAt(dst[n:], p.Offset); err != nil {
+			return dst[:n], fmt.Errorf("experts: reading expert %d of layer %d (%s): %w", e, layer, p.Role, err)
+		}
+	}
+	return dst, nil
+}
+
 // ExpertBytes is the size of one expert of a layer (0 for a layer without
 // routed experts).
 func (m *Model) ExpertBytes(layer int) int64 {

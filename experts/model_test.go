@@ -208,3 +208,26 @@ func TestSharedExpert(t *testing.T) {
 	_, ok = q3.SharedExpert(0)
 	assert.False(t, ok, "qwen3moe has no shared expert")
 }
+
+// AppendExpert reads an expert's parts back to back: the file's bytes at
+// each part's offset, ExpertBytes in all; a bad id is ErrOutOfRange.
+func TestAppendExpert(t *testing.T) {
+	m := openTestModel(t, "qwen35moe-small-q4_k_m")
+	l := m.MoELayers()[1]
+	ex, err := m.Expert(l, 3)
+	require.NoError(t, err)
+	got, err := m.AppendExpert([]byte{7}, l, 3)
+	require.NoError(t, err)
+	require.Len(t, got, 1+int(m.ExpertBytes(l)))
+	assert.Equal(t, byte(7), got[0])
+	off := 1
+	for _, p := range ex.Parts {
+		want := make([]byte, p.Size)
+		_, err := m.File.ReadAt(want, p.Offset)
+		require.NoError(t, err)
+		assert.Equal(t, want, got[off:off+int(p.Size)], "%s", p.Role)
+		off += int(p.Size)
+	}
+	_, err = m.AppendExpert(nil, l, m.Params.NumExperts)
+	assert.ErrorIs(t, err, ErrOutOfRange)
+}

@@ -71,20 +71,12 @@ func openRuntime(t testing.TB, m *experts.Model, dev cuda.Device, opts ...Option
 	return rt
 }
 
-// fileBytes is expert e of layer l as a slot holds it: its parts back to
-// back, read from the file.
+// fileBytes is expert e of layer l as a slot holds it, read from the file.
 func fileBytes(t testing.TB, m *experts.Model, l, e int) []byte {
 	t.Helper()
-	ex, err := m.Expert(l, e)
+	b, err := m.AppendExpert(nil, l, e)
 	require.NoError(t, err)
-	var out []byte
-	for _, p := range ex.Parts {
-		b := make([]byte, p.Size)
-		_, err := m.File.ReadAt(b, p.Offset)
-		require.NoError(t, err)
-		out = append(out, b...)
-	}
-	return out
+	return b
 }
 
 // viewBytes is what the device holds for a view, its parts back to back.
