@@ -130,11 +130,13 @@ type StepGrapher interface {
 	// them into. Otherwise the model runs the step's operations (which the
 	// backend may capture) and calls EndDecode before reading the logits.
 	BeginDecode(key StepKey, token int32, pos int) (replayed bool)
-	// EndDecode ends a step BeginDecode did not replay; a captured step is
-	// launched now (captured is true). An error says the step's work did
-	// not run (its capture failed): the model runs the step again, without
-	// BeginDecode.
-	EndDecode() (captured bool, err error)
+	// EndDecode ends a step BeginDecode did not replay. complete says the
+	// model queued all of the step; a captured step is then launched now
+	// (captured is true), and an incomplete one (an operation failed, the
+	// context was cancelled) is dropped unrun. An error says the step's
+	// work did not run although complete (its capture failed): the model
+	// runs the step again, without BeginDecode.
+	EndDecode(complete bool) (captured bool, err error)
 }
 
 // StepKey identifies the steps a captured graph replays: those of one

@@ -245,6 +245,9 @@ const noLogits Logits = -1
 // forward runs one micro-batch: a one-token step through the backend's
 // graphs when it has them and no hook needs to see inside the step.
 func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logits) ([]float32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	g, ok := m.backend.(StepGrapher)
 	if !ok || len(tokens) != 1 || which == noLogits || m.opts.replay != nil || m.opts.onRouting != nil && !m.logged || m.opts.onActivation != nil {
 		m.backend.BeginStep()
@@ -266,7 +269,7 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	}
 	pos := s.pos
 	logits, err := m.step1(ctx, s, tokens, which, g)
-	if errors.Is(err, errNotRun) {
+	if errors.Is(err, errNotRun) && ctx.Err() == nil {
 		// The capture failed before anything ran: run the step as usual.
 		s.pos = pos
 		m.backend.BeginStep()
@@ -298,7 +301,7 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 	// logits of a captured one.
 	end := func() error {
 		ended = true
-		captured, err := g.EndDecode()
+		captured, err := g.EndDecode(true)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errNotRun, err)
 		}
@@ -312,10 +315,11 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 	}
 	defer func() {
 		if !ended {
-			// An operation failed: the step may have been captured, not
-			// run, and is run again if so.
-			if eerr := end(); eerr != nil {
-				err = eerr
+			// An operation failed or the context was cancelled: a capture
+			// of part of the step is dropped, and the step fails, or runs
+			// again if an operation failed in the capture.
+			if _, eerr := g.EndDecode(false); eerr != nil {
+				err = fmt.Errorf("%w: %w", errNotRun, eerr)
 			}
 		}
 	}()

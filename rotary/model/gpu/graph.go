@@ -166,11 +166,11 @@ func (g *graphs) find(key model.StepKey, gen, routesGen uint64) int {
 	return -1
 }
 
-// EndDecode implements model.StepGrapher: a step being captured becomes a
-// graph, launched at once; one whose capture failed (an operation failed,
-// or tried what a capture forbids) is dropped unrun, and its key is not
-// captured again.
-func (b *Backend) EndDecode() (captured bool, err error) {
+// EndDecode implements model.StepGrapher: a complete step being captured
+// becomes a graph, launched at once; one whose capture failed (an operation
+// failed, or tried what a capture forbids) is dropped unrun, and its key is
+// not captured again; an incomplete one is dropped.
+func (b *Backend) EndDecode(complete bool) (captured bool, err error) {
 	g := &b.graph
 	g.decoding = false
 	if !g.capturing {
@@ -178,6 +178,22 @@ func (b *Backend) EndDecode() (captured bool, err error) {
 	}
 	g.capturing = false
 	graph, cerr := b.stream.EndCapture()
+	if !complete {
+		// Part of a step: nothing of it ran. An operation that failed in
+		// the capture may succeed outside one (the model runs the step
+		// again); a step cut short is just dropped.
+		if graph != nil {
+			cerr = errors.Join(cerr, graph.Close())
+		}
+		b.acquires.Store(g.acquires)
+		if b.err != nil || cerr != nil {
+			g.never[g.key] = true
+			err := errors.Join(b.err, cerr)
+			b.err = nil
+			return false, fmt.Errorf("gpu: capturing a decode step: %w", err)
+		}
+		return false, nil
+	}
 	if err := errors.Join(b.err, cerr); err != nil {
 		if graph != nil {
 			err = errors.Join(err, graph.Close())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -102,4 +103,81 @@ func bitsOf(v []float32) []uint32 {
 		out[i] = math.Float32bits(x)
 	}
 	return out
+}
+
+// A step cancelled while it is being captured fails, leaving no graph of
+// part of a step behind: the steps after it, captured and replayed, compute
+// what the step-by-step path does.
+func TestGraphCancelledCapture(t *testing.T) {
+	ctx := context.Background()
+	em, err := experts.OpenModel(filepath.Join("../../../experts/testdata", "qwen3moe-small-q4_k_m.gguf"))
+	require.NoError(t, err)
+	t.Cleanup(func() { em.Close() })
+	open := func(capture bool) *model.Net {
+		dev, err := cuda.NewHost()
+		require.NoError(t, err)
+		t.Cleanup(func() { dev.Close() })
+		rt, err := rotary.Open(ctx, em, dev, rotary.WithSlots(2*em.Params.NumExpertsUsed), rotary.WithDeviceResidency())
+		require.NoError(t, err)
+		b, err := gpu.NewBackend(ctx, dev, em, rt, gpu.WithDeviceResidency(), gpu.WithGraphs())
+		if err != nil {
+			rt.Close()
+		}
+		cudatest.Skip(t, err)
+		t.Cleanup(func() {
+			require.NoError(t, b.Drain(ctx))
+			require.NoError(t, rt.Close())
+			require.NoError(t, b.Close())
+		})
+		if !capture {
+			gpu.NeverCapture(b)
+		}
+		net, err := model.New(em, b, model.WithMaxBatch(2))
+		require.NoError(t, err)
+		return net
+	}
+	run := func(net *model.Net, cancelAt ...int) [][]float32 {
+		s := net.NewState(64)
+		logits, err := net.Forward(ctx, s, []int32{5, 6, 7}, model.LastLogits)
+		require.NoError(t, err)
+		var out [][]float32
+		for i := range 6 {
+			tok := argmax(logits)
+			if slices.Contains(cancelAt, i) {
+				// Cancelled once the step has begun, at its first layer (a
+				// replayed step is cancelled before it begins).
+				_, err := net.Forward(&cancelLater{Context: ctx, after: 1}, s, []int32{tok}, model.LastLogits)
+				require.ErrorIs(t, err, context.Canceled)
+				cancelled, cancel := context.WithCancel(ctx)
+				cancel()
+				_, err = net.Forward(cancelled, s, []int32{tok}, model.LastLogits)
+				require.ErrorIs(t, err, context.Canceled)
+			}
+			logits, err = net.Forward(ctx, s, []int32{tok}, model.LastLogits)
+			require.NoError(t, err)
+			out = append(out, logits)
+		}
+		return out
+	}
+	want := run(open(false))
+	// The prompt's last micro-batch is a one-token step: the first decode
+	// step is the one captured.
+	got := run(open(true), 0)
+	for i := range want {
+		require.Equal(t, bitsOf(want[i]), bitsOf(got[i]), "decode step %d", i)
+	}
+}
+
+// cancelLater is a context cancelled after its Err has been asked after
+// times.
+type cancelLater struct {
+	context.Context
+	after int
+}
+
+func (c *cancelLater) Err() error {
+	if c.after--; c.after < 0 {
+		return context.Canceled
+	}
+	return nil
 }
