@@ -124,19 +124,21 @@ type RoutingLogger interface {
 // one token with no hook that reads activations or routing.
 type StepGrapher interface {
 	// BeginDecode starts a one-token step of the sequence and logits kind
-	// key, token at position pos, in place of BeginStep. It returns true
-	// when it replayed a step captured for key: the step's work is queued,
-	// and the logits are those of the tensor the captured step computed
-	// them into. Otherwise the model runs the step's operations (which the
-	// backend may capture) and calls EndDecode before reading the logits.
-	BeginDecode(key StepKey, token int32, pos int) (replayed bool)
-	// EndDecode ends a step BeginDecode did not replay. complete says the
-	// model queued all of the step; a captured step is then launched now
-	// (captured is true), and an incomplete one (an operation failed, the
-	// context was cancelled) is dropped unrun. An error says the step's
-	// work did not run although complete (its capture failed): the model
-	// runs the step again, without BeginDecode.
-	EndDecode(complete bool) (captured bool, err error)
+	// key, token at position pos, in place of BeginStep. When it replays a
+	// step captured for key it returns the tensor the step computes its
+	// logits into: the step's work is queued, and only the logits are left
+	// to read. Otherwise (nil) the model runs the step's operations, which
+	// the backend may capture, and calls EndDecode before reading the
+	// logits.
+	BeginDecode(key StepKey, token int32, pos int) (replayedLogits Tensor)
+	// EndDecode ends a step BeginDecode did not replay. logits is the
+	// tensor of the step's logits once the model has queued all of the
+	// step; a captured step is then launched now. nil says the step is
+	// incomplete (an operation failed, the context was cancelled): a capture
+	// of it is dropped unrun. An error says the step's work did not run
+	// (its capture failed): the model runs the step again, without
+	// BeginDecode.
+	EndDecode(logits Tensor) error
 }
 
 // StepKey identifies the steps a captured graph replays: those of one

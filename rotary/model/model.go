@@ -31,8 +31,7 @@ type Net struct {
 	tokenEmbd, outputNorm, output Weight
 	layers                        []layerWeights
 
-	states   atomic.Uint64      // the last State's id
-	captured map[StepKey]Tensor // the logits tensor of each step a StepGrapher captured
+	states atomic.Uint64 // the last State's id
 	// logged: the backend logs the routing for the hook (RoutingLogger),
 	// which sees it once each step has run.
 	logged bool
@@ -254,11 +253,7 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 		return m.step1(ctx, s, tokens, which, nil)
 	}
 	key := StepKey{State: s.id, Logits: which}
-	if g.BeginDecode(key, tokens[0], s.pos) {
-		out, ok := m.captured[key]
-		if !ok {
-			return nil, errors.New("model: the backend replayed a step it was not seen to capture")
-		}
+	if out := g.BeginDecode(key, tokens[0], s.pos); out != nil {
 		pos := s.pos
 		s.pos++
 		logits := make([]float32, out.Rows()*out.Cols())
@@ -297,19 +292,11 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 	T := len(tokens)
 	var out Tensor // the logits, once computed
 	ended := g == nil
-	// end ends a step BeginDecode began, remembering the tensor of the
-	// logits of a captured one.
+	// end ends a complete step BeginDecode began.
 	end := func() error {
 		ended = true
-		captured, err := g.EndDecode(true)
-		if err != nil {
+		if err := g.EndDecode(out); err != nil {
 			return fmt.Errorf("%w: %w", errNotRun, err)
-		}
-		if captured {
-			if m.captured == nil {
-				m.captured = map[StepKey]Tensor{}
-			}
-			m.captured[StepKey{State: s.id, Logits: which}] = out
 		}
 		return nil
 	}
@@ -318,7 +305,7 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 			// An operation failed or the context was cancelled: a capture
 			// of part of the step is dropped, and the step fails, or runs
 			// again if an operation failed in the capture.
-			if _, eerr := g.EndDecode(false); eerr != nil {
+			if eerr := g.EndDecode(nil); eerr != nil {
 				err = fmt.Errorf("%w: %w", errNotRun, eerr)
 			}
 		}

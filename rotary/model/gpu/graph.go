@@ -24,6 +24,10 @@ func WithGraphs() BackendOption { return func(o *backendOptions) { o.graphs = tr
 // sequences'), each holding the device's graph resources.
 const maxGraphs = 4
 
+// maxSeen bounds the keys the backend remembers having run once or failed
+// to capture (a sequence per Generate, say).
+const maxSeen = 64
+
 // stepGraph is a captured decode step.
 type stepGraph struct {
 	key  model.StepKey
@@ -32,6 +36,7 @@ type stepGraph struct {
 	// acquires is the MoE layers the step resolves, counted again at each
 	// replay (Backend.Acquires).
 	acquires int64
+	logits   model.Tensor // what the step computes its logits into
 	// routes is the step's routing log (its copies are nodes of the graph),
 	// into the log's stage as it was at generation routesGen.
 	routes    []logEntry
@@ -99,53 +104,64 @@ func (b *Backend) freeGraphs() error {
 
 // BeginDecode implements model.StepGrapher. Without WithGraphs it is
 // BeginStep.
-func (b *Backend) BeginDecode(key model.StepKey, token int32, pos int) (replayed bool) {
+func (b *Backend) BeginDecode(key model.StepKey, token int32, pos int) model.Tensor {
 	g := &b.graph
 	if !b.opts.graphs {
 		b.BeginStep()
-		return false
+		return nil
 	}
 	if i := g.find(key, b.arena.gen, b.routes.stage.gen); i >= 0 {
 		// The stream is idle (the last step read its logits) unless that
 		// step failed; the host may then write the token and position.
 		if err := b.idleStream(); err != nil {
 			b.fail(err)
-			return true // the read of the logits reports it
+			return g.steps[i].logits // the read of the logits reports it
 		}
 		b.err = b.lost
 		if b.err != nil {
-			return true
+			return g.steps[i].logits
 		}
 		b.writeStep(token, pos)
 		b.idle = false
 		if err := g.steps[i].exec.Launch(b.stream); err != nil {
 			b.fail(fmt.Errorf("gpu: replaying a decode step: %w", err))
-			return true
+			return g.steps[i].logits
 		}
 		b.acquires.Add(g.steps[i].acquires)
 		b.routes.entries = append(b.routes.entries[:0], g.steps[i].routes...)
-		return true
+		return g.steps[i].logits
 	}
 	b.BeginStep()
 	if b.err != nil {
-		return false
+		return nil
 	}
 	g.decoding, g.key = true, key
 	gen := b.arena.gen
 	if g.seen[key] == gen+1 && !g.never[key] && !g.noCapture {
 		if err := b.stream.BeginCapture(); err != nil {
 			b.fail(fmt.Errorf("gpu: capturing a decode step: %w", err))
-			return false
+			return nil
 		}
 		g.capturing, g.acquires = true, b.acquires.Load()
 	} else {
+		if len(g.seen) >= maxSeen {
+			clear(g.seen) // sequences long gone: forgetting them only delays a capture
+		}
 		g.seen[key] = gen + 1
 	}
 	b.writeStep(token, pos)
 	if err := b.stream.CopyHtoD(g.dev, 0, g.host.Bytes()); err != nil {
 		b.fail(fmt.Errorf("gpu: uploading the decode step's token and position: %w", err))
 	}
-	return false
+	return nil
+}
+
+// forget marks key as never to be captured again.
+func (g *graphs) forget(key model.StepKey) {
+	if len(g.never) >= maxSeen {
+		clear(g.never)
+	}
+	g.never[key] = true
 }
 
 // writeStep writes the step's token and position to the pinned memory the
@@ -167,18 +183,19 @@ func (g *graphs) find(key model.StepKey, gen, routesGen uint64) int {
 }
 
 // EndDecode implements model.StepGrapher: a complete step being captured
-// becomes a graph, launched at once; one whose capture failed (an operation
-// failed, or tried what a capture forbids) is dropped unrun, and its key is
-// not captured again; an incomplete one is dropped.
-func (b *Backend) EndDecode(complete bool) (captured bool, err error) {
+// becomes a graph, launched at once, that keeps its logits' tensor for the
+// replays; one whose capture failed (an operation failed, or tried what a
+// capture forbids) is dropped unrun, and its key is not captured again; an
+// incomplete one is dropped.
+func (b *Backend) EndDecode(logits model.Tensor) error {
 	g := &b.graph
 	g.decoding = false
 	if !g.capturing {
-		return false, nil
+		return nil
 	}
 	g.capturing = false
 	graph, cerr := b.stream.EndCapture()
-	if !complete {
+	if logits == nil {
 		// Part of a step: nothing of it ran. An operation that failed in
 		// the capture may succeed outside one (the model runs the step
 		// again); a step cut short is just dropped.
@@ -187,21 +204,21 @@ func (b *Backend) EndDecode(complete bool) (captured bool, err error) {
 		}
 		b.acquires.Store(g.acquires)
 		if b.err != nil || cerr != nil {
-			g.never[g.key] = true
+			g.forget(g.key)
 			err := errors.Join(b.err, cerr)
 			b.err = nil
-			return false, fmt.Errorf("gpu: capturing a decode step: %w", err)
+			return fmt.Errorf("gpu: capturing a decode step: %w", err)
 		}
-		return false, nil
+		return nil
 	}
 	if err := errors.Join(b.err, cerr); err != nil {
 		if graph != nil {
 			err = errors.Join(err, graph.Close())
 		}
-		g.never[g.key] = true
+		g.forget(g.key)
 		b.err = nil
 		b.acquires.Store(g.acquires) // the step runs again
-		return false, fmt.Errorf("gpu: capturing a decode step: %w", err)
+		return fmt.Errorf("gpu: capturing a decode step: %w", err)
 	}
 	exec, err := graph.Instantiate()
 	err = errors.Join(err, graph.Close())
@@ -213,9 +230,9 @@ func (b *Backend) EndDecode(complete bool) (captured bool, err error) {
 		err = errors.Join(err, exec.Close())
 	}
 	if err != nil {
-		g.never[g.key] = true
+		g.forget(g.key)
 		b.acquires.Store(g.acquires) // the step runs again
-		return false, fmt.Errorf("gpu: instantiating a decode step: %w", err)
+		return fmt.Errorf("gpu: instantiating a decode step: %w", err)
 	}
 	if len(g.steps) == maxGraphs {
 		// The stream runs the old graph's launches before the close
@@ -227,8 +244,8 @@ func (b *Backend) EndDecode(complete bool) (captured bool, err error) {
 	}
 	routes, routesGen := b.routes.logged()
 	g.steps = append(g.steps, stepGraph{key: g.key, exec: exec, gen: b.arena.gen, acquires: b.acquires.Load() - g.acquires,
-		routes: routes, routesGen: routesGen})
-	return true, nil
+		routes: routes, routesGen: routesGen, logits: logits})
+	return nil
 }
 
 // idleStream waits for the stream unless it is known to be idle.
