@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rotary-moe/rotary/cuda"
@@ -41,6 +42,12 @@ type Engine struct {
 	positions int  // the sequence length Generate uses
 	ownsModel bool // Open opened experts: Close closes it
 	residency Residency
+
+	// idle are sequences Generate has finished with, reused by the next
+	// ones: a sequence's state is device memory that the backend frees only
+	// at Close, and a GPU's captured decode steps are a sequence's.
+	statesMu sync.Mutex
+	idle     []*model.State
 }
 
 // Option configures New.
@@ -351,6 +358,31 @@ func StateBytes(h experts.HParams, positions int) int64 {
 		n += int64(max(h.SSMConvKernel-1, 0)*channels) + int64(vHeads*headDim*headDim)
 	}
 	return 4 * n
+}
+
+// takeState returns an empty sequence for Generate: an idle one, reset, or
+// a new one.
+func (e *Engine) takeState() (*model.State, error) {
+	e.statesMu.Lock()
+	n := len(e.idle)
+	if n == 0 {
+		e.statesMu.Unlock()
+		return e.model.NewState(e.positions), nil
+	}
+	s := e.idle[n-1]
+	e.idle = e.idle[:n-1]
+	e.statesMu.Unlock()
+	if err := s.Reset(); err != nil {
+		return nil, fmt.Errorf("engine: clearing a sequence: %w", err)
+	}
+	return s, nil
+}
+
+// putState makes s idle.
+func (e *Engine) putState(s *model.State) {
+	e.statesMu.Lock()
+	e.idle = append(e.idle, s)
+	e.statesMu.Unlock()
 }
 
 // Net is the forward pass.

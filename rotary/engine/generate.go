@@ -153,7 +153,11 @@ func (e *Engine) GenerateTokens(ctx context.Context, prompt []int32, maxTokens i
 		return nil, ErrEmptyPrompt
 	}
 	g := &Generation{Prompt: prompt, Stop: "length"}
-	s := e.model.NewState(e.positions)
+	s, err := e.takeState()
+	if err != nil {
+		return nil, err
+	}
+	defer e.putState(s)
 
 	if err := c.routes.StartSegment("prompt", "prefill"); err != nil {
 		return nil, err

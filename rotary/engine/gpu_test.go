@@ -236,3 +236,27 @@ func TestGPUEngineDeviceRouting(t *testing.T) {
 	assert.Equal(t, want, got)
 	assert.Equal(t, cuda.Calls{Launches: 1, Copies: 1, Syncs: 1}, calls, "a decode step is a graph's replay")
 }
+
+// Generate after Generate reuses the sequences' device memory, and a GPU's
+// captured decode steps with it: the device holds no more after ten calls
+// than after two.
+func TestGPUEngineReusesSequences(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen3moe-tiny-f32")
+	budget := gpuBudget(m, 64)
+	e, dev, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget), engine.WithResidency(engine.ResidencyDevice))
+	require.NoError(t, err)
+	defer e.Close()
+	prompt := []int32{1, 2, 3, 40, 41}
+	first, err := e.GenerateTokens(ctx, prompt, 6)
+	require.NoError(t, err)
+	_, err = e.GenerateTokens(ctx, prompt, 6)
+	require.NoError(t, err)
+	held := dev.Stats()
+	for range 8 {
+		g, err := e.GenerateTokens(ctx, prompt, 6)
+		require.NoError(t, err)
+		assert.Equal(t, first.Tokens, g.Tokens, "a reused sequence starts empty")
+	}
+	assert.Equal(t, held, dev.Stats())
+}
