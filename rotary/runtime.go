@@ -421,7 +421,9 @@ func (r *Runtime) Plane(layer int) (Plane, error) {
 	return p, nil
 }
 
-// Residency returns a copy of a layer's residency tables.
+// Residency returns a copy of a layer's residency tables: for a layer
+// handed over to the device (Handover), as they were then (package
+// rotary/device's Resolver.Tables reads the device's).
 func (r *Runtime) Residency(layer int) (Residency, error) {
 	ls, err := r.layerOf(layer)
 	if err != nil {
