@@ -89,7 +89,8 @@ func union(ids []int32) []int {
 // device, its host twin (the residency core), and the host runtime's
 // Acquire and Release. It checks, under LRU and LFU, with pinned experts:
 // the slot of every routed id, the misses and their victims, the tables
-// whole (slot of each expert, expert of each slot, recency, tick), and that
+// whole (slot of each expert, expert of each slot, recency, tick) over 300
+// steps, and that
 // every resident expert's slot holds the file's bytes for it, after the
 // fill kernel's copies. The stats the kernels count in mapped memory match
 // the host's.
@@ -134,7 +135,7 @@ func TestResolveMatchesHost(t *testing.T) {
 				ids := c.Alloc(t, 4*9)
 				slotIds := c.Alloc(t, 4*9)
 				var hits, misses uint64
-				for step := range 60 {
+				for step := range 300 {
 					l := layers[step%len(layers)]
 					rows := 1
 					if step%7 == 3 {
@@ -180,7 +181,7 @@ func TestResolveMatchesHost(t *testing.T) {
 						require.Equal(t, other.LastUse, res.LastUse, "step %d", step)
 						require.Equal(t, other.Tick, res.Tick, "step %d", step)
 					}
-					if step%5 == 4 {
+					if step%25 == 24 {
 						plane, err := r.Plane(l)
 						require.NoError(t, err)
 						buf := make([]byte, plane.Buf.Size())
