@@ -90,10 +90,9 @@ func union(ids []int32) []int {
 // Acquire and Release. It checks, under LRU and LFU, with pinned experts:
 // the slot of every routed id, the misses and their victims, the tables
 // whole (slot of each expert, expert of each slot, recency, tick) over 300
-// steps, and that
-// every resident expert's slot holds the file's bytes for it, after the
-// fill kernel's copies. The stats the kernels count in mapped memory match
-// the host's.
+// steps, and that every resident expert's slot holds the file's bytes for
+// it after the fill kernel's copies. The stats the kernels count in mapped
+// memory match the host's.
 func TestResolveMatchesHost(t *testing.T) {
 	m := tinyModel(t)
 	hot := &profile.HotSet{Layers: make([]profile.LayerHotSet, m.Params.NumLayers)}
