@@ -56,12 +56,14 @@ extern "C" __global__ void __launch_bounds__(RTD_THREADS)
                       int experts, int slots, int pinned, int *slotIds, int *misses, u64 *counters) {
 	__shared__ int missing[RTD_MAX_EXPERTS];
 	__shared__ rtd_cand best[RTD_THREADS];
-	__shared__ u64 tickShared;
+	__shared__ int scan[RTD_THREADS];
+	__shared__ u64 tickShared, hitsShared, pinnedShared;
 	__shared__ int missCount;
 	int tid = threadIdx.x;
 
 	if (tid == 0) {
 		tickShared = *tickp + 1;
+		hitsShared = pinnedShared = 0;
 	}
 	__syncthreads();
 	u64 tick = tickShared;
@@ -69,35 +71,58 @@ extern "C" __global__ void __launch_bounds__(RTD_THREADS)
 		named[ids[i]] = tick;
 	}
 	__syncthreads();
-	if (tid == 0) {
-		*tickp = tick;
-		u64 hits = 0, pinnedHits = 0;
-		int m = 0;
-		for (int e = 0; e < experts; e++) {
-			if (named[e] != tick) {
-				continue;
-			}
-			if (counts) {
-				counts[e]++;
-			}
-			int s = slotOf[e];
-			if (s >= 0) {
-				lastUse[s] = tick;
-				hits++;
-				pinnedHits += s < pinned;
-			} else {
-				missing[m++] = e;
-			}
+	// Each thread takes a run of experts, so that a scan of the threads'
+	// miss counts orders the misses by expert.
+	int per = (experts + blockDim.x - 1) / blockDim.x;
+	int e0 = tid * per, e1 = e0 + per < experts ? e0 + per : experts;
+	int myMisses = 0;
+	u64 myHits = 0, myPinned = 0;
+	for (int e = e0; e < e1; e++) {
+		if (named[e] != tick) {
+			continue;
 		}
-		missCount = m;
-		misses[0] = m;
-		if (counters) {
-			counters[0] += hits;
-			counters[1] += pinnedHits;
-			counters[2] += (u64)m;
+		if (counts) {
+			counts[e]++;
+		}
+		int s = slotOf[e];
+		if (s >= 0) {
+			lastUse[s] = tick;
+			myHits++;
+			myPinned += s < pinned;
+		} else {
+			myMisses++;
 		}
 	}
+	if (myHits > 0) {
+		atomicAdd(&hitsShared, myHits);
+		atomicAdd(&pinnedShared, myPinned);
+	}
+	scan[tid] = myMisses;
 	__syncthreads();
+	for (int off = 1; off < blockDim.x; off <<= 1) {
+		int v = tid >= off ? scan[tid - off] : 0;
+		__syncthreads();
+		scan[tid] += v;
+		__syncthreads();
+	}
+	int at = scan[tid] - myMisses;
+	for (int e = e0; e < e1 && at < scan[tid]; e++) {
+		if (named[e] == tick && slotOf[e] < 0) {
+			missing[at++] = e;
+		}
+	}
+	if (tid == blockDim.x - 1) {
+		int m = scan[tid];
+		missCount = m;
+		misses[0] = m;
+		*tickp = tick;
+	}
+	__syncthreads();
+	if (tid == 0 && counters) {
+		counters[0] += hitsShared;
+		counters[1] += pinnedShared;
+		counters[2] += (u64)missCount;
+	}
 	int m = missCount;
 	for (int j = 0; j < m; j++) {
 		rtd_cand mine;
