@@ -22,69 +22,90 @@ import (
 // computes run operation by operation, at every position, with the experts
 // rotating through the slots on the device; a replayed step costs the host
 // three driver calls (the graph's launch, the logits' copy and the wait).
+// On the host backend, and on GPU 0 when one opens.
 func TestGraphsMatchSteps(t *testing.T) {
 	ctx := context.Background()
-	for _, name := range []string{"qwen3moe-small-q4_k_m", "qwen35moe-small-q4_k_m"} {
-		t.Run(name, func(t *testing.T) {
-			em, err := experts.OpenModel(filepath.Join("../../../experts/testdata", name+".gguf"))
-			require.NoError(t, err)
-			t.Cleanup(func() { em.Close() }) // after the devices' work: their copies read its mapping
-			open := func(capture bool) (*model.Net, *gpu.Backend, *rotary.Runtime, *cuda.HostDevice) {
-				dev, err := cuda.NewHost()
-				require.NoError(t, err)
-				t.Cleanup(func() { dev.Close() })
-				rt, err := rotary.Open(ctx, em, dev, rotary.WithSlots(2*em.Params.NumExpertsUsed), rotary.WithDeviceResidency())
-				require.NoError(t, err)
-				b, err := gpu.NewBackend(ctx, dev, em, rt, gpu.WithDeviceResidency(), gpu.WithGraphs())
-				if err != nil {
-					rt.Close()
-				}
-				cudatest.Skip(t, err)
-				t.Cleanup(func() {
-					require.NoError(t, b.Drain(ctx))
-					require.NoError(t, rt.Close())
-					require.NoError(t, b.Close())
-				})
-				if !capture {
-					gpu.NeverCapture(b)
-				}
-				// Steps of at most the dynamic slots' routed ids.
-				net, err := model.New(em, b, model.WithMaxBatch(2))
-				require.NoError(t, err)
-				return net, b, rt, dev
-			}
-			graphNet, _, graphRT, graphDev := open(true)
-			stepNet, _, _, stepDev := open(false)
-
-			prompt := []int32{3, 14, 15, 92, 65, 35}
-			const steps = 8
-			run := func(net *model.Net, dev *cuda.HostDevice) ([][]float32, []cuda.Calls) {
-				s := net.NewState(64)
-				logits, err := net.Forward(ctx, s, prompt, model.LastLogits)
-				require.NoError(t, err)
-				var out [][]float32
-				var calls []cuda.Calls
-				for range steps {
-					tok := argmax(logits)
-					before := dev.Calls()
-					logits, err = net.Forward(ctx, s, []int32{tok}, model.LastLogits)
-					require.NoError(t, err)
-					calls = append(calls, dev.Calls().Sub(before))
-					out = append(out, logits)
-				}
-				return out, calls
-			}
-			want, _ := run(stepNet, stepDev)
-			got, calls := run(graphNet, graphDev)
-			for i := range want {
-				require.Equal(t, bitsOf(want[i]), bitsOf(got[i]), "decode step %d", i)
-			}
-			for i, c := range calls[2:] {
-				assert.Equal(t, cuda.Calls{Launches: 1, Copies: 1, Syncs: 1}, c, "replayed step %d", i+2)
-			}
-			assert.NotZero(t, graphRT.Stats().VRAM.Misses, "experts rotate")
-		})
+	devices := []string{"host"}
+	if d, err := cuda.Open(ctx, 0); err == nil {
+		d.Close()
+		devices = append(devices, "gpu")
 	}
+	for _, where := range devices {
+		for _, name := range []string{"qwen3moe-small-q4_k_m", "qwen35moe-small-q4_k_m"} {
+			t.Run(where+"/"+name, func(t *testing.T) { testGraphsMatchSteps(t, where, name) })
+		}
+	}
+}
+
+func testGraphsMatchSteps(t *testing.T, where, name string) {
+	ctx := context.Background()
+	em, err := experts.OpenModel(filepath.Join("../../../experts/testdata", name+".gguf"))
+	require.NoError(t, err)
+	t.Cleanup(func() { em.Close() }) // after the devices' work: their copies read its mapping
+	var gpuDev cuda.Device           // both nets share a GPU; each has a host device of its own
+	if where == "gpu" {
+		gpuDev, err = cuda.Open(ctx, 0)
+		require.NoError(t, err)
+		t.Cleanup(func() { gpuDev.Close() })
+	}
+	open := func(capture bool) (*model.Net, *gpu.Backend, *rotary.Runtime, cuda.Device) {
+		dev := gpuDev
+		if dev == nil {
+			hdev, err := cuda.NewHost()
+			require.NoError(t, err)
+			t.Cleanup(func() { hdev.Close() })
+			dev = hdev
+		}
+		rt, err := rotary.Open(ctx, em, dev, rotary.WithSlots(2*em.Params.NumExpertsUsed), rotary.WithDeviceResidency())
+		require.NoError(t, err)
+		b, err := gpu.NewBackend(ctx, dev, em, rt, gpu.WithDeviceResidency(), gpu.WithGraphs())
+		if err != nil {
+			rt.Close()
+		}
+		cudatest.Skip(t, err)
+		t.Cleanup(func() {
+			require.NoError(t, b.Drain(ctx))
+			require.NoError(t, rt.Close())
+			require.NoError(t, b.Close())
+		})
+		if !capture {
+			gpu.NeverCapture(b)
+		}
+		// Steps of at most the dynamic slots' routed ids.
+		net, err := model.New(em, b, model.WithMaxBatch(2))
+		require.NoError(t, err)
+		return net, b, rt, dev
+	}
+	graphNet, _, graphRT, graphDev := open(true)
+	stepNet, _, _, stepDev := open(false)
+
+	prompt := []int32{3, 14, 15, 92, 65, 35}
+	const steps = 8
+	run := func(net *model.Net, dev cuda.Device) ([][]float32, []cuda.Calls) {
+		s := net.NewState(64)
+		logits, err := net.Forward(ctx, s, prompt, model.LastLogits)
+		require.NoError(t, err)
+		var out [][]float32
+		var calls []cuda.Calls
+		for range steps {
+			tok := argmax(logits)
+			before := dev.Calls()
+			logits, err = net.Forward(ctx, s, []int32{tok}, model.LastLogits)
+			require.NoError(t, err)
+			calls = append(calls, dev.Calls().Sub(before))
+			out = append(out, logits)
+		}
+		return out, calls
+	}
+	want, _ := run(stepNet, stepDev)
+	got, calls := run(graphNet, graphDev)
+	for i := range want {
+		require.Equal(t, bitsOf(want[i]), bitsOf(got[i]), "decode step %d", i)
+	}
+	for i, c := range calls[2:] {
+		assert.Equal(t, cuda.Calls{Launches: 1, Copies: 1, Syncs: 1}, c, "replayed step %d", i+2)
+	}
+	assert.NotZero(t, graphRT.Stats().VRAM.Misses, "experts rotate")
 }
 
 func argmax(v []float32) int32 {
