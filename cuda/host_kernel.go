@@ -104,3 +104,12 @@ func View[T Scalar](b []byte) []T {
 	}
 	return unsafe.Slice((*T)(p), len(b)/size)
 }
+
+// Bytes shows v as its bytes, sharing its memory (in the machine's byte
+// order): View's inverse, for copying values to and from the device.
+func Bytes[T Scalar](v []T) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*int(unsafe.Sizeof(v[0])))
+}

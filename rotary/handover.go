@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"unsafe"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/rotary/internal/residency"
@@ -61,10 +60,10 @@ func (r *Runtime) Handover(ctx context.Context, layer int) (Handover, error) {
 	t := ls.tab
 	var counts []uint64
 	policy := LRU
-	switch ev := t.Evictor.(type) {
-	case residency.LRU:
-	case *residency.LFU:
-		policy, counts = LFU, slices.Clone(ev.Counts)
+	switch residency.RuleOf(t.Evictor) {
+	case residency.RuleLRU:
+	case residency.RuleLFU:
+		policy, counts = LFU, slices.Clone(t.Evictor.(*residency.LFU).Counts)
 	default:
 		return Handover{}, fmt.Errorf("%w: layer %d's eviction policy has no device equivalent (LRU and LFU do)", ErrInvalid, layer)
 	}
@@ -81,9 +80,8 @@ func (r *Runtime) Handover(ctx context.Context, layer int) (Handover, error) {
 		return Handover{}, fmt.Errorf("rotary: waiting for layer %d's copies before the handover: %w", layer, err)
 	}
 	h := Handover{
-		Residency: Residency{SlotOf: slices.Clone(t.SlotOf), ExpertIn: slices.Clone(t.ExpertIn), LastUse: slices.Clone(t.LastUse),
-			Held: slices.Clone(t.Held), Pinned: t.Pinned, Tick: t.Tick},
-		Policy: policy, Counts: counts,
+		Residency: ls.residency(),
+		Policy:    policy, Counts: counts,
 		Counters: r.counters, CountersOffset: int64(slices.Index(r.moe, ls)) * deviceCounters * 8,
 	}
 	h.Plane, _ = r.Plane(layer)
@@ -94,8 +92,7 @@ func (r *Runtime) Handover(ctx context.Context, layer int) (Handover, error) {
 		}
 		h.Sources = append(h.Sources, addr)
 	}
-	all := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(r.counters.Bytes()))), r.counters.Len()/8)
-	ls.device = all[h.CountersOffset/8 : h.CountersOffset/8+deviceCounters]
+	ls.device = cuda.View[uint64](r.counters.Bytes()[h.CountersOffset:])[:deviceCounters]
 	ls.onDevice = true
 	return h, nil
 }

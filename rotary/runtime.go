@@ -431,11 +431,16 @@ func (r *Runtime) Residency(layer int) (Residency, error) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	return ls.residency(), nil
+}
+
+// residency is a copy of the layer's tables. Called with ls.mu held.
+func (ls *layerState) residency() Residency {
 	t := ls.tab
 	return Residency{
 		SlotOf: slices.Clone(t.SlotOf), ExpertIn: slices.Clone(t.ExpertIn), LastUse: slices.Clone(t.LastUse),
 		Held: slices.Clone(t.Held), Pinned: t.Pinned, Tick: t.Tick,
-	}, nil
+	}
 }
 
 func (r *Runtime) layerOf(layer int) (*layerState, error) {

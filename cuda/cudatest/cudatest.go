@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"testing"
-	"unsafe"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/stretchr/testify/require"
@@ -107,7 +106,7 @@ func (c Case) Alloc(t testing.TB, n int64) cuda.Buffer {
 // Upload copies v into new device memory.
 func Upload[T cuda.Scalar](t testing.TB, c Case, v []T) cuda.Buffer {
 	t.Helper()
-	raw := bytesOf(v)
+	raw := cuda.Bytes(v)
 	b := c.Alloc(t, max(int64(len(raw)), 1))
 	require.NoError(t, c.Stream.CopyHtoD(b, 0, raw))
 	require.NoError(t, c.Stream.Synchronize(context.Background()))
@@ -119,15 +118,7 @@ func Upload[T cuda.Scalar](t testing.TB, c Case, v []T) cuda.Buffer {
 func Download[T cuda.Scalar](t testing.TB, c Case, b cuda.Buffer, n int) []T {
 	t.Helper()
 	v := make([]T, n)
-	require.NoError(t, c.Stream.CopyDtoH(bytesOf(v), b, 0))
+	require.NoError(t, c.Stream.CopyDtoH(cuda.Bytes(v), b, 0))
 	require.NoError(t, c.Stream.Synchronize(context.Background()))
 	return v
-}
-
-// bytesOf shows a slice of numbers as its bytes.
-func bytesOf[T cuda.Scalar](v []T) []byte {
-	if len(v) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*int(unsafe.Sizeof(v[0])))
 }

@@ -39,7 +39,7 @@ func BenchmarkResolveFill(b *testing.B) {
 	s, err := dev.NewStream()
 	require.NoError(b, err)
 	layer := m.MoELayers()[0]
-	plane, err := r.Plane(layer)
+	plane, err := rt.Plane(layer)
 	require.NoError(b, err)
 
 	// Steps of 8 experts in turn, each set new to the 8 slots: all misses.
@@ -52,7 +52,7 @@ func BenchmarkResolveFill(b *testing.B) {
 	ids, err := dev.Alloc(4 * k * int64(len(steps)))
 	require.NoError(b, err)
 	for i, st := range steps {
-		require.NoError(b, s.CopyHtoD(ids, 4*k*int64(i), bytesOf(st)))
+		require.NoError(b, s.CopyHtoD(ids, 4*k*int64(i), cuda.Bytes(st)))
 	}
 	slots, err := dev.Alloc(4 * k)
 	require.NoError(b, err)

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"unsafe"
 
 	"github.com/rotary-moe/rotary/cuda"
 	"github.com/rotary-moe/rotary/experts"
 	"github.com/rotary-moe/rotary/rotary"
+	"github.com/rotary-moe/rotary/rotary/internal/residency"
 )
 
 // maxExperts is the most experts a layer may have (RTD_MAX_EXPERTS).
@@ -90,7 +89,7 @@ func New(ctx context.Context, dev cuda.Device, rt *rotary.Runtime) (_ *Resolver,
 // on s.
 func (r *Resolver) newLayer(s cuda.Stream, h rotary.Handover) (*layer, error) {
 	res := h.Residency
-	l := &layer{h: h, experts: len(res.SlotOf), slots: len(res.ExpertIn), pinned: res.Pinned, lfu: h.Counts != nil}
+	l := &layer{h: h, experts: len(res.SlotOf), slots: len(res.ExpertIn), pinned: res.Pinned, lfu: h.Policy == rotary.LFU}
 	if l.experts > maxExperts {
 		return nil, fmt.Errorf("device: layer %d has %d experts, more than the %d the resolve kernel handles", h.Plane.Layer, l.experts, maxExperts)
 	}
@@ -116,8 +115,8 @@ func (r *Resolver) newLayer(s cuda.Stream, h rotary.Handover) (*layer, error) {
 		dst cuda.Buffer
 		src []byte
 	}{
-		{l.slotOf, bytesOf(res.SlotOf)}, {l.expertIn, bytesOf(res.ExpertIn)}, {l.lastUse, bytesOf(res.LastUse)},
-		{l.counts, bytesOf(h.Counts)}, {l.tick, bytesOf([]uint64{res.Tick})}, {l.parts, bytesOf(parts)},
+		{l.slotOf, cuda.Bytes(res.SlotOf)}, {l.expertIn, cuda.Bytes(res.ExpertIn)}, {l.lastUse, cuda.Bytes(res.LastUse)},
+		{l.counts, cuda.Bytes(h.Counts)}, {l.tick, cuda.Bytes([]uint64{res.Tick})}, {l.parts, cuda.Bytes(parts)},
 	}
 	if err := s.Memset(l.mem, 0, total, 0); err != nil {
 		return l, fmt.Errorf("device: clearing layer %d's tables: %w", h.Plane.Layer, err)
@@ -156,14 +155,6 @@ func layout(experts, slots, pinned, parts int, lfu bool) (sizes []int, offs []in
 func TableBytes(h experts.HParams) int64 {
 	_, _, per := layout(h.NumExperts, h.NumExperts, 0, 3, true)
 	return int64(h.NumLayers) * per
-}
-
-// bytesOf is the memory of a slice of fixed-size values.
-func bytesOf[T int32 | int64 | uint64](v []T) []byte {
-	if len(v) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*int(unsafe.Sizeof(v[0])))
 }
 
 // Resolve queues on s one step of layer: the n routed expert ids in ids
@@ -213,15 +204,6 @@ func fillShares(slotBytes int64) int {
 	return int(min(max((slotBytes+perBlock-1)/perBlock, 1), 64))
 }
 
-// Plane is layer's plane of slots, which slotIds index.
-func (r *Resolver) Plane(layer int) (rotary.Plane, error) {
-	l, err := r.layer(layer)
-	if err != nil {
-		return rotary.Plane{}, err
-	}
-	return l.h.Plane, nil
-}
-
 func (r *Resolver) layer(layer int) (*layer, error) {
 	l, ok := r.layers[layer]
 	if !ok {
@@ -249,18 +231,17 @@ func (r *Resolver) Tables(ctx context.Context, s cuda.Stream, layer int) (rotary
 	}
 	tick := make([]uint64, 1)
 	err = r.read(ctx, s, layer, []readback{
-		{bytesOf(res.SlotOf), l.slotOf}, {bytesOf(res.ExpertIn), l.expertIn}, {bytesOf(res.LastUse), l.lastUse},
-		{bytesOf(counts), l.counts}, {bytesOf(tick), l.tick},
+		{cuda.Bytes(res.SlotOf), l.slotOf}, {cuda.Bytes(res.ExpertIn), l.expertIn}, {cuda.Bytes(res.LastUse), l.lastUse},
+		{cuda.Bytes(counts), l.counts}, {cuda.Bytes(tick), l.tick},
 	})
 	res.Tick = tick[0]
 	return res, counts, err
 }
 
 // Miss is an expert a step copied in: into Slot, evicting expert Evicted
-// (-1 when the slot was empty).
-type Miss struct {
-	Expert, Slot, Evicted int
-}
+// (-1 when the slot was empty). It is the host twin's type, so that tests
+// compare the two directly.
+type Miss = residency.Miss
 
 // Misses reads back the misses of layer's last step once the work queued
 // on s has run (it waits for s), in ascending order of expert.
@@ -270,7 +251,7 @@ func (r *Resolver) Misses(ctx context.Context, s cuda.Stream, layer int) ([]Miss
 		return nil, err
 	}
 	raw := make([]int32, 1+3*(l.slots-l.pinned))
-	if err := r.read(ctx, s, layer, []readback{{bytesOf(raw), l.misses}}); err != nil {
+	if err := r.read(ctx, s, layer, []readback{{cuda.Bytes(raw), l.misses}}); err != nil {
 		return nil, err
 	}
 	out := make([]Miss, 0, raw[0])
@@ -299,16 +280,6 @@ func (r *Resolver) read(ctx context.Context, s cuda.Stream, layer int, rs []read
 		return fmt.Errorf("device: reading layer %d's tables: %w", layer, err)
 	}
 	return nil
-}
-
-// Layers are the layers the resolver holds, ascending.
-func (r *Resolver) Layers() []int {
-	out := make([]int, 0, len(r.layers))
-	for l := range r.layers {
-		out = append(out, l)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Close frees the tables and unloads the kernels; the work queued with them

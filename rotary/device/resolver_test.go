@@ -141,7 +141,7 @@ func TestResolveMatchesHost(t *testing.T) {
 						rows = 2 // a batch: 8 ids, some experts twice
 					}
 					routed := routing(rng, rows, k, m.Params.NumExperts)
-					require.NoError(t, c.Stream.CopyHtoD(ids, 0, bytesOf(routed)))
+					require.NoError(t, c.Stream.CopyHtoD(ids, 0, cuda.Bytes(routed)))
 					require.NoError(t, r.Resolve(c.Stream, l, ids, len(routed), slotIds))
 					got := cudatest.Download[int32](t, c, slotIds, len(routed))
 					gotMisses, err := r.Misses(bg, c.Stream, l)
@@ -156,7 +156,7 @@ func TestResolveMatchesHost(t *testing.T) {
 					}
 					require.Len(t, gotMisses, len(wantMisses), "step %d", step)
 					for j, w := range wantMisses {
-						require.Equal(t, Miss(w), gotMisses[j], "step %d", step)
+						require.Equal(t, w, gotMisses[j], "step %d", step)
 						require.NotContains(t, experts, w.Evicted, "step %d: an expert the step uses was evicted", step)
 						require.GreaterOrEqual(t, w.Slot, tab.Pinned, "step %d: a pinned slot was taken", step)
 					}
@@ -181,7 +181,7 @@ func TestResolveMatchesHost(t *testing.T) {
 						require.Equal(t, other.Tick, res.Tick, "step %d", step)
 					}
 					if step%25 == 24 {
-						plane, err := r.Plane(l)
+						plane, err := rt.Plane(l)
 						require.NoError(t, err)
 						buf := make([]byte, plane.Buf.Size())
 						require.NoError(t, c.Stream.CopyDtoH(buf, plane.Buf, 0))

@@ -260,3 +260,33 @@ func TestGPUEngineReusesSequences(t *testing.T) {
 	}
 	assert.Equal(t, held, dev.Stats())
 }
+
+// A routing replay (model.WithRoutingReplay) reaches the device: with
+// residency on the device, the replayed experts are the ones resolved and
+// computed, as with residency on the host: the same tokens, hits and misses.
+func TestGPUEngineDeviceReplay(t *testing.T) {
+	ctx := context.Background()
+	m := openModel(t, "qwen35moe-tiny-f32")
+	budget := gpuBudget(m, 64)
+	experts, k := m.Params.NumExperts, m.Params.NumExpertsUsed
+	replay := model.WithRoutingReplay(func(layer, pos int, r model.Routing) {
+		for tok := range len(r.IDs) / k {
+			for j := range k {
+				r.IDs[tok*k+j] = int32(((pos+tok)*5 + layer + j) % experts)
+			}
+		}
+	})
+	run := func(r engine.Residency) ([]int32, engine.Stats) {
+		e, _, err := newGPU(t, m, budget, nil, engine.WithVRAM(budget), engine.WithResidency(r), engine.WithModelOptions(replay))
+		require.NoError(t, err)
+		defer e.Close()
+		g, err := e.GenerateTokens(ctx, []int32{1, 2, 3, 40, 41, 42}, 8)
+		require.NoError(t, err)
+		return g.Tokens, e.Stats()
+	}
+	want, host := run(engine.ResidencyHost)
+	got, dev := run(engine.ResidencyDevice)
+	assert.Equal(t, want, got)
+	assert.NotZero(t, dev.VRAM.Misses)
+	assert.Equal(t, host.VRAM, dev.VRAM)
+}

@@ -247,69 +247,68 @@ func (m *Net) forward(ctx context.Context, s *State, tokens []int32, which Logit
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	pos := s.pos
 	g, ok := m.backend.(StepGrapher)
 	if !ok || len(tokens) != 1 || which == noLogits || m.opts.replay != nil || m.opts.onRouting != nil && !m.logged || m.opts.onActivation != nil {
 		m.backend.BeginStep()
-		return m.step1(ctx, s, tokens, which, nil)
+		out, err := m.queue(ctx, s, tokens, which)
+		if err != nil {
+			return nil, err
+		}
+		return m.finish(out, pos)
 	}
 	key := StepKey{State: s.id, Logits: which}
-	if out := g.BeginDecode(key, tokens[0], s.pos); out != nil {
-		pos := s.pos
+	if out := g.BeginDecode(key, tokens[0], pos); out != nil {
 		s.pos++
-		logits := make([]float32, out.Rows()*out.Cols())
+		return m.finish(out, pos)
+	}
+	out, err := m.queue(ctx, s, tokens, which)
+	if err != nil {
+		out = nil // a capture of part of the step is dropped
+	}
+	switch cerr := g.EndDecode(out); {
+	case cerr != nil && ctx.Err() != nil:
+		s.pos = pos
+		return nil, ctx.Err()
+	case cerr != nil:
+		// The capture failed (an operation failed in it, or the graph
+		// could not be made): nothing ran, so the step runs as usual.
+		s.pos = pos
+		m.backend.BeginStep()
+		if out, err = m.queue(ctx, s, tokens, which); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	return m.finish(out, pos)
+}
+
+// finish waits for the step that ran from position pos: it reads its
+// logits, if out holds them, and hands its routing to the routing hook
+// when the backend logs it (RoutingLogger).
+func (m *Net) finish(out Tensor, pos int) ([]float32, error) {
+	var logits []float32
+	if out != nil {
+		logits = make([]float32, out.Rows()*out.Cols())
 		if err := m.backend.Read(logits, out); err != nil {
 			return nil, err
 		}
-		return logits, m.deliverRouting(pos)
 	}
-	pos := s.pos
-	logits, err := m.step1(ctx, s, tokens, which, g)
-	if errors.Is(err, errNotRun) && ctx.Err() == nil {
-		// The capture failed before anything ran: run the step as usual.
-		s.pos = pos
-		m.backend.BeginStep()
-		return m.step1(ctx, s, tokens, which, nil)
+	if m.logged {
+		err := m.backend.(RoutingLogger).LoggedRouting(func(layer int, r Routing) { m.opts.onRouting(layer, pos, r) })
+		if err != nil {
+			return nil, err
+		}
 	}
-	return logits, err
+	return logits, nil
 }
 
-// deliverRouting hands the routing of the step that ran from position pos
-// to the routing hook, when the backend logs it (RoutingLogger).
-func (m *Net) deliverRouting(pos int) error {
-	if !m.logged {
-		return nil
-	}
-	return m.backend.(RoutingLogger).LoggedRouting(func(layer int, r Routing) { m.opts.onRouting(layer, pos, r) })
-}
-
-// errNotRun says a step's capture failed: its work did not run.
-var errNotRun = errors.New("model: the step's capture failed")
-
-// step1 runs the operations of one micro-batch, begun (BeginStep or a
-// StepGrapher's BeginDecode, then g is not nil).
-func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits, g StepGrapher) (_ []float32, err error) {
+// queue queues the operations of one micro-batch, begun (BeginStep or
+// BeginDecode), and returns the tensor of its logits (nil for noLogits).
+func (m *Net) queue(ctx context.Context, s *State, tokens []int32, which Logits) (Tensor, error) {
 	c, b := &m.cfg, m.backend
 	T := len(tokens)
-	var out Tensor // the logits, once computed
-	ended := g == nil
-	// end ends a complete step BeginDecode began.
-	end := func() error {
-		ended = true
-		if err := g.EndDecode(out); err != nil {
-			return fmt.Errorf("%w: %w", errNotRun, err)
-		}
-		return nil
-	}
-	defer func() {
-		if !ended {
-			// An operation failed or the context was cancelled: a capture
-			// of part of the step is dropped, and the step fails, or runs
-			// again if an operation failed in the capture.
-			if eerr := g.EndDecode(nil); eerr != nil {
-				err = fmt.Errorf("%w: %w", errNotRun, eerr)
-			}
-		}
-	}()
 	clear(m.step[:])
 	x := m.tensor(tEmbed, T, c.embed)
 	if err := b.Embed(x, m.tokenEmbd, tokens); err != nil {
@@ -331,32 +330,22 @@ func (m *Net) step1(ctx context.Context, s *State, tokens []int32, which Logits,
 			return nil, fmt.Errorf("model: layer %d: %w", il, err)
 		}
 	}
-	pos := s.pos
 	s.pos += T
 
 	switch which {
 	case noLogits:
-		return nil, m.deliverRouting(pos)
+		return nil, nil
 	case LastLogits:
 		h = b.Slice(h, T-1, T)
 	}
 	if err := m.observe("result_norm", -1, h); err != nil {
 		return nil, err
 	}
-	out = m.tensor(tLogits, h.Rows(), c.vocab)
+	out := m.tensor(tLogits, h.Rows(), c.vocab)
 	if err := b.MatMul(out, h, m.output); err != nil {
 		return nil, err
 	}
-	if !ended {
-		if err := end(); err != nil {
-			return nil, err
-		}
-	}
-	logits := make([]float32, out.Rows()*out.Cols())
-	if err := b.Read(logits, out); err != nil {
-		return nil, err
-	}
-	return logits, m.deliverRouting(pos)
+	return out, nil
 }
 
 // layer runs decoder layer il on the hidden states x, normalised by its

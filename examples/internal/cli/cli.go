@@ -102,9 +102,7 @@ func (d *Device) Check() error {
 	default:
 		return Usagef("-backend %q: want auto, cuda or host", d.Backend)
 	}
-	switch d.Residency {
-	case "", "host", "device":
-	default:
+	if _, err := engine.ParseResidency(d.Residency); d.Residency != "" && err != nil {
 		return Usagef("-residency %q: want host or device", d.Residency)
 	}
 	if d.Backend == "host" && d.Residency == "device" {

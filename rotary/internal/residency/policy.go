@@ -16,16 +16,6 @@ const (
 	RuleLFU
 )
 
-func (r Rule) String() string {
-	switch r {
-	case RuleLRU:
-		return "LRU"
-	case RuleLFU:
-		return "LFU"
-	}
-	return "custom"
-}
-
 // RuleOf is the rule ev follows: RuleLRU for an LRU, RuleLFU for an *LFU,
 // RuleCustom for any other Evictor.
 func RuleOf(ev Evictor) Rule {

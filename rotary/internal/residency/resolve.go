@@ -28,29 +28,25 @@ func (t *Table) Resolve(ids []int, slots []int, misses []Miss) (_ []int, _ []Mis
 	t.Tick++
 	tick := t.Tick
 	base := len(slots)
+	var missing []int
 	for _, id := range ids {
 		t.Evictor.Requested(id, tick)
 		s := int(t.SlotOf[id])
 		if s >= 0 {
 			t.Hit(s, tick)
+		} else {
+			missing = append(missing, id)
 		}
 		slots = append(slots, s)
 	}
-	var missing, placed []int
-	for i, id := range ids {
-		if slots[base+i] < 0 {
-			missing = append(missing, id)
-		}
-	}
 	evicted := map[int]int{} // slot: the expert it held
-	placed = t.Place(missing, tick, placed, func(s, e int) { evicted[s] = e })
-	j := 0
+	placed := t.Place(missing, tick, nil, func(s, e int) { evicted[s] = e })
 	for i := range ids {
 		if slots[base+i] >= 0 {
 			continue
 		}
-		s := placed[j]
-		j++
+		s := placed[0]
+		placed = placed[1:]
 		slots[base+i] = s
 		m := Miss{Expert: ids[i], Slot: s, Evicted: -1}
 		if e, ok := evicted[s]; ok {

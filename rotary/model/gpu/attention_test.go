@@ -47,6 +47,7 @@ func TestAttend(t *testing.T) {
 			{1, 16, 2, 256, 300, true, AttnAuto, 0, false, 3000},  // a graph's decode step: splits past the position
 			{1, 4, 1, 64, 0, false, AttnAuto, 0, false, 700},      // ... at the first token
 			{1, 8, 2, 128, 1500, false, AttnAuto, 96, false, 200}, // ... with the split given
+			{3, 4, 2, 64, 40, true, AttnTokens, 32, false, 100},   // the prefill kernel reads the position too
 		} {
 			t.Run(name("%+v", c), func(t *testing.T) {
 				stride := c.dim

@@ -428,7 +428,7 @@ func (b *Backend) Read(dst []float32, t model.Tensor) error {
 		return b.fail(fmt.Errorf("gpu: reading a tensor back: %w", err))
 	}
 	b.idle = true
-	copy(dst[:n], unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(host))), n))
+	copy(dst[:n], cuda.View[float32](host))
 	return nil
 }
 
@@ -558,23 +558,28 @@ func (b *Backend) Embed(dst model.Tensor, table model.Weight, tokens []int32) er
 	})
 }
 
-// uploadInts copies vals to the step's buffer of ids through the pinned
-// staging memory, in stream order after the kernels that read the last
-// upload. Every upload of a step takes its own staging bytes, so a queued
-// copy never reads bytes a later one wrote.
+// uploadInts copies vals to the step's buffer of ids (uploadTo).
 func (b *Backend) uploadInts(vals []int32) (cuda.Buffer, error) {
-	n := 4 * int64(len(vals))
-	buf, err := b.reuse(useIDs, n)
+	buf, err := b.reuse(useIDs, 4*int64(len(vals)))
 	if err != nil {
 		return cuda.Buffer{}, err
 	}
+	return buf, b.uploadTo(buf, vals)
+}
+
+// uploadTo copies vals to dst through the pinned staging memory, in stream
+// order after the kernels that read the last upload. Every upload of a
+// step takes its own staging bytes, so a queued copy never reads bytes a
+// later one wrote.
+func (b *Backend) uploadTo(dst cuda.Buffer, vals []int32) error {
+	n := 4 * int64(len(vals))
 	host, err := b.uploads.get(b, b.uploaded, n)
 	if err != nil {
-		return cuda.Buffer{}, err
+		return err
 	}
 	b.uploaded += n
-	copy(host, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(vals))), n))
-	return buf, b.stream.CopyHtoD(buf, 0, host)
+	copy(host, cuda.Bytes(vals))
+	return b.stream.CopyHtoD(dst, 0, host)
 }
 
 // MatMul implements model.Backend.
@@ -815,8 +820,8 @@ func (b *Backend) readRouting(r *model.Routing) error {
 		return fmt.Errorf("gpu: reading the routing back: %w", err)
 	}
 	route := &b.route
-	route.ids = append(route.ids[:0], unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(host))), n)...)
-	route.weights = append(route.weights[:0], unsafe.Slice((*float32)(unsafe.Pointer(&host[4*n])), n)...)
+	route.ids = append(route.ids[:0], cuda.View[int32](host[:4*n])...)
+	route.weights = append(route.weights[:0], cuda.View[float32](host[4*n:])...)
 	rt.read = append(rt.read[:0], route.ids...)
 	r.IDs, r.Weights = route.ids, route.weights
 	return nil
@@ -869,13 +874,7 @@ func (b *Backend) MoE(ctx context.Context, dst, x model.Tensor, layer int, r mod
 func (b *Backend) moeOnDevice(l *layerMoE, layer int, dst, x Matrix, r model.Routing, rt *routing) error {
 	n := rt.rows * rt.k
 	if r.IDs != nil && !slices.Equal(r.IDs, rt.read) {
-		host, err := b.uploads.get(b, b.uploaded, 4*int64(n))
-		if err != nil {
-			return err
-		}
-		b.uploaded += 4 * int64(n)
-		copy(cuda.View[int32](host), r.IDs)
-		if err := b.stream.CopyHtoD(rt.ids, 0, host); err != nil {
+		if err := b.uploadTo(rt.ids, r.IDs); err != nil {
 			return fmt.Errorf("gpu: uploading the replayed routing: %w", err)
 		}
 	}
