@@ -384,6 +384,7 @@ func (b *Backend) NewState(rows, cols int) model.Tensor {
 	}
 	b.states = append(b.states, buf)
 	t.m.Buf = buf
+	b.idle = false
 	if err := b.stream.Memset(buf, 0, buf.Size(), 0); err != nil {
 		b.fail(fmt.Errorf("gpu: clearing a state tensor: %w", err))
 	}
@@ -484,6 +485,7 @@ func (b *Backend) upload(w model.Weight) (cuda.Buffer, error) {
 	}
 	// The data is the mapped model file (or memory the model keeps): it
 	// outlives the copy.
+	b.idle = false
 	if err := b.stream.CopyHtoD(buf, 0, w.Data); err != nil {
 		return cuda.Buffer{}, errors.Join(fmt.Errorf("gpu: uploading weight %q: %w", w.Name, err), b.dev.Free(buf))
 	}

@@ -194,45 +194,32 @@ func (b *Backend) EndDecode(logits model.Tensor) error {
 		return nil
 	}
 	g.capturing = false
-	graph, cerr := b.stream.EndCapture()
-	if logits == nil {
-		// Part of a step: nothing of it ran. An operation that failed in
-		// the capture may succeed outside one (the model runs the step
-		// again); a step cut short is just dropped.
-		if graph != nil {
-			cerr = errors.Join(cerr, graph.Close())
-		}
-		b.acquires.Store(g.acquires)
-		if b.err != nil || cerr != nil {
-			g.forget(g.key)
-			err := errors.Join(b.err, cerr)
-			b.err = nil
-			return fmt.Errorf("gpu: capturing a decode step: %w", err)
-		}
-		return nil
+	graph, err := b.stream.EndCapture()
+	err = errors.Join(b.err, err)
+	var exec cuda.GraphExec
+	if err == nil && logits != nil {
+		exec, err = graph.Instantiate()
 	}
-	if err := errors.Join(b.err, cerr); err != nil {
-		if graph != nil {
-			err = errors.Join(err, graph.Close())
+	if graph != nil {
+		err = errors.Join(err, graph.Close())
+	}
+	if err == nil && logits != nil {
+		err = exec.Launch(b.stream)
+	}
+	if err != nil || logits == nil {
+		// Nothing of the step ran. A step cut short is dropped; one whose
+		// capture failed runs again uncaptured (the model's part), and its
+		// key is not captured again.
+		b.acquires.Store(g.acquires)
+		if exec != nil {
+			err = errors.Join(err, exec.Close())
+		}
+		if err == nil {
+			return nil
 		}
 		g.forget(g.key)
 		b.err = nil
-		b.acquires.Store(g.acquires) // the step runs again
 		return fmt.Errorf("gpu: capturing a decode step: %w", err)
-	}
-	exec, err := graph.Instantiate()
-	err = errors.Join(err, graph.Close())
-	if err == nil {
-		if err = exec.Launch(b.stream); err != nil {
-			err = errors.Join(fmt.Errorf("gpu: launching a captured decode step: %w", err), exec.Close())
-		}
-	} else if exec != nil {
-		err = errors.Join(err, exec.Close())
-	}
-	if err != nil {
-		g.forget(g.key)
-		b.acquires.Store(g.acquires) // the step runs again
-		return fmt.Errorf("gpu: instantiating a decode step: %w", err)
 	}
 	if len(g.steps) == maxGraphs {
 		// The stream runs the old graph's launches before the close
