@@ -12,7 +12,8 @@ import (
 // rt_decode_fill copies each miss's parts into its slot, 8 bytes at a time
 // where source, destination and size allow it and byte by byte where they
 // do not (a part of 13 bytes, a slot offset of 3), and leaves every other
-// byte of the plane alone; blocks past the number of misses do nothing.
+// byte of the plane alone; a miss with no slot, and blocks past the number
+// of misses, do nothing.
 func TestFill(t *testing.T) {
 	cudatest.Run(t, func(t *testing.T, c cudatest.Case) {
 		fill := c.Kernel(t, Programs()[0], kFill)
@@ -29,23 +30,27 @@ func TestFill(t *testing.T) {
 			srcs = append(srcs, cudatest.Upload(t, c, data))
 			parts = append(parts, int64(srcs[i].Addr()), n, offsets[i])
 		}
-		plane := c.Alloc(t, 3*slotBytes)
-		// Two misses, and a third entry past the count that must not be
-		// copied: expert 2 into slot 1, expert 3 into slot 2.
-		misses := cudatest.Upload(t, c, []int32{2, 2, 1, -1, 3, 2, 0, 1, 0, -1})
-		c.Launch(t, fill, cuda.LaunchConfig{Grid: cuda.Dim3{X: 3, Y: 2, Z: 1}, Block: cuda.Dim3{X: threads, Y: 1, Z: 1}},
+		// The plane, after a slot's worth of memory that must stay zero.
+		whole := c.Alloc(t, 4*slotBytes)
+		plane, err := whole.Slice(slotBytes, 3*slotBytes)
+		require.NoError(t, err)
+		// Expert 2 into slot 1, expert 3 into slot 2, expert 1 into no
+		// slot (the resolve kernel out of slots), and a fourth block past
+		// the count of three.
+		misses := cudatest.Upload(t, c, []int32{3, 2, 1, -1, 3, 2, 0, 1, -1, -1})
+		c.Launch(t, fill, cuda.LaunchConfig{Grid: cuda.Dim3{X: 4, Y: 2, Z: 1}, Block: cuda.Dim3{X: threads, Y: 1, Z: 1}},
 			cuda.Ptr(plane), cuda.I64(slotBytes), cuda.Ptr(misses), cuda.Ptr(cudatest.Upload(t, c, parts)), cuda.I32(int32(len(sizes))))
 
-		want := make([]byte, 3*slotBytes)
+		want := make([]byte, 4*slotBytes)
 		for _, m := range [][2]int{{2, 1}, {3, 2}} {
 			e, s := m[0], m[1]
 			for i, n := range sizes {
 				for j := range n {
-					want[int64(s)*slotBytes+offsets[i]+j] = byte(17*i + int(int64(e)*n+j))
+					want[int64(s+1)*slotBytes+offsets[i]+j] = byte(17*i + int(int64(e)*n+j))
 				}
 			}
 		}
-		require.Equal(t, want, cudatest.Download[byte](t, c, plane, len(want)))
+		require.Equal(t, want, cudatest.Download[byte](t, c, whole, len(want)))
 	})
 }
 
